@@ -1,0 +1,50 @@
+"""Command actions: argv without a shell, a timeout, the process killed past it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from watchdog.actions.base import ActionFailed
+from watchdog.config.models import CommandAction
+
+_TAIL = 300
+
+
+class CommandRunner:
+    async def run(self, action: CommandAction) -> str:
+        env = dict(os.environ)
+        env.update({k: v.get_secret_value() for k, v in action.env.items()})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *action.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=action.cwd,
+                env=env,
+                start_new_session=True,  # its own process group, so a timeout kills the whole tree
+            )
+        except OSError as exc:
+            raise ActionFailed(f"cannot start {action.argv[0]}: {exc.strerror or exc}", retryable=False) from None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), action.timeout.total_seconds())
+        except asyncio.TimeoutError:
+            _kill(proc)
+            await proc.wait()
+            raise ActionFailed(f"timed out after {action.timeout.total_seconds():g}s") from None
+        except asyncio.CancelledError:
+            _kill(proc)
+            await proc.wait()
+            raise
+        tail = out.decode(errors="replace").strip()[-_TAIL:]
+        if proc.returncode != 0:
+            raise ActionFailed(f"exit {proc.returncode}" + (f": {tail}" if tail else ""))
+        return "exit 0"
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,265 @@
+"""The composition root: builds every client, store and task, and stops them in order.
+
+Long-running work is spawned only through `App.spawn`, which keeps a handle on
+each task so shutdown can wait for it, then cancel what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from watchdog.actions import build_runners
+from watchdog.clock import Clock, SystemClock
+from watchdog.config.models import Config
+from watchdog.escalation import Event, TargetMachine
+from watchdog.executor import TargetExecutor
+from watchdog.journal import MemoryJournal
+from watchdog.metrics import Metrics
+from watchdog.notify import Notifier, build_channels
+from watchdog.signals import SignalBoard
+from watchdog.sources import SourceDeps, SourceError, build_source
+from watchdog.sources.base import Source
+from watchdog.status import status_document
+from watchdog.web import build_web
+
+log = structlog.get_logger("watchdog.app")
+
+
+def incident_ids() -> Callable[[str, datetime], str]:
+    seq = itertools.count(1)
+    return lambda target, now: f"{target}-{now:%Y%m%dT%H%M%SZ}-{next(seq)}"
+
+
+class App:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Clock | None = None,
+        dry_run: bool | None = None,
+        serve_http: bool = True,
+        listeners: tuple[Callable[[Event, bool], None], ...] = (),
+    ):
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.dry_run = cfg.watchdog.dry_run if dry_run is None else dry_run
+        self.serve_http = serve_http
+        self.metrics = Metrics()
+        self.journal = MemoryJournal()
+        self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
+        for fn in listeners:
+            self.notifier.listen(fn)
+        self.sources: dict[str, Source] = {}
+        self.board: SignalBoard | None = None
+        self.executors: dict[str, TargetExecutor] = {}
+        self.scheduler: AsyncIOScheduler | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.bound_port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._polls: set[asyncio.Task[Any]] = set()
+        self._last_eval: datetime | None = None
+        self._started_at: datetime | None = None
+        self._min_interval = min(s.interval.total_seconds() for s in cfg.sources)
+
+    # --- building and starting -------------------------------------------------
+
+    async def start(self, schedule: bool = True) -> None:
+        cfg = self.cfg
+        self._started_at = self.clock.now()
+        self.session = aiohttp.ClientSession()
+        deps = SourceDeps(cfg.aws, self.session, self.metrics)
+        sampled = {}
+        for s in cfg.sources:
+            sampled[s.name] = s.type != "cloudwatch"
+        self.board = SignalBoard(cfg, sampled)
+        for s in cfg.sources:
+            src = build_source(s, self.board.queries(s.name), deps)
+            await src.start()
+            self.sources[s.name] = src
+            self.metrics.source_up.labels(s.name).set(0)
+        runners = build_runners(self.session)
+        new_id = incident_ids()
+        for t in cfg.targets:
+            machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour, new_id)
+            self.executors[t.name] = TargetExecutor(
+                t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run
+            )
+            self.metrics.target_level.labels(t.name).set(0)
+            self.metrics.incidents_open.labels(t.name).set(0)
+            for r in t.rules:
+                self.metrics.rule_state.labels(t.name, r.name, r.category).set(2)
+        self.metrics.paused.set(0)
+        self.spawn(self.notifier.run(), "notifier")
+        if self.serve_http:
+            await self._start_web()
+        if schedule:
+            self._start_scheduler()
+        log.info("started", targets=[t.name for t in cfg.targets], sources=[s.name for s in cfg.sources],
+                 dry_run=self.dry_run, listen=f"{cfg.watchdog.listen_host}:{self.bound_port}" if self.bound_port else None)
+
+    async def _start_web(self) -> None:
+        self._runner = web.AppRunner(build_web(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.watchdog.listen_host, self.cfg.watchdog.listen_port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.cfg.watchdog.listen_port
+
+    def _start_scheduler(self) -> None:
+        # Started inside the running loop, as APScheduler's asyncio scheduler requires.
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        now = datetime.now(timezone.utc)
+        for s in self.cfg.sources:
+            self.scheduler.add_job(
+                self.poll, "interval", seconds=s.interval.total_seconds(), args=[s.name], id=f"poll:{s.name}",
+                max_instances=1, coalesce=True, next_run_time=now, misfire_grace_time=None,
+            )
+        self.scheduler.start()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("task_crashed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
+
+    # --- the loop's work -----------------------------------------------------------
+
+    async def poll(self, name: str) -> None:
+        """The scheduler's job: poll one source, then evaluate the targets that use it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)
+        try:
+            await self._poll(name)
+        finally:
+            if task is not None:
+                self._polls.discard(task)
+
+    async def once(self) -> dict[str, dict[str, Any]]:
+        """One poll of every source and one evaluation, with no action: `run --once`."""
+        board = self.board
+        if board is None:
+            raise RuntimeError("start() first")
+        await asyncio.gather(*(self._poll(name, evaluate=False) for name in self.sources))
+        now = self.clock.now()
+        return {t.name: board.evaluate(t.name, now) for t in self.cfg.targets}
+
+    async def _poll(self, name: str, evaluate: bool = True) -> None:
+        board = self.board
+        if board is None:
+            return
+        src = self.sources[name]
+        started = self.clock.monotonic()
+        now = self.clock.now()
+        try:
+            data = await src.poll(now)
+        except SourceError as exc:
+            self._source_failed(name, str(exc), now)
+        except Exception as exc:  # an unexpected failure is still only a failed poll
+            self._source_failed(name, f"{type(exc).__name__}: {exc}", now)
+        else:
+            board.source_ok(name, dict(data), now)
+            self.metrics.source_up.labels(name).set(1)
+        self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
+        if not evaluate:
+            return
+        for target in board.targets_of(name):
+            await self.evaluate(target)
+
+    def _source_failed(self, name: str, error: str, now: datetime) -> None:
+        if self.board is not None:
+            self.board.source_failed(name, error, now)
+        self.metrics.source_up.labels(name).set(0)
+        self.metrics.source_errors.labels(name).inc()
+        log.warning("source_poll_failed", source=name, error=error)
+
+    async def evaluate(self, target: str) -> None:
+        board = self.board
+        if board is None:
+            return
+        now = self.clock.now()
+        views = board.evaluate(target, now)
+        for rname, view in views.items():
+            cat = board.slots[f"{target}/{rname}"].rule.category
+            self.metrics.rule_state.labels(target, rname, cat).set(view.evaluation.state.number)
+            if view.evaluation.value is not None:
+                self.metrics.rule_value.labels(target, rname).set(float(view.evaluation.value))
+        self._last_eval = now
+        self.metrics.last_evaluation.set(now.timestamp())
+        await self.executors[target].observe(views)
+
+    # --- stopping ---------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Ordered: stop polling, let a running level finish (bounded), then close."""
+        grace = self.cfg.watchdog.shutdown_grace.total_seconds()
+        log.info("stopping", grace_s=grace)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()  # shutdown(wait=True) does not wait for asyncio jobs; we do
+        if self._polls:
+            await asyncio.wait(set(self._polls), timeout=min(grace, 30))
+        levels = [e.level_task for e in self.executors.values() if e.busy]
+        if levels:
+            log.info("waiting_for_level", count=len(levels), grace_s=grace)
+            _, pending = await asyncio.wait(levels, timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.notifier.drain(timeout=5)
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for src in self.sources.values():
+            await src.close()
+        await self.notifier.close()
+        if self.session is not None:
+            await self.session.close()
+        log.info("stopped")
+
+    # --- what the web face reads --------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        if self.scheduler is None or not self.scheduler.running:
+            return False, "scheduler not running"
+        ref = self._last_eval or self._started_at
+        if ref is None:
+            return False, "not started"
+        age = (self.clock.now() - ref).total_seconds()
+        limit = 3 * self._min_interval
+        if age > limit:
+            return False, f"last evaluation {age:.0f}s ago (limit {limit:.0f}s)"
+        return True, f"last evaluation {age:.1f}s ago"
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.board is None:
+            return False, "not started"
+        waiting = [h.name for h in self.board.sources.values() if not h.answered]
+        if waiting:
+            return False, "waiting for first answer from: " + ", ".join(waiting)
+        return True, "config loaded; every source has answered"
+
+    def status(self) -> dict[str, Any]:
+        return status_document(self)

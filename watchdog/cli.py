@@ -1,0 +1,145 @@
+"""The command line. The only place that calls sys.exit (through main's return code).
+
+Exit codes: 0 ok, 1 runtime failure or an alarm (`run --once`), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from watchdog import __version__
+from watchdog.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rollback-watchdog", description="Watches signals and rolls a system back through escalating levels.")
+    p.add_argument("--version", action="version", version=f"rollback-watchdog {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    run.add_argument("--dry-run", action="store_true", help="decide and record everything, execute no action")
+    run.add_argument("--once", action="store_true", help="poll and evaluate once, print every rule, exit 1 if one alarms")
+
+    check = sub.add_parser("check-config", help="validate the configuration without touching the network")
+    check.add_argument("-c", "--config", required=True)
+
+    demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service)")
+    demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return cmd_check_config(args)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "demo":
+            from watchdog.demo.story import run_demo
+
+            return asyncio.run(run_demo())
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+    return EXIT_USAGE
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    rules = sum(len(t.rules) for t in cfg.targets)
+    print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.targets)} targets, {rules} rules)")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from watchdog.logs import setup_logging
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    # With --once the table goes to stdout, so the logs step aside to stderr.
+    setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout)
+    if args.once:
+        return asyncio.run(_once(cfg))
+    return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None))
+
+
+async def _daemon(cfg: Config, dry_run: bool | None) -> int:
+    from watchdog.app import App
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)  # only a flag: the shutdown is ordered below
+    app = App(cfg, dry_run=dry_run)
+    try:
+        await app.start()
+    except OSError as exc:
+        print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
+        await app.stop()
+        return EXIT_FAIL
+    await stop.wait()
+    await app.stop()
+    return EXIT_OK
+
+
+async def _once(cfg: Config) -> int:
+    from watchdog.app import App
+
+    app = App(cfg, serve_http=False)
+    await app.start(schedule=False)
+    try:
+        results = await app.once()
+    finally:
+        await app.stop()
+    rows = [("TARGET", "RULE", "CATEGORY", "STATE", "VALUE", "THRESHOLD", "LAST DATAPOINT", "WHY")]
+    alarm = False
+    for target, views in results.items():
+        for name, view in views.items():
+            ev = view.evaluation
+            alarm |= ev.state.value == "alarm"
+            rows.append((target, name, app.board.slots[f"{target}/{name}"].rule.category if app.board else "",
+                         ev.state.value, _fmt(ev.value), str(view.spec.threshold),
+                         ev.value_at.strftime("%Y-%m-%dT%H:%M:%SZ") if ev.value_at else "-", ev.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if app.board:
+        for h in app.board.sources.values():
+            if not h.up:
+                print(f"source {h.name} is down: {h.last_error}")
+    return EXIT_FAIL if alarm else EXIT_OK
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}"

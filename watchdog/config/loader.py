@@ -1,0 +1,164 @@
+"""Reading config.yaml: YAML with line numbers, `${VAR}` expansion, validation.
+
+Every problem becomes one line `path.to.field: what is wrong (line N)`.
+This is the only module that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from watchdog.config.checks import cross_check
+from watchdog.config.models import Config, WatchdogSection
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+Path_ = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return parse_config(text, env, origin=str(path))
+
+
+def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") -> Config:
+    """`environ` feeds `${VAR}`; `WATCHDOG_*` overrides always come from os.environ."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{origin}: YAML syntax error: {problem}{where}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{origin}: expected a mapping at the top (watchdog:, sources:, targets:, ...)"])
+    lines = _line_map(node)
+
+    problems: list[str] = []
+    data = _expand(data, (), environ, problems, lines)
+
+    section = data.get("watchdog") or {}
+    try:
+        if not isinstance(section, dict):
+            raise ConfigError([_line(("watchdog",), "expected a mapping", lines)])
+        # pydantic-settings layers WATCHDOG_* (from os.environ) over the YAML values here.
+        data["watchdog"] = WatchdogSection(**section)
+    except ValidationError as exc:
+        problems += _format(exc, ("watchdog",), section, lines)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [p for p in _format(exc, (), data, lines) if not p.startswith("watchdog")]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    cross = [_line(path, msg, lines) for path, msg in cross_check(cfg)]
+    if cross:
+        raise ConfigError(cross)
+    return cfg
+
+
+def _expand(value: Any, path: Path_, env: Mapping[str, str], problems: list[str], lines: dict) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                problems.append(_line(path, f"environment variable {name} is not set", lines))
+                return ""
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, path + (k,), env, problems, lines) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path + (i,), env, problems, lines) for i, v in enumerate(value)]
+    return value
+
+
+def _line_map(node: yaml.Node | None, path: Path_ = (), out: dict | None = None) -> dict[Path_, int]:
+    out = {} if out is None else out
+    if node is None:
+        return out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, val in node.value:
+            k = key.value
+            out[path + (k,)] = key.start_mark.line + 1
+            _line_map(val, path + (k,), out)
+            out[path + (k,)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+    return out
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top)"
+
+
+def _line(path: Path_, msg: str, lines: dict[Path_, int]) -> str:
+    probe = path
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    where = f" (line {lines[probe]})" if probe in lines and probe else ""
+    return f"{_dotted(path)}: {msg}{where}"
+
+
+def _format(exc: ValidationError, prefix: Path_, data: Any, lines: dict) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(err["loc"], data)
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (a typo?)"
+        elif kind == "missing":
+            msg = "required"
+        elif kind == "union_tag_invalid":
+            tag = err.get("ctx", {}).get("tag")
+            expected = err.get("ctx", {}).get("expected_tags")
+            msg = f"unknown type {tag!r} (expected one of {expected})"
+            path = path + ("type",)
+        elif kind == "union_tag_not_found":
+            msg = "required: type"
+        out.append(_line(prefix + path, msg, lines))
+    return out
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
+    """pydantic puts the union tag into `loc`; drop it so the path matches the YAML."""
+    path: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict) and part not in cur and cur.get("type") == part and i < len(loc) - 1:
+            continue
+        path.append(part)
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+        else:
+            cur = None
+    return tuple(path)

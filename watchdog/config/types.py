@@ -1,0 +1,98 @@
+"""Value types that appear in the YAML: durations and thresholds."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Callable
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    # A bare number is ambiguous (seconds? milliseconds?), so it is refused.
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 500ms, 30s, 5m or 1h, got {value!r}")
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(f"bad duration {value!r}: write it like 500ms, 30s, 5m or 1h")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_duration(td: timedelta) -> str:
+    secs = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if secs >= size and secs % size == 0:
+            return f"{int(secs // size)}{unit}"
+    return f"{int(round(secs * 1000))}ms"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_THRESHOLD = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """`> 1500`, `== false`: the condition under which a datapoint breaches."""
+
+    op: str
+    value: float | bool
+
+    def breached_by(self, value: float | bool) -> bool:
+        if isinstance(self.value, bool) and not isinstance(value, bool):
+            return False
+        return _OPS[self.op](value, self.value)
+
+    def __str__(self) -> str:
+        v = str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
+        return f"{self.op} {v}"
+
+
+def parse_threshold(value: Any) -> Threshold:
+    if isinstance(value, Threshold):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'expected a condition like "> 1500" or "== false", got {value!r}')
+    m = _THRESHOLD.match(value)
+    if not m:
+        raise ValueError(
+            f"bad threshold {value!r}: write an operator (> >= < <= == !=) and a value, like \"> 1500\""
+        )
+    op, raw = m.groups()
+    if raw.lower() in ("true", "false"):
+        if op not in ("==", "!="):
+            raise ValueError(f"bad threshold {value!r}: a boolean only compares with == or !=")
+        return Threshold(op, raw.lower() == "true")
+    try:
+        number = float(raw)
+    except ValueError:
+        raise ValueError(f"bad threshold {value!r}: {raw!r} is not a number or true/false") from None
+    return Threshold(op, number)
+
+
+ThresholdField = Annotated[
+    Threshold,
+    BeforeValidator(parse_threshold),
+    PlainSerializer(str, return_type=str),
+]

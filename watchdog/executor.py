@@ -1,0 +1,170 @@
+"""Carries out what the escalation machine decides, for one target.
+
+Every action attempt is journaled as an intent before it starts and as an
+outcome after it ends. A level runs under its deadline; retries happen inside
+it. Decisions go back into the machine under one lock per target, so the
+machine sees one input at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import structlog
+
+from watchdog.actions import ActionFailed, Runner
+from watchdog.clock import Clock
+from watchdog.config.models import Target
+from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, TargetMachine
+from watchdog.journal import MemoryJournal
+from watchdog.metrics import Metrics
+from watchdog.notify import Notifier
+from watchdog.retrying import retrying
+
+log = structlog.get_logger("watchdog.executor")
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+class TargetExecutor:
+    def __init__(
+        self,
+        target: Target,
+        machine: TargetMachine,
+        runners: Mapping[str, Runner],
+        journal: MemoryJournal,
+        notifier: Notifier,
+        metrics: Metrics,
+        clock: Clock,
+        spawn: Spawn,
+        dry_run: bool,
+    ):
+        self.target = target
+        self.machine = machine
+        self._runners = runners
+        self._journal = journal
+        self._notifier = notifier
+        self._metrics = metrics
+        self._clock = clock
+        self._spawn = spawn
+        self.dry_run = dry_run
+        self._lock = asyncio.Lock()
+        self.level_task: asyncio.Task[Any] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.level_task is not None and not self.level_task.done()
+
+    async def observe(self, views: Mapping[str, RuleView]) -> None:
+        async with self._lock:
+            self._dispatch(self.machine.observe(self._clock.now(), views))
+
+    async def resolve(self, note: str) -> None:
+        async with self._lock:
+            self._dispatch(self.machine.resolve(self._clock.now(), note))
+
+    def _dispatch(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            if isinstance(cmd, Event):
+                self._announce(cmd)
+            elif isinstance(cmd, RunLevel):
+                self.level_task = self._spawn(self._run_level(cmd), f"level:{self.target.name}:{cmd.level}")
+            elif isinstance(cmd, RunChecks):
+                self._spawn(self._run_checks(cmd), f"checks:{self.target.name}:{cmd.level}")
+        name = self.target.name
+        self._metrics.target_level.labels(name).set(self.machine.level)
+        self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
+        inc = self.machine.incident
+        self._metrics.target_blind.labels(name).set(1 if inc and inc.blind else 0)
+
+    def _announce(self, ev: Event) -> None:
+        self._journal.event(ev, self.dry_run)
+        level = log.error if ev.severity == "critical" else log.warning if ev.severity == "warning" else log.info
+        level(ev.kind, target=ev.target, incident=ev.incident, level=ev.level, why=ev.why, next=ev.next,
+              severity=ev.severity, dry_run=self.dry_run)
+        self._notifier.publish(ev, self.dry_run)
+
+    async def _run_level(self, cmd: RunLevel) -> None:
+        level = self.target.level(cmd.level)
+        if level is None:  # the machine only asks for configured levels
+            raise RuntimeError(f"level {cmd.level} is not configured")
+        started = self._clock.monotonic()
+        ok, detail = True, ""
+        try:
+            async with asyncio.timeout(level.deadline.total_seconds()):
+                details = []
+                for index, action in enumerate(level.actions):
+                    details.append(await self._run_action(cmd, index, action))
+                detail = "; ".join(details)
+        except TimeoutError:
+            ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"
+        except ActionFailed as exc:
+            ok, detail = False, exc.detail
+        except asyncio.CancelledError:
+            self._journal.outcome(self._clock.now(), self.target.name, cmd.incident, cmd.level, "level", 0,
+                                  "interrupted", "the watchdog stopped during the level", self.dry_run)
+            log.warning("level_interrupted", target=self.target.name, incident=cmd.incident, level=cmd.level)
+            self._metrics.rollbacks.labels(self.target.name, str(cmd.level), "interrupted").inc()
+            raise
+        outcome = "dry_run" if self.dry_run and ok else ("succeeded" if ok else "failed")
+        self._metrics.rollbacks.labels(self.target.name, str(cmd.level), outcome).inc()
+        self._metrics.rollback_duration.labels(self.target.name, str(cmd.level)).observe(self._clock.monotonic() - started)
+        async with self._lock:
+            self._dispatch(self.machine.level_finished(self._clock.now(), cmd.incident, cmd.level, ok, detail))
+
+    async def _run_action(self, cmd: RunLevel, index: int, action: Any) -> str:
+        name = f"#{index + 1} {action.type}: {action.describe()}"
+        tname, inc, lvl = self.target.name, cmd.incident, cmd.level
+        if self.dry_run:
+            self._journal.intent(self._clock.now(), tname, inc, lvl, name, 1, True)
+            self._journal.outcome(self._clock.now(), tname, inc, lvl, name, 1, "dry_run", "not executed (dry run)", True)
+            self._metrics.action_attempts.labels(tname, str(lvl), "dry_run").inc()
+            log.info("action_skipped_dry_run", target=tname, incident=inc, level=lvl, action=name)
+            return f"{name}: dry run"
+        runner = self._runners[action.type]
+        attempt = 0
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, ActionFailed) and exc.retryable
+
+        async for attempt_ctx in retrying(action.retry, retryable):
+            with attempt_ctx:
+                attempt += 1
+                self._journal.intent(self._clock.now(), tname, inc, lvl, name, attempt, False)
+                log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
+                try:
+                    detail = await runner.run(action)
+                except ActionFailed as exc:
+                    self._record(cmd, name, attempt, "failed", exc.detail)
+                    raise ActionFailed(f"{name}: {exc.detail} (attempt {attempt}/{action.retry.attempts})", exc.retryable) from None
+                except asyncio.CancelledError:
+                    self._record(cmd, name, attempt, "unknown", "cancelled while running (deadline or shutdown)")
+                    raise
+                self._record(cmd, name, attempt, "succeeded", detail)
+                return f"{name}: {detail}"
+        raise ActionFailed(f"{name}: no attempt made", retryable=False)
+
+    def _record(self, cmd: RunLevel, name: str, attempt: int, outcome: str, detail: str) -> None:
+        self._journal.outcome(self._clock.now(), self.target.name, cmd.incident, cmd.level, name, attempt, outcome, detail, False)
+        self._metrics.action_attempts.labels(self.target.name, str(cmd.level), outcome).inc()
+        log_fn = log.info if outcome == "succeeded" else log.warning
+        log_fn("action_" + outcome, target=self.target.name, incident=cmd.incident, level=cmd.level, action=name,
+               attempt=attempt, detail=detail)
+
+    async def _run_checks(self, cmd: RunChecks) -> None:
+        level = self.target.level(cmd.level)
+        checks = level.checks if level else []
+        results = []
+        for check in checks:
+            try:
+                detail = await self._runners[check.type].run(check)
+                ok = True
+            except ActionFailed as exc:
+                ok, detail = False, exc.detail
+            self._journal.check(self._clock.now(), self.target.name, cmd.incident, cmd.level, check.describe(), ok, detail)
+            results.append((check.describe(), ok, detail))
+        failed = [f"{n}: {d}" for n, ok, d in results if not ok]
+        summary = "; ".join(failed) if failed else (f"{len(results)} checks passed" if results else "no checks configured")
+        async with self._lock:
+            self._dispatch(self.machine.checks_finished(self._clock.now(), cmd.incident, cmd.level, not failed, summary))

@@ -1,0 +1,77 @@
+"""The watchdog's own Prometheus metrics (SPEC 3.4), on a registry it is given.
+
+Labels are bounded: target, rule, source, level, outcome and channel all come
+from the configuration or fixed vocabularies; incident ids and error texts
+never become labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import generate_latest
+
+from watchdog import __version__
+
+_POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_ROLLBACK_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.build_info = Info("watchdog_build", "Version of the running watchdog.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.rule_state = Gauge(
+            "watchdog_rule_state", "Rule state: 0 ok, 1 alarm, 2 insufficient_data.",
+            ["target", "rule", "category"], registry=r,
+        )
+        self.rule_value = Gauge(
+            "watchdog_rule_value", "Newest datapoint value a rule judged (booleans as 0/1).",
+            ["target", "rule"], registry=r,
+        )
+        self.source_up = Gauge("watchdog_source_up", "1 if the source's last poll succeeded.", ["source"], registry=r)
+        self.source_poll_duration = Histogram(
+            "watchdog_source_poll_duration_seconds", "Time one poll of a source took, retries included.",
+            ["source"], buckets=_POLL_BUCKETS, registry=r,
+        )
+        self.source_errors = Counter(
+            "watchdog_source_errors_total", "Polls of a source that failed after retries.", ["source"], registry=r
+        )
+        self.cloudwatch_requests = Counter(
+            "watchdog_cloudwatch_requests_total", "GetMetricData calls made (each one is billed).", registry=r
+        )
+        self.cloudwatch_metrics_requested = Counter(
+            "watchdog_cloudwatch_metrics_requested_total", "Metric queries sent in GetMetricData calls (billed per metric).",
+            registry=r,
+        )
+        self.target_level = Gauge(
+            "watchdog_target_level", "Rollback level a target is at (0 = normal).", ["target"], registry=r
+        )
+        self.rollbacks = Counter(
+            "watchdog_rollbacks_total", "Level runs by outcome: succeeded, failed, dry_run, skipped.",
+            ["target", "level", "outcome"], registry=r,
+        )
+        self.rollback_duration = Histogram(
+            "watchdog_rollback_duration_seconds", "Time a level's actions took, retries included.",
+            ["target", "level"], buckets=_ROLLBACK_BUCKETS, registry=r,
+        )
+        self.action_attempts = Counter(
+            "watchdog_action_attempts_total", "Single attempts of rollback actions by outcome.",
+            ["target", "level", "outcome"], registry=r,
+        )
+        self.incidents_open = Gauge("watchdog_incidents_open", "Open incidents per target (0 or 1).", ["target"], registry=r)
+        self.notifications = Counter(
+            "watchdog_notifications_total", "Notifications by channel and outcome (sent, failed).",
+            ["channel", "outcome"], registry=r,
+        )
+        self.paused = Gauge("watchdog_paused", "1 while automatic actions are paused globally.", registry=r)
+        self.last_evaluation = Gauge(
+            "watchdog_last_evaluation_timestamp_seconds", "Unix time of the last rule evaluation.", registry=r
+        )
+        self.target_blind = Gauge(
+            "watchdog_target_blind", "1 while a target's verification has no fresh data (a human is paged).",
+            ["target"], registry=r,
+        )
+
+    def expose(self) -> bytes:
+        return generate_latest(self.registry)

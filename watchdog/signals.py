@@ -1,0 +1,113 @@
+"""The latest readings per rule and the health of each source. No I/O.
+
+A source that failed its last poll gives its rules no datapoints at all, so they
+evaluate to insufficient_data whatever `missing_data` says: a failed poll is never
+a breach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from watchdog.config.models import Config, Rule, Target
+from watchdog.escalation import RuleView
+from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, evaluate
+from watchdog.sources.base import Query
+
+
+@dataclass
+class SourceHealth:
+    name: str
+    type: str
+    interval_s: float
+    up: bool = False
+    answered: bool = False
+    last_poll: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    failing_since: datetime | None = None
+
+
+@dataclass
+class RuleSlot:
+    target: str
+    rule: Rule
+    spec: RuleSpec
+    points: Sequence[Datapoint] = ()
+    evaluation: Evaluation | None = None
+    state: RuleState = RuleState.INSUFFICIENT_DATA
+    last_datapoint: datetime | None = None
+    note: str = field(default="")
+
+
+def rule_key(target: str, rule: str) -> str:
+    return f"{target}/{rule}"
+
+
+def spec_for(rule: Rule, sampled: bool, interval_s: float) -> RuleSpec:
+    from datetime import timedelta
+
+    period = rule.metric.period if rule.metric else timedelta(seconds=interval_s)
+    return RuleSpec(
+        threshold=rule.threshold,
+        period=period,
+        evaluation_periods=rule.evaluation_periods,
+        datapoints_to_alarm=rule.m,
+        missing_data=rule.missing_data,
+        complete_buckets_only=not sampled,
+    )
+
+
+class SignalBoard:
+    def __init__(self, cfg: Config, sampled: dict[str, bool]):
+        self.sources = {
+            s.name: SourceHealth(s.name, s.type, s.interval.total_seconds()) for s in cfg.sources
+        }
+        self.slots: dict[str, RuleSlot] = {}
+        for t in cfg.targets:
+            for r in t.rules:
+                src = self.sources[r.source]
+                self.slots[rule_key(t.name, r.name)] = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s))
+        self._targets = {t.name: t for t in cfg.targets}
+
+    def queries(self, source: str) -> list[Query]:
+        return [Query(k, s.rule) for k, s in self.slots.items() if s.rule.source == source]
+
+    def targets_of(self, source: str) -> list[str]:
+        return sorted({s.target for s in self.slots.values() if s.rule.source == source})
+
+    def source_ok(self, name: str, data: dict[str, Sequence[Datapoint]], now: datetime) -> None:
+        h = self.sources[name]
+        h.up, h.answered, h.last_poll, h.last_success, h.last_error, h.failing_since = True, True, now, now, None, None
+        for key, points in data.items():
+            slot = self.slots[key]
+            slot.points = points
+            slot.note = ""
+            if points:
+                slot.last_datapoint = max(ts for ts, _ in points)
+
+    def source_failed(self, name: str, error: str, now: datetime) -> None:
+        h = self.sources[name]
+        h.up, h.last_poll, h.last_error = False, now, error
+        h.failing_since = h.failing_since or now
+        for slot in self.slots.values():
+            if slot.rule.source == name:
+                slot.points = ()
+                slot.note = f"source {name} down: {error}"
+
+    def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
+        views = {}
+        for key, slot in self.slots.items():
+            if slot.target != target:
+                continue
+            ev = evaluate(slot.spec, slot.points, now, slot.state)
+            if slot.note:
+                ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
+            slot.evaluation, slot.state = ev, ev.state
+            views[slot.rule.name] = RuleView(slot.rule.name, slot.rule.level, slot.spec, slot.points, ev)
+        return views
+
+    def target(self, name: str) -> Target:
+        return self._targets[name]

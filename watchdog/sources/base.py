@@ -1,0 +1,36 @@
+"""What every source kind provides, and the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from watchdog.config.models import Rule
+from watchdog.rules import Datapoint
+
+
+class SourceError(Exception):
+    """A poll failed. Its rules become insufficient_data; this is never a breach."""
+
+
+@dataclass(frozen=True)
+class Query:
+    key: str  # "target/rule", unique across the config
+    rule: Rule
+
+
+class Source(Protocol):
+    name: str
+    interval: timedelta
+    # True when each reading is complete on arrival (no still-filling bucket).
+    sampled: bool
+
+    async def start(self) -> None: ...
+
+    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        """Datapoints per query key, or SourceError."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,90 @@
+"""An HTTP endpoint that answers JSON, e.g. a GDPR-compliance or security-score API.
+
+Each poll is one reading per rule, picked with a dotted `field` path. A non-2xx
+answer, a timeout, invalid JSON or a missing or non-scalar field is a source
+error, never a breach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from watchdog.config.models import HttpJsonSource
+from watchdog.retrying import Sleep, retrying
+from watchdog.rules import Datapoint
+from watchdog.sources.base import Query, SourceError
+
+
+class _Transient(SourceError):
+    pass
+
+
+def pick(doc: Any, path: str) -> float | bool:
+    cur = doc
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            raise SourceError(f"field {path!r} not found in the answer")
+    if isinstance(cur, bool):
+        return cur
+    if isinstance(cur, (int, float)):
+        return float(cur)
+    raise SourceError(f"field {path!r} is {type(cur).__name__}, not a number or boolean")
+
+
+class HttpJson:
+    sampled = True
+
+    def __init__(self, cfg: HttpJsonSource, queries: Sequence[Query], session: aiohttp.ClientSession, sleep: Sleep | None = None):
+        self.name = cfg.name
+        self.interval = cfg.interval
+        self._cfg = cfg
+        self._queries = list(queries)
+        self._session = session
+        self._sleep = sleep
+        keep = max((q.rule.evaluation_periods for q in self._queries), default=1) + 2
+        self._history: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in self._queries}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None  # the HTTP session belongs to the app
+
+    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        doc = await self._fetch()
+        values = {q.key: pick(doc, q.rule.field or "") for q in self._queries}
+        for key, value in values.items():
+            self._history[key].append((now, value))
+        return {key: list(points) for key, points in self._history.items()}
+
+    async def _fetch(self) -> Any:
+        headers = {k: v.get_secret_value() for k, v in self._cfg.headers.items()}
+        timeout = aiohttp.ClientTimeout(total=self._cfg.timeout.total_seconds())
+        extra = {"sleep": self._sleep} if self._sleep else {}
+        async for attempt in retrying(self._cfg.retry, lambda e: isinstance(e, _Transient), **extra):
+            with attempt:
+                try:
+                    async with self._session.get(self._cfg.url, headers=headers, timeout=timeout) as resp:
+                        if resp.status >= 500 or resp.status == 429:
+                            raise _Transient(f"HTTP {resp.status}")
+                        if resp.status >= 300:
+                            raise SourceError(f"HTTP {resp.status}")
+                        try:
+                            return await resp.json(content_type=None)
+                        except ValueError:
+                            raise SourceError("the answer is not valid JSON") from None
+                except asyncio.TimeoutError:
+                    raise _Transient(f"no answer within {self._cfg.timeout.total_seconds():g}s") from None
+                except aiohttp.ClientError as exc:
+                    raise _Transient(f"{type(exc).__name__}") from None
+        raise SourceError("no attempt made")

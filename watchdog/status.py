@@ -1,0 +1,91 @@
+"""The /status document: targets, rules, sources. Secrets never appear here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from watchdog import __version__
+
+if TYPE_CHECKING:
+    from watchdog.app import App
+
+
+def _iso(dt: Any) -> str | None:
+    return dt.isoformat() if dt is not None else None
+
+
+def _value(v: Any) -> Any:
+    return v if v is None or isinstance(v, bool) else float(v)
+
+
+def status_document(app: "App") -> dict[str, Any]:
+    board = app.board
+    targets = []
+    for name, ex in app.executors.items():
+        m = ex.machine
+        inc = m.incident
+        targets.append(
+            {
+                "name": name,
+                "phase": m.phase.value,
+                "level": m.level,
+                "paused": False,
+                "dry_run": ex.dry_run,
+                "blind": bool(inc and inc.blind),
+                "incident": None if inc is None else {
+                    "id": inc.id,
+                    "opened_at": _iso(inc.opened_at),
+                    "phase": inc.phase.value,
+                    "level": inc.level,
+                    "verify_due": _iso(inc.verify_due),
+                    "trigger": {k: {**v, "at": _iso(v.get("at"))} for k, v in inc.trigger.items()},
+                    "levels_run": [
+                        {"level": r.level, "started": _iso(r.started), "finished": _iso(r.finished),
+                         "outcome": r.outcome, "detail": r.detail}
+                        for r in inc.runs
+                    ],
+                },
+                "last_incident": None if m.last_closed is None else {"id": m.last_closed.id, "closed_at": _iso(m.last_closed.closed_at)},
+            }
+        )
+    rules = []
+    sources = []
+    if board is not None:
+        for key, slot in board.slots.items():
+            ev = slot.evaluation
+            rules.append(
+                {
+                    "target": slot.target,
+                    "rule": slot.rule.name,
+                    "category": slot.rule.category,
+                    "source": slot.rule.source,
+                    "level": slot.rule.level,
+                    "state": slot.state.value,
+                    "value": _value(ev.value) if ev else None,
+                    "threshold": str(slot.rule.threshold),
+                    "last_datapoint": _iso(slot.last_datapoint),
+                    "reason": ev.reason if ev else "not evaluated yet",
+                }
+            )
+        for h in board.sources.values():
+            sources.append(
+                {
+                    "name": h.name,
+                    "type": h.type,
+                    "up": h.up,
+                    "interval_s": h.interval_s,
+                    "last_poll": _iso(h.last_poll),
+                    "last_success": _iso(h.last_success),
+                    "last_error": h.last_error,
+                }
+            )
+    healthy, why = app.health()
+    return {
+        "version": __version__,
+        "dry_run": app.dry_run,
+        "healthy": healthy,
+        "health": why,
+        "targets": targets,
+        "rules": rules,
+        "sources": sources,
+    }

@@ -1,0 +1,49 @@
+"""The HTTP face: /metrics, /healthz, /readyz, /status (SPEC 3.3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from watchdog.app import App
+
+APP_KEY: web.AppKey["App"] = web.AppKey("watchdog", object)  # type: ignore[arg-type]
+
+
+def build_web(app: "App") -> web.Application:
+    wa = web.Application()
+    wa[APP_KEY] = app
+    wa.router.add_get("/metrics", metrics)
+    wa.router.add_get("/healthz", healthz)
+    wa.router.add_get("/readyz", readyz)
+    wa.router.add_get("/status", status)
+    return wa
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[APP_KEY].metrics.expose()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok, why = request.app[APP_KEY].health()
+    return web.json_response({"ok": ok, "why": why}, status=200 if ok else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok, why = request.app[APP_KEY].readiness()
+    return web.json_response({"ok": ok, "why": why}, status=200 if ok else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    doc: dict[str, Any] = request.app[APP_KEY].status()
+    return web.json_response(doc, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, default=str)
