@@ -8,9 +8,15 @@ from typing import TextIO
 
 import structlog
 
+def _log_level(logger: object, method: str, event_dict: dict) -> dict:
+    # `level` is the rollback level in our records (SPEC 3.5), so severity goes elsewhere.
+    event_dict["log_level"] = "warning" if method == "warn" else method
+    return event_dict
+
+
 _SHARED = [
     structlog.contextvars.merge_contextvars,
-    structlog.processors.add_log_level,
+    _log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
 ]
 

@@ -55,6 +55,8 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
 
     problems: list[str] = []
     data = _expand(data, (), environ, problems, lines)
+    # A field emptied by an unset ${VAR} reports only that, not also "bad duration ''".
+    unset = {p.split(": ", 1)[0] for p in problems}
 
     section = data.get("watchdog") or {}
     try:
@@ -63,11 +65,16 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
         # pydantic-settings layers WATCHDOG_* (from os.environ) over the YAML values here.
         data["watchdog"] = WatchdogSection(**section)
     except ValidationError as exc:
-        problems += _format(exc, ("watchdog",), section, lines)
+        problems += [p for p in _format(exc, ("watchdog",), section, lines) if p.split(": ", 1)[0] not in unset]
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [p for p in _format(exc, (), data, lines) if not p.startswith("watchdog")]
+        # The watchdog: section was reported above; keep e.g. a top-level typo `watchdogs:`.
+        problems += [
+            p
+            for p in _format(exc, (), data, lines)
+            if not p.startswith(("watchdog.", "watchdog:")) and p.split(": ", 1)[0] not in unset
+        ]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

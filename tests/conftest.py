@@ -1,0 +1,99 @@
+"""Shared fixtures: a real moto server as AWS, a real aiohttp admin API on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto server in a thread, bound to 127.0.0.1 on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    for k, v in AWS_ENV.items():
+        os.environ.setdefault(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for k, v in AWS_ENV.items():
+        monkeypatch.setenv(k, v)
+    return dict(AWS_ENV)
+
+
+@dataclass
+class AdminApi:
+    """A stand-in for the protected system's admin API; counts every call."""
+
+    url: str = ""
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    # path -> list of statuses to answer in order (the last one repeats); default 200
+    script: dict[str, list[int]] = field(default_factory=dict)
+    delay: dict[str, float] = field(default_factory=dict)
+
+    def count(self, path: str, method: str | None = None) -> int:
+        return sum(1 for m, p, _ in self.calls if p == path and (method is None or m == method))
+
+
+@pytest.fixture
+async def admin_api() -> AsyncIterator[AdminApi]:
+    api = AdminApi()
+
+    async def handle(request: web.Request) -> web.Response:
+        body: Any = None
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = await request.text()
+        api.calls.append((request.method, request.path, body))
+        if request.path in api.delay:
+            await asyncio.sleep(api.delay[request.path])
+        statuses = api.script.get(request.path)
+        status = 200
+        if statuses:
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        return web.json_response({"ok": status < 400}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    api.url = f"http://127.0.0.1:{port}"
+    yield api
+    await runner.cleanup()
+
+
+@pytest.fixture
+def write_config(tmp_path: Any) -> Callable[[str], str]:
+    def write(text: str, name: str = "config.yaml") -> str:
+        p = tmp_path / name
+        p.write_text(text)
+        return str(p)
+
+    return write

@@ -1,0 +1,87 @@
+"""Running the real daemon process (`python -m watchdog run`) in tests.
+
+Its stdout is JSON logs, one object per line; the helpers read them to learn
+the bound port and to wait for events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+
+class Daemon:
+    def __init__(self, config_path: str, *args: str, env: dict[str, str] | None = None):
+        self.config_path = config_path
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.stderr = b""
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> "Daemon":
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "watchdog", "run", "-c", self.config_path, *self.args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        async for raw in self.proc.stdout:
+            line = raw.decode().rstrip("\n")
+            self.raw.append(line)
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                self.lines.append({"event": "<not json>", "line": line})
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [ln for ln in self.lines if ln.get("event") == name]
+
+    async def wait_for(self, name: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ln in self.lines:
+                if ln.get("event") == name and all(ln.get(k) == v for k, v in match.items()):
+                    return ln
+            if self.proc and self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {name!r} {match} within {timeout}s; log tail:\n" + "\n".join(self.raw[-30:])
+                             + "\nstderr:\n" + (await self._stderr()).decode()[-3000:])
+
+    async def port(self) -> int:
+        started = await self.wait_for("started", timeout=20)
+        return int(str(started["listen"]).rpartition(":")[2])
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc
+        rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader:
+            await asyncio.wait_for(self._reader, 5)
+        return rc
+
+    async def _stderr(self) -> bytes:
+        if self.proc and self.proc.stderr and self.proc.returncode is not None and not self.stderr:
+            self.stderr = await self.proc.stderr.read()
+        return self.stderr
+
+    async def stop(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader:
+            self._reader.cancel()

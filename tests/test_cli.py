@@ -1,0 +1,176 @@
+"""The command line as an operator meets it: exit codes, one line per problem, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+
+GOOD = """
+watchdog:
+  listen: 127.0.0.1:0
+sources:
+  - {name: cloudwatch, type: cloudwatch, interval: 30s}
+targets:
+  - name: hybrid-routing
+    rules:
+      - name: latency
+        category: performance
+        source: cloudwatch
+        metric: {namespace: HybridRouting, name: Latency, stat: Average, period: 60s}
+        threshold: "> 1500"
+    levels:
+      - level: 1
+        name: feature-flags
+        deadline: 2m
+        actions:
+          - {type: http, method: PUT, url: "http://127.0.0.1:9/admin/flags", json: {enabled: false}}
+"""
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "watchdog", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_check_config_accepts_the_shipped_example():
+    env = {
+        "WATCHDOG_API_TOKEN": "t0ken", "COMPLIANCE_URL": "http://127.0.0.1:9/compliance",
+        "ADMIN_API_URL": "http://127.0.0.1:9", "ADMIN_TOKEN": "adm1n", "APP_URL": "http://127.0.0.1:9",
+        "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack",
+    }
+    r = cli("check-config", "-c", "config.yaml", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda t: t.replace("threshold: \"> 1500\"", "threshold: \"> 1500\"\n        colour: red"),
+         "targets[0].rules[0].colour: unknown key (a typo?) (line 14)"),
+        (lambda t: t.replace("interval: 30s", "interval: 30 seconds"),
+         "sources[0].interval: bad duration '30 seconds': write it like 500ms, 30s, 5m or 1h (line 5)"),
+        (lambda t: t.replace("deadline: 2m", "deadline: soon"),
+         "targets[0].levels[0].deadline: bad duration 'soon': write it like 500ms, 30s, 5m or 1h (line 17)"),
+        (lambda t: t.replace("source: cloudwatch", "source: prometheus"),
+         "targets[0].rules[0].source: no source named 'prometheus' (sources: cloudwatch) (line 11)"),
+        (lambda t: t + "      - {level: 3, name: full, deadline: 1m, actions: [{type: command, argv: [\"true\"]}]}\n",
+         "targets[0].levels: levels must be numbered 1..2 without gaps or repeats, got [1, 3] (line 14)"),
+        (lambda t: t.replace("url: \"http://127.0.0.1:9/admin/flags\"", "url: \"${ADMIN_API_URL}/admin/flags\""),
+         "targets[0].levels[0].actions[0].url: environment variable ADMIN_API_URL is not set (line 19)"),
+        (lambda t: t.replace("listen: 127.0.0.1:0", "listen: [1, 2]"),
+         "watchdog.listen: Input should be a valid string (line 3)"),
+        (lambda t: t.replace("targets:", "targets: [\n"),
+         "YAML syntax error"),
+    ],
+    ids=["unknown-key", "bad-interval", "bad-deadline", "missing-source", "level-gap", "unset-var", "wrong-type", "yaml"],
+)
+def test_check_config_reports_each_problem_on_one_line(write_config, mutate, expected):
+    path = write_config(mutate(GOOD))
+    r = cli("check-config", "-c", path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert expected in lines[0]
+
+
+def test_yaml_syntax_error_names_its_line(write_config):
+    path = write_config(GOOD.replace("targets:", "targets: [\n"))
+    r = cli("check-config", "-c", path)
+    assert r.returncode == 2
+    assert "(line " in r.stderr
+
+
+def test_several_problems_give_several_lines(write_config):
+    path = write_config(GOOD.replace("interval: 30s", "interval: 30x").replace("deadline: 2m", "deadline: 2"))
+    r = cli("check-config", "-c", path)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 2
+
+
+def test_missing_file_and_bad_usage_exit_2():
+    r = cli("check-config", "-c", "/nonexistent/config.yaml")
+    assert (r.returncode, "Traceback" in r.stderr) == (2, False)
+    assert "cannot read" in r.stderr
+    r = cli("frobnicate")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_run_with_a_bad_config_exits_2_without_traceback(write_config):
+    r = cli("run", "-c", write_config(GOOD.replace("stat: Average", "stat: Median")))
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("targets[0].rules[0].metric.stat: unknown statistic 'Median'")
+    assert "Traceback" not in r.stderr
+
+
+ONCE = """
+watchdog: {{listen: "127.0.0.1:0"}}
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources:
+  - {{name: cloudwatch, type: cloudwatch, interval: 30s}}
+targets:
+  - name: hybrid-routing
+    rules:
+      - name: latency
+        category: performance
+        source: cloudwatch
+        metric: {{namespace: {ns}, name: Latency, stat: Maximum, period: 60s}}
+        threshold: "> 1500"
+        datapoints_to_alarm: 2
+        evaluation_periods: 3
+      - name: errors
+        category: performance
+        source: cloudwatch
+        metric: {{namespace: {ns}, name: Errors, stat: Sum, period: 60s}}
+        threshold: "> 10"
+    levels:
+      - level: 1
+        name: feature-flags
+        deadline: 2m
+        actions:
+          - {{type: http, method: PUT, url: "{admin}/admin/flags", json: {{enabled: false}}}}
+"""
+
+
+def _put(moto_url: str, ns: str, name: str, values: list[float]) -> None:
+    cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
+    now = datetime.now(timezone.utc)
+    # One value per complete minute bucket, newest first: buckets -1, -2, -3 before the current one.
+    base = now.replace(second=0, microsecond=0)
+    for i, v in enumerate(values, start=1):
+        cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": name, "Value": v, "Timestamp": base - timedelta(minutes=i) + timedelta(seconds=5)}])
+
+
+@pytest.mark.parametrize("latency, code, state", [([2000, 2100, 100], 1, "alarm"), ([100, 2100, 100], 0, "ok")])
+def test_run_once_prints_every_rule_and_exits_1_on_alarm(write_config, moto_url, aws_env, admin_api, latency, code, state):
+    # The buckets are real minutes: keep the write and the read inside the same one.
+    second = datetime.now(timezone.utc).second
+    if second >= 45:
+        time.sleep(61 - second)
+    ns = f"ONCE{time.monotonic_ns()}"
+    _put(moto_url, ns, "Latency", latency)
+    _put(moto_url, ns, "Errors", [3, 4, 5])
+    path = write_config(ONCE.format(aws=moto_url, ns=ns, admin=admin_api.url))
+    r = cli("run", "-c", path, "--once", env=aws_env)
+    assert r.returncode == code, r.stdout + r.stderr
+    rows = {ln.split()[1]: ln.split() for ln in r.stdout.splitlines()[1:] if ln.strip()}
+    assert rows["latency"][3] == state
+    assert rows["errors"][3] == "ok" and rows["errors"][4] == "3"
+    assert admin_api.calls == []  # --once never acts
+
+
+def test_run_once_with_cloudwatch_down_is_not_an_alarm(write_config, aws_env, admin_api):
+    path = write_config(ONCE.format(aws="http://127.0.0.1:9", ns="X", admin=admin_api.url).replace(
+        "interval: 30s", "interval: 30s, retry: {attempts: 1}"))
+    r = cli("run", "-c", path, "--once", env=aws_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "insufficient_data" in r.stdout
+    assert "source cloudwatch is down" in r.stdout
