@@ -196,6 +196,7 @@ class TargetMachine:
         level = max(v.level for v in alarming)
         why = "alarm: " + _describe([v.name for v in alarming], {v.name: v.evaluation for v in alarming})
         opened = self._event(now, "incident_opened", "warning", why, f"running level {level}", trigger=inc.trigger)
+        opened = Event(**{**opened.__dict__, "level": level})  # the level it opens at, not the 0 it came from
         return [opened] + self._start(now, inc, level, why)
 
     def _verify(self, now: datetime, inc: Incident, views: Mapping[str, RuleView]) -> list[Command]:
@@ -229,7 +230,7 @@ class TargetMachine:
     def _start(self, now: datetime, inc: Incident, level: int, why: str) -> list[Command]:
         inc.blind = False
         if level > self.max_level:
-            return self._exhaust(now, inc, f"level {inc.level} was the last level; {why}")
+            return self._exhaust(now, inc, f"level {self.max_level} is the last level; {why}")
         hour_ago = now - timedelta(hours=1)
         while self._starts and self._starts[0] <= hour_ago:
             self._starts.popleft()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ def parse_threshold(value: Any) -> Threshold:
         number = float(raw)
     except ValueError:
         raise ValueError(f"bad threshold {value!r}: {raw!r} is not a number or true/false") from None
+    if not math.isfinite(number):
+        raise ValueError(f"bad threshold {value!r}: the value must be a finite number")
     return Threshold(op, number)
 
 

@@ -1,0 +1,374 @@
+"""Rule evaluation (SPEC 4.1) and the YAML value types it relies on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watchdog.config.types import Threshold, format_duration, parse_duration, parse_threshold
+from watchdog.rules import RuleSpec, RuleState, align, evaluate, evaluate_fresh, window
+
+UTC = timezone.utc
+MIN = timedelta(minutes=1)
+T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)  # the start of the still-filling bucket
+NOW = T0 + timedelta(seconds=30)
+B, o = 500.0, 5.0  # breaching / not breaching against "> 100"
+OK, ALARM, INSUF = RuleState.OK, RuleState.ALARM, RuleState.INSUFFICIENT_DATA
+
+
+def spec(m: int = 3, n: int = 5, mode: str = "missing", threshold: str = "> 100", complete: bool = True) -> RuleSpec:
+    return RuleSpec(parse_threshold(threshold), MIN, n, m, mode, complete)
+
+
+def series(*values: float | None, offset: timedelta = timedelta(seconds=10)) -> list[tuple[datetime, float]]:
+    """One point per complete bucket, oldest first, the last one just before T0; None leaves a gap."""
+    n = len(values)
+    return [(T0 - MIN * (n - i) + offset, v) for i, v in enumerate(values) if v is not None]
+
+
+_ = None
+EVALUATE_CASES = [
+    # id, m, n, missing_data, values (oldest..newest), previous, state, breaching, present
+    ("3of5-alarm", 3, 5, "missing", [B, B, B, o, o], INSUF, ALARM, 3, 5),
+    ("3of5-not-consecutive", 3, 5, "missing", [B, o, B, o, B], INSUF, ALARM, 3, 5),
+    ("3of5-two-breach-ok", 3, 5, "missing", [B, o, o, B, o], INSUF, OK, 2, 5),
+    ("3of5-none-breach", 3, 5, "missing", [o, o, o, o, o], ALARM, OK, 0, 5),
+    ("5of5-one-short", 5, 5, "missing", [B, B, B, B, o], INSUF, OK, 4, 5),
+    ("5of5-all", 5, 5, "missing", [B, B, B, B, B], INSUF, ALARM, 5, 5),
+    ("1of1-breach", 1, 1, "missing", [B], INSUF, ALARM, 1, 1),
+    ("1of1-ok", 1, 1, "missing", [o], ALARM, OK, 0, 1),
+    # missing: decide on the present ones; none present -> insufficient_data
+    ("missing-gaps-alarm", 3, 5, "missing", [_, _, B, B, B], INSUF, ALARM, 3, 3),
+    ("missing-gaps-short-of-m", 3, 5, "missing", [_, B, _, B, _], INSUF, OK, 2, 2),
+    ("missing-all-missing", 3, 5, "missing", [_, _, _, _, _], ALARM, INSUF, 0, 0),
+    # ignore: none present keeps the previous state; otherwise decide on the present ones
+    ("ignore-keeps-alarm", 3, 5, "ignore", [_, _, _, _, _], ALARM, ALARM, 0, 0),
+    ("ignore-keeps-ok", 3, 5, "ignore", [_, _, _, _, _], OK, OK, 0, 0),
+    ("ignore-keeps-insufficient", 3, 5, "ignore", [_, _, _, _, _], INSUF, INSUF, 0, 0),
+    ("ignore-present-decides", 2, 5, "ignore", [_, B, _, B, _], OK, ALARM, 2, 2),
+    ("ignore-present-ok", 2, 5, "ignore", [_, B, _, o, _], ALARM, OK, 1, 2),
+    # breaching / not_breaching: gaps count as such
+    ("breaching-gaps-fill-in", 3, 5, "breaching", [_, _, o, B, o], INSUF, ALARM, 3, 3),
+    ("breaching-all-missing", 3, 5, "breaching", [_, _, _, _, _], INSUF, ALARM, 5, 0),
+    ("breaching-not-enough", 3, 5, "breaching", [o, _, o, B, o], INSUF, OK, 2, 4),
+    ("not-breaching-gaps", 3, 5, "not_breaching", [_, _, B, B, _], INSUF, OK, 2, 2),
+    ("not-breaching-all-missing", 3, 5, "not_breaching", [_, _, _, _, _], ALARM, OK, 0, 0),
+    ("not-breaching-enough", 3, 5, "not_breaching", [B, _, B, _, B], INSUF, ALARM, 3, 3),
+]
+
+
+@pytest.mark.parametrize(
+    "m, n, mode, values, previous, state, breaching, present",
+    [c[1:] for c in EVALUATE_CASES],
+    ids=[c[0] for c in EVALUATE_CASES],
+)
+def test_evaluate_table(m, n, mode, values, previous, state, breaching, present) -> None:
+    ev = evaluate(spec(m, n, mode), series(*values), NOW, previous)
+    assert (ev.state, ev.breaching, ev.present, ev.needed) == (state, breaching, present, m)
+    assert len(ev.buckets) == n
+    assert [b.value for b in ev.buckets] == values
+    assert [b.breaching for b in ev.buckets] == [None if v is None else v > 100 for v in values]
+
+
+def test_window_is_the_n_complete_buckets_before_the_filling_one() -> None:
+    buckets = window(spec(n=3), [], NOW)
+    assert [b.start for b in buckets] == [T0 - 3 * MIN, T0 - 2 * MIN, T0 - MIN]
+    buckets = window(spec(n=3, complete=False), [], NOW)
+    assert [b.start for b in buckets] == [T0 - 2 * MIN, T0 - MIN, T0]
+
+
+def test_points_outside_the_window_are_ignored() -> None:
+    old = [(T0 - 6 * MIN, B), (T0 - 5 * MIN - timedelta(seconds=1), B)]  # just before the oldest bucket
+    ev = evaluate(spec(1, 5), old + series(o, o, o, o, o), NOW)
+    assert (ev.state, ev.breaching) == (OK, 0)
+    future = [(NOW + 2 * MIN, B)]
+    assert evaluate(spec(1, 1, complete=False), future + [(T0, o)], NOW).state is OK
+
+
+@pytest.mark.parametrize(
+    "complete, state, value",
+    [(True, INSUF, None), (False, ALARM, B)],
+    ids=["complete-buckets-only-ignores-it", "sampled-counts-it"],
+)
+def test_still_filling_bucket(complete: bool, state: RuleState, value) -> None:
+    points = [(T0 + timedelta(seconds=5), B)]  # in the bucket that contains NOW
+    ev = evaluate(spec(1, 1, complete=complete), points, NOW)
+    assert (ev.state, ev.value) == (state, value)
+
+
+def test_still_filling_bucket_does_not_shift_a_complete_window() -> None:
+    points = series(o, o, o) + [(T0 + timedelta(seconds=5), B)]
+    assert evaluate(spec(1, 3), points, NOW).state is OK
+    assert evaluate(spec(1, 3, complete=False), points, NOW).state is ALARM
+    # with complete=False the window moves forward: the oldest of the three falls out
+    assert evaluate(spec(1, 3, complete=False), points, NOW).present == 3
+
+
+def test_bucket_edges() -> None:
+    # A point exactly on a bucket boundary belongs to the bucket that starts there.
+    points = [(T0 - MIN, B)]
+    ev = evaluate(spec(1, 1), points, NOW)
+    assert (ev.state, ev.value_at) == (ALARM, T0 - MIN)
+    # At exactly T0 the bucket [T0-1m, T0) is complete and in the window.
+    assert evaluate(spec(1, 1), points, T0).state is ALARM
+    # One microsecond before T0 it is still filling.
+    assert evaluate(spec(1, 1), points, T0 - timedelta(microseconds=1)).state is INSUF
+
+
+@pytest.mark.parametrize("order", ["oldest-first", "newest-first"])
+@pytest.mark.parametrize("newest, state", [(o, OK), (B, ALARM)])
+def test_several_points_in_one_bucket_newest_wins(order: str, newest: float, state: RuleState) -> None:
+    other = B if newest == o else o
+    points = [(T0 - MIN + timedelta(seconds=5), other), (T0 - MIN + timedelta(seconds=50), newest)]
+    if order == "newest-first":
+        points.reverse()
+    ev = evaluate(spec(1, 1), points, NOW)
+    assert (ev.state, ev.value, ev.present) == (state, newest, 1)
+
+
+def test_value_and_reason() -> None:
+    ev = evaluate(spec(3, 5), series(B, 7.0, 9.0, _, _), NOW)
+    assert (ev.value, ev.value_at) == (9.0, T0 - 3 * MIN)
+    assert ev.reason == "1 of 3 datapoints breach > 100 (alarm at 3)"
+    ev = evaluate(spec(3, 5, "breaching"), series(B, 7.0, 9.0, _, _), NOW)
+    assert ev.reason == "3 of 5 datapoints breach > 100 (alarm at 3)"
+    ev = evaluate(spec(3, 5, "ignore"), [], NOW, ALARM)
+    assert (ev.value, ev.value_at) == (None, None)
+    assert ev.reason == "no datapoints in the last 5 periods (state kept: ignore)"
+
+
+OPERATOR_CASES = [
+    ("> 10", 11, True), ("> 10", 10, False),
+    (">= 10", 10, True), (">= 10", 9.99, False),
+    ("< 10", 9, True), ("< 10", 10, False),
+    ("<= 10", 10, True), ("<= 10", 10.01, False),
+    ("== 0", 0, True), ("== 0", 1, False),
+    ("!= 0", 1, True), ("!= 0", 0, False),
+    ("> -5", -4, True), ("> -5", -5, False),
+    ("== false", False, True), ("== false", True, False),
+    ("== true", True, True), ("!= true", False, True), ("!= false", False, False),
+    # a boolean condition is never met by a number (0 == False in Python, not here)
+    ("== false", 0, False), ("== false", 0.0, False), ("!= true", 0, False),
+]
+
+
+@pytest.mark.parametrize("threshold, value, breached", OPERATOR_CASES)
+def test_operators(threshold: str, value, breached: bool) -> None:
+    assert parse_threshold(threshold).breached_by(value) is breached
+    ev = evaluate(spec(1, 1, threshold=threshold), [(T0 - MIN, value)], NOW)
+    assert ev.state is (ALARM if breached else OK)
+
+
+# --- evaluate_fresh: only datapoints newer than the action -------------------
+
+FRESH_CASES = [
+    # id, m, n, mode, values (oldest..newest), since, state, breaching, present, needed
+    ("old-breaches-ignored", 3, 5, "missing", [B, B, B, o, o], T0 - 2 * MIN, OK, 0, 2, 2),
+    ("bucket-starting-at-since-counts", 1, 5, "missing", [B, B, B, B, B], T0 - MIN, ALARM, 1, 1, 1),
+    ("bucket-straddling-since-ignored", 1, 5, "missing", [B, B, B, B, o], T0 - 2 * MIN + timedelta(seconds=1), OK, 0, 1, 1),
+    ("no-fresh-point", 3, 5, "missing", [B, B, B, B, B], T0, INSUF, 0, 0, 3),
+    ("no-fresh-point-breaching-mode", 3, 5, "breaching", [B, B, B, _, _], T0 - 2 * MIN, INSUF, 0, 0, 3),
+    ("no-fresh-point-not-breaching-mode", 3, 5, "not_breaching", [o, o, o, _, _], T0 - 2 * MIN, INSUF, 0, 0, 3),
+    ("gaps-are-not-evidence", 3, 5, "breaching", [_, _, _, o, _], T0 - 3 * MIN, OK, 0, 1, 1),
+    ("fewer-than-m-all-breach", 3, 5, "missing", [o, o, o, B, B], T0 - 2 * MIN, ALARM, 2, 2, 2),
+    ("fewer-than-m-one-ok", 3, 5, "missing", [B, B, B, B, o], T0 - 2 * MIN, OK, 1, 2, 2),
+    ("one-fresh-breach", 3, 5, "missing", [o, o, o, o, B], T0 - MIN, ALARM, 1, 1, 1),
+    ("enough-fresh-m-applies", 3, 5, "missing", [o, B, B, o, o], T0 - 4 * MIN, OK, 2, 4, 3),
+    ("enough-fresh-alarm", 3, 5, "missing", [o, B, B, o, B], T0 - 4 * MIN, ALARM, 3, 4, 3),
+    ("since-before-window", 3, 5, "missing", [B, B, o, o, o], T0 - 60 * MIN, OK, 2, 5, 3),
+]
+
+
+@pytest.mark.parametrize(
+    "m, n, mode, values, since, state, breaching, present, needed",
+    [c[1:] for c in FRESH_CASES],
+    ids=[c[0] for c in FRESH_CASES],
+)
+def test_evaluate_fresh_table(m, n, mode, values, since, state, breaching, present, needed) -> None:
+    ev = evaluate_fresh(spec(m, n, mode), series(*values), NOW, since)
+    assert (ev.state, ev.breaching, ev.present, ev.needed) == (state, breaching, present, needed)
+    for b in ev.buckets:
+        if b.start < since:
+            assert b.value is None and b.breaching is None
+
+
+def test_evaluate_fresh_versus_evaluate_on_the_same_points() -> None:
+    points = series(B, B, B, B, o)
+    assert evaluate(spec(3, 5), points, NOW).state is ALARM
+    assert evaluate_fresh(spec(3, 5), points, NOW, since=T0 - MIN).state is OK
+
+
+def test_evaluate_fresh_includes_the_current_bucket_for_sampled_rules() -> None:
+    points = series(B, B) + [(T0 + timedelta(seconds=5), o)]
+    assert evaluate_fresh(spec(2, 2, complete=False), points, NOW, since=T0).state is OK
+    assert evaluate_fresh(spec(2, 2, complete=True), points, NOW, since=T0).state is INSUF
+
+
+# --- properties ------------------------------------------------------------------
+
+values_st = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.booleans())
+points_st = st.lists(
+    st.tuples(st.integers(-15 * 60, 120).map(lambda s: T0 + timedelta(seconds=s)), values_st), max_size=30
+)
+
+
+@st.composite
+def specs(draw, modes=("missing", "ignore", "breaching", "not_breaching")):
+    n = draw(st.integers(1, 10))
+    m = draw(st.integers(1, n))
+    op = draw(st.sampled_from([">", ">=", "<", "<=", "==", "!="]))
+    return RuleSpec(
+        Threshold(op, draw(st.floats(-100, 100, allow_nan=False))),
+        draw(st.sampled_from([MIN, timedelta(seconds=30), timedelta(minutes=5)])),
+        n,
+        m,
+        draw(st.sampled_from(modes)),
+        draw(st.booleans()),
+    )
+
+
+@settings(max_examples=300)
+@given(specs(("not_breaching",)), points_st, st.sampled_from(list(RuleState)))
+def test_not_breaching_is_never_insufficient(s: RuleSpec, points, previous: RuleState) -> None:
+    assert evaluate(s, points, NOW, previous).state is not INSUF
+
+
+@settings(max_examples=300)
+@given(specs(), points_st, st.sampled_from(list(RuleState)))
+def test_evaluation_invariants(s: RuleSpec, points, previous: RuleState) -> None:
+    ev = evaluate(s, points, NOW, previous)
+    assert 0 <= ev.breaching <= s.evaluation_periods
+    assert 0 <= ev.present <= s.evaluation_periods
+    starts = [b.start for b in ev.buckets]
+    assert len(starts) == s.evaluation_periods
+    assert all(later - earlier == s.period for earlier, later in zip(starts, starts[1:]))
+    assert all(align(x, s.period) == x for x in starts)
+    last_end = starts[-1] + s.period
+    assert last_end <= NOW if s.complete_buckets_only else starts[-1] <= NOW < last_end
+    if ev.state is ALARM and not (s.missing_data == "ignore" and ev.present == 0):
+        assert ev.breaching >= s.datapoints_to_alarm
+
+
+@settings(max_examples=200)
+@given(specs(), points_st, st.integers(-15 * 60, 120))
+def test_adding_a_newest_breaching_point_never_lowers_the_count(s: RuleSpec, points, offset: int) -> None:
+    ts = T0 + timedelta(seconds=offset)
+    bad = 1e9 if s.threshold.op in (">", ">=", "!=") else (-1e9 if s.threshold.op in ("<", "<=") else s.threshold.value)
+    before = evaluate(s, points, NOW).breaching
+    after = evaluate(s, points + [(ts, bad)], NOW).breaching
+    assert after >= before
+
+
+@settings(max_examples=200)
+@given(specs(("missing",)), points_st, st.integers(-15 * 60, 120))
+def test_fresh_never_uses_points_before_since(s: RuleSpec, points, since_offset: int) -> None:
+    since = T0 + timedelta(seconds=since_offset)
+    ev = evaluate_fresh(s, points, NOW, since)
+    kept = [(ts, v) for ts, v in points if align(ts, s.period) >= since]
+    assert ev == evaluate_fresh(s, kept, NOW, since)
+    if ev.present == 0:
+        assert ev.state is INSUF
+
+
+# --- durations and thresholds ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("500ms", timedelta(milliseconds=500)),
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("1h", timedelta(hours=1)),
+        ("2d", timedelta(days=2)),
+        ("1.5s", timedelta(milliseconds=1500)),
+        (" 5 m ", timedelta(minutes=5)),
+        ("0s", timedelta(0)),
+        (timedelta(seconds=7), timedelta(seconds=7)),
+    ],
+)
+def test_parse_duration(text, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("5", "bad duration '5'"),
+        ("5x", "bad duration '5x'"),
+        ("m", "bad duration 'm'"),
+        ("-5s", "bad duration '-5s'"),
+        ("5 min", "bad duration '5 min'"),
+        ("5M", "bad duration '5M'"),
+        ("", "bad duration ''"),
+        ("1h30m", "bad duration '1h30m'"),
+        (5, "expected a duration like 500ms, 30s, 5m or 1h, got 5"),
+        (2.5, "got 2.5"),
+        (None, "got None"),
+        (True, "got True"),
+    ],
+)
+def test_parse_duration_rejects(bad, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(bad)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "td, text",
+    [(timedelta(milliseconds=500), "500ms"), (timedelta(seconds=30), "30s"), (timedelta(minutes=2), "2m"),
+     (timedelta(seconds=90), "90s"), (timedelta(hours=1), "1h"), (timedelta(days=1), "1d"),
+     (timedelta(milliseconds=1500), "1500ms")],
+)
+def test_format_duration(td: timedelta, text: str) -> None:
+    assert format_duration(td) == text
+
+
+@given(st.integers(0, 10**9).map(lambda ms: timedelta(milliseconds=ms)))
+def test_format_then_parse_round_trips(td: timedelta) -> None:
+    assert parse_duration(format_duration(td)) == td
+
+
+@pytest.mark.parametrize(
+    "text, op, value, shown",
+    [
+        ("> 1500", ">", 1500.0, "> 1500"),
+        (">=1.5", ">=", 1.5, ">= 1.5"),
+        ("  <  0  ", "<", 0.0, "< 0"),
+        ("<= -3", "<=", -3.0, "<= -3"),
+        ("== false", "==", False, "== false"),
+        ("!= TRUE", "!=", True, "!= true"),
+        ("== 1e3", "==", 1000.0, "== 1000"),
+    ],
+)
+def test_parse_threshold(text: str, op: str, value, shown: str) -> None:
+    t = parse_threshold(text)
+    assert (t.op, t.value, type(t.value)) == (op, value, type(value))
+    assert str(t) == shown
+    assert parse_threshold(t) is t
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("1500", "write an operator"),
+        (">", "write an operator"),
+        (">> 5", "write an operator"),
+        (">>5", "'>5' is not a number or true/false"),
+        ("=> 5", "write an operator"),
+        ("= 5", "write an operator"),
+        ("> 1 2", "write an operator"),
+        ("> abc", "'abc' is not a number or true/false"),
+        ("> true", "a boolean only compares with == or !="),
+        ("<= false", "a boolean only compares with == or !="),
+        (1500, 'expected a condition like "> 1500"'),
+        (None, 'expected a condition like "> 1500"'),
+    ],
+)
+def test_parse_threshold_rejects(bad, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_threshold(bad)
+    assert message in str(info.value)
