@@ -141,6 +141,10 @@ class TargetExecutor:
                 except asyncio.CancelledError:
                     self._record(cmd, name, attempt, "unknown", "cancelled while running (deadline or shutdown)")
                     raise
+                except Exception as exc:  # e.g. a header the HTTP client refuses: fail the level, never hang it
+                    detail = f"unexpected {type(exc).__name__}"  # the type only: a message may quote a secret
+                    self._record(cmd, name, attempt, "failed", detail)
+                    raise ActionFailed(f"{name}: {detail} (attempt {attempt}/{action.retry.attempts})", False) from None
                 self._record(cmd, name, attempt, "succeeded", detail)
                 return f"{name}: {detail}"
         raise ActionFailed(f"{name}: no attempt made", retryable=False)
@@ -162,6 +166,8 @@ class TargetExecutor:
                 ok = True
             except ActionFailed as exc:
                 ok, detail = False, exc.detail
+            except Exception as exc:  # a crashed probe is a failed probe, not a verification stuck forever
+                ok, detail = False, f"unexpected {type(exc).__name__}"
             self._journal.check(self._clock.now(), self.target.name, cmd.incident, cmd.level, check.describe(), ok, detail)
             results.append((check.describe(), ok, detail))
         failed = [f"{n}: {d}" for n, ok, d in results if not ok]

@@ -38,7 +38,10 @@ class Notifier:
 
     def publish(self, event: Event, dry_run: bool = False) -> None:
         for fn in self._listeners:
-            fn(event, dry_run)
+            try:
+                fn(event, dry_run)
+            except Exception as exc:  # a listener's bug must not stop the caller (the executor) nor the channels
+                log.error("notification_listener_failed", target=event.target, kind=event.kind, error=type(exc).__name__)
         if not self._channels:
             return
         try:
