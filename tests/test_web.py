@@ -1,0 +1,112 @@
+"""/healthz, /readyz, /status and /metrics on an in-process App with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import pytest
+
+from watchdog.app import App
+from watchdog.config import parse_config
+
+CONFIG = """
+watchdog: {{listen: "127.0.0.1:0"}}
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources:
+  - {{name: cloudwatch, type: cloudwatch, interval: 1h, retry: {{attempts: 1}}}}
+targets:
+  - name: hybrid-routing
+    rules:
+      - name: latency
+        category: performance
+        source: cloudwatch
+        metric: {{namespace: WEB, name: Latency, stat: Average, period: 60s}}
+        threshold: "> 1500"
+    levels:
+      - {{level: 1, name: flags, deadline: 1m, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+async def _get(port: int, path: str) -> tuple[int, object]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}{path}") as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+
+async def _until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+async def test_health_readiness_and_status(moto_url, aws_env, reachable):
+    clock = Clock()
+    cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9"), {})
+    app = App(cfg, clock=clock)
+    await app.start()
+    try:
+        port = app.bound_port
+        assert port
+        await _until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None)
+        status, body = await _get(port, "/readyz")
+        assert status == (200 if reachable else 503)
+        if not reachable:
+            assert "cloudwatch" in body["why"]
+
+        status, body = await _get(port, "/healthz")
+        assert status == 200, body
+        # Three intervals (3h) without an evaluation: unhealthy, whatever the sources say.
+        clock.at += timedelta(hours=3, seconds=1)
+        status, body = await _get(port, "/healthz")
+        assert status == 503 and "last evaluation" in body["why"]
+
+        status, doc = await _get(port, "/status")
+        assert status == 200
+        assert doc["targets"][0]["name"] == "hybrid-routing" and doc["targets"][0]["level"] == 0
+        assert doc["targets"][0]["phase"] == "normal" and doc["targets"][0]["paused"] is False
+        rule = doc["rules"][0]
+        assert (rule["rule"], rule["threshold"], rule["state"]) == ("latency", "> 1500", "insufficient_data")
+        src = doc["sources"][0]
+        assert src["up"] is reachable
+        assert (src["last_error"] is None) is reachable
+
+        status, text = await _get(port, "/metrics")
+        assert status == 200
+        assert f'watchdog_source_up{{source="cloudwatch"}} {1.0 if reachable else 0.0}' in text
+        assert 'watchdog_build_info{version="' in text
+        assert "watchdog_last_evaluation_timestamp_seconds " in text
+    finally:
+        await app.stop()
+    # After stop the scheduler is gone: a supervisor would see it unhealthy.
+    assert app.health()[0] is False
+
+
+async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env):
+    cfg = parse_config(CONFIG.format(aws=moto_url), {})
+    app = App(cfg, clock=Clock())
+    await app.start(schedule=False)
+    try:
+        status, body = await _get(app.bound_port, "/healthz")
+        assert status == 503 and body["why"] == "scheduler not running"
+        status, _ = await _get(app.bound_port, "/readyz")
+        assert status == 503
+    finally:
+        await app.stop()
