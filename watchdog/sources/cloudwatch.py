@@ -33,6 +33,7 @@ from watchdog.rules import EPOCH, Datapoint
 from watchdog.sources.base import Query, SourceError
 
 MAX_QUERIES_PER_CALL = 500
+MAX_PAGES_PER_BATCH = 50
 _RETRY_CODES = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
     "RequestThrottled", "ServiceUnavailable", "InternalFailure", "InternalError", "InternalServiceError",
@@ -137,15 +138,22 @@ class CloudWatch:
         out: dict[str, list[Datapoint]] = {key: [] for key in ids.values()}
         for batch in batches(built):
             token: str | None = None
-            while True:
+            for _page in range(MAX_PAGES_PER_BATCH):
                 page = await self._call(batch, start, end, token)
                 for result in page.get("MetricDataResults", []):
                     key = ids.get(result["Id"])
+                    # A query AWS could not answer is missing evidence, not "no data" (which
+                    # missing_data: breaching would count as a breach): the poll fails.
+                    if key is not None and result.get("StatusCode") in ("InternalError", "Forbidden"):
+                        raise SourceError(f"GetMetricData: {key}: {result['StatusCode']}")
                     if key is not None:
                         out[key].extend(zip(result.get("Timestamps", []), result.get("Values", [])))
                 token = page.get("NextToken")
                 if not token:
                     break
+            else:
+                # Every page is billed; an endpoint that never stops paging must not bill forever.
+                raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for points in out.values():
             points.sort(key=lambda p: p[0])
         return out
@@ -159,7 +167,7 @@ class CloudWatch:
         }
         if token:
             kwargs["NextToken"] = token
-        extra = {"sleep": self._sleep} if self._sleep else {}
+        extra = {"sleep": self._sleep} if self._sleep is not None else {}
         try:
             async for attempt in retrying(self._cfg.retry, is_retryable, **extra):
                 with attempt:
@@ -169,6 +177,8 @@ class CloudWatch:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             raise SourceError(f"GetMetricData: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
+        except ResponseParserError:  # not a BotoCoreError; its text holds the whole (HTML) body
+            raise SourceError("GetMetricData: the answer could not be parsed (not AWS XML)") from None
         except (BotoCoreError, OSError) as exc:
             raise SourceError(f"GetMetricData: {type(exc).__name__}: {exc}") from None
         raise SourceError("GetMetricData: no attempt made")  # unreachable: stop_after_attempt >= 1

@@ -1,0 +1,117 @@
+"""A recording proxy in front of moto for CloudWatch tests (AWS query protocol).
+
+It forwards every request to moto and records each GetMetricData call (a form
+body with Action=GetMetricData and MetricDataQueries.member.N.*). Per call it can
+answer a scripted reply instead (Throttling, 503, an HTML 500 page, a delay), split
+moto's answer into two NextToken pages (moto never paginates), or rewrite it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import aiohttp
+from aiohttp import web
+
+NS = "http://monitoring.amazonaws.com/doc/2010-08-01/"
+ET.register_namespace("", NS)
+
+
+@dataclass
+class Reply:
+    """A scripted answer to one GetMetricData call; status None forwards to moto (after `delay`)."""
+
+    status: int | None = None
+    body: str = ""
+    content_type: str = "text/xml"
+    delay: float = 0.0
+
+
+FORWARD = Reply()
+
+
+def aws_error(code: str, status: int = 400, message: str = "scripted") -> Reply:
+    body = (
+        f'<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"
+    )
+    return Reply(status, body)
+
+
+@dataclass
+class RecordingProxy:
+    upstream: str
+    url: str = ""
+    calls: list[dict[str, list[str]]] = field(default_factory=list)  # form of each GetMetricData call
+    script: list[Reply] = field(default_factory=list)  # in order; the last one repeats; empty forwards
+    paginate: bool = False
+    rewrite: Callable[[bytes], bytes] | None = None  # applied to moto's GetMetricData answers
+    session: aiohttp.ClientSession | None = None
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of queries in each GetMetricData call."""
+        return [sum(1 for k in form if k.startswith("MetricDataQueries.member.") and k.endswith(".Id")) for form in self.calls]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        form = parse_qs(raw.decode(), keep_blank_values=True)
+        gmd = form.get("Action") == ["GetMetricData"]
+        reply = FORWARD
+        if gmd:
+            self.calls.append(form)
+            if self.script:
+                reply = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        await asyncio.sleep(reply.delay)
+        if reply.status is not None:
+            return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "transfer-encoding")}
+        assert self.session is not None
+        async with self.session.request(request.method, self.upstream + request.path_qs, data=raw, headers=headers) as up:
+            body = await up.read()
+            status, ctype = up.status, up.headers.get("Content-Type", "text/xml")
+        if gmd and self.paginate and status == 200:
+            body = self._page(body, form)
+        if gmd and self.rewrite and status == 200:
+            body = self.rewrite(body)
+        return web.Response(status=status, body=body, headers={"Content-Type": ctype})
+
+    def _page(self, body: bytes, form: dict[str, list[str]]) -> bytes:
+        """First page: the first half of every result's points and a NextToken; then the rest."""
+        root = ET.fromstring(body)
+        first = "NextToken" not in form
+        for result in root.iter(f"{{{NS}}}MetricDataResults"):
+            for member in result.findall(f"{{{NS}}}member"):
+                for name in ("Timestamps", "Values"):
+                    lst = member.find(f"{{{NS}}}{name}")
+                    items = list(lst) if lst is not None else []
+                    half = (len(items) + 1) // 2
+                    for item in items[half:] if first else items[:half]:
+                        lst.remove(item)  # type: ignore[union-attr]
+        if first:
+            res = root.find(f"{{{NS}}}GetMetricDataResult")
+            token = ET.SubElement(res, f"{{{NS}}}NextToken")  # type: ignore[arg-type]
+            token.text = f"page2-of-call{len(self.calls)}"
+        return ET.tostring(root)
+
+
+@asynccontextmanager
+async def running_proxy(upstream: str) -> AsyncIterator[RecordingProxy]:
+    p = RecordingProxy(upstream)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", p.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    p.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as p.session:
+        try:
+            yield p
+        finally:
+            await runner.cleanup()  # before the session closes: a handler may still be forwarding

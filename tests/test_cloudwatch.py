@@ -1,0 +1,412 @@
+"""CloudWatch source (SPEC 3.2, issue: batching, NextToken, retries, a failed poll is
+never a breach) against a real moto server, mostly through the recording proxy in
+aws_proxy.py, which counts the queries of every GetMetricData call."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.parsers import ResponseParserError
+
+from watchdog.config import parse_config
+from watchdog.config.models import AwsSection, CloudWatchSource, Rule
+from watchdog.metrics import Metrics
+from watchdog.rules import RuleState
+from watchdog.signals import SignalBoard
+from watchdog.sources.base import Query, SourceError
+from watchdog.sources.cloudwatch import CloudWatch, batches, fetch_window, is_retryable
+
+from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
+
+UTC = timezone.utc
+MIN = timedelta(minutes=1)
+
+
+@pytest.fixture
+async def proxy(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[RecordingProxy]:
+    async with running_proxy(moto_url) as p:
+        yield p
+
+
+class Sleeps:
+    """An instant `sleep` for tenacity that records the backoff delays it was asked for.
+
+    Not a list subclass on purpose: the sources test `if sleep`, and an empty list is falsy.
+    """
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def cw_cfg(attempts: int = 3, timeout: str = "5s", max_backoff: str = "50ms") -> CloudWatchSource:
+    return CloudWatchSource.model_validate({
+        "name": "cw", "type": "cloudwatch", "interval": "30s", "timeout": timeout,
+        "retry": {"attempts": attempts, "initial_backoff": "10ms", "max_backoff": max_backoff},
+    })
+
+
+def rule(name: str, namespace: str, metric: str = "Latency", stat: str = "Average", n: int = 5, period: str = "60s") -> Rule:
+    return Rule.model_validate({
+        "name": name, "category": "performance", "source": "cw", "threshold": "> 100", "evaluation_periods": n,
+        "metric": {"namespace": namespace, "name": metric, "dimensions": {"Service": namespace}, "stat": stat, "period": period},
+    })
+
+
+# moto (5.2) drops the namespace filter when a query has dimensions, so every test
+# uses its own namespace AND its own dimension value (the namespace again).
+def put(url: str, namespace: str, points: list[tuple[str, datetime, float]], service: str | None = None) -> None:
+    cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
+    for metric, ts, value in points:
+        cw.put_metric_data(Namespace=namespace, MetricData=[{
+            "MetricName": metric, "Dimensions": [{"Name": "Service", "Value": service or namespace}], "Value": value, "Timestamp": ts,
+        }])
+
+
+def counter(m: Metrics, name: str) -> float:
+    return m.registry.get_sample_value(name) or 0.0
+
+
+def source(url: str, queries: list[Query], metrics: Metrics | None = None, sleep: Sleeps | None = None, **cfg: str | int) -> CloudWatch:
+    return CloudWatch(cw_cfg(**cfg), queries, AwsSection(region="us-east-1", endpoint_url=url), metrics or Metrics(), sleep=sleep)  # type: ignore[arg-type]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def minute(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0)
+
+
+# --- pure helpers ----------------------------------------------------------------
+
+
+def test_batches_and_window_alignment() -> None:
+    assert [len(b) for b in batches(list(range(1200)))] == [500, 500, 200]
+    assert [len(b) for b in batches(list(range(500)))] == [500]
+    now = datetime(2024, 1, 1, 12, 7, 42, 500000, tzinfo=UTC)
+    qs = [Query("t/a", rule("a", "X", n=5, period="60s")), Query("t/b", rule("b", "X", n=2, period="300s"))]
+    start, end = fetch_window(qs, now)
+    assert start.timestamp() % 300 == 0 and start.timestamp() % 60 == 0  # aligned to every period
+    assert start <= now - 3 * timedelta(seconds=300)  # (n + 1) periods of the longest lookback
+    assert end == now.replace(microsecond=0)
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetMetricData")
+
+
+@pytest.mark.parametrize(("exc", "retry"), [
+    (_client_error("Throttling", 400), True),
+    (_client_error("InternalServiceError", 500), True),
+    (_client_error("503", 503), True),
+    (_client_error("TooManyRequests", 429), True),
+    (_client_error("ValidationError", 400), False),
+    (_client_error("AccessDenied", 403), False),
+    (_client_error("InvalidClientTokenId", 403), False),
+    (EndpointConnectionError(endpoint_url="http://x"), True),
+    (ReadTimeoutError(endpoint_url="http://x"), True),
+    (ResponseParserError("bad xml"), True),
+    (ValueError("bug"), False),
+])
+def test_is_retryable(exc: BaseException, retry: bool) -> None:
+    assert is_retryable(exc) is retry
+
+
+# --- real round trip ---------------------------------------------------------------
+
+
+async def test_round_trip_against_moto(moto_url: str, aws_env: dict[str, str]) -> None:
+    ns = f"RoundTrip{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    b3, b2 = minute(now) - 3 * MIN, minute(now) - 2 * MIN
+    put(moto_url, ns, [("Latency", b3 + timedelta(seconds=s), v) for s, v in ((5, 100.0), (40, 300.0))]
+        + [("Latency", b2 + timedelta(seconds=s), v) for s, v in ((1, 10.0), (20, 20.0), (59, 60.0))])
+    put(moto_url, ns, [("Latency", b2 + timedelta(seconds=5), 9999.0)], service=f"{ns}-other")  # another dimension
+    qs = [Query(f"t/{st}", rule(st, ns, stat=st)) for st in ("Average", "Maximum", "Sum")]
+    qs.append(Query("t/nodata", rule("nodata", ns, metric="Absent")))
+    metrics = Metrics()
+    src = source(moto_url, qs, metrics)
+    await src.start()
+    try:
+        got = await src.poll(now)
+    finally:
+        await src.close()
+    norm = {k: [(ts.astimezone(UTC), v) for ts, v in pts] for k, pts in got.items()}
+    assert norm == {
+        "t/Average": [(b3, 200.0), (b2, 30.0)],
+        "t/Maximum": [(b3, 300.0), (b2, 60.0)],
+        "t/Sum": [(b3, 400.0), (b2, 90.0)],
+        "t/nodata": [],
+    }
+    assert counter(metrics, "watchdog_cloudwatch_requests_total") == 1
+    assert counter(metrics, "watchdog_cloudwatch_metrics_requested_total") == 4
+
+
+# --- batching --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "sizes"), [(1, [1]), (500, [500]), (501, [500, 1]), (1200, [500, 500, 200])])
+async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url: str, n: int, sizes: list[int]) -> None:
+    ns = f"Batch{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    put(moto_url, ns, [("A", minute(now) - MIN + timedelta(seconds=5), 1.0), ("B", minute(now) - MIN + timedelta(seconds=5), 2.0)])
+    qs = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="AB"[i % 2], n=1)) for i in range(n)]
+    metrics = Metrics()
+    src = source(proxy.url, qs, metrics)
+    await src.start()
+    try:
+        got = await src.poll(now)
+        assert proxy.sizes == sizes
+        assert max(proxy.sizes) <= 500
+        ids = [form[k][0] for form in proxy.calls for k in form if k.endswith(".Id")]
+        assert sorted(ids) == sorted(f"q{i}" for i in range(n))  # every query sent once
+        # every key got its own metric's value back, across batches
+        assert {k: [v for _, v in pts] for k, pts in got.items()} == {f"t/r{i}": [1.0 if i % 2 == 0 else 2.0] for i in range(n)}
+        assert counter(metrics, "watchdog_cloudwatch_requests_total") == len(sizes)
+        assert counter(metrics, "watchdog_cloudwatch_metrics_requested_total") == n
+        if n == 501:  # the same cost on every poll (once is enough: moto is slow on big calls)
+            await src.poll(now)
+            assert proxy.sizes == sizes * 2
+            assert counter(metrics, "watchdog_cloudwatch_requests_total") == 2 * len(sizes)
+            assert counter(metrics, "watchdog_cloudwatch_metrics_requested_total") == 2 * n
+    finally:
+        await src.close()
+
+
+# --- NextToken -------------------------------------------------------------------------
+
+
+async def test_next_token_pages_are_followed_and_merged(proxy: RecordingProxy, moto_url: str) -> None:
+    ns = f"Pages{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    buckets = [minute(now) - k * MIN for k in (4, 3, 2, 1)]
+    put(moto_url, ns, [("Latency", b + timedelta(seconds=7), float(10 * (i + 1))) for i, b in enumerate(buckets)])
+    qs = [Query("t/avg", rule("avg", ns)), Query("t/sum", rule("sum", ns, stat="Sum"))]
+    metrics = Metrics()
+    src = source(proxy.url, qs, metrics)
+    await src.start()
+    try:
+        whole = await src.poll(now)
+        assert len(proxy.calls) == 1
+        proxy.paginate = True
+        paged = await src.poll(now)
+    finally:
+        await src.close()
+    expected = [(b, float(10 * (i + 1))) for i, b in enumerate(buckets)]
+    assert [(ts.astimezone(UTC), v) for ts, v in whole["t/avg"]] == expected
+    assert paged == whole  # both pages merged, sorted by time
+    first, second = proxy.calls[1], proxy.calls[2]
+    assert "NextToken" not in first
+    assert second["NextToken"] == ["page2-of-call2"]  # the token was sent back as given
+    assert proxy.sizes == [2, 2, 2]
+    assert counter(metrics, "watchdog_cloudwatch_requests_total") == 3
+
+
+async def test_pages_within_several_batches(proxy: RecordingProxy, moto_url: str) -> None:
+    ns = f"PagesBatch{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    put(moto_url, ns, [("Latency", minute(now) - k * MIN + timedelta(seconds=3), float(k)) for k in (1, 2)])
+    proxy.paginate = True
+    src = source(proxy.url, [Query(f"t/r{i}", rule(f"r{i}", ns)) for i in range(501)])
+    await src.start()
+    try:
+        got = await src.poll(now)
+    finally:
+        await src.close()
+    assert proxy.sizes == [500, 500, 1, 1]  # each batch: a first page, then its NextToken page
+    assert all(len(pts) == 2 for pts in got.values()) and len(got) == 501
+
+
+# --- retries and failures ------------------------------------------------------------------
+
+
+async def _poll_once(proxy: RecordingProxy, moto_url: str, sleeps: Sleeps, **cfg: str | int) -> dict:
+    ns = f"Retry{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    put(moto_url, ns, [("Latency", minute(now) - 2 * MIN + timedelta(seconds=1), 42.0)])
+    src = source(proxy.url, [Query("t/lat", rule("lat", ns))], sleep=sleeps, **cfg)
+    await src.start()
+    try:
+        got = await src.poll(now)
+    finally:
+        await src.close()
+    return {k: [v for _, v in pts] for k, pts in got.items()}
+
+
+HTML_500 = Reply(500, "<html><body><h1>500 Internal Server Error</h1></body></html>", "text/html")
+NGINX_502 = Reply(502, "<!DOCTYPE html>\n<html><head><title>502</title></head><body><center>nginx</center><hr><br></body></html>", "text/html")
+
+
+@pytest.mark.parametrize("bad", [aws_error("Throttling"), aws_error("ServiceUnavailable", 503), Reply(503), HTML_500, NGINX_502],
+                         ids=["throttling", "503-xml", "503-empty", "html-500", "html-502-unparsable"])
+async def test_transient_errors_are_retried_then_succeed(proxy: RecordingProxy, moto_url: str, bad: Reply) -> None:
+    proxy.script = [bad, bad, FORWARD]
+    sleeps = Sleeps()
+    assert await _poll_once(proxy, moto_url, sleeps, attempts=3) == {"t/lat": [42.0]}
+    assert len(proxy.calls) == 3
+    assert len(sleeps.delays) == 2 and all(0 <= d <= 0.05 for d in sleeps.delays)
+
+
+@pytest.mark.parametrize("bad", [aws_error("Throttling"), Reply(503), HTML_500, NGINX_502],
+                         ids=["throttling", "503-empty", "html-500", "html-502-unparsable"])
+async def test_transient_errors_exhaust_exactly_attempts(proxy: RecordingProxy, moto_url: str, bad: Reply) -> None:
+    proxy.script = [bad]
+    sleeps = Sleeps()
+    with pytest.raises(SourceError, match="GetMetricData"):
+        await _poll_once(proxy, moto_url, sleeps, attempts=4)
+    # botocore's own retries are off: exactly `attempts` requests, not attempts x botocore's
+    assert len(proxy.calls) == 4
+    assert len(sleeps.delays) == 3 and all(0 <= d <= 0.05 for d in sleeps.delays)
+
+
+async def test_backoff_stays_bounded_by_max_backoff(proxy: RecordingProxy, moto_url: str) -> None:
+    proxy.script = [aws_error("Throttling")]
+    sleeps = Sleeps()
+    with pytest.raises(SourceError, match="Throttling"):
+        await _poll_once(proxy, moto_url, sleeps, attempts=12, max_backoff="30ms")
+    assert len(proxy.calls) == 12 and len(sleeps.delays) == 11
+    assert all(0 <= d <= 0.03 for d in sleeps.delays)
+
+
+@pytest.mark.parametrize(("code", "status"), [("ValidationError", 400), ("AccessDenied", 403), ("InvalidClientTokenId", 403)])
+async def test_non_retryable_errors_fail_after_one_call(proxy: RecordingProxy, moto_url: str, code: str, status: int) -> None:
+    proxy.script = [aws_error(code, status)]
+    sleeps = Sleeps()
+    with pytest.raises(SourceError, match=code):
+        await _poll_once(proxy, moto_url, sleeps, attempts=5)
+    assert len(proxy.calls) == 1 and sleeps.delays == []
+
+
+async def test_read_timeout_is_retried(proxy: RecordingProxy, moto_url: str) -> None:
+    proxy.script = [Reply(delay=0.5), FORWARD]
+    sleeps = Sleeps()
+    assert await _poll_once(proxy, moto_url, sleeps, attempts=2, timeout="200ms") == {"t/lat": [42.0]}
+    assert len(proxy.calls) == 2 and len(sleeps.delays) == 1
+
+
+async def test_unreachable_endpoint_is_a_source_error(aws_env: dict[str, str]) -> None:
+    sleeps = Sleeps()
+    metrics = Metrics()
+    src = source(f"http://127.0.0.1:{closed_port()}", [Query("t/lat", rule("lat", "X"))], metrics, sleeps, attempts=3)
+    await src.start()
+    try:
+        with pytest.raises(SourceError, match="GetMetricData"):
+            await src.poll(datetime.now(UTC))
+    finally:
+        await src.close()
+    assert len(sleeps.delays) == 2  # connection errors are retried too
+    assert counter(metrics, "watchdog_cloudwatch_requests_total") == 3
+
+
+@pytest.mark.parametrize("status", ["Forbidden", "InternalError"])
+async def test_a_query_aws_could_not_answer_fails_the_poll(proxy: RecordingProxy, moto_url: str, status: str) -> None:
+    # An unanswered query is not "no data": with missing_data: breaching that would be a breach.
+    proxy.rewrite = lambda body: body.replace(b"<StatusCode>Complete</StatusCode>", f"<StatusCode>{status}</StatusCode>".encode())
+    with pytest.raises(SourceError, match=f"t/lat: {status}"):
+        await _poll_once(proxy, moto_url, Sleeps())
+    proxy.rewrite = lambda body: body.replace(b"<StatusCode>Complete</StatusCode>", b"<StatusCode>PartialData</StatusCode>")
+    assert await _poll_once(proxy, moto_url, Sleeps()) == {"t/lat": [42.0]}  # PartialData is data
+
+
+# --- a failed poll is never a breach ----------------------------------------------------------
+
+BOARD_YAML = """\
+sources:
+  - {name: cw, type: cloudwatch, interval: 30s, retry: {attempts: 2, initial_backoff: 10ms, max_backoff: 20ms}}
+  - {name: compliance, type: http_json, url: "http://127.0.0.1:1/status", interval: 60s}
+targets:
+  - name: hybrid
+    rules:
+      - name: latency
+        category: performance
+        source: cw
+        metric: {namespace: NAMESPACE, name: Latency, dimensions: {Service: NAMESPACE}, stat: Average, period: 60s}
+        threshold: "> 1500"
+        evaluation_periods: 3
+        missing_data: breaching
+      - name: gdpr
+        category: security
+        source: compliance
+        field: gdpr.compliant
+        threshold: "== false"
+        missing_data: breaching
+        level: 2
+    levels:
+      - level: 1
+        name: flags
+        deadline: 2m
+        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/flags", json: {enabled: false}}]
+      - level: 2
+        name: routing
+        deadline: 5m
+        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/routing"}]
+"""
+
+
+@pytest.mark.parametrize("failure", ["throttled", "unreachable"])
+async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: RecordingProxy, failure: str) -> None:
+    cfg = parse_config(BOARD_YAML.replace("NAMESPACE", f"Board{uuid.uuid4().hex[:8]}"), environ={})
+    board = SignalBoard(cfg, {"cw": False, "compliance": True})
+    url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{closed_port()}"
+    src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    await src.start()
+    try:
+        if failure == "throttled":
+            # first a good poll with no data: missing_data=breaching does alarm on that
+            board.source_ok("cw", dict(await src.poll(now)), now)
+            assert board.evaluate("hybrid", now)["latency"].evaluation.state == RuleState.ALARM
+            proxy.script = [aws_error("Throttling")]
+        with pytest.raises(SourceError) as err:
+            await src.poll(now)
+    finally:
+        await src.close()
+    board.source_failed("cw", str(err.value), now)
+    board.source_ok("compliance", {"hybrid/gdpr": [(now, True)]}, now)
+    views = board.evaluate("hybrid", now)
+    assert views["latency"].evaluation.state == RuleState.INSUFFICIENT_DATA
+    assert "source cw down" in views["latency"].evaluation.reason
+    assert views["gdpr"].evaluation.state == RuleState.OK  # the other source is unaffected
+    health = board.sources["cw"]
+    assert health.up is False and health.last_error and health.failing_since == now
+    # the compliance source failing too: its breaching rule is insufficient, not alarm
+    board.source_failed("compliance", "HTTP 503", now)
+    assert board.evaluate("hybrid", now)["gdpr"].evaluation.state == RuleState.INSUFFICIENT_DATA
+    # recovery: a good poll clears the note and evaluation resumes
+    later = now + MIN
+    board.source_ok("cw", {"hybrid/latency": [(minute(later) - MIN, 10.0)]}, later)
+    assert board.evaluate("hybrid", later)["latency"].evaluation.state == RuleState.OK  # 2 missing breach, 3 needed
+    assert board.sources["cw"].up is True and board.sources["cw"].last_error is None
+
+
+class _EndlessPages:
+    """A stand-in client (moto never paginates) whose every answer carries a NextToken."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_metric_data(self, **kwargs: object) -> dict:
+        self.calls += 1
+        return {"MetricDataResults": [], "NextToken": f"t{self.calls}"}
+
+
+async def test_endless_paging_is_cut_off_and_fails_the_poll() -> None:
+    from watchdog.sources.cloudwatch import MAX_PAGES_PER_BATCH
+
+    client = _EndlessPages()
+    src = CloudWatch(cw_cfg(), [Query("t/r", rule("r", "NS"))], AwsSection(), Metrics(), client=client)
+    with pytest.raises(SourceError, match="still paging"):
+        await src.poll(datetime.now(UTC))
+    assert client.calls == MAX_PAGES_PER_BATCH
