@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import asyncio
 import json
 import socket
@@ -101,13 +102,13 @@ async def test_http_check_expects_its_status(admin_api, http_session) -> None:
 
 
 async def test_command_exit_0_succeeds() -> None:
-    assert await CommandRunner().run(command(PY, "-c", "print('rolled back')")) == "exit 0"
+    assert await CommandRunner(os.environ).run(command(PY, "-c", "print('rolled back')")) == "exit 0"
 
 
 async def test_command_nonzero_exit_fails_with_the_output_tail() -> None:
     script = "import sys\nfor i in range(200): print(f'line {i:03d}')\nprint('boom', file=sys.stderr)\nsys.exit(3)"
     with pytest.raises(ActionFailed) as err:
-        await CommandRunner().run(command(PY, "-c", script))
+        await CommandRunner(os.environ).run(command(PY, "-c", script))
     detail = err.value.detail
     assert detail.startswith("exit 3: ") and detail.endswith("line 199\nboom")  # stderr is included
     assert "line 000" not in detail and len(detail) <= len("exit 3: ") + 300
@@ -124,7 +125,7 @@ async def test_command_timeout_kills_the_whole_process_group(tmp_path) -> None:
     )
     started = time.monotonic()
     with pytest.raises(ActionFailed) as err:
-        await CommandRunner().run(command(PY, "-c", script, timeout="700ms"))
+        await CommandRunner(os.environ).run(command(PY, "-c", script, timeout="700ms"))
     assert time.monotonic() - started < 3.0
     assert err.value.detail == "timed out after 0.7s"
     parent, child = map(int, pids.read_text().split())
@@ -137,7 +138,7 @@ async def test_cancelling_a_running_command_kills_it(tmp_path) -> None:
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.7):  # what a level deadline does to the attempt in flight
-            await CommandRunner().run(command(PY, "-c", script, timeout="10s"))
+            await CommandRunner(os.environ).run(command(PY, "-c", script, timeout="10s"))
     assert time.monotonic() - started < 3.0
     assert process_gone(int(pidfile.read_text()))
 
@@ -145,7 +146,7 @@ async def test_cancelling_a_running_command_kills_it(tmp_path) -> None:
 @pytest.mark.parametrize("argv0", ["/nonexistent/deploy-rollback", "deploy-rollback-not-on-path-xyz"])
 async def test_missing_executable_fails_cleanly_without_retry(argv0) -> None:
     with pytest.raises(ActionFailed) as err:
-        await CommandRunner().run(command(argv0, "--to", "previous"))
+        await CommandRunner(os.environ).run(command(argv0, "--to", "previous"))
     assert err.value.detail == f"cannot start {argv0}: No such file or directory"
     assert err.value.retryable is False
 
@@ -155,14 +156,14 @@ async def test_argv_is_passed_literally_without_a_shell(tmp_path, monkeypatch) -
     monkeypatch.setenv("HOME", "/home/should-not-expand")
     literal = ["a; touch " + str(pwned), "$HOME", "`id`", "*", "x | y", "'q'"]
     script = "import json, sys; json.dump(sys.argv[2:], open(sys.argv[1], 'w'))"
-    assert await CommandRunner().run(command(PY, "-c", script, str(out), *literal)) == "exit 0"
+    assert await CommandRunner(os.environ).run(command(PY, "-c", script, str(out), *literal)) == "exit 0"
     assert json.loads(out.read_text()) == literal
     assert not pwned.exists()
 
 
 async def test_command_gets_its_env_and_cwd(tmp_path) -> None:
     script = "import os; open('seen', 'w').write(os.environ['DEPLOY_TOKEN'])"
-    await CommandRunner().run(command(PY, "-c", script, env={"DEPLOY_TOKEN": "tok"}, cwd=str(tmp_path)))
+    await CommandRunner(os.environ).run(command(PY, "-c", script, env={"DEPLOY_TOKEN": "tok"}, cwd=str(tmp_path)))
     assert (tmp_path / "seen").read_text() == "tok"
 
 
@@ -284,3 +285,10 @@ async def test_a_raising_listener_stops_neither_publish_nor_the_channels() -> No
     finally:
         worker.cancel()
     assert seen == ["level_started"] and good.got == [("level_started", False)]
+
+
+async def test_command_inherits_the_daemon_environment_under_its_own_env(tmp_path) -> None:
+    script = "import os; open('seen', 'w').write(os.environ['INHERITED'] + ',' + os.environ['DEPLOY_TOKEN'])"
+    runner = CommandRunner({"INHERITED": "yes", "DEPLOY_TOKEN": "old"})
+    await runner.run(command(PY, "-c", script, env={"DEPLOY_TOKEN": "new"}, cwd=str(tmp_path)))
+    assert (tmp_path / "seen").read_text() == "yes,new"

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watchdog.actions import build_runners
 from watchdog.clock import Clock, SystemClock
+from watchdog.config import process_environment
 from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
 from watchdog.executor import TargetExecutor
@@ -87,7 +88,7 @@ class App:
             await src.start()
             self.sources[s.name] = src
             self.metrics.source_up.labels(s.name).set(0)
-        runners = build_runners(self.session)
+        runners = build_runners(self.session, process_environment())
         new_id = incident_ids()
         for t in cfg.targets:
             machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour, new_id)

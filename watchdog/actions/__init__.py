@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
 from watchdog.actions.base import ActionFailed, Runner
@@ -9,8 +11,8 @@ from watchdog.actions.command import CommandRunner
 from watchdog.actions.http import HttpRunner
 
 
-def build_runners(session: aiohttp.ClientSession) -> dict[str, Runner]:
-    return {"http": HttpRunner(session), "command": CommandRunner()}
+def build_runners(session: aiohttp.ClientSession, base_env: Mapping[str, str] | None = None) -> dict[str, Runner]:
+    return {"http": HttpRunner(session), "command": CommandRunner(base_env)}
 
 
 __all__ = ["ActionFailed", "Runner", "build_runners"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+from collections.abc import Mapping
 
 from watchdog.actions.base import ActionFailed
 from watchdog.config.models import CommandAction
@@ -12,9 +14,12 @@ _TAIL = 300
 
 
 class CommandRunner:
+    def __init__(self, base_env: Mapping[str, str] | None = None):
+        # The daemon's environment, handed in by the composition root (only config reads it).
+        self._base_env = dict(base_env or {})
+
     async def run(self, action: CommandAction) -> str:
-        env = dict(os.environ)
-        env.update({k: v.get_secret_value() for k, v in action.env.items()})
+        env = {**self._base_env, **{k: v.get_secret_value() for k, v in action.env.items()}}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *action.argv,
@@ -45,6 +50,8 @@ class CommandRunner:
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
     try:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    except PermissionError:  # not its own group after all: at least the child itself
+        proc.kill()

@@ -30,6 +30,11 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def process_environment() -> dict[str, str]:
+    """The daemon's environment, for the commands it runs (they inherit it, plus their `env`)."""
+    return dict(os.environ)
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     try:
