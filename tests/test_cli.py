@@ -174,3 +174,12 @@ def test_run_once_with_cloudwatch_down_is_not_an_alarm(write_config, aws_env, ad
     assert r.returncode == 0, r.stdout + r.stderr
     assert "insufficient_data" in r.stdout
     assert "source cloudwatch is down" in r.stdout
+
+
+def test_run_that_cannot_start_says_why_in_one_line(write_config, tmp_path):
+    cfg = GOOD.replace("sources:", "aws: {profile: no-such-profile}\nsources:")
+    r = cli("run", "-c", write_config(cfg), env={"AWS_CONFIG_FILE": str(tmp_path / "none"),
+                                                 "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "Unclosed" not in r.stderr
+    assert "cannot start: ProfileNotFound" in r.stderr

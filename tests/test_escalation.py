@@ -198,15 +198,26 @@ def test_success_starts_verification_and_nothing_happens_before_due() -> None:
 def test_verify_with_fresh_breaching_data_escalates(levels, fresh, level) -> None:
     w = World(levels)
     w.to_verifying()
-    w.now = w.at(minutes=2, seconds=40)
+    w.now = w.at(minutes=3, seconds=40)
     for name, value in fresh.items():
         w.point(name, value, w.at(minutes=1, seconds=5))
+        w.point(name, value, w.at(minutes=2, seconds=5))
     cmds = w.observe()
     assert kinds(cmds) == ["verification_failed", "level_started", "RunLevel"]
     alarming = [n for n, v in fresh.items() if v == BAD]
     assert cmds[0].why.startswith(f"level 1 did not cure it: {alarming[0]} = 900")
     assert (cmds[0].level, run_levels(cmds), w.machine.level) == (1, [level], level)
     assert w.machine.incident.watch == {"latency", *alarming}
+
+
+def test_one_blip_of_a_bystander_rule_does_not_escalate() -> None:
+    """Only the rules that alarmed get the lenient M; another rule needs its full M of fresh data."""
+    w = World({"latency": 1, "gdpr": 2})
+    w.to_verifying()
+    w.now = w.at(minutes=2, seconds=40)
+    w.point("latency", GOOD, w.at(minutes=1, seconds=5))
+    w.point("gdpr", BAD, w.at(minutes=1, seconds=5))
+    assert kinds(w.observe()) == ["RunChecks"]
 
 
 def test_old_breaching_points_do_not_fail_verification() -> None:

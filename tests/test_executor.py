@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+
+import pytest
 import time
 from datetime import timedelta
 
@@ -246,3 +248,34 @@ async def test_metrics_follow_levels_attempts_and_rollbacks(admin_api, http_sess
     await h.executor.resolve("fixed by hand")
     assert h.sample("watchdog_target_level", target=TARGET) == 0.0
     assert h.sample("watchdog_incidents_open", target=TARGET) == 0.0
+
+
+@pytest.mark.parametrize("idempotent, calls", [(False, 1), (True, 3)])
+async def test_a_timed_out_request_is_repeated_only_when_idempotent(admin_api, http_session, idempotent, calls) -> None:
+    # The request reached the server; only the answer was late. It may have taken effect.
+    admin_api.delay["/l1"] = 0.5
+    act = http_action(f"{admin_api.url}/l1", timeout="100ms", idempotent=idempotent)
+    h = Harness(build_target(default_levels(admin_api.url, l1=level(1, [act]))), http_session)
+    await h.open()
+    assert admin_api.count("/l1") == calls
+    assert_intent_before_outcome(h, 1, ["unknown"] * calls)
+    assert h.kinds()[2] == "level_failed" and h.machine.level == 2
+
+
+async def test_a_refused_connection_is_retried_even_when_not_idempotent(admin_api, http_session) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/l1"
+    h = Harness(build_target(default_levels(admin_api.url, l1=level(1, [http_action(dead)]))), http_session)
+    await h.open()
+    assert_intent_before_outcome(h, 1, ["failed", "failed", "failed"])  # never sent: safe to retry
+
+
+async def test_no_level_starts_once_shutdown_began(admin_api, http_session) -> None:
+    admin_api.script["/l1"] = [503]
+    h = Harness(build_target(default_levels(admin_api.url)), http_session)
+    h.executor.stopping = True
+    await h.open()
+    assert admin_api.count("/l1") == 0 and admin_api.count("/l2") == 0

@@ -150,9 +150,10 @@ OPERATOR_CASES = [
     ("> -5", -4, True), ("> -5", -5, False),
     ("== false", False, True), ("== false", True, False),
     ("== true", True, True), ("!= true", False, True), ("!= false", False, False),
-    # a boolean condition is never met by a number (0 == False in Python, not here)
-    ("== false", 0, False), ("== false", 0.0, False), ("!= true", 0, False),
 ]
+
+# A value of the wrong kind never breaches, and in a window it counts as missing, not ok.
+MISMATCH_CASES = [("== false", 0), ("== false", 0.0), ("!= true", 0), ("> 0", True), ("== 1", True)]
 
 
 @pytest.mark.parametrize("threshold, value, breached", OPERATOR_CASES)
@@ -160,6 +161,13 @@ def test_operators(threshold: str, value, breached: bool) -> None:
     assert parse_threshold(threshold).breached_by(value) is breached
     ev = evaluate(spec(1, 1, threshold=threshold), [(T0 - MIN, value)], NOW)
     assert ev.state is (ALARM if breached else OK)
+
+
+@pytest.mark.parametrize("threshold, value", MISMATCH_CASES)
+def test_a_value_of_the_wrong_kind_is_missing(threshold: str, value) -> None:
+    assert parse_threshold(threshold).breached_by(value) is False
+    ev = evaluate(spec(1, 1, threshold=threshold), [(T0 - MIN, value)], NOW)
+    assert ev.state is INSUF and ev.present == 0
 
 
 # --- evaluate_fresh: only datapoints newer than the action -------------------

@@ -202,6 +202,11 @@ class App:
             self.metrics.rule_state.labels(target, rname, cat).set(view.evaluation.state.number)
             if view.evaluation.value is not None:
                 self.metrics.rule_value.labels(target, rname).set(float(view.evaluation.value))
+            else:  # no value now: a stale number would look like a reading
+                try:
+                    self.metrics.rule_value.remove(target, rname)
+                except KeyError:
+                    pass
         self._last_eval = now
         self.metrics.last_evaluation.set(now.timestamp())
         await self.executors[target].observe(views)
@@ -212,10 +217,16 @@ class App:
         """Ordered: stop polling, let a running level finish (bounded), then close."""
         grace = self.cfg.watchdog.shutdown_grace.total_seconds()
         log.info("stopping", grace_s=grace)
+        for ex in self.executors.values():
+            ex.stopping = True
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()  # shutdown(wait=True) does not wait for asyncio jobs; we do
         if self._polls:
-            await asyncio.wait(set(self._polls), timeout=min(grace, 30))
+            _, slow = await asyncio.wait(set(self._polls), timeout=min(grace, 30))
+            for t in slow:
+                t.cancel()  # a poll still retrying must not run on against closed clients
+            if slow:
+                await asyncio.wait(slow, timeout=5)
         levels = [e.level_task for e in self.executors.values() if e.busy]
         if levels:
             log.info("waiting_for_level", count=len(levels), grace_s=grace)

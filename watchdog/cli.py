@@ -99,23 +99,30 @@ async def _daemon(cfg: Config, dry_run: bool | None) -> int:
         loop.add_signal_handler(sig, stop.set)  # only a flag: the shutdown is ordered below
     app = App(cfg, dry_run=dry_run)
     try:
-        await app.start()
-    except OSError as exc:
-        print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
+        try:
+            await app.start()
+        except OSError as exc:
+            print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
+            return EXIT_FAIL
+        except Exception as exc:  # e.g. an unknown AWS profile: one line, no traceback
+            print(f"rollback-watchdog: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        await stop.wait()
+        return EXIT_OK
+    finally:
         await app.stop()
-        return EXIT_FAIL
-    await stop.wait()
-    await app.stop()
-    return EXIT_OK
 
 
 async def _once(cfg: Config) -> int:
     from watchdog.app import App
 
     app = App(cfg, serve_http=False)
-    await app.start(schedule=False)
     try:
+        await app.start(schedule=False)
         results = await app.once()
+    except Exception as exc:
+        print(f"rollback-watchdog: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     finally:
         await app.stop()
     rows = [("TARGET", "RULE", "CATEGORY", "STATE", "VALUE", "THRESHOLD", "LAST DATAPOINT", "WHY")]

@@ -256,7 +256,7 @@ class TargetMachine:
 
     def _fresh(self, now: datetime, inc: Incident, views: Mapping[str, RuleView]) -> dict[str, Evaluation]:
         since = inc.actions_ended_at or inc.opened_at
-        return {n: evaluate_fresh(v.spec, v.points, now, since) for n, v in views.items()}
+        return {n: evaluate_fresh(v.spec, v.points, now, since, lenient_m=n in inc.watch) for n, v in views.items()}
 
     def _event(self, now: datetime, kind: str, severity: Severity, why: str, nxt: str, **details: Any) -> Event:
         inc = self.incident

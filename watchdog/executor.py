@@ -51,6 +51,7 @@ class TargetExecutor:
         self.dry_run = dry_run
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
+        self.stopping = False  # set by the app's shutdown: no new level or check starts
 
     @property
     def busy(self) -> bool:
@@ -68,6 +69,10 @@ class TargetExecutor:
         for cmd in commands:
             if isinstance(cmd, Event):
                 self._announce(cmd)
+            elif self.stopping and isinstance(cmd, (RunLevel, RunChecks)):
+                # Shutting down: starting a level now would only have it cancelled half-way.
+                log.warning("not_started_shutting_down", target=self.target.name, incident=cmd.incident,
+                            level=cmd.level, would_run="level" if isinstance(cmd, RunLevel) else "checks")
             elif isinstance(cmd, RunLevel):
                 self.level_task = self._spawn(self._run_level(cmd), f"level:{self.target.name}:{cmd.level}")
             elif isinstance(cmd, RunChecks):
@@ -101,6 +106,10 @@ class TargetExecutor:
             ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"
         except ActionFailed as exc:
             ok, detail = False, exc.detail
+        except Exception as exc:  # a bug must fail the level (and escalate), never strand the incident
+            log.error("level_crashed", target=self.target.name, incident=cmd.incident, level=cmd.level,
+                      error=type(exc).__name__)
+            ok, detail = False, f"unexpected {type(exc).__name__}"
         except asyncio.CancelledError:
             self._journal.outcome(self._clock.now(), self.target.name, cmd.incident, cmd.level, "level", 0,
                                   "interrupted", "the watchdog stopped during the level", self.dry_run)
@@ -126,7 +135,8 @@ class TargetExecutor:
         attempt = 0
 
         def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, ActionFailed) and exc.retryable
+            # An attempt that may have taken effect is repeated only for an idempotent action.
+            return isinstance(exc, ActionFailed) and exc.retryable and (not exc.unknown or action.idempotent)
 
         async for attempt_ctx in retrying(action.retry, retryable):
             with attempt_ctx:
@@ -136,8 +146,10 @@ class TargetExecutor:
                 try:
                     detail = await runner.run(action)
                 except ActionFailed as exc:
-                    self._record(cmd, name, attempt, "failed", exc.detail)
-                    raise ActionFailed(f"{name}: {exc.detail} (attempt {attempt}/{action.retry.attempts})", exc.retryable) from None
+                    self._record(cmd, name, attempt, "unknown" if exc.unknown else "failed", exc.detail)
+                    raise ActionFailed(
+                        f"{name}: {exc.detail} (attempt {attempt}/{action.retry.attempts})", exc.retryable, exc.unknown
+                    ) from None
                 except asyncio.CancelledError:
                     self._record(cmd, name, attempt, "unknown", "cancelled while running (deadline or shutdown)")
                     raise

@@ -3,7 +3,8 @@
 Bucket alignment: buckets are `period` long and aligned to the Unix epoch, the
 same grid CloudWatch uses when StartTime is aligned (the CloudWatch source
 aligns it). A datapoint belongs to the bucket its timestamp falls in; if a
-bucket holds several, the newest wins.
+bucket holds several, the newest wins. A value of the wrong kind (a number for
+`== false`, a boolean for `> 5`) is missing, never "not breaching".
 
 The still-filling bucket: for aggregated statistics (CloudWatch) the bucket
 that contains `now` is excluded, because a p99 or Sum over a partial period is
@@ -86,7 +87,7 @@ def window(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: da
             newest[b] = (ts, value)
     out = []
     for start in starts:
-        if start in newest and (since is None or start >= since):
+        if start in newest and (since is None or start >= since) and spec.threshold.accepts(newest[start][1]):
             value = newest[start][1]
             out.append(Bucket(start, value, spec.threshold.breached_by(value)))
         else:
@@ -119,20 +120,24 @@ def evaluate(
     return _result(state, buckets, breaching, len(present), m, reason)
 
 
-def evaluate_fresh(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: datetime) -> Evaluation:
+def evaluate_fresh(
+    spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: datetime, lenient_m: bool = True
+) -> Evaluation:
     """Judge only buckets that start at or after `since` (an action's end).
 
     Used to verify a level and to watch a mitigated incident. Missing buckets are
     never evidence here, whatever `missing_data` says: with no fresh datapoint the
     answer is insufficient_data. With fewer fresh datapoints than
-    `datapoints_to_alarm`, the rule alarms only if every one of them breaches.
+    `datapoints_to_alarm`, the rule alarms only if every one of them breaches
+    (`lenient_m`, for the rules that must prove they recovered); otherwise the
+    full M is needed, so one blip of a bystander rule does not escalate.
     """
     buckets = window(spec, points, now, since=since)
     present = [b for b in buckets if b.breaching is not None]
     breaching = sum(1 for b in present if b.breaching)
     if not present:
         return _result(RuleState.INSUFFICIENT_DATA, buckets, 0, 0, spec.datapoints_to_alarm, "no datapoint newer than the action yet")
-    needed = min(spec.datapoints_to_alarm, len(present))
+    needed = min(spec.datapoints_to_alarm, len(present)) if lenient_m else spec.datapoints_to_alarm
     state = RuleState.ALARM if breaching >= needed else RuleState.OK
     reason = f"{breaching} of {len(present)} datapoints since the action breach {spec.threshold} (alarm at {needed})"
     return _result(state, buckets, breaching, len(present), needed, reason)

@@ -69,7 +69,10 @@ class SignalBoard:
         for t in cfg.targets:
             for r in t.rules:
                 src = self.sources[r.source]
-                self.slots[rule_key(t.name, r.name)] = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s))
+                slot = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s))
+                # Until its source answers, a rule knows nothing: never judge it on an empty window.
+                slot.note = f"source {r.source} has not answered yet"
+                self.slots[rule_key(t.name, r.name)] = slot
         self._targets = {t.name: t for t in cfg.targets}
 
     def queries(self, source: str) -> list[Query]:
@@ -102,7 +105,13 @@ class SignalBoard:
         for key, slot in self.slots.items():
             if slot.target != target:
                 continue
-            ev = evaluate(slot.spec, slot.points, now, slot.state)
+            # A sampled source's window ends at its own last reading: evaluating it because
+            # another source polled must not see a gap where the next reading is not due yet.
+            at = now
+            health = self.sources[slot.rule.source]
+            if not slot.spec.complete_buckets_only and health.last_success is not None:
+                at = health.last_success
+            ev = evaluate(slot.spec, slot.points, at, slot.state)
             if slot.note:
                 ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
             slot.evaluation, slot.state = ev, ev.state

@@ -6,12 +6,18 @@ from typing import Any, Protocol
 
 
 class ActionFailed(Exception):
-    """One attempt failed. `retryable` says whether another attempt may help."""
+    """One attempt failed. `retryable` says whether another attempt may help.
 
-    def __init__(self, detail: str, retryable: bool = True):
+    `unknown` means the attempt may have taken effect (a timeout after the request
+    went out, a command killed mid-run): it is retried only if the action is
+    declared `idempotent`, so a step never runs twice by accident.
+    """
+
+    def __init__(self, detail: str, retryable: bool = True, unknown: bool = False):
         super().__init__(detail)
         self.detail = detail
         self.retryable = retryable
+        self.unknown = unknown
 
 
 class Runner(Protocol):

@@ -37,7 +37,7 @@ class CommandRunner:
         except asyncio.TimeoutError:
             _kill(proc)
             await proc.wait()
-            raise ActionFailed(f"timed out after {action.timeout.total_seconds():g}s") from None
+            raise ActionFailed(f"timed out after {action.timeout.total_seconds():g}s; killed", unknown=True) from None
         except asyncio.CancelledError:
             _kill(proc)
             await proc.wait()

@@ -29,9 +29,11 @@ class HttpRunner:
                 await resp.read()
                 status = resp.status
         except asyncio.TimeoutError:
-            raise ActionFailed(f"no answer within {action.timeout.total_seconds():g}s") from None
-        except aiohttp.ClientError as exc:
+            raise ActionFailed(f"no answer within {action.timeout.total_seconds():g}s", unknown=True) from None
+        except aiohttp.ClientConnectorError as exc:  # never connected: the request did not go out
             raise ActionFailed(f"{type(exc).__name__}: {_safe(exc)}") from None
+        except aiohttp.ClientError as exc:  # the request may have arrived before the connection broke
+            raise ActionFailed(f"{type(exc).__name__}: {_safe(exc)}", unknown=True) from None
         expected = action.expect_status if isinstance(action, HttpAction) else [action.expect_status]
         ok = status in expected if expected else 200 <= status < 300
         if not ok:

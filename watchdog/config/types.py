@@ -60,8 +60,12 @@ class Threshold:
     op: str
     value: float | bool
 
+    def accepts(self, value: float | bool) -> bool:
+        """Booleans compare with booleans, numbers with numbers."""
+        return isinstance(value, bool) == isinstance(self.value, bool)
+
     def breached_by(self, value: float | bool) -> bool:
-        if isinstance(self.value, bool) and not isinstance(value, bool):
+        if not self.accepts(value):
             return False
         return _OPS[self.op](value, self.value)
 
