@@ -177,7 +177,8 @@ def test_run_once_with_cloudwatch_down_is_not_an_alarm(write_config, aws_env, ad
 
 
 def test_run_that_cannot_start_says_why_in_one_line(write_config, tmp_path):
-    cfg = GOOD.replace("sources:", "aws: {profile: no-such-profile}\nsources:")
+    cfg = GOOD.replace("sources:", "aws: {profile: no-such-profile}\nsources:").replace(
+        "listen: 127.0.0.1:0", f"listen: 127.0.0.1:0\n  state_path: {tmp_path}/w.db")
     r = cli("run", "-c", write_config(cfg), env={"AWS_CONFIG_FILE": str(tmp_path / "none"),
                                                  "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
     assert r.returncode == 1

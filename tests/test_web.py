@@ -13,7 +13,7 @@ from watchdog.app import App
 from watchdog.config import parse_config
 
 CONFIG = """
-watchdog: {{listen: "127.0.0.1:0"}}
+watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
 aws: {{region: us-east-1, endpoint_url: "{aws}"}}
 sources:
   - {{name: cloudwatch, type: cloudwatch, interval: 1h, retry: {{attempts: 1}}}}
@@ -57,9 +57,9 @@ async def _until(cond, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize("reachable", [True, False])
-async def test_health_readiness_and_status(moto_url, aws_env, reachable):
+async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_path):
     clock = Clock()
-    cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9"), {})
+    cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9", state=tmp_path / "w.db"), {})
     app = App(cfg, clock=clock)
     await app.start()
     try:
@@ -99,8 +99,8 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable):
     assert app.health()[0] is False
 
 
-async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env):
-    cfg = parse_config(CONFIG.format(aws=moto_url), {})
+async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env, tmp_path):
+    cfg = parse_config(CONFIG.format(aws=moto_url, state=tmp_path / "w.db"), {})
     app = App(cfg, clock=Clock())
     await app.start(schedule=False)
     try:

@@ -7,9 +7,9 @@ each task so shutdown can wait for it, then cancel what is left.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -23,21 +23,23 @@ from watchdog.config import process_environment
 from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
 from watchdog.executor import TargetExecutor
-from watchdog.journal import MemoryJournal
+from watchdog.journal import Journal, MemoryJournal
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
+from watchdog.pause import GLOBAL, Pause, Pauses
 from watchdog.signals import SignalBoard
 from watchdog.sources import SourceDeps, SourceError, build_source
 from watchdog.sources.base import Source
-from watchdog.status import status_document
+from watchdog.status import incident_documents, status_document
+from watchdog.store import SqliteStore
 from watchdog.web import build_web
 
 log = structlog.get_logger("watchdog.app")
 
 
 def incident_ids() -> Callable[[str, datetime], str]:
-    seq = itertools.count(1)
-    return lambda target, now: f"{target}-{now:%Y%m%dT%H%M%SZ}-{next(seq)}"
+    # A random tail: a restarted process must never reuse an id within the same second.
+    return lambda target, now: f"{target}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 class App:
@@ -49,16 +51,21 @@ class App:
         dry_run: bool | None = None,
         serve_http: bool = True,
         listeners: tuple[Callable[[Event, bool], None], ...] = (),
+        journal: Journal | None = None,
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.dry_run = cfg.watchdog.dry_run if dry_run is None else dry_run
         self.serve_http = serve_http
         self.metrics = Metrics()
-        self.journal = MemoryJournal()
+        # Without one handed in, start() opens the SQLite store at state_path (and stop() closes it).
+        self.journal: Journal = journal if journal is not None else MemoryJournal()
+        self._store: SqliteStore | None = None
+        self._open_store = journal is None
         self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
         for fn in listeners:
             self.notifier.listen(fn)
+        self.pauses = Pauses()
         self.sources: dict[str, Source] = {}
         self.board: SignalBoard | None = None
         self.executors: dict[str, TargetExecutor] = {}
@@ -77,6 +84,9 @@ class App:
     async def start(self, schedule: bool = True) -> None:
         cfg = self.cfg
         self._started_at = self.clock.now()
+        if self._open_store and self._store is None:
+            self._store = SqliteStore(cfg.watchdog.state_path)  # StoreError: one line, before any network
+            self.journal = self._store
         self.session = aiohttp.ClientSession()
         deps = SourceDeps(cfg.aws, self.session, self.metrics)
         sampled = {}
@@ -91,7 +101,10 @@ class App:
         runners = build_runners(self.session, process_environment())
         new_id = incident_ids()
         for t in cfg.targets:
-            machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour, new_id)
+            machine = TargetMachine(
+                t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour, new_id,
+                paused=self._pause_reader(t.name),
+            )
             self.executors[t.name] = TargetExecutor(
                 t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run
             )
@@ -127,6 +140,58 @@ class App:
                 max_instances=1, coalesce=True, next_run_time=now, misfire_grace_time=None,
             )
         self.scheduler.start()
+
+    def _pause_reader(self, target: str) -> Callable[[datetime], str | None]:
+        def paused(now: datetime) -> str | None:
+            p = self.pauses.active(target, now)
+            return p.describe() if p else None
+
+        return paused
+
+    # --- operator control (the control API calls these) ----------------------------
+
+    async def pause(self, target: str | None, duration: timedelta, reason: str) -> Pause:
+        if target is not None and target not in self.executors:
+            raise KeyError(target)
+        now = self.clock.now()
+        pause = self.pauses.set(target or GLOBAL, now + duration, reason)
+        self._announce_pause("paused", pause, now, f"paused: {reason}", f"no action until {pause.until:%H:%M:%S}Z or resume")
+        return pause
+
+    async def resume(self, target: str | None, reason: str) -> Pause | None:
+        if target is not None and target not in self.executors:
+            raise KeyError(target)
+        pause = self.pauses.clear(target or GLOBAL)
+        if pause is not None:
+            self._announce_pause("resumed", pause, self.clock.now(), f"resumed: {reason}", "acting on alarms again")
+            for name in self._scope_targets(pause.scope):
+                await self.evaluate(name)  # act on what is alarming now, not at the next poll
+        return pause
+
+    def _expire_pauses(self, now: datetime) -> None:
+        for pause in self.pauses.expire(now):
+            self._announce_pause("resumed", pause, now, "the pause expired", "acting on alarms again")
+
+    def _announce_pause(self, kind: str, pause: Pause, now: datetime, why: str, nxt: str) -> None:
+        self.metrics.paused.set(1 if any(p.scope == GLOBAL for p in self.pauses.all(now)) else 0)
+        for name in self._scope_targets(pause.scope):
+            ex = self.executors[name]
+            inc = ex.machine.incident
+            ex.announce(Event(kind, "info", name, inc.id if inc else None, ex.machine.level, now, why, nxt))
+
+    def _scope_targets(self, scope: str) -> list[str]:
+        return list(self.executors) if scope == GLOBAL else [scope]
+
+    async def manual_rollback(self, target: str, level: int, reason: str) -> str:
+        return await self.executors[target].manual(level, reason)
+
+    async def resolve(self, incident: str, note: str) -> str:
+        for ex in self.executors.values():
+            inc = ex.machine.incident
+            if inc is not None and inc.id == incident:
+                await ex.resolve(note)
+                return ex.target.name
+        raise KeyError(incident)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -196,6 +261,7 @@ class App:
         if board is None:
             return
         now = self.clock.now()
+        self._expire_pauses(now)
         views = board.evaluate(target, now)
         for rname, view in views.items():
             cat = board.slots[f"{target}/{rname}"].rule.category
@@ -249,6 +315,9 @@ class App:
         await self.notifier.close()
         if self.session is not None:
             await self.session.close()
+        if self._store is not None:
+            self._store.close()  # last: everything above may still write to it
+            self._store = None
         log.info("stopped")
 
     # --- what the web face reads --------------------------------------------------------
@@ -275,3 +344,7 @@ class App:
 
     def status(self) -> dict[str, Any]:
         return status_document(self)
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """Open incidents and the last closed one per target, newest first."""
+        return incident_documents(self)

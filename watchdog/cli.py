@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from watchdog import __version__
+from watchdog import __version__, cli_control, cli_incidents
 from watchdog.config import Config, ConfigError, load_config
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration without touching the network")
     check.add_argument("-c", "--config", required=True)
 
+    cli_control.add_parsers(sub)
+    cli_incidents.add_parser(sub)
+
     demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service)")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -50,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command in cli_control.VERBS:
+            return cli_control.run(args)
+        if args.command == "incidents":
+            return cli_incidents.run(args)
         if args.command == "demo":
             from watchdog.demo.story import run_demo
 
@@ -115,8 +122,9 @@ async def _daemon(cfg: Config, dry_run: bool | None) -> int:
 
 async def _once(cfg: Config) -> int:
     from watchdog.app import App
+    from watchdog.journal import MemoryJournal
 
-    app = App(cfg, serve_http=False)
+    app = App(cfg, serve_http=False, journal=MemoryJournal())  # --once acts on nothing: no state file
     try:
         await app.start(schedule=False)
         results = await app.once()

@@ -101,8 +101,11 @@ class TargetMachine:
         verify_window: timedelta,
         max_rollbacks_per_hour: int,
         new_id: Callable[[str, datetime], str],
+        paused: Callable[[datetime], str | None] = lambda now: None,
     ):
         self.target = target
+        self._paused = paused  # now -> a description of the pause holding this target, or None
+        self._held: tuple[str | None, int] | None = None  # the last "would run", announced once
         self.max_level = max_level
         self.verify_window = verify_window
         self.max_rollbacks_per_hour = max_rollbacks_per_hour
@@ -127,7 +130,15 @@ class TargetMachine:
         inc = self.incident
         if inc is None:
             alarming = [v for v in views.values() if v.evaluation.state is RuleState.ALARM]
-            return self._open(now, alarming) if alarming else []
+            if not alarming:
+                self._held = None
+                return []
+            pause = self._paused(now)
+            if pause is not None:  # evaluation and announcements go on; the incident opens on resume
+                level = max(v.level for v in alarming)
+                why = "alarm: " + _describe([v.name for v in alarming], {v.name: v.evaluation for v in alarming})
+                return self._would_run(now, None, level, why, pause)
+            return self._open(now, alarming)
         if inc.phase is Phase.VERIFYING and inc.verify_due is not None and now >= inc.verify_due:
             return self._verify(now, inc, views)
         if inc.phase is Phase.MITIGATED:
@@ -135,6 +146,8 @@ class TargetMachine:
             alarming = [n for n, e in fresh.items() if e.state is RuleState.ALARM]
             if alarming:
                 why = "new alarm on a mitigated incident: " + _describe(alarming, fresh)
+                if self._paused(now) is not None:
+                    return self._escalate(now, inc, alarming, views, why)
                 return [self._event(now, "realarmed", "warning", why, "escalating")] + self._escalate(
                     now, inc, alarming, views, why
                 )
@@ -204,6 +217,8 @@ class TargetMachine:
         alarming = [n for n, e in fresh.items() if e.state is RuleState.ALARM]
         if alarming:
             why = f"level {inc.level} did not cure it: " + _describe(alarming, fresh)
+            if self._paused(now) is not None:  # held: the "would run" says it, once
+                return self._escalate(now, inc, alarming, views, why)
             return [self._event(now, "verification_failed", "warning", why, "escalating")] + self._escalate(
                 now, inc, alarming, views, why
             )
@@ -227,6 +242,32 @@ class TargetMachine:
         target = max([inc.level + 1] + [views[n].level for n in alarming if n in views])
         return self._start(now, inc, target, why)
 
+    def manual(self, now: datetime, level: int, reason: str) -> list[Command]:
+        """A human asked for `level`: run it through the same machine, pause and breaker aside."""
+        if level < 1 or level > self.max_level:
+            raise ValueError(f"level must be 1..{self.max_level}")
+        inc = self.incident
+        if inc is not None and inc.phase in (Phase.RUNNING, Phase.CHECKING):
+            raise ValueError(f"level {inc.level} is running now; try again when it has finished")
+        why = f"manual rollback: {reason}"
+        out: list[Command] = []
+        if inc is None:
+            inc = Incident(id=self._new_id(self.target, now), target=self.target, opened_at=now, phase=Phase.RUNNING)
+            self.incident = inc
+            out.append(Event("incident_opened", "warning", self.target, inc.id, level, now, why, f"running level {level}"))
+        return out + self._run(now, inc, level, why)
+
+    def _would_run(self, now: datetime, inc: Incident | None, level: int, why: str, pause: str) -> list[Command]:
+        if inc is not None and inc.phase in (Phase.RUNNING, Phase.CHECKING):
+            # Hold where we are: re-judged on fresh data each evaluation, acted on at resume.
+            inc.phase, inc.actions_ended_at, inc.verify_due = Phase.VERIFYING, now, now
+        key = (inc.id if inc else None, level)
+        if self._held == key:
+            return []
+        self._held = key
+        return [Event("would_run", "warning", self.target, inc.id if inc else None, level, now,
+                      f"{pause}: would run level {level}: {why}", "no action while paused; resume to act")]
+
     def _start(self, now: datetime, inc: Incident, level: int, why: str) -> list[Command]:
         inc.blind = False
         if level > self.max_level:
@@ -239,6 +280,13 @@ class TargetMachine:
                 now, inc, f"circuit breaker: {len(self._starts)} rollbacks in the last hour "
                 f"(max_rollbacks_per_hour={self.max_rollbacks_per_hour}); would run level {level}",
             )
+        pause = self._paused(now)
+        if pause is not None:
+            return self._would_run(now, inc, level, why, pause)
+        return self._run(now, inc, level, why)
+
+    def _run(self, now: datetime, inc: Incident, level: int, why: str) -> list[Command]:
+        self._held = None
         self._starts.append(now)
         inc.phase, inc.level = Phase.RUNNING, level
         inc.actions_ended_at = inc.verify_due = None

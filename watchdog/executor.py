@@ -18,10 +18,11 @@ from watchdog.actions import ActionFailed, Runner
 from watchdog.clock import Clock
 from watchdog.config.models import Target
 from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, TargetMachine
-from watchdog.journal import MemoryJournal
+from watchdog.journal import Journal
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.retrying import retrying
+from watchdog.store import snapshot
 
 log = structlog.get_logger("watchdog.executor")
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -33,7 +34,7 @@ class TargetExecutor:
         target: Target,
         machine: TargetMachine,
         runners: Mapping[str, Runner],
-        journal: MemoryJournal,
+        journal: Journal,
         notifier: Notifier,
         metrics: Metrics,
         clock: Clock,
@@ -65,6 +66,17 @@ class TargetExecutor:
         async with self._lock:
             self._dispatch(self.machine.resolve(self._clock.now(), note))
 
+    async def manual(self, level: int, reason: str) -> str:
+        """A human's rollback; ValueError if it cannot start now. Returns the incident id."""
+        async with self._lock:
+            self._dispatch(self.machine.manual(self._clock.now(), level, reason))
+            inc = self.machine.incident
+            return inc.id if inc else ""
+
+    def announce(self, ev: Event) -> None:
+        """Events that come from outside the machine (pause, resume)."""
+        self._announce(ev)
+
     def _dispatch(self, commands: list[Command]) -> None:
         for cmd in commands:
             if isinstance(cmd, Event):
@@ -82,8 +94,15 @@ class TargetExecutor:
         self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
         inc = self.machine.incident
         self._metrics.target_blind.labels(name).set(1 if inc and inc.blind else 0)
+        save = getattr(self._journal, "save_incident", None)
+        if save is not None:  # durable store: the incident as it stands after this decision (unchanged: no write)
+            for known in (inc, self.machine.last_closed):
+                if known is not None:
+                    save(snapshot(known))
 
     def _announce(self, ev: Event) -> None:
+        if ev.kind == "would_run":
+            self._metrics.rollbacks.labels(self.target.name, str(ev.level), "skipped").inc()
         self._journal.event(ev, self.dry_run)
         level = log.error if ev.severity == "critical" else log.warning if ev.severity == "warning" else log.info
         level(ev.kind, target=ev.target, incident=ev.incident, level=ev.level, why=ev.why, next=ev.next,

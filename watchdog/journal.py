@@ -1,8 +1,10 @@
 """The record of what the watchdog decided and did.
 
-In memory for now: every event, action intent and outcome, in order. The
-executor writes the intent before an action starts and the outcome after it
-ends, so a durable store can replace this class without changing callers.
+`Journal` is what the executor writes to: every event, action intent and
+outcome, and check result, in order. The executor writes the intent before an
+action starts and the outcome after it ends. `MemoryJournal` keeps them in
+memory (tests, `run --once`); `watchdog.store.SqliteStore` is the durable one
+the daemon uses.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import itertools
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from watchdog.escalation import Event
 
@@ -31,6 +33,22 @@ class Record:
         d = asdict(self)
         d["at"] = self.at.isoformat()
         return d
+
+
+@runtime_checkable
+class Journal(Protocol):
+    def event(self, ev: Event, dry_run: bool = False) -> Record: ...
+
+    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
+               dry_run: bool) -> Record: ...
+
+    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
+                outcome: str, detail: str, dry_run: bool) -> Record: ...
+
+    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool,
+              detail: str) -> Record: ...
+
+    def records(self, incident: str | None = None) -> list[Record]: ...
 
 
 class MemoryJournal:

@@ -21,15 +21,18 @@ def _value(v: Any) -> Any:
 def status_document(app: "App") -> dict[str, Any]:
     board = app.board
     targets = []
+    now = app.clock.now()
     for name, ex in app.executors.items():
         m = ex.machine
         inc = m.incident
+        pause = app.pauses.active(name, now)
         targets.append(
             {
                 "name": name,
                 "phase": m.phase.value,
                 "level": m.level,
-                "paused": False,
+                "paused": pause is not None,
+                "pause": None if pause is None else {"scope": pause.scope, "until": _iso(pause.until), "reason": pause.reason},
                 "dry_run": ex.dry_run,
                 "blind": bool(inc and inc.blind),
                 "incident": None if inc is None else {
@@ -89,3 +92,31 @@ def status_document(app: "App") -> dict[str, Any]:
         "rules": rules,
         "sources": sources,
     }
+
+
+def incident_doc(inc: Any) -> dict[str, Any]:
+    return {
+        "id": inc.id,
+        "target": inc.target,
+        "phase": inc.phase.value if inc.closed_at is None else "resolved",
+        "level": inc.level,
+        "opened_at": _iso(inc.opened_at),
+        "mitigated_at": _iso(inc.mitigated_at),
+        "closed_at": _iso(inc.closed_at),
+        "blind": inc.blind,
+        "trigger": {k: {**v, "at": _iso(v.get("at"))} for k, v in inc.trigger.items()},
+        "levels_run": [
+            {"level": r.level, "started": _iso(r.started), "finished": _iso(r.finished), "outcome": r.outcome,
+             "detail": r.detail, "reason": r.reason}
+            for r in inc.runs
+        ],
+    }
+
+
+def incident_documents(app: "App") -> list[dict[str, Any]]:
+    found = []
+    for ex in app.executors.values():
+        for inc in (ex.machine.incident, ex.machine.last_closed):
+            if inc is not None:
+                found.append(incident_doc(inc))
+    return sorted(found, key=lambda d: d["opened_at"] or "", reverse=True)

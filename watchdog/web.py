@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from watchdog.control import add_routes
+
 if TYPE_CHECKING:
     from watchdog.app import App
 
@@ -20,6 +22,7 @@ def build_web(app: "App") -> web.Application:
     wa.router.add_get("/healthz", healthz)
     wa.router.add_get("/readyz", readyz)
     wa.router.add_get("/status", status)
+    add_routes(wa, APP_KEY)
     return wa
 
 

@@ -35,6 +35,11 @@ def process_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
+def operator_token() -> str | None:
+    """The control API token for the operator commands (WATCHDOG_API_TOKEN)."""
+    return os.environ.get("WATCHDOG_API_TOKEN") or None
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     try:

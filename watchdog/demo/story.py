@@ -19,10 +19,10 @@ import aioboto3
 
 from watchdog.app import App
 from watchdog.config import parse_config
-from watchdog.demo.report import incident_report
 from watchdog.demo.service import HybridRoutingService, ServiceState, publish_metrics
 from watchdog.escalation import Event, Phase
 from watchdog.logs import setup_logging
+from watchdog.report import incident_report
 
 FAULT_AT = 20.0
 GIVE_UP_AFTER = 110.0
