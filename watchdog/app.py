@@ -27,6 +27,7 @@ from watchdog.journal import Journal, MemoryJournal
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
 from watchdog.pause import GLOBAL, Pause, Pauses
+from watchdog.redact import redactor_for
 from watchdog.signals import SignalBoard
 from watchdog.sources import SourceDeps, SourceError, build_source
 from watchdog.sources.base import Source
@@ -65,6 +66,7 @@ class App:
         self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
         for fn in listeners:
             self.notifier.listen(fn)
+        self.redactor = redactor_for(cfg)
         self.pauses = Pauses()
         self.sources: dict[str, Source] = {}
         self.board: SignalBoard | None = None
@@ -106,7 +108,8 @@ class App:
                 paused=self._pause_reader(t.name),
             )
             self.executors[t.name] = TargetExecutor(
-                t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run
+                t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run,
+                self.redactor,
             )
             self.metrics.target_level.labels(t.name).set(0)
             self.metrics.incidents_open.labels(t.name).set(0)
@@ -250,6 +253,7 @@ class App:
             await self.evaluate(target)
 
     def _source_failed(self, name: str, error: str, now: datetime) -> None:
+        error = self.redactor.text(error)
         if self.board is not None:
             self.board.source_failed(name, error, now)
         self.metrics.source_up.labels(name).set(0)

@@ -86,12 +86,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from watchdog.logs import setup_logging
+    from watchdog.redact import redactor_for
 
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
     # With --once the table goes to stdout, so the logs step aside to stderr.
-    setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout)
+    setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout, redactor_for(cfg))
     if args.once:
         return asyncio.run(_once(cfg))
     return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None))

@@ -21,6 +21,7 @@ from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, T
 from watchdog.journal import Journal
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
+from watchdog.redact import Redactor
 from watchdog.retrying import retrying
 from watchdog.store import snapshot
 
@@ -40,6 +41,7 @@ class TargetExecutor:
         clock: Clock,
         spawn: Spawn,
         dry_run: bool,
+        redactor: Redactor | None = None,
     ):
         self.target = target
         self.machine = machine
@@ -50,6 +52,7 @@ class TargetExecutor:
         self._clock = clock
         self._spawn = spawn
         self.dry_run = dry_run
+        self._mask = (redactor or Redactor()).text  # outside text (command output, URLs) may carry a secret
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
         self.stopping = False  # set by the app's shutdown: no new level or check starts
@@ -142,7 +145,7 @@ class TargetExecutor:
             self._dispatch(self.machine.level_finished(self._clock.now(), cmd.incident, cmd.level, ok, detail))
 
     async def _run_action(self, cmd: RunLevel, index: int, action: Any) -> str:
-        name = f"#{index + 1} {action.type}: {action.describe()}"
+        name = self._mask(f"#{index + 1} {action.type}: {action.describe()}")
         tname, inc, lvl = self.target.name, cmd.incident, cmd.level
         if self.dry_run:
             self._journal.intent(self._clock.now(), tname, inc, lvl, name, 1, True)
@@ -163,8 +166,9 @@ class TargetExecutor:
                 self._journal.intent(self._clock.now(), tname, inc, lvl, name, attempt, False)
                 log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
                 try:
-                    detail = await runner.run(action)
+                    detail = self._mask(await runner.run(action))
                 except ActionFailed as exc:
+                    exc.detail = self._mask(exc.detail)
                     self._record(cmd, name, attempt, "unknown" if exc.unknown else "failed", exc.detail)
                     raise ActionFailed(
                         f"{name}: {exc.detail} (attempt {attempt}/{action.retry.attempts})", exc.retryable, exc.unknown
@@ -199,8 +203,9 @@ class TargetExecutor:
                 ok, detail = False, exc.detail
             except Exception as exc:  # a crashed probe is a failed probe, not a verification stuck forever
                 ok, detail = False, f"unexpected {type(exc).__name__}"
-            self._journal.check(self._clock.now(), self.target.name, cmd.incident, cmd.level, check.describe(), ok, detail)
-            results.append((check.describe(), ok, detail))
+            label, detail = self._mask(check.describe()), self._mask(detail)
+            self._journal.check(self._clock.now(), self.target.name, cmd.incident, cmd.level, label, ok, detail)
+            results.append((label, ok, detail))
         failed = [f"{n}: {d}" for n, ok, d in results if not ok]
         summary = "; ".join(failed) if failed else (f"{len(results)} checks passed" if results else "no checks configured")
         async with self._lock:

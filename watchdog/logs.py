@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
@@ -21,13 +21,15 @@ _SHARED = [
 ]
 
 
-def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
+def setup_logging(level: str = "info", stream: TextIO | None = None, redactor: Any = None) -> None:
     stream = stream or sys.stdout
     numeric = getattr(logging, level.upper())
+    mask = [redactor] if redactor is not None else []
     structlog.configure(
         processors=[
             *_SHARED,
             structlog.processors.format_exc_info,
+            *mask,
             structlog.processors.JSONRenderer(default=str),
         ],
         logger_factory=structlog.PrintLoggerFactory(stream),
@@ -40,6 +42,7 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        *mask,
                         structlog.processors.JSONRenderer(default=str)],
         )
     )

@@ -19,6 +19,12 @@ from watchdog.config.checks import cross_check
 from watchdog.config.models import Config, WatchdogSection
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR}s whose names say they hold a secret are masked wherever their value shows up.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|WEBHOOK|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def _VAR_USED(name: str, text: str) -> bool:
+    return "${" + name + "}" in text
 Path_ = tuple[str | int, ...]
 
 
@@ -64,6 +70,7 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
     lines = _line_map(node)
 
     problems: list[str] = []
+    secret_env = {v for k, v in environ.items() if _SECRET_NAME.search(k) and _VAR_USED(k, text)}
     data = _expand(data, (), environ, problems, lines)
     # A field emptied by an unset ${VAR} reports only that, not also "bad duration ''".
     unset = {p.split(": ", 1)[0] for p in problems}
@@ -91,6 +98,7 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
     cross = [_line(path, msg, lines) for path, msg in cross_check(cfg)]
     if cross:
         raise ConfigError(cross)
+    cfg._secret_env = frozenset(secret_env)
     return cfg
 
 

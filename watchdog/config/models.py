@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchdog.config.types import Duration, ThresholdField
@@ -251,6 +251,9 @@ Notification = Annotated[Union[SlackNotification], Field(discriminator="type")]
 
 
 class Config(Model):
+    # Values of secret-named ${VAR}s, filled by the loader for the redactor.
+    _secret_env: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
     watchdog: WatchdogSection = Field(default_factory=WatchdogSection)
     aws: AwsSection = AwsSection()
     sources: list[Source] = Field(min_length=1)

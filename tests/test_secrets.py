@@ -1,0 +1,122 @@
+"""A scenario in which every configured secret gets a chance to leak; none may.
+
+The command action prints its token (as a deploy script run with `sh -x` would),
+the Slack webhook answers 500, the admin API answers 500: then every log line,
+/status, the incident API, the report and every row of the state file are searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+import sys
+import time
+from datetime import datetime, timezone
+
+import aiohttp
+
+from watchdog.app import App
+from watchdog.config import parse_config
+from watchdog.logs import setup_logging
+from watchdog.redact import redactor_for
+from watchdog.report import render_report
+
+SECRETS = {
+    "WATCHDOG_API_TOKEN": "api-7c1d5e9f",
+    "ADMIN_TOKEN": "adm-41b2c3d4",
+    "DEPLOY_TOKEN": "dep-9a8b7c6d",
+    "SLACK_WEBHOOK_URL": "",  # filled with the stub's URL in the test
+}
+
+CONFIG = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{state}", api_token: "${{WATCHDOG_API_TOKEN}}"}}
+aws: {{endpoint_url: "http://127.0.0.1:9"}}
+sources:
+  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
+targets:
+  - name: web
+    rules:
+      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 100",
+         metric: {{namespace: N, name: Latency, stat: Average, period: 60s}}}}
+    levels:
+      - level: 1
+        name: redeploy
+        deadline: 10s
+        actions:
+          - type: command
+            argv: ["{py}", "-c", "import os, sys; print('token', os.environ['TOK'], sys.argv[1]); sys.exit(3)",
+                   "--token=${{DEPLOY_TOKEN}}"]
+            env: {{TOK: "${{DEPLOY_TOKEN}}"}}
+      - level: 2
+        name: route
+        deadline: 10s
+        actions:
+          - type: http
+            method: PUT
+            url: "{admin}/l2?auth=${{ADMIN_TOKEN}}"
+            headers: {{Authorization: "Bearer ${{ADMIN_TOKEN}}"}}
+            retry: {{attempts: 1}}
+notifications:
+  - {{type: slack, webhook_url: "${{SLACK_WEBHOOK_URL}}"}}
+"""
+
+
+async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
+    env = dict(SECRETS, SLACK_WEBHOOK_URL=f"{admin_api.url}/services/T0/B0/hook-5e6f7a8b")
+    admin_api.script["/l2"] = [500]
+    admin_api.script["/services/T0/B0/hook-5e6f7a8b"] = [500]
+    state = tmp_path / "state.db"
+    cfg = parse_config(CONFIG.format(state=state, admin=admin_api.url, py=sys.executable), env)
+    logs = io.StringIO()
+    setup_logging("debug", logs, redactor_for(cfg))
+    app = App(cfg)
+    await app.start(schedule=False)
+    try:
+        base = f"http://127.0.0.1:{app.bound_port}"
+        auth = {"Authorization": f"Bearer {SECRETS['WATCHDOG_API_TOKEN']}"}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{base}/api/v1/targets/web/rollback", json={"level": 1, "reason": "test"},
+                              headers=auth) as r:
+                assert r.status == 202
+            ex = app.executors["web"]
+            deadline = time.monotonic() + 15
+            while (ex.busy or ex.machine.level < 2 or app.notifier._queue.qsize()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await app.notifier.drain(5)
+            assert admin_api.count("/l2") == 1 and ex.machine.phase.value == "exhausted"
+            async with s.get(f"{base}/status") as r:
+                status = await r.text()
+            async with s.get(f"{base}/api/v1/incidents", headers=auth) as r:
+                incidents = await r.text()
+            async with s.get(f"{base}/metrics") as r:
+                metrics = await r.text()
+        inc = ex.machine.incident
+        report = render_report(app.journal.incident(inc.id), app.journal.records(inc.id))
+    finally:
+        await app.stop()
+    rows = []
+    with sqlite3.connect(state) as db:
+        for (table,) in db.execute("select name from sqlite_master where type='table'"):
+            rows += [repr(row) for row in db.execute(f"select * from {table}")]
+    # The scenario really exercised the paths: the command failed with its output, Slack failed.
+    assert "exit 3: token ***" in report
+    assert "notification_failed" in logs.getvalue()
+    assert any("level_failed" in r for r in rows)
+    haystacks = {"logs": logs.getvalue(), "status": status, "incidents": incidents, "metrics": metrics,
+                 "report": report, "state file": "\n".join(rows)}
+    for name, text in haystacks.items():
+        for key, secret in env.items():
+            assert secret not in text, f"{key} leaked into {name}"
+    assert "hook-5e6f7a8b" not in haystacks["logs"]
+
+
+def test_redactor_masks_bare_tokens_and_secret_named_variables_only():
+    cfg = parse_config(CONFIG.format(state="/tmp/x.db", admin="http://127.0.0.1:9", py=sys.executable),
+                       dict(SECRETS, SLACK_WEBHOOK_URL="http://127.0.0.1:9/hook-1234", PLAIN="visible-value"))
+    r = redactor_for(cfg)
+    assert r.text("curl -H 'Authorization: Bearer adm-41b2c3d4'") == "curl -H 'Authorization: ***'"
+    assert r.text("token=adm-41b2c3d4 dep-9a8b7c6d") == "token=*** ***"
+    assert r.text("http://127.0.0.1:9/hook-1234 failed") == "*** failed"
+    assert r.text("visible-value stays") == "visible-value stays"  # not secret-named, not secret-typed
+    assert r.value({"a": ["api-7c1d5e9f", 3]}) == {"a": ["***", 3]}
