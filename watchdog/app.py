@@ -68,6 +68,7 @@ class App:
             self.notifier.listen(fn)
         self.redactor = redactor_for(cfg)
         self.pauses = Pauses()
+        self.new_incident_id = incident_ids()
         self.sources: dict[str, Source] = {}
         self.board: SignalBoard | None = None
         self.executors: dict[str, TargetExecutor] = {}
@@ -100,12 +101,11 @@ class App:
             await src.start()
             self.sources[s.name] = src
             self.metrics.source_up.labels(s.name).set(0)
-        runners = build_runners(self.session, process_environment())
-        new_id = incident_ids()
+        runners = self.runners()
         for t in cfg.targets:
             machine = TargetMachine(
-                t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour, new_id,
-                paused=self._pause_reader(t.name),
+                t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour,
+                self.new_incident_id, paused=self.pause_reader(t.name),
             )
             self.executors[t.name] = TargetExecutor(
                 t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run,
@@ -133,18 +133,43 @@ class App:
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.cfg.watchdog.listen_port
 
+    def runners(self) -> dict[str, Any]:
+        if self.session is None:
+            raise RuntimeError("start() first")
+        return build_runners(self.session, process_environment())
+
+    def refresh_interval(self) -> None:
+        self._min_interval = min(s.interval.total_seconds() for s in self.cfg.sources)
+
+    async def reload(self, new: Config) -> list[str]:
+        """Apply a validated config (SIGHUP); ReloadRefused keeps the old one running."""
+        from watchdog.reload import apply_reload
+
+        return await apply_reload(self, new)
+
+    def reschedule(self) -> None:
+        if self.scheduler is None:
+            return
+        self.scheduler.remove_all_jobs()
+        self._add_jobs()
+
     def _start_scheduler(self) -> None:
         # Started inside the running loop, as APScheduler's asyncio scheduler requires.
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._add_jobs()
+        self.scheduler.start()
+
+    def _add_jobs(self) -> None:
+        if self.scheduler is None:
+            return
         now = datetime.now(timezone.utc)
         for s in self.cfg.sources:
             self.scheduler.add_job(
                 self.poll, "interval", seconds=s.interval.total_seconds(), args=[s.name], id=f"poll:{s.name}",
                 max_instances=1, coalesce=True, next_run_time=now, misfire_grace_time=None,
             )
-        self.scheduler.start()
 
-    def _pause_reader(self, target: str) -> Callable[[datetime], str | None]:
+    def pause_reader(self, target: str) -> Callable[[datetime], str | None]:
         def paused(now: datetime) -> str | None:
             p = self.pauses.active(target, now)
             return p.describe() if p else None

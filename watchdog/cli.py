@@ -95,16 +95,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout, redactor_for(cfg))
     if args.once:
         return asyncio.run(_once(cfg))
-    return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None))
+    return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None, path=args.config))
 
 
-async def _daemon(cfg: Config, dry_run: bool | None) -> int:
+async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     from watchdog.app import App
 
-    stop = asyncio.Event()
+    stop, hup = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # only a flag: the shutdown is ordered below
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
     app = App(cfg, dry_run=dry_run)
     try:
         try:
@@ -115,10 +116,39 @@ async def _daemon(cfg: Config, dry_run: bool | None) -> int:
         except Exception as exc:  # e.g. an unknown AWS profile: one line, no traceback
             print(f"rollback-watchdog: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_FAIL
-        await stop.wait()
+        while not stop.is_set():
+            stopped, reload = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())
+            await asyncio.wait({stopped, reload}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            reload.cancel()
+            if hup.is_set() and not stop.is_set():
+                hup.clear()
+                await _reload(app, path)
         return EXIT_OK
     finally:
         await app.stop()
+
+
+async def _reload(app: Any, path: str) -> None:
+    import structlog
+
+    from watchdog.logs import setup_logging
+    from watchdog.redact import redactor_for
+    from watchdog.reload import ReloadRefused
+
+    log = structlog.get_logger("watchdog.cli")
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error("reload_rejected", why="invalid config; the old one keeps running", problems=exc.problems)
+        return
+    try:
+        notes = await app.reload(new)
+    except ReloadRefused as exc:
+        log.error("reload_rejected", why=str(exc))
+        return
+    setup_logging(new.watchdog.log_level, sys.stdout, redactor_for(new))
+    log.info("reloaded", targets=[t.name for t in new.targets], sources=[s.name for s in new.sources], notes=notes)
 
 
 async def _once(cfg: Config) -> int:

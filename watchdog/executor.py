@@ -76,6 +76,9 @@ class TargetExecutor:
             inc = self.machine.incident
             return inc.id if inc else ""
 
+    def set_redactor(self, redactor: Redactor) -> None:
+        self._mask = redactor.text
+
     def announce(self, ev: Event) -> None:
         """Events that come from outside the machine (pause, resume)."""
         self._announce(ev)

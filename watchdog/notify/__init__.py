@@ -32,6 +32,10 @@ class Notifier:
         self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue(maxsize=queue_size)
         self._listeners: list[Callable[[Event, bool], None]] = []
 
+    def set_channels(self, channels: Sequence[Channel]) -> None:
+        """On reload: queued events go to the new channels."""
+        self._channels = list(channels)
+
     def listen(self, fn: Callable[[Event, bool], None]) -> None:
         """In-process listeners (the demo's timeline) are called synchronously."""
         self._listeners.append(fn)

@@ -1,0 +1,97 @@
+"""SIGHUP on the real daemon: a broken config is rejected and the old one runs on;
+a valid one takes effect without losing the open incident."""
+
+from __future__ import annotations
+
+import signal
+
+import aiohttp
+import pytest
+
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+TOKEN = "reload-t0ken"
+CONFIG = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db", api_token: "{token}"}}
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources:
+  - {{name: cloudwatch, type: cloudwatch, interval: {interval}}}
+targets:
+  - name: web
+    rules:
+      - {{name: latency, category: performance, source: cloudwatch, threshold: "{threshold}",
+         metric: {{namespace: RELOAD, name: Latency, stat: Average, period: 60s}}}}
+    escalation: {{verify_window: 10m}}
+    levels:
+      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}
+      - {{level: 2, name: route, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l2"}}]}}
+"""
+
+
+async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, moto_url, aws_env, admin_api):
+    path = tmp_path / "config.yaml"
+
+    def write(threshold: str, interval: str = "1s") -> None:
+        path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws=moto_url, admin=admin_api.url,
+                                      threshold=threshold, interval=interval))
+
+    write("> 1500")
+    d = await Daemon(str(path)).start()
+    try:
+        port = await d.port()
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{base}/api/v1/targets/web/rollback", json={"level": 1, "reason": "t"}, headers=auth) as r:
+                assert r.status == 202
+                incident = (await r.json())["incident"]
+            await d.wait_for("level_succeeded", timeout=10)
+
+            write("> 1500", interval="soon")
+            d.signal(signal.SIGHUP)
+            rejected = await d.wait_for("reload_rejected", timeout=10)
+            assert any("sources[0].interval: bad duration 'soon'" in p for p in rejected["problems"])
+            async with s.get(f"{base}/status") as r:
+                doc = await r.json()
+            assert doc["rules"][0]["threshold"] == "> 1500"
+
+            write("> 999")
+            d.signal(signal.SIGHUP)
+            await d.wait_for("reloaded", timeout=10)
+            async with s.get(f"{base}/status") as r:
+                doc = await r.json()
+            assert doc["rules"][0]["threshold"] == "> 999"
+            target = doc["targets"][0]
+            assert target["incident"]["id"] == incident and target["level"] == 1
+            assert target["phase"] == "verifying"
+            async with s.get(f"{base}/healthz") as r:
+                assert r.status == 200  # polling goes on after the reload
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await d.stop()
+    assert admin_api.count("/l1") == 1 and admin_api.count("/l2") == 0
+
+
+async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, admin_api):
+    from watchdog.app import App
+    from watchdog.config import parse_config
+    from watchdog.reload import ReloadRefused
+
+    def cfg(targets: str):
+        text = CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
+                             threshold="> 1", interval="1h")
+        return parse_config(text.replace("name: web", f"name: {targets}"), {})
+
+    app = App(cfg("web"))
+    await app.start(schedule=False)
+    try:
+        await app.manual_rollback("web", 1, "t")
+        with pytest.raises(ReloadRefused, match="open incident"):
+            await app.reload(cfg("api"))
+        assert list(app.executors) == ["web"] and app.executors["web"].machine.incident is not None
+        notes = await app.reload(cfg("web").model_copy(update={}))
+        assert notes == [] and app.executors["web"].machine.level == 1
+    finally:
+        await app.stop()

@@ -1,0 +1,96 @@
+"""SIGHUP: apply a new configuration to a running App without losing open incidents.
+
+The caller has already validated the new file (an invalid one never gets here).
+Kept: each target's escalation machine (its incident, circuit breaker and any
+running level), pauses, rule data of unchanged rules, source health of unchanged
+sources. Rebuilt: sources, the scheduler's jobs, notification channels, the
+redactor. Refused, with the reason: removing a target that has an open incident.
+Needing a restart (logged, the old value stays): `listen`, `state_path`, `dry_run`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from watchdog.config.models import Config
+from watchdog.escalation import TargetMachine
+from watchdog.executor import TargetExecutor
+from watchdog.notify import build_channels
+from watchdog.redact import redactor_for
+from watchdog.signals import SignalBoard
+from watchdog.sources import SourceDeps, build_source
+
+if TYPE_CHECKING:
+    from watchdog.app import App
+
+
+class ReloadRefused(Exception):
+    pass
+
+
+async def apply_reload(app: "App", new: Config) -> list[str]:
+    """Returns notes for the log (what needs a restart); raises ReloadRefused."""
+    old = app.cfg
+    names = {t.name for t in new.targets}
+    for name, ex in app.executors.items():
+        if name not in names and ex.machine.incident is not None:
+            raise ReloadRefused(f"target {name!r} has open incident {ex.machine.incident.id}: resolve it first")
+    notes = [f"{key} changed: it takes effect at the next restart"
+             for key in ("listen", "state_path", "dry_run") if getattr(old.watchdog, key) != getattr(new.watchdog, key)]
+
+    if app.scheduler is not None and app.scheduler.running:
+        app.scheduler.pause()
+    try:
+        await _swap(app, new)
+    finally:
+        if app.scheduler is not None and app.scheduler.running:
+            app.reschedule()
+            app.scheduler.resume()
+    return notes
+
+
+async def _swap(app: "App", new: Config) -> None:
+    if app.session is None or app.board is None:
+        raise ReloadRefused("the watchdog has not started")
+    old_board = app.board
+    for src in app.sources.values():
+        await src.close()
+    app.sources = {}
+    board = SignalBoard(new, {s.name: s.type != "cloudwatch" for s in new.sources})
+    for name, health in board.sources.items():
+        prev = old_board.sources.get(name)
+        if prev is not None and prev.type == health.type:
+            board.sources[name] = prev
+    for key, slot in board.slots.items():
+        prev_slot = old_board.slots.get(key)
+        if prev_slot is not None and prev_slot.rule == slot.rule:
+            board.slots[key] = prev_slot
+    deps = SourceDeps(new.aws, app.session, app.metrics)
+    for s in new.sources:
+        src = build_source(s, board.queries(s.name), deps)
+        await src.start()
+        app.sources[s.name] = src
+    app.board = board
+
+    app.cfg = new
+    app.redactor = redactor_for(new)
+    app.notifier.set_channels(build_channels(new.notifications))
+    runners = next(iter(app.executors.values()))._runners if app.executors else None
+    executors = {}
+    for t in new.targets:
+        ex = app.executors.get(t.name)
+        if ex is None:
+            machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window,
+                                    t.escalation.max_rollbacks_per_hour, app.new_incident_id,
+                                    paused=app.pause_reader(t.name))
+            ex = TargetExecutor(t, machine, runners or app.runners(), app.journal, app.notifier, app.metrics,
+                                app.clock, app.spawn, app.dry_run, app.redactor)
+        else:
+            ex.target = t
+            ex.machine.max_level = t.max_level
+            ex.machine.verify_window = t.escalation.verify_window
+            ex.machine.max_rollbacks_per_hour = t.escalation.max_rollbacks_per_hour
+            ex.set_redactor(app.redactor)
+        executors[t.name] = ex
+    app.executors = executors
+    app.refresh_interval()
