@@ -24,6 +24,7 @@ from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
+from watchdog.lock import StateLock
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
 from watchdog.pause import GLOBAL, Pause, Pauses
@@ -53,6 +54,7 @@ class App:
         serve_http: bool = True,
         listeners: tuple[Callable[[Event, bool], None], ...] = (),
         journal: Journal | None = None,
+        owner: str = "the rollback-watchdog daemon",
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -62,6 +64,8 @@ class App:
         # Without one handed in, start() opens the SQLite store at state_path (and stop() closes it).
         self.journal: Journal = journal if journal is not None else MemoryJournal()
         self._store: SqliteStore | None = None
+        self._lock: StateLock | None = None
+        self.owner = owner
         self._open_store = journal is None
         self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
         for fn in listeners:
@@ -88,8 +92,12 @@ class App:
         cfg = self.cfg
         self._started_at = self.clock.now()
         if self._open_store and self._store is None:
+            # The store first: it checks the path and says in one line what is wrong with it.
             self._store = SqliteStore(cfg.watchdog.state_path)  # StoreError: one line, before any network
             self.journal = self._store
+            lock = StateLock(cfg.watchdog.state_path)
+            lock.acquire(self.owner)  # LockHeld: one line; a second writer never acts
+            self._lock = lock
         self.session = aiohttp.ClientSession()
         deps = SourceDeps(cfg.aws, self.session, self.metrics)
         sampled = {}
@@ -347,6 +355,9 @@ class App:
         if self._store is not None:
             self._store.close()  # last: everything above may still write to it
             self._store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         log.info("stopped")
 
     # --- what the web face reads --------------------------------------------------------

@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     from watchdog.app import App
+    from watchdog.lock import LockHeld
 
     stop, hup = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,6 +111,9 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     try:
         try:
             await app.start()
+        except LockHeld as exc:
+            print(f"rollback-watchdog: cannot start: {exc}", file=sys.stderr)
+            return EXIT_FAIL
         except OSError as exc:
             print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
             return EXIT_FAIL

@@ -38,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--target", required=True)
     p.add_argument("--level", required=True, type=int)
     p.add_argument("--reason", required=True)
+    p.add_argument("--offline", action="store_true",
+                   help="run the level in this process, without the daemon (refused while the daemon runs)")
+    p.add_argument("-c", "--config", help="with --offline: the daemon's config.yaml")
     common(p)
     p = sub.add_parser("resolve", help="close an incident; the target returns to normal")
     p.add_argument("incident")
@@ -52,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"rollback-watchdog pause: --for: {exc}", file=sys.stderr)
         return 2
+    if args.command == "rollback" and args.offline:
+        from watchdog.offline import run_offline
+
+        if not args.config:
+            print("rollback-watchdog rollback: --offline needs -c CONFIG", file=sys.stderr)
+            return 2
+        return run_offline(args.config, args.target, args.level, args.reason)
     try:
         return asyncio.run(_run(args))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -1,0 +1,41 @@
+"""One writer at a time: the daemon and `rollback --offline` take the same exclusive lock.
+
+An advisory `flock` on `<state_path>.lock`, released by the kernel when the process
+dies (kill -9 included), so a crash never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+class LockHeld(Exception):
+    """Another process holds the state lock; the message names its pid."""
+
+
+class StateLock:
+    def __init__(self, state_path: str | Path):
+        self.path = Path(f"{state_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self, who: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LockHeld(f"the state at {self.path.with_suffix('')} is in use by {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{who} (pid {os.getpid()})\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
