@@ -28,6 +28,7 @@ from watchdog.lock import StateLock
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
 from watchdog.pause import GLOBAL, Pause, Pauses
+from watchdog.recovery import recover
 from watchdog.redact import redactor_for
 from watchdog.signals import SignalBoard
 from watchdog.sources import SourceDeps, SourceError, build_source
@@ -125,6 +126,8 @@ class App:
                 self.metrics.rule_state.labels(t.name, r.name, r.category).set(2)
         self.metrics.paused.set(0)
         self.spawn(self.notifier.run(), "notifier")
+        if self._store is not None:
+            await recover(self)  # before the first poll: open incidents continue where they stopped
         if self.serve_http:
             await self._start_web()
         if schedule:

@@ -114,6 +114,10 @@ class TargetMachine:
         self.last_closed: Incident | None = None
         self._starts: deque[datetime] = deque()  # level starts, for the circuit breaker
 
+    def restore_breaker(self, starts: list[datetime]) -> None:
+        """After a restart: the level runs of the last hour still count."""
+        self._starts = deque(sorted(starts))
+
     # --- what the outside reads -------------------------------------------------
 
     @property

@@ -92,9 +92,21 @@ class TargetExecutor:
                 log.warning("not_started_shutting_down", target=self.target.name, incident=cmd.incident,
                             level=cmd.level, would_run="level" if isinstance(cmd, RunLevel) else "checks")
             elif isinstance(cmd, RunLevel):
-                self.level_task = self._spawn(self._run_level(cmd), f"level:{self.target.name}:{cmd.level}")
+                self.start_level(cmd)
             elif isinstance(cmd, RunChecks):
                 self._spawn(self._run_checks(cmd), f"checks:{self.target.name}:{cmd.level}")
+        self.sync_state()
+
+    def start_level(self, cmd: RunLevel, start: int = 0) -> None:
+        self.level_task = self._spawn(self._run_level(cmd, start), f"level:{self.target.name}:{cmd.level}")
+
+    async def finish_level(self, incident: str, level: int, ok: bool, detail: str) -> None:
+        """Recovery's verdict on a level interrupted by a crash."""
+        async with self._lock:
+            self._dispatch(self.machine.level_finished(self._clock.now(), incident, level, ok, detail))
+
+    def sync_state(self) -> None:
+        """Gauges and the durable incident snapshot follow the machine after every decision."""
         name = self.target.name
         self._metrics.target_level.labels(name).set(self.machine.level)
         self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
@@ -115,7 +127,7 @@ class TargetExecutor:
               severity=ev.severity, dry_run=self.dry_run)
         self._notifier.publish(ev, self.dry_run)
 
-    async def _run_level(self, cmd: RunLevel) -> None:
+    async def _run_level(self, cmd: RunLevel, start: int = 0) -> None:
         level = self.target.level(cmd.level)
         if level is None:  # the machine only asks for configured levels
             raise RuntimeError(f"level {cmd.level} is not configured")
@@ -125,7 +137,8 @@ class TargetExecutor:
             async with asyncio.timeout(level.deadline.total_seconds()):
                 details = []
                 for index, action in enumerate(level.actions):
-                    details.append(await self._run_action(cmd, index, action))
+                    if index >= start:  # after a restart, the actions already done are not repeated
+                        details.append(await self._run_action(cmd, index, action))
                 detail = "; ".join(details)
         except TimeoutError:
             ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"

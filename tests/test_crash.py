@@ -1,0 +1,85 @@
+"""kill -9 at the dangerous instants; the restarted daemon must not repeat a step by accident.
+
+The admin API stub counts calls; after each restart the incident must reach the
+right end state and the audit chain must verify.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.daemon import Daemon
+from test_daemon import Publisher, render
+
+pytestmark = pytest.mark.slow
+FLAGS = "/admin/feature-flags/hybrid-routing"
+
+
+def verify_log(config: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("idempotent, flag_calls", [(False, 1), (True, 2)])
+async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api, idempotent, flag_calls):
+    ns = f"CRASH{time.monotonic_ns()}"
+    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s")
+    if idempotent:
+        text = open(path).read().replace("retry: {attempts: 1}}", "retry: {attempts: 1}, idempotent: true}")
+        open(path, "w").write(text)
+    admin_api.delay[FLAGS] = 2.0
+    pub = Publisher(moto_url, ns)
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    d = await Daemon(path).start()
+    try:
+        await d.wait_for("action_started", timeout=30, level=1)
+        await __import__("asyncio").sleep(0.3)  # the request is at the admin API now
+        d.signal(signal.SIGKILL)
+        await d.wait(10)
+        assert admin_api.count(FLAGS) == 1
+        admin_api.delay.pop(FLAGS)
+        d = await Daemon(path).start()
+        recovered = await d.wait_for("recovered", timeout=20)
+        assert recovered["level"] == 1
+        if not idempotent:
+            await d.wait_for("outcome_unknown", timeout=10)
+        await d.wait_for("mitigated", timeout=60)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await pub.stop()
+        await d.stop()
+    assert admin_api.count(FLAGS) == flag_calls  # repeated only when declared idempotent
+    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
+    r = verify_log(path)
+    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+
+
+async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_api):
+    ns = f"CRASHV{time.monotonic_ns()}"
+    path = render(tmp_path, moto_url, admin_api, ns)
+    pub = Publisher(moto_url, ns)
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    d = await Daemon(path).start()
+    try:
+        await d.wait_for("level_succeeded", timeout=30, level=1)
+        d.signal(signal.SIGKILL)
+        await d.wait(10)
+        d = await Daemon(path).start()
+        recovered = await d.wait_for("recovered", timeout=20)
+        assert "phase verifying at level 1" in recovered["why"]
+        await d.wait_for("mitigated", timeout=60)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await pub.stop()
+        await d.stop()
+    assert admin_api.count(FLAGS) == 1 and admin_api.count("/admin/routing") == 1
+    assert admin_api.count("/admin/redeploy") == 0
+    r = verify_log(path)
+    assert r.returncode == 0, r.stdout + r.stderr

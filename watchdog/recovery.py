@@ -1,0 +1,108 @@
+"""After a crash (kill -9 at any instant): resume each open incident from the state file.
+
+A level interrupted mid-action re-runs an action only when it is safe: it never
+started, it had definitely failed, or it is declared `idempotent: true`. An action
+whose outcome is unknown and which is not idempotent is never repeated: it is
+recorded `unknown`, a human is paged, and the level is verified on fresh data
+(which escalates if the system is still broken). Verify-window timers resume from
+their recorded start; mitigated and exhausted incidents stay as they were.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from watchdog.escalation import Event, Incident, LevelRun, Phase, RunLevel
+
+if TYPE_CHECKING:
+    from watchdog.app import App
+
+log = structlog.get_logger("watchdog.recovery")
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def restore(snap: dict[str, Any]) -> Incident:
+    inc = Incident(id=snap["id"], target=snap["target"], opened_at=_dt(snap["opened_at"]), phase=Phase(snap["phase"]))
+    inc.level = int(snap.get("level") or 0)
+    inc.trigger = dict(snap.get("trigger") or {})
+    inc.watch = set(snap.get("watch") or [])
+    inc.actions_ended_at = _dt(snap.get("actions_ended_at"))
+    inc.verify_due = _dt(snap.get("verify_due"))
+    inc.blind = bool(snap.get("blind"))
+    inc.mitigated_at = _dt(snap.get("mitigated_at"))
+    inc.runs = [LevelRun(r["level"], _dt(r["started"]), r.get("reason", ""), _dt(r.get("finished")),
+                         r.get("outcome"), r.get("detail", "")) for r in snap.get("runs") or []]
+    return inc
+
+
+def action_states(records: list[Any], level_started: datetime) -> dict[int, tuple[str, str, int]]:
+    """Per action index: (state, name, attempts) of the current level run. state: done | failed | unknown."""
+    out: dict[int, tuple[str, str, int]] = {}
+    for rec in records:
+        if rec.at < level_started or rec.kind not in ("intent", "outcome"):
+            continue
+        name = str(rec.data.get("action", ""))
+        if not name.startswith("#"):
+            continue
+        index = int(name[1:].split(" ", 1)[0]) - 1
+        attempt = int(rec.data.get("attempt", 0))
+        if rec.kind == "intent":
+            out[index] = ("unknown", name, attempt)
+        else:
+            outcome = rec.data.get("outcome")
+            out[index] = ("done" if outcome in ("succeeded", "dry_run") else
+                          "unknown" if outcome == "unknown" else "failed", name, attempt)
+    return out
+
+
+async def recover(app: "App") -> None:
+    store = app.journal
+    if not hasattr(store, "open_incidents"):
+        return
+    now = app.clock.now()
+    for row in store.open_incidents():
+        ex = app.executors.get(row["target"])
+        if ex is None:
+            log.error("recovery_target_gone", incident=row["id"], target=row["target"])
+            continue
+        inc = restore(row["snapshot"])
+        machine = ex.machine
+        machine.incident = inc
+        machine.restore_breaker([r.started for r in inc.runs if r.started and r.started > now - timedelta(hours=1)])
+        why = f"resumed after a restart in phase {inc.phase.value} at level {inc.level}"
+        ex.announce(Event("recovered", "warning", inc.target, inc.id, inc.level, now, why, "continuing"))
+        if inc.phase is Phase.CHECKING:
+            inc.phase = Phase.VERIFYING  # the checks are probes: run them again
+        if inc.phase is Phase.RUNNING:
+            await _resume_level(app, ex, inc, store, now)
+        ex.sync_state()
+
+
+async def _resume_level(app: "App", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
+    level = ex.target.level(inc.level)
+    started = inc.runs[-1].started if inc.runs else inc.opened_at
+    states = action_states(store.records(inc.id), started)
+    if level is None:
+        await ex.finish_level(inc.id, inc.level, False, "level no longer configured after the restart")
+        return
+    for index, action in enumerate(level.actions):
+        state, name, attempt = states.get(index, ("never", "", 0))
+        if state == "done":
+            continue
+        if state == "unknown" and not action.idempotent:
+            detail = "the watchdog stopped during this action; not repeated (not idempotent)"
+            store.outcome(now, inc.target, inc.id, inc.level, name, attempt, "unknown", detail, ex.dry_run)
+            ex.announce(Event("outcome_unknown", "critical", inc.target, inc.id, inc.level, now,
+                              f"{name}: outcome unknown after a restart", "verifying on fresh data; a human must check"))
+            await ex.finish_level(inc.id, inc.level, True, f"{name}: outcome unknown after a restart; verifying")
+            return
+        # Never started, definitely failed, or idempotent: safe to run (again) from here.
+        ex.start_level(RunLevel(inc.id, inc.level, "resumed after a restart"), start=index)
+        return
+    await ex.finish_level(inc.id, inc.level, True, "all actions had succeeded before the restart")
