@@ -6,6 +6,7 @@ right end state and the audit chain must verify.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api,
     d = await Daemon(path).start()
     try:
         await d.wait_for("action_started", timeout=30, level=1)
-        await __import__("asyncio").sleep(0.3)  # the request is at the admin API now
+        await asyncio.sleep(0.3)  # the request is at the admin API now
         d.signal(signal.SIGKILL)
         await d.wait(10)
         assert admin_api.count(FLAGS) == 1

@@ -85,7 +85,6 @@ class App:
         self._polls: set[asyncio.Task[Any]] = set()
         self._last_eval: datetime | None = None
         self._started_at: datetime | None = None
-        self._min_interval = min(s.interval.total_seconds() for s in cfg.sources)
 
     # --- building and starting -------------------------------------------------
 
@@ -148,9 +147,6 @@ class App:
         if self.session is None:
             raise RuntimeError("start() first")
         return build_runners(self.session, process_environment())
-
-    def refresh_interval(self) -> None:
-        self._min_interval = min(s.interval.total_seconds() for s in self.cfg.sources)
 
     async def reload(self, new: Config) -> list[str]:
         """Apply a validated config (SIGHUP); ReloadRefused keeps the old one running."""
@@ -372,7 +368,7 @@ class App:
         if ref is None:
             return False, "not started"
         age = (self.clock.now() - ref).total_seconds()
-        limit = 3 * self._min_interval
+        limit = 3 * min(s.interval.total_seconds() for s in self.cfg.sources)
         if age > limit:
             return False, f"last evaluation {age:.0f}s ago (limit {limit:.0f}s)"
         return True, f"last evaluation {age:.1f}s ago"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from watchdog.config.types import format_duration, parse_duration
+from watchdog.status import to_json
 
 if TYPE_CHECKING:
     from watchdog.app import App
@@ -129,7 +130,7 @@ async def resolve(app: "App", request: web.Request, body: dict[str, Any]) -> web
 
 
 async def incidents(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
-    return web.json_response({"incidents": app.incidents()}, dumps=_dumps)
+    return web.json_response({"incidents": app.incidents()}, dumps=to_json)
 
 
 async def incident(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
@@ -137,10 +138,5 @@ async def incident(app: "App", request: web.Request, body: dict[str, Any]) -> we
     found = next((i for i in app.incidents() if i.get("id") == wanted), None)
     if found is None:
         return _err(404, f"no incident {wanted!r}")
-    return web.json_response(found, dumps=_dumps)
+    return web.json_response(found, dumps=to_json)
 
-
-def _dumps(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, default=str)

@@ -84,25 +84,41 @@ async def recover(app: "App") -> None:
         ex.sync_state()
 
 
-async def _resume_level(app: "App", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
-    level = ex.target.level(inc.level)
-    started = inc.runs[-1].started if inc.runs else inc.opened_at
-    states = action_states(store.records(inc.id), started)
-    if level is None:
-        await ex.finish_level(inc.id, inc.level, False, "level no longer configured after the restart")
-        return
-    for index, action in enumerate(level.actions):
-        state, name, attempt = states.get(index, ("never", "", 0))
+def plan_resume(actions: list[Any], states: dict[int, tuple[str, str, int]]) -> tuple[str, int]:
+    """Pure: what to do with a level a crash interrupted. Returns (verdict, action index).
+
+    `done`: every action had succeeded. `unknown`: action i may have taken effect
+    and is not idempotent: never repeat it, verify instead. `resume`: run from
+    action i (it never started, it had definitely failed, or it is idempotent).
+    An intent without an outcome looks the same whether the request never left or
+    its answer was never written, so both are `unknown`.
+    """
+    for index, action in enumerate(actions):
+        state = states.get(index, ("never", "", 0))[0]
         if state == "done":
             continue
         if state == "unknown" and not action.idempotent:
-            detail = "the watchdog stopped during this action; not repeated (not idempotent)"
-            store.outcome(now, inc.target, inc.id, inc.level, name, attempt, "unknown", detail, ex.dry_run)
-            ex.announce(Event("outcome_unknown", "critical", inc.target, inc.id, inc.level, now,
-                              f"{name}: outcome unknown after a restart", "verifying on fresh data; a human must check"))
-            await ex.finish_level(inc.id, inc.level, True, f"{name}: outcome unknown after a restart; verifying")
-            return
-        # Never started, definitely failed, or idempotent: safe to run (again) from here.
-        ex.start_level(RunLevel(inc.id, inc.level, "resumed after a restart"), start=index)
+            return "unknown", index
+        return "resume", index
+    return "done", len(actions)
+
+
+async def _resume_level(app: "App", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
+    level = ex.target.level(inc.level)
+    if level is None:
+        await ex.finish_level(inc.id, inc.level, False, "level no longer configured after the restart")
         return
-    await ex.finish_level(inc.id, inc.level, True, "all actions had succeeded before the restart")
+    started = inc.runs[-1].started if inc.runs else inc.opened_at
+    states = action_states(store.records(inc.id), started)
+    verdict, index = plan_resume(list(level.actions), states)
+    if verdict == "done":
+        await ex.finish_level(inc.id, inc.level, True, "all actions had succeeded before the restart")
+    elif verdict == "resume":
+        ex.start_level(RunLevel(inc.id, inc.level, "resumed after a restart"), start=index)
+    else:
+        _, name, attempt = states[index]
+        detail = "the watchdog stopped during this action; not repeated (not idempotent)"
+        store.outcome(now, inc.target, inc.id, inc.level, name, attempt, "unknown", detail, ex.dry_run)
+        ex.announce(Event("outcome_unknown", "critical", inc.target, inc.id, inc.level, now,
+                          f"{name}: outcome unknown after a restart", "verifying on fresh data; a human must check"))
+        await ex.finish_level(inc.id, inc.level, True, f"{name}: outcome unknown after a restart; verifying")

@@ -93,4 +93,3 @@ async def _swap(app: "App", new: Config) -> None:
             ex.set_redactor(app.redactor)
         executors[t.name] = ex
     app.executors = executors
-    app.refresh_interval()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from watchdog import __version__
 
 if TYPE_CHECKING:
     from watchdog.app import App
+
+
+# JSON for HTTP answers: datetimes and other values as strings, never a crash.
+to_json = partial(json.dumps, default=str)
 
 
 def _iso(dt: Any) -> str | None:
@@ -35,19 +41,7 @@ def status_document(app: "App") -> dict[str, Any]:
                 "pause": None if pause is None else {"scope": pause.scope, "until": _iso(pause.until), "reason": pause.reason},
                 "dry_run": ex.dry_run,
                 "blind": bool(inc and inc.blind),
-                "incident": None if inc is None else {
-                    "id": inc.id,
-                    "opened_at": _iso(inc.opened_at),
-                    "phase": inc.phase.value,
-                    "level": inc.level,
-                    "verify_due": _iso(inc.verify_due),
-                    "trigger": {k: {**v, "at": _iso(v.get("at"))} for k, v in inc.trigger.items()},
-                    "levels_run": [
-                        {"level": r.level, "started": _iso(r.started), "finished": _iso(r.finished),
-                         "outcome": r.outcome, "detail": r.detail}
-                        for r in inc.runs
-                    ],
-                },
+                "incident": None if inc is None else incident_doc(inc),
                 "last_incident": None if m.last_closed is None else {"id": m.last_closed.id, "closed_at": _iso(m.last_closed.closed_at)},
             }
         )
@@ -104,6 +98,7 @@ def incident_doc(inc: Any) -> dict[str, Any]:
         "mitigated_at": _iso(inc.mitigated_at),
         "closed_at": _iso(inc.closed_at),
         "blind": inc.blind,
+        "verify_due": _iso(inc.verify_due),
         "trigger": {k: {**v, "at": _iso(v.get("at"))} for k, v in inc.trigger.items()},
         "levels_run": [
             {"level": r.level, "started": _iso(r.started), "finished": _iso(r.finished), "outcome": r.outcome,

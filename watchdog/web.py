@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from watchdog.control import add_routes
+from watchdog.status import to_json
 
 if TYPE_CHECKING:
     from watchdog.app import App
@@ -43,10 +44,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     doc: dict[str, Any] = request.app[APP_KEY].status()
-    return web.json_response(doc, dumps=_dumps)
+    return web.json_response(doc, dumps=to_json)
 
-
-def _dumps(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, default=str)
