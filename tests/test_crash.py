@@ -7,6 +7,7 @@ right end state and the audit chain must verify.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -84,3 +85,53 @@ async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_
     assert admin_api.count("/admin/redeploy") == 0
     r = verify_log(path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("failpoint, idempotent, flag_calls", [
+    ("after_intent", False, 0),     # the request never left; unknown, so not sent after the restart either
+    ("after_intent", True, 1),      # idempotent: sent once, by the restarted daemon
+    ("before_outcome", False, 1),   # the request was done; its outcome was never written; not repeated
+    ("before_outcome", True, 2),    # idempotent: repeated by the restarted daemon
+])
+async def test_kill_at_the_instants_around_an_action(tmp_path, moto_url, aws_env, admin_api, failpoint, idempotent,
+                                                     flag_calls):
+    """The daemon freezes at a failpoint (WATCHDOG_TEST_FAILPOINTS) and is killed there, at that exact instant."""
+    ns = f"CRASHF{time.monotonic_ns()}"
+    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s")
+    if idempotent:
+        text = open(path).read().replace("retry: {attempts: 1}}", "retry: {attempts: 1}, idempotent: true}")
+        open(path, "w").write(text)
+    pub = Publisher(moto_url, ns)
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    d = await Daemon(path, env={"WATCHDOG_TEST_FAILPOINTS": failpoint}).start()
+    try:
+        await d.wait_for("failpoint_reached", timeout=30, failpoint=failpoint, level=1)
+        d.signal(signal.SIGKILL)
+        await d.wait(10)
+        assert admin_api.count(FLAGS) == (1 if failpoint == "before_outcome" else 0)
+        d = await Daemon(path).start()
+        recovered = await d.wait_for("recovered", timeout=20)
+        assert recovered["level"] == 1
+        if not idempotent:
+            await d.wait_for("outcome_unknown", timeout=10)
+        mitigated = await d.wait_for("mitigated", timeout=60)
+        # The flags were never the cure here: verification fails and level 2 holds.
+        assert mitigated["level"] == 2
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await pub.stop()
+        await d.stop()
+    assert admin_api.count(FLAGS) == flag_calls
+    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
+    r = verify_log(path)
+    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+
+
+def test_an_unknown_failpoint_is_a_usage_error(tmp_path, moto_url, aws_env, admin_api):
+    path = render(tmp_path, moto_url, admin_api, "CRASHU")
+    r = subprocess.run([sys.executable, "-m", "watchdog", "run", "-c", path], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "WATCHDOG_TEST_FAILPOINTS": "after_intnet"})
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("WATCHDOG_TEST_FAILPOINTS: unknown failpoint after_intnet "
+                                "(known: after_intent, before_outcome)")

@@ -22,6 +22,7 @@ from watchdog.clock import Clock, SystemClock
 from watchdog.config import process_environment
 from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
+from watchdog.failpoints import Failpoints
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
 from watchdog.lock import StateLock
@@ -56,6 +57,7 @@ class App:
         listeners: tuple[Callable[[Event, bool], None], ...] = (),
         journal: Journal | None = None,
         owner: str = "the rollback-watchdog daemon",
+        failpoints: Failpoints | None = None,
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -67,6 +69,7 @@ class App:
         self._store: SqliteStore | None = None
         self._lock: StateLock | None = None
         self.owner = owner
+        self.failpoints = failpoints or Failpoints()
         self._open_store = journal is None
         self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
         for fn in listeners:
@@ -117,7 +120,7 @@ class App:
             )
             self.executors[t.name] = TargetExecutor(
                 t, machine, runners, self.journal, self.notifier, self.metrics, self.clock, self.spawn, self.dry_run,
-                self.redactor,
+                self.redactor, self.failpoints,
             )
             self.metrics.target_level.labels(t.name).set(0)
             self.metrics.incidents_open.labels(t.name).set(0)
@@ -131,6 +134,8 @@ class App:
             await self._start_web()
         if schedule:
             self._start_scheduler()
+        if self.failpoints.armed:
+            log.warning("failpoints_armed", failpoints=sorted(self.failpoints.armed))
         log.info("started", targets=[t.name for t in cfg.targets], sources=[s.name for s in cfg.sources],
                  dry_run=self.dry_run, listen=f"{cfg.watchdog.listen_host}:{self.bound_port}" if self.bound_port else None)
 

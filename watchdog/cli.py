@@ -107,7 +107,16 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # only a flag: the shutdown is ordered below
     loop.add_signal_handler(signal.SIGHUP, hup.set)
-    app = App(cfg, dry_run=dry_run)
+    from watchdog.config import armed_failpoints
+    from watchdog.failpoints import KNOWN, Failpoints
+
+    armed = armed_failpoints()
+    unknown = sorted(set(armed) - KNOWN)
+    if unknown:
+        print(f"WATCHDOG_TEST_FAILPOINTS: unknown failpoint {', '.join(unknown)} (known: {', '.join(sorted(KNOWN))})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    app = App(cfg, dry_run=dry_run, failpoints=Failpoints(armed))
     try:
         try:
             await app.start()

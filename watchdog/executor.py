@@ -17,6 +17,7 @@ import structlog
 from watchdog.actions import ActionFailed, Runner
 from watchdog.clock import Clock
 from watchdog.config.models import Target
+from watchdog.failpoints import Failpoints
 from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, TargetMachine
 from watchdog.journal import Journal
 from watchdog.metrics import Metrics
@@ -42,6 +43,7 @@ class TargetExecutor:
         spawn: Spawn,
         dry_run: bool,
         redactor: Redactor | None = None,
+        failpoints: Failpoints | None = None,
     ):
         self.target = target
         self.machine = machine
@@ -53,6 +55,7 @@ class TargetExecutor:
         self._spawn = spawn
         self.dry_run = dry_run
         self._mask = (redactor or Redactor()).text  # outside text (command output, URLs) may carry a secret
+        self._failpoints = failpoints or Failpoints()
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
         self.stopping = False  # set by the app's shutdown: no new level or check starts
@@ -182,7 +185,9 @@ class TargetExecutor:
                 self._journal.intent(self._clock.now(), tname, inc, lvl, name, attempt, False)
                 log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
                 try:
+                    await self._failpoints.reach("after_intent", target=tname, incident=inc, level=lvl)
                     detail = self._mask(await runner.run(action))
+                    await self._failpoints.reach("before_outcome", target=tname, incident=inc, level=lvl)
                 except ActionFailed as exc:
                     exc.detail = self._mask(exc.detail)
                     self._record(cmd, name, attempt, "unknown" if exc.unknown else "failed", exc.detail)

@@ -46,6 +46,12 @@ def operator_token() -> str | None:
     return os.environ.get("WATCHDOG_API_TOKEN") or None
 
 
+def armed_failpoints() -> list[str]:
+    """Test-only crash instants (see watchdog/failpoints.py); unknown names are a config error."""
+    raw = os.environ.get("WATCHDOG_TEST_FAILPOINTS", "")
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     try:
