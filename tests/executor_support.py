@@ -107,13 +107,12 @@ def build_target(levels: list[dict[str, Any]], verify_window: str = "2m") -> Tar
 class Harness:
     """One target's executor, its machine, journal, metrics and notifier, on a fake clock."""
 
-    def __init__(self, target: Target, session: aiohttp.ClientSession, dry_run: bool = False,
-                 channels: Sequence[Any] = ()):
+    def __init__(self, target: Target, session: aiohttp.ClientSession, dry_run: bool = False):
         self.target = target
         self.clock = FakeClock(T0 + timedelta(seconds=10))
         self.metrics = Metrics()
         self.journal = MemoryJournal()
-        self.notifier = Notifier(channels, self.metrics)
+        self.notifier = Notifier(self.metrics, self.clock)
         self.events: list[tuple[Event, bool]] = []
         self.notifier.listen(lambda ev, dry: self.events.append((ev, dry)))
         self.tasks: list[asyncio.Task[Any]] = []

@@ -17,9 +17,6 @@ from watchdog.actions import ActionFailed
 from watchdog.actions.command import CommandRunner
 from watchdog.actions.http import HttpRunner
 from watchdog.config.models import CommandAction, HttpAction, HttpCheck
-from watchdog.escalation import Event
-from watchdog.metrics import Metrics
-from watchdog.notify import Notifier
 
 PY = sys.executable
 
@@ -165,126 +162,6 @@ async def test_command_gets_its_env_and_cwd(tmp_path) -> None:
     script = "import os; open('seen', 'w').write(os.environ['DEPLOY_TOKEN'])"
     await CommandRunner(os.environ).run(command(PY, "-c", script, env={"DEPLOY_TOKEN": "tok"}, cwd=str(tmp_path)))
     assert (tmp_path / "seen").read_text() == "tok"
-
-
-# --- notifications ---------------------------------------------------------------------------
-# The classes below are test doubles for the Channel protocol (watchdog.notify.base.Channel).
-
-
-class Recording:
-    def __init__(self, name: str = "good", min_severity: str = "info"):
-        self.name, self.min_severity, self.timeout = name, min_severity, 1.0
-        self.got: list[tuple[str, bool]] = []
-
-    async def send(self, event: Event, dry_run: bool) -> None:
-        self.got.append((event.kind, dry_run))
-
-    async def close(self) -> None:
-        pass
-
-
-class Raising(Recording):
-    async def send(self, event: Event, dry_run: bool) -> None:
-        raise ConnectionError("webhook down")
-
-
-class Hanging(Recording):
-    async def send(self, event: Event, dry_run: bool) -> None:
-        await asyncio.sleep(60)
-
-
-def event(kind: str, severity: str = "warning") -> Event:
-    return Event(kind, severity, "svc", "inc-1", 1, datetime(2024, 1, 1, tzinfo=timezone.utc), "why", "next")  # type: ignore[arg-type]
-
-
-async def wait_for(cond, timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
-async def test_failing_and_hanging_channels_never_delay_publish_nor_other_channels() -> None:
-    metrics = Metrics()
-    good, raising, hanging = Recording(), Raising("raising"), Hanging("hanging")
-    hanging.timeout = 0.1
-    notifier = Notifier([raising, hanging, good], metrics)
-    worker = asyncio.create_task(notifier.run())
-    try:
-        notifier.publish(event("incident_opened"))
-        await asyncio.sleep(0.02)  # the worker is now stuck in the hanging channel
-        started = time.monotonic()
-        for kind in ("level_started", "level_failed", "exhausted"):
-            notifier.publish(event(kind), dry_run=kind == "exhausted")
-        assert time.monotonic() - started < 0.01  # publish only queues
-        await wait_for(lambda: len(good.got) == 4)
-        await notifier.drain(2.0)
-    finally:
-        worker.cancel()
-    assert good.got == [("incident_opened", False), ("level_started", False), ("level_failed", False),
-                        ("exhausted", True)]
-
-    def sample(channel: str, outcome: str) -> float | None:
-        return metrics.registry.get_sample_value("watchdog_notifications_total", {"channel": channel, "outcome": outcome})
-
-    assert (sample("raising", "failed"), sample("hanging", "failed"), sample("good", "sent")) == (4.0, 4.0, 4.0)
-    assert (sample("raising", "sent"), sample("hanging", "sent"), sample("good", "failed")) == (None, None, None)
-
-
-async def test_publish_without_a_running_worker_returns_and_listeners_see_events() -> None:
-    seen: list[str] = []
-    notifier = Notifier([Hanging("hanging")], Metrics())
-    notifier.listen(lambda ev, dry: seen.append(ev.kind))
-    started = time.monotonic()
-    for i in range(50):
-        notifier.publish(event(f"e{i}"))
-    assert time.monotonic() - started < 0.05
-    assert seen == [f"e{i}" for i in range(50)]
-
-
-async def test_channel_below_its_min_severity_is_skipped() -> None:
-    metrics = Metrics()
-    critical_only = Recording("pager", min_severity="critical")
-    notifier = Notifier([critical_only], metrics)
-    worker = asyncio.create_task(notifier.run())
-    try:
-        notifier.publish(event("level_started", "warning"))
-        notifier.publish(event("exhausted", "critical"))
-        await notifier.drain(2.0)
-    finally:
-        worker.cancel()
-    assert critical_only.got == [("exhausted", False)]
-    assert metrics.registry.get_sample_value("watchdog_notifications_total", {"channel": "pager", "outcome": "sent"}) == 1.0
-
-
-async def test_a_hanging_channel_does_not_hold_up_the_same_event_on_other_channels() -> None:
-    good, hanging = Recording(), Hanging("hanging")
-    hanging.timeout = 1.0
-    notifier = Notifier([hanging, good], Metrics())
-    worker = asyncio.create_task(notifier.run())
-    try:
-        notifier.publish(event("incident_opened"))
-        await wait_for(lambda: good.got == [("incident_opened", False)], timeout=0.5)
-    finally:
-        worker.cancel()
-
-
-async def test_a_raising_listener_stops_neither_publish_nor_the_channels() -> None:
-    good = Recording()
-    notifier = Notifier([good], Metrics())
-    seen: list[str] = []
-
-    def broken(ev: Event, dry: bool) -> None:
-        raise KeyError("timeline bug")
-
-    notifier.listen(broken)
-    notifier.listen(lambda ev, dry: seen.append(ev.kind))
-    notifier.publish(event("level_started"))  # must not raise into the executor
-    worker = asyncio.create_task(notifier.run())
-    try:
-        await notifier.drain(2.0)
-    finally:
-        worker.cancel()
-    assert seen == ["level_started"] and good.got == [("level_started", False)]
 
 
 async def test_command_inherits_the_daemon_environment_under_its_own_env(tmp_path) -> None:

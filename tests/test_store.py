@@ -202,25 +202,42 @@ def test_a_swapped_pair_is_detected(db: Path) -> None:
 def test_schema_version_is_set_and_a_newer_file_is_refused(db: Path) -> None:
     SqliteStore(db).close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION == 1
-    conn.execute(f"PRAGMA user_version = {store_mod.SCHEMA_VERSION + 1}")
+    v = store_mod.SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == v == len(store_mod.MIGRATIONS) >= 2
+    conn.execute(f"PRAGMA user_version = {v + 1}")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError) as err:
         SqliteStore(db)
     msg = str(err.value)
-    assert "schema version 2 is newer than this program's 1" in msg and str(db) in msg and "\n" not in msg
+    assert f"schema version {v + 1} is newer than this program's {v}" in msg and str(db) in msg and "\n" not in msg
 
 
 def test_migrations_bring_an_older_file_up_to_date(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = SqliteStore(db)
     fill(s)
     s.close()
+    newer = store_mod.SCHEMA_VERSION + 1
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [["CREATE TABLE extra (x INTEGER)"]])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", newer)
     s = SqliteStore(db)
-    assert s.schema_version == 2
+    assert s.schema_version == newer
     assert sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone()
+    assert len(s.records()) == 6 and s.verify_chain() == []
+
+
+def test_a_version_1_file_gains_the_outbox_and_keeps_its_audit(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # a file as the first release wrote it
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+        m.setattr(store_mod, "SCHEMA_VERSION", 1)
+        s = SqliteStore(db)
+        fill(s)
+        s.close()
+    assert not sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE name = 'outbox'").fetchone()
+    s = SqliteStore(db)
+    assert s.schema_version == store_mod.SCHEMA_VERSION
+    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"outbox", "notify_threads", "audit", "incidents"} <= tables
     assert len(s.records()) == 6 and s.verify_chain() == []
 
 

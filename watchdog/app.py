@@ -28,6 +28,7 @@ from watchdog.journal import Journal, MemoryJournal
 from watchdog.lock import StateLock
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
+from watchdog.outbox import MemoryOutbox, SqliteOutbox
 from watchdog.pause import GLOBAL, Pause, Pauses
 from watchdog.recovery import recover
 from watchdog.redact import redactor_for
@@ -71,7 +72,7 @@ class App:
         self.owner = owner
         self.failpoints = failpoints or Failpoints()
         self._open_store = journal is None
-        self.notifier = Notifier(build_channels(cfg.notifications), self.metrics)
+        self.notifier = Notifier(self.metrics, self.clock)
         for fn in listeners:
             self.notifier.listen(fn)
         self.redactor = redactor_for(cfg)
@@ -102,6 +103,13 @@ class App:
             lock.acquire(self.owner)  # LockHeld: one line; a second writer never acts
             self._lock = lock
         self.session = aiohttp.ClientSession()
+        if self._store is not None:
+            outbox = SqliteOutbox(self._store.connection, str(cfg.watchdog.state_path))
+            outbox.prune(self.clock.now())
+            self.notifier.bind(outbox, self.journal)
+        else:
+            self.notifier.bind(MemoryOutbox(), self.journal)
+        self.notifier.set_channels(build_channels(cfg.notifications, self.session))
         deps = SourceDeps(cfg.aws, self.session, self.metrics)
         sampled = {}
         for s in cfg.sources:

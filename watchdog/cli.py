@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration without touching the network")
     check.add_argument("-c", "--config", required=True)
 
+    val = sub.add_parser("validate", help="check the prerequisites (state path, notification channels)")
+    val.add_argument("-c", "--config", required=True)
+    val.add_argument("--send-test", action="store_true", help="send a test message through every notification channel")
+
     cli_control.add_parsers(sub)
     cli_incidents.add_parser(sub)
 
@@ -53,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "validate":
+            return cmd_validate(args)
         if args.command in cli_control.VERBS:
             return cli_control.run(args)
         if args.command == "incidents":
@@ -82,6 +88,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     rules = sum(len(t.rules) for t in cfg.targets)
     print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.targets)} targets, {rules} rules)")
     return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from watchdog.validate import render, validate
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    checks = asyncio.run(validate(cfg, send_test=args.send_test))
+    print(render(checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAIL
 
 
 def cmd_run(args: argparse.Namespace) -> int:

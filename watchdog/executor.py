@@ -124,11 +124,11 @@ class TargetExecutor:
     def _announce(self, ev: Event) -> None:
         if ev.kind == "would_run":
             self._metrics.rollbacks.labels(self.target.name, str(ev.level), "skipped").inc()
-        self._journal.event(ev, self.dry_run)
+        rec = self._journal.event(ev, self.dry_run)
         level = log.error if ev.severity == "critical" else log.warning if ev.severity == "warning" else log.info
         level(ev.kind, target=ev.target, incident=ev.incident, level=ev.level, why=ev.why, next=ev.next,
               severity=ev.severity, dry_run=self.dry_run)
-        self._notifier.publish(ev, self.dry_run)
+        self._notifier.publish(ev, self.dry_run, key=f"audit-{rec.seq}")
 
     async def _run_level(self, cmd: RunLevel, start: int = 0) -> None:
         level = self.target.level(cmd.level)

@@ -22,7 +22,7 @@ from watchdog.escalation import Event
 class Record:
     seq: int
     at: datetime
-    kind: str  # event | intent | outcome | check
+    kind: str  # event | intent | outcome | check | notification
     target: str
     incident: str | None
     level: int
@@ -47,6 +47,9 @@ class Journal(Protocol):
 
     def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool,
               detail: str) -> Record: ...
+
+    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
+                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record: ...
 
     def records(self, incident: str | None = None) -> list[Record]: ...
 
@@ -75,6 +78,11 @@ class MemoryJournal:
 
     def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
         return self._add(at, "check", target, incident, level, False, check=check, ok=ok, detail=detail)
+
+    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
+                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
+        return self._add(at, "notification", target, incident, level, dry_run, channel=channel, event=event,
+                         delivery=delivery, outcome=outcome, attempts=attempts, detail=detail)
 
     def records(self, incident: str | None = None) -> list[Record]:
         return [r for r in self._records if incident is None or r.incident == incident]

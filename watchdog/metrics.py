@@ -61,8 +61,12 @@ class Metrics:
         )
         self.incidents_open = Gauge("watchdog_incidents_open", "Open incidents per target (0 or 1).", ["target"], registry=r)
         self.notifications = Counter(
-            "watchdog_notifications_total", "Notifications by channel and outcome (sent, failed).",
+            "watchdog_notifications_total",
+            "Notification deliveries by channel and outcome: sent, failed (one attempt), dead (given up).",
             ["channel", "outcome"], registry=r,
+        )
+        self.notifications_pending = Gauge(
+            "watchdog_notifications_pending", "Messages waiting in the outbox per channel.", ["channel"], registry=r,
         )
         self.paused = Gauge("watchdog_paused", "1 while automatic actions are paused globally.", registry=r)
         self.last_evaluation = Gauge(

@@ -74,7 +74,8 @@ async def _swap(app: "App", new: Config) -> None:
 
     app.cfg = new
     app.redactor = redactor_for(new)
-    app.notifier.set_channels(build_channels(new.notifications))
+    for replaced in app.notifier.set_channels(build_channels(new.notifications, app.session)):
+        await replaced.close()
     runners = next(iter(app.executors.values()))._runners if app.executors else None
     executors = {}
     for t in new.targets:
@@ -84,7 +85,7 @@ async def _swap(app: "App", new: Config) -> None:
                                     t.escalation.max_rollbacks_per_hour, app.new_incident_id,
                                     paused=app.pause_reader(t.name))
             ex = TargetExecutor(t, machine, runners or app.runners(), app.journal, app.notifier, app.metrics,
-                                app.clock, app.spawn, app.dry_run, app.redactor)
+                                app.clock, app.spawn, app.dry_run, app.redactor, app.failpoints)
         else:
             ex.target = t
             ex.machine.max_level = t.max_level

@@ -133,15 +133,15 @@ def _verification(records: Sequence[Record], opened: datetime | None) -> list[st
 
 
 def _notifications(records: Sequence[Record], opened: datetime | None) -> list[str]:
-    events = [r for r in records if r.kind == "event"]
-    if not events:
-        return ["- (none)"]
-    out = ["Every decision below was announced to the notification channels (each filters by its "
-           "`min_severity`; delivery results are in the logs and `watchdog_notifications_total`).", ""]
-    for r in events:
+    sent = [r for r in records if r.kind == "notification"]
+    if not sent:
+        return ["- (no notification delivered or given up yet; waiting ones are in the outbox, see /status)"]
+    out = ["| at | channel | event | level | result | attempts | detail |", "|---|---|---|---|---|---|---|"]
+    for r in sent:
         d = r.data
         mark = DRY if r.dry_run else ""
-        out.append(f"- {_at(r.at, opened)} {d.get('severity', '?')} {d.get('event', '?')} (level {r.level}){mark}")
+        out.append(f"| {_at(r.at, opened)} | {d.get('channel')} | {d.get('event')} | {r.level} | "
+                   f"{d.get('outcome')}{mark} | {d.get('attempts')} | {_cell(str(d.get('detail', '')))} |")
     return out
 
 
@@ -153,6 +153,8 @@ def _line(r: Record, opened: datetime | None) -> str:
         text = f"intent: {d.get('action')} attempt {d.get('attempt')}"
     elif r.kind == "outcome":
         text = f"outcome: {d.get('action')} attempt {d.get('attempt')}: {d.get('outcome')} ({d.get('detail')})"
+    elif r.kind == "notification":
+        text = f"notification: {d.get('event')} to {d.get('channel')}: {d.get('outcome')} after {d.get('attempts')} attempt(s)"
     elif r.kind == "check":
         text = f"check: {d.get('check')}: {'passed' if d.get('ok') else 'failed'} ({d.get('detail')})"
     else:

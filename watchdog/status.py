@@ -85,6 +85,10 @@ def status_document(app: "App") -> dict[str, Any]:
         "targets": targets,
         "rules": rules,
         "sources": sources,
+        "notifications": [
+            {"name": name, **{k: _iso(v) if k.endswith("_at") else v for k, v in ch.items()}}
+            for name, ch in app.notifier.status().items()
+        ],
     }
 
 

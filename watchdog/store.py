@@ -9,6 +9,8 @@
   in `verify_chain()`. Triggers refuse UPDATE and DELETE on it.
 - `incidents`: one row per incident, upserted with the machine's snapshot after
   every decision.
+- `outbox`, `notify_threads`: notifications waiting, sent or dead-lettered, and
+  each channel's thread per incident (watchdog/outbox.py).
 
 One connection, used from the event loop thread only. The schema version is
 `PRAGMA user_version`; `MIGRATIONS` brings an older file up to date on open and
@@ -69,6 +71,32 @@ MIGRATIONS: list[list[str]] = [
             snapshot TEXT NOT NULL
         )""",
         "CREATE INDEX incidents_by_opened ON incidents (opened_at)",
+    ],
+    [  # 2: the notification outbox (watchdog/outbox.py)
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            target TEXT NOT NULL,
+            incident TEXT,
+            kind TEXT NOT NULL,
+            event TEXT NOT NULL,
+            dry_run INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            next_at REAL NOT NULL,
+            done_at TEXT,
+            last_error TEXT,
+            UNIQUE (channel, event_key)
+        )""",
+        "CREATE INDEX outbox_by_channel ON outbox (channel, state, id)",
+        """CREATE TABLE notify_threads (
+            channel TEXT NOT NULL,
+            incident TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            PRIMARY KEY (channel, incident)
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -198,6 +226,17 @@ class SqliteStore:
 
     def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
         return self._append(at, "check", target, incident, level, False, {"check": check, "ok": ok, "detail": detail})
+
+    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
+                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
+        return self._append(at, "notification", target, incident, level, dry_run,
+                            {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
+                             "attempts": attempts, "detail": detail})
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the outbox, which shares the file (and the event loop thread)."""
+        return self._db
 
     def records(self, incident: str | None = None) -> list[Record]:
         cols = "seq, at, kind, target, incident, level, dry_run, data"

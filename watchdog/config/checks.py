@@ -46,6 +46,12 @@ def cross_check(cfg: Config) -> list[Problem]:
                 )
             if target.level(rule.level) is None:
                 problems.append((at + ("level",), f"level {rule.level} is not defined in this target's levels"))
+    problems += _duplicates(("notifications",), [n.channel_name for n in cfg.notifications], "channel")
+    targets = [t.name for t in cfg.targets]
+    for ni, channel in enumerate(cfg.notifications):
+        for name in channel.targets or []:
+            if name not in targets:
+                problems.append((("notifications", ni, "targets"), f"no target named {name!r} (targets: {', '.join(targets)})"))
     return problems
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watchdog.config.notifications import Notification
 from watchdog.config.types import Duration, ThresholdField
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
@@ -234,20 +235,7 @@ class Target(Model):
         return max(lv.level for lv in self.levels)
 
 
-# --- notifications -------------------------------------------------------------
-
-Severity = Literal["info", "warning", "critical"]
-
-
-class SlackNotification(Model):
-    type: Literal["slack"]
-    name: str = "slack"
-    webhook_url: SecretStr
-    min_severity: Severity = "info"
-    timeout: Duration = timedelta(seconds=5)
-
-
-Notification = Annotated[Union[SlackNotification], Field(discriminator="type")]
+# --- notifications: config/notifications.py -------------------------------------
 
 
 class Config(Model):

@@ -1,42 +1,160 @@
-"""Slack through an incoming webhook (slack-sdk)."""
+"""Slack through an incoming webhook or a bot token (slack-sdk).
+
+An incoming webhook posts to its own channel and cannot thread. A bot token
+posts with chat.postMessage: the first message of an incident opens a thread,
+later ones reply in it, and the outcome is broadcast back to the channel.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import re
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from watchdog.config.models import SlackNotification
+from watchdog.config.notifications import SlackNotification
 from watchdog.escalation import Event
-from watchdog.notify.base import render_text
+from watchdog.notify.base import Channel, DeliveryFailed, Message, check_status, render_text, retry_after, title, trigger_lines
 
-_EMOJI = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":rotating_light:"}
+EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
+# The outcome of an incident (and anything critical) is broadcast from its thread so the channel sees it.
+BROADCAST_KINDS = frozenset({"mitigated", "resolved"})
+# chat.postMessage errors that no retry can fix: dead-letter at once.
+PERMANENT_ERRORS = frozenset({
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "channel_not_found", "not_in_channel",
+    "is_archived", "invalid_blocks", "msg_too_long",
+    "missing_scope", "restricted_action", "no_text", "invalid_arguments", "team_access_not_granted",
+})
+_ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")  # Slack's codes; anything else stays out of the reason
+
+# slack-sdk logs a webhook's URL (the secret) at DEBUG: keep its loggers above that whatever the root level.
+_sdk_log = logging.getLogger("watchdog.notify.slack.sdk")
+_sdk_log.setLevel(logging.INFO)
+
+
+def _esc(text: str) -> str:
+    # mrkdwn: an event's text must not become a link or an @channel mention.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def blocks(event: Event, dry_run: bool) -> list[dict[str, Any]]:
+    """The Block Kit message, within Slack's limits (header 150, field 2000, section 3000 characters)."""
+    severity = event.severity + (" (dry run)" if dry_run else "")
+    fields = [("Target", event.target), ("Level", str(event.level)), ("Incident", event.incident or "-"),
+              ("Severity", severity)]
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": _cut(f"{EMOJI.get(event.severity, '')} {title(event, dry_run)}", 150)}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{_esc(v)}", 2000)} for k, v in fields]},
+    ]
+    if lines := trigger_lines(event):
+        text = "*Triggering values*\n" + "\n".join(f"• {_esc(line)}" for line in lines)
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, 3000)}})
+    why = f"*Why*: {_esc(event.why)}\n*Next*: {_esc(event.next)}"
+    out.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(why, 3000)}})
+    return out
+
+
+def _fallback(msg: Message) -> str:
+    # The notification and screen-reader text; Slack caps `text` at 40,000 characters.
+    return _cut(_esc(render_text(msg.event, msg.dry_run)), 3000)
+
+
+def _sdk_timeout(cfg: SlackNotification) -> int:
+    # slack-sdk only applies its (integer) timeout to a session it creates itself; `send` enforces ours.
+    return max(1, math.ceil(cfg.timeout.total_seconds()))
 
 
 class SlackWebhook:
-    def __init__(self, cfg: SlackNotification):
-        self.name = cfg.name
-        self.min_severity = cfg.min_severity
-        self.timeout = cfg.timeout.total_seconds()
-        self._client = AsyncWebhookClient(cfg.webhook_url.get_secret_value(), timeout=int(max(1, self.timeout)))
+    def __init__(self, cfg: SlackNotification, session: aiohttp.ClientSession):
+        assert cfg.webhook_url is not None
+        self.name = cfg.channel_name
+        self._timeout = cfg.timeout.total_seconds()
+        # No retry handlers: the outbox owns retries, and the SDK would otherwise sleep inside `send`.
+        self._client = AsyncWebhookClient(cfg.webhook_url.get_secret_value(), session=session,
+                                          timeout=_sdk_timeout(cfg), retry_handlers=[], logger=_sdk_log)
 
-    async def send(self, event: Event, dry_run: bool) -> None:
-        text = render_text(event, dry_run)
-        blocks = [
-            {"type": "header", "text": {"type": "plain_text", "text": f"{_EMOJI[event.severity]} {event.kind.replace('_', ' ')}: {event.target}"[:150]}},
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": f"*Target*\n{event.target}"},
-                    {"type": "mrkdwn", "text": f"*Level*\n{event.level}"},
-                    {"type": "mrkdwn", "text": f"*Incident*\n{event.incident or '-'}"},
-                    {"type": "mrkdwn", "text": f"*Severity*\n{event.severity}{' (dry run)' if dry_run else ''}"},
-                ],
-            },
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*: {event.why}\n*Next*: {event.next}"[:3000]}},
-        ]
-        resp = await self._client.send(text=text, blocks=blocks)
-        if resp.status_code >= 300:
-            # Never echo the webhook URL: it is the secret.
-            raise RuntimeError(f"Slack answered HTTP {resp.status_code}")
+    async def send(self, msg: Message) -> None:
+        try:
+            if True:
+                resp = await self._client.send(text=_fallback(msg), blocks=blocks(msg.event, msg.dry_run))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Only the type: aiohttp messages quote the URL, and the webhook URL is the secret.
+            raise DeliveryFailed(f"Slack webhook request failed: {type(exc).__name__}") from None
+        # Only the status: Slack's body ("no_service", "invalid_token") adds nothing an operator can act on.
+        check_status(resp.status_code, resp.headers, "Slack")
+        return None
 
     async def close(self) -> None:
-        return None
+        return None  # the session belongs to the caller
+
+
+class SlackBot:
+    def __init__(self, cfg: SlackNotification, session: aiohttp.ClientSession):
+        assert cfg.token is not None and cfg.channel
+        self.name = cfg.channel_name
+        self._channel = cfg.channel
+        self._timeout = cfg.timeout.total_seconds()
+        self._client = AsyncWebClient(token=cfg.token.get_secret_value(), base_url=cfg.api_url, session=session,
+                                      timeout=_sdk_timeout(cfg), retry_handlers=[], logger=_sdk_log)
+
+    async def send(self, msg: Message) -> str | None:
+        ev = msg.event
+        broadcast = msg.thread is not None and (ev.severity == "critical" or ev.kind in BROADCAST_KINDS)
+        try:
+            if True:
+                resp = await self._client.chat_postMessage(
+                    channel=self._channel, text=_fallback(msg), blocks=blocks(ev, msg.dry_run),
+                    thread_ts=msg.thread, reply_broadcast=True if broadcast else None,
+                )
+        except SlackApiError as exc:
+            raise _api_failure(exc.response) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Only the type: exception messages can quote the URL, and we never risk quoting the token.
+            raise DeliveryFailed(f"Slack API request failed: {type(exc).__name__}") from None
+        if msg.thread is not None:
+            return None
+        ts = resp.get("ts")
+        return ts if isinstance(ts, str) and ts else None
+
+    async def close(self) -> None:
+        return None  # the session belongs to the caller
+
+
+def _api_failure(resp: Any) -> DeliveryFailed:
+    """Map a failed chat.postMessage (HTTP error or `ok: false`) to retryable or permanent."""
+    # slack-sdk hands over its own response, or aiohttp's when the body was not JSON.
+    status = getattr(resp, "status_code", None) or getattr(resp, "status", None) or 0
+    headers = getattr(resp, "headers", None) or {}
+    data = getattr(resp, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error if isinstance(error, str) and _ERROR_CODE.match(error) else None
+    if status == 429 or code == "ratelimited":
+        return DeliveryFailed("Slack API rate limited (ratelimited)", retry_after=retry_after(headers.get("Retry-After")))
+    if code in PERMANENT_ERRORS:
+        return DeliveryFailed(f"Slack API error {code} (HTTP {status})", permanent=True)
+    if code is not None:  # internal_error, fatal_error, service_unavailable, ...: Slack's side, try again
+        return DeliveryFailed(f"Slack API error {code} (HTTP {status})")
+    try:  # not Slack's answer (a proxy, a wrong api_url): judge by the status alone
+        check_status(status, headers, "Slack API")
+    except DeliveryFailed as failed:
+        return failed
+    return DeliveryFailed(f"Slack API answered HTTP {status} without ok")
+
+
+def build_slack(cfg: SlackNotification, session: aiohttp.ClientSession) -> Channel:
+    """The channel for a `slack` config: an incoming webhook, or a bot token posting to `channel`."""
+    return SlackWebhook(cfg, session) if cfg.webhook_url is not None else SlackBot(cfg, session)
+
+
+__all__ = ["SlackBot", "SlackWebhook", "blocks", "build_slack"]

@@ -1,0 +1,263 @@
+"""The notifier and its outbox: never blocking, per-channel, retried, dead-lettered, durable.
+
+The channels here are in-process doubles of the Channel protocol (the real
+channels are tested against local servers in test_notify_*.py); the outbox is
+a real SQLite file where durability is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from watchdog.clock import SystemClock
+from watchdog.config.notifications import WebhookNotification
+from watchdog.escalation import Event
+from watchdog.metrics import Metrics
+from watchdog.notify import DeliveryFailed, Message, Notifier
+from watchdog.notify.notifier import accepts, backoff
+from watchdog.outbox import MemoryOutbox, SqliteOutbox
+from watchdog.store import SqliteStore
+
+FAST = {"attempts": 4, "initial_backoff": "20ms", "max_backoff": "50ms"}
+
+
+def cfg(name: str, **kw: Any) -> WebhookNotification:
+    return WebhookNotification.model_validate({"type": "webhook", "name": name, "url": "http://127.0.0.1:9/x",
+                                               "timeout": "300ms", "retry": FAST, **kw})
+
+
+class Recording:
+    def __init__(self, name: str = "good", fail: list[Exception] | None = None, ref: str | None = None):
+        self.name, self.fail, self.ref = name, list(fail or []), ref
+        self.got: list[Message] = []
+        self.tries: list[float] = []
+
+    async def send(self, msg: Message) -> str | None:
+        self.tries.append(time.monotonic())
+        if self.fail:
+            raise self.fail.pop(0)
+        self.got.append(msg)
+        return self.ref
+
+    async def close(self) -> None:
+        pass
+
+    @property
+    def kinds(self) -> list[str]:
+        return [m.event.kind for m in self.got]
+
+
+class Hanging(Recording):
+    async def send(self, msg: Message) -> str | None:
+        self.tries.append(time.monotonic())
+        await asyncio.sleep(60)
+        return None
+
+
+def event(kind: str, severity: str = "warning", target: str = "svc", incident: str | None = "inc-1") -> Event:
+    return Event(kind, severity, target, incident, 1, datetime(2024, 1, 1, tzinfo=timezone.utc), "why", "next")  # type: ignore[arg-type]
+
+
+async def wait_for(cond, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def notification(self, at, target, incident, level, channel, event, delivery, outcome, attempts, detail, dry_run):
+        self.rows.append({"channel": channel, "event": event, "outcome": outcome, "attempts": attempts,
+                          "detail": detail, "delivery": delivery, "dry_run": dry_run})
+
+
+@pytest.fixture
+async def make():
+    """A notifier with its supervisor running; closed after the test."""
+    made: list[tuple[Notifier, asyncio.Task[None]]] = []
+
+    def build(*pairs: tuple[WebhookNotification, Any], outbox: Any = None, journal: Any = None) -> tuple[Notifier, Metrics]:
+        metrics = Metrics()
+        n = Notifier(metrics, SystemClock(), rng=random.Random(1))
+        n.bind(outbox if outbox is not None else MemoryOutbox(), journal if journal is not None else Journal())
+        n.set_channels(list(pairs))
+        made.append((n, asyncio.create_task(n.run())))
+        return n, metrics
+
+    yield build
+    for n, task in made:
+        task.cancel()
+        await n.close()
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_publish_only_writes_the_outbox_and_a_hanging_channel_holds_up_no_other(make) -> None:
+    good, hanging = Recording("good"), Hanging("hanging")
+    n, metrics = make((cfg("hanging"), hanging), (cfg("good"), good))
+    started = time.monotonic()
+    for kind in ("incident_opened", "level_started", "level_failed", "exhausted"):
+        n.publish(event(kind), dry_run=kind == "exhausted")
+    assert time.monotonic() - started < 0.05  # no send happens inside publish
+    await wait_for(lambda: len(good.got) == 4)
+    assert good.kinds == ["incident_opened", "level_started", "level_failed", "exhausted"]
+    assert [m.dry_run for m in good.got] == [False, False, False, True]
+    assert sample(metrics, "watchdog_notifications_total", channel="good", outcome="sent") == 4.0
+    await wait_for(lambda: sample(metrics, "watchdog_notifications_total", channel="hanging", outcome="failed") == 1.0)
+    assert sample(metrics, "watchdog_notifications_pending", channel="hanging") == 4.0
+    assert n.status()["hanging"]["up"] is False and "no answer within 0.3s" in n.status()["hanging"]["last_error"]
+    assert n.status()["good"]["up"] is True and n.status()["good"]["pending"] == 0
+
+
+async def test_filters_by_severity_target_and_event(make) -> None:
+    pager, svc_only, opened_only = Recording("pager"), Recording("svc"), Recording("opened")
+    n, _ = make((cfg("pager", min_severity="critical"), pager), (cfg("svc", targets=["svc"]), svc_only),
+                (cfg("opened", events=["incident_opened"]), opened_only))
+    n.publish(event("incident_opened"))
+    n.publish(event("level_started", target="other"))
+    n.publish(event("exhausted", "critical"))
+    await wait_for(lambda: len(pager.got) == 1 and len(svc_only.got) == 2 and len(opened_only.got) == 1)
+    await asyncio.sleep(0.05)
+    assert pager.kinds == ["exhausted"]
+    assert svc_only.kinds == ["incident_opened", "exhausted"]
+    assert opened_only.kinds == ["incident_opened"]
+    assert accepts(cfg("x", events=["mitigated"]), event("mitigated"))
+    assert not accepts(cfg("x", min_severity="warning"), event("level_succeeded", "info"))
+
+
+async def test_a_failure_is_retried_in_order_and_the_audit_records_the_result(make) -> None:
+    flaky = Recording("flaky", fail=[DeliveryFailed("Slack answered HTTP 500"), DeliveryFailed("HTTP 503")])
+    journal = Journal()
+    n, metrics = make((cfg("flaky"), flaky), journal=journal)
+    n.publish(event("incident_opened"))
+    n.publish(event("level_started"))
+    await wait_for(lambda: len(flaky.got) == 2)
+    assert flaky.kinds == ["incident_opened", "level_started"]  # the second waits behind the first: order kept
+    assert len(flaky.tries) == 4
+    assert sample(metrics, "watchdog_notifications_total", channel="flaky", outcome="failed") == 2.0
+    assert [(r["event"], r["outcome"], r["attempts"]) for r in journal.rows] == [
+        ("incident_opened", "sent", 3), ("level_started", "sent", 1)]
+
+
+async def test_retry_after_is_honoured_when_longer_than_the_backoff(make) -> None:
+    limited = Recording("limited", fail=[DeliveryFailed("HTTP 429", retry_after=0.5)])
+    n, _ = make((cfg("limited"), limited))
+    n.publish(event("incident_opened"))
+    await wait_for(lambda: len(limited.got) == 1)
+    assert limited.tries[1] - limited.tries[0] >= 0.5  # the backoff alone would be under 50 ms
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap_and_never_under_retry_after() -> None:
+    c = cfg("x", retry={"attempts": 10, "initial_backoff": "1s", "max_backoff": "8s"})
+    rng = random.Random(7)
+    for attempt, base in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 8), (9, 8)]:
+        for _ in range(50):
+            assert base / 2 <= backoff(c, attempt, None, rng) <= base
+    assert backoff(c, 1, 30.0, rng) == 30.0
+
+
+async def test_a_permanent_failure_is_dead_at_once_and_the_next_message_goes(make) -> None:
+    ch = Recording("ch", fail=[DeliveryFailed("webhook answered HTTP 404", permanent=True)])
+    journal = Journal()
+    n, metrics = make((cfg("ch"), ch), journal=journal)
+    n.publish(event("incident_opened"))
+    n.publish(event("level_started"))
+    await wait_for(lambda: len(ch.got) == 1)
+    assert ch.kinds == ["level_started"] and len(ch.tries) == 2
+    assert journal.rows[0]["outcome"] == "dead" and "retrying cannot help" in journal.rows[0]["detail"]
+    assert sample(metrics, "watchdog_notifications_total", channel="ch", outcome="dead") == 1.0
+    assert n.status()["ch"]["dead"] == 1
+
+
+async def test_after_the_last_attempt_a_message_is_dead_lettered(make) -> None:
+    down = Recording("down", fail=[DeliveryFailed("HTTP 500")] * 10)
+    journal = Journal()
+    n, metrics = make((cfg("down"), down), journal=journal)
+    n.publish(event("exhausted", "critical"))
+    await wait_for(lambda: journal.rows)
+    assert len(down.tries) == FAST["attempts"]
+    assert journal.rows == [{"channel": "down", "event": "exhausted", "outcome": "dead", "attempts": 4,
+                             "detail": "HTTP 500 (after 4 attempts)", "delivery": 1, "dry_run": False}]
+    assert sample(metrics, "watchdog_notifications_pending", channel="down") == 0.0
+
+
+async def test_a_raising_channel_or_listener_never_reaches_the_caller(make) -> None:
+    broken = Recording("broken", fail=[KeyError("bug in a channel")])
+    n, _ = make((cfg("broken"), broken))
+    seen: list[str] = []
+    n.listen(lambda ev, dry: (_ for _ in ()).throw(ValueError("timeline bug")))
+    n.listen(lambda ev, dry: seen.append(ev.kind))
+    n.publish(event("level_started"))
+    await wait_for(lambda: len(broken.got) == 1)
+    assert seen == ["level_started"]
+    assert n.status()["broken"]["failed_attempts"] == 1
+
+
+async def test_the_first_message_of_an_incident_starts_the_thread_the_rest_join(make) -> None:
+    ch = Recording("bot", ref="1700000000.000100")
+    n, _ = make((cfg("bot"), ch))
+    for kind in ("incident_opened", "level_started", "mitigated"):
+        n.publish(event(kind))
+    n.publish(event("paused", "warning", incident=None))
+    n.publish(event("incident_opened", incident="inc-2"))
+    await wait_for(lambda: len(ch.got) == 5)
+    assert [m.thread for m in ch.got] == [None, "1700000000.000100", "1700000000.000100", None, None]
+
+
+async def test_the_same_event_key_is_queued_once(make) -> None:
+    ch = Recording("ch")
+    n, _ = make((cfg("ch"), ch))
+    n.publish(event("incident_opened"), key="audit-7")
+    n.publish(event("incident_opened"), key="audit-7")
+    n.publish(event("level_started"), key="audit-8")
+    await wait_for(lambda: len(ch.got) == 2)
+    await asyncio.sleep(0.05)
+    assert ch.kinds == ["incident_opened", "level_started"]
+
+
+async def test_waiting_messages_survive_a_restart_and_are_sent_once(make, tmp_path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    down = Hanging("slack")
+    n, _ = make((cfg("slack"), down), outbox=SqliteOutbox(store.connection), journal=store)
+    for i, kind in enumerate(("incident_opened", "level_started", "level_failed")):
+        n.publish(event(kind), key=f"audit-{i}")
+    await wait_for(lambda: len(down.tries) == 1)
+    await n.close()  # the process "dies" with three messages waiting
+    store.close()
+
+    store = SqliteStore(path)
+    outbox = SqliteOutbox(store.connection)
+    assert outbox.counts("slack")["pending"] == 3
+    up = Recording("slack")
+    n2, _ = make((cfg("slack"), up), outbox=outbox, journal=store)
+    n2.publish(event("incident_opened"), key="audit-0")  # the same event again is not a second message
+    await wait_for(lambda: len(up.got) == 3)
+    await asyncio.sleep(0.1)
+    assert up.kinds == ["incident_opened", "level_started", "level_failed"]
+    assert outbox.counts("slack") == {"pending": 0, "sent": 3, "dead": 0}
+    audit = [r.data for r in store.records() if r.kind == "notification"]
+    assert [(a["event"], a["outcome"]) for a in audit] == [
+        ("incident_opened", "sent"), ("level_started", "sent"), ("level_failed", "sent")]
+    assert store.verify_chain() == []
+    store.close()
+
+
+async def test_drain_returns_at_its_deadline_and_leaves_the_rest_waiting(make) -> None:
+    hanging = Hanging("hanging")
+    n, _ = make((cfg("hanging", timeout="5s"), hanging))
+    n.publish(event("incident_opened"))
+    started = time.monotonic()
+    await n.drain(0.2)
+    assert time.monotonic() - started < 1.0
+    assert n.status()["hanging"]["pending"] == 1

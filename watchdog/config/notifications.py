@@ -1,0 +1,125 @@
+"""Notification channels: where each event goes, and how hard to try.
+
+Every channel filters by `min_severity`, and optionally by `targets` and
+`events`; delivery goes through the durable outbox with the channel's `retry`
+schedule (SPEC 3.2 keys; README "Notifications").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from watchdog.config.types import Duration
+
+Severity = Literal["info", "warning", "critical"]
+
+# Every event the watchdog announces; `events:` filters name these.
+EVENT_KINDS = (
+    "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
+    "exhausted", "blind", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
+    "test",
+)
+EventKind = Literal[
+    "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
+    "exhausted", "blind", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
+    "test",
+]
+ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeliveryRetry(_Model):
+    """Durable retries from the outbox: backoff doubles from `initial_backoff` up to `max_backoff`, with full
+    jitter; a 429's Retry-After is honoured when longer. After `attempts` tries the message is dead-lettered."""
+
+    attempts: int = Field(12, ge=1, le=100)
+    initial_backoff: Duration = timedelta(seconds=2)
+    max_backoff: Duration = timedelta(minutes=2)
+
+
+class _Channel(_Model):
+    name: ChannelName | None = None  # defaults to the type; names must be unique
+    min_severity: Severity = "info"
+    targets: list[str] | None = None  # None: every target
+    events: list[EventKind] | None = None  # None: every event
+    timeout: Duration = timedelta(seconds=10)
+    retry: DeliveryRetry = DeliveryRetry()
+
+    @property
+    def channel_name(self) -> str:
+        return self.name or str(getattr(self, "type"))
+
+
+class SlackNotification(_Channel):
+    """An incoming webhook (`webhook_url`), or a bot token with `channel` (threads one incident together)."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    api_url: HttpUrl = "https://slack.com/api/"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "SlackNotification":
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set exactly one of webhook_url or token")
+        if self.token is not None and not self.channel:
+            raise ValueError("a bot token needs `channel` (e.g. '#ops' or a channel id)")
+        if self.webhook_url is not None and self.channel:
+            raise ValueError("`channel` is for a bot token; an incoming webhook posts to its own channel")
+        return self
+
+
+class PagerDutyNotification(_Channel):
+    """Events API v2: trigger with dedup_key = incident id, resolve when the incident is resolved."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"  # EU accounts: events.eu.pagerduty.com
+    min_severity: Severity = "warning"
+
+
+class EmailNotification(_Channel):
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)  # default by `security`: 587 starttls, 465 tls, 25 none
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    ca_file: Path | None = None  # a CA bundle to trust for the server's certificate; default: the system store
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(min_length=3, pattern=r"@")
+    to: list[Annotated[str, Field(pattern=r"@")]] = Field(min_length=1)
+    min_severity: Severity = "warning"
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> "EmailNotification":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class WebhookNotification(_Channel):
+    """A JSON POST of each event (README "Webhook payload"), optionally signed with HMAC-SHA256."""
+
+    type: Literal["webhook"]
+    url: SecretStr  # a URL often carries a token in its path or query
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = {}
+
+
+Notification = Annotated[
+    Union[SlackNotification, PagerDutyNotification, EmailNotification, WebhookNotification],
+    Field(discriminator="type"),
+]

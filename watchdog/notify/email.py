@@ -1,0 +1,116 @@
+"""Email over SMTP (aiosmtplib): one plain-text mail per event, threaded by incident.
+
+The first mail of an incident returns its Message-ID; the outbox stores it and
+hands it back as `Message.thread`, so later mails carry In-Reply-To/References
+and mail clients show one conversation per incident.
+"""
+
+from __future__ import annotations
+
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+import structlog
+
+from watchdog.config.notifications import EmailNotification
+from watchdog.notify.base import DeliveryFailed, Message, render_text, trigger_lines
+
+log = structlog.get_logger("watchdog.notify.email")
+
+
+class Email:
+    def __init__(self, cfg: EmailNotification, session: Any = None):
+        self.cfg = cfg
+        self.name = cfg.channel_name
+
+    async def send(self, msg: Message) -> str | None:
+        cfg = self.cfg
+        mail = compose(cfg, msg)
+        where = f"SMTP {cfg.host}:{cfg.smtp_port}"
+        tls: ssl.SSLContext | None = None
+        if cfg.security != "none":
+            try:
+                tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            except (OSError, ssl.SSLError) as exc:  # an unreadable ca_file: a configuration error
+                raise DeliveryFailed(f"{where}: cannot load ca_file ({type(exc).__name__})", permanent=True) from None
+        login = {}
+        if cfg.username is not None and cfg.password is not None:
+            login = {"username": cfg.username, "password": cfg.password.get_secret_value()}
+        try:
+            refused, _ = await aiosmtplib.send(
+                mail,
+                hostname=cfg.host,
+                port=cfg.smtp_port,
+                use_tls=cfg.security == "tls",
+                # False, not None: None means "STARTTLS if offered", which a stripped EHLO silently downgrades.
+                start_tls=cfg.security == "starttls",
+                tls_context=tls,
+                timeout=cfg.timeout.total_seconds(),
+                **login,
+            )
+        except Exception as exc:
+            raise _failure(where, exc) from None  # `from None`: a chained traceback could quote the AUTH exchange
+        if refused:
+            # Some recipients took it: a retry would send them a duplicate, so only say who missed it.
+            log.warning("email_recipients_refused", channel=self.name, delivery=msg.id,
+                        refused={rcpt: r.code for rcpt, r in refused.items()})
+        return str(mail["Message-ID"]) if msg.thread is None else None
+
+    async def close(self) -> None:
+        return None  # one SMTP connection per mail: events are rare, and servers drop idle sessions anyway
+
+
+def compose(cfg: EmailNotification, msg: Message) -> EmailMessage:
+    ev = msg.event
+    subject = f"[rollback-watchdog] {ev.severity.upper()} {ev.kind.replace('_', ' ')}: {ev.target}"
+    subject += (f" level {ev.level}" if ev.level else "") + (f" ({ev.incident})" if ev.incident else "")
+    if msg.dry_run:
+        subject = "[DRY RUN] " + subject
+    mail = EmailMessage()
+    mail["From"] = cfg.sender
+    mail["To"] = ", ".join(cfg.to)
+    mail["Subject"] = " ".join(subject.split())  # no CR/LF from a target or incident name into the headers
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = make_msgid(domain="rollback-watchdog")
+    if msg.thread:
+        mail["In-Reply-To"] = msg.thread
+        mail["References"] = msg.thread
+    mail["X-Rollback-Watchdog-Delivery"] = str(msg.id)
+    lines = [
+        render_text(ev, msg.dry_run),
+        "",
+        f"Target:   {ev.target}",
+        f"Incident: {ev.incident or '-'}",
+        f"Level:    {ev.level}",
+        f"Severity: {ev.severity}{' (dry run)' if msg.dry_run else ''}",
+        f"At:       {ev.at.isoformat()}",  # delivery can lag the event by retries
+    ]
+    triggers = trigger_lines(ev)
+    if triggers:
+        lines += ["", "Triggered by:"] + [f"  {t}" for t in triggers]
+    lines += ["", f"Why:  {ev.why}", f"Next: {ev.next}", "", "-- ", f"rollback-watchdog, delivery id {msg.id}"]
+    mail.set_content("\n".join(lines) + "\n")
+    return mail
+
+
+def _failure(where: str, exc: Exception) -> DeliveryFailed:
+    """Only codes and exception types go in the reason: SMTP replies can echo what the client sent."""
+    kind = type(exc).__name__
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({r.code for r in exc.recipients})
+        # Any 4xx (greylisting, full mailbox) may pass later; all-5xx will not.
+        return DeliveryFailed(f"{where}: all recipients refused {codes} ({kind})", permanent=min(codes, default=500) >= 500)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        temporary = 400 <= exc.code < 500  # e.g. 421 shutting down, 451 try later, 454 auth backend down
+        permanent = not temporary if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else exc.code >= 500
+        return DeliveryFailed(f"{where} answered {exc.code} ({kind})", permanent=permanent)
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        cause = f", {type(exc.__cause__).__name__}" if exc.__cause__ else ""
+        return DeliveryFailed(f"{where}: {'timed out' if isinstance(exc, TimeoutError) else 'connection failed'} ({kind}{cause})")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # No STARTTLS or no AUTH offered: the server does not do what the config requires; retrying will not change it.
+        return DeliveryFailed(f"{where}: {exc.message} ({kind})", permanent=True)
+    return DeliveryFailed(f"{where}: {kind}")
