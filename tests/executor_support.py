@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -107,12 +107,13 @@ def build_target(levels: list[dict[str, Any]], verify_window: str = "2m") -> Tar
 class Harness:
     """One target's executor, its machine, journal, metrics and notifier, on a fake clock."""
 
-    def __init__(self, target: Target, session: aiohttp.ClientSession, dry_run: bool = False):
+    def __init__(self, target: Target, session: aiohttp.ClientSession, dry_run: bool = False,
+                 notifier: Notifier | None = None):
         self.target = target
         self.clock = FakeClock(T0 + timedelta(seconds=10))
         self.metrics = Metrics()
         self.journal = MemoryJournal()
-        self.notifier = Notifier(self.metrics, self.clock)
+        self.notifier = notifier or Notifier(self.metrics, self.clock)
         self.events: list[tuple[Event, bool]] = []
         self.notifier.listen(lambda ev, dry: self.events.append((ev, dry)))
         self.tasks: list[asyncio.Task[Any]] = []

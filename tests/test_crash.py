@@ -135,3 +135,62 @@ def test_an_unknown_failpoint_is_a_usage_error(tmp_path, moto_url, aws_env, admi
     assert r.returncode == 2
     assert r.stderr.strip() == ("WATCHDOG_TEST_FAILPOINTS: unknown failpoint after_intnet "
                                 "(known: after_intent, before_outcome)")
+
+
+async def test_kill_with_undelivered_notifications_delivers_each_once_after_restart(tmp_path, moto_url, aws_env,
+                                                                                     admin_api):
+    import sqlite3
+
+    from watchdog.notify import render_text
+    from watchdog.outbox import event_from_json
+
+    ns = f"CRASHN{time.monotonic_ns()}"
+    path = render(tmp_path, moto_url, admin_api, ns)
+    hook = "/slack/hook-crash"
+    with open(path, "a") as f:
+        f.write(f"""
+notifications:
+  - {{type: slack, webhook_url: "{admin_api.url}{hook}", timeout: 1s,
+     retry: {{attempts: 100, initial_backoff: 100ms, max_backoff: 300ms}}}}
+""")
+    admin_api.script[hook] = [500]  # Slack is down until after the crash
+    pub = Publisher(moto_url, ns)
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    d = await Daemon(path).start()
+    try:
+        await d.wait_for("level_succeeded", timeout=30, level=1)
+        await d.wait_for("notification_failed", timeout=10)
+        d.signal(signal.SIGKILL)
+        await d.wait(10)
+        state = tmp_path / "watchdog.db"
+        with sqlite3.connect(state) as db:
+            waiting = [event_from_json(e) for (e,) in db.execute(
+                "SELECT event FROM outbox WHERE state = 'pending' ORDER BY id")]
+        assert len(waiting) >= 3, waiting  # opened, level started, level succeeded at least
+        failed_before = admin_api.count(hook)
+        admin_api.script[hook] = [200]
+        d = await Daemon(path).start()
+        await d.wait_for("mitigated", timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with sqlite3.connect(state) as db:
+                if db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0:
+                    break
+            await asyncio.sleep(0.1)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await pub.stop()
+        await d.stop()
+    def slack(text: str) -> str:  # the text as the Slack channel escapes it
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    delivered = [body["text"] for m, p, body in admin_api.calls[failed_before:] if p == hook]
+    assert len(delivered) == len(set(delivered)), "a message was delivered twice"
+    for ev in waiting:
+        assert delivered.count(slack(render_text(ev, False))) == 1, ev.kind
+    assert delivered.index(slack(render_text(waiting[0], False))) == 0  # the oldest waiting message goes first
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0] == 0
+    r = verify_log(path)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -90,6 +90,8 @@ def fill(state: Path) -> None:
 
     ev("incident_opened", 0, 1)
     ev("level_started", 0, 1)
+    s.notification(at(1), t, iid, 1, "slack", "incident_opened", 1, "sent", 1, "delivered", False)
+    s.notification(at(9), t, iid, 1, "pagerduty", "incident_opened", 2, "sent", 3, "delivered", False)
     s.intent(at(0), t, iid, 1, "#1 http: PUT /admin/flags", 1, False)
     s.outcome(at(1.5), t, iid, 1, "#1 http: PUT /admin/flags", 1, "failed", "HTTP 503", False)
     s.intent(at(2), t, iid, 1, "#1 http: PUT /admin/flags", 2, False)
@@ -109,6 +111,7 @@ def fill(state: Path) -> None:
     dry.runs = [LevelRun(1, at(3600), "alarm")]
     s.event(Event("incident_opened", "warning", t, dry.id, 1, at(3600), "alarm", "running level 1"), True)
     s.intent(at(3601), t, dry.id, 1, "#1 command: deploy | rollback", 1, True)
+    s.notification(at(3602), t, dry.id, 1, "slack", "incident_opened", 3, "dead", 12, "HTTP 500 (after 12 attempts)", True)
     s.save_incident(snapshot(dry))
     s.close()
 
@@ -152,7 +155,7 @@ def test_show_prints_the_incident_and_its_records(tmp_path: Path, state: Path) -
     out = r.stdout
     assert "incident   hybrid-routing-1" in out and "resolved (mitigated) at level 2" in out
     assert "trigger    latency: value 2100.0 threshold > 1500" in out
-    assert "records    15" in out
+    assert "records    17" in out
     assert out.index("intent  L1") < out.index('"outcome": "failed"') < out.index('"outcome": "succeeded"')
     dry = cli("incidents", "show", "hybrid-routing-2", "-c", write_config(tmp_path, state))
     assert " dry_run " in dry.stdout
@@ -174,13 +177,14 @@ def test_report_is_markdown_with_every_attempt_and_dry_run_marks(tmp_path: Path,
     assert "| 1 | #1 http: PUT /admin/flags | 1 | 02:00:00Z | failed | 1.5s | HTTP 503 |" in md
     assert "| 1 | #1 http: PUT /admin/flags | 2 | 02:00:02Z | succeeded | 2.0s | HTTP 200 |" in md
     assert "check: GET /health: passed (HTTP 200)" in md
-    assert "- 02:00:00Z warning incident_opened (level 1)" in md
+    assert "| 02:00:01Z | slack | incident_opened | 1 | sent | 1 | delivered |" in md
+    assert "| 02:00:09Z | pagerduty | incident_opened | 1 | sent | 3 | delivered |" in md
     assert "dry run" not in md
 
     dry = cli("incidents", "report", "hybrid-routing-2", "-c", cfg).stdout
     assert "- mode: **dry run**" in dry
     assert "| 1 | #1 command: deploy \\| rollback | 1 | 03:00:01Z | **no outcome recorded** (unknown) (dry run) |" in dry
-    assert "incident_opened (level 1) (dry run)" in dry
+    assert "| 03:00:02Z | slack | incident_opened | 1 | dead (dry run) | 12 | HTTP 500 (after 12 attempts) |" in dry
     assert "| 1 | 03:00:00Z | - | - | running |" in dry
 
 
@@ -220,14 +224,14 @@ def test_a_damaged_state_file_and_a_bad_config_do_not_print_tracebacks(tmp_path:
 def test_verify_log_intact_then_tampered(tmp_path: Path, state: Path) -> None:
     cfg = write_config(tmp_path, state)
     r = cli("incidents", "verify-log", "-c", cfg)
-    assert (r.returncode, r.stdout) == (0, "audit log intact: 17 records\n"), r.stderr
+    assert (r.returncode, r.stdout) == (0, "audit log intact: 20 records\n"), r.stderr
     conn = sqlite3.connect(state, isolation_level=None)
     conn.execute("DROP TRIGGER audit_no_update")
-    conn.execute("UPDATE audit SET data = replace(data, 'failed', 'succeeded') WHERE seq = 4")
+    conn.execute("UPDATE audit SET data = replace(data, 'failed', 'succeeded') WHERE seq = 6")
     conn.close()
     r = cli("incidents", "verify-log", "-c", cfg)
     assert r.returncode == 1
-    assert r.stdout.splitlines() == ["record 4: content does not match its hash (edited)"]
+    assert r.stdout.splitlines() == ["record 6: content does not match its hash (edited)"]
     no_traceback(r)
 
 

@@ -137,7 +137,7 @@ def _authenticator(server, session, envelope, mechanism, auth_data) -> AuthResul
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
         USER.encode(), PASSWORD.encode()
     )
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
 @pytest.fixture

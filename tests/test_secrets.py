@@ -81,7 +81,7 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
                 assert r.status == 202
             ex = app.executors["web"]
             deadline = time.monotonic() + 15
-            while (ex.busy or ex.machine.level < 2 or app.notifier._queue.qsize()) and time.monotonic() < deadline:
+            while (ex.busy or ex.machine.level < 2 or not app.notifier.status()["slack"]["failed_attempts"]) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await app.notifier.drain(5)
             assert admin_api.count("/l2") == 1 and ex.machine.phase.value == "exhausted"

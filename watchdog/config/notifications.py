@@ -7,11 +7,12 @@ schedule (SPEC 3.2 keys; README "Notifications").
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from watchdog.config.types import Duration
 
@@ -52,6 +53,8 @@ class _Channel(_Model):
     events: list[EventKind] | None = None  # None: every event
     timeout: Duration = timedelta(seconds=10)
     retry: DeliveryRetry = DeliveryRetry()
+    # Events this kind of channel needs whatever the filters say (a PagerDuty alert must be resolved).
+    always_events: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def channel_name(self) -> str:
@@ -82,6 +85,7 @@ class PagerDutyNotification(_Channel):
     """Events API v2: trigger with dedup_key = incident id, resolve when the incident is resolved."""
 
     type: Literal["pagerduty"]
+    always_events: ClassVar[frozenset[str]] = frozenset({"resolved"})
     routing_key: SecretStr
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"  # EU accounts: events.eu.pagerduty.com
     min_severity: Severity = "warning"
@@ -117,6 +121,13 @@ class WebhookNotification(_Channel):
     url: SecretStr  # a URL often carries a token in its path or query
     secret: SecretStr | None = None
     headers: dict[str, SecretStr] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^\s/]+", v.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")  # not echoed: it may hold a token
+        return v
 
 
 Notification = Annotated[

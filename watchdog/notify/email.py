@@ -8,6 +8,7 @@ and mail clients show one conversation per incident.
 from __future__ import annotations
 
 import ssl
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -39,9 +40,16 @@ class Email:
         login = {}
         if cfg.username is not None and cfg.password is not None:
             login = {"username": cfg.username, "password": cfg.password.get_secret_value()}
+        # Flattened here, not by aiosmtplib (always 78 columns): CPython folds a subject ending "(inc-7)" right
+        # after "Subject:", which some parsers read with a leading space. 998 is SMTP's own line limit.
+        utf8 = not all(a.isascii() for a in (cfg.sender, *cfg.to))
+        wire = mail.as_bytes(policy=(policy.SMTPUTF8 if utf8 else policy.SMTP).clone(max_line_length=998))
         try:
             refused, _ = await aiosmtplib.send(
-                mail,
+                wire,
+                sender=cfg.sender,
+                recipients=cfg.to,
+                mail_options=["SMTPUTF8"] if utf8 else None,
                 hostname=cfg.host,
                 port=cfg.smtp_port,
                 use_tls=cfg.security == "tls",
@@ -107,7 +115,7 @@ def _failure(where: str, exc: Exception) -> DeliveryFailed:
         temporary = 400 <= exc.code < 500  # e.g. 421 shutting down, 451 try later, 454 auth backend down
         permanent = not temporary if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else exc.code >= 500
         return DeliveryFailed(f"{where} answered {exc.code} ({kind})", permanent=permanent)
-    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, SSL errors: the network, maybe better later
         cause = f", {type(exc.__cause__).__name__}" if exc.__cause__ else ""
         return DeliveryFailed(f"{where}: {'timed out' if isinstance(exc, TimeoutError) else 'connection failed'} ({kind}{cause})")
     if isinstance(exc, aiosmtplib.SMTPException):

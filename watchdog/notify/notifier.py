@@ -31,9 +31,12 @@ log = structlog.get_logger("watchdog.notify")
 
 
 def accepts(cfg: Notification, event: Event) -> bool:
+    if cfg.targets is not None and event.target not in cfg.targets:
+        return False
+    if event.kind in cfg.always_events:
+        return True
     return (
         SEVERITY_RANK[event.severity] >= SEVERITY_RANK[cfg.min_severity]
-        and (cfg.targets is None or event.target in cfg.targets)
         and (cfg.events is None or event.kind in cfg.events)
     )
 

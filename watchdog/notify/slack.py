@@ -85,9 +85,10 @@ class SlackWebhook:
                                           timeout=_sdk_timeout(cfg), retry_handlers=[], logger=_sdk_log)
 
     async def send(self, msg: Message) -> None:
+        text, body = _fallback(msg), blocks(msg.event, msg.dry_run)
         try:
-            if True:
-                resp = await self._client.send(text=_fallback(msg), blocks=blocks(msg.event, msg.dry_run))
+            async with asyncio.timeout(self._timeout):
+                resp = await self._client.send(text=text, blocks=body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Only the type: aiohttp messages quote the URL, and the webhook URL is the secret.
             raise DeliveryFailed(f"Slack webhook request failed: {type(exc).__name__}") from None
@@ -111,14 +112,18 @@ class SlackBot:
     async def send(self, msg: Message) -> str | None:
         ev = msg.event
         broadcast = msg.thread is not None and (ev.severity == "critical" or ev.kind in BROADCAST_KINDS)
+        text, body = _fallback(msg), blocks(ev, msg.dry_run)
         try:
-            if True:
+            async with asyncio.timeout(self._timeout):
                 resp = await self._client.chat_postMessage(
-                    channel=self._channel, text=_fallback(msg), blocks=blocks(ev, msg.dry_run),
+                    channel=self._channel, text=text, blocks=body,
                     thread_ts=msg.thread, reply_broadcast=True if broadcast else None,
                 )
         except SlackApiError as exc:
             raise _api_failure(exc.response) from None
+        except (AttributeError, TypeError):
+            # slack-sdk trips over a 200 whose body is text/plain (a proxy, a wrong api_url), not Slack's answer.
+            raise DeliveryFailed("Slack API answered HTTP 200 with a body that is not Slack's") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Only the type: exception messages can quote the URL, and we never risk quoting the token.
             raise DeliveryFailed(f"Slack API request failed: {type(exc).__name__}") from None
