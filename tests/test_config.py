@@ -265,7 +265,7 @@ CASES = [
      'targets[0].levels[2].actions[0].tmeout: unknown key (a typo?) (line {line})',
      'tmeout'),
     ('bad-category', 'category: security', 'category: securty',
-     "targets[0].rules[1].category: Input should be 'performance', 'security' or 'cost' (line {line})",
+     "targets[0].rules[1].category: must be one of: 'performance', 'security' or 'cost' (line {line})",
      'securty'),
     ('required-field', '        deadline: 10m\n', '',
      'targets[0].levels[2].deadline: required (line {line})',
@@ -276,6 +276,33 @@ CASES = [
     ('watchdog-unknown-key', 'dry_run: false', 'dryrun: false',
      'watchdog.dryrun: unknown key (a typo?) (line {line})',
      'dryrun'),
+    ('unknown-channel-type', 'type: slack,', 'type: teams,',
+     "notifications[0].type: unknown type 'teams' (expected one of 'slack', 'pagerduty', 'email', 'webhook') "
+     '(line {line})',
+     'type: teams'),
+    ('slack-neither-webhook-nor-token', 'webhook_url: "${SLACK_WEBHOOK_URL}"', 'channel: "#ops"',
+     'notifications[0]: set exactly one of webhook_url or token (line {line})',
+     'channel: "#ops"'),
+    ('slack-token-without-channel', 'webhook_url: "${SLACK_WEBHOOK_URL}"', 'token: "${SLACK_WEBHOOK_URL}"',
+     "notifications[0]: a bot token needs `channel` (e.g. '#ops' or a channel id) (line {line})",
+     'token: "${SLACK'),
+    ('pagerduty-without-key', '{type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}', '{type: pagerduty}',
+     'notifications[0].routing_key: required (line {line})',
+     'type: pagerduty'),
+    ('channel-for-an-unknown-target', 'webhook_url: "${SLACK_WEBHOOK_URL}"',
+     'webhook_url: "${SLACK_WEBHOOK_URL}", targets: [hybrid-routng]',
+     "notifications[0].targets: no target named 'hybrid-routng' (targets: hybrid-routing) (line {line})",
+     'hybrid-routng'),
+    ('unknown-event-filter', 'webhook_url: "${SLACK_WEBHOOK_URL}"',
+     'webhook_url: "${SLACK_WEBHOOK_URL}", events: [incident_open]',
+     "notifications[0].events[0]: must be one of: 'incident_opened', 'level_started', 'level_succeeded', "
+     "'level_failed', 'verification_failed', 'mitigated', 'exhausted', 'blind', 'realarmed', 'would_run', "
+     "'paused', 'resumed', 'resolved', 'recovered', 'outcome_unknown' or 'test' (line {line})",
+     'incident_open'),
+    ('duplicate-channel-names', '  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n',
+     '  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n',
+     "notifications: channel name 'slack' is used 2 times (line {line})",
+     'notifications:'),
 ]
 
 

@@ -174,6 +174,8 @@ def _format(exc: ValidationError, prefix: Path_, data: Any, lines: dict) -> list
             path = path + ("type",)
         elif kind == "union_tag_not_found":
             msg = "required: type"
+        elif kind == "literal_error" and "expected" in err.get("ctx", {}):
+            msg = f"must be one of: {err['ctx']['expected']}"
         out.append(_line(prefix + path, msg, lines))
     return out
 
@@ -183,7 +185,7 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
     path: list[str | int] = []
     cur = data
     for i, part in enumerate(loc):
-        if isinstance(cur, dict) and part not in cur and cur.get("type") == part and i < len(loc) - 1:
+        if isinstance(cur, dict) and part not in cur and cur.get("type") == part:
             continue
         path.append(part)
         if isinstance(cur, dict):
