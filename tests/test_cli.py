@@ -43,7 +43,8 @@ def test_check_config_accepts_the_shipped_example():
     env = {
         "WATCHDOG_API_TOKEN": "t0ken", "COMPLIANCE_URL": "http://127.0.0.1:9/compliance",
         "ADMIN_API_URL": "http://127.0.0.1:9", "ADMIN_TOKEN": "adm1n", "APP_URL": "http://127.0.0.1:9",
-        "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack",
+        "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack", "PAGERDUTY_ROUTING_KEY": "r0ute", "SMTP_PASSWORD": "pw",
+        "AUDIT_WEBHOOK_URL": "http://127.0.0.1:9/audit", "AUDIT_WEBHOOK_SECRET": "s3cret",
     }
     r = cli("check-config", "-c", "config.yaml", env=env)
     assert r.returncode == 0, r.stderr

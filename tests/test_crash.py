@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import aiohttp
 import pytest
 
 from tests.daemon import Daemon
@@ -160,6 +161,20 @@ notifications:
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
         await d.wait_for("notification_failed", timeout=10)
+        # A failing channel shows in /status, in the operator's table and in the metrics.
+        base = f"http://127.0.0.1:{await d.port()}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/status") as r:
+                [slack] = (await r.json())["notifications"]
+            async with http.get(f"{base}/metrics") as r:
+                metrics = await r.text()
+        assert (slack["name"], slack["up"], slack["last_error"]) == ("slack", False, "Slack answered HTTP 500")
+        assert slack["pending"] >= 1 and slack["sent"] == 0
+        assert 'watchdog_notifications_total{channel="slack",outcome="failed"}' in metrics
+        table = subprocess.run([sys.executable, "-m", "watchdog", "status", "--url", base], capture_output=True,
+                               text=True, timeout=30)
+        [row] = [ln for ln in table.stdout.splitlines() if ln.startswith("slack ")]
+        assert row.split()[:3] == ["slack", "slack", "NO"] and row.endswith("Slack answered HTTP 500")
         d.signal(signal.SIGKILL)
         await d.wait(10)
         state = tmp_path / "watchdog.db"
@@ -167,7 +182,7 @@ notifications:
             waiting = [event_from_json(e) for (e,) in db.execute(
                 "SELECT event FROM outbox WHERE state = 'pending' ORDER BY id")]
         assert len(waiting) >= 3, waiting  # opened, level started, level succeeded at least
-        failed_before = admin_api.count(hook)
+        failed_before = len(admin_api.calls)  # every call so far; the hook ones all got 500
         admin_api.script[hook] = [200]
         d = await Daemon(path).start()
         await d.wait_for("mitigated", timeout=60)

@@ -144,6 +144,14 @@ def render_status(doc: dict[str, Any]) -> str:
         [s["name"], "yes" if s["up"] else "NO", (s.get("last_poll") or "-")[:19], s.get("last_error") or "-"]
         for s in doc.get("sources", [])
     ]))
+    channels = doc.get("notifications") or []
+    if channels:
+        lines.append("")
+        lines.append(_table(["CHANNEL", "TYPE", "UP", "WAITING", "DEAD", "SENT", "LAST ERROR"], [
+            [c["name"], c["type"], "yes" if c["up"] else "NO", str(c["pending"]), str(c["dead"]), str(c["sent"]),
+             c.get("last_error") or "-"]
+            for c in channels
+        ]))
     return "\n".join(lines)
 
 
