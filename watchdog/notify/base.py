@@ -12,7 +12,10 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import aiohttp
+
 from watchdog.escalation import Event
+from watchdog.store import jsonable
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 PAYLOAD_SCHEMA = "rollback-watchdog.event/v1"
@@ -80,6 +83,22 @@ def check_status(status: int, headers: Any, what: str) -> None:
     raise DeliveryFailed(f"{what} answered HTTP {status}", permanent=True)
 
 
+async def post(session: aiohttp.ClientSession, url: Any, what: str, timeout: aiohttp.ClientTimeout,
+               **kw: Any) -> None:
+    """One POST that raises DeliveryFailed unless answered 2xx. Redirects are not followed: the request
+    carries credentials meant for this URL only. Errors name the exception type only: aiohttp's messages
+    quote the URL, which can hold a token."""
+    try:
+        async with session.post(url, timeout=timeout, allow_redirects=False, **kw) as resp:
+            status, headers = resp.status, resp.headers
+            await resp.read()  # drained, so the connection can be reused
+    except aiohttp.InvalidURL:
+        raise DeliveryFailed(f"{what} URL is not a valid http(s) URL", permanent=True) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DeliveryFailed(f"{what} request failed: {type(exc).__name__}") from None
+    check_status(status, headers, what)
+
+
 def title(event: Event, dry_run: bool) -> str:
     mark = "[DRY RUN] " if dry_run else ""
     return f"{mark}{event.kind.replace('_', ' ')}: {event.target}" + (f" level {event.level}" if event.level else "")
@@ -122,7 +141,7 @@ def payload(msg: Message) -> dict[str, Any]:
         "why": ev.why,
         "next": ev.next,
         "dry_run": msg.dry_run,
-        "details": _jsonable(dict(ev.details or {})),
+        "details": jsonable(dict(ev.details or {})),
     }
 
 
@@ -132,15 +151,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     return "no value" if v is None else str(v)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    return str(v)

@@ -13,7 +13,7 @@ import aiohttp
 
 from watchdog.config.notifications import PagerDutyNotification
 from watchdog.escalation import Event
-from watchdog.notify.base import DeliveryFailed, Message, check_status, render_text, trigger_lines
+from watchdog.notify.base import Message, post, render_text, trigger_lines
 
 SOURCE = "rollback-watchdog"
 SUMMARY_LIMIT = 1024  # PagerDuty rejects a longer summary with 400
@@ -66,15 +66,7 @@ class PagerDuty:
 
     async def send(self, msg: Message) -> None:
         body = pd_event(self._cfg.routing_key.get_secret_value(), msg)
-        try:
-            # No redirects: a POST carrying the routing key goes only where it was configured to go.
-            async with self._session.post(self._cfg.url, json=body, timeout=self._timeout, allow_redirects=False) as resp:
-                status, headers = resp.status, resp.headers
-                await resp.read()  # drain so the connection can be reused
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Only the type: aiohttp messages quote the URL, and the body holds the routing key.
-            raise DeliveryFailed(f"PagerDuty request failed: {type(exc).__name__}") from None
-        check_status(status, headers, "PagerDuty")
+        await post(self._session, self._cfg.url, "PagerDuty", self._timeout, json=body)
 
     async def close(self) -> None:
         return None

@@ -17,7 +17,7 @@ from yarl import URL
 
 from watchdog import __version__
 from watchdog.config.notifications import WebhookNotification
-from watchdog.notify.base import DeliveryFailed, Message, check_status, payload
+from watchdog.notify.base import DeliveryFailed, Message, payload, post
 
 USER_AGENT = f"rollback-watchdog/{__version__}"
 _BAD_URL = "webhook URL is not a valid http(s) URL"
@@ -67,19 +67,7 @@ class Webhook:
     async def send(self, msg: Message) -> None:
         url = _http_url(self._cfg.url.get_secret_value())
         body, headers = self.request(msg)
-        try:
-            # No redirects: the headers may carry credentials meant for this URL only.
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                status, resp_headers = resp.status, resp.headers
-                await resp.read()  # drain so the connection can be reused
-        except aiohttp.InvalidURL:
-            raise DeliveryFailed(_BAD_URL, permanent=True) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Only the type: aiohttp messages quote the URL, which can carry a token.
-            raise DeliveryFailed(f"webhook request failed: {type(exc).__name__}") from None
-        check_status(status, resp_headers, "webhook")
+        await post(self._session, url, "webhook", self._timeout, data=body, headers=headers)
 
     async def close(self) -> None:
         return None
