@@ -279,3 +279,18 @@ async def test_no_level_starts_once_shutdown_began(admin_api, http_session) -> N
     h.executor.stopping = True
     await h.open()
     assert admin_api.count("/l1") == 0 and admin_api.count("/l2") == 0
+
+
+async def test_a_blind_source_pages_once_and_its_return_is_announced(admin_api, http_session) -> None:
+    h = Harness(build_target(default_levels(admin_api.url)), http_session)
+    why = "source compliance down since 12:01:00Z: HTTP 500"
+    h.executor.set_blind_sources({"compliance": why})
+    h.executor.set_blind_sources({"compliance": why})  # still blind: no second page
+    assert [(ev.kind, ev.severity, ev.why) for ev, _ in h.events] == [("blind", "critical", why)]
+    assert "no action on rules of source compliance" in h.events[0][0].next
+    assert h.sample("watchdog_target_blind", target=TARGET) == 1.0
+    h.executor.set_blind_sources({})
+    assert [ev.kind for ev, _ in h.events] == ["blind", "sight_restored"]
+    assert h.sample("watchdog_target_blind", target=TARGET) == 0.0
+    assert [r.data["event"] for r in h.records("event")] == ["blind", "sight_restored"]
+    assert admin_api.calls == []  # blindness never acts

@@ -380,3 +380,17 @@ def test_parse_threshold_rejects(bad, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_threshold(bad)
     assert message in str(info.value)
+
+
+def test_change_points_compare_each_value_with_the_one_over_earlier():
+    from watchdog.rules import change_points
+
+    day = timedelta(days=1)
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    pts = [(t0 + k * day, v) for k, v in enumerate([100.0, 150.0, 0.0, 50.0, 75.0])]
+    out = change_points(pts, day, day)
+    assert [round(v, 6) for _, v in out] == [50.0, -100.0, 50.0]  # no base for the first; none after a zero
+    assert [ts for ts, _ in out] == [t0 + day, t0 + 2 * day, t0 + 4 * day]
+    assert change_points([(t0, True), (t0 + day, False)], day, day) == []  # booleans have no percent
+    # a gap: no reading `over` earlier means no change, never an assumed one
+    assert change_points([(t0, 1.0), (t0 + 3 * day, 9.0)], day, day) == []

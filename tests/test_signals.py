@@ -51,3 +51,80 @@ def test_a_sampled_window_ends_at_its_own_last_reading():
     views = b.evaluate("t", T0 + timedelta(minutes=3, seconds=10))
     assert views["gdpr"].evaluation.state is RuleState.ALARM
     assert views["gdpr"].evaluation.present == 3
+
+
+# --- change rules, max_age, blind sources ------------------------------------------------------
+
+MORE = """
+sources:
+  - {name: cost, type: cost_explorer, interval: 6h}
+  - {name: compliance, type: http_json, url: "http://127.0.0.1:9/c", interval: 60s, blind_after: 5m}
+  - {name: score, type: http_json, url: "http://127.0.0.1:9/s", interval: 60s}
+targets:
+  - name: t
+    rules:
+      - {name: spike, category: cost, source: cost, cost: {metric: UnblendedCost}, change: {over: 24h, percent: "> 50"}}
+      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false",
+         max_age: 3m, level: 1}
+      - {name: sc, category: security, source: score, field: score, threshold: "< 50", change: null}
+    levels:
+      - {level: 1, name: flags, deadline: 1m, actions: [{type: http, url: "http://127.0.0.1:9/x"}]}
+"""
+
+
+def more() -> SignalBoard:
+    return SignalBoard(parse_config(MORE, {}), {"cost": False, "compliance": True, "score": True})
+
+
+def days(*values: float, until: datetime = T0) -> list[tuple[datetime, float]]:
+    start = until.replace(hour=0) - timedelta(days=len(values))
+    return [(start + timedelta(days=i), v) for i, v in enumerate(values)]
+
+
+def test_a_cost_spike_is_the_last_complete_day_against_the_day_before():
+    b = more()
+    assert b.slots["t/spike"].spec.period == timedelta(days=1)  # Cost Explorer: one reading per day
+    b.source_ok("cost", {"t/spike": days(100, 100, 100, 120)}, T0)
+    ev = b.evaluate("t", T0)["spike"].evaluation
+    assert (ev.state, ev.value) == (RuleState.OK, 20.0)  # +20% is no spike
+    b.source_ok("cost", {"t/spike": days(100, 100, 100, 200)}, T0)
+    ev = b.evaluate("t", T0)["spike"].evaluation
+    assert (ev.state, ev.value) == (RuleState.ALARM, 100.0)
+    assert "> 50" in ev.reason
+
+
+def test_a_change_rule_keeps_its_history_through_a_failed_poll():
+    b = more()
+    b.source_ok("cost", {"t/spike": days(100, 100)}, T0)
+    b.source_failed("cost", "throttled", T0 + timedelta(hours=6))
+    assert b.evaluate("t", T0 + timedelta(hours=6))["spike"].evaluation.state is RuleState.INSUFFICIENT_DATA
+    # The next answer holds only the newest day; the day before comes from what the board kept.
+    b.source_ok("cost", {"t/spike": [(T0.replace(hour=0), 180.0)]}, T0 + timedelta(days=1))
+    ev = b.evaluate("t", T0 + timedelta(days=1))["spike"].evaluation
+    assert (ev.state, ev.value) == (RuleState.ALARM, 80.0)
+
+
+def test_a_value_older_than_max_age_is_missing():
+    b = more()
+    b.source_ok("compliance", {"t/gdpr": [(T0, False)]}, T0)
+    assert b.evaluate("t", T0 + timedelta(minutes=1))["gdpr"].evaluation.state is RuleState.ALARM
+    # The endpoint answers with the same old reading for 4 minutes (a cached answer): no evidence of now.
+    b.sources["compliance"].last_success = T0 + timedelta(minutes=4)
+    ev = b.evaluate("t", T0 + timedelta(minutes=4))["gdpr"].evaluation
+    assert ev.state is RuleState.INSUFFICIENT_DATA
+
+
+def test_a_source_down_longer_than_blind_after_blinds_its_targets():
+    b = more()
+    b.source_ok("compliance", {"t/gdpr": [(T0, True)]}, T0)
+    b.source_failed("compliance", "HTTP 500", T0 + timedelta(minutes=1))
+    b.source_failed("compliance", "timeout", T0 + timedelta(minutes=3))
+    assert b.blind_sources("t", T0 + timedelta(minutes=5, seconds=59)) == {}
+    blind = b.blind_sources("t", T0 + timedelta(minutes=6))
+    assert blind == {"compliance": "source compliance down since 12:01:00Z: timeout"}
+    # The default limit: three intervals, at least 5 minutes.
+    b.source_failed("score", "refused", T0)
+    assert "score" not in b.blind_sources("t", T0 + timedelta(minutes=4, seconds=59))
+    assert "score" in b.blind_sources("t", T0 + timedelta(minutes=5))
+    b.source_ok("compliance", {"t/gdpr": [(T0 + timedelta(minutes=7), True)]}, T0 + timedelta(minutes=7))
+    assert list(b.blind_sources("t", T0 + timedelta(minutes=7))) == ["score"]

@@ -29,6 +29,7 @@ from watchdog.lock import StateLock
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
 from watchdog.outbox import MemoryOutbox, SqliteOutbox
+from watchdog.sources import AlertStore
 from watchdog.pause import GLOBAL, Pause, Pauses
 from watchdog.recovery import recover
 from watchdog.redact import redactor_for
@@ -77,6 +78,7 @@ class App:
             self.notifier.listen(fn)
         self.redactor = redactor_for(cfg)
         self.pauses = Pauses()
+        self.alerts = AlertStore(self.clock)  # fed by POST /api/v1/alertmanager, read by alertmanager sources
         self.new_incident_id = incident_ids()
         self.sources: dict[str, Source] = {}
         self.board: SignalBoard | None = None
@@ -110,7 +112,7 @@ class App:
         else:
             self.notifier.bind(MemoryOutbox(), self.journal)
         self.notifier.set_channels(build_channels(cfg.notifications, self.session))
-        deps = SourceDeps(cfg.aws, self.session, self.metrics)
+        deps = SourceDeps(cfg.aws, self.session, self.metrics, self.alerts)
         sampled = {}
         for s in cfg.sources:
             sampled[s.name] = s.type != "cloudwatch"
@@ -266,6 +268,9 @@ class App:
             if task is not None:
                 self._polls.discard(task)
 
+    def alert_sources(self) -> list[str]:
+        return [s.name for s in self.cfg.sources if s.type == "alertmanager"]
+
     async def once(self) -> dict[str, dict[str, Any]]:
         """One poll of every source and one evaluation, with no action: `run --once`."""
         board = self.board
@@ -324,7 +329,9 @@ class App:
                     pass
         self._last_eval = now
         self.metrics.last_evaluation.set(now.timestamp())
-        await self.executors[target].observe(views)
+        ex = self.executors[target]
+        ex.set_blind_sources(board.blind_sources(target, now))
+        await ex.observe(views)
 
     # --- stopping ---------------------------------------------------------------------
 

@@ -45,6 +45,19 @@ def add_routes(wa: web.Application, key: web.AppKey["App"]) -> None:
     wa.router.add_post("/api/v1/incidents/{incident}/resolve", wrap(resolve))
     wa.router.add_get("/api/v1/incidents", wrap(incidents))
     wa.router.add_get("/api/v1/incidents/{incident}", wrap(incident))
+    wa.router.add_post("/api/v1/alertmanager", wrap(alertmanager))
+
+
+async def alertmanager(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Alertmanager's webhook (payload version 4). The alert sources are judged at once, not at their
+    next interval: a firing alert should act as fast as a polled breach."""
+    try:
+        taken = app.alerts.receive(body)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    for name in app.alert_sources():
+        app.spawn(app.poll(name), f"poll:{name}:pushed")
+    return web.json_response({"received": taken})
 
 
 class _BadInput(Exception):

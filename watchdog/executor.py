@@ -59,6 +59,7 @@ class TargetExecutor:
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
         self.stopping = False  # set by the app's shutdown: no new level or check starts
+        self.blind_sources: dict[str, str] = {}  # source -> why, while one this target reads is down too long
 
     @property
     def busy(self) -> bool:
@@ -78,6 +79,21 @@ class TargetExecutor:
             self._dispatch(self.machine.manual(self._clock.now(), level, reason))
             inc = self.machine.incident
             return inc.id if inc else ""
+
+    def set_blind_sources(self, blind: dict[str, str]) -> None:
+        """The watchdog cannot see part of this target: page once when it starts, say when it ends.
+        Its rules are insufficient_data meanwhile, so nothing is acted on."""
+        now = self._clock.now()
+        inc = self.machine.incident
+        iid, level = (inc.id if inc else None), self.machine.level
+        for name in sorted(set(blind) - set(self.blind_sources)):
+            self._announce(Event("blind", "critical", self.target.name, iid, level, now, blind[name],
+                                 f"no action on rules of source {name} until it answers; check the source"))
+        for name in sorted(set(self.blind_sources) - set(blind)):
+            self._announce(Event("sight_restored", "info", self.target.name, iid, level, now,
+                                 f"source {name} answers again", "rules of that source are judged again"))
+        self.blind_sources = dict(blind)
+        self.sync_state()
 
     def set_redactor(self, redactor: Redactor) -> None:
         self._mask = redactor.text
@@ -114,7 +130,7 @@ class TargetExecutor:
         self._metrics.target_level.labels(name).set(self.machine.level)
         self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
         inc = self.machine.incident
-        self._metrics.target_blind.labels(name).set(1 if inc and inc.blind else 0)
+        self._metrics.target_blind.labels(name).set(1 if (inc and inc.blind) or self.blind_sources else 0)
         save = getattr(self._journal, "save_incident", None)
         if save is not None:  # durable store: the incident as it stands after this decision (unchanged: no write)
             for known in (inc, self.machine.last_closed):

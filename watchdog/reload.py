@@ -65,7 +65,7 @@ async def _swap(app: "App", new: Config) -> None:
         prev_slot = old_board.slots.get(key)
         if prev_slot is not None and prev_slot.rule == slot.rule:
             board.slots[key] = prev_slot
-    deps = SourceDeps(new.aws, app.session, app.metrics)
+    deps = SourceDeps(new.aws, app.session, app.metrics, app.alerts)
     for s in new.sources:
         src = build_source(s, board.queries(s.name), deps)
         await src.start()

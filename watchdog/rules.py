@@ -95,6 +95,29 @@ def window(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: da
     return out
 
 
+def change_points(points: Sequence[Datapoint], over: timedelta, period: timedelta) -> list[Datapoint]:
+    """Each value as its percent change against the value `over` earlier (same bucket grid).
+
+    A value with no reading `over` earlier, or a zero one (no base to divide by),
+    gives no datapoint: the change is unknown, never assumed.
+    """
+    newest: dict[datetime, Datapoint] = {}
+    for ts, value in points:
+        if isinstance(value, bool):
+            continue
+        b = align(ts, period)
+        if b not in newest or newest[b][0] <= ts:
+            newest[b] = (ts, value)
+    out: list[Datapoint] = []
+    for b in sorted(newest):
+        ts, value = newest[b]
+        base = newest.get(align(b - over, period))
+        if base is None or base[1] == 0:
+            continue
+        out.append((ts, (float(value) - float(base[1])) / abs(float(base[1])) * 100.0))
+    return out
+
+
 def evaluate(
     spec: RuleSpec,
     points: Sequence[Datapoint],

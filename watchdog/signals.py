@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.escalation import RuleView
-from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, evaluate
+from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, change_points, evaluate
 from watchdog.sources.base import Query
 
 
@@ -40,18 +40,17 @@ class RuleSlot:
     state: RuleState = RuleState.INSUFFICIENT_DATA
     last_datapoint: datetime | None = None
     note: str = field(default="")
+    history: list[Datapoint] = field(default_factory=list)
 
 
 def rule_key(target: str, rule: str) -> str:
     return f"{target}/{rule}"
 
 
-def spec_for(rule: Rule, sampled: bool, interval_s: float) -> RuleSpec:
-    from datetime import timedelta
-
-    period = rule.metric.period if rule.metric else timedelta(seconds=interval_s)
+def spec_for(rule: Rule, sampled: bool, interval_s: float, period: timedelta | None = None) -> RuleSpec:
+    period = rule.period or period or timedelta(seconds=interval_s)
     return RuleSpec(
-        threshold=rule.threshold,
+        threshold=rule.judged_by,
         period=period,
         evaluation_periods=rule.evaluation_periods,
         datapoints_to_alarm=rule.m,
@@ -60,16 +59,21 @@ def spec_for(rule: Rule, sampled: bool, interval_s: float) -> RuleSpec:
     )
 
 
+# Readings that are one per day whatever the poll interval.
+DAILY = {"cost_explorer": timedelta(days=1)}
+
+
 class SignalBoard:
     def __init__(self, cfg: Config, sampled: dict[str, bool]):
         self.sources = {
             s.name: SourceHealth(s.name, s.type, s.interval.total_seconds()) for s in cfg.sources
         }
+        self._blind_after = {s.name: s.blind_limit for s in cfg.sources}
         self.slots: dict[str, RuleSlot] = {}
         for t in cfg.targets:
             for r in t.rules:
                 src = self.sources[r.source]
-                slot = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s))
+                slot = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s, DAILY.get(src.type)))
                 # Until its source answers, a rule knows nothing: never judge it on an empty window.
                 slot.note = f"source {r.source} has not answered yet"
                 self.slots[rule_key(t.name, r.name)] = slot
@@ -86,10 +90,32 @@ class SignalBoard:
         h.up, h.answered, h.last_poll, h.last_success, h.last_error, h.failing_since = True, True, now, now, None, None
         for key, points in data.items():
             slot = self.slots[key]
-            slot.points = points
+            slot.points = self._keep(slot, points, now) if slot.rule.change is not None else points
             slot.note = ""
             if points:
                 slot.last_datapoint = max(ts for ts, _ in points)
+
+    @staticmethod
+    def _keep(slot: RuleSlot, points: Sequence[Datapoint], now: datetime) -> list[Datapoint]:
+        """A change rule looks `over` back, further than a sampled source's own short history: the board
+        keeps the readings it needs (merged by time, older ones dropped)."""
+        change = slot.rule.change
+        if change is None:
+            return list(points)
+        horizon = now - change.over - slot.spec.period * (slot.spec.evaluation_periods + 2)
+        merged = {ts: v for ts, v in slot.history if ts >= horizon}
+        merged.update((ts, v) for ts, v in points if ts >= horizon)
+        slot.history = sorted(merged.items())  # kept through failed polls, unlike `points`
+        return slot.history
+
+    def blind_sources(self, target: str, now: datetime) -> dict[str, str]:
+        """The sources this target reads that have failed for longer than their `blind_after`, with why."""
+        out = {}
+        for name in sorted({s.rule.source for s in self.slots.values() if s.target == target}):
+            h = self.sources[name]
+            if h.failing_since is not None and now - h.failing_since >= self._blind_after[name]:
+                out[name] = f"source {name} down since {h.failing_since:%H:%M:%SZ}: {h.last_error}"
+        return out
 
     def source_failed(self, name: str, error: str, now: datetime) -> None:
         h = self.sources[name]
@@ -111,11 +137,16 @@ class SignalBoard:
             health = self.sources[slot.rule.source]
             if not slot.spec.complete_buckets_only and health.last_success is not None:
                 at = health.last_success
-            ev = evaluate(slot.spec, slot.points, at, slot.state)
+            points = slot.points
+            if slot.rule.max_age is not None:  # an old value is no evidence of now
+                points = [p for p in points if p[0] >= at - slot.rule.max_age]
+            if slot.rule.change is not None:
+                points = change_points(points, slot.rule.change.over, slot.spec.period)
+            ev = evaluate(slot.spec, points, at, slot.state)
             if slot.note:
                 ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
             slot.evaluation, slot.state = ev, ev.state
-            views[slot.rule.name] = RuleView(slot.rule.name, slot.rule.level, slot.spec, slot.points, ev)
+            views[slot.rule.name] = RuleView(slot.rule.name, slot.rule.level, slot.spec, tuple(points), ev)
         return views
 
     def target(self, name: str) -> Target:

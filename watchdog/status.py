@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from watchdog import __version__
+from watchdog.config.types import format_duration
 
 if TYPE_CHECKING:
     from watchdog.app import App
@@ -40,7 +41,8 @@ def status_document(app: "App") -> dict[str, Any]:
                 "paused": pause is not None,
                 "pause": None if pause is None else {"scope": pause.scope, "until": _iso(pause.until), "reason": pause.reason},
                 "dry_run": ex.dry_run,
-                "blind": bool(inc and inc.blind),
+                "blind": bool(inc and inc.blind) or bool(ex.blind_sources),
+                "blind_sources": [{"source": k, "why": v} for k, v in sorted(ex.blind_sources.items())],
                 "incident": None if inc is None else incident_doc(inc),
                 "last_incident": None if m.last_closed is None else {"id": m.last_closed.id, "closed_at": _iso(m.last_closed.closed_at)},
             }
@@ -59,7 +61,7 @@ def status_document(app: "App") -> dict[str, Any]:
                     "level": slot.rule.level,
                     "state": slot.state.value,
                     "value": _value(ev.value) if ev else None,
-                    "threshold": str(slot.rule.threshold),
+                    "threshold": describe_threshold(slot.rule),
                     "last_datapoint": _iso(slot.last_datapoint),
                     "reason": ev.reason if ev else "not evaluated yet",
                 }
@@ -90,6 +92,12 @@ def status_document(app: "App") -> dict[str, Any]:
             for name, ch in app.notifier.status().items()
         ],
     }
+
+
+def describe_threshold(rule: Any) -> str:
+    if rule.change is not None:
+        return f"change over {format_duration(rule.change.over)} {rule.change.percent}%"
+    return str(rule.judged_by)
 
 
 def incident_doc(inc: Any) -> dict[str, Any]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from datetime import timedelta
+from typing import Any
 
-from watchdog.config.models import CloudWatchSource, Config, HttpJsonSource
+from watchdog.config.models import Config, Rule
+from watchdog.config.types import format_duration
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -27,16 +31,9 @@ def cross_check(cfg: Config) -> list[Problem]:
             source = sources.get(rule.source)
             if source is None:
                 problems.append((at + ("source",), f"no source named {rule.source!r} (sources: {', '.join(sources) or 'none'})"))
-            elif isinstance(source, CloudWatchSource):
-                if rule.metric is None:
-                    problems.append((at + ("metric",), f"required: source {source.name!r} is a cloudwatch source"))
-                if rule.field is not None:
-                    problems.append((at + ("field",), f"not used by cloudwatch source {source.name!r}; use metric"))
-            elif isinstance(source, HttpJsonSource):
-                if rule.field is None:
-                    problems.append((at + ("field",), f"required: source {source.name!r} is an http_json source"))
-                if rule.metric is not None:
-                    problems.append((at + ("metric",), f"not used by http_json source {source.name!r}; use field"))
+            else:
+                problems += _reads(at, rule, source)
+            problems += _judged(at, rule, source)
             if rule.m > rule.evaluation_periods:
                 problems.append(
                     (
@@ -46,6 +43,10 @@ def cross_check(cfg: Config) -> list[Problem]:
                 )
             if target.level(rule.level) is None:
                 problems.append((at + ("level",), f"level {rule.level} is not defined in this target's levels"))
+    for si, s in enumerate(cfg.sources):
+        if s.type == "cost_explorer" and s.interval < timedelta(hours=1):
+            problems.append((("sources", si, "interval"),
+                             f"at least 1h: every Cost Explorer call is billed (got {format_duration(s.interval)})"))
     problems += _duplicates(("notifications",), [n.channel_name for n in cfg.notifications], "channel")
     targets = [t.name for t in cfg.targets]
     for ni, channel in enumerate(cfg.notifications):
@@ -53,6 +54,72 @@ def cross_check(cfg: Config) -> list[Problem]:
             if name not in targets:
                 problems.append((("notifications", ni, "targets"), f"no target named {name!r} (targets: {', '.join(targets)})"))
     return problems
+
+
+# What a rule of each source type reads; every other reading key is refused on it.
+READS = {
+    "cloudwatch": ("metric", "expression"),
+    "http_json": ("field",),
+    "prometheus": ("promql",),
+    "securityhub": ("findings",),
+    "cost_explorer": ("cost",),
+    "alertmanager": ("alert",),
+}
+ALL_READS = ("metric", "expression", "metrics", "field", "promql", "findings", "cost", "alert")
+
+
+def _reads(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
+    out: list[Problem] = []
+    wanted = READS[source.type]
+    allowed = set(wanted) | ({"metrics"} if source.type == "cloudwatch" else set())
+    for key in ALL_READS:
+        if getattr(rule, key) is not None and key not in allowed:
+            out.append((at + (key,), f"not used by {source.type} source {source.name!r}; use {' or '.join(wanted)}"))
+    present = [k for k in wanted if getattr(rule, k) is not None]
+    if not present:
+        out.append((at + (wanted[0],), f"required: source {source.name!r} is a {source.type} source"
+                    + (" (or expression with metrics)" if source.type == "cloudwatch" else "")))
+    elif len(present) > 1:
+        out.append((at, f"set one of {' or '.join(wanted)}, not both"))
+    if source.type == "cloudwatch":
+        out += _math(at, rule)
+    return out
+
+
+def _math(at: tuple[str | int, ...], rule: Rule) -> list[Problem]:
+    out: list[Problem] = []
+    if rule.expression is not None and not rule.metrics:
+        out.append((at + ("metrics",), "required with expression: the named metrics it uses"))
+    if rule.metrics and rule.expression is None:
+        out.append((at + ("expression",), "required with metrics"))
+    if rule.metrics:
+        periods = {m.period for m in rule.metrics.values()}
+        if len(periods) > 1:
+            out.append((at + ("metrics",), "every metric of an expression needs the same period"))
+        unused = [n for n in rule.metrics if rule.expression and not re.search(rf"\b{n}\b", rule.expression)]
+        if unused:
+            out.append((at + ("expression",), f"does not use {', '.join(unused)} from metrics"))
+    if (rule.min_samples is None) != (rule.samples is None):
+        out.append((at + ("min_samples" if rule.min_samples is None else "samples",),
+                    "min_samples and samples go together (samples: the metric that counts requests)"))
+    elif rule.samples is not None and rule.samples not in (rule.metrics or {}):
+        out.append((at + ("samples",), f"{rule.samples!r} is not one of this rule's metrics"))
+    return out
+
+
+def _judged(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
+    alert = source is not None and source.type == "alertmanager"
+    if rule.threshold is not None and rule.change is not None:
+        return [(at, "set threshold or change, not both")]
+    if alert and rule.change is not None:
+        return [(at + ("change",), "an alert rule is in alarm while its alert fires; it has no change")]
+    if not alert and rule.threshold is None and rule.change is None:
+        return [(at + ("threshold",), 'required (or change: {over: 24h, percent: "> 50"})')]
+    if rule.change is not None and rule.change.over <= timedelta(0):
+        return [(at + ("change", "over"), "must be longer than 0s")]
+    if rule.max_age is not None and rule.max_age <= timedelta(0):
+        return [(at + ("max_age",), "must be longer than 0s")]
+    return []
 
 
 def _duplicates(path: tuple[str | int, ...], names: list[str], what: str) -> list[Problem]:

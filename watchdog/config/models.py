@@ -14,23 +14,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watchdog.config.base import Model, Name, RetrySchedule
 from watchdog.config.notifications import Notification
-from watchdog.config.types import Duration, ThresholdField
-
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetrySchedule(Model):
-    """Exponential backoff with full jitter, bounded by `attempts` (the first try counts)."""
-
-    attempts: int = Field(3, ge=1, le=20)
-    initial_backoff: Duration = timedelta(milliseconds=500)
-    max_backoff: Duration = timedelta(seconds=10)
-
+from watchdog.config.sources import (
+    AlertmanagerSource,
+    CloudWatchSource,
+    CostExplorerSource,
+    HttpJsonSource,
+    PrometheusSource,
+    SecurityHubSource,
+    Source,
+)
+from watchdog.config.types import Duration, Threshold, ThresholdField, parse_threshold
 
 class WatchdogSection(BaseSettings):
     """The daemon itself. `WATCHDOG_<KEY>` environment variables override these."""
@@ -80,29 +75,7 @@ class AwsSection(Model):
     profile: str | None = None
 
 
-# --- sources -----------------------------------------------------------------
-
-
-class CloudWatchSource(Model):
-    name: Name
-    type: Literal["cloudwatch"]
-    interval: Duration = timedelta(seconds=60)
-    region: str | None = None  # defaults to aws.region
-    timeout: Duration = timedelta(seconds=10)
-    retry: RetrySchedule = RetrySchedule()
-
-
-class HttpJsonSource(Model):
-    name: Name
-    type: Literal["http_json"]
-    url: str
-    interval: Duration = timedelta(seconds=60)
-    headers: dict[str, SecretStr] = {}
-    timeout: Duration = timedelta(seconds=5)
-    retry: RetrySchedule = RetrySchedule(attempts=2)
-
-
-Source = Annotated[Union[CloudWatchSource, HttpJsonSource], Field(discriminator="type")]
+# --- sources: config/sources.py -------------------------------------------------
 
 # --- rules -------------------------------------------------------------------
 
@@ -133,22 +106,85 @@ class MetricSpec(Model):
         return v
 
 
+class ChangeSpec(Model):
+    """A rule on the change of a value: the newest against the one `over` earlier, in percent."""
+
+    over: Duration
+    percent: ThresholdField
+
+
+class FindingsSpec(Model):
+    """Active Security Hub findings counted by severity label (securityhub sources)."""
+
+    severity: list[Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]] = Field(
+        default_factory=lambda: ["CRITICAL", "HIGH"], min_length=1)
+    product: str | None = None  # e.g. "GuardDuty"; None: every product
+
+
+class CostSpec(Model):
+    """Daily cost from Cost Explorer (cost_explorer sources)."""
+
+    metric: Literal["UnblendedCost", "AmortizedCost", "BlendedCost", "NetUnblendedCost"] = "UnblendedCost"
+    service: str | None = None  # e.g. "Amazon Bedrock"; None: the whole account
+
+
+_METRIC_ID = re.compile(r"^[a-z][A-Za-z0-9_]{0,63}$")
+
+
 class Rule(Model):
     name: Name
     category: Literal["performance", "security", "cost"]
     source: str
-    metric: MetricSpec | None = None  # cloudwatch sources
-    field: str | None = None  # http_json sources: a dotted path into the JSON answer
-    threshold: ThresholdField
+    # What the rule reads; which one depends on its source's type (config.checks says so):
+    metric: MetricSpec | None = None  # cloudwatch: one metric
+    expression: str | None = None  # cloudwatch: metric math over the named `metrics`, e.g. 100 * errors / requests
+    metrics: dict[str, MetricSpec] | None = None
+    field: str | None = None  # http_json: a dotted path into the JSON answer
+    promql: str | None = None  # prometheus: an instant query
+    reduce: Literal["single", "max", "min"] = "single"  # prometheus: one series, or the max/min over all
+    findings: FindingsSpec | None = None  # securityhub: count of active findings
+    cost: CostSpec | None = None  # cost_explorer: daily cost
+    alert: dict[str, str] | None = None  # alertmanager: label matchers; in alarm while a matching alert fires
+    # How it is judged: a threshold on the value, or on its change.
+    threshold: ThresholdField | None = None
+    change: ChangeSpec | None = None
+    min_samples: int | None = Field(None, ge=1)  # with `expression`: fewer `samples` in a period = missing
+    samples: str | None = None  # the name in `metrics` that counts requests
+    max_age: Duration | None = None  # a value older than this is missing
     datapoints_to_alarm: int | None = Field(None, ge=1)  # default: evaluation_periods
     evaluation_periods: int = Field(1, ge=1, le=100)
     missing_data: Literal["missing", "ignore", "breaching", "not_breaching"] = "missing"
     level: int = Field(1, ge=1)
     description: str | None = None
 
+    @field_validator("metrics")
+    @classmethod
+    def _metric_ids(cls, v: dict[str, MetricSpec] | None) -> dict[str, MetricSpec] | None:
+        for name in v or {}:
+            if not _METRIC_ID.match(name):
+                raise ValueError(f"metric name {name!r}: start with a lowercase letter; letters, digits and _ only")
+        return v
+
     @property
     def m(self) -> int:
         return self.datapoints_to_alarm or self.evaluation_periods
+
+    @property
+    def judged_by(self) -> Threshold:
+        """The threshold the rule's values are held against (for a change rule: the percent)."""
+        if self.change is not None:
+            return self.change.percent
+        if self.threshold is not None:
+            return self.threshold
+        return parse_threshold("== true")  # an alert rule: alarm while a matching alert fires
+
+    @property
+    def period(self) -> timedelta | None:
+        if self.metric is not None:
+            return self.metric.period
+        if self.metrics:
+            return next(iter(self.metrics.values())).period
+        return None
 
 
 # --- levels, actions, checks ---------------------------------------------------
@@ -248,5 +284,5 @@ class Config(Model):
     targets: list[Target] = Field(min_length=1)
     notifications: list[Notification] = []
 
-    def source(self, name: str) -> CloudWatchSource | HttpJsonSource:
+    def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)

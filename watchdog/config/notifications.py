@@ -21,12 +21,12 @@ Severity = Literal["info", "warning", "critical"]
 # Every event the watchdog announces; `events:` filters name these.
 EVENT_KINDS = (
     "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
-    "exhausted", "blind", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
+    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
     "test",
 )
 EventKind = Literal[
     "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
-    "exhausted", "blind", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
+    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
     "test",
 ]
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]

@@ -8,11 +8,15 @@ from typing import Any
 
 import aiohttp
 
-from watchdog.config.models import AwsSection, CloudWatchSource, HttpJsonSource
+from watchdog.config.models import AwsSection, Source as SourceConfig
 from watchdog.metrics import Metrics
+from watchdog.sources.alertmanager import AlertStore, Alertmanager
 from watchdog.sources.base import Query, Source, SourceError
 from watchdog.sources.cloudwatch import CloudWatch
+from watchdog.sources.cost_explorer import CostExplorer
 from watchdog.sources.http_json import HttpJson
+from watchdog.sources.prometheus import Prometheus
+from watchdog.sources.securityhub import SecurityHub
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class SourceDeps:
     aws: AwsSection
     session: aiohttp.ClientSession
     metrics: Metrics
+    alerts: AlertStore
 
 
 def _cloudwatch(cfg: Any, queries: Sequence[Query], deps: SourceDeps) -> Source:
@@ -33,11 +38,15 @@ def _http_json(cfg: Any, queries: Sequence[Query], deps: SourceDeps) -> Source:
 REGISTRY: dict[str, Callable[[Any, Sequence[Query], SourceDeps], Source]] = {
     "cloudwatch": _cloudwatch,
     "http_json": _http_json,
+    "prometheus": lambda cfg, queries, deps: Prometheus(cfg, queries, deps.session),
+    "securityhub": lambda cfg, queries, deps: SecurityHub(cfg, queries, deps.aws),
+    "cost_explorer": lambda cfg, queries, deps: CostExplorer(cfg, queries, deps.aws),
+    "alertmanager": lambda cfg, queries, deps: Alertmanager(cfg, queries, deps.alerts),
 }
 
 
-def build_source(cfg: CloudWatchSource | HttpJsonSource, queries: Sequence[Query], deps: SourceDeps) -> Source:
+def build_source(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
     return REGISTRY[cfg.type](cfg, queries, deps)
 
 
-__all__ = ["Query", "Source", "SourceDeps", "SourceError", "build_source"]
+__all__ = ["AlertStore", "Query", "Source", "SourceDeps", "SourceError", "build_source"]

@@ -9,6 +9,7 @@ do not multiply.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
@@ -54,10 +55,24 @@ def batches(queries: Sequence[Any], size: int = MAX_QUERIES_PER_CALL) -> list[Se
     return [queries[i : i + size] for i in range(0, len(queries), size)]
 
 
+def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> list[list[Any]]:
+    """Groups into calls of at most `size` queries, a group never split: an expression and the
+    metrics it uses must be in the same call. Full calls first, so the count stays minimal."""
+    calls: list[list[Any]] = []
+    for group in groups:
+        if not calls or len(calls[-1]) + len(group) > size:
+            calls.append([])
+        calls[-1].extend(group)
+    return calls
+
+
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
     """One window for all queries, its start aligned to every period so buckets line up."""
-    periods = [int(q.rule.metric.period.total_seconds()) for q in queries]  # type: ignore[union-attr]
-    lookback = max((q.rule.evaluation_periods + 1) * p for q, p in zip(queries, periods))
+    periods = [int(q.rule.period.total_seconds()) for q in queries]  # type: ignore[union-attr]
+    lookback = max(
+        (q.rule.evaluation_periods + 1) * p + (q.rule.change.over.total_seconds() if q.rule.change else 0)
+        for q, p in zip(queries, periods)
+    )
     grid = math.lcm(*periods)
     start_s = ((now - EPOCH).total_seconds() - lookback) // grid * grid
     end = now.replace(microsecond=0)
@@ -70,6 +85,26 @@ def metric_query(qid: str, q: Query) -> dict[str, Any]:
     m = q.rule.metric
     if m is None:  # config.checks refuses this; kept so a bad query never reaches AWS
         raise SourceError(f"{q.key}: a cloudwatch rule needs a metric")
+    return stat_query(qid, m, True)
+
+
+def rule_queries(qid: str, q: Query) -> list[dict[str, Any]]:
+    """One query for a metric rule; for an expression, its metrics (ids `<qid>_<name>`, data returned
+    only for the `samples` one) and the expression, rewritten to those ids, as `<qid>`."""
+    rule = q.rule
+    if rule.expression is None:
+        return [metric_query(qid, q)]
+    metrics = rule.metrics or {}
+    out = [stat_query(f"{qid}_{name}", m, name == rule.samples) for name, m in metrics.items()]
+    expr = rule.expression
+    for name in metrics:
+        expr = re.sub(rf"\b{re.escape(name)}\b", f"{qid}_{name}", expr)
+    period = int(next(iter(metrics.values())).period.total_seconds()) if metrics else 60
+    out.append({"Id": qid, "Expression": expr, "Period": period, "ReturnData": True})
+    return out
+
+
+def stat_query(qid: str, m: Any, returned: bool) -> dict[str, Any]:
     stat: dict[str, Any] = {
         "Metric": {
             "Namespace": m.namespace,
@@ -81,7 +116,13 @@ def metric_query(qid: str, q: Query) -> dict[str, Any]:
     }
     if m.unit:
         stat["Unit"] = m.unit
-    return {"Id": qid, "MetricStat": stat, "ReturnData": True}
+    return {"Id": qid, "MetricStat": stat, "ReturnData": returned}
+
+
+def enough_samples(points: Sequence[Datapoint], counts: Sequence[Datapoint], minimum: int) -> list[Datapoint]:
+    """A ratio over too few requests is noise: keep the values whose period counted `minimum` or more."""
+    have = {ts: n for ts, n in counts}
+    return [(ts, v) for ts, v in points if have.get(ts, 0) >= minimum]
 
 
 class CloudWatch:
@@ -133,10 +174,14 @@ class CloudWatch:
         if not self._queries:
             return {}
         start, end = fetch_window(self._queries, now)
-        ids = {f"q{i}": q.key for i, q in enumerate(self._queries)}
-        built = [metric_query(qid, q) for qid, q in zip(ids, self._queries)]
+        qids = [f"q{i}" for i in range(len(self._queries))]
+        ids = {qid: q.key for qid, q in zip(qids, self._queries)}
+        counts = {f"{qid}_{q.rule.samples}": q.key for qid, q in zip(qids, self._queries) if q.rule.samples}
+        ids.update(counts)
+        built = pack([rule_queries(qid, q) for qid, q in zip(qids, self._queries)])
         out: dict[str, list[Datapoint]] = {key: [] for key in ids.values()}
-        for batch in batches(built):
+        samples: dict[str, list[Datapoint]] = {key: [] for key in counts.values()}
+        for batch in built:
             token: str | None = None
             for _page in range(MAX_PAGES_PER_BATCH):
                 page = await self._call(batch, start, end, token)
@@ -147,7 +192,8 @@ class CloudWatch:
                     if key is not None and result.get("StatusCode") in ("InternalError", "Forbidden"):
                         raise SourceError(f"GetMetricData: {key}: {result['StatusCode']}")
                     if key is not None:
-                        out[key].extend(zip(result.get("Timestamps", []), result.get("Values", [])))
+                        into = samples if result["Id"] in counts else out
+                        into[key].extend(zip(result.get("Timestamps", []), result.get("Values", [])))
                 token = page.get("NextToken")
                 if not token:
                     break
@@ -156,6 +202,9 @@ class CloudWatch:
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for points in out.values():
             points.sort(key=lambda p: p[0])
+        for q in self._queries:
+            if q.rule.min_samples is not None:
+                out[q.key] = enough_samples(out[q.key], samples[q.key], q.rule.min_samples)
         return out
 
     async def _call(self, batch: Sequence[dict], start: datetime, end: datetime, token: str | None) -> dict:

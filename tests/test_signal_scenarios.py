@@ -1,0 +1,215 @@
+"""Every signal category driving the real daemon: error-rate ratio, GDPR, Alertmanager, a flapping
+compliance endpoint that must never act, and blindness after `blind_after`.
+
+Prometheus, Security Hub and cost scenarios live with their sources' tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from aiohttp import web
+
+from aws_proxy import running_proxy
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+FLAGS, ROUTING = "/admin/feature-flags/hybrid-routing", "/admin/routing"
+TOKEN = "am-t0ken-3c1d"
+
+CONFIG = """
+watchdog:
+  listen: 127.0.0.1:0
+  state_path: {tmp}/watchdog.db
+  api_token: {token}
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources:
+{sources}
+targets:
+  - name: hybrid-routing
+    rules:
+{rules}
+    escalation: {{verify_window: 30s, max_rollbacks_per_hour: 10}}
+    levels:
+      - {{level: 1, name: feature-flags, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin}{flags}", retry: {{attempts: 1}}}}]}}
+      - {{level: 2, name: traffic-routing, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin}{routing}", retry: {{attempts: 1}}}}]}}
+"""
+
+
+def render(tmp_path: Any, admin: Any, sources: str, rules: str, aws: str = "http://127.0.0.1:9") -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws=aws, sources=sources, rules=rules, admin=admin.url,
+                                  flags=FLAGS, routing=ROUTING))
+    return str(path)
+
+
+class Compliance:
+    """The system's compliance endpoint; `mode` is what it answers now."""
+
+    def __init__(self) -> None:
+        self.mode = "compliant"
+        self.url = ""
+        self.hits = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        if self.mode == "compliant":
+            return web.json_response({"gdpr": {"compliant": True}})
+        if self.mode == "violation":
+            return web.json_response({"gdpr": {"compliant": False}})
+        if self.mode == "invalid":
+            return web.Response(text="{not json", content_type="application/json")
+        if self.mode == "missing":
+            return web.json_response({"gdpr": {}})
+        if self.mode == "hang":
+            await asyncio.sleep(5)
+        return web.Response(status=500, text="boom")
+
+
+@pytest.fixture
+async def compliance() -> AsyncIterator[Compliance]:
+    c = Compliance()
+    app = web.Application()
+    app.router.add_get("/compliance", c.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    c.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/compliance"  # type: ignore[union-attr]
+    yield c
+    await runner.cleanup()
+
+
+GDPR_SOURCE = '  - {{name: compliance, type: http_json, url: "{url}", interval: 300ms, timeout: 200ms, blind_after: {blind}, retry: {{attempts: 1}}}}'
+GDPR_RULE = ('      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false",'
+             ' evaluation_periods: 2, datapoints_to_alarm: 2, level: 2}')
+
+
+async def test_a_gdpr_violation_starts_at_level_2(tmp_path, admin_api, compliance) -> None:
+    path = render(tmp_path, admin_api, GDPR_SOURCE.format(url=compliance.url, blind="1m"), GDPR_RULE)
+    d = await Daemon(path).start()
+    try:
+        await d.wait_for("started", timeout=20)
+        await asyncio.sleep(1.5)
+        assert admin_api.calls == []  # compliant: nothing happens
+        compliance.mode = "violation"
+        opened = await d.wait_for("incident_opened", timeout=10)
+        assert opened["level"] == 2 and "gdpr = false" in opened["why"]
+        await d.wait_for("level_succeeded", timeout=10, level=2)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await d.stop()
+    assert admin_api.count(ROUTING) == 1 and admin_api.count(FLAGS) == 0  # level 2 directly, not 1 first
+
+
+async def test_a_flapping_compliance_endpoint_never_acts_and_blinds_after_blind_after(tmp_path, admin_api,
+                                                                                     compliance) -> None:
+    path = render(tmp_path, admin_api, GDPR_SOURCE.format(url=compliance.url, blind="2s"), GDPR_RULE)
+    d = await Daemon(path).start()
+    try:
+        await d.wait_for("started", timeout=20)
+        base = f"http://127.0.0.1:{await d.port()}"
+        for mode in ["invalid", "hang", "500", "missing"] * 2:  # garbage for 4.8 s: never a breach
+            compliance.mode = mode
+            await asyncio.sleep(0.6)
+        blind = await d.wait_for("blind", timeout=5)
+        assert blind["severity"] == "critical" and "source compliance down since" in blind["why"]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/status") as r:
+                status = await r.json()
+            async with http.get(f"{base}/metrics") as r:
+                metrics = await r.text()
+        [target] = status["targets"]
+        assert target["blind"] is True and target["blind_sources"][0]["source"] == "compliance"
+        assert 'watchdog_target_blind{target="hybrid-routing"} 1.0' in metrics
+        [rule] = status["rules"]
+        assert rule["state"] == "insufficient_data"
+        compliance.mode = "compliant"
+        await d.wait_for("sight_restored", timeout=5)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await d.stop()
+    assert admin_api.calls == []
+    assert d.events("incident_opened") == [] and len(d.events("blind")) == 1
+
+
+async def test_an_alertmanager_alert_acts_at_once_and_its_resolve_is_seen(tmp_path, admin_api) -> None:
+    sources = "  - {name: am, type: alertmanager, interval: 30s}"
+    rules = "      - {name: errors-alert, category: performance, source: am, alert: {alertname: HighErrorRate, service: router}, level: 1}"
+    d = await Daemon(render(tmp_path, admin_api, sources, rules)).start()
+    try:
+        await d.wait_for("started", timeout=20)
+        url = f"http://127.0.0.1:{await d.port()}/api/v1/alertmanager"
+        payload = {
+            "version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0, "status": "firing",
+            "receiver": "rollback-watchdog", "groupLabels": {"alertname": "HighErrorRate"},
+            "commonLabels": {"alertname": "HighErrorRate"}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+            "alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate", "service": "router", "severity": "page"},
+                        "annotations": {"summary": "5xx over 10%"}, "startsAt": datetime.now(timezone.utc).isoformat(),
+                        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph", "fingerprint": "a1b2c3"}],
+        }
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=payload) as r:
+                assert r.status == 401  # the control API's token guards it
+            async with http.post(url, json={"version": "3"}, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 400 and "version" in (await r.json())["error"]
+            started = time.monotonic()
+            async with http.post(url, json=payload, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 200 and (await r.json()) == {"received": 1}
+            await d.wait_for("level_started", timeout=10, level=1)
+            assert time.monotonic() - started < 10  # acted on the push, not at the 30 s interval
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await d.stop()
+    assert admin_api.count(FLAGS) == 1
+
+
+async def test_an_error_rate_over_10_percent_rolls_back(tmp_path, admin_api, moto_url, aws_env) -> None:
+    ns = f"RATIOD{time.monotonic_ns()}"
+    async with running_proxy(moto_url) as proxy:
+        proxy.emulate_math = True
+        sources = "  - {name: cw, type: cloudwatch, interval: 500ms, timeout: 2s}"
+        rules = ("      - {name: error_rate, category: performance, source: cw, threshold: \"> 10\", expression: 100 * errors / requests,\n"
+                 f"         metrics: {{errors: {{namespace: {ns}, name: Errors, dimensions: {{Service: router}}, stat: Sum, period: 1s}},\n"
+                 f"                   requests: {{namespace: {ns}, name: Requests, dimensions: {{Service: router}}, stat: Sum, period: 1s}}}},\n"
+                 "         min_samples: 10, samples: requests, evaluation_periods: 3, datapoints_to_alarm: 2, level: 1}")
+        cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
+        rate = {"errors": 2.0}
+
+        async def publish() -> None:
+            while True:
+                now = datetime.now(timezone.utc)
+                dims = [{"Name": "Service", "Value": "router"}]
+                await asyncio.to_thread(cw.put_metric_data, Namespace=ns, MetricData=[
+                    {"MetricName": "Errors", "Dimensions": dims, "Value": rate["errors"], "Timestamp": now, "StorageResolution": 1},
+                    {"MetricName": "Requests", "Dimensions": dims, "Value": 100.0, "Timestamp": now, "StorageResolution": 1}])
+                await asyncio.sleep(0.2)
+
+        pub = asyncio.create_task(publish())
+        d = await Daemon(render(tmp_path, admin_api, sources, rules, aws=proxy.url)).start()
+        try:
+            await d.wait_for("started", timeout=20)
+            await asyncio.sleep(3)
+            assert admin_api.calls == []  # 2% errors
+            rate["errors"] = 25.0
+            opened = await d.wait_for("incident_opened", timeout=15)
+            assert "error_rate" in opened["why"]
+            await d.wait_for("level_started", timeout=5, level=1)
+            d.signal(signal.SIGTERM)
+            assert await d.wait(20) == 0
+        finally:
+            pub.cancel()
+            await d.stop()
+        assert any(q.get("MetricDataQueries.member.3.Expression") for q in proxy.calls)
+    assert admin_api.count(FLAGS) == 1
