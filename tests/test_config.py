@@ -437,3 +437,13 @@ def test_bad_env_override_is_a_problem_on_its_field(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("WATCHDOG_LISTEN", "garbage")
     (problem,) = problems_of(BASE)
     assert problem.startswith("watchdog.listen: expected host:port, like 127.0.0.1:9718, got 'garbage'")
+
+
+def test_an_alert_rule_needs_a_matcher() -> None:
+    text = BASE.replace("  - {name: compliance, type: http_json", "  - {name: am, type: alertmanager}\n  - {name: compliance, type: http_json")
+    text = text.replace('        source: compliance\n        field: gdpr.compliant\n        threshold: "== false"\n',
+                        "        source: am\n        alert: {}\n")
+    assert problems_of(text) == [
+        f"targets[0].rules[1].alert: at least one label matcher, e.g. {{alertname: HighErrorRate}} (line {line_of(text, 'alert: {}')})"]
+    ok = text.replace("alert: {}", "alert: {alertname: HighErrorRate}")
+    assert parse_config(ok, ENV).targets[0].rules[1].judged_by.breached_by(True)

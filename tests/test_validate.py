@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
+import subprocess
 import sys
+import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -14,24 +18,45 @@ from receivers import Receivers, receivers  # noqa: F401  (fixture)
 
 CONFIG = """
 watchdog: {{state_path: "{state}"}}
-sources: [{{name: cw, type: cloudwatch}}]
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources: [{{name: cw, type: cloudwatch, timeout: 2s, retry: {{attempts: 1}}}}]
 targets:
   - name: web
     rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1", level: 1}}]
-    levels: [{{level: 1, name: one, deadline: 1m, actions: [{{type: http, method: PUT, url: "http://127.0.0.1:9/x"}}]}}]
+    levels: [{{level: 1, name: one, deadline: 1m, actions: [{{type: http, method: PUT, url: "{admin}/x"}}]}}]
 notifications:
 {channels}
 """
 
 
-async def validate(tmp_path: Path, channels: str, state: str | None = None, *args: str) -> tuple[int, str, str]:
+async def run_validate(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watchdog", "validate", "-c", str(path), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+def env(moto_url: str, aws_env: dict[str, str], admin_api: Any) -> dict[str, str]:
+    return {"aws": moto_url, "admin": admin_api.url}
+
+
+async def validate(tmp_path: Path, channels: str, state: str | None = None, *args: str,
+                   aws: str = "", admin: str = "http://127.0.0.1:9") -> tuple[int, str, str]:
     path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(state=state or tmp_path / "state" / "w.db", channels=channels))
+    path.write_text(CONFIG.format(state=state or tmp_path / "state" / "w.db", channels=channels, aws=aws, admin=admin))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "watchdog", "validate", "-c", str(path), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def row(out: str, name: str) -> str:
@@ -40,17 +65,19 @@ def row(out: str, name: str) -> str:
     return "  ".join(re.split(r"\s{2,}", line)[1:])
 
 
-async def test_all_pass_and_send_test_reaches_every_channel(tmp_path, receivers: Receivers) -> None:
+async def test_all_pass_and_send_test_reaches_every_channel(tmp_path, receivers: Receivers, env) -> None:
     channels = (f'  - {{type: slack, name: chat, webhook_url: "{receivers.url}/slack/hook"}}\n'
                 f'  - {{type: pagerduty, name: pager, routing_key: K3Y, url: "{receivers.url}/pagerduty/enqueue"}}\n'
                 f'  - {{type: webhook, name: hook, url: "{receivers.url}/hook", secret: s3cr3t}}\n')
-    code, out, err = await validate(tmp_path, channels, None, "--send-test")
+    code, out, err = await validate(tmp_path, channels, None, "--send-test", **env)
     assert code == 0, out + err
+    assert row(out, "source cw (cloudwatch)") == "pass  answered (r)"
+    assert row(out, "action web L1 #1 (http)").startswith("pass  127.0.0.1:")
     assert row(out, "state path") == f"pass  will be created (with the directories under {tmp_path})"
     assert row(out, "notification channels") == "pass  chat (slack), pager (pagerduty), hook (webhook)"
     for name in ("chat (slack)", "pager (pagerduty)", "hook (webhook)"):
         assert row(out, f"send test to {name}").split()[-1] == "delivered"
-    assert out.splitlines()[-1] == "5/5 checks passed"
+    assert out.splitlines()[-1] == "7/7 checks passed"
     assert "test" in receivers.ok("/slack/hook")[0].body["text"]
     pd = [h.body["event_action"] for h in receivers.ok("/pagerduty/enqueue")]
     assert pd == ["trigger", "resolve"]  # nobody is left with an open test alert
@@ -58,31 +85,77 @@ async def test_all_pass_and_send_test_reaches_every_channel(tmp_path, receivers:
     assert not (tmp_path / "state").exists()  # validate creates nothing
 
 
-async def test_failures_are_named_and_exit_1(tmp_path, receivers: Receivers) -> None:
+async def test_failures_are_named_and_exit_1(tmp_path, receivers: Receivers, env) -> None:
     receivers.answer("/slack/hook", 404)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state directory should be")
     channels = f'  - {{type: slack, name: chat, webhook_url: "{receivers.url}/slack/hook"}}\n'
-    code, out, err = await validate(tmp_path, channels, str(blocker / "w.db"), "--send-test")
+    code, out, err = await validate(tmp_path, channels, str(blocker / "w.db"), "--send-test", aws=env["aws"],
+                                    admin=f"http://127.0.0.1:{closed_port()}")
     assert code == 1 and err == "" and "Traceback" not in out
     assert row(out, "state path") == f"FAIL  {blocker} is not a directory"
     assert row(out, "send test to chat (slack)") == "FAIL  Slack answered HTTP 404"
+    assert row(out, "action web L1 #1 (http)").startswith("FAIL  127.0.0.1:")  # a wrong endpoint
+    assert "Connect call failed" in row(out, "action web L1 #1 (http)")
     assert "/slack/hook" not in out  # the webhook URL is a secret
     assert out.splitlines()[-1].endswith("failed")
 
 
-async def test_no_channel_fails_and_a_bad_config_is_exit_2(tmp_path) -> None:
-    code, out, _ = await validate(tmp_path, "  []")
+async def test_no_channel_fails_and_a_bad_config_is_exit_2(tmp_path, env) -> None:
+    code, out, _ = await validate(tmp_path, "  []", **env)
     assert code == 1 and row(out, "notification channels") == "FAIL  none configured: nobody would hear of a rollback"
     code, out, err = await validate(tmp_path, "  - {type: slack}")
     assert code == 2 and out == ""
-    assert err.strip() == f"notifications[0]: set exactly one of webhook_url or token (line 9)"
+    assert err.strip() == "notifications[0]: set exactly one of webhook_url or token (line 10)"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only directory")
-async def test_an_existing_state_file_that_is_read_only_fails(tmp_path) -> None:
+async def test_an_existing_state_file_that_is_read_only_fails(tmp_path, env) -> None:
     state = tmp_path / "w.db"
     state.write_bytes(b"")
     state.chmod(0o400)
-    code, out, _ = await validate(tmp_path, "  []", str(state))
+    code, out, _ = await validate(tmp_path, "  []", str(state), **env)
     assert row(out, "state path") == "FAIL  exists but is not readable and writable by this user"
+
+
+async def test_bad_credentials_are_named(tmp_path, aws_env) -> None:
+    """A moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0) refuses the test keys."""
+    port = closed_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await asyncio.sleep(0.1)
+        code, out, _ = await validate(tmp_path, "  []", None, aws=f"http://127.0.0.1:{port}")
+    finally:
+        moto.terminate()
+        moto.wait(10)
+    assert code == 1
+    assert row(out, "source cw (cloudwatch)") == (
+        "FAIL  GetMetricData: InvalidClientTokenId: The security token included in the request is invalid.")
+
+
+async def test_passes_against_the_demo_environment(tmp_path, moto_url, aws_env) -> None:
+    """The demo's own config, its simulated service and local CloudWatch: every check passes."""
+    from watchdog.demo.service import HybridRoutingService, ServiceState
+    from watchdog.demo.story import CONFIG as DEMO
+
+    state = ServiceState()
+    service = HybridRoutingService(state, lambda text: None)
+    app_url = await service.start()
+    try:
+        path = tmp_path / "demo.yaml"
+        path.write_text(DEMO.format(state=tmp_path / "watchdog.db", aws=moto_url, app=app_url))
+        code, out, err = await run_validate(path, "--send-test")
+    finally:
+        await service.stop()
+    assert code == 0, out + err
+    assert row(out, "source cloudwatch (cloudwatch)") == "pass  answered (latency)"
+    assert [row(out, f"action hybrid-routing L{n} #1 (http)")[:4] for n in (1, 2, 3)] == ["pass"] * 3
+    assert row(out, "send test to demo-webhook (webhook)") == "pass  delivered"
+    assert state.notifications == ["test"] and state.calls == []  # reached, never run

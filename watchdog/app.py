@@ -34,7 +34,7 @@ from watchdog.pause import GLOBAL, Pause, Pauses
 from watchdog.recovery import recover
 from watchdog.redact import redactor_for
 from watchdog.signals import SignalBoard
-from watchdog.sources import SourceDeps, SourceError, build_source
+from watchdog.sources import SAMPLED, SourceDeps, SourceError, build_source
 from watchdog.sources.base import Source
 from watchdog.status import incident_documents, status_document
 from watchdog.store import SqliteStore
@@ -113,10 +113,7 @@ class App:
             self.notifier.bind(MemoryOutbox(), self.journal)
         self.notifier.set_channels(build_channels(cfg.notifications, self.session))
         deps = SourceDeps(cfg.aws, self.session, self.metrics, self.alerts)
-        sampled = {}
-        for s in cfg.sources:
-            sampled[s.name] = s.type != "cloudwatch"
-        self.board = SignalBoard(cfg, sampled)
+        self.board = SignalBoard(cfg, {s.name: SAMPLED[s.type] for s in cfg.sources})
         for s in cfg.sources:
             src = build_source(s, self.board.queries(s.name), deps)
             await src.start()

@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration without touching the network")
     check.add_argument("-c", "--config", required=True)
 
-    val = sub.add_parser("validate", help="check the prerequisites (state path, notification channels)")
+    val = sub.add_parser("validate", help="check the prerequisites: sources, actions, state path, channels")
     val.add_argument("-c", "--config", required=True)
     val.add_argument("--send-test", action="store_true", help="send a test message through every notification channel")
+    val.add_argument("--include-cost", action="store_true", help="also call Cost Explorer (each call is billed)")
 
     cli_control.add_parsers(sub)
     cli_incidents.add_parser(sub)
@@ -96,7 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
-    checks = asyncio.run(validate(cfg, send_test=args.send_test))
+    checks = asyncio.run(validate(cfg, send_test=args.send_test, include_cost=args.include_cost))
     print(render(checks))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAIL
 

@@ -18,7 +18,7 @@ from watchdog.executor import TargetExecutor
 from watchdog.notify import build_channels
 from watchdog.redact import redactor_for
 from watchdog.signals import SignalBoard
-from watchdog.sources import SourceDeps, build_source
+from watchdog.sources import SAMPLED, SourceDeps, build_source
 
 if TYPE_CHECKING:
     from watchdog.app import App
@@ -56,7 +56,7 @@ async def _swap(app: "App", new: Config) -> None:
     for src in app.sources.values():
         await src.close()
     app.sources = {}
-    board = SignalBoard(new, {s.name: s.type != "cloudwatch" for s in new.sources})
+    board = SignalBoard(new, {s.name: SAMPLED[s.type] for s in new.sources})
     for name, health in board.sources.items():
         prev = old_board.sources.get(name)
         if prev is not None and prev.type == health.type:

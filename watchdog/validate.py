@@ -1,23 +1,32 @@
 """`rollback-watchdog validate`: the prerequisites check, one row per check.
 
-Nothing here changes the protected system. `--send-test` sends one test message
-through each notification channel (for PagerDuty, a trigger followed at once by
-its resolve, so nobody is left with an open alert).
+Nothing here changes the protected system: sources get one real read each (a
+Cost Explorer call is billed, so only with `--include-cost`), actions are only
+reached (a TCP connect, or a GET of their `probe` URL), never run.
+`--send-test` sends one test message through each notification channel (for
+PagerDuty, a trigger followed at once by its resolve, so nobody is left with an
+open alert).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from watchdog.clock import SystemClock
 from watchdog.config import Config
 from watchdog.escalation import Event
+from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, build_channels
+from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, build_source
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,85 @@ async def send_tests(cfg: Config, session: aiohttp.ClientSession, now: datetime)
     return out
 
 
-async def validate(cfg: Config, send_test: bool = False) -> list[Check]:
-    checks = [state_path_check(cfg), channels_check(cfg)]
-    if send_test and cfg.notifications:
-        async with aiohttp.ClientSession() as session:
+async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cost: bool) -> list[Check]:
+    """One real read per source, through the same code the daemon polls with, on its first rule only."""
+    deps = SourceDeps(cfg.aws, session, Metrics(), AlertStore(SystemClock()))
+    out = []
+    for s in cfg.sources:
+        name = f"source {s.name} ({s.type})"
+        rules = [Query(f"{t.name}/{r.name}", r) for t in cfg.targets for r in t.rules if r.source == s.name]
+        if s.type == "cost_explorer" and not include_cost:
+            out.append(Check(name, True, "skipped: every Cost Explorer call is billed (--include-cost to check)"))
+            continue
+        if s.type == "alertmanager":
+            ok = cfg.watchdog.api_token is not None
+            out.append(Check(name, ok, "pushes go to POST /api/v1/alertmanager with the API token" if ok
+                             else "watchdog.api_token is not set: Alertmanager's pushes would be refused (403)"))
+            continue
+        if not rules:
+            out.append(Check(name, True, "no rule reads it"))
+            continue
+        src = build_source(s, rules[:1], deps)
+        try:
+            async with asyncio.timeout(s.timeout.total_seconds() * (s.retry.attempts + 1) + 5):
+                await src.start()
+                await src.poll(datetime.now(timezone.utc))
+        except SourceError as exc:
+            out.append(Check(name, False, str(exc)))
+        except TimeoutError:
+            out.append(Check(name, False, "no answer in time"))
+        except Exception as exc:  # e.g. an unknown AWS profile, missing credentials
+            out.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
+        else:
+            out.append(Check(name, True, f"answered ({rules[0].rule.name})"))
+        finally:
+            await src.close()
+    return out
+
+
+async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Check]:
+    """Each action can be reached; none is run."""
+    out = []
+    for t in cfg.targets:
+        for lv in t.levels:
+            for i, action in enumerate(lv.actions):
+                name = f"action {t.name} L{lv.level} #{i + 1} ({action.type})"
+                out.append(Check(name, *await _reach(action, session)))
+    return out
+
+
+async def _reach(action: Any, session: aiohttp.ClientSession) -> tuple[bool, str]:
+    if action.probe:
+        try:
+            async with session.get(action.probe, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False) as r:
+                return True, f"probe answered HTTP {r.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return False, f"probe unreachable: {type(exc).__name__}"
+    if action.type == "command":
+        exe = action.argv[0]
+        path = exe if "/" in exe else shutil.which(exe)
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return True, f"{path} is executable"
+        return False, f"{exe}: not found or not executable"
+    url = URL(action.url)
+    if not url.host:
+        return False, "the URL has no host"
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(url.host, url.port)
+        writer.close()
+        return True, f"{url.host}:{url.port} accepts connections"
+    except (OSError, TimeoutError) as exc:
+        return False, f"{url.host}:{url.port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
+
+
+async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:
+    checks = [state_path_check(cfg)]
+    async with aiohttp.ClientSession() as session:
+        checks += await source_checks(cfg, session, include_cost)
+        checks += await action_checks(cfg, session)
+        checks.append(channels_check(cfg))
+        if send_test and cfg.notifications:
             checks += await send_tests(cfg, session, datetime.now(timezone.utc))
     return checks
 

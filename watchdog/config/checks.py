@@ -83,6 +83,9 @@ def _reads(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
         out.append((at, f"set one of {' or '.join(wanted)}, not both"))
     if source.type == "cloudwatch":
         out += _math(at, rule)
+    if source.type == "alertmanager" and rule.alert == {}:
+        # No matcher would match every alert, and any unrelated alert would roll this target back.
+        out.append((at + ("alert",), "at least one label matcher, e.g. {alertname: HighErrorRate}"))
     return out
 
 

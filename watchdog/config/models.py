@@ -201,6 +201,7 @@ class HttpAction(Model):
     timeout: Duration = timedelta(seconds=10)
     retry: RetrySchedule = RetrySchedule()
     idempotent: bool = False
+    probe: str | None = None  # `validate` GETs this (any answer but a connection error passes); default: TCP connect
 
     @field_validator("expect_status", mode="before")
     @classmethod
@@ -220,6 +221,7 @@ class CommandAction(Model):
     cwd: Path | None = None
     retry: RetrySchedule = RetrySchedule(attempts=1)
     idempotent: bool = False
+    probe: str | None = None  # `validate` runs nothing; it checks argv[0] is executable (or GETs this URL)
 
     def describe(self) -> str:
         return self.name or " ".join(self.argv)

@@ -25,6 +25,7 @@ class ServiceState:
     fault: bool = False
     redeployed: bool = False
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    notifications: list[str] = field(default_factory=list)  # event kinds the watchdog's webhook delivered
 
     def latency_ms(self, rng: random.Random) -> float:
         if self.fault and self.routing_mode != "mcp_only" and not self.redeployed:
@@ -51,6 +52,7 @@ class HybridRoutingService:
         app.router.add_post("/admin/redeploy", self._redeploy)
         app.router.add_get("/health", self._health)
         app.router.add_get("/admin/state", self._get_state)
+        app.router.add_post("/notify", self._notify)  # the demo's notification channel (a webhook)
         return app
 
     async def start(self) -> str:
@@ -86,6 +88,11 @@ class HybridRoutingService:
         return web.json_response({"redeployed": True})
 
     async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _notify(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.state.notifications.append(str(body.get("event")))
         return web.json_response({"ok": True})
 
     async def _get_state(self, request: web.Request) -> web.Response:

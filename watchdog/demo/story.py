@@ -71,6 +71,8 @@ targets:
         deadline: 20s
         actions:
           - {{type: http, method: POST, url: "{app}/admin/redeploy", timeout: 5s}}
+notifications:
+  - {{type: webhook, name: demo-webhook, url: "{app}/notify", timeout: 2s}}
 """
 
 
@@ -121,6 +123,9 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
             result = await _watch(app, state, tl, samples, fault_at)
             stop.set()
             await publisher
+            await app.notifier.drain(3)
+            tl.say(f"notifications: {len(state.notifications)} delivered to the demo webhook "
+                   f"({', '.join(state.notifications)})")
             ex = app.executors["hybrid-routing"]
             inc = ex.machine.incident
             if inc is not None:

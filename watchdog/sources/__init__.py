@@ -45,8 +45,19 @@ REGISTRY: dict[str, Callable[[Any, Sequence[Query], SourceDeps], Source]] = {
 }
 
 
+# Whether each reading is complete on arrival (see Source.sampled): the board needs it before any source is built.
+SAMPLED: dict[str, bool] = {
+    "cloudwatch": CloudWatch.sampled,
+    "http_json": HttpJson.sampled,
+    "prometheus": Prometheus.sampled,
+    "securityhub": SecurityHub.sampled,
+    "cost_explorer": CostExplorer.sampled,
+    "alertmanager": Alertmanager.sampled,
+}
+
+
 def build_source(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
     return REGISTRY[cfg.type](cfg, queries, deps)
 
 
-__all__ = ["AlertStore", "Query", "Source", "SourceDeps", "SourceError", "build_source"]
+__all__ = ["SAMPLED", "AlertStore", "Query", "Source", "SourceDeps", "SourceError", "build_source"]

@@ -10,52 +10,19 @@ tenacity owns the retries; botocore's own are off so the two do not multiply.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
-import aioboto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
-
-from watchdog.config.models import AwsSection, FindingsSpec, RetrySchedule, SecurityHubSource
-from watchdog.retrying import Sleep, retrying
+from watchdog.config.models import AwsSection, FindingsSpec, SecurityHubSource
+from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
+from watchdog.sources.aws import aws_call, aws_client
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch import is_retryable
 
 MAX_PAGES = 100  # 10,000 findings per rule and poll; more is an error, not a silent undercount
 OPEN_WORKFLOW = ("NEW", "NOTIFIED")
-T = TypeVar("T")
-
-
-async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsSection, timeout: timedelta) -> Any:
-    """An aioboto3 client with botocore's retries off (tenacity owns them), closed with `stack`."""
-    session = aioboto3.Session(profile_name=aws.profile)
-    secs = timeout.total_seconds()
-    cfg = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=secs, read_timeout=secs)
-    return await stack.enter_async_context(
-        session.client(service, region_name=region, endpoint_url=aws.endpoint_url, config=cfg)
-    )
-
-
-async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedule, sleep: Sleep | None) -> T:
-    """One API call under the retry schedule; every failure becomes a one-line SourceError."""
-    extra = {"sleep": sleep} if sleep is not None else {}
-    try:
-        async for attempt in retrying(retry, is_retryable, **extra):
-            with attempt:
-                return await call()
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        raise SourceError(f"{op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
-    except ResponseParserError:  # not a BotoCoreError; its text holds the whole body
-        raise SourceError(f"{op}: the answer could not be parsed") from None
-    except (BotoCoreError, OSError) as exc:
-        raise SourceError(f"{op}: {type(exc).__name__}: {exc}") from None
-    raise SourceError(f"{op}: no attempt made")  # unreachable: stop_after_attempt >= 1
 
 
 def _equals(*values: str) -> list[dict[str, str]]:
