@@ -45,6 +45,7 @@ def test_check_config_accepts_the_shipped_example():
         "ADMIN_API_URL": "http://127.0.0.1:9", "ADMIN_TOKEN": "adm1n", "APP_URL": "http://127.0.0.1:9",
         "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/slack", "PAGERDUTY_ROUTING_KEY": "r0ute", "SMTP_PASSWORD": "pw",
         "AUDIT_WEBHOOK_URL": "http://127.0.0.1:9/audit", "AUDIT_WEBHOOK_SECRET": "s3cret",
+        "PROMETHEUS_URL": "http://127.0.0.1:9090",
     }
     r = cli("check-config", "-c", "config.yaml", env=env)
     assert r.returncode == 0, r.stderr
