@@ -10,7 +10,7 @@ calm, so it never reports a source error.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from watchdog.clock import Clock
 from watchdog.config.sources import AlertmanagerSource
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query
+from watchdog.sources.base import Query, Readings
 
 # Go's zero time.Time: Alertmanager's "no end" (it blanks endsAt of every firing alert).
 _NO_END = datetime(1, 1, 1, tzinfo=timezone.utc)
@@ -115,8 +115,7 @@ class Alertmanager:
         self.interval = cfg.interval
         self._alerts = alerts
         self._queries = list(queries)
-        keep = max((q.rule.evaluation_periods for q in self._queries), default=1) + 2
-        self._history: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in self._queries}
+        self._readings = Readings(self._queries)
 
     async def start(self) -> None:
         return None
@@ -127,5 +126,5 @@ class Alertmanager:
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         for q in self._queries:
             firing = self._alerts.firing(q.rule.alert or {}, now)  # config.checks requires `alert`
-            self._history[q.key].append((now, bool(firing)))
-        return {key: list(points) for key, points in self._history.items()}
+            self._readings.add(q.key, now, bool(firing))
+        return self._readings.all()

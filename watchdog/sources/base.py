@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,3 +35,17 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Readings:
+    """The last few readings per query of a sampled source: the rules' windows are built from them."""
+
+    def __init__(self, queries: Sequence[Query]):
+        keep = max((q.rule.evaluation_periods for q in queries), default=1) + 2
+        self._points: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in queries}
+
+    def add(self, key: str, at: datetime, value: float | bool) -> None:
+        self._points[key].append((at, value))
+
+    def all(self) -> dict[str, list[Datapoint]]:
+        return {key: list(points) for key, points in self._points.items()}

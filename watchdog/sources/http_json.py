@@ -8,7 +8,6 @@ error, never a breach.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ import aiohttp
 from watchdog.config.models import HttpJsonSource
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query, SourceError
+from watchdog.sources.base import Query, Readings, SourceError
 
 
 class _Transient(SourceError):
@@ -51,8 +50,7 @@ class HttpJson:
         self._queries = list(queries)
         self._session = session
         self._sleep = sleep
-        keep = max((q.rule.evaluation_periods for q in self._queries), default=1) + 2
-        self._history: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in self._queries}
+        self._readings = Readings(self._queries)
 
     async def start(self) -> None:
         return None
@@ -64,8 +62,8 @@ class HttpJson:
         doc = await self._fetch()
         values = {q.key: pick(doc, q.rule.field or "") for q in self._queries}
         for key, value in values.items():
-            self._history[key].append((now, value))
-        return {key: list(points) for key, points in self._history.items()}
+            self._readings.add(key, now, value)
+        return self._readings.all()
 
     async def _fetch(self) -> Any:
         headers = {k: v.get_secret_value() for k, v in self._cfg.headers.items()}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,7 @@ from watchdog.config.models import Rule
 from watchdog.config.sources import PrometheusSource
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query, SourceError
+from watchdog.sources.base import Query, Readings, SourceError
 
 
 class _Transient(SourceError):
@@ -76,8 +75,7 @@ class Prometheus:
         self._queries = list(queries)
         self._session = session
         self._sleep = sleep
-        keep = max((q.rule.evaluation_periods for q in self._queries), default=1) + 2
-        self._history: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in self._queries}
+        self._readings = Readings(self._queries)
 
     async def start(self) -> None:
         return None
@@ -96,8 +94,8 @@ class Prometheus:
             raise
         for q, value in zip(self._queries, values):
             if value is not None:
-                self._history[q.key].append((now, value))
-        return {key: list(points) for key, points in self._history.items()}
+                self._readings.add(q.key, now, value)
+        return self._readings.all()
 
     async def _read(self, q: Query, now: datetime) -> float | None:
         try:

@@ -9,7 +9,6 @@ tenacity owns the retries; botocore's own are off so the two do not multiply.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -19,7 +18,7 @@ from watchdog.config.models import AwsSection, FindingsSpec, SecurityHubSource
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
 from watchdog.sources.aws import aws_call, aws_client
-from watchdog.sources.base import Query, SourceError
+from watchdog.sources.base import Query, Readings, SourceError
 
 MAX_PAGES = 100  # 10,000 findings per rule and poll; more is an error, not a silent undercount
 OPEN_WORKFLOW = ("NEW", "NOTIFIED")
@@ -66,8 +65,7 @@ class SecurityHub:
         self._sleep = sleep
         self._client = client
         self._stack = AsyncExitStack()
-        keep = max((q.rule.evaluation_periods for q in self._queries), default=1) + 2
-        self._history: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in self._queries}
+        self._readings = Readings(self._queries)
 
     async def start(self) -> None:
         if self._client is None:
@@ -81,8 +79,8 @@ class SecurityHub:
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         counts = {q.key: await self.count(q) for q in self._queries}  # all or nothing: no half-updated poll
         for key, n in counts.items():
-            self._history[key].append((now, float(n)))
-        return {key: list(points) for key, points in self._history.items()}
+            self._readings.add(key, now, float(n))
+        return self._readings.all()
 
     async def count(self, q: Query) -> int:
         spec = q.rule.findings
