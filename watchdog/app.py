@@ -23,6 +23,7 @@ from watchdog.config import process_environment
 from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
 from watchdog.failpoints import Failpoints
+from watchdog.sdnotify import SystemdNotifier
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
 from watchdog.lock import StateLock
@@ -60,6 +61,7 @@ class App:
         journal: Journal | None = None,
         owner: str = "the rollback-watchdog daemon",
         failpoints: Failpoints | None = None,
+        sd: SystemdNotifier | None = None,
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -72,6 +74,7 @@ class App:
         self._lock: StateLock | None = None
         self.owner = owner
         self.failpoints = failpoints or Failpoints()
+        self.sd = sd or SystemdNotifier()
         self._open_store = journal is None
         self.notifier = Notifier(self.metrics, self.clock)
         for fn in listeners:
@@ -141,6 +144,9 @@ class App:
             await self._start_web()
         if schedule:
             self._start_scheduler()
+        if self.sd.enabled and schedule:
+            self.sd.ready(self.status_line())
+            self.spawn(self._systemd_loop(), "sd_notify")
         if self.failpoints.armed:
             log.warning("failpoints_armed", failpoints=sorted(self.failpoints.armed))
         log.info("started", targets=[t.name for t in cfg.targets], sources=[s.name for s in cfg.sources],
@@ -336,6 +342,7 @@ class App:
         """Ordered: stop polling, let a running level finish (bounded), then close."""
         grace = self.cfg.watchdog.shutdown_grace.total_seconds()
         log.info("stopping", grace_s=grace)
+        self.sd.stopping()
         for ex in self.executors.values():
             ex.stopping = True
         if self.scheduler is not None and self.scheduler.running:
@@ -377,6 +384,30 @@ class App:
         log.info("stopped")
 
     # --- what the web face reads --------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line for systemctl status: every target's level and phase, sources up, pauses."""
+        now = self.clock.now()
+        targets = ", ".join(
+            f"{name} L{ex.machine.level} {ex.machine.phase.value}" + (" blind" if ex.blind_sources else "")
+            for name, ex in self.executors.items()
+        )
+        up = sum(1 for h in self.board.sources.values() if h.up) if self.board else 0
+        paused = ", ".join(p.scope for p in self.pauses.all(now)) or "none"
+        return f"{targets}; sources up {up}/{len(self.cfg.sources)}; paused: {paused}" + (
+            "; DRY RUN" if self.dry_run else "")
+
+    async def _systemd_loop(self) -> None:
+        """WATCHDOG=1 only while evaluations are fresh: a stalled loop goes quiet and systemd restarts it."""
+        every = self.sd.ping_every or 5.0
+        while True:
+            healthy, why = self.health()
+            if healthy and self.sd.ping_every:
+                self.sd.ping()
+            elif not healthy:
+                log.warning("watchdog_ping_withheld", why=why)
+            self.sd.status(self.status_line())
+            await asyncio.sleep(every)
 
     def health(self) -> tuple[bool, str]:
         if self.scheduler is None or not self.scheduler.running:

@@ -118,15 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     from watchdog.app import App
+    from watchdog.config import armed_failpoints, systemd_environment
+    from watchdog.failpoints import KNOWN, Failpoints
     from watchdog.lock import LockHeld
+    from watchdog.sdnotify import SystemdNotifier
 
     stop, hup = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # only a flag: the shutdown is ordered below
     loop.add_signal_handler(signal.SIGHUP, hup.set)
-    from watchdog.config import armed_failpoints
-    from watchdog.failpoints import KNOWN, Failpoints
 
     armed = armed_failpoints()
     unknown = sorted(set(armed) - KNOWN)
@@ -134,7 +135,8 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
         print(f"WATCHDOG_TEST_FAILPOINTS: unknown failpoint {', '.join(unknown)} (known: {', '.join(sorted(KNOWN))})",
               file=sys.stderr)
         return EXIT_USAGE
-    app = App(cfg, dry_run=dry_run, failpoints=Failpoints(armed))
+    sd = SystemdNotifier(*systemd_environment())
+    app = App(cfg, dry_run=dry_run, failpoints=Failpoints(armed), sd=sd)
     try:
         try:
             await app.start()
@@ -154,7 +156,9 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
             reload.cancel()
             if hup.is_set() and not stop.is_set():
                 hup.clear()
+                sd.reloading()
                 await _reload(app, path)
+                sd.ready(app.status_line())
         return EXIT_OK
     finally:
         await app.stop()

@@ -46,6 +46,16 @@ def operator_token() -> str | None:
     return os.environ.get("WATCHDOG_API_TOKEN") or None
 
 
+def systemd_environment() -> tuple[str | None, int | None]:
+    """NOTIFY_SOCKET and WATCHDOG_USEC as systemd sets them; the watchdog only if WATCHDOG_PID is ours (or unset)."""
+    socket_path = os.environ.get("NOTIFY_SOCKET") or None
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return socket_path, None
+    return socket_path, int(usec)
+
+
 def armed_failpoints() -> list[str]:
     """Test-only crash instants (see watchdog/failpoints.py); unknown names are a config error."""
     raw = os.environ.get("WATCHDOG_TEST_FAILPOINTS", "")

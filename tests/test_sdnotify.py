@@ -1,0 +1,139 @@
+"""systemd's notify protocol, heard on a real datagram socket (NOTIFY_SOCKET), from the real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aws_proxy import Reply, running_proxy
+from tests.daemon import Daemon
+from test_daemon import Publisher, render
+from watchdog.sdnotify import SystemdNotifier
+
+
+class Listener:
+    """A bound AF_UNIX datagram socket, as systemd's; every message with its arrival time."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path if not path.startswith("@") else "\0" + path[1:])
+        self.sock.setblocking(False)
+        self.messages: list[tuple[float, list[str]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 4096)
+            self.messages.append((time.monotonic(), data.decode().split("\n")))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+        self.sock.close()
+
+    def with_field(self, field: str) -> list[tuple[float, list[str]]]:
+        return [(t, m) for t, m in self.messages if any(f == field or f.startswith(field) for f in m)]
+
+    async def wait_for(self, field: str, timeout: float = 20.0, after: float = 0.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, m in self.with_field(field):
+                if t >= after:
+                    return m
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {field} within {timeout}s; got {self.messages[-5:]}")
+
+
+@pytest.fixture
+async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
+    lst = Listener(str(tmp_path / "notify.sock"))
+    lst.start()
+    yield lst
+    await lst.close()
+
+
+async def test_the_notifier_speaks_the_protocol(tmp_path: Path) -> None:
+    abstract = f"@rollback-watchdog-test-{time.monotonic_ns()}"
+    lst = Listener(abstract)
+    lst.start()
+    try:
+        sd = SystemdNotifier(abstract, 4_000_000)
+        assert sd.enabled and sd.ping_every == 2.0
+        sd.ready("web L0 normal; sources up 1/1; paused: none")
+        sd.status("web L0 normal; sources up 1/1; paused: none")  # unchanged: not sent again
+        sd.status("web L1 running; sources up 1/1; paused: none")
+        sd.ping()
+        sd.reloading()
+        sd.stopping()
+        await asyncio.sleep(0.1)
+    finally:
+        await lst.close()
+    got = [m for _, m in lst.messages]
+    assert got[0] == ["READY=1", "STATUS=web L0 normal; sources up 1/1; paused: none"]
+    assert got[1] == ["STATUS=web L1 running; sources up 1/1; paused: none"]
+    assert got[2] == ["WATCHDOG=1"]
+    assert got[3][0] == "RELOADING=1" and got[3][1].startswith("MONOTONIC_USEC=") and got[3][1][15:].isdigit()
+    assert got[4][0] == "STOPPING=1" and len(got) == 5
+
+
+def test_without_systemd_or_with_a_dead_socket_nothing_breaks(tmp_path: Path) -> None:
+    off = SystemdNotifier()
+    assert not off.enabled and off.send("READY=1") is False and off.ping_every is None
+    dead = SystemdNotifier(str(tmp_path / "nobody-listens.sock"))
+    assert dead.send("READY=1") is False  # logged once, never raised
+    dead.ping()
+
+
+@pytest.mark.slow
+async def test_the_daemon_is_ready_pings_while_healthy_and_goes_quiet_when_stalled(
+        tmp_path, moto_url, aws_env, admin_api, listener: Listener) -> None:
+    ns = f"SDN{time.monotonic_ns()}"
+    async with running_proxy(moto_url) as proxy:
+        path = render(tmp_path, proxy.url, admin_api, ns, grace="2s")
+        text = open(path).read().replace("timeout: 2s, retry: {attempts: 2", "timeout: 30s, retry: {attempts: 1")
+        open(path, "w").write(text)
+        pub = Publisher(moto_url, ns)
+        pub.healthy = True
+        pub.start()
+        env = {"NOTIFY_SOCKET": listener.sock.getsockname(), "WATCHDOG_USEC": "1000000"}  # ping every 0.5 s
+        d = await Daemon(path, env=env).start()
+        try:
+            ready = await listener.wait_for("READY=1")
+            assert any(f.startswith("STATUS=hybrid-routing L0 normal; sources up") for f in ready), ready
+            started = time.monotonic()
+            await asyncio.sleep(3.0)
+            pings = [t for t, _ in listener.with_field("WATCHDOG=1") if t >= started]
+            assert 4 <= len(pings) <= 8, pings  # every 0.5 s while healthy
+
+            proxy.script = [Reply(delay=10.0)]  # CloudWatch stops answering (for 10 s): no poll ends, no evaluation
+            stalled = time.monotonic()
+            await d.wait_for("watchdog_ping_withheld", timeout=10)
+            quiet_from = time.monotonic() + 0.6  # a ping already on its way may still arrive
+            await asyncio.sleep(2.5)
+            late = [t for t, _ in listener.with_field("WATCHDOG=1") if t >= quiet_from]
+            assert late == [], f"pinged {len(late)} times after the loop stalled at {stalled:.1f}"
+            assert listener.with_field("WATCHDOG=1")  # (it did ping before)
+
+            proxy.script = []  # answers again; the hung poll is still hung, so reload (new jobs) to recover
+            hup_at = time.monotonic()
+            d.signal(signal.SIGHUP)
+            reloading = await listener.wait_for("RELOADING=1", after=hup_at)
+            assert reloading[0] == "RELOADING=1"
+            await listener.wait_for("READY=1", after=hup_at)
+            d.signal(signal.SIGTERM)
+            stopping = await listener.wait_for("STOPPING=1")
+            assert stopping[0] == "STOPPING=1"
+            assert await d.wait(40) == 0
+        finally:
+            await pub.stop()
+            await d.stop()
