@@ -97,14 +97,44 @@ async def reading(src: Alertmanager, now: datetime, key: str = "shop/checkout-5x
 # --- the store and the source together ---------------------------------------
 
 
-async def test_no_alert_received_is_not_firing_and_no_error() -> None:
+async def test_before_the_first_push_there_is_no_reading_and_no_error() -> None:
+    """The store is not kept across restarts: until Alertmanager speaks, "not firing" would be a guess."""
     store = AlertStore(FakeClock())
     src = source(store)
     await src.start()
     assert src.sampled is True and src.name == "am" and src.interval == timedelta(seconds=15)
-    assert await reading(src, T0) is False
+    assert (await src.poll(T0)) == {"shop/checkout-5xx": []}
     assert store.last_received is None
+    store.receive(payload(alert("resolved", ends="2024-01-01T11:59:00Z")))  # anything received: now we know
+    assert await reading(src, T0 + timedelta(seconds=15)) is False
     await src.close()
+
+
+async def test_a_firing_alert_not_resent_within_the_ttl_is_no_evidence() -> None:
+    clock = FakeClock()
+    store = AlertStore(clock)
+    src = source(store)
+    store.receive(payload(alert()))
+    assert await reading(src, T0 + timedelta(hours=4)) is True
+    # Its `resolved` was lost: 4h30m later it is neither firing nor not firing.
+    points = await src.poll(T0 + timedelta(hours=4, minutes=31))
+    assert points["shop/checkout-5xx"][-1][0] == T0 + timedelta(hours=4)  # no new reading
+    clock.advance(4 * 3600 + 32 * 60)
+    store.receive(payload(alert()))  # re-sent: evidence again
+    assert await reading(src, T0 + timedelta(hours=4, minutes=33)) is True
+
+
+async def test_a_burst_of_pushes_keeps_one_reading_per_interval() -> None:
+    store = AlertStore(FakeClock())
+    src = source(store, rule(evaluation_periods=3))
+    store.receive(payload(alert()))
+    for k in range(3):  # three intervals, each with six pushes (six polls)
+        for j in range(6):
+            await src.poll(T0 + timedelta(seconds=15 * k + j))
+    points = (await src.poll(T0 + timedelta(seconds=30, milliseconds=500)))["shop/checkout-5xx"]
+    # One per 15 s bucket, the newest poll in each; without that, 18 polls would have kept only the last 5.
+    assert [ts for ts, _ in points] == [T0 + timedelta(seconds=5), T0 + timedelta(seconds=20),
+                                        T0 + timedelta(seconds=30, milliseconds=500)]
 
 
 async def test_firing_then_resolved() -> None:
@@ -159,7 +189,7 @@ async def test_re_sent_alert_moves_its_end() -> None:
     store.receive(payload(alert(ends="2024-01-01T12:10:00+00:00")))
     assert await reading(src, T0 + timedelta(minutes=5)) is True
     store.receive(payload(alert()))  # back to "no end"
-    assert await reading(src, T0 + timedelta(days=30)) is True
+    assert await reading(src, T0 + timedelta(hours=4)) is True  # within the re-send TTL
 
 
 async def test_timestamps_with_nanoseconds_and_offsets() -> None:
@@ -226,6 +256,7 @@ async def test_several_alerts_several_rules() -> None:
 async def test_history_is_stamped_and_bounded() -> None:
     store = AlertStore(FakeClock())
     src = source(store, rule(evaluation_periods=3))
+    store.receive(payload(alert("resolved", ends="2024-01-01T11:59:00Z")))  # Alertmanager has spoken
     times = [T0 + timedelta(seconds=15 * i) for i in range(8)]
     for i, t in enumerate(times):
         if i == 6:
@@ -242,6 +273,7 @@ async def test_alert_rule_alarms_while_firing_and_recovers() -> None:
     src = source(store, r)
     spec = spec_for(r, sampled=True, interval_s=15)
     polls = [T0 + timedelta(seconds=15 * i) for i in range(5)]
+    store.receive(payload(alert("resolved", ends="2024-01-01T11:59:00Z")))  # Alertmanager has spoken
     points = (await src.poll(polls[0]))["shop/checkout-5xx"]
     assert evaluate(spec, points, polls[0]).state is RuleState.OK
     store.receive(payload(alert()))

@@ -324,6 +324,14 @@ CASES = [
     ('cost-explorer-too-often', '  - {name: compliance, type: http_json', '  - {name: ce, type: cost_explorer, interval: 15m}\n  - {name: compliance, type: http_json',
      'sources[1].interval: at least 1h: every Cost Explorer call is billed (got 15m) (line {line})',
      'name: ce'),
+    ('max-age-on-a-sampled-source', '        field: gdpr.compliant\n', '        field: gdpr.compliant\n        max_age: 5m\n',
+     'targets[0].rules[1].max_age: a http_json reading is stamped when read, so it is never old; max_age applies to '
+     'cloudwatch and cost_explorer rules (a stuck source is caught by blind_after) (line {line})',
+     'max_age: 5m'),
+    ('breaching-with-max-age', '        missing_data: missing\n', '        missing_data: breaching\n        max_age: 5m\n',
+     'targets[0].rules[0].missing_data: breaching cannot go with min_samples or max_age: they make periods missing '
+     'on purpose (too little traffic, too old), and those must not count as breaches (line {line})',
+     'missing_data: breaching'),
     ('duplicate-channel-names', '  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n',
      '  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n  - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}\n',
      "notifications: channel name 'slack' is used 2 times (line {line})",

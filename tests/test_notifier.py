@@ -261,3 +261,38 @@ async def test_drain_returns_at_its_deadline_and_leaves_the_rest_waiting(make) -
     await n.drain(0.2)
     assert time.monotonic() - started < 1.0
     assert n.status()["hanging"]["pending"] == 1
+
+
+def test_a_huge_retry_after_is_capped() -> None:
+    from watchdog.notify.notifier import MAX_RETRY_AFTER
+
+    c = cfg("x", retry={"attempts": 10, "initial_backoff": "1s", "max_backoff": "8s"})
+    assert backoff(c, 1, 86400.0, random.Random(1)) == MAX_RETRY_AFTER == 600.0
+
+
+async def test_an_outbox_that_cannot_be_written_loses_the_message_not_the_caller(make) -> None:
+    from watchdog.store import StoreError
+
+    class Full(MemoryOutbox):
+        def enqueue(self, *args: Any) -> int | None:
+            raise StoreError("state_path x: cannot write the outbox: database or disk is full")
+
+    ch = Recording("ch")
+    n, metrics = make((cfg("ch"), ch), outbox=Full())
+    seen: list[str] = []
+    n.listen(lambda ev, dry: seen.append(ev.kind))
+    n.publish(event("level_started"))  # must not raise into the executor, which starts the level next
+    assert seen == ["level_started"]
+    assert sample(metrics, "watchdog_notifications_total", channel="ch", outcome="lost") == 1.0
+
+
+async def test_messages_of_a_channel_no_longer_configured_are_dead_lettered(make, tmp_path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    outbox = SqliteOutbox(store.connection)
+    n, _ = make((cfg("old-name"), Hanging("old-name")), outbox=outbox, journal=store)
+    n.publish(event("incident_opened"), key="audit-1")
+    await n.close()
+    n.set_channels([(cfg("new-name"), Recording("new-name"))])  # the channel was renamed
+    assert outbox.counts("old-name") == {"pending": 0, "sent": 0, "dead": 1}
+    assert outbox.dead("old-name")[0].last_error == "channel no longer configured"
+    store.close()

@@ -350,3 +350,22 @@ async def test_webhook_redirect_is_not_followed(receiver: Receiver, session: aio
     exc = await failure(Webhook(hook(receiver.url + "/in", headers={"Authorization": "Bearer abc123"}), session), msg(event()))
     assert exc.permanent
     assert [s.path for s in receiver.seen] == ["/in"]
+
+
+def test_a_blind_spell_and_a_pause_have_their_own_alert_closed_when_they_end() -> None:
+    from watchdog.notify.notifier import accepts
+    from watchdog.notify.pagerduty import pd_event
+
+    cfg = pd("http://127.0.0.1:9/enqueue")
+    blind = pd_event("K", msg(event("blind", "critical", incident="inc-42")))
+    seen = pd_event("K", msg(event("sight_restored", "info", incident="inc-42")))
+    assert (blind["event_action"], blind["dedup_key"]) == ("trigger", "rollback-watchdog/checkout/blind")
+    assert (seen["event_action"], seen["dedup_key"]) == ("resolve", "rollback-watchdog/checkout/blind")
+    would = pd_event("K", msg(event("would_run", "warning", incident=None)))
+    resumed = pd_event("K", msg(event("resumed", "info", incident=None)))
+    assert would["dedup_key"] == resumed["dedup_key"] == "rollback-watchdog/checkout/would_run"
+    assert resumed["event_action"] == "resolve"
+    # The closing events pass PagerDuty's warning filter, or the alert would stay open and swallow the next.
+    for kind in ("sight_restored", "resumed", "resolved"):
+        assert accepts(cfg, event(kind, "info"))
+    assert not accepts(cfg, event("level_succeeded", "info"))

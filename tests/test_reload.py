@@ -95,3 +95,48 @@ async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, a
         assert notes == [] and app.executors["web"].machine.level == 1
     finally:
         await app.stop()
+
+
+async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources_run_on(tmp_path, admin_api):
+    from watchdog.app import App
+    from watchdog.config import parse_config
+    from watchdog.reload import ReloadRefused
+
+    text = CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
+                         threshold="> 1", interval="1h")
+    app = App(parse_config(text, {}))
+    await app.start(schedule=False)
+    try:
+        before = dict(app.sources)
+        broken = parse_config(text.replace("region: us-east-1,", "region: us-east-1, profile: no-such-profile,"), {})
+        with pytest.raises(ReloadRefused, match="source cloudwatch cannot start: ProfileNotFound"):
+            await app.reload(broken)
+        assert app.sources == before and app.cfg.aws.profile is None  # the old config runs on
+        await app.poll("cloudwatch")  # and still polls (its endpoint is down: a failed poll, no KeyError)
+        assert app.board.sources["cloudwatch"].last_error
+    finally:
+        await app.stop()
+
+
+async def test_a_new_source_interval_gives_its_sampled_rules_the_new_period(tmp_path, admin_api):
+    from datetime import timedelta
+
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    text = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
+sources: [{{name: c, type: http_json, url: "http://127.0.0.1:9/c", interval: {interval}}}]
+targets:
+  - name: web
+    rules: [{{name: gdpr, category: security, source: c, field: ok, threshold: "== false", evaluation_periods: 3}}]
+    levels: [{{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}]
+"""
+    app = App(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="30s"), {}))
+    await app.start(schedule=False)
+    try:
+        assert app.board.slots["web/gdpr"].spec.period == timedelta(seconds=30)
+        await app.reload(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="5m"), {}))
+        assert app.board.slots["web/gdpr"].spec.period == timedelta(minutes=5)
+    finally:
+        await app.stop()

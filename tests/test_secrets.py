@@ -91,6 +91,7 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
                 incidents = await r.text()
             async with s.get(f"{base}/metrics") as r:
                 metrics = await r.text()
+        assert 'watchdog_target_exhausted{target="web"} 1.0' in metrics  # the alert rule's input
         inc = ex.machine.incident
         report = render_report(app.journal.incident(inc.id), app.journal.records(inc.id))
     finally:

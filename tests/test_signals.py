@@ -64,8 +64,7 @@ targets:
   - name: t
     rules:
       - {name: spike, category: cost, source: cost, cost: {metric: UnblendedCost}, change: {over: 24h, percent: "> 50"}}
-      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false",
-         max_age: 3m, level: 1}
+      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false", level: 1}
       - {name: sc, category: security, source: score, field: score, threshold: "< 50", change: null}
     levels:
       - {level: 1, name: flags, deadline: 1m, actions: [{type: http, url: "http://127.0.0.1:9/x"}]}
@@ -105,13 +104,17 @@ def test_a_change_rule_keeps_its_history_through_a_failed_poll():
 
 
 def test_a_value_older_than_max_age_is_missing():
-    b = more()
-    b.source_ok("compliance", {"t/gdpr": [(T0, False)]}, T0)
-    assert b.evaluate("t", T0 + timedelta(minutes=1))["gdpr"].evaluation.state is RuleState.ALARM
-    # The endpoint answers with the same old reading for 4 minutes (a cached answer): no evidence of now.
-    b.sources["compliance"].last_success = T0 + timedelta(minutes=4)
-    ev = b.evaluate("t", T0 + timedelta(minutes=4))["gdpr"].evaluation
-    assert ev.state is RuleState.INSUFFICIENT_DATA
+    cfg = parse_config(CFG.replace('metric: {namespace: N, name: Latency, period: 60s}, threshold: "> 1500"}',
+                                   'metric: {namespace: N, name: Latency, period: 60s}, threshold: "> 1500",'
+                                   ' max_age: 2m}').replace("missing_data: breaching", "missing_data: missing"), {})
+    b = SignalBoard(cfg, {"cw": False, "compliance": True})
+    # The metric stopped being published: its last three minutes are all there is, the newest 3 minutes old.
+    b.source_ok("cw", {"t/latency": [(T0 - timedelta(minutes=k), 2000.0) for k in (3, 4, 5)]}, T0)
+    ev = b.evaluate("t", T0 + timedelta(seconds=10))["latency"].evaluation
+    assert ev.state is RuleState.INSUFFICIENT_DATA  # without max_age: 3 of 3 breach, alarm
+    b.source_ok("cw", {"t/latency": [(T0 - timedelta(minutes=k), 2000.0) for k in (1, 3, 4)]}, T0)
+    ev = b.evaluate("t", T0 + timedelta(seconds=10))["latency"].evaluation
+    assert (ev.present, ev.breaching) == (1, 1)  # only the reading within 2 minutes is judged
 
 
 def test_a_source_down_longer_than_blind_after_blinds_its_targets():

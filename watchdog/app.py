@@ -416,7 +416,9 @@ class App:
         if ref is None:
             return False, "not started"
         age = (self.clock.now() - ref).total_seconds()
-        limit = 3 * min(s.interval.total_seconds() for s in self.cfg.sources)
+        # Only sources some rule reads lead to an evaluation; an unread fast source must not set the pace.
+        read = [s.interval.total_seconds() for s in self.cfg.sources if self.board and self.board.targets_of(s.name)]
+        limit = 3 * min(read or [s.interval.total_seconds() for s in self.cfg.sources])
         if age > limit:
             return False, f"last evaluation {age:.0f}s ago (limit {limit:.0f}s)"
         return True, f"last evaluation {age:.1f}s ago"

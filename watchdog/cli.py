@@ -182,6 +182,9 @@ async def _reload(app: Any, path: str) -> None:
     except ReloadRefused as exc:
         log.error("reload_rejected", why=str(exc))
         return
+    except Exception as exc:  # a reload must never take the watchdog down
+        log.error("reload_rejected", why=f"unexpected {type(exc).__name__}: {exc}")
+        return
     setup_logging(new.watchdog.log_level, sys.stdout, redactor_for(new))
     log.info("reloaded", targets=[t.name for t in new.targets], sources=[s.name for s in new.sources], notes=notes)
 

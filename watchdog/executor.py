@@ -131,6 +131,7 @@ class TargetExecutor:
         self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
         inc = self.machine.incident
         self._metrics.target_blind.labels(name).set(1 if (inc and inc.blind) or self.blind_sources else 0)
+        self._metrics.target_exhausted.labels(name).set(1 if inc is not None and inc.phase.value == "exhausted" else 0)
         save = getattr(self._journal, "save_incident", None)
         if save is not None:  # durable store: the incident as it stands after this decision (unchanged: no write)
             for known in (inc, self.machine.last_closed):

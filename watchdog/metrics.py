@@ -72,6 +72,11 @@ class Metrics:
         self.last_evaluation = Gauge(
             "watchdog_last_evaluation_timestamp_seconds", "Unix time of the last rule evaluation.", registry=r
         )
+        self.target_exhausted = Gauge(
+            "watchdog_target_exhausted",
+            "1 while a target's incident is exhausted: no level left or the circuit breaker open; a human must act.",
+            ["target"], registry=r,
+        )
         self.target_blind = Gauge(
             "watchdog_target_blind", "1 while a target's verification has no fresh data (a human is paged).",
             ["target"], registry=r,

@@ -47,6 +47,7 @@ class Outbox(Protocol):
     def set_thread(self, channel: str, incident: str, ref: str) -> None: ...
     def counts(self, channel: str) -> dict[str, int]: ...
     def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]: ...
+    def strand(self, channels: set[str], now: datetime) -> int: ...
 
 
 def event_to_json(event: Event) -> str:
@@ -120,6 +121,17 @@ class SqliteOutbox:
         rows = self._db.execute(f"SELECT {self._COLS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?", args)
         return [self._pending(r) for r in rows]
 
+    def strand(self, channels: set[str], now: datetime) -> int:
+        """Dead-letter the waiting messages of channels no longer configured (nothing would ever send them)."""
+        rows = self._db.execute("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'").fetchall()
+        gone = [c for (c,) in rows if c not in channels]
+        n = 0
+        for channel in gone:
+            cur = self._write("UPDATE outbox SET state = 'dead', done_at = ?, last_error = ? WHERE channel = ? AND"
+                              " state = 'pending'", (now.isoformat(), "channel no longer configured", channel))
+            n += cur.rowcount
+        return n
+
     def prune(self, now: datetime, keep_sent: timedelta = timedelta(days=7), keep_dead: timedelta = timedelta(days=30)) -> int:
         """Delivered rows are only a cache of the audit log (which keeps every result): drop the old ones."""
         cur = self._write(
@@ -172,3 +184,9 @@ class MemoryOutbox:
     def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]:
         rows = [p for p in self._rows.values() if p.state == "dead" and channel in (None, p.channel)]
         return rows[::-1][:limit]
+
+    def strand(self, channels: set[str], now: datetime) -> int:
+        gone = [p for p in self._rows.values() if p.state == "pending" and p.channel not in channels]
+        for p in gone:
+            self._rows[p.id] = replace(p, state="dead", last_error="channel no longer configured")
+        return len(gone)

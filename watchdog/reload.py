@@ -10,7 +10,7 @@ Needing a restart (logged, the old value stays): `listen`, `state_path`, `dry_ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from watchdog.config.models import Config
 from watchdog.escalation import TargetMachine
@@ -53,9 +53,6 @@ async def _swap(app: "App", new: Config) -> None:
     if app.session is None or app.board is None:
         raise ReloadRefused("the watchdog has not started")
     old_board = app.board
-    for src in app.sources.values():
-        await src.close()
-    app.sources = {}
     board = SignalBoard(new, {s.name: SAMPLED[s.type] for s in new.sources})
     for name, health in board.sources.items():
         prev = old_board.sources.get(name)
@@ -63,13 +60,27 @@ async def _swap(app: "App", new: Config) -> None:
             board.sources[name] = prev
     for key, slot in board.slots.items():
         prev_slot = old_board.slots.get(key)
+        # The same rule under a new source interval has a new bucket period: keep its readings, not its spec.
         if prev_slot is not None and prev_slot.rule == slot.rule:
-            board.slots[key] = prev_slot
+            if prev_slot.spec == slot.spec:
+                board.slots[key] = prev_slot
+            else:
+                slot.points, slot.history, slot.state = prev_slot.points, prev_slot.history, prev_slot.state
+    # The new sources start before the old ones close: one that cannot start refuses the reload.
     deps = SourceDeps(new.aws, app.session, app.metrics, app.alerts)
+    started: dict[str, Any] = {}
     for s in new.sources:
         src = build_source(s, board.queries(s.name), deps)
-        await src.start()
-        app.sources[s.name] = src
+        try:
+            await src.start()
+        except Exception as exc:
+            for done in started.values():
+                await done.close()
+            raise ReloadRefused(f"source {s.name} cannot start: {type(exc).__name__}: {exc}") from None
+        started[s.name] = src
+    for old in app.sources.values():
+        await old.close()
+    app.sources = started
     app.board = board
 
     app.cfg = new

@@ -138,10 +138,10 @@ class SignalBoard:
             if not slot.spec.complete_buckets_only and health.last_success is not None:
                 at = health.last_success
             points = slot.points
-            if slot.rule.max_age is not None:  # an old value is no evidence of now
-                points = [p for p in points if p[0] >= at - slot.rule.max_age]
             if slot.rule.change is not None:
                 points = change_points(points, slot.rule.change.over, slot.spec.period)
+            if slot.rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
+                points = [p for p in points if p[0] >= now - slot.rule.max_age]
             ev = evaluate(slot.spec, points, at, slot.state)
             if slot.note:
                 ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)

@@ -83,6 +83,10 @@ def _reads(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
         out.append((at, f"set one of {' or '.join(wanted)}, not both"))
     if source.type == "cloudwatch":
         out += _math(at, rule)
+    if rule.max_age is not None and source.type not in ("cloudwatch", "cost_explorer"):
+        # A sampled reading is stamped when it is read, so it is never "old": the key would promise what it cannot.
+        out.append((at + ("max_age",), f"a {source.type} reading is stamped when read, so it is never old; "
+                    "max_age applies to cloudwatch and cost_explorer rules (a stuck source is caught by blind_after)"))
     if source.type == "alertmanager" and rule.alert == {}:
         # No matcher would match every alert, and any unrelated alert would roll this target back.
         out.append((at + ("alert",), "at least one label matcher, e.g. {alertname: HighErrorRate}"))
@@ -122,6 +126,10 @@ def _judged(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]
         return [(at + ("change", "over"), "must be longer than 0s")]
     if rule.max_age is not None and rule.max_age <= timedelta(0):
         return [(at + ("max_age",), "must be longer than 0s")]
+    if rule.missing_data == "breaching" and (rule.min_samples is not None or rule.max_age is not None):
+        # Both turn "no evidence" into missing buckets; counting those as breaches would roll back on quiet traffic.
+        return [(at + ("missing_data",), "breaching cannot go with min_samples or max_age: they make periods "
+                 "missing on purpose (too little traffic, too old), and those must not count as breaches")]
     return []
 
 

@@ -85,7 +85,7 @@ class PagerDutyNotification(_Channel):
     """Events API v2: trigger with dedup_key = incident id, resolve when the incident is resolved."""
 
     type: Literal["pagerduty"]
-    always_events: ClassVar[frozenset[str]] = frozenset({"resolved"})
+    always_events: ClassVar[frozenset[str]] = frozenset({"resolved", "sight_restored", "resumed"})
     routing_key: SecretStr
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"  # EU accounts: events.eu.pagerduty.com
     min_severity: Severity = "warning"

@@ -75,6 +75,9 @@ class AlertmanagerSource(_Source):
 
     type: Literal["alertmanager"]
     interval: Duration = timedelta(seconds=15)
+    # A firing alert not re-sent for this long is no evidence (Alertmanager repeats firing alerts every
+    # repeat_interval, 4h by default: keep this above yours).
+    alert_ttl: Duration = timedelta(hours=4, minutes=30)
 
 
 Source = Annotated[

@@ -26,6 +26,7 @@ from watchdog.journal import Journal
 from watchdog.metrics import Metrics
 from watchdog.notify.base import SEVERITY_RANK, Channel, DeliveryFailed, Message
 from watchdog.outbox import MemoryOutbox, Outbox, Pending
+from watchdog.store import StoreError
 
 log = structlog.get_logger("watchdog.notify")
 
@@ -41,12 +42,18 @@ def accepts(cfg: Notification, event: Event) -> bool:
     )
 
 
+# A Retry-After longer than this (a proxy answering "come back tomorrow") is not honoured: the head of
+# a channel's queue would hold every later page behind it.
+MAX_RETRY_AFTER = 600.0
+
+
 def backoff(cfg: Notification, attempts: int, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds before the next try: doubling with equal jitter, never sooner than the receiver asked."""
+    """Seconds before the next try: doubling with equal jitter, never sooner than the receiver asked
+    (up to MAX_RETRY_AFTER)."""
     r = cfg.retry
     base = min(r.max_backoff.total_seconds(), r.initial_backoff.total_seconds() * 2 ** (attempts - 1))
     delay = base / 2 + rng.uniform(0, base / 2)
-    return max(delay, retry_after or 0.0)
+    return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 
 
 @dataclass
@@ -90,6 +97,10 @@ class Notifier:
             task.cancel()  # an interrupted send stays pending and is sent again by the new worker
         self._workers.clear()
         self._channels = {cfg.channel_name: (cfg, ch) for cfg, ch in channels}
+        stranded = self._outbox.strand(set(self._channels), self._clock.now())
+        if stranded:
+            log.error("notifications_stranded", count=stranded,
+                      why="their channel is no longer configured (renamed or removed); dead-lettered")
         self._state = {name: self._state.get(name) or ChannelState(cfg.type) for name, (cfg, _) in self._channels.items()}
         for name in self._channels:
             self._state[name].wake = asyncio.Event()
@@ -114,7 +125,14 @@ class Notifier:
         for name, (cfg, _) in self._channels.items():
             if not accepts(cfg, event):
                 continue
-            if self._outbox.enqueue(name, key, event, dry_run, now) is not None:
+            try:
+                queued = self._outbox.enqueue(name, key, event, dry_run, now)
+            except StoreError as exc:  # a full disk must not stop the rollback that is announcing itself
+                self._metrics.notifications.labels(name, "lost").inc()
+                log.error("notification_lost", channel=name, target=event.target, incident=event.incident,
+                          event_kind=event.kind, error=str(exc))
+                continue
+            if queued is not None:
                 self._gauge(name)
                 self._state[name].wake.set()
 

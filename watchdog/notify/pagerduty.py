@@ -21,14 +21,23 @@ SUMMARY_LIMIT = 1024  # PagerDuty rejects a longer summary with 400
 SEVERITY = {"info": "info", "warning": "warning", "critical": "critical"}
 
 
+# Episodes that are not an incident have their own alert, resolved by the event that ends them: a
+# blind spell by `sight_restored`, a "would run" while paused by `resumed`. Without this the alert
+# stays open and the next episode is swallowed by it.
+EPISODE = {"blind": "blind", "sight_restored": "blind", "resumed": "would_run"}
+RESOLVES = ("resolved", "sight_restored", "resumed")
+
+
 def dedup_key(event: Event) -> str:
+    if event.kind in EPISODE:
+        return f"{SOURCE}/{event.target}/{EPISODE[event.kind]}"
     return event.incident or f"{SOURCE}/{event.target}/{event.kind}"
 
 
 def pd_event(routing_key: str, msg: Message) -> dict[str, Any]:
     """The Events API v2 body for one message."""
     ev = msg.event
-    if ev.kind == "resolved":
+    if ev.kind in RESOLVES:
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key(ev)}
     details: dict[str, Any] = {
         "incident": ev.incident,

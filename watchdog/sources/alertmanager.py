@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from watchdog.clock import Clock
@@ -62,8 +62,8 @@ class AlertStore:
     def __init__(self, clock: Clock, limit: int = 10_000):
         self._clock = clock
         self._limit = limit
-        # key -> (labels, ends_at); order = last received, so the stalest go first.
-        self._alerts: OrderedDict[str, tuple[dict[str, str], datetime | None]] = OrderedDict()
+        # key -> (labels, ends_at, received_at); order = last received, so the stalest go first.
+        self._alerts: OrderedDict[str, tuple[dict[str, str], datetime | None, datetime]] = OrderedDict()
         self.last_received: datetime | None = None
 
     def __len__(self) -> int:
@@ -82,10 +82,11 @@ class AlertStore:
             raise ValueError("alerts: expected a list")
         # All checked before any is applied: a rejected payload changes nothing.
         alerts = [_alert(a, f"alerts[{i}]") for i, a in enumerate(raw)]
+        now = self._clock.now()
         for key, status, labels, ends in alerts:
             self._alerts.pop(key, None)
             if status == "firing":
-                self._alerts[key] = (labels, ends)
+                self._alerts[key] = (labels, ends, now)
         if len(self._alerts) > self._limit:
             self._shrink()
         self.last_received = self._clock.now()
@@ -93,18 +94,33 @@ class AlertStore:
 
     def _shrink(self) -> None:
         now = self._clock.now()
-        for key in [k for k, (_, ends) in self._alerts.items() if ends is not None and ends <= now]:
+        for key in [k for k, (_, ends, _at) in self._alerts.items() if ends is not None and ends <= now]:
             del self._alerts[key]
         while len(self._alerts) > self._limit:
             self._alerts.popitem(last=False)
 
     def firing(self, matchers: Mapping[str, str], now: datetime) -> list[dict[str, str]]:
         """Label sets of the alerts firing at `now` that carry every matcher exactly."""
+        return [dict(labels) for labels, _, _ in self._matching(matchers, now)]
+
+    def _matching(self, matchers: Mapping[str, str], now: datetime) -> list[tuple[dict[str, str], datetime | None, datetime]]:
         return [
-            dict(labels)
-            for labels, ends in self._alerts.values()
+            (labels, ends, at)
+            for labels, ends, at in self._alerts.values()
             if (ends is None or ends > now) and all(labels.get(k) == v for k, v in matchers.items())
         ]
+
+    def reading(self, matchers: Mapping[str, str], now: datetime, ttl: timedelta) -> bool | None:
+        """True while a matching alert fires; None when there is no evidence either way: nothing received
+        since this process started (the store is not kept across restarts), or the only matching alerts
+        were not re-sent within `ttl` (Alertmanager repeats firing alerts; a lost `resolved` must not
+        keep a rollback going forever)."""
+        if self.last_received is None:
+            return None
+        matching = self._matching(matchers, now)
+        if any(at >= now - ttl for _, _, at in matching):
+            return True
+        return None if matching else False
 
 
 class Alertmanager:
@@ -115,7 +131,8 @@ class Alertmanager:
         self.interval = cfg.interval
         self._alerts = alerts
         self._queries = list(queries)
-        self._readings = Readings(self._queries)
+        self._ttl = cfg.alert_ttl
+        self._readings = Readings(self._queries, cfg.interval)
 
     async def start(self) -> None:
         return None
@@ -125,6 +142,7 @@ class Alertmanager:
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         for q in self._queries:
-            firing = self._alerts.firing(q.rule.alert or {}, now)  # config.checks requires `alert`
-            self._readings.add(q.key, now, bool(firing))
+            value = self._alerts.reading(q.rule.alert or {}, now, self._ttl)  # config.checks requires `alert`
+            if value is not None:
+                self._readings.add(q.key, now, value)
         return self._readings.all()

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from watchdog.config.models import Rule
-from watchdog.rules import Datapoint
+from watchdog.rules import Datapoint, align
 
 
 class SourceError(Exception):
@@ -38,14 +38,23 @@ class Source(Protocol):
 
 
 class Readings:
-    """The last few readings per query of a sampled source: the rules' windows are built from them."""
+    """The last few readings per query of a sampled source: the rules' windows are built from them.
 
-    def __init__(self, queries: Sequence[Query]):
+    One reading per `interval` bucket: a second one in the same bucket (an extra poll, e.g. on an
+    Alertmanager push) replaces the first, so a burst never pushes the window's history out.
+    """
+
+    def __init__(self, queries: Sequence[Query], interval: timedelta | None = None):
         keep = max((q.rule.evaluation_periods for q in queries), default=1) + 2
         self._points: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in queries}
+        self._interval = interval
 
     def add(self, key: str, at: datetime, value: float | bool) -> None:
-        self._points[key].append((at, value))
+        points = self._points[key]
+        if points and self._interval and align(points[-1][0], self._interval) == align(at, self._interval):
+            points[-1] = (at, value)
+        else:
+            points.append((at, value))
 
     def all(self) -> dict[str, list[Datapoint]]:
         return {key: list(points) for key, points in self._points.items()}
