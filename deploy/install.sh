@@ -22,7 +22,7 @@ Creates (below --root):
   /opt/rollback-watchdog/venv                         the package and its dependencies
   /etc/rollback-watchdog/config.yaml                  the example config, only if absent
   /etc/rollback-watchdog/env                          secrets for the unit (0600), only if absent
-  /var/lib/rollback-watchdog                          the daemon's state (0750)
+  /var/lib/rollback-watchdog                          the daemon's state (0700, as the unit's StateDirectoryMode)
   /etc/systemd/system/rollback-watchdog.service       from systemd/ in the checkout
 EOF
 }
@@ -109,7 +109,7 @@ fi
 # --- directories -------------------------------------------------------------------
 ensure_dir "$R/opt/rollback-watchdog" 0755 root:root
 ensure_dir "$R/etc/rollback-watchdog" 0750 "root:$SVC_USER"
-ensure_dir "$R/var/lib/rollback-watchdog" 0750 "$SVC_USER:$SVC_USER"
+ensure_dir "$R/var/lib/rollback-watchdog" 0700 "$SVC_USER:$SVC_USER"
 
 # --- the venv ----------------------------------------------------------------------
 VENV="$R/opt/rollback-watchdog/venv"
@@ -169,9 +169,12 @@ CONFIG="$R/etc/rollback-watchdog/config.yaml"
 if [ -e "$CONFIG" ]; then
     say kept "$CONFIG (exists; never overwritten)"
 else
-    install -m 0640 "$SOURCE/config.yaml" "$CONFIG"
+    # The unit's only writable path is its StateDirectory: the example's relative state_path would fail there.
+    sed 's#^\(  state_path:\) .*#\1 /var/lib/rollback-watchdog/watchdog.db#' "$SOURCE/config.yaml" > "$CONFIG.tmp"
+    install -m 0640 "$CONFIG.tmp" "$CONFIG"
+    rm -f "$CONFIG.tmp"
     owner "$CONFIG" "root:$SVC_USER"
-    say installed "$CONFIG (the example: edit it)"
+    say installed "$CONFIG (the example, state in /var/lib/rollback-watchdog: edit it)"
 fi
 
 # --- secrets for the unit's EnvironmentFile ----------------------------------------

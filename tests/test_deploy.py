@@ -472,8 +472,11 @@ def test_install_twice_into_a_root_is_idempotent(tmp_path: Path) -> None:
     etc = root / "etc" / "rollback-watchdog"
     assert mode(root / "opt" / "rollback-watchdog") == 0o755
     assert mode(etc) == 0o750
-    assert mode(root / "var" / "lib" / "rollback-watchdog") == 0o750
-    assert (etc / "config.yaml").read_bytes() == (REPO / "config.yaml").read_bytes()
+    assert mode(root / "var" / "lib" / "rollback-watchdog") == 0o700
+    installed = (etc / "config.yaml").read_text()
+    assert "  state_path: /var/lib/rollback-watchdog/watchdog.db\n" in installed  # the unit's StateDirectory
+    assert installed.replace("/var/lib/rollback-watchdog/watchdog.db", "./state/watchdog.db") == (
+        REPO / "config.yaml").read_text()  # and nothing else changed
     assert mode(etc / "config.yaml") == 0o640
     assert mode(etc / "env") == 0o600
     assert not (root / "opt" / "rollback-watchdog" / "venv").exists()
