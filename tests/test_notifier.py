@@ -23,6 +23,7 @@ from watchdog.notify import DeliveryFailed, Message, Notifier
 from watchdog.notify.notifier import accepts, backoff
 from watchdog.outbox import MemoryOutbox, SqliteOutbox
 from watchdog.store import SqliteStore
+from receivers import receivers  # noqa: F401  (fixture)
 
 FAST = {"attempts": 4, "initial_backoff": "20ms", "max_backoff": "50ms"}
 
@@ -296,3 +297,35 @@ async def test_messages_of_a_channel_no_longer_configured_are_dead_lettered(make
     assert outbox.counts("old-name") == {"pending": 0, "sent": 0, "dead": 1}
     assert outbox.dead("old-name")[0].last_error == "channel no longer configured"
     store.close()
+
+
+async def test_events_the_audit_has_but_the_outbox_missed_are_queued_at_start(tmp_path, receivers) -> None:
+    """A kill between the audit write and the outbox write: the next start queues what was missed, once."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    text = f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: cw, type: cloudwatch, interval: 1h}}]
+aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
+targets:
+  - name: svc
+    rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{receivers.url}/l1"}}]}}]
+notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
+"""
+    store = SqliteStore(tmp_path / "w.db")
+    outbox = SqliteOutbox(store.connection)
+    first = store.event(event("incident_opened"))
+    outbox.enqueue("hook", f"audit-{first.seq}", event("incident_opened"), False, datetime.now(timezone.utc))
+    outbox.mark_sent(1, datetime.now(timezone.utc))
+    store.event(event("level_started"))  # recorded; the process died before it reached the outbox
+    store.close()
+    app = App(parse_config(text, {}))
+    await app.start(schedule=False)
+    try:
+        await wait_for(lambda: len(receivers.ok("/hook")) == 1)
+        await asyncio.sleep(0.1)
+    finally:
+        await app.stop()
+    assert [h.body["event"] for h in receivers.ok("/hook")] == ["level_started"]  # the missed one, not the sent one

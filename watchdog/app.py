@@ -115,6 +115,8 @@ class App:
         else:
             self.notifier.bind(MemoryOutbox(), self.journal)
         self.notifier.set_channels(build_channels(cfg.notifications, self.session))
+        if self._store is not None:
+            self._replay_unqueued(outbox)
         deps = SourceDeps(cfg.aws, self.session, self.metrics, self.alerts)
         self.board = SignalBoard(cfg, {s.name: SAMPLED[s.type] for s in cfg.sources})
         for s in cfg.sources:
@@ -151,6 +153,20 @@ class App:
             log.warning("failpoints_armed", failpoints=sorted(self.failpoints.armed))
         log.info("started", targets=[t.name for t in cfg.targets], sources=[s.name for s in cfg.sources],
                  dry_run=self.dry_run, listen=f"{cfg.watchdog.listen_host}:{self.bound_port}" if self.bound_port else None)
+
+    def _replay_unqueued(self, outbox: SqliteOutbox) -> None:
+        """Events the audit log has but the outbox never got: the daemon died between the two writes."""
+        last = outbox.last_audit_seq()
+        if last is None:  # nothing ever queued here: no anchor, and old history must not be re-sent
+            return
+        if self._store is None:
+            return
+        missed = self._store.events_after(last)
+        events = [(f"audit-{r.seq}", Event(r.data.get("event", "?"), r.data.get("severity", "warning"), r.target,
+                                           r.incident, r.level, r.at, r.data.get("why", ""), r.data.get("next", ""),
+                                           r.data.get("details") or {}), r.dry_run) for r in missed]
+        if events:
+            log.warning("notifications_replayed", events=len(events), queued=self.notifier.replay(events))
 
     async def _start_web(self) -> None:
         self._runner = web.AppRunner(build_web(self), access_log=None, handle_signals=False)

@@ -132,6 +132,12 @@ class SqliteOutbox:
             n += cur.rowcount
         return n
 
+    def last_audit_seq(self) -> int | None:
+        """The newest audit record queued here (keys `audit-<seq>`); None when none ever was."""
+        row = self._db.execute(
+            "SELECT max(CAST(substr(event_key, 7) AS INTEGER)) FROM outbox WHERE event_key LIKE 'audit-%'").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
     def prune(self, now: datetime, keep_sent: timedelta = timedelta(days=7), keep_dead: timedelta = timedelta(days=30)) -> int:
         """Delivered rows are only a cache of the audit log (which keeps every result): drop the old ones."""
         cur = self._write(

@@ -247,6 +247,13 @@ class SqliteStore:
         return [Record(seq, datetime.fromisoformat(at), kind, target, inc, level, json.loads(data), bool(dry))
                 for seq, at, kind, target, inc, level, dry, data in rows]
 
+    def events_after(self, seq: int) -> list[Record]:
+        """The event records newer than `seq`, oldest first."""
+        rows = self._db.execute("SELECT seq, at, kind, target, incident, level, dry_run, data FROM audit"
+                                " WHERE seq > ? AND kind = 'event' ORDER BY seq", (seq,)).fetchall()
+        return [Record(seq_, datetime.fromisoformat(at), kind, target, inc, level, json.loads(data), bool(dry))
+                for seq_, at, kind, target, inc, level, dry, data in rows]
+
     def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
                 data: dict[str, Any]) -> Record:
         data = jsonable(data)

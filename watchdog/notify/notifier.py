@@ -136,6 +136,20 @@ class Notifier:
                 self._gauge(name)
                 self._state[name].wake.set()
 
+    def replay(self, events: Sequence[tuple[str, Event, bool]]) -> int:
+        """Queue events recorded in the audit log but never queued (a kill between the two writes).
+        Listeners are not called again: they saw the event when it happened."""
+        now = self._clock.now()
+        queued = 0
+        for key, event, dry_run in events:
+            for name, (cfg, _) in self._channels.items():
+                if accepts(cfg, event) and self._outbox.enqueue(name, key, event, dry_run, now) is not None:
+                    queued += 1
+                    self._state[name].wake.set()
+        for name in self._channels:
+            self._gauge(name)
+        return queued
+
     async def run(self) -> None:
         """Supervises one worker per channel; a worker that crashes is logged and started again."""
         while True:
