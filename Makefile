@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install dev clean
+.PHONY: demo test install dev clean bench bench-soak bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmark (bench/README.md): the same .venv as `make test`, then the run; writes bench/results.json and the table.
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The full soak alone: 10 000 polls with 1 000 rules (long: about 0.8 s per poll on 2 cores).
+bench-soak: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.run --soak-only --soak-polls 10000 $(BENCH_ARGS)
+
+# Where the time and memory go (py-spy is installed into .venv for it); writes bench/profile.md.
+bench-profile: $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet py-spy
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) build *.egg-info
