@@ -410,3 +410,13 @@ async def test_endless_paging_is_cut_off_and_fails_the_poll() -> None:
     with pytest.raises(SourceError, match="still paging"):
         await src.poll(datetime.now(UTC))
     assert client.calls == MAX_PAGES_PER_BATCH
+
+
+def test_the_fast_timestamp_parser_agrees_with_botocore() -> None:
+    from botocore.utils import parse_timestamp
+
+    from watchdog.sources.cloudwatch import fast_timestamp
+
+    for text in ("2026-11-29T00:46:00Z", "2026-11-29T00:46:00.123Z", "2026-11-29T02:46:00+02:00", "1700000000"):
+        assert fast_timestamp(text) == parse_timestamp(text), text
+    assert fast_timestamp("2026-11-29T00:46:00Z").tzinfo is not None
