@@ -30,7 +30,7 @@ test: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# The full soak alone: 10 000 polls with 1 000 rules (long: about 0.8 s per poll on 2 cores).
+# The full soak alone: 10 000 polls with 1 000 rules (long: about an hour on 2 cores).
 bench-soak: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run --soak-only --soak-polls 10000 $(BENCH_ARGS)
 
