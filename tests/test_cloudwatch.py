@@ -20,7 +20,7 @@ from watchdog.metrics import Metrics
 from watchdog.rules import RuleState
 from watchdog.signals import SignalBoard
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch import CloudWatch, batches, fetch_window, is_retryable
+from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack
 
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
 
@@ -93,8 +93,8 @@ def minute(now: datetime) -> datetime:
 
 
 def test_batches_and_window_alignment() -> None:
-    assert [len(b) for b in batches(list(range(1200)))] == [500, 500, 200]
-    assert [len(b) for b in batches(list(range(500)))] == [500]
+    assert [len(b) for b in pack([[i] for i in range(1200)])] == [500, 500, 200]
+    assert [len(b) for b in pack([[i] for i in range(500)])] == [500]
     now = datetime(2024, 1, 1, 12, 7, 42, 500000, tzinfo=UTC)
     qs = [Query("t/a", rule("a", "X", n=5, period="60s")), Query("t/b", rule("b", "X", n=2, period="300s"))]
     start, end = fetch_window(qs, now)

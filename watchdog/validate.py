@@ -26,6 +26,7 @@ from watchdog.config import Config
 from watchdog.escalation import Event
 from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, build_channels
+from watchdog.redact import redactor_for
 from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, build_source
 
 
@@ -164,13 +165,14 @@ async def _reach(action: Any, session: aiohttp.ClientSession) -> tuple[bool, str
 
 async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:
     checks = [state_path_check(cfg)]
+    mask = redactor_for(cfg).text  # an error from a source or channel may quote a URL with its token
     async with aiohttp.ClientSession() as session:
         checks += await source_checks(cfg, session, include_cost)
         checks += await action_checks(cfg, session)
         checks.append(channels_check(cfg))
         if send_test and cfg.notifications:
             checks += await send_tests(cfg, session, datetime.now(timezone.utc))
-    return checks
+    return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
 
 
 def render(checks: list[Check]) -> str:

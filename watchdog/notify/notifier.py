@@ -63,7 +63,6 @@ class ChannelState:
     type: str
     sent: int = 0
     failed: int = 0
-    dead: int = 0
     last_sent_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
@@ -242,7 +241,6 @@ class Notifier:
         self._metrics.notifications.labels(name, "failed").inc()
         if permanent or attempts >= cfg.retry.attempts:
             self._outbox.mark_dead(p.id, attempts, now, reason)
-            state.dead += 1
             why = "retrying cannot help" if permanent else f"after {attempts} attempts"
             self._settled(name, p, "dead", attempts, f"{reason} ({why})")
             return

@@ -61,10 +61,6 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
-def batches(queries: Sequence[Any], size: int = MAX_QUERIES_PER_CALL) -> list[Sequence[Any]]:
-    return [queries[i : i + size] for i in range(0, len(queries), size)]
-
-
 def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> list[list[Any]]:
     """Groups into calls of at most `size` queries, a group never split: an expression and the
     metrics it uses must be in the same call. Next-fit: with single-query rules this is exactly
