@@ -20,7 +20,7 @@ from watchdog.metrics import Metrics
 from watchdog.rules import RuleState
 from watchdog.signals import SignalBoard
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack
+from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack, rule_queries
 
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
 
@@ -420,3 +420,79 @@ def test_the_fast_timestamp_parser_agrees_with_botocore() -> None:
     for text in ("2026-11-29T00:46:00Z", "2026-11-29T00:46:00.123Z", "2026-11-29T02:46:00+02:00", "1700000000"):
         assert fast_timestamp(text) == parse_timestamp(text), text
     assert fast_timestamp("2026-11-29T00:46:00Z").tzinfo is not None
+
+
+def test_the_form_encoded_once_is_botocores_own_body() -> None:
+    """`encode_form_once` replaces botocore's dict body by its urlencoded text before signing: the bytes must be
+    exactly what botocore would have sent (and signed), unicode and reserved characters included."""
+    from botocore.awsrequest import AWSRequest
+
+    from watchdog.sources.cloudwatch import encode_form_once
+
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    model = client.meta.service_model.operation_model("GetMetricData")
+    odd = Rule.model_validate({
+        "name": "odd", "category": "performance", "source": "cw", "threshold": "> 1",
+        "metric": {"namespace": "Odd/ns é", "name": "Lat&ency=1+2", "dimensions": {"Service": "a b/ü?#%"},
+                   "stat": "p99", "period": "60s"},
+    })
+    queries = pack([rule_queries(f"q{i}", Query(f"t/{i}", odd)) for i in range(600)])[0]
+    params = {"MetricDataQueries": queries, "StartTime": datetime(2026, 1, 1, tzinfo=UTC),
+              "EndTime": datetime(2026, 1, 1, 0, 5, tzinfo=UTC), "ScanBy": "TimestampAscending"}
+    serialized = client._serializer.serialize_to_request(params, model)
+    theirs = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
+    ours = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
+    encode_form_once(ours)
+    assert isinstance(ours.data, str) and len(queries) == 500
+    assert ours.body == theirs.body and ours.prepare().body == theirs.prepare().body
+
+
+async def test_requests_are_signed_right_with_the_form_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto checking signatures (INITIAL_NO_AUTH_ACTION_COUNT: the first 3 calls set up a user) accepts the
+    daemon's two 500+ query calls signed with that user's keys, and refuses them under a wrong secret."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import time
+
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await asyncio.sleep(0.1)
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1")
+        iam.create_user(UserName="watchdog")
+        # moto checks the action under the endpoint's prefix (monitoring:), AWS under cloudwatch:.
+        iam.put_user_policy(UserName="watchdog", PolicyName="read", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",'
+            ' "Action": ["cloudwatch:GetMetricData", "monitoring:GetMetricData"]}]}'))
+        key = iam.create_access_key(UserName="watchdog")["AccessKey"]
+        qs = [Query(f"t/r{i}", rule(f"r{i}", "Signed é", metric=f"M {i}&x")) for i in range(600)]
+
+        async def poll(secret: str) -> object:
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+            proxy_src = source(url, qs, attempts=1)
+            await proxy_src.start()
+            try:
+                return await proxy_src.poll(datetime.now(UTC))
+            except SourceError as exc:
+                return exc
+            finally:
+                await proxy_src.close()
+
+        got = await poll(key["SecretAccessKey"])
+        assert isinstance(got, dict) and len(got) == 600, got
+        refused = await poll(key["SecretAccessKey"] + "x")
+        assert isinstance(refused, SourceError) and "SignatureDoesNotMatch" in str(refused), refused
+    finally:
+        moto.terminate()
+        moto.wait(10)

@@ -394,3 +394,55 @@ def test_change_points_compare_each_value_with_the_one_over_earlier():
     assert change_points([(t0, True), (t0 + day, False)], day, day) == []  # booleans have no percent
     # a gap: no reading `over` earlier means no change, never an assumed one
     assert change_points([(t0, 1.0), (t0 + 3 * day, 9.0)], day, day) == []
+
+
+# --- the fast scan against the plain definition -------------------------------------
+
+
+def reference_window(s: RuleSpec, points, now: datetime, since: datetime | None = None):
+    """SPEC 4.1 written plainly (float-free): the bucket grid from the epoch, newest point per bucket wins,
+    a value of the wrong kind is missing. `rules._scan` must give the same answer, bucket for bucket."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    p_us = s.period // timedelta(microseconds=1)
+
+    def start_of(ts: datetime) -> datetime:
+        us = (ts - epoch) // timedelta(microseconds=1)
+        return epoch + timedelta(microseconds=us - us % p_us)
+
+    end = start_of(now) + (s.period if not s.complete_buckets_only else timedelta(0))
+    starts = [end - s.period * k for k in range(s.evaluation_periods, 0, -1)]
+    out = []
+    for start in starts:
+        inside = [(ts, v) for ts, v in points if start_of(ts) == start]
+        kept = max(inside, key=lambda p: p[0]) if inside else None
+        # several points with the same timestamp: the later one in the list wins, as in the daemon
+        if kept is not None:
+            kept = [p for p in inside if p[0] == kept[0]][-1]
+        if kept is None or (since is not None and start < since) or not s.threshold.accepts(kept[1]):
+            out.append((start, None, None))
+        else:
+            out.append((start, kept[1], s.threshold.breached_by(kept[1])))
+    return out
+
+
+ON_A_BOUNDARY = st.integers(-28_800, 200).map(lambda k: k * 500_000)  # bucket edges of every period below
+
+
+@settings(max_examples=400)
+@given(
+    specs(),
+    st.sampled_from([timedelta(milliseconds=500), timedelta(seconds=7), MIN, timedelta(hours=1)]),
+    st.lists(st.tuples(st.one_of(st.integers(-4 * 3600 * 10**6, 10**8), ON_A_BOUNDARY), values_st), max_size=30),
+    st.one_of(st.integers(0, 3600 * 10**6), ON_A_BOUNDARY.filter(lambda us: us >= 0)),
+    st.one_of(st.none(), st.integers(-4 * 3600 * 10**6, 10**8)),
+)
+def test_scan_matches_the_plain_definition(s: RuleSpec, period, raw, now_us: int, since_us) -> None:
+    s = RuleSpec(s.threshold, period, s.evaluation_periods, s.datapoints_to_alarm, s.missing_data,
+                 s.complete_buckets_only)
+    now = T0 + timedelta(microseconds=now_us)
+    points = [(T0 + timedelta(microseconds=us), v) for us, v in raw]
+    since = None if since_us is None else T0 + timedelta(microseconds=since_us)
+    assert [tuple(b) for b in window(s, points, now, since)] == reference_window(s, points, now, since)
+    ev = evaluate(s, points, now)
+    newest = [b for b in reference_window(s, points, now) if b[1] is not None]
+    assert (ev.value, ev.value_at) == ((newest[-1][1], newest[-1][0]) if newest else (None, None))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, evaluate_fresh
 
@@ -28,8 +28,8 @@ class Phase(StrEnum):
     EXHAUSTED = "exhausted"  # no more automatic action; a human must act
 
 
-@dataclass(frozen=True)
-class RuleView:
+class RuleView(NamedTuple):
+    # A tuple: the board builds one per rule per evaluation.
     name: str
     level: int
     spec: RuleSpec

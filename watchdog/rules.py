@@ -15,10 +15,12 @@ the current bucket is included (`complete_buckets_only=False`).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from typing import NamedTuple
 
 from watchdog.config.types import Threshold
 
@@ -47,15 +49,14 @@ class RuleSpec:
     complete_buckets_only: bool = True
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):
+    # A tuple, not a dataclass: one is built per bucket per rule per poll (5 000 rules x N).
     start: datetime
     value: Value | None
     breaching: bool | None  # None: missing
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     state: RuleState
     value: Value | None  # the newest present value in the window
     value_at: datetime | None  # start of that value's bucket
@@ -67,32 +68,58 @@ class Evaluation:
 
 
 def align(ts: datetime, period: timedelta) -> datetime:
-    step = period.total_seconds()
-    return EPOCH + timedelta(seconds=((ts - EPOCH).total_seconds() // step) * step)
+    # timedelta arithmetic is exact (integer microseconds) and stays in C.
+    return ts - (ts - EPOCH) % period
 
 
 def window(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: datetime | None = None) -> list[Bucket]:
     """The N buckets to judge, oldest first; buckets starting before `since` count as missing."""
-    end = align(now, spec.period)
+    return list(_scan(spec, points, grid(spec, now), since)[0])
+
+
+def grid(spec: RuleSpec, now: datetime) -> list[datetime]:
+    """The window's N+1 bucket edges, oldest first. Rules that share period, N and `now` share it
+    (the board computes it once for them)."""
+    period = spec.period
+    n = spec.evaluation_periods
+    end = now - (now - EPOCH) % period
     if not spec.complete_buckets_only:
-        end += spec.period
-    starts = [end - spec.period * k for k in range(spec.evaluation_periods, 0, -1)]
-    newest: dict[datetime, Datapoint] = {}
-    first = starts[0]
+        end += period
+    first = end - period * n
+    return [first + period * k for k in range(n + 1)]
+
+
+def _scan(
+    spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetime], since: datetime | None
+) -> tuple[tuple[Bucket, ...], int, int, Bucket | None]:
+    """The window's buckets, how many are present and breaching, and the newest present one."""
+    n = len(edges) - 1
+    newest_ts: list[datetime | None] = [None] * (n + 2)  # slots 0 and n+1: before and after the window
+    newest_v: list[Value | None] = [None] * (n + 2)
     for ts, value in points:
-        if ts < first or ts >= end:
-            continue
-        b = align(ts, spec.period)
-        if b not in newest or newest[b][0] <= ts:
-            newest[b] = (ts, value)
-    out = []
-    for start in starts:
-        if start in newest and (since is None or start >= since) and spec.threshold.accepts(newest[start][1]):
-            value = newest[start][1]
-            out.append(Bucket(start, value, spec.threshold.breached_by(value)))
+        k = bisect_right(edges, ts)  # 1..n inside the window
+        held = newest_ts[k]
+        if held is None or held <= ts:
+            newest_ts[k], newest_v[k] = ts, value
+    threshold = spec.threshold
+    wants_bool = isinstance(threshold.value, bool)
+    compare, limit = threshold.compare, threshold.value
+    buckets = []
+    present = breaching = 0
+    newest = None
+    for k in range(1, n + 1):
+        start = edges[k - 1]
+        value = newest_v[k]
+        # A value of the wrong kind (bool vs number) is missing, never "not breaching".
+        if newest_ts[k] is not None and isinstance(value, bool) is wants_bool and (since is None or start >= since):
+            hit = compare(value, limit)
+            newest = Bucket(start, value, hit)
+            buckets.append(newest)
+            present += 1
+            breaching += hit
         else:
-            out.append(Bucket(start, None, None))
-    return out
+            buckets.append(Bucket(start, None, None))
+    return tuple(buckets), present, breaching, newest
 
 
 def change_points(points: Sequence[Datapoint], over: timedelta, period: timedelta) -> list[Datapoint]:
@@ -123,24 +150,24 @@ def evaluate(
     points: Sequence[Datapoint],
     now: datetime,
     previous: RuleState = RuleState.INSUFFICIENT_DATA,
+    edges: Sequence[datetime] | None = None,
 ) -> Evaluation:
-    """The rule's state now, with CloudWatch's meanings of `missing_data`."""
-    buckets = window(spec, points, now)
-    present = [b for b in buckets if b.breaching is not None]
-    missing = len(buckets) - len(present)
-    breaching = sum(1 for b in present if b.breaching)
+    """The rule's state now, with CloudWatch's meanings of `missing_data`. `edges`: `grid(spec, now)`
+    when the caller already has it."""
+    buckets, present, breaching, newest = _scan(spec, points, edges or grid(spec, now), None)
+    n = len(buckets)
     m = spec.datapoints_to_alarm
     mode = spec.missing_data
     if mode == "breaching":
-        breaching += missing
+        breaching += n - present
     if not present and mode in ("missing", "ignore"):
         state = previous if mode == "ignore" else RuleState.INSUFFICIENT_DATA
-        reason = f"no datapoints in the last {len(buckets)} periods" + (" (state kept: ignore)" if mode == "ignore" else "")
-        return _result(state, buckets, breaching, len(present), m, reason)
+        reason = f"no datapoints in the last {n} periods" + (" (state kept: ignore)" if mode == "ignore" else "")
+        return _result(state, buckets, newest, breaching, present, m, reason)
     state = RuleState.ALARM if breaching >= m else RuleState.OK
-    counted = len(buckets) if mode in ("breaching", "not_breaching") else len(present)
+    counted = n if mode in ("breaching", "not_breaching") else present
     reason = f"{breaching} of {counted} datapoints breach {spec.threshold} (alarm at {m})"
-    return _result(state, buckets, breaching, len(present), m, reason)
+    return _result(state, buckets, newest, breaching, present, m, reason)
 
 
 def evaluate_fresh(
@@ -155,26 +182,18 @@ def evaluate_fresh(
     (`lenient_m`, for the rules that must prove they recovered); otherwise the
     full M is needed, so one blip of a bystander rule does not escalate.
     """
-    buckets = window(spec, points, now, since=since)
-    present = [b for b in buckets if b.breaching is not None]
-    breaching = sum(1 for b in present if b.breaching)
+    buckets, present, breaching, newest = _scan(spec, points, grid(spec, now), since)
     if not present:
-        return _result(RuleState.INSUFFICIENT_DATA, buckets, 0, 0, spec.datapoints_to_alarm, "no datapoint newer than the action yet")
-    needed = min(spec.datapoints_to_alarm, len(present)) if lenient_m else spec.datapoints_to_alarm
+        return _result(RuleState.INSUFFICIENT_DATA, buckets, newest, 0, 0, spec.datapoints_to_alarm,
+                       "no datapoint newer than the action yet")
+    needed = min(spec.datapoints_to_alarm, present) if lenient_m else spec.datapoints_to_alarm
     state = RuleState.ALARM if breaching >= needed else RuleState.OK
-    reason = f"{breaching} of {len(present)} datapoints since the action breach {spec.threshold} (alarm at {needed})"
-    return _result(state, buckets, breaching, len(present), needed, reason)
+    reason = f"{breaching} of {present} datapoints since the action breach {spec.threshold} (alarm at {needed})"
+    return _result(state, buckets, newest, breaching, present, needed, reason)
 
 
-def _result(state: RuleState, buckets: list[Bucket], breaching: int, present: int, needed: int, reason: str) -> Evaluation:
-    newest = next((b for b in reversed(buckets) if b.value is not None), None)
-    return Evaluation(
-        state=state,
-        value=newest.value if newest else None,
-        value_at=newest.start if newest else None,
-        breaching=breaching,
-        present=present,
-        needed=needed,
-        buckets=tuple(buckets),
-        reason=reason,
-    )
+def _result(state: RuleState, buckets: tuple[Bucket, ...], newest: Bucket | None, breaching: int, present: int,
+            needed: int, reason: str) -> Evaluation:
+    if newest is None:
+        return Evaluation(state, None, None, breaching, present, needed, buckets, reason)
+    return Evaluation(state, newest.value, newest.start, breaching, present, needed, buckets, reason)

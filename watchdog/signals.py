@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.escalation import RuleView
-from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, change_points, evaluate
+from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, change_points, evaluate, grid
 from watchdog.sources.base import Query
 
 
@@ -78,12 +78,18 @@ class SignalBoard:
                 slot.note = f"source {r.source} has not answered yet"
                 self.slots[rule_key(t.name, r.name)] = slot
         self._targets = {t.name: t for t in cfg.targets}
+        # Keys, not slots: reload swaps a kept rule's slot object in under the same key.
+        self._keys_of_target = {t.name: [rule_key(t.name, r.name) for r in t.rules] for t in cfg.targets}
+        self._keys_of_source: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
+        for key, slot in self.slots.items():
+            self._keys_of_source[slot.rule.source].append(key)
+        self._sources_of_target = {t.name: sorted({r.source for r in t.rules}) for t in cfg.targets}
 
     def queries(self, source: str) -> list[Query]:
-        return [Query(k, s.rule) for k, s in self.slots.items() if s.rule.source == source]
+        return [Query(k, self.slots[k].rule) for k in self._keys_of_source.get(source, ())]
 
     def targets_of(self, source: str) -> list[str]:
-        return sorted({s.target for s in self.slots.values() if s.rule.source == source})
+        return sorted({self.slots[k].target for k in self._keys_of_source.get(source, ())})
 
     def source_ok(self, name: str, data: dict[str, Sequence[Datapoint]], now: datetime) -> None:
         h = self.sources[name]
@@ -111,7 +117,7 @@ class SignalBoard:
     def blind_sources(self, target: str, now: datetime) -> dict[str, str]:
         """The sources this target reads that have failed for longer than their `blind_after`, with why."""
         out = {}
-        for name in sorted({s.rule.source for s in self.slots.values() if s.target == target}):
+        for name in self._sources_of_target[target]:
             h = self.sources[name]
             if h.failing_since is not None and now - h.failing_since >= self._blind_after[name]:
                 out[name] = f"source {name} down since {h.failing_since:%H:%M:%SZ}: {h.last_error}"
@@ -121,32 +127,36 @@ class SignalBoard:
         h = self.sources[name]
         h.up, h.last_poll, h.last_error = False, now, error
         h.failing_since = h.failing_since or now
-        for slot in self.slots.values():
-            if slot.rule.source == name:
-                slot.points = ()
-                slot.note = f"source {name} down: {error}"
+        for key in self._keys_of_source.get(name, ()):
+            slot = self.slots[key]
+            slot.points = ()
+            slot.note = f"source {name} down: {error}"
 
     def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
         views = {}
-        for key, slot in self.slots.items():
-            if slot.target != target:
-                continue
+        slots, sources = self.slots, self.sources
+        grids: dict[tuple[timedelta, int, bool, datetime], list[datetime]] = {}
+        for key in self._keys_of_target[target]:
+            slot = slots[key]
+            rule, spec = slot.rule, slot.spec
             # A sampled source's window ends at its own last reading: evaluating it because
             # another source polled must not see a gap where the next reading is not due yet.
             at = now
-            health = self.sources[slot.rule.source]
-            if not slot.spec.complete_buckets_only and health.last_success is not None:
-                at = health.last_success
+            if not spec.complete_buckets_only:
+                at = sources[rule.source].last_success or now
             points = slot.points
-            if slot.rule.change is not None:
-                points = change_points(points, slot.rule.change.over, slot.spec.period)
-            if slot.rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
-                points = [p for p in points if p[0] >= now - slot.rule.max_age]
-            ev = evaluate(slot.spec, points, at, slot.state)
+            if rule.change is not None:
+                points = change_points(points, rule.change.over, spec.period)
+            if rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
+                points = [p for p in points if p[0] >= now - rule.max_age]
+            edges = grids.get((spec.period, spec.evaluation_periods, spec.complete_buckets_only, at))
+            if edges is None:
+                edges = grids[spec.period, spec.evaluation_periods, spec.complete_buckets_only, at] = grid(spec, at)
+            ev = evaluate(spec, points, at, slot.state, edges)
             if slot.note:
                 ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
             slot.evaluation, slot.state = ev, ev.state
-            views[slot.rule.name] = RuleView(slot.rule.name, slot.rule.level, slot.spec, tuple(points), ev)
+            views[rule.name] = RuleView(rule.name, rule.level, spec, points, ev)
         return views
 
     def target(self, name: str) -> Target:

@@ -6,6 +6,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import timedelta
 from typing import Annotated, Any, Callable
 
@@ -67,11 +68,20 @@ class Threshold:
     def breached_by(self, value: float | bool) -> bool:
         if not self.accepts(value):
             return False
-        return _OPS[self.op](value, self.value)
+        return self.compare(value, self.value)
 
-    def __str__(self) -> str:
+    @cached_property
+    def compare(self) -> Callable[[Any, Any], bool]:
+        """The operator itself (the hot path checks `accepts` once, then calls this)."""
+        return _OPS[self.op]
+
+    @cached_property
+    def _text(self) -> str:
         v = str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
         return f"{self.op} {v}"
+
+    def __str__(self) -> str:
+        return self._text
 
 
 def parse_threshold(value: Any) -> Threshold:
