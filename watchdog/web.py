@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -28,7 +29,9 @@ def build_web(app: "App") -> web.Application:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[APP_KEY].metrics.expose()
+    # In a thread: at 5 000 rules rendering takes ~100 ms, which on the loop would hold up polls and levels.
+    # prometheus_client's registry is thread-safe (each metric copies its children under its lock).
+    body = await asyncio.to_thread(request.app[APP_KEY].metrics.expose)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
