@@ -423,28 +423,32 @@ def test_the_fast_timestamp_parser_agrees_with_botocore() -> None:
 
 
 def test_the_form_encoded_once_is_botocores_own_body() -> None:
-    """`encode_form_once` replaces botocore's dict body by its urlencoded text before signing: the bytes must be
-    exactly what botocore would have sent (and signed), unicode and reserved characters included."""
+    """`FormEncoder` replaces botocore's dict body by its urlencoded text before signing: the bytes must be
+    exactly what botocore would have sent (and signed), unicode and reserved characters included, on the
+    first call and on later ones (which reuse the quoted query fields) with new times."""
     from botocore.awsrequest import AWSRequest
 
-    from watchdog.sources.cloudwatch import encode_form_once
+    from watchdog.sources.cloudwatch import FormEncoder
 
     client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     model = client.meta.service_model.operation_model("GetMetricData")
     odd = Rule.model_validate({
         "name": "odd", "category": "performance", "source": "cw", "threshold": "> 1",
-        "metric": {"namespace": "Odd/ns é", "name": "Lat&ency=1+2", "dimensions": {"Service": "a b/ü?#%"},
-                   "stat": "p99", "period": "60s"},
+        "metric": {"namespace": "Odd/ns é", "name": "Lat&ency=1+2", "dimensions": {"Service": "a b/ü?#%", "Z": "~*'"},
+                   "stat": "p99", "period": "60s", "unit": "Milliseconds"},
     })
     queries = pack([rule_queries(f"q{i}", Query(f"t/{i}", odd)) for i in range(600)])[0]
-    params = {"MetricDataQueries": queries, "StartTime": datetime(2026, 1, 1, tzinfo=UTC),
-              "EndTime": datetime(2026, 1, 1, 0, 5, tzinfo=UTC), "ScanBy": "TimestampAscending"}
-    serialized = client._serializer.serialize_to_request(params, model)
-    theirs = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
-    ours = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
-    encode_form_once(ours)
-    assert isinstance(ours.data, str) and len(queries) == 500
-    assert ours.body == theirs.body and ours.prepare().body == theirs.prepare().body
+    encode = FormEncoder()
+    for minute_ in range(3):
+        params = {"MetricDataQueries": queries, "StartTime": datetime(2026, 1, 1, 0, minute_, tzinfo=UTC),
+                  "EndTime": datetime(2026, 1, 1, 0, 5 + minute_, tzinfo=UTC), "ScanBy": "TimestampAscending",
+                  **({"NextToken": f"tok+/={minute_}"} if minute_ else {})}
+        serialized = client._serializer.serialize_to_request(params, model)
+        theirs = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
+        ours = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
+        encode(ours)
+        assert isinstance(ours.data, str) and len(queries) == 500
+        assert ours.body == theirs.body and ours.prepare().body == theirs.prepare().body
 
 
 async def test_requests_are_signed_right_with_the_form_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,3 +140,57 @@ targets:
         assert app.board.slots["web/gdpr"].spec.period == timedelta(minutes=5)
     finally:
         await app.stop()
+
+
+async def test_reload_drops_the_series_of_removed_rules_and_targets(tmp_path, admin_api):
+    """A rule or target the new config no longer has leaves /metrics (it would report its last state forever);
+    a new one appears as insufficient_data; a rule that changed category is exported under the new one only."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    text = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
+sources: [{{name: c, type: http_json, url: "http://127.0.0.1:9/c", interval: 1h}}]
+targets:
+{targets}
+"""
+    target = """
+  - name: {name}
+    rules: [{rules}]
+    levels: [{{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}]"""
+
+    def rule(name: str, category: str = "security") -> str:
+        return f'{{name: {name}, category: {category}, source: c, field: ok, threshold: "== false"}}'
+
+    def cfg(*targets: tuple[str, list[str]]):
+        body = "".join(target.format(name=n, rules=", ".join(rs), admin=admin_api.url) for n, rs in targets)
+        return parse_config(text.format(tmp=tmp_path, targets=body), {})
+
+    def series(app: App) -> set[tuple[str, ...]]:
+        out = set()
+        for family in app.metrics.registry.collect():
+            for s in family.samples:
+                if s.name in ("watchdog_rule_state", "watchdog_target_level", "watchdog_incidents_open"):
+                    out.add((s.name, *sorted(s.labels.items())))
+        return out
+
+    app = App(cfg(("web", [rule("gdpr"), rule("leak")]), ("api", [rule("cost", "cost")])))
+    await app.start(schedule=False)
+    try:
+        app.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would
+        assert app.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 1.0
+        await app.reload(cfg(("web", [rule("gdpr"), rule("fresh"), rule("cost2", "cost")]),
+                             ("new", [rule("cost", "performance")])))
+        got = series(app)
+        names = {(s[0], dict(s[1:]).get("target"), dict(s[1:]).get("rule"), dict(s[1:]).get("category")) for s in got}
+        assert names == {
+            ("watchdog_rule_state", "web", "gdpr", "security"), ("watchdog_rule_state", "web", "fresh", "security"),
+            ("watchdog_rule_state", "web", "cost2", "cost"), ("watchdog_rule_state", "new", "cost", "performance"),
+            ("watchdog_target_level", "web", None, None), ("watchdog_target_level", "new", None, None),
+            ("watchdog_incidents_open", "web", None, None), ("watchdog_incidents_open", "new", None, None),
+        }
+        assert app.metrics.registry.get_sample_value("watchdog_rule_state", {"target": "web", "rule": "fresh",
+                                                                             "category": "security"}) == 2
+        assert app.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) is None
+    finally:
+        await app.stop()

@@ -27,7 +27,7 @@ from watchdog.sdnotify import SystemdNotifier
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
 from watchdog.lock import StateLock
-from watchdog.metrics import Metrics
+from watchdog.metrics import Metrics, RuleSeries, rule_labels
 from watchdog.notify import Notifier, build_channels
 from watchdog.outbox import MemoryOutbox, SqliteOutbox
 from watchdog.sources import AlertStore
@@ -68,6 +68,7 @@ class App:
         self.dry_run = cfg.watchdog.dry_run if dry_run is None else dry_run
         self.serve_http = serve_http
         self.metrics = Metrics()
+        self.rule_series = RuleSeries(self.metrics)
         # Without one handed in, start() opens the SQLite store at state_path (and stop() closes it).
         self.journal: Journal = journal if journal is not None else MemoryJournal()
         self._store: SqliteStore | None = None
@@ -136,8 +137,7 @@ class App:
             )
             self.metrics.target_level.labels(t.name).set(0)
             self.metrics.incidents_open.labels(t.name).set(0)
-            for r in t.rules:
-                self.metrics.rule_state.labels(t.name, r.name, r.category).set(2)
+        self.rule_series.keep(rule_labels(self.cfg))
         self.metrics.paused.set(0)
         self.spawn(self.notifier.run(), "notifier")
         if self._store is not None:
@@ -339,16 +339,11 @@ class App:
         now = self.clock.now()
         self._expire_pauses(now)
         views = board.evaluate(target, now)
+        record = self.rule_series.record
         for rname, view in views.items():
-            cat = board.slots[f"{target}/{rname}"].rule.category
-            self.metrics.rule_state.labels(target, rname, cat).set(view.evaluation.state.number)
-            if view.evaluation.value is not None:
-                self.metrics.rule_value.labels(target, rname).set(float(view.evaluation.value))
-            else:  # no value now: a stale number would look like a reading
-                try:
-                    self.metrics.rule_value.remove(target, rname)
-                except KeyError:
-                    pass
+            ev = view.evaluation
+            record(target, rname, board.slots[f"{target}/{rname}"].rule.category, ev.state.number,
+                   None if ev.value is None else float(ev.value))
         self._last_eval = now
         self.metrics.last_evaluation.set(now.timestamp())
         ex = self.executors[target]

@@ -7,6 +7,8 @@ never become labels.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 
@@ -84,3 +86,46 @@ class Metrics:
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def rule_labels(cfg: Any) -> set[tuple[str, str, str]]:
+    """(target, rule, category) of every rule a Config holds."""
+    return {(t.name, r.name, r.category) for t in cfg.targets for r in t.rules}
+
+
+class RuleSeries:
+    """The per-rule series (state, value), each child looked up once: `labels()` for every rule on every
+    poll was 5 % of a poll's CPU at 1 000 rules. `keep` after a reload removes the series of rules that are
+    gone (or changed category), which would otherwise report their last state forever."""
+
+    def __init__(self, metrics: Metrics):
+        self._m = metrics
+        self._state: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._value: dict[tuple[str, str], Any] = {}
+
+    def record(self, target: str, rule: str, category: str, state: int, value: float | None) -> None:
+        key = (target, rule)
+        held = self._state.get(key)
+        if held is None or held[0] != category:
+            held = self._state[key] = (category, self._m.rule_state.labels(target, rule, category))
+        held[1].set(state)
+        if value is None:  # no value now: a stale number would look like a reading
+            if self._value.pop(key, None) is not None:
+                self._m.rule_value.remove(target, rule)
+            return
+        child = self._value.get(key)
+        if child is None:
+            child = self._value[key] = self._m.rule_value.labels(target, rule)
+        child.set(value)
+
+    def keep(self, rules: set[tuple[str, str, str]]) -> None:
+        """Only these (target, rule, category) remain exported; new ones start as insufficient_data (2)."""
+        for (target, rule), (category, _) in list(self._state.items()):
+            if (target, rule, category) not in rules:
+                self._m.rule_state.remove(target, rule, category)
+                del self._state[target, rule]
+                if self._value.pop((target, rule), None) is not None:
+                    self._m.rule_value.remove(target, rule)
+        for target, rule, category in rules:
+            if (target, rule) not in self._state:
+                self.record(target, rule, category, 2, None)

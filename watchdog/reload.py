@@ -15,6 +15,7 @@ from typing import Any, TYPE_CHECKING
 from watchdog.config.models import Config
 from watchdog.escalation import TargetMachine
 from watchdog.executor import TargetExecutor
+from watchdog.metrics import rule_labels
 from watchdog.notify import build_channels
 from watchdog.redact import redactor_for
 from watchdog.signals import SignalBoard
@@ -104,4 +105,16 @@ async def _swap(app: "App", new: Config) -> None:
             ex.machine.max_rollbacks_per_hour = t.escalation.max_rollbacks_per_hour
             ex.set_redactor(app.redactor)
         executors[t.name] = ex
+    for gone in set(app.executors) - set(executors):  # its series would report a level and incident forever
+        for gauge in (app.metrics.target_level, app.metrics.incidents_open, app.metrics.target_exhausted,
+                      app.metrics.target_blind):
+            try:
+                gauge.remove(gone)
+            except KeyError:
+                pass
+    for t in new.targets:
+        if t.name not in app.executors:
+            app.metrics.target_level.labels(t.name).set(0)
+            app.metrics.incidents_open.labels(t.name).set(0)
     app.executors = executors
+    app.rule_series.keep(rule_labels(new))

@@ -7,6 +7,7 @@ This is the only module that reads the process environment.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,7 +79,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") -> Config:
     """`environ` feeds `${VAR}`; `WATCHDOG_*` overrides always come from os.environ."""
     try:
-        data = yaml.load(text, Loader=_LOADER)
+        data = _compact(yaml.load(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -136,6 +137,16 @@ def _expand(value: Any, path: Path_, env: Mapping[str, str], problems: list[str]
     if isinstance(value, list):
         return [_expand(v, path + (i,), env, problems, lines) for i, v in enumerate(value)]
     return value
+
+
+def _compact(data: Any) -> Any:
+    """The same tree, re-made after PyYAML's node graph (several times the data: 67 MB for a 10 MB tree of
+    5 000 rules) is gone. Built while that graph was alive, the tree and the models validated from it pin
+    half-empty memory arenas for the daemon's lifetime (bench: +69 MB of RSS, +28 MB once re-made).
+    A safe-loaded tree holds only plain types, which pickle round-trips exactly."""
+    blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+    del data  # a YAML alias can make a cycle; then the collector frees the old tree a little later
+    return pickle.loads(blob)
 
 
 class LineIndex:
