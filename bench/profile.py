@@ -39,16 +39,17 @@ KEY_FRAMES = [
     ("watchdog/app.py", "App._poll", "a whole poll (fetch + evaluation)"),
     ("watchdog/sources/cloudwatch.py", "CloudWatch.poll", "the CloudWatch fetch"),
     ("aiobotocore/client.py", "AioBaseClient._make_api_call", "one GetMetricData through aiobotocore"),
-    ("botocore/validate.py", "ParamValidationDecorator.serialize_to_request", "  request: validate + serialize the 500 queries"),
+    ("botocore/serialize.py", "QuerySerializer.serialize_to_request", "  request: serialize the 500 queries (validation is off)"),
     ("aiobotocore/endpoint.py", "AioEndpoint.create_request", "  request: form body + SigV4 signing"),
-    ("botocore/auth.py", "SigV4Auth.add_auth", "    SigV4 signing (re-encodes the body to hash it)"),
+    ("watchdog/sources/cloudwatch.py", "FormEncoder.__call__", "    form body, encoded once (quoted query fields kept)"),
+    ("botocore/auth.py", "SigV4Auth.add_auth", "    SigV4 signing"),
     ("aiobotocore/parsers.py", "AioResponseParser.parse", "  answer: XML parsing into dicts"),
     ("botocore/utils.py", "parse_timestamp", "    of which timestamps by botocore's dateutil path"),
     ("watchdog/sources/cloudwatch.py", "fast_timestamp", "    of which timestamps by the daemon's parser (since a4b77fe)"),
     ("watchdog/signals.py", "SignalBoard.source_ok", "storing the datapoints"),
     ("watchdog/app.py", "App.evaluate", "evaluation, metrics and the escalation machine"),
     ("watchdog/signals.py", "SignalBoard.evaluate", "  rule evaluation (board)"),
-    ("prometheus_client/metrics.py", "MetricWrapperBase.labels", "  metric label lookups"),
+    ("watchdog/metrics.py", "RuleSeries.record", "  per-rule series (state, value)"),
     ("watchdog/executor.py", "TargetExecutor.observe", "  escalation machine"),
 ]
 
@@ -262,8 +263,9 @@ def render(r: dict[str, Any]) -> str:
     if "peak_kb" in ct:
         lines += [f"Loading the config of 1 000 rules under tracemalloc: Python allocations peak at "
                   f"{ct['peak_kb'] / 1024:.1f} MB while parsing; the Config keeps {ct['kept_kb'] / 1024:.1f} MB. "
-                  "The difference is the YAML read twice (`yaml.compose` for line numbers, then `yaml.safe_load`); "
-                  "freed, it stays in the process's RSS.", ""]
+                  "The difference is PyYAML's node graph (libyaml builds every node, with its marks, before the "
+                  "tree): freed once the tree is made, and the loader re-makes the tree after it so the memory "
+                  "can go back (`watchdog/config/loader.py:_compact`); the peak itself remains in VmHWM.", ""]
     ev = r.get("evaluation_5000", {})
     if ev.get("profile"):
         lines += ["## Evaluation alone, 5 000 rules (cProfile)", "", "| function | own | cumulative | calls |",

@@ -82,6 +82,8 @@ def main_table(r: dict[str, Any]) -> list[str]:
     row("  of which: rest of the poll (parse, evaluate), ms", lambda k: fig(sizes[k]["reaction_poll_part_s"]))
     row("  of which: poll end → request at the admin API, ms", lambda k: fig(sizes[k]["reaction_action_part_s"]))
     row("**peak RSS** (VmHWM), MB", lambda k: fig(sizes[k]["peak_rss_mb"], scale=1.0))
+    row("  RSS at the end of the run (VmRSS), MB", lambda k: fig(sizes[k]["rss_end_mb"], scale=1.0)
+        if "rss_end_mb" in sizes[k] else "-")
     row("`/metrics` scrape, ms (body size)", lambda k: f"{fig(sizes[k]['scrape_s'], digits=2)} ({sizes[k]['metrics_bytes'] / 1024:.0f} KiB)")
     row("daemon start → `started`, s", lambda k: fig(sizes[k]["startup_s"], scale=1.0, digits=2))
     row("baseline: requests per sweep", lambda k: "/".join(str(c) for c in base[k]["calls_per_sweep"]) + (

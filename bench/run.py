@@ -298,6 +298,7 @@ def summarize_size(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "reaction_poll_part_s": spread([r["reaction_poll_part_s"] for r in runs if "reaction_poll_part_s" in r]),
         "reaction_action_part_s": spread([r["reaction_action_part_s"] for r in runs if "reaction_action_part_s" in r]),
         "peak_rss_mb": spread([r["vm_hwm_kb"] / 1024 for r in runs]),
+        "rss_end_mb": spread([r["vm_rss_kb"] / 1024 for r in runs]),
         "scrape_s": spread([med(r["scrape_s"]) for r in runs if r["scrape_s"]]),
         "metrics_bytes": runs[-1]["metrics_bytes"],
         "startup_s": spread([r["startup_s"] for r in runs]),

@@ -124,7 +124,7 @@ def datums(n: int, minutes: list[datetime], seed: int = 0) -> list[dict]:
 
 def fetch_window(now: datetime) -> tuple[datetime, datetime]:
     """The window the daemon asks for (watchdog.sources.cloudwatch.fetch_window for these rules)."""
-    lookback = (EVALUATION_PERIODS + 1) * PERIOD_S
+    lookback = EVALUATION_PERIODS * PERIOD_S
     start_s = ((now.timestamp()) - lookback) // PERIOD_S * PERIOD_S
     return datetime.fromtimestamp(start_s, timezone.utc), now.replace(microsecond=0)
 

@@ -17,7 +17,7 @@ from botocore.parsers import ResponseParserError
 from watchdog.config import parse_config
 from watchdog.config.models import AwsSection, CloudWatchSource, Rule
 from watchdog.metrics import Metrics
-from watchdog.rules import RuleState
+from watchdog.rules import RuleSpec, RuleState, window
 from watchdog.signals import SignalBoard
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack, rule_queries
@@ -99,8 +99,17 @@ def test_batches_and_window_alignment() -> None:
     qs = [Query("t/a", rule("a", "X", n=5, period="60s")), Query("t/b", rule("b", "X", n=2, period="300s"))]
     start, end = fetch_window(qs, now)
     assert start.timestamp() % 300 == 0 and start.timestamp() % 60 == 0  # aligned to every period
-    assert start <= now - 3 * timedelta(seconds=300)  # (n + 1) periods of the longest lookback
+    # b's 2 complete 5-minute buckets before the filling one (12:05) start at 11:55; nothing older is fetched
+    assert start == datetime(2024, 1, 1, 11, 55, tzinfo=UTC)
     assert end == now.replace(microsecond=0)
+    for q in qs:  # every rule's window lies inside
+        spec = RuleSpec(q.rule.judged_by, q.rule.period, q.rule.evaluation_periods, q.rule.m)
+        assert [b.start for b in window(spec, [], now)][0] >= start
+    change = Rule.model_validate({"name": "c", "category": "cost", "source": "cw", "evaluation_periods": 5,
+                                  "change": {"over": "1h", "percent": "> 50"},
+                                  "metric": {"namespace": "X", "name": "Cost", "stat": "Sum", "period": "60s"}})
+    start, _ = fetch_window([Query("t/c", change)], now)
+    assert start == datetime(2024, 1, 1, 11, 2, tzinfo=UTC)  # 12:07 - 5 min - 1 h
 
 
 def _client_error(code: str, status: int) -> ClientError:

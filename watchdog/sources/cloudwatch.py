@@ -105,10 +105,12 @@ def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> l
 
 
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
-    """One window for all queries, its start aligned to every period so buckets line up."""
+    """One window for all queries, its start aligned to every period so buckets line up: back to the first
+    of each rule's N complete buckets (and `over` further for a change rule), no further. An older bucket
+    is never judged, and each one is another datapoint per query to fetch, parse and scan."""
     periods = [int(q.rule.period.total_seconds()) for q in queries]  # type: ignore[union-attr]
     lookback = max(
-        (q.rule.evaluation_periods + 1) * p + (q.rule.change.over.total_seconds() if q.rule.change else 0)
+        q.rule.evaluation_periods * p + (q.rule.change.over.total_seconds() if q.rule.change else 0)
         for q, p in zip(queries, periods)
     )
     grid = math.lcm(*periods)
@@ -248,7 +250,7 @@ class CloudWatch:
                 # Every page is billed; an endpoint that never stops paging must not bill forever.
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for points in out.values():
-            points.sort(key=lambda p: p[0])
+            points.sort()  # (time, value) tuples: by time; already in order unless pages interleave
         for q in self._queries:
             if q.rule.min_samples is not None:
                 out[q.key] = enough_samples(out[q.key], samples[q.key], q.rule.min_samples)
