@@ -69,6 +69,7 @@ def main() -> int:
     n, repeats = int(sys.argv[1]), int(sys.argv[2])
     profile = "--profile" in sys.argv
     cfg, board, now = build(n)
+    gc.freeze()  # as the daemon does once started (watchdog/cli.py): the config and board stay out of GC scans
     targets = [t.name for t in cfg.targets]
     for _ in range(3):  # warm-up
         for t in targets:

@@ -22,6 +22,7 @@ from watchdog.signals import SignalBoard
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack, rule_queries
 
+from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
 
 UTC = timezone.utc
@@ -463,24 +464,7 @@ def test_the_form_encoded_once_is_botocores_own_body() -> None:
 async def test_requests_are_signed_right_with_the_form_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """moto checking signatures (INITIAL_NO_AUTH_ACTION_COUNT: the first 3 calls set up a user) accepts the
     daemon's two 500+ query calls signed with that user's keys, and refuses them under a wrong secret."""
-    import asyncio
-    import os
-    import subprocess
-    import sys
-    import time
-
-    port = closed_port()
-    url = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            await asyncio.sleep(0.1)
+    async with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="3") as url:
         iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1")
         iam.create_user(UserName="watchdog")
         # moto checks the action under the endpoint's prefix (monitoring:), AWS under cloudwatch:.
@@ -493,19 +477,16 @@ async def test_requests_are_signed_right_with_the_form_encoded_once(aws_env: dic
         async def poll(secret: str) -> object:
             monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-            proxy_src = source(url, qs, attempts=1)
-            await proxy_src.start()
+            src = source(url, qs, attempts=1)
+            await src.start()
             try:
-                return await proxy_src.poll(datetime.now(UTC))
+                return await src.poll(datetime.now(UTC))
             except SourceError as exc:
                 return exc
             finally:
-                await proxy_src.close()
+                await src.close()
 
         got = await poll(key["SecretAccessKey"])
         assert isinstance(got, dict) and len(got) == 600, got
         refused = await poll(key["SecretAccessKey"] + "x")
         assert isinstance(refused, SourceError) and "SignatureDoesNotMatch" in str(refused), refused
-    finally:
-        moto.terminate()
-        moto.wait(10)

@@ -8,12 +8,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from typing import Any
 from pathlib import Path
 
 import pytest
 
+from moto_process import moto_process
 from receivers import Receivers, receivers  # noqa: F401  (fixture)
 
 CONFIG = """
@@ -120,21 +120,8 @@ async def test_an_existing_state_file_that_is_read_only_fails(tmp_path, env) -> 
 
 async def test_bad_credentials_are_named(tmp_path, aws_env) -> None:
     """A moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0) refuses the test keys."""
-    port = closed_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            await asyncio.sleep(0.1)
-        code, out, _ = await validate(tmp_path, "  []", None, aws=f"http://127.0.0.1:{port}")
-    finally:
-        moto.terminate()
-        moto.wait(10)
+    async with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="0") as url:
+        code, out, _ = await validate(tmp_path, "  []", None, aws=url)
     assert code == 1
     assert row(out, "source cw (cloudwatch)") == (
         "FAIL  GetMetricData: InvalidClientTokenId: The security token included in the request is invalid.")
