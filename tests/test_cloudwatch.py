@@ -111,6 +111,15 @@ def test_batches_and_window_alignment() -> None:
                                   "metric": {"namespace": "X", "name": "Cost", "stat": "Sum", "period": "60s"}})
     start, _ = fetch_window([Query("t/c", change)], now)
     assert start == datetime(2024, 1, 1, 11, 2, tzinfo=UTC)  # 12:07 - 5 min - 1 h
+    # `over` of 90 s on 60 s buckets: the base of the first judged bucket (12:02) is align(12:00:30) = 12:00
+    odd = Rule.model_validate({**change.model_dump(mode="json", exclude_none=True), "change": {"over": "90s", "percent": "> 50"}})
+    start, _ = fetch_window([Query("t/odd", odd)], now)
+    assert start == datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    ratio = Rule.model_validate({"name": "r", "category": "performance", "source": "cw", "evaluation_periods": 5,
+                                 "threshold": "> 5", "expression": "100 * RATE(errors)",
+                                 "metrics": {"errors": {"namespace": "X", "name": "Errors", "stat": "Sum", "period": "60s"}}})
+    start, _ = fetch_window([Query("t/r", ratio)], now)
+    assert start == datetime(2024, 1, 1, 12, 1, tzinfo=UTC)  # one period before the first judged bucket (RATE, DIFF)
 
 
 def _client_error(code: str, status: int) -> ClientError:

@@ -32,3 +32,21 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
         for sample in fam.samples:
             extra = set(sample.labels) - BOUNDED - {"le"}
             assert not extra, f"{sample.name} carries unbounded-looking labels {extra}"
+
+
+def test_rule_series_keeps_one_series_per_rule_when_its_category_changes() -> None:
+    """A reload may change a rule's category while a poll is evaluating it: the old series goes at once."""
+    from watchdog.metrics import Metrics, RuleSeries
+
+    m = Metrics()
+    series = RuleSeries(m)
+    series.keep({("web", "r", "cost")})
+    series.record("web", "r", "cost", 1, 5.0)
+    series.record("web", "r", "security", 0, 4.0)
+    series.keep({("web", "r", "security")})
+    got = [(s.labels["category"], s.value) for f in m.registry.collect() for s in f.samples
+           if s.name == "watchdog_rule_state"]
+    assert got == [("security", 0.0)]
+    assert m.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "r"}) == 4.0
+    series.record("web", "r", "security", 2, None)
+    assert m.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "r"}) is None

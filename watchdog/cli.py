@@ -154,7 +154,8 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
         # out of the cyclic collector's scans. At 5 000 rules a full collection over it, set off by the
         # allocations of parsing an answer, added tens of ms to a poll at random (bench/README.md).
         # Reference counting still frees these objects; a reload thaws them first so the old config's
-        # cycles can go, and freezes the new one.
+        # cycles can go, and freezes the new one. Start-up's own cyclic garbage is collected first.
+        gc.collect()
         gc.freeze()
         while not stop.is_set():
             stopped, reload = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())

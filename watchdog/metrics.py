@@ -107,6 +107,8 @@ class RuleSeries:
         key = (target, rule)
         held = self._state.get(key)
         if held is None or held[0] != category:
+            if held is not None:  # a reload changed its category: one series per rule, never two
+                self._m.rule_state.remove(target, rule, held[0])
             held = self._state[key] = (category, self._m.rule_state.labels(target, rule, category))
         held[1].set(state)
         if value is None:  # no value now: a stale number would look like a reading

@@ -117,7 +117,7 @@ class SignalBoard:
     def blind_sources(self, target: str, now: datetime) -> dict[str, str]:
         """The sources this target reads that have failed for longer than their `blind_after`, with why."""
         out = {}
-        for name in self._sources_of_target[target]:
+        for name in self._sources_of_target.get(target, ()):
             h = self.sources[name]
             if h.failing_since is not None and now - h.failing_since >= self._blind_after[name]:
                 out[name] = f"source {name} down since {h.failing_since:%H:%M:%SZ}: {h.last_error}"
@@ -136,7 +136,7 @@ class SignalBoard:
         views = {}
         slots, sources = self.slots, self.sources
         grids: dict[tuple[timedelta, int, bool, datetime], list[datetime]] = {}
-        for key in self._keys_of_target[target]:
+        for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
             slot = slots[key]
             rule, spec = slot.rule, slot.spec
             # A sampled source's window ends at its own last reading: evaluating it because

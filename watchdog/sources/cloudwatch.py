@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -106,19 +107,28 @@ def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> l
 
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
     """One window for all queries, its start aligned to every period so buckets line up: back to the first
-    of each rule's N complete buckets (and `over` further for a change rule), no further. An older bucket
-    is never judged, and each one is another datapoint per query to fetch, parse and scan."""
+    of each rule's N complete buckets, and no further for a plain metric rule (an older bucket is never
+    judged, and each is another datapoint per query to fetch, parse and scan). A change rule also needs the
+    bucket `over` before each judged one (whole periods, rounded up); an expression one period more, since
+    CloudWatch computes RATE, DIFF and the like only inside the range asked for."""
     periods = [int(q.rule.period.total_seconds()) for q in queries]  # type: ignore[union-attr]
-    lookback = max(
-        q.rule.evaluation_periods * p + (q.rule.change.over.total_seconds() if q.rule.change else 0)
-        for q, p in zip(queries, periods)
-    )
+    lookback = max(_lookback(q, p) for q, p in zip(queries, periods))
     grid = math.lcm(*periods)
     start_s = ((now - EPOCH).total_seconds() - lookback) // grid * grid
     end = now.replace(microsecond=0)
     if end <= EPOCH + timedelta(seconds=start_s):
         end = EPOCH + timedelta(seconds=start_s + 1)
     return EPOCH + timedelta(seconds=start_s), end
+
+
+def _lookback(q: Query, period_s: int) -> int:
+    rule = q.rule
+    periods = rule.evaluation_periods
+    if rule.change is not None:
+        periods += math.ceil(rule.change.over.total_seconds() / period_s)
+    if rule.expression is not None:
+        periods += 1
+    return periods * period_s
 
 
 def metric_query(qid: str, q: Query) -> dict[str, Any]:
@@ -250,7 +260,7 @@ class CloudWatch:
                 # Every page is billed; an endpoint that never stops paging must not bill forever.
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for points in out.values():
-            points.sort()  # (time, value) tuples: by time; already in order unless pages interleave
+            points.sort(key=itemgetter(0))  # by time, stable; already in order unless pages interleave
         for q in self._queries:
             if q.rule.min_samples is not None:
                 out[q.key] = enough_samples(out[q.key], samples[q.key], q.rule.min_samples)
