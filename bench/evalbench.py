@@ -29,7 +29,7 @@ def build(n: int):  # type: ignore[no-untyped-def]
 
     text = config_text(n, endpoint="http://127.0.0.1:9", admin="http://127.0.0.1:9",
                        state_path="/nonexistent/state.db", interval="60s")
-    cfg = fast_config(text) if "--exact-loader" not in sys.argv else parse_config(text, {})
+    cfg = parse_config(text, {})
     board = SignalBoard(cfg, {"cw": False})
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start, end = fetch_window(now)
@@ -43,26 +43,6 @@ def build(n: int):  # type: ignore[no-untyped-def]
                                      for k, ts in enumerate(stamps)] for r in rules(n)}
     board.source_ok("cw", data, now)
     return cfg, board, now
-
-
-def fast_config(text: str):  # type: ignore[no-untyped-def]
-    """The same Config the daemon builds (same pydantic models and checks), read with libyaml when present:
-    the daemon's loader reads the YAML twice in pure Python for line numbers, about 15 s at 5 000 rules, which
-    is start-up time (reported with the daemon runs), not evaluation. --exact-loader uses the daemon's loader."""
-    import yaml
-
-    from watchdog.config import parse_config
-    from watchdog.config.checks import cross_check
-    from watchdog.config.models import Config, WatchdogSection
-
-    loader = getattr(yaml, "CSafeLoader", None)
-    if loader is None:
-        return parse_config(text, {})
-    data = yaml.load(text, Loader=loader)
-    data["watchdog"] = WatchdogSection(**data["watchdog"])
-    cfg = Config.model_validate(data)
-    assert not cross_check(cfg)
-    return cfg
 
 
 def main() -> int:
