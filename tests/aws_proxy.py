@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode
 
 import aiohttp
 from aiohttp import web
+from loopback import serving
 
 NS = "http://monitoring.amazonaws.com/doc/2010-08-01/"
 ET.register_namespace("", NS)
@@ -169,13 +170,6 @@ async def running_proxy(upstream: str) -> AsyncIterator[RecordingProxy]:
     p = RecordingProxy(upstream)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", p.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    p.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as p.session:
-        try:
-            yield p
-        finally:
-            await runner.cleanup()  # before the session closes: a handler may still be forwarding
+    # The server stops before the session closes: a handler may still be forwarding.
+    async with aiohttp.ClientSession() as p.session, serving(app, shutdown_timeout=60.0) as p.url:
+        yield p

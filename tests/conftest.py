@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
+from loopback import serving
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -79,14 +81,8 @@ async def admin_api() -> AsyncIterator[AdminApi]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    api.url = f"http://127.0.0.1:{port}"
-    yield api
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=60.0) as api.url:
+        yield api
 
 
 @pytest.fixture
@@ -97,3 +93,10 @@ def write_config(tmp_path: Any) -> Callable[[str], str]:
         return str(p)
 
     return write
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for tests that drive a source or channel directly."""
+    async with aiohttp.ClientSession() as s:
+        yield s

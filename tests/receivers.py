@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from aiohttp import web
+from loopback import serving
 
 
 @dataclass
@@ -84,10 +85,5 @@ async def receivers() -> AsyncIterator[Receivers]:
         return await _handle(rec, request)
 
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield rec
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=60.0) as rec.url:
+        yield rec

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import asyncio
 import json
-import socket
 import sys
 import time
-from datetime import datetime, timezone
 
 import pytest
 
@@ -17,14 +15,9 @@ from watchdog.actions import ActionFailed
 from watchdog.actions.command import CommandRunner
 from watchdog.actions.http import HttpRunner
 from watchdog.config.models import CommandAction, HttpAction, HttpCheck
+from loopback import free_port
 
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, **kw) -> HttpAction:

@@ -4,7 +4,6 @@ aws_proxy.py, which counts the queries of every GetMetricData call."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -24,6 +23,8 @@ from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, 
 
 from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
+from loopback import free_port
+from sleeps import Sleeps
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -33,19 +34,6 @@ MIN = timedelta(minutes=1)
 async def proxy(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[RecordingProxy]:
     async with running_proxy(moto_url) as p:
         yield p
-
-
-class Sleeps:
-    """An instant `sleep` for tenacity that records the backoff delays it was asked for.
-
-    Not a list subclass on purpose: the sources test `if sleep`, and an empty list is falsy.
-    """
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def cw_cfg(attempts: int = 3, timeout: str = "5s", max_backoff: str = "50ms") -> CloudWatchSource:
@@ -78,12 +66,6 @@ def counter(m: Metrics, name: str) -> float:
 
 def source(url: str, queries: list[Query], metrics: Metrics | None = None, sleep: Sleeps | None = None, **cfg: str | int) -> CloudWatch:
     return CloudWatch(cw_cfg(**cfg), queries, AwsSection(region="us-east-1", endpoint_url=url), metrics or Metrics(), sleep=sleep)  # type: ignore[arg-type]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def minute(now: datetime) -> datetime:
@@ -318,7 +300,7 @@ async def test_read_timeout_is_retried(proxy: RecordingProxy, moto_url: str) -> 
 async def test_unreachable_endpoint_is_a_source_error(aws_env: dict[str, str]) -> None:
     sleeps = Sleeps()
     metrics = Metrics()
-    src = source(f"http://127.0.0.1:{closed_port()}", [Query("t/lat", rule("lat", "X"))], metrics, sleeps, attempts=3)
+    src = source(f"http://127.0.0.1:{free_port()}", [Query("t/lat", rule("lat", "X"))], metrics, sleeps, attempts=3)
     await src.start()
     try:
         with pytest.raises(SourceError, match="GetMetricData"):
@@ -378,7 +360,7 @@ targets:
 async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: RecordingProxy, failure: str) -> None:
     cfg = parse_config(BOARD_YAML.replace("NAMESPACE", f"Board{uuid.uuid4().hex[:8]}"), environ={})
     board = SignalBoard(cfg, {"cw": False, "compliance": True})
-    url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{closed_port()}"
+    url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{free_port()}"
     src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
     now = datetime.now(UTC)
     await src.start()

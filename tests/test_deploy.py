@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon import Daemon
 from watchdog.metrics import Metrics
+from loopback import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -628,17 +628,6 @@ class Publisher:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def prom_query(session: aiohttp.ClientSession, base: str, query: str) -> list[dict[str, Any]]:

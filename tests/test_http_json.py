@@ -19,6 +19,8 @@ from aiohttp import web
 from watchdog.config.models import HttpJsonSource, Rule
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.http_json import HttpJson, pick
+from loopback import serving
+from sleeps import Sleeps
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -63,29 +65,9 @@ async def server() -> AsyncIterator[JsonServer]:
     s = JsonServer()
     app = web.Application()
     app.router.add_get("/status", s.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/status"  # type: ignore[union-attr]
-    yield s
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
+    async with serving(app) as url:
+        s.url = f"{url}/status"
         yield s
-
-
-class Sleeps:
-    """An instant sleep that records the backoff delays (not a list: an empty list is falsy)."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def rule(name: str, path: str, n: int = 1) -> Rule:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from watchdog.config.notifications import EmailNotification
 from watchdog.escalation import Event
 from watchdog.notify.base import DeliveryFailed, Message
 from watchdog.notify.email import Email
+from loopback import free_port
 
 UTC = dt.timezone.utc
 AT = dt.datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
@@ -77,12 +77,6 @@ class Recorder:
         setattr(envelope, attr, address)
         envelope.mail_options.extend(options)
         return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -147,7 +141,7 @@ def smtp_server() -> Iterator[Callable[..., tuple[int, Recorder]]]:
 
     def start(recorder: Recorder | None = None, **kwargs: Any) -> tuple[int, Recorder]:
         recorder = recorder or Recorder()
-        port = _free_port()
+        port = free_port()
         ctl = Controller(recorder, hostname="127.0.0.1", port=port, **kwargs)
         ctl.start()
         started.append(ctl)
@@ -307,7 +301,7 @@ async def test_security_none_sends_plain_even_when_starttls_is_offered(smtp_serv
 
 
 async def test_refused_connection_is_retryable() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with pytest.raises(DeliveryFailed) as info:
         await Email(_cfg(port), None).send(_msg())
     assert not info.value.permanent

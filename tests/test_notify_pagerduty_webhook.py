@@ -73,12 +73,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     await server.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def refused_url() -> str:
     """A loopback port nobody listens on."""
     with socket.socket() as s:

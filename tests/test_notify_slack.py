@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -97,12 +96,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
     yield fake
     fake.release.set()  # let hanging handlers finish so the server can stop
     await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def hook_cfg(url: str, **extra: Any) -> SlackNotification:

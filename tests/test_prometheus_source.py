@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +29,9 @@ from watchdog.config.sources import PrometheusSource
 from watchdog.config.models import Rule
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.prometheus import Prometheus
+from loopback import free_port
+from loopback import serving
+from sleeps import Sleeps
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -94,29 +96,8 @@ async def prom() -> AsyncIterator[FakeProm]:
     p = FakeProm()
     app = web.Application()
     app.router.add_get("/{tail:.*}", p.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    p.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield p
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-class Sleeps:
-    """An instant sleep that records the backoff delays."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
+    async with serving(app) as p.url:
+        yield p
 
 
 def rule(name: str, promql: str, reduce: str = "single", n: int = 1) -> Rule:
@@ -340,12 +321,6 @@ async def test_one_failing_rule_fails_the_whole_poll(prom: FakeProm, session: ai
 # --- a real Prometheus ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def prometheus_or_skip() -> str:
     path = shutil.which("prometheus")
     if path is None:
@@ -376,13 +351,9 @@ async def exporter() -> AsyncIterator[Exporter]:
     e = Exporter()
     app = web.Application()
     app.router.add_get("/metrics", e.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    e.url = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield e
-    await runner.cleanup()
+    async with serving(app) as url:
+        e.url = url.removeprefix("http://")  # host:port, as a scrape target
+        yield e
 
 
 PROMETHEUS_YML = """

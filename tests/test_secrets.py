@@ -12,7 +12,6 @@ import io
 import sqlite3
 import sys
 import time
-from datetime import datetime, timezone
 
 import aiohttp
 

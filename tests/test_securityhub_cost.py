@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -30,23 +29,11 @@ from watchdog.sources.cost_explorer import CostExplorer
 from watchdog.sources.securityhub import MAX_PAGES, SecurityHub
 
 from tests.daemon import Daemon
+from loopback import free_port
+from sleeps import Sleeps
 
 UTC = timezone.utc
 ACCOUNT = "123456789012"
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def retry(attempts: int) -> dict[str, Any]:
@@ -220,7 +207,7 @@ async def test_endless_paging_is_cut_off_and_fails_the_poll() -> None:
 
 async def test_unreachable_endpoint_is_a_source_error_after_every_attempt(aws_env: dict[str, str]) -> None:
     sleeps = Sleeps()
-    src = sh_source(f"http://127.0.0.1:{closed_port()}", [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleeps)
+    src = sh_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleeps)
     await src.start()
     try:
         with pytest.raises(SourceError, match="GetFindings: EndpointConnectionError"):
@@ -364,7 +351,7 @@ async def test_next_page_token_is_followed_within_a_bound() -> None:
 
 async def test_cost_explorer_unreachable_is_a_source_error(aws_env: dict[str, str]) -> None:
     sleeps = Sleeps()
-    src = ce_source(f"http://127.0.0.1:{closed_port()}", [Query("t/c", cost_rule("c"))], sleep=sleeps)
+    src = ce_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", cost_rule("c"))], sleep=sleeps)
     await src.start()
     try:
         with pytest.raises(SourceError, match="GetCostAndUsage: EndpointConnectionError"):

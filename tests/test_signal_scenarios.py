@@ -20,6 +20,7 @@ from aiohttp import web
 
 from aws_proxy import running_proxy
 from tests.daemon import Daemon
+from loopback import serving
 
 pytestmark = pytest.mark.slow
 FLAGS, ROUTING = "/admin/feature-flags/hybrid-routing", "/admin/routing"
@@ -79,13 +80,9 @@ async def compliance() -> AsyncIterator[Compliance]:
     c = Compliance()
     app = web.Application()
     app.router.add_get("/compliance", c.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    c.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/compliance"  # type: ignore[union-attr]
-    yield c
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.5) as url:
+        c.url = f"{url}/compliance"
+        yield c
 
 
 GDPR_SOURCE = '  - {{name: compliance, type: http_json, url: "{url}", interval: 300ms, timeout: 200ms, blind_after: {blind}, retry: {{attempts: 1}}}}'

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from loopback import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "rollback-watchdog.service"
 SHIPPED_EXEC = "/opt/rollback-watchdog/venv/bin/rollback-watchdog"
@@ -327,12 +329,6 @@ class NotifySocket:
     async def close(self) -> None:
         self._task.cancel()
         self.sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_daemon_runs_as_a_transient_service_with_the_units_sandbox():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import subprocess
 import sys
 from typing import Any
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from moto_process import moto_process
 from receivers import Receivers, receivers  # noqa: F401  (fixture)
+from loopback import free_port
 
 CONFIG = """
 watchdog: {{state_path: "{state}"}}
@@ -53,12 +52,6 @@ async def validate(tmp_path: Path, channels: str, state: str | None = None, *arg
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def row(out: str, name: str) -> str:
     """The RESULT and DETAIL cells of the row whose CHECK starts with `name`, joined by two spaces."""
     [line] = [ln for ln in out.splitlines() if ln.startswith(name)]
@@ -91,7 +84,7 @@ async def test_failures_are_named_and_exit_1(tmp_path, receivers: Receivers, env
     blocker.write_text("a file where the state directory should be")
     channels = f'  - {{type: slack, name: chat, webhook_url: "{receivers.url}/slack/hook"}}\n'
     code, out, err = await validate(tmp_path, channels, str(blocker / "w.db"), "--send-test", aws=env["aws"],
-                                    admin=f"http://127.0.0.1:{closed_port()}")
+                                    admin=f"http://127.0.0.1:{free_port()}")
     assert code == 1 and err == "" and "Traceback" not in out
     assert row(out, "state path") == f"FAIL  {blocker} is not a directory"
     assert row(out, "send test to chat (slack)") == "FAIL  Slack answered HTTP 404"

@@ -7,12 +7,15 @@ never become labels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 
 from watchdog import __version__
+
+if TYPE_CHECKING:
+    from watchdog.config.models import Config
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _ROLLBACK_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200)
@@ -88,7 +91,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def rule_labels(cfg: Any) -> set[tuple[str, str, str]]:
+def rule_labels(cfg: Config) -> set[tuple[str, str, str]]:
     """(target, rule, category) of every rule a Config holds."""
     return {(t.name, r.name, r.category) for t in cfg.targets for r in t.rules}
 
