@@ -317,12 +317,22 @@ def test_parse_duration(text, expected: timedelta) -> None:
         (2.5, "got 2.5"),
         (None, "got None"),
         (True, "got True"),
+        # Past timedelta's range (OverflowError) or float's (inf): refused as too long, never a crash.
+        ("99999999999999d", "duration '99999999999999d' is too long: at most 3650d"),
+        ("1" * 400 + "s", "is too long: at most 3650d"),
+        ("3000000d", "is too long"),
+        ("3651d", "is too long"),
     ],
 )
 def test_parse_duration_rejects(bad, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_duration(bad)
     assert message in str(info.value)
+    assert len(str(info.value)) < 120  # the value quoted is cut short
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    assert parse_duration("3650d") == timedelta(days=3650)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,14 @@ from pydantic import BeforeValidator, PlainSerializer
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Nothing a watchdog waits for is longer; beyond it a value is a typo (and past timedelta's range, a crash).
+MAX_DURATION = timedelta(days=3650)
+
+
+def _shown(value: str) -> str:
+    """A value quoted in an error, cut short: a 400-digit typo must not fill the terminal."""
+    value = value.strip()
+    return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -24,8 +32,11 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"expected a duration like 500ms, 30s, 5m or 1h, got {value!r}")
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(f"bad duration {value!r}: write it like 500ms, 30s, 5m or 1h")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        raise ValueError(f"bad duration {_shown(value)}: write it like 500ms, 30s, 5m or 1h")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]  # a 400-digit number is inf here, not an error
+    if not seconds <= MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {_shown(value)} is too long: at most {format_duration(MAX_DURATION)}")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(td: timedelta) -> str:
