@@ -163,7 +163,11 @@ async def test_manual_rollback_and_resolve(harness, admin_api):
         ("/api/v1/pause", {"duration": "soon", "reason": "x"}, 400, "duration: bad duration"),
         ("/api/v1/pause", {"duration": "5m"}, 400, "reason: required"),
         ("/api/v1/pause", {"duration": "5m", "reason": "x", "target": "nope"}, 404, "no target named 'nope'"),
-        ("/api/v1/targets/web/rollback", {"level": 7, "reason": "x"}, 409, "level must be 1..2"),
+        ("/api/v1/targets/web/rollback", {"level": 7, "reason": "x"}, 400, "level: must be 1..2 for target 'web'"),
+        ("/api/v1/targets/web/rollback", {"level": 0, "reason": "x"}, 400, "level: must be 1..2 for target 'web'"),
+        ("/api/v1/targets/web/rollback", {"level": -1, "reason": "x"}, 400, "level: must be 1..2 for target 'web'"),
+        ("/api/v1/targets/web/rollback", {"level": 99, "reason": "x"}, 400, "level: must be 1..2 for target 'web'"),
+        ("/api/v1/targets/web/rollback", {"level": 10**30, "reason": "x"}, 400, "level: must be 1..2 for target 'web'"),
         ("/api/v1/targets/web/rollback", {"level": "2", "reason": "x"}, 400, "level: required"),
         ("/api/v1/targets/nope/rollback", {"level": 1, "reason": "x"}, 404, "no target"),
         ("/api/v1/incidents/nope/resolve", {"note": "x"}, 404, "no open incident"),
@@ -175,3 +179,17 @@ async def test_bad_input_gets_one_clear_line(harness, admin_api, path, body, sta
     got, answer = await h.call("POST", path, body)
     assert got == status and answer["error"].startswith(message)
     assert admin_api.calls == []
+
+
+async def test_a_rollback_while_a_level_runs_is_409_and_a_missing_level_400(harness, admin_api):
+    # 409 is "not now" (a level is running); a level the target does not have is bad input whatever runs.
+    admin_api.delay["/l1"] = 1.0
+    h = await harness()
+    status, _ = await h.call("POST", "/api/v1/targets/web/rollback", {"level": 1, "reason": "first"})
+    assert status == 202
+    status, body = await h.call("POST", "/api/v1/targets/web/rollback", {"level": 2, "reason": "second"})
+    assert status == 409 and "level 1 is running now" in body["error"]
+    status, body = await h.call("POST", "/api/v1/targets/web/rollback", {"level": 3, "reason": "third"})
+    assert status == 400 and body["error"] == "level: must be 1..2 for target 'web'"
+    await h.settle()
+    assert admin_api.count("/l1") == 1 and admin_api.count("/l2") == 0

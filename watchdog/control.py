@@ -1,12 +1,15 @@
 """The control API (SPEC 3.3): POST /api/v1/..., bearer token compared in constant time.
 
 Without a configured `api_token` every control endpoint answers 403; with one, a
-missing or wrong token answers 401. Bad input answers 400 with one line.
+missing or wrong token answers 401. Bad input answers 4xx with a one-line JSON
+error, never 500: 400 for a body or field that cannot be used, 413 for a body
+over MAX_BODY.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,6 +21,9 @@ if TYPE_CHECKING:
     from watchdog.app import App
 
 Handler = Any
+# The largest request body read (aiohttp's client_max_size, set by web.build_web): an Alertmanager
+# payload of a few thousand alerts fits; anything larger is answered 413.
+MAX_BODY = 1024 * 1024
 
 
 def add_routes(wa: web.Application, key: web.AppKey["App"]) -> None:
@@ -27,15 +33,13 @@ def add_routes(wa: web.Application, key: web.AppKey["App"]) -> None:
             token = app.cfg.watchdog.api_token
             if token is None:
                 return _err(403, "the control API is off: set watchdog.api_token")
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            if not _authorized(request.headers.get("Authorization", ""), token.get_secret_value()):
                 return _err(401, "missing or wrong bearer token")
             try:
                 body = await _body(request)
                 return await fn(app, request, body)
             except _BadInput as exc:
-                return _err(400, str(exc))
+                return _err(exc.status, str(exc))
 
         return handler
 
@@ -46,6 +50,14 @@ def add_routes(wa: web.Application, key: web.AppKey["App"]) -> None:
     wa.router.add_get("/api/v1/incidents", wrap(incidents))
     wa.router.add_get("/api/v1/incidents/{incident}", wrap(incident))
     wa.router.add_post("/api/v1/alertmanager", wrap(alertmanager))
+
+
+def _authorized(given: str, token: str) -> bool:
+    # aiohttp hands header values over decoded as UTF-8 with surrogateescape, and the token may come
+    # from the environment the same way: a strict .encode() raised on a byte such as 0xff (a 500).
+    # surrogatepass encodes any str, and both sides alike, so such a byte is simply a wrong token.
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                               f"Bearer {token}".encode("utf-8", "surrogatepass"))
 
 
 async def alertmanager(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
@@ -61,23 +73,56 @@ async def alertmanager(app: "App", request: web.Request, body: dict[str, Any]) -
 
 
 class _BadInput(Exception):
-    pass
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def _err(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """A client's value quoted in an error, cut short: the answer stays one short line."""
+    return repr(value if len(value) <= limit else value[:limit - 3] + "...")
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.method != "POST" or not request.can_read_body:
         return {}
     try:
-        body = await request.json()
-    except ValueError:
-        raise _BadInput("the body is not valid JSON") from None
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _BadInput(f"the body is larger than {MAX_BODY} bytes (1 MiB)", 413) from None
+    body = _parse_json(_decode(raw, _charset(request)))
     if not isinstance(body, dict):
         raise _BadInput("the body must be a JSON object")
     return body
+
+
+def _charset(request: web.Request) -> str:
+    try:
+        return request.charset or "utf-8"
+    except ValueError:  # a Content-Type aiohttp cannot parse
+        raise _BadInput("Content-Type: cannot be parsed") from None
+
+
+def _decode(raw: bytes, charset: str) -> str:
+    try:
+        return raw.decode(charset)
+    except LookupError:  # no such codec, or one that is not a text encoding ("rot13", "hex")
+        raise _BadInput(f"Content-Type: unknown charset {_shown(charset)}") from None
+    except ValueError:
+        raise _BadInput(f"the body is not valid {_shown(charset)} text") from None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise _BadInput("the body is not valid JSON") from None
+    except RecursionError:  # the parser recurses per level: [[[[...]]]] 200 000 deep
+        raise _BadInput("the body is nested too deeply") from None
 
 
 def _text(body: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -88,6 +133,11 @@ def _text(body: dict[str, Any], key: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise _BadInput(f"{key}: must be a string")
+    try:
+        # JSON may carry a lone surrogate ("\ud800"), which no UTF-8 file (the state file) can hold.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _BadInput(f"{key}: not valid Unicode text") from None
     return value.strip()
 
 
@@ -95,7 +145,7 @@ async def pause(app: "App", request: web.Request, body: dict[str, Any]) -> web.R
     raw = _text(body, "duration")
     try:
         duration = parse_duration(raw)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise _BadInput(f"duration: {exc}") from None
     if duration.total_seconds() <= 0:
         raise _BadInput("duration: must be more than 0")
@@ -103,7 +153,7 @@ async def pause(app: "App", request: web.Request, body: dict[str, Any]) -> web.R
     try:
         p = await app.pause(target, duration, reason or "")
     except KeyError:
-        return _err(404, f"no target named {target!r}")
+        return _err(404, f"no target named {_shown(target or '')}")
     return web.json_response({"paused": p.scope, "until": p.until.isoformat(), "reason": p.reason,
                               "duration": format_duration(duration)})
 
@@ -113,17 +163,21 @@ async def resume(app: "App", request: web.Request, body: dict[str, Any]) -> web.
     try:
         p = await app.resume(target, reason or "resumed by an operator")
     except KeyError:
-        return _err(404, f"no target named {target!r}")
+        return _err(404, f"no target named {_shown(target or '')}")
     return web.json_response({"resumed": p.scope if p else None, "was_paused": p is not None})
 
 
 async def rollback(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
     target = request.match_info["target"]
     if target not in app.executors:
-        return _err(404, f"no target named {target!r}")
+        return _err(404, f"no target named {_shown(target)}")
     level = body.get("level")
     if not isinstance(level, int) or isinstance(level, bool):
         raise _BadInput("level: required, a whole number")
+    # A level the target does not have is bad input (400); 409 is kept for "not now" (a level runs).
+    last = app.executors[target].machine.max_level
+    if not 1 <= level <= last:
+        raise _BadInput(f"level: must be 1..{last} for target {target!r}")
     reason = _text(body, "reason")
     try:
         incident = await app.manual_rollback(target, level, reason or "")
@@ -138,7 +192,7 @@ async def resolve(app: "App", request: web.Request, body: dict[str, Any]) -> web
     try:
         target = await app.resolve(incident, note or "")
     except KeyError:
-        return _err(404, f"no open incident {incident!r}")
+        return _err(404, f"no open incident {_shown(incident)}")
     return web.json_response({"resolved": incident, "target": target})
 
 
@@ -150,6 +204,5 @@ async def incident(app: "App", request: web.Request, body: dict[str, Any]) -> we
     wanted = request.match_info["incident"]
     found = next((i for i in app.incidents() if i.get("id") == wanted), None)
     if found is None:
-        return _err(404, f"no incident {wanted!r}")
+        return _err(404, f"no incident {_shown(wanted)}")
     return web.json_response(found, dumps=to_json)
-

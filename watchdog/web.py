@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from watchdog.control import add_routes
+from watchdog.control import MAX_BODY, add_routes
 from watchdog.status import to_json
 
 if TYPE_CHECKING:
@@ -18,7 +18,8 @@ APP_KEY: web.AppKey["App"] = web.AppKey("watchdog", object)  # type: ignore[arg-
 
 
 def build_web(app: "App") -> web.Application:
-    wa = web.Application()
+    # Stated, not left to aiohttp's default: the control API's 413 answer names this limit.
+    wa = web.Application(client_max_size=MAX_BODY, middlewares=[api_errors_as_json])
     wa[APP_KEY] = app
     wa.router.add_get("/metrics", metrics)
     wa.router.add_get("/healthz", healthz)
@@ -26,6 +27,23 @@ def build_web(app: "App") -> web.Application:
     wa.router.add_get("/status", status)
     add_routes(wa, APP_KEY)
     return wa
+
+
+@web.middleware
+async def api_errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals under /api/ (no such path, wrong method) answer in the API's shape, one JSON
+    line, like every other control API error; the other endpoints keep aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=_kept(exc))
+
+
+def _kept(exc: web.HTTPException) -> dict[str, str]:
+    # A 405 must still say which methods the path takes.
+    return {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
 
 
 async def metrics(request: web.Request) -> web.Response:
