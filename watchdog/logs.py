@@ -19,6 +19,8 @@ _SHARED = [
     _log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
 ]
+# A library's record says which library: "aiohttp.server", "apscheduler.scheduler", "botocore...".
+_FOREIGN = [*_SHARED, structlog.stdlib.add_logger_name]
 
 
 def setup_logging(level: str = "info", stream: TextIO | None = None, redactor: Any = None) -> None:
@@ -36,12 +38,15 @@ def setup_logging(level: str = "info", stream: TextIO | None = None, redactor: A
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=False,
     )
-    # Libraries (aiohttp, apscheduler, botocore) log through the stdlib: same JSON shape.
+    # Libraries (aiohttp, apscheduler, botocore) log through the stdlib: same JSON shape. Their
+    # exc_info is a (type, value, traceback) tuple, which JSON would show as useless reprs: it is
+    # rendered to text here, before the redactor, so a secret in an exception message is masked too.
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED,
+            foreign_pre_chain=_FOREIGN,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.processors.format_exc_info,
                         *mask,
                         structlog.processors.JSONRenderer(default=str)],
         )
