@@ -23,6 +23,30 @@ pytestmark = pytest.mark.slow
 FLAGS = "/admin/feature-flags/hybrid-routing"
 
 
+TOKEN = "crash-test-token"
+API = {"WATCHDOG_API_TOKEN": TOKEN}  # WATCHDOG_* overrides the config's watchdog: section
+
+
+async def reads_after_restart(d: Daemon, incident: str) -> None:
+    """What an operator opens first after a crash: /status and the incidents API show the resumed incident."""
+    base = f"http://127.0.0.1:{await d.port()}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        async with http.get(f"{base}/status") as r:
+            assert r.status == 200, await r.text()
+            [target] = (await r.json())["targets"]
+        async with http.get(f"{base}/api/v1/incidents") as r:
+            assert r.status == 200, await r.text()
+            listed = (await r.json())["incidents"]
+        async with http.get(f"{base}/api/v1/incidents/{incident}") as r:
+            assert r.status == 200, await r.text()
+            one = await r.json()
+    assert target["incident"]["id"] == incident
+    assert incident in [i["id"] for i in listed]
+    assert one["id"] == incident and one["trigger"], one
+    for t in one["trigger"].values():  # restored as times, rendered as ISO 8601
+        assert t["at"] is None or t["at"][:4].isdigit()
+
+
 def verify_log(config: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
                           capture_output=True, text=True, timeout=30)
@@ -46,9 +70,10 @@ async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api,
         await d.wait(10)
         assert admin_api.count(FLAGS) == 1
         admin_api.delay.pop(FLAGS)
-        d = await Daemon(path).start()
+        d = await Daemon(path, env=API).start()
         recovered = await d.wait_for("recovered", timeout=20)
         assert recovered["level"] == 1
+        await reads_after_restart(d, recovered["incident"])
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
         await d.wait_for("mitigated", timeout=60)
@@ -73,9 +98,10 @@ async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_
         await d.wait_for("level_succeeded", timeout=30, level=1)
         d.signal(signal.SIGKILL)
         await d.wait(10)
-        d = await Daemon(path).start()
+        d = await Daemon(path, env=API).start()
         recovered = await d.wait_for("recovered", timeout=20)
         assert "phase verifying at level 1" in recovered["why"]
+        await reads_after_restart(d, recovered["incident"])
         await d.wait_for("mitigated", timeout=60)
         d.signal(signal.SIGTERM)
         assert await d.wait(20) == 0
@@ -110,9 +136,10 @@ async def test_kill_at_the_instants_around_an_action(tmp_path, moto_url, aws_env
         d.signal(signal.SIGKILL)
         await d.wait(10)
         assert admin_api.count(FLAGS) == (1 if failpoint == "before_outcome" else 0)
-        d = await Daemon(path).start()
+        d = await Daemon(path, env=API).start()
         recovered = await d.wait_for("recovered", timeout=20)
         assert recovered["level"] == 1
+        await reads_after_restart(d, recovered["incident"])
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
         mitigated = await d.wait_for("mitigated", timeout=60)
@@ -184,7 +211,9 @@ notifications:
         assert len(waiting) >= 3, waiting  # opened, level started, level succeeded at least
         failed_before = len(admin_api.calls)  # every call so far; the hook ones all got 500
         admin_api.script[hook] = [200]
-        d = await Daemon(path).start()
+        d = await Daemon(path, env=API).start()
+        recovered = await d.wait_for("recovered", timeout=20)
+        await reads_after_restart(d, recovered["incident"])
         await d.wait_for("mitigated", timeout=60)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

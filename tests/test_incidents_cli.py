@@ -26,12 +26,13 @@ from executor_support import (  # noqa: F401  (http_session is a fixture)
 from watchdog.actions import build_runners
 from watchdog.app import App
 from watchdog.config import parse_config
-from watchdog.escalation import Event, Incident, LevelRun, Phase, RuleView
+from watchdog.escalation import Event, Incident, LevelRun, Phase, RuleView, Trigger
 from watchdog.executor import TargetExecutor
 from watchdog.report import render_report
 from watchdog.rules import align, evaluate
 from watchdog.signals import spec_for
-from watchdog.store import SqliteStore, StoreError, snapshot
+from watchdog.codec import encode_incident as snapshot
+from watchdog.store import SqliteStore, StoreError
 
 UTC = timezone.utc
 OPENED = datetime(2024, 3, 1, 2, 0, 0, tzinfo=UTC)
@@ -79,7 +80,7 @@ def fill(state: Path) -> None:
     """Two incidents: one mitigated at level 2 (then resolved), one in dry run with an unknown attempt."""
     s = SqliteStore(state)
     inc = Incident(id="hybrid-routing-1", target="hybrid-routing", opened_at=OPENED, phase=Phase.MITIGATED, level=2)
-    inc.trigger = {"latency": {"value": 2100.0, "threshold": "> 1500", "at": at(-30), "reason": "3 of 3 breach"}}
+    inc.trigger = {"latency": Trigger(2100.0, "> 1500", at(-30), "3 of 3 breach")}
     inc.runs = [LevelRun(1, at(0), "alarm", at(4), "succeeded", "#1 http: HTTP 200"),
                 LevelRun(2, at(130), "level 1 did not cure it", at(131.5), "succeeded", "#1 http: HTTP 200")]
     inc.mitigated_at, inc.closed_at = at(260), at(600)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from watchdog import store as store_mod
-from watchdog.escalation import Event, Incident, LevelRun, Phase
+from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
 from watchdog.journal import Journal, MemoryJournal
-from watchdog.store import GENESIS, SqliteStore, StoreError, snapshot
+from watchdog.codec import encode_incident as snapshot
+from watchdog.store import GENESIS, SqliteStore, StoreError
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -284,7 +285,7 @@ def test_opening_for_reading_never_creates_a_file(tmp_path: Path) -> None:
 
 def make_incident(id_: str = "svc-1", opened: datetime = T0) -> Incident:
     inc = Incident(id=id_, target="svc", opened_at=opened, phase=Phase.VERIFYING, level=1)
-    inc.trigger = {"latency": {"value": 900.0, "threshold": "> 100", "at": opened, "reason": "3 of 3 breach"}}
+    inc.trigger = {"latency": Trigger(900.0, "> 100", opened, "3 of 3 breach")}
     inc.watch = {"latency", "errors"}
     inc.runs.append(LevelRun(1, opened, "alarm", opened + timedelta(seconds=2), "succeeded", "HTTP 200"))
     inc.verify_due = opened + timedelta(minutes=2)

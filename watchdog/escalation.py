@@ -66,6 +66,20 @@ class RunChecks:
 Command = RunLevel | RunChecks | Event
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """A rule's evidence when it opened the incident."""
+
+    value: float | bool | None
+    threshold: str
+    at: datetime | None  # start of the value's bucket
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "threshold": self.threshold,
+                "at": self.at.isoformat() if self.at else None, "reason": self.reason}
+
+
 @dataclass
 class LevelRun:
     level: int
@@ -83,7 +97,7 @@ class Incident:
     opened_at: datetime
     phase: Phase
     level: int = 0
-    trigger: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trigger: dict[str, Trigger] = field(default_factory=dict)
     watch: set[str] = field(default_factory=set)  # rules that must recover
     actions_ended_at: datetime | None = None
     verify_due: datetime | None = None
@@ -200,19 +214,15 @@ class TargetMachine:
     def _open(self, now: datetime, alarming: list[RuleView]) -> list[Command]:
         inc = Incident(id=self._new_id(self.target, now), target=self.target, opened_at=now, phase=Phase.RUNNING)
         inc.trigger = {
-            v.name: {
-                "value": v.evaluation.value,
-                "threshold": str(v.spec.threshold),
-                "at": v.evaluation.value_at,
-                "reason": v.evaluation.reason,
-            }
+            v.name: Trigger(v.evaluation.value, str(v.spec.threshold), v.evaluation.value_at, v.evaluation.reason)
             for v in alarming
         }
         inc.watch = {v.name for v in alarming}
         self.incident = inc
         level = max(v.level for v in alarming)
         why = "alarm: " + _describe([v.name for v in alarming], {v.name: v.evaluation for v in alarming})
-        opened = self._event(now, "incident_opened", "warning", why, f"running level {level}", trigger=inc.trigger)
+        opened = self._event(now, "incident_opened", "warning", why, f"running level {level}",
+                             trigger={n: t.to_json() for n, t in inc.trigger.items()})
         opened = Event(**{**opened.__dict__, "level": level})  # the level it opens at, not the 0 it came from
         return [opened] + self._start(now, inc, level, why)
 

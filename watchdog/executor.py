@@ -24,7 +24,7 @@ from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.redact import Redactor
 from watchdog.retrying import retrying
-from watchdog.store import snapshot
+from watchdog.codec import encode_incident
 
 log = structlog.get_logger("watchdog.executor")
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -136,7 +136,7 @@ class TargetExecutor:
         if save is not None:  # durable store: the incident as it stands after this decision (unchanged: no write)
             for known in (inc, self.machine.last_closed):
                 if known is not None:
-                    save(snapshot(known))
+                    save(encode_incident(known))
 
     def _announce(self, ev: Event) -> None:
         if ev.kind == "would_run":

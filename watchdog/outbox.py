@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from watchdog.escalation import Event
-from watchdog.store import StoreError, canonical, jsonable
+from watchdog.codec import jsonable
+from watchdog.store import StoreError, canonical
 
 
 @dataclass(frozen=True)

@@ -15,30 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from watchdog.escalation import Event, Incident, LevelRun, Phase, RunLevel
+from pydantic import ValidationError
+
+from watchdog.codec import decode_incident
+from watchdog.escalation import Event, Incident, Phase, RunLevel
 
 if TYPE_CHECKING:
     from watchdog.app import App
 
 log = structlog.get_logger("watchdog.recovery")
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def restore(snap: dict[str, Any]) -> Incident:
-    inc = Incident(id=snap["id"], target=snap["target"], opened_at=_dt(snap["opened_at"]), phase=Phase(snap["phase"]))
-    inc.level = int(snap.get("level") or 0)
-    inc.trigger = dict(snap.get("trigger") or {})
-    inc.watch = set(snap.get("watch") or [])
-    inc.actions_ended_at = _dt(snap.get("actions_ended_at"))
-    inc.verify_due = _dt(snap.get("verify_due"))
-    inc.blind = bool(snap.get("blind"))
-    inc.mitigated_at = _dt(snap.get("mitigated_at"))
-    inc.runs = [LevelRun(r["level"], _dt(r["started"]), r.get("reason", ""), _dt(r.get("finished")),
-                         r.get("outcome"), r.get("detail", "")) for r in snap.get("runs") or []]
-    return inc
 
 
 def action_states(records: list[Any], level_started: datetime) -> dict[int, tuple[str, str, int]]:
@@ -71,7 +56,15 @@ async def recover(app: "App") -> None:
         if ex is None:
             log.error("recovery_target_gone", incident=row["id"], target=row["target"])
             continue
-        inc = restore(row["snapshot"])
+        try:
+            inc = decode_incident(row["snapshot"])
+        except ValidationError as exc:
+            # Never silent: left alone, the target would look normal and could act again on the same alarm.
+            why = f"incident {row['id']} cannot be read back from the state file: {exc.error_count()} problems"
+            log.critical("recovery_unreadable", target=row["target"], incident=row["id"], why=why)
+            ex.announce(Event("recovery_failed", "critical", row["target"], row["id"], 0, now, why,
+                              "a human must look at the state file and resolve the incident"))
+            continue
         machine = ex.machine
         machine.incident = inc
         machine.restore_breaker([r.started for r in inc.runs if r.started and r.started > now - timedelta(hours=1)])

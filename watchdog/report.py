@@ -1,7 +1,7 @@
 """An incident as Markdown: what triggered it, what ran (every attempt), what held.
 
 Works from what the store keeps: an incident row (`SqliteStore.incident`, whose
-`snapshot` is `store.snapshot(Incident)`) or a bare snapshot, and the incident's
+`snapshot` is `codec.encode_incident(Incident)`) or a bare snapshot, and the incident's
 journal records. Used by `rollback-watchdog incidents report` and the demo.
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from watchdog.journal import Record
-from watchdog.store import snapshot
+from watchdog.codec import encode_incident
 
 DRY = " (dry run)"
 VERIFICATION_EVENTS = {"level_succeeded", "verification_failed", "blind", "mitigated", "realarmed"}
@@ -36,7 +36,7 @@ def render_report(incident_row: Mapping[str, Any], records: Sequence[Record]) ->
 
 def incident_report(inc: Any, records: Sequence[Record]) -> str:
     """The report of a live `escalation.Incident` (the demo prints it as the story ends)."""
-    return render_report(snapshot(inc), records)
+    return render_report(encode_incident(inc), records)
 
 
 # --- sections ----------------------------------------------------------------------

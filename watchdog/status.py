@@ -111,7 +111,7 @@ def incident_doc(inc: Any) -> dict[str, Any]:
         "closed_at": _iso(inc.closed_at),
         "blind": inc.blind,
         "verify_due": _iso(inc.verify_due),
-        "trigger": {k: {**v, "at": _iso(v.get("at"))} for k, v in inc.trigger.items()},
+        "trigger": {k: t.to_json() for k, t in inc.trigger.items()},
         "levels_run": [
             {"level": r.level, "started": _iso(r.started), "finished": _iso(r.finished), "outcome": r.outcome,
              "detail": r.detail, "reason": r.reason}

@@ -19,17 +19,15 @@ a file from a newer version is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from enum import Enum
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from watchdog.codec import jsonable
 from watchdog.escalation import Event
 from watchdog.journal import Record
 
@@ -113,32 +111,6 @@ def canonical(obj: Any) -> str:
 def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """`row`: seq, at, kind, target, incident, level, dry_run (bool), data (a dict)."""
     return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses, datetimes, enums, sets and timedeltas as plain JSON data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return jsonable(value.value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((jsonable(v) for v in value), key=str)
-    if isinstance(value, (list, tuple, deque)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def snapshot(incident: Any) -> dict[str, Any]:
-    """An `escalation.Incident` as JSON-able data: datetimes ISO, sets sorted lists."""
-    return jsonable(incident)
 
 
 class SqliteStore:

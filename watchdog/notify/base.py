@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from watchdog.escalation import Event
-from watchdog.store import jsonable
+from watchdog.codec import jsonable
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 PAYLOAD_SCHEMA = "rollback-watchdog.event/v1"

@@ -1,0 +1,64 @@
+"""What the state file keeps, as typed data: one encoder and one decoder per stored kind.
+
+Hand-written restore code drifted from what was saved (a trigger's time came back
+as a string and /status answered 500 after a restart). Here pydantic validates the
+stored JSON back into the very dataclasses the machine uses, so
+`decode_incident(encode_incident(x)) == x` for every incident (a property test
+holds it to that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from watchdog.escalation import Incident
+from watchdog.pause import Pause
+
+_INCIDENT: TypeAdapter[Incident] = TypeAdapter(Incident)
+_PAUSE: TypeAdapter[Pause] = TypeAdapter(Pause)
+
+
+def encode_incident(inc: Incident) -> dict[str, Any]:
+    data: dict[str, Any] = jsonable(inc)
+    return data
+
+
+def decode_incident(data: Any) -> Incident:
+    """ValidationError when the stored data is not an incident."""
+    return _INCIDENT.validate_python(data)
+
+
+def encode_pause(pause: Pause) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable(pause)
+    return out
+
+
+def decode_pause(data: Any) -> Pause:
+    return _PAUSE.validate_python(data)
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, datetimes (ISO 8601), enums, sets (sorted) and timedeltas (seconds) as plain JSON data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=str)
+    if isinstance(value, (list, tuple, deque)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
