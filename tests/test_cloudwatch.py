@@ -4,6 +4,7 @@ aws_proxy.py, which counts the queries of every GetMetricData call."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -13,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.parsers import ResponseParserError
 
+from watchdog.app import App
 from watchdog.config import parse_config
 from watchdog.config.models import AwsSection, CloudWatchSource, Rule
 from watchdog.metrics import Metrics
@@ -317,8 +319,81 @@ async def test_a_query_aws_could_not_answer_fails_the_poll(proxy: RecordingProxy
     proxy.rewrite = lambda body: body.replace(b"<StatusCode>Complete</StatusCode>", f"<StatusCode>{status}</StatusCode>".encode())
     with pytest.raises(SourceError, match=f"t/lat: {status}"):
         await _poll_once(proxy, moto_url, Sleeps())
-    proxy.rewrite = lambda body: body.replace(b"<StatusCode>Complete</StatusCode>", b"<StatusCode>PartialData</StatusCode>")
-    assert await _poll_once(proxy, moto_url, Sleeps()) == {"t/lat": [42.0]}  # PartialData is data
+
+
+def _partial(body: bytes) -> bytes:
+    return body.replace(b"<StatusCode>Complete</StatusCode>", b"<StatusCode>PartialData</StatusCode>")
+
+
+async def test_partial_data_without_a_next_token_fails_the_poll(proxy: RecordingProxy, moto_url: str) -> None:
+    # PartialData says "the rest comes with the NextToken"; with no token the rest never comes.
+    proxy.rewrite = _partial
+    with pytest.raises(SourceError, match="t/lat: PartialData without a NextToken"):
+        await _poll_once(proxy, moto_url, Sleeps())
+    assert len(proxy.calls) == 1
+
+
+async def test_partial_data_followed_by_its_next_token_page_is_complete(proxy: RecordingProxy, moto_url: str) -> None:
+    ns = f"Partial{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    put(moto_url, ns, [("Latency", minute(now) - k * MIN + timedelta(seconds=3), float(k)) for k in (1, 2)])
+    proxy.paginate = True
+    # As CloudWatch answers: PartialData on the page that carries a NextToken, Complete on the last.
+    proxy.rewrite = lambda body: _partial(body) if b"NextToken" in body else body
+    src = source(proxy.url, [Query("t/lat", rule("lat", ns))])
+    await src.start()
+    try:
+        got = await src.poll(now)
+    finally:
+        await src.close()
+    assert len(proxy.calls) == 2 and "NextToken" in proxy.calls[1]
+    assert sorted(v for _, v in got["t/lat"]) == [1.0, 2.0]
+
+
+BREACHING_APP = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
+aws: {{region: us-east-1, endpoint_url: "{aws}"}}
+sources:
+  - {{name: cw, type: cloudwatch, interval: 30s, retry: {{attempts: 1}}}}
+targets:
+  - name: hybrid
+    rules:
+      - {{name: latency, category: performance, source: cw, threshold: "> 1500", evaluation_periods: 3,
+         missing_data: breaching, metric: {{namespace: {ns}, name: Latency, dimensions: {{Service: {ns}}},
+         stat: Average, period: 60s}}}}
+    levels:
+      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/flags"}}]}}
+"""
+
+
+async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingProxy, admin_api, tmp_path) -> None:
+    """The issue's case on the real App: an answer with no values marked PartialData rolled back in 8 s.
+    Now the poll fails, the source is down, the rule is insufficient_data and nothing runs; the same empty
+    answer marked Complete does alarm (missing_data: breaching), so the rule could have."""
+    ns = f"Partial{uuid.uuid4().hex[:8]}"  # nothing published: the answer has no values
+    cfg = parse_config(BREACHING_APP.format(state=tmp_path / "w.db", aws=proxy.url, ns=ns, admin=admin_api.url), {})
+    app = App(cfg, serve_http=False)
+    await app.start(schedule=False)
+    try:
+        proxy.rewrite = _partial
+        await app.poll("cw")
+        doc = app.status()
+        assert app.board is not None and app.board.sources["cw"].up is False
+        assert "PartialData" in (app.board.sources["cw"].last_error or "")
+        assert app.metrics.registry.get_sample_value("watchdog_source_up", {"source": "cw"}) == 0.0
+        assert [r["state"] for r in doc["rules"]] == ["insufficient_data"]
+        assert app.executors["hybrid"].machine.incident is None and admin_api.calls == []
+
+        proxy.rewrite = None
+        await app.poll("cw")
+        assert app.executors["hybrid"].machine.incident is not None
+        for _ in range(200):
+            if admin_api.count("/flags"):
+                break
+            await asyncio.sleep(0.02)
+        assert admin_api.count("/flags") == 1
+    finally:
+        await app.stop()
 
 
 # --- a failed poll is never a breach ----------------------------------------------------------

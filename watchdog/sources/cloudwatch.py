@@ -175,6 +175,16 @@ def enough_samples(points: Sequence[Datapoint], counts: Sequence[Datapoint], min
     return [(ts, v) for ts, v in points if have.get(ts, 0) >= minimum]
 
 
+def _check_complete(key: str, status: str | None, more_pages: bool) -> None:
+    """A query AWS could not answer in full is missing evidence, not "no data" (which missing_data:
+    breaching counts as a breach): the poll fails. PartialData means the rest comes with the NextToken;
+    without one, the rest never comes."""
+    if status in ("InternalError", "Forbidden"):
+        raise SourceError(f"GetMetricData: {key}: {status}")
+    if status == "PartialData" and not more_pages:
+        raise SourceError(f"GetMetricData: {key}: PartialData without a NextToken (the rest of its data was not sent)")
+
+
 class CloudWatch:
     sampled = False
 
@@ -244,16 +254,14 @@ class CloudWatch:
             token: str | None = None
             for _page in range(MAX_PAGES_PER_BATCH):
                 page = await self._call(batch, start, end, token)
+                token = page.get("NextToken")
                 for result in page.get("MetricDataResults", []):
                     key = ids.get(result["Id"])
-                    # A query AWS could not answer is missing evidence, not "no data" (which
-                    # missing_data: breaching would count as a breach): the poll fails.
-                    if key is not None and result.get("StatusCode") in ("InternalError", "Forbidden"):
-                        raise SourceError(f"GetMetricData: {key}: {result['StatusCode']}")
-                    if key is not None:
-                        into = samples if result["Id"] in counts else out
-                        into[key].extend(zip(result.get("Timestamps", []), result.get("Values", [])))
-                token = page.get("NextToken")
+                    if key is None:
+                        continue
+                    _check_complete(key, result.get("StatusCode"), bool(token))
+                    into = samples if result["Id"] in counts else out
+                    into[key].extend(zip(result.get("Timestamps", []), result.get("Values", [])))
                 if not token:
                     break
             else:
