@@ -1,7 +1,9 @@
 """One writer at a time: the daemon and `rollback --offline` take the same exclusive lock.
 
-An advisory `flock` on `<state_path>.lock`, released by the kernel when the process
-dies (kill -9 included), so a crash never leaves a stale lock behind.
+An advisory `flock` on `<state file>.lock`, released by the kernel when the process
+dies (kill -9 included), so a crash never leaves a stale lock behind. The lock is
+named after the state file's real path: through a symlink (to the file or to a
+directory on the way) a second writer would otherwise lock another name and act.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ class LockHeld(Exception):
 
 class StateLock:
     def __init__(self, state_path: str | Path):
-        self.path = Path(f"{state_path}.lock")
+        self.given = Path(state_path)
+        # resolve() follows every symlink, a dangling one too (the state file may not exist yet).
+        self.state = self.given.resolve()
+        self.path = Path(f"{self.state}.lock")
         self._fd: int | None = None
 
     def acquire(self, who: str) -> None:
@@ -28,10 +33,14 @@ class StateLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise LockHeld(f"the state at {self.path.with_suffix('')} is in use by {holder}") from None
+            raise LockHeld(f"the state at {self._named()} is in use by {holder}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{who} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd
+
+    def _named(self) -> str:
+        # Both names when they differ: the operator knows the one in the config, the holder may use the other.
+        return str(self.state) if self.given.absolute() == self.state else f"{self.state} (named {self.given} here)"
 
     def release(self) -> None:
         if self._fd is not None:
