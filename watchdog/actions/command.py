@@ -15,11 +15,16 @@ _TAIL = 300
 
 class CommandRunner:
     def __init__(self, base_env: Mapping[str, str] | None = None):
-        # The daemon's environment, handed in by the composition root (only config reads it).
+        # The few variables every command gets (config.process_environment: PATH, HOME, locale, TZ),
+        # handed in by the composition root; never the daemon's whole environment, which holds its secrets.
         self._base_env = dict(base_env or {})
 
+    def environment(self, action: CommandAction) -> dict[str, str]:
+        """The child's whole environment: the base, then what the action's `env` names (which wins)."""
+        return {**self._base_env, **{k: v.get_secret_value() for k, v in action.env.items()}}
+
     async def run(self, action: CommandAction) -> str:
-        env = {**self._base_env, **{k: v.get_secret_value() for k, v in action.env.items()}}
+        env = self.environment(action)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *action.argv,

@@ -42,8 +42,15 @@ class ConfigError(Exception):
 
 
 def process_environment() -> dict[str, str]:
-    """The daemon's environment, for the commands it runs (they inherit it, plus their `env`)."""
-    return dict(os.environ)
+    """The base environment of every command action: PATH, HOME, LANG, LC_ALL and TZ, where set.
+
+    Nothing else of the daemon's environment reaches a command (it holds the API token, webhook URLs,
+    AWS keys); what a command needs beyond this base its action names in `env`, e.g.
+    `env: {KUBECONFIG: "${KUBECONFIG}"}`. The locale and time zone keep a script's output and dates
+    as they are in a shell; PATH and HOME let it find its tools and their configuration.
+    """
+    base = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+    return {name: os.environ[name] for name in base if name in os.environ}
 
 
 def operator_token() -> str | None:
