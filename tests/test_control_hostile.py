@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from watchdog.app import App
@@ -245,7 +245,7 @@ routes = st.one_of(
     segments.map(lambda s: ("POST", f"/api/v1/incidents/{s}/resolve")),
     segments.map(lambda s: ("GET", f"/api/v1/incidents/{s}")),
 )
-HYPOTHESIS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @HYPOTHESIS
@@ -259,11 +259,13 @@ def test_any_request_is_answered_2xx_or_4xx_never_5xx(served: Served, route: tup
     if content_type is not None:
         headers["Content-Type"] = content_type
     got = send(served.port, method, path, headers, body)
+    event(f"status {got.status}")  # --hypothesis-show-statistics: the mix of answers reached
     assert 200 <= got.status < 500, (got.status, got.body[:300])
     if got.status >= 400:
         got.error()
-    if auth != GOOD:
-        assert got.status == 401
+    if auth is None or auth.strip(b" \t") != GOOD:  # HTTP strips the blanks around a header value
+        # Without the token nothing but 401, unless no route matches the path at all ("{" in a segment).
+        assert got.status == 401 or (got.status == 404 and got.error() == "Not Found"), got
 
 
 def _accepted(value: object) -> bool:
