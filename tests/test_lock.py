@@ -52,11 +52,29 @@ async def refused(d: Daemon) -> str:
     return (await d._stderr()).decode()
 
 
-@pytest.mark.parametrize(("first", "second"), [("real", "file-link"), ("file-link", "real"),
-                                               ("real", "dir-link"), ("dir-link", "file-link")])
+async def run_once(cfg: str) -> None:
+    """A daemon started and stopped: the state file exists from then on."""
+    d = await Daemon(cfg).start()
+    try:
+        await d.port()
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await d.stop()
+
+
+@pytest.mark.parametrize(("first", "second", "existing"), [
+    ("real", "file-link", False),
+    ("file-link", "real", False),  # the first start creates the state file through a dangling symlink
+    ("file-link", "real", True),
+    ("real", "dir-link", False),
+    ("dir-link", "file-link", False),
+])
 async def test_a_second_daemon_through_another_name_of_the_state_file_is_refused(tmp_path, admin_api, aws_env,
-                                                                                 first, second):
+                                                                                 first, second, existing):
     names = layout(tmp_path)
+    if existing:
+        await run_once(config(tmp_path, "earlier", names["real"], admin_api.url))
     a = await Daemon(config(tmp_path, "a", names[first], admin_api.url)).start()
     try:
         await a.port()
@@ -69,6 +87,7 @@ async def test_a_second_daemon_through_another_name_of_the_state_file_is_refused
         assert f"in use by the rollback-watchdog daemon (pid {a.proc.pid})" in err
         assert str(names["real"].resolve()) in err and "Traceback" not in err
         assert b.events("started") == []
+        assert names["file-link"].is_symlink()  # still a name of the one state file, not a file of its own
         a.signal(signal.SIGTERM)
         assert await a.wait(20) == 0
     finally:
