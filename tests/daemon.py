@@ -16,9 +16,11 @@ from typing import Any
 
 
 class Daemon:
-    def __init__(self, config_path: str, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, config_path: str, *args: str, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()):
         self.config_path = config_path
         self.args = args
+        self.prefix = prefix  # e.g. a command that sets up a mount namespace and execs the rest
         self.env = {**os.environ, **(env or {})}
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
@@ -28,7 +30,7 @@ class Daemon:
 
     async def start(self) -> "Daemon":
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "watchdog", "run", "-c", self.config_path, *self.args,
+            *self.prefix, sys.executable, "-m", "watchdog", "run", "-c", self.config_path, *self.args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
         )
         self._reader = asyncio.create_task(self._read())

@@ -101,7 +101,14 @@ def build_target(levels: list[dict[str, Any]], verify_window: str = "2m") -> Tar
             "levels": levels,
         }],
     }
-    return parse_config(yaml.safe_dump(doc), environ={}).targets[0]
+    return parse_config(yaml.dump(doc, Dumper=_NoAliases), environ={}).targets[0]
+
+
+class _NoAliases(yaml.SafeDumper):
+    """The config refuses YAML aliases; the levels share FAST_RETRY, so write each copy out."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 class Harness:

@@ -218,9 +218,9 @@ async def test_the_first_message_of_an_incident_starts_the_thread_the_rest_join(
 async def test_the_same_event_key_is_queued_once(make) -> None:
     ch = Recording("ch")
     n, _ = make((cfg("ch"), ch))
-    n.publish(event("incident_opened"), key="audit-7")
-    n.publish(event("incident_opened"), key="audit-7")
-    n.publish(event("level_started"), key="audit-8")
+    n.publish(event("incident_opened"), audit_seq=7)
+    n.publish(event("incident_opened"), audit_seq=7)
+    n.publish(event("level_started"), audit_seq=8)
     await wait_for(lambda: len(ch.got) == 2)
     await asyncio.sleep(0.05)
     assert ch.kinds == ["incident_opened", "level_started"]
@@ -230,19 +230,19 @@ async def test_waiting_messages_survive_a_restart_and_are_sent_once(make, tmp_pa
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     down = Hanging("slack")
-    n, _ = make((cfg("slack"), down), outbox=SqliteOutbox(store.connection), journal=store)
+    n, _ = make((cfg("slack"), down), outbox=SqliteOutbox(store), journal=store)
     for i, kind in enumerate(("incident_opened", "level_started", "level_failed")):
-        n.publish(event(kind), key=f"audit-{i}")
+        n.publish(event(kind), audit_seq=i)
     await wait_for(lambda: len(down.tries) == 1)
     await n.close()  # the process "dies" with three messages waiting
     store.close()
 
     store = SqliteStore(path)
-    outbox = SqliteOutbox(store.connection)
+    outbox = SqliteOutbox(store)
     assert outbox.counts("slack")["pending"] == 3
     up = Recording("slack")
     n2, _ = make((cfg("slack"), up), outbox=outbox, journal=store)
-    n2.publish(event("incident_opened"), key="audit-0")  # the same event again is not a second message
+    n2.publish(event("incident_opened"), audit_seq=0)  # the same event again is not a second message
     await wait_for(lambda: len(up.got) == 3)
     await asyncio.sleep(0.1)
     assert up.kinds == ["incident_opened", "level_started", "level_failed"]
@@ -289,9 +289,9 @@ async def test_an_outbox_that_cannot_be_written_loses_the_message_not_the_caller
 
 async def test_messages_of_a_channel_no_longer_configured_are_dead_lettered(make, tmp_path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    outbox = SqliteOutbox(store.connection)
+    outbox = SqliteOutbox(store)
     n, _ = make((cfg("old-name"), Hanging("old-name")), outbox=outbox, journal=store)
-    n.publish(event("incident_opened"), key="audit-1")
+    n.publish(event("incident_opened"), audit_seq=1)
     await n.close()
     n.set_channels([(cfg("new-name"), Recording("new-name"))])  # the channel was renamed
     assert outbox.counts("old-name") == {"pending": 0, "sent": 0, "dead": 1}
@@ -315,10 +315,11 @@ targets:
 notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
 """
     store = SqliteStore(tmp_path / "w.db")
-    outbox = SqliteOutbox(store.connection)
+    outbox = SqliteOutbox(store)
     first = store.event(event("incident_opened"))
-    outbox.enqueue("hook", f"audit-{first.seq}", event("incident_opened"), False, datetime.now(timezone.utc))
-    outbox.mark_sent(1, datetime.now(timezone.utc))
+    outbox.enqueue(f"audit-{first.seq}", event("incident_opened"), False, ["hook"], datetime.now(timezone.utc),
+                   first.seq, lambda: None)
+    await outbox.mark_sent(1, datetime.now(timezone.utc))
     store.event(event("level_started"))  # recorded; the process died before it reached the outbox
     store.close()
     app = App(parse_config(text, {}))
@@ -329,3 +330,53 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     finally:
         await app.stop()
     assert [h.body["event"] for h in receivers.ok("/hook")] == ["level_started"]  # the missed one, not the sent one
+
+
+async def test_a_restart_after_the_prune_does_not_send_old_messages_again(tmp_path, receivers) -> None:
+    """A dead letter outlives the sent rows (30 days against 7): it must not become the mark from which a
+    restart re-sends every message after it. Found by trying it: "mitigated" and "resolved" of an incident
+    closed a week earlier went to every channel again, with new delivery ids."""
+    from datetime import timedelta
+
+    from executor_support import FakeClock
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    text = f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: cw, type: cloudwatch, interval: 1h}}]
+aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
+targets:
+  - name: svc
+    rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{receivers.url}/l1"}}]}}]
+notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry: {{attempts: 1}}}}]
+"""
+    receivers.answer("/hook", 400, 200)  # the first message is refused for good (dead), the rest delivered
+    eight_days_ago = datetime.now(timezone.utc) - timedelta(days=8)
+    app = App(parse_config(text, {}), clock=FakeClock(eight_days_ago), serve_http=False)
+    await app.start(schedule=False)
+    try:
+        ex = app.executors["svc"]
+        for kind in ("incident_opened", "mitigated", "resolved"):
+            ex.announce(Event(kind, "warning", "svc", "inc-old", 1, eight_days_ago, "why", "next"))
+            await wait_for(lambda: len(receivers.all("/hook")) == ("incident_opened", "mitigated", "resolved")
+                           .index(kind) + 1)
+        await wait_for(lambda: app.notifier.status()["hook"]["pending"] == 0)
+    finally:
+        await app.stop()
+    assert [h.status for h in receivers.all("/hook")] == [400, 200, 200]
+
+    import sqlite3
+
+    for _ in range(2):  # the first start prunes the week-old sent rows; neither start queues anything again
+        app = App(parse_config(text, {}), serve_http=False)
+        await app.start(schedule=False)
+        try:
+            await app.journal.flush()  # what start() queued (the prune, any replay) has landed
+            with sqlite3.connect(tmp_path / "w.db") as db:
+                rows = db.execute("SELECT kind, state FROM outbox ORDER BY id").fetchall()
+        finally:
+            await app.stop()
+        assert rows == [("incident_opened", "dead")]  # only the dead letter is left; nothing re-queued
+    assert len(receivers.all("/hook")) == 3

@@ -274,10 +274,15 @@ def test_opening_for_reading_never_creates_a_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no such state file"):
         SqliteStore(path, create=False)
     assert not path.parent.exists()
-    empty = tmp_path / "empty.db"
-    sqlite3.connect(empty).close()  # a file with no schema is not a state file either
+    bare = tmp_path / "bare.db"
+    conn = sqlite3.connect(bare)
+    conn.execute("PRAGMA user_version = 0")
+    conn.execute("CREATE TABLE IF NOT EXISTS x (y)")
+    conn.execute("DROP TABLE x")  # a real SQLite file with no schema is not a state file either
+    conn.commit()
+    conn.close()
     with pytest.raises(StoreError, match="no schema"):
-        SqliteStore(empty, create=False)
+        SqliteStore(bare, create=False)
 
 
 # --- incidents ----------------------------------------------------------------------------

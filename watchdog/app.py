@@ -38,6 +38,7 @@ from watchdog.signals import SignalBoard
 from watchdog.sources import SAMPLED, SourceDeps, SourceError, build_source
 from watchdog.sources.base import Source
 from watchdog.status import incident_documents, status_document
+from watchdog.statewriter import StateWriter, WriteFailure
 from watchdog.store import SqliteStore
 from watchdog.web import build_web
 
@@ -72,6 +73,7 @@ class App:
         # Without one handed in, start() opens the SQLite store at state_path (and stop() closes it).
         self.journal: Journal = journal if journal is not None else MemoryJournal()
         self._store: SqliteStore | None = None
+        self._writer = StateWriter(on_change=self._state_file_changed, on_bug=self._state_write_bug)
         self._lock: StateLock | None = None
         self.owner = owner
         self.failpoints = failpoints or Failpoints()
@@ -108,9 +110,12 @@ class App:
             lock = StateLock(cfg.watchdog.state_path)
             lock.acquire(self.owner)  # LockHeld: one line; a second writer never acts
             self._lock = lock
+            # From here on no write to the state file runs on the event loop (watchdog/statewriter.py).
+            self._writer.start()
+            self._store.attach(self._writer)
         self.session = aiohttp.ClientSession()
         if self._store is not None:
-            outbox = SqliteOutbox(self._store.connection, str(cfg.watchdog.state_path))
+            outbox = SqliteOutbox(self._store)
             outbox.prune(self.clock.now())
             self.notifier.bind(outbox, self.journal)
         else:
@@ -139,6 +144,9 @@ class App:
             self.metrics.incidents_open.labels(t.name).set(0)
         self.rule_series.keep(rule_labels(self.cfg))
         self.metrics.paused.set(0)
+        self.metrics.state_writable.set(1)
+        if self._store is not None:
+            self._restore_pauses(self._store)
         self.spawn(self.notifier.run(), "notifier")
         if self._store is not None:
             await recover(self)  # before the first poll: open incidents continue where they stopped
@@ -162,7 +170,7 @@ class App:
         if self._store is None:
             return
         missed = self._store.events_after(last)
-        events = [(f"audit-{r.seq}", Event(r.data.get("event", "?"), r.data.get("severity", "warning"), r.target,
+        events = [(r.seq, Event(r.data.get("event", "?"), r.data.get("severity", "warning"), r.target,
                                            r.incident, r.level, r.at, r.data.get("why", ""), r.data.get("next", ""),
                                            r.data.get("details") or {}), r.dry_run) for r in missed]
         if events:
@@ -219,11 +227,28 @@ class App:
 
     # --- operator control (the control API calls these) ----------------------------
 
+    def _restore_pauses(self, store: SqliteStore) -> None:
+        """A pause is a maintenance window: a restart inside it (kill -9, an upgrade, a reboot) must keep it."""
+        now, restored = self.clock.now(), []
+        for p in store.pauses():
+            if p.until <= now or (p.scope != GLOBAL and p.scope not in self.executors):
+                store.delete_pause(p.scope)
+                log.info("pause_dropped", scope=p.scope, until=p.until.isoformat(), reason=p.reason,
+                         why="it ended while the watchdog was stopped" if p.until <= now else "no such target now")
+                continue
+            self.pauses.set(p.scope, p.until, p.reason)
+            restored.append({"scope": p.scope, "until": p.until.isoformat(), "reason": p.reason})
+        if restored:
+            self.metrics.paused.set(1 if any(p.scope == GLOBAL for p in self.pauses.all(now)) else 0)
+            log.warning("pauses_restored", pauses=restored, why="paused before the restart; no action until they end")
+
     async def pause(self, target: str | None, duration: timedelta, reason: str) -> Pause:
         if target is not None and target not in self.executors:
             raise KeyError(target)
         now = self.clock.now()
         pause = self.pauses.set(target or GLOBAL, now + duration, reason)
+        if self._store is not None:
+            self._store.save_pause(pause)
         self._announce_pause("paused", pause, now, f"paused: {reason}", f"no action until {pause.until:%H:%M:%S}Z or resume")
         return pause
 
@@ -231,6 +256,8 @@ class App:
         if target is not None and target not in self.executors:
             raise KeyError(target)
         pause = self.pauses.clear(target or GLOBAL)
+        if pause is not None and self._store is not None:
+            self._store.delete_pause(pause.scope)
         if pause is not None:
             self._announce_pause("resumed", pause, self.clock.now(), f"resumed: {reason}", "acting on alarms again")
             for name in self._scope_targets(pause.scope):
@@ -239,6 +266,8 @@ class App:
 
     def _expire_pauses(self, now: datetime) -> None:
         for pause in self.pauses.expire(now):
+            if self._store is not None:
+                self._store.delete_pause(pause.scope)
             self._announce_pause("resumed", pause, now, "the pause expired", "acting on alarms again")
 
     def _announce_pause(self, kind: str, pause: Pause, now: datetime, why: str, nxt: str) -> None:
@@ -261,6 +290,32 @@ class App:
                 await ex.resolve(note)
                 return ex.target.name
         raise KeyError(incident)
+
+    # --- the state file ------------------------------------------------------------------
+
+    def _state_file_changed(self, failure: WriteFailure | None) -> None:
+        """The writer's report (on the loop). Failing: /healthz 503, a critical line, a page that does not
+        go through the state file. Writable again: said, and recorded like any event."""
+        now = self.clock.now()
+        self.metrics.state_writable.set(0 if failure else 1)
+        if failure is not None:
+            log.critical("state_write_failed", error=failure.error, since=failure.since.isoformat(),
+                         waiting=self._writer.pending, why="no action runs until its intent is in the state file")
+            for name, ex in self.executors.items():
+                inc = ex.machine.incident
+                self.notifier.send_direct(Event(
+                    "state_unwritable", "critical", name, inc.id if inc else None, ex.machine.level, now,
+                    f"the state file cannot be written: {failure.error}",
+                    "no action runs until its intent is recorded; free disk space or end the other process's lock"))
+            return
+        log.warning("state_write_recovered", why="the state file can be written again")
+        for name, ex in self.executors.items():
+            inc = ex.machine.incident
+            ex.announce(Event("state_writable", "info", name, inc.id if inc else None, ex.machine.level, now,
+                              "the state file can be written again", "decisions and actions go on"))
+
+    def _state_write_bug(self, error: str) -> None:
+        log.error("state_write_crashed", error=error, why="a write the state file would not take; skipped")
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -390,7 +445,10 @@ class App:
         if self.session is not None:
             await self.session.close()
         if self._store is not None:
-            self._store.close()  # last: everything above may still write to it
+            lost = await self._writer.stop(timeout=5)  # last: everything above may still write to it
+            if lost:
+                log.critical("state_writes_lost", count=lost, why="the state file could not be written before the stop")
+            self._store.close()
             self._store = None
         if self._lock is not None:
             self._lock.release()
@@ -415,7 +473,7 @@ class App:
         """WATCHDOG=1 only while evaluations are fresh: a stalled loop goes quiet and systemd restarts it."""
         every = self.sd.ping_every or 5.0
         while True:
-            healthy, why = self.health()
+            healthy, why = self.liveness()
             if healthy and self.sd.ping_every:
                 self.sd.ping()
             elif not healthy:
@@ -424,6 +482,16 @@ class App:
             await asyncio.sleep(every)
 
     def health(self) -> tuple[bool, str]:
+        """/healthz: alive (`liveness`) and able to record what it decides."""
+        failure = self._writer.failure
+        if failure is not None:
+            return False, (f"state file not writable since {failure.since:%H:%M:%S}Z: {failure.error} "
+                           f"({self._writer.pending} writes waiting)")
+        return self.liveness()
+
+    def liveness(self) -> tuple[bool, str]:
+        """What the systemd watchdog is told: a restart cannot fix a full disk or another process's lock, and
+        would drop the writes waiting for it, so a state file failure does not count here."""
         if self.scheduler is None or not self.scheduler.running:
             return False, "scheduler not running"
         ref = self._last_eval or self._started_at

@@ -70,7 +70,14 @@ class TargetExecutor:
             self._dispatch(self.machine.observe(self._clock.now(), views))
 
     async def resolve(self, note: str) -> None:
+        """ValueError while a level's actions run: closing the incident under them would let the still-alarming
+        rules open a new one and start a second level beside the first."""
         async with self._lock:
+            if self.busy:
+                inc = self.machine.incident
+                level = inc.level if inc else "a"
+                raise ValueError(f"level {level} is running; resolve once it has finished (pause the target "
+                                 "to stop what would follow)")
             self._dispatch(self.machine.resolve(self._clock.now(), note))
 
     async def manual(self, level: int, reason: str) -> str:
@@ -117,6 +124,9 @@ class TargetExecutor:
         self.sync_state()
 
     def start_level(self, cmd: RunLevel, start: int = 0) -> None:
+        # At most one level per target, ever: a level escalating starts the next from its own task, as it ends.
+        if self.busy and asyncio.current_task() is not self.level_task:
+            raise RuntimeError(f"{self.target.name}: level {cmd.level} asked for while another level runs")
         self.level_task = self._spawn(self._run_level(cmd, start), f"level:{self.target.name}:{cmd.level}")
 
     async def finish_level(self, incident: str, level: int, ok: bool, detail: str) -> None:
@@ -145,7 +155,7 @@ class TargetExecutor:
         level = log.error if ev.severity == "critical" else log.warning if ev.severity == "warning" else log.info
         level(ev.kind, target=ev.target, incident=ev.incident, level=ev.level, why=ev.why, next=ev.next,
               severity=ev.severity, dry_run=self.dry_run)
-        self._notifier.publish(ev, self.dry_run, key=f"audit-{rec.seq}")
+        self._notifier.publish(ev, self.dry_run, audit_seq=rec.seq)
 
     async def _run_level(self, cmd: RunLevel, start: int = 0) -> None:
         level = self.target.level(cmd.level)
@@ -154,11 +164,11 @@ class TargetExecutor:
         started = self._clock.monotonic()
         ok, detail = True, ""
         try:
-            async with asyncio.timeout(level.deadline.total_seconds()):
+            async with asyncio.timeout(level.deadline.total_seconds()) as deadline:
                 details = []
                 for index, action in enumerate(level.actions):
                     if index >= start:  # after a restart, the actions already done are not repeated
-                        details.append(await self._run_action(cmd, index, action))
+                        details.append(await self._run_action(cmd, index, action, deadline))
                 detail = "; ".join(details)
         except TimeoutError:
             ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"
@@ -180,7 +190,21 @@ class TargetExecutor:
         async with self._lock:
             self._dispatch(self.machine.level_finished(self._clock.now(), cmd.incident, cmd.level, ok, detail))
 
-    async def _run_action(self, cmd: RunLevel, index: int, action: Any) -> str:
+    async def _durable(self, deadline: asyncio.Timeout) -> None:
+        """Wait until the intent is in the state file. No action runs before that; while the file cannot be
+        written the wait is as long as it takes, and it does not count against the level's deadline (the
+        deadline is for the system to answer, and a broken state file is paged and shown in /healthz)."""
+        loop = asyncio.get_running_loop()
+        when = deadline.when()
+        deadline.reschedule(None)
+        try:
+            started = loop.time()
+            await self._journal.flush()
+        finally:
+            if when is not None:
+                deadline.reschedule(when + (loop.time() - started))
+
+    async def _run_action(self, cmd: RunLevel, index: int, action: Any, deadline: asyncio.Timeout) -> str:
         name = self._mask(f"#{index + 1} {action.type}: {action.describe()}")
         tname, inc, lvl = self.target.name, cmd.incident, cmd.level
         if self.dry_run:
@@ -200,6 +224,12 @@ class TargetExecutor:
             with attempt_ctx:
                 attempt += 1
                 self._journal.intent(self._clock.now(), tname, inc, lvl, name, attempt, False)
+                try:
+                    await self._durable(deadline)
+                except asyncio.CancelledError:  # shutdown while the file could not be written: it never started
+                    self._record(cmd, name, attempt, "failed", "not started: the watchdog stopped before its intent "
+                                 "was in the state file")
+                    raise
                 log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
                 try:
                     await self._failpoints.reach("after_intent", target=tname, incident=inc, level=lvl)

@@ -53,6 +53,9 @@ class Journal(Protocol):
 
     def records(self, incident: str | None = None) -> list[Record]: ...
 
+    async def flush(self) -> None:
+        """Return once everything recorded so far is durable."""
+
 
 class MemoryJournal:
     def __init__(self, keep: int = 10_000):
@@ -86,3 +89,6 @@ class MemoryJournal:
 
     def records(self, incident: str | None = None) -> list[Record]:
         return [r for r in self._records if incident is None or r.incident == incident]
+
+    async def flush(self) -> None:
+        return None

@@ -86,6 +86,11 @@ class Metrics:
             "watchdog_target_blind", "1 while a target's verification has no fresh data (a human is paged).",
             ["target"], registry=r,
         )
+        self.state_writable = Gauge(
+            "watchdog_state_writable",
+            "0 while writes to the state file fail (no action runs until its intent lands; a human is paged).",
+            registry=r,
+        )
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,35 +1,53 @@
 """The durable state (SPEC 4.3): a SQLite file at `watchdog.state_path`.
 
 - `audit`: the append-only journal. Every event, action intent, action outcome
-  and check result is one row, written in its own committed transaction before
-  the call returns (WAL, synchronous=FULL: a row written before an action
-  survives kill -9). Each row carries the hash of the previous one; its own hash
-  is sha256(prev_hash + canonical JSON of the row), and `audit_head` keeps the
-  newest (seq, hash), so an edited, deleted, reordered or truncated row shows up
-  in `verify_chain()`. Triggers refuse UPDATE and DELETE on it.
-- `incidents`: one row per incident, upserted with the machine's snapshot after
-  every decision.
-- `outbox`, `notify_threads`: notifications waiting, sent or dead-lettered, and
-  each channel's thread per incident (watchdog/outbox.py).
+  and check result is one row in its own committed transaction (WAL,
+  synchronous=FULL: a row that has landed survives kill -9). Each row carries
+  the hash of the previous one; its own hash is sha256(prev_hash + canonical
+  JSON of the row), and `audit_head` keeps the newest (seq, hash), so an
+  edited, deleted, reordered or truncated row shows up in `verify_chain()`.
+  Triggers refuse UPDATE and DELETE on it.
+- `incidents`: one row per incident, upserted with the machine's incident
+  (watchdog/codec.py) after every decision.
+- `pauses`: the operator's pauses with their expiry, so a restart keeps them.
+- `outbox`, `notify_threads`, `outbox_mark`: notifications waiting, sent or
+  dead-lettered, each channel's thread per incident (watchdog/outbox.py).
 
-One connection, used from the event loop thread only. The schema version is
-`PRAGMA user_version`; `MIGRATIONS` brings an older file up to date on open and
-a file from a newer version is refused.
+Two ways to write. Without a writer (the CLI, tests, start-up) each write runs
+at once and raises StoreError when it fails. The daemon `attach`es a
+`StateWriter`: then writes are queued to its thread, in order, each retried
+until it lands, and the event loop never waits on the file (`flush()` waits for
+what was written so far). Reads use their own connection on the caller's
+thread: under WAL they see every landed write and never wait for a writer.
+
+The schema version is `PRAGMA user_version`; `MIGRATIONS` brings an older file
+up to date on open and a file from a newer version is refused. A new file is
+made under a temporary name and renamed into place once its schema is in, so
+an empty file at `state_path` can only mean lost history: it is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from watchdog.codec import jsonable
+from watchdog.codec import decode_pause, encode_pause, jsonable
 from watchdog.escalation import Event
 from watchdog.journal import Record
+from watchdog.pause import Pause
+from watchdog.statewriter import StateWriter
+from watchdog.storage import StoreError
+
+T = TypeVar("T")
+WRITE_BUSY_MS = 5000  # how long one write waits for another process's lock before it counts as failing
+READ_BUSY_MS = 1000
 
 GENESIS = "0" * 64
 
@@ -96,12 +114,24 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (channel, incident)
         )""",
     ],
+    [  # 3: pauses survive a restart; the outbox's mark of the audit events it has taken
+        """CREATE TABLE pauses (
+            scope TEXT PRIMARY KEY,
+            pause TEXT NOT NULL
+        )""",
+        # The newest audit event the notifier has handled. Kept apart from the outbox rows, which are pruned:
+        # derived from them, a week-old dead letter became the mark and everything after it was sent again.
+        """CREATE TABLE outbox_mark (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            audit_seq INTEGER NOT NULL
+        )""",
+        # An upgraded file: what is in the audit log now counts as handled (never re-sent).
+        "INSERT INTO outbox_mark (id, audit_seq) SELECT 1, seq FROM audit_head WHERE id = 1",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(Exception):
-    """The state file cannot be opened, migrated or written; the message is one line."""
 
 
 def canonical(obj: Any) -> str:
@@ -113,49 +143,143 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
 
 
-class SqliteStore:
-    """A drop-in for `MemoryJournal` that keeps everything in a SQLite file."""
+def _connect(uri: str, busy_ms: int, **kw: Any) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_ms / 1000, **kw)
+    db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    return db
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """After a failed statement. SQLite may have rolled back already (a full disk does): then ROLLBACK
+    itself fails with "no transaction is active", which must not hide the error that caused it."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+class SqliteStore:
+    """The journal, incidents, pauses and (through watchdog.outbox) the notification outbox, in one file."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
         self._last_saved: dict[str, str] = {}
-        if create:
+        self._writer: StateWriter | None = None
+        self._db: sqlite3.Connection | None = None
+        if readonly:
+            self._rdb = self._open_readonly()
+        else:
+            self._db = self._open_writable(create)
+            self._rdb = self._reader()
+        self._seq = self._head_seq()
+
+    # --- opening ------------------------------------------------------------------
+
+    def _fail(self, what: str, exc: BaseException | str) -> StoreError:
+        return StoreError(f"state_path {self.path}: {what}: {exc}")
+
+    def _check_not_emptied(self) -> bool:
+        """True when a state file is there. A zero-length one is refused: it was a state file once."""
+        try:
+            size = self.path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise self._fail("cannot read", exc.strerror or exc) from None
+        if self.path.is_dir():
+            raise StoreError(f"state_path {self.path}: is a directory; name a file in it")
+        if size == 0:
+            raise StoreError(f"state_path {self.path}: the file is empty (0 bytes), so its history is gone; "
+                             "move it away to start with a new state file")
+        return True
+
+    def _open_writable(self, create: bool) -> sqlite3.Connection:
+        exists = self._check_not_emptied()
+        if not exists and not create:
+            raise StoreError(f"state_path {self.path}: no such state file (has the daemon run with this config?)")
+        if not exists:
+            self._create()
+        try:
+            db = _connect(self.path.absolute().as_uri() + "?mode=rw", WRITE_BUSY_MS, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._fail("cannot open", exc) from None
+        try:
+            self._prepare(db)
+            self._migrate(db, create)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._fail("cannot use it", exc) from None
+        except StoreError:
+            db.close()
+            raise
+        return db
+
+    def _create(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(f"state_path {self.path}: {self.path.parent} exists and is not a directory") from None
+        except OSError as exc:
+            raise self._fail(f"cannot create directory {self.path.parent}", exc.strerror or exc) from None
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}")
+        try:
+            db = _connect(tmp.absolute().as_uri() + "?mode=rwc", WRITE_BUSY_MS)
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except FileExistsError:
-                raise StoreError(f"state_path {self.path}: {self.path.parent} exists and is not a directory") from None
-            except OSError as exc:
-                raise StoreError(f"state_path {self.path}: cannot create directory {self.path.parent}: "
-                                 f"{exc.strerror or exc}") from None
-        elif not self.path.is_file():
+                self._prepare(db)
+                self._migrate(db, True)
+            finally:
+                db.close()  # checkpoints the WAL into the file: the renamed file is complete on its own
+            os.replace(tmp, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+            raise self._fail("cannot create it", getattr(exc, "strerror", None) or exc) from None
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"state_path {self.path}: the file system does not allow WAL mode (got {mode})")
+        db.execute("PRAGMA synchronous = FULL")
+
+    def _reader(self) -> sqlite3.Connection:
+        return _connect(self.path.absolute().as_uri() + "?mode=ro", READ_BUSY_MS)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """For the CLI's reading commands, also on a read-only mount."""
+        if not self._check_not_emptied():
             raise StoreError(f"state_path {self.path}: no such state file (has the daemon run with this config?)")
         try:
-            uri = self.path.absolute().as_uri() + ("?mode=rwc" if create else "?mode=rw")
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
+            db = self._reader()
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.Error as exc:
-            raise StoreError(f"state_path {self.path}: cannot open: {exc}") from None
-        try:
-            self._db.execute("PRAGMA busy_timeout = 10000")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"state_path {self.path}: the file system does not allow WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._migrate(create)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StoreError(f"state_path {self.path}: cannot use it: {exc}") from None
-        except StoreError:
-            self._db.close()
-            raise
+            # WAL needs the -shm file; on a read-only mount it cannot be made. With no WAL left beside the file
+            # (a clean shutdown checkpoints it away) the file alone is the whole state and is read as immutable.
+            wal = Path(f"{self.path}-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise self._fail("cannot read it (its write-ahead log needs a writable directory)", exc) from None
+            try:
+                db = _connect(self.path.absolute().as_uri() + "?mode=ro&immutable=1", READ_BUSY_MS)
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            except sqlite3.Error as exc2:
+                raise self._fail("cannot read it", exc2) from None
+        if version == 0:
+            db.close()
+            raise StoreError(f"state_path {self.path}: not a rollback-watchdog state file (no schema)")
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"state_path {self.path}: schema version {version} is newer than this program's "
+                             f"{SCHEMA_VERSION}; upgrade rollback-watchdog")
+        return db
 
     # --- schema -------------------------------------------------------------------
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._rdb.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self, create: bool) -> None:
-        version = self.schema_version
+    def _migrate(self, db: sqlite3.Connection, create: bool) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StoreError(f"state_path {self.path}: schema version {version} is newer than this program's "
                              f"{SCHEMA_VERSION}; upgrade rollback-watchdog or use another state_path")
@@ -163,22 +287,78 @@ class SqliteStore:
             return
         if version == 0 and not create:
             raise StoreError(f"state_path {self.path}: not a rollback-watchdog state file (no schema)")
-        if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StoreError(f"state_path {self.path}: a SQLite file with other tables, not a rollback-watchdog state file")
-        self._db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            version = self.schema_version  # another process may have migrated meanwhile
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])  # another process may have migrated
             for number in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[number - 1]:
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
-            self._db.execute("COMMIT")
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def close(self) -> None:
-        self._db.close()
+        for db in (self._db, self._rdb):
+            if db is not None:
+                db.close()
+
+    # --- writing --------------------------------------------------------------------
+
+    def attach(self, writer: StateWriter) -> None:
+        """From now on writes are queued to `writer` (the daemon); nothing here writes on the caller's thread."""
+        self._writer = writer
+
+    def _transaction(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
+        db = self._db
+        if db is None:
+            raise StoreError(f"state_path {self.path}: opened read-only")
+
+        def run() -> T:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                result = fn(db)
+                db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                _rollback(db)
+                raise self._fail(f"cannot {what}", exc) from None
+            except BaseException:
+                _rollback(db)
+                raise
+
+        return run
+
+    def write(self, what: str, fn: Callable[[sqlite3.Connection], T], then: Callable[[T], None] | None = None) -> None:
+        """Run `fn` in one transaction on the writing connection: at once (raising StoreError), or queued to
+        the attached writer. `then(result)` follows once it has landed (on the event loop when queued)."""
+        run = self._transaction(what, fn)
+        if self._writer is not None:
+            self._writer.submit(run, then)
+            return
+        result = run()
+        if then is not None:
+            then(result)
+
+    async def landed(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`write`, returning once it has landed (as long as that takes while the file cannot be written)."""
+        run = self._transaction(what, fn)
+        if self._writer is None:
+            return run()
+        return await asyncio.wrap_future(self._writer.submit(run))
+
+    async def flush(self) -> None:
+        """Wait until every write made so far has landed (at once without a writer)."""
+        if self._writer is not None:
+            await self._writer.flush()
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """For the outbox's reads, on the caller's thread."""
+        return self._rdb
 
     # --- the journal (the same calls as MemoryJournal) ------------------------------
 
@@ -205,51 +385,50 @@ class SqliteStore:
                             {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
                              "attempts": attempts, "detail": detail})
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """For the outbox, which shares the file (and the event loop thread)."""
-        return self._db
-
-    def records(self, incident: str | None = None) -> list[Record]:
-        cols = "seq, at, kind, target, incident, level, dry_run, data"
-        if incident is None:
-            rows = self._db.execute(f"SELECT {cols} FROM audit ORDER BY seq").fetchall()
-        else:
-            rows = self._db.execute(f"SELECT {cols} FROM audit WHERE incident = ? ORDER BY seq", (incident,)).fetchall()
-        return [Record(seq, datetime.fromisoformat(at), kind, target, inc, level, json.loads(data), bool(dry))
-                for seq, at, kind, target, inc, level, dry, data in rows]
-
-    def events_after(self, seq: int) -> list[Record]:
-        """The event records newer than `seq`, oldest first."""
-        rows = self._db.execute("SELECT seq, at, kind, target, incident, level, dry_run, data FROM audit"
-                                " WHERE seq > ? AND kind = 'event' ORDER BY seq", (seq,)).fetchall()
-        return [Record(seq_, datetime.fromisoformat(at), kind, target, inc, level, json.loads(data), bool(dry))
-                for seq_, at, kind, target, inc, level, dry, data in rows]
+    def _head_seq(self) -> int:
+        head = self._rdb.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
+        return int(head[0]) if head else 0
 
     def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
                 data: dict[str, Any]) -> Record:
+        # The sequence number is known now (this process is the only writer: watchdog.lock), so the record
+        # can be returned before it lands; the hash chain is computed when it does, in order.
+        seq = self._seq + 1
         data = jsonable(data)
-        try:
-            self._db.execute("BEGIN IMMEDIATE")  # the head is read and moved under the write lock
-            try:
-                head = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-                seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-                row = {"seq": seq, "at": at.isoformat(), "kind": kind, "target": target, "incident": incident,
-                       "level": level, "dry_run": bool(dry_run), "data": data}
-                digest = row_hash(prev, row)
-                self._db.execute(
-                    "INSERT INTO audit (seq, at, kind, target, incident, level, dry_run, data, prev_hash, hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, row["at"], kind, target, incident, level, int(bool(dry_run)), canonical(data), prev, digest),
-                )
-                self._db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"state_path {self.path}: cannot write the audit log: {exc}") from None
+        row = {"seq": seq, "at": at.isoformat(), "kind": kind, "target": target, "incident": incident,
+               "level": level, "dry_run": bool(dry_run), "data": data}
+
+        def insert(db: sqlite3.Connection) -> None:
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            last, prev = (head[0], head[1]) if head else (0, GENESIS)
+            if last != seq - 1:
+                raise sqlite3.IntegrityError(f"the audit head is at {last}, not {seq - 1}: another process wrote it")
+            digest = row_hash(prev, row)
+            db.execute(
+                "INSERT INTO audit (seq, at, kind, target, incident, level, dry_run, data, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, row["at"], kind, target, incident, level, int(bool(dry_run)), canonical(data), prev, digest),
+            )
+            db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
+
+        self.write("write the audit log", insert)
+        self._seq = seq  # not reached when an unqueued write failed: the number is used again
         return Record(seq, at, kind, target, incident, level, data, bool(dry_run))
+
+    def _records(self, where: str, args: tuple[Any, ...]) -> list[Record]:
+        rows = self._rdb.execute(f"SELECT seq, at, kind, target, incident, level, dry_run, data FROM audit {where}"
+                                 " ORDER BY seq", args).fetchall()
+        return [Record(seq, datetime.fromisoformat(at), kind, target, inc, level, json.loads(data), bool(dry))
+                for seq, at, kind, target, inc, level, dry, data in rows]
+
+    def records(self, incident: str | None = None) -> list[Record]:
+        if incident is None:
+            return self._records("", ())
+        return self._records("WHERE incident = ?", (incident,))
+
+    def events_after(self, seq: int) -> list[Record]:
+        """The event records newer than `seq`, oldest first."""
+        return self._records("WHERE seq > ? AND kind = 'event'", (seq,))
 
     def verify_chain(self) -> list[str]:
         """Problems found in the audit chain, one line each; empty when it is intact."""
@@ -257,62 +436,40 @@ class SqliteStore:
 
     def check_chain(self) -> tuple[int, list[str]]:
         """(records checked, problems): both from one read snapshot."""
-        problems: list[str] = []
-        self._db.execute("BEGIN")  # one snapshot: the head and the rows agree even while the daemon writes
+        db = self._rdb
+        db.execute("BEGIN")  # one snapshot: the head and the rows agree even while the daemon writes
         try:
-            rows = self._db.execute(
+            rows = db.execute(
                 "SELECT seq, at, kind, target, incident, level, dry_run, data, prev_hash, hash FROM audit ORDER BY seq"
             ).fetchall()
-            head = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         finally:
-            self._db.execute("COMMIT")
-        prev_hash, prev_seq = GENESIS, 0
-        for seq, at, kind, target, incident, level, dry_run, data, stored_prev, digest in rows:
-            if seq != prev_seq + 1:
-                problems.append(f"record {seq}: follows record {prev_seq} (records {prev_seq + 1}..{seq - 1} missing)")
-            if stored_prev != prev_hash:
-                problems.append(f"record {seq}: does not link to the record before it (deleted, inserted or reordered)")
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                problems.append(f"record {seq}: data is not valid JSON (edited)")
-                parsed = data
-            row = {"seq": seq, "at": at, "kind": kind, "target": target, "incident": incident,
-                   "level": level, "dry_run": bool(dry_run), "data": parsed}
-            if row_hash(stored_prev, row) != digest:
-                problems.append(f"record {seq}: content does not match its hash (edited)")
-            prev_hash, prev_seq = digest, seq
-        if head is None:
-            if rows:
-                problems.append("the audit head is missing (edited)")
-        elif (head[0], head[1]) != (prev_seq, prev_hash):
-            problems.append(f"the newest record is {prev_seq} but the audit head says {head[0]} "
-                            "(records removed from the end, or the head edited)")
-        return len(rows), problems
+            db.execute("COMMIT")
+        return len(rows), chain_problems(rows, head)
 
     def audit_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM audit").fetchone()[0])
+        return int(self._rdb.execute("SELECT count(*) FROM audit").fetchone()[0])
 
     # --- incidents ----------------------------------------------------------------
 
     def save_incident(self, snap: dict[str, Any]) -> None:
-        """Upsert by id. An unchanged snapshot is not written again."""
+        """Upsert by id (`snap` from codec.encode_incident). An unchanged snapshot is not written again."""
         text = canonical(snap)
         if self._last_saved.get(snap["id"]) == text:
             return
         now = datetime.now().astimezone().isoformat()
-        try:
-            self._db.execute(
+        args = (snap["id"], snap["target"], snap["opened_at"], snap["phase"], snap.get("level", 0),
+                snap.get("closed_at"), now, text)
+
+        def upsert(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO incidents (id, target, opened_at, phase, level, closed_at, updated_at, snapshot)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET target = excluded.target, opened_at = excluded.opened_at,"
                 " phase = excluded.phase, level = excluded.level, closed_at = excluded.closed_at,"
-                " updated_at = excluded.updated_at, snapshot = excluded.snapshot",
-                (snap["id"], snap["target"], snap["opened_at"], snap["phase"], snap.get("level", 0),
-                 snap.get("closed_at"), now, text),
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"state_path {self.path}: cannot save incident {snap['id']}: {exc}") from None
+                " updated_at = excluded.updated_at, snapshot = excluded.snapshot", args)
+
+        self.write(f"save incident {snap['id']}", upsert)
         if len(self._last_saved) > 1000:
             self._last_saved.clear()
         self._last_saved[snap["id"]] = text
@@ -322,7 +479,7 @@ class SqliteStore:
     def _incident_rows(self, where: str = "", args: Sequence[Any] = (), tail: str = "") -> list[dict[str, Any]]:
         sql = f"SELECT {self._INCIDENT_COLS} FROM incidents {where} {tail}"
         out = []
-        for id_, target, opened, phase, level, closed, updated, snap in self._db.execute(sql, tuple(args)):
+        for id_, target, opened, phase, level, closed, updated, snap in self._rdb.execute(sql, tuple(args)):
             out.append({"id": id_, "target": target, "opened_at": opened, "phase": phase, "level": level,
                         "closed_at": closed, "updated_at": updated, "snapshot": json.loads(snap)})
         return out
@@ -336,3 +493,52 @@ class SqliteStore:
 
     def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._incident_rows(tail="ORDER BY opened_at DESC, id DESC LIMIT ?", args=(limit,))
+
+    # --- pauses ---------------------------------------------------------------------
+
+    def save_pause(self, pause: Pause) -> None:
+        text = canonical(encode_pause(pause))
+        self.write(f"save the pause of {pause.scope}", lambda db: db.execute(
+            "INSERT OR REPLACE INTO pauses (scope, pause) VALUES (?, ?)", (pause.scope, text)))
+
+    def delete_pause(self, scope: str) -> None:
+        self.write(f"end the pause of {scope}", lambda db: db.execute("DELETE FROM pauses WHERE scope = ?", (scope,)))
+
+    def pauses(self) -> list[Pause]:
+        """Every stored pause, expired ones too (the caller says which ended while it was down)."""
+        out = []
+        for scope, text in self._rdb.execute("SELECT scope, pause FROM pauses ORDER BY scope"):
+            try:
+                out.append(decode_pause(json.loads(text)))
+            except ValueError as exc:  # ValidationError is a ValueError
+                raise StoreError(f"state_path {self.path}: the stored pause of {scope} cannot be read: "
+                                 f"{type(exc).__name__}") from None
+        return out
+
+
+def chain_problems(rows: Sequence[tuple[Any, ...]], head: tuple[Any, ...] | None) -> list[str]:
+    """What is wrong with an audit chain (rows oldest first, the stored head), one line each."""
+    problems: list[str] = []
+    prev_hash, prev_seq = GENESIS, 0
+    for seq, at, kind, target, incident, level, dry_run, data, stored_prev, digest in rows:
+        if seq != prev_seq + 1:
+            problems.append(f"record {seq}: follows record {prev_seq} (records {prev_seq + 1}..{seq - 1} missing)")
+        if stored_prev != prev_hash:
+            problems.append(f"record {seq}: does not link to the record before it (deleted, inserted or reordered)")
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            problems.append(f"record {seq}: data is not valid JSON (edited)")
+            parsed = data
+        row = {"seq": seq, "at": at, "kind": kind, "target": target, "incident": incident,
+               "level": level, "dry_run": bool(dry_run), "data": parsed}
+        if row_hash(stored_prev, row) != digest:
+            problems.append(f"record {seq}: content does not match its hash (edited)")
+        prev_hash, prev_seq = digest, seq
+    if head is None:
+        if rows:
+            problems.append("the audit head is missing (edited)")
+    elif (head[0], head[1]) != (prev_seq, prev_hash):
+        problems.append(f"the newest record is {prev_seq} but the audit head says {head[0]} "
+                        "(records removed from the end, or the head edited)")
+    return problems

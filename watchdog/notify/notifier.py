@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,7 @@ from watchdog.journal import Journal
 from watchdog.metrics import Metrics
 from watchdog.notify.base import SEVERITY_RANK, Channel, DeliveryFailed, Message
 from watchdog.outbox import MemoryOutbox, Outbox, Pending
-from watchdog.store import StoreError
+from watchdog.storage import StoreError
 
 log = structlog.get_logger("watchdog.notify")
 
@@ -83,6 +84,7 @@ class Notifier:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[Callable[[Event, bool], None]] = []
         self._keys = 0
+        self._direct_tasks: set[asyncio.Task[None]] = set()
 
     def bind(self, outbox: Outbox, journal: Journal) -> None:
         """At start: the durable outbox and the audit log, once the store is open."""
@@ -96,10 +98,13 @@ class Notifier:
             task.cancel()  # an interrupted send stays pending and is sent again by the new worker
         self._workers.clear()
         self._channels = {cfg.channel_name: (cfg, ch) for cfg, ch in channels}
-        stranded = self._outbox.strand(set(self._channels), self._clock.now())
-        if stranded:
-            log.error("notifications_stranded", count=stranded,
-                      why="their channel is no longer configured (renamed or removed); dead-lettered")
+
+        def stranded(count: int) -> None:
+            if count:
+                log.error("notifications_stranded", count=count,
+                          why="their channel is no longer configured (renamed or removed); dead-lettered")
+
+        self._outbox.strand(set(self._channels), self._clock.now(), stranded)
         self._state = {name: self._state.get(name) or ChannelState(cfg.type) for name, (cfg, _) in self._channels.items()}
         for name in self._channels:
             self._state[name].wake = asyncio.Event()
@@ -110,44 +115,54 @@ class Notifier:
         """In-process listeners (the demo's timeline) are called synchronously."""
         self._listeners.append(fn)
 
-    def publish(self, event: Event, dry_run: bool = False, key: str | None = None) -> None:
-        """`key` (the event's audit record) keeps a repeated publish of one event from queueing it twice."""
+    def publish(self, event: Event, dry_run: bool = False, audit_seq: int | None = None) -> None:
+        """`audit_seq` (the event's audit record) names the message, so one event is never queued twice for a
+        channel, and moves the outbox's mark (see `replay`)."""
         for fn in self._listeners:
             try:
                 fn(event, dry_run)
             except Exception as exc:  # a listener's bug must not stop the caller (the executor) nor the channels
                 log.error("notification_listener_failed", target=event.target, kind=event.kind, error=type(exc).__name__)
-        if key is None:
+        if audit_seq is None:
             self._keys += 1
             key = f"local-{event.at.timestamp()}-{self._keys}"
-        now = self._clock.now()
-        for name, (cfg, _) in self._channels.items():
-            if not accepts(cfg, event):
-                continue
-            try:
-                queued = self._outbox.enqueue(name, key, event, dry_run, now)
-            except StoreError as exc:  # a full disk must not stop the rollback that is announcing itself
+        else:
+            key = f"audit-{audit_seq}"
+        self._enqueue(key, event, dry_run, audit_seq)
+
+    def _enqueue(self, key: str, event: Event, dry_run: bool, audit_seq: int | None) -> list[str]:
+        names = [name for name, (cfg, _) in self._channels.items() if accepts(cfg, event)]
+        if not names and audit_seq is None:
+            return names
+        try:
+            self._outbox.enqueue(key, event, dry_run, names, self._clock.now(), audit_seq, lambda: self._queued(names))
+        except StoreError as exc:  # unqueued (tests, tools): a full disk must not stop the rollback announcing itself
+            for name in names:
                 self._metrics.notifications.labels(name, "lost").inc()
                 log.error("notification_lost", channel=name, target=event.target, incident=event.incident,
                           event_kind=event.kind, error=str(exc))
-                continue
-            if queued is not None:
+        return names
+
+    def _queued(self, names: Sequence[str]) -> None:
+        """The rows have landed: only now may a worker take them."""
+        for name in names:
+            if name in self._state:
                 self._gauge(name)
                 self._state[name].wake.set()
 
-    def replay(self, events: Sequence[tuple[str, Event, bool]]) -> int:
-        """Queue events recorded in the audit log but never queued (a kill between the two writes).
+    def replay(self, events: Sequence[tuple[int, Event, bool]]) -> int:
+        """Queue events recorded in the audit log after the outbox's mark (a kill between the two writes).
         Listeners are not called again: they saw the event when it happened."""
-        now = self._clock.now()
-        queued = 0
-        for key, event, dry_run in events:
-            for name, (cfg, _) in self._channels.items():
-                if accepts(cfg, event) and self._outbox.enqueue(name, key, event, dry_run, now) is not None:
-                    queued += 1
-                    self._state[name].wake.set()
-        for name in self._channels:
-            self._gauge(name)
-        return queued
+        return sum(len(self._enqueue(f"audit-{seq}", event, dry_run, seq)) for seq, event, dry_run in events)
+
+    def send_direct(self, event: Event) -> None:
+        """A page that cannot wait for the state file (it is the state file that fails): sent at once through
+        every channel that takes it, retried in memory, never queued in the outbox, and so not journaled."""
+        for name, (cfg, _) in self._channels.items():
+            if accepts(cfg, event):
+                task = asyncio.create_task(self._direct(name, event), name=f"notify-direct:{name}")
+                self._direct_tasks.add(task)
+                task.add_done_callback(self._direct_tasks.discard)
 
     async def run(self) -> None:
         """Supervises one worker per channel; a worker that crashes is logged and started again."""
@@ -172,9 +187,10 @@ class Notifier:
         log.warning("notifications_undelivered", count=left, kept="in the outbox for the next start")
 
     async def close(self) -> None:
-        for task in self._workers.values():
+        tasks = [*self._workers.values(), *self._direct_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
         for _, ch in self._channels.values():
             await ch.close()
@@ -213,41 +229,67 @@ class Notifier:
                 continue
             await self._attempt(name, head)
 
-    async def _attempt(self, name: str, p: Pending) -> None:
+    async def _send(self, name: str, msg: Message) -> tuple[str | None, str | None, float | None, bool]:
+        """One try: (thread ref, None, ...) when delivered, else (None, reason, retry_after, permanent)."""
         cfg, channel = self._channels[name]
+        try:
+            async with asyncio.timeout(cfg.timeout.total_seconds()):
+                return await channel.send(msg), None, None, False
+        except DeliveryFailed as exc:
+            return None, exc.reason, exc.retry_after, exc.permanent
+        except TimeoutError:
+            return None, f"no answer within {cfg.timeout.total_seconds():g}s", None, False
+        except Exception as exc:  # a channel's bug: retried like any failure, never fatal to the worker
+            return None, f"unexpected {type(exc).__name__}", None, False  # the type only: messages can quote secrets
+
+    def _failed(self, name: str, reason: str) -> None:
+        state, now = self._state[name], self._clock.now()
+        state.failed, state.last_error, state.last_error_at, state.failing = state.failed + 1, reason, now, True
+        self._metrics.notifications.labels(name, "failed").inc()
+
+    async def _attempt(self, name: str, p: Pending) -> None:
+        cfg = self._channels[name][0]
         state, ev = self._state[name], p.event
         thread = self._outbox.thread(name, ev.incident) if ev.incident else None
         attempts = p.attempts + 1
-        retry_after, permanent = None, False
-        try:
-            async with asyncio.timeout(cfg.timeout.total_seconds()):
-                ref = await channel.send(Message(p.id, name, ev, p.dry_run, thread))
-        except DeliveryFailed as exc:
-            reason, retry_after, permanent = exc.reason, exc.retry_after, exc.permanent
-        except TimeoutError:
-            reason = f"no answer within {cfg.timeout.total_seconds():g}s"
-        except Exception as exc:  # a channel's bug: retried like any failure, never fatal to the worker
-            reason = f"unexpected {type(exc).__name__}"  # the type only: messages can quote URLs and tokens
-        else:
-            now = self._clock.now()
-            self._outbox.mark_sent(p.id, now)
+        ref, reason, retry_after, permanent = await self._send(name, Message(p.id, name, ev, p.dry_run, thread))
+        now = self._clock.now()
+        if reason is None:
+            # Awaited: until the mark has landed, head() would hand this message out again.
+            await self._outbox.mark_sent(p.id, now)
             if ref and ev.incident and thread is None:
-                self._outbox.set_thread(name, ev.incident, ref)
+                await self._outbox.set_thread(name, ev.incident, ref)
             state.sent, state.last_sent_at, state.failing = state.sent + 1, now, False
             self._settled(name, p, "sent", attempts, "delivered")
             return
-        now = self._clock.now()
-        state.failed, state.last_error, state.last_error_at, state.failing = state.failed + 1, reason, now, True
-        self._metrics.notifications.labels(name, "failed").inc()
+        self._failed(name, reason)
         if permanent or attempts >= cfg.retry.attempts:
-            self._outbox.mark_dead(p.id, attempts, now, reason)
+            await self._outbox.mark_dead(p.id, attempts, now, reason)
             why = "retrying cannot help" if permanent else f"after {attempts} attempts"
             self._settled(name, p, "dead", attempts, f"{reason} ({why})")
             return
         delay = backoff(cfg, attempts, retry_after, self._rng)
-        self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay, reason)
+        await self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay, reason)
         log.warning("notification_failed", channel=name, target=ev.target, incident=ev.incident, event_kind=ev.kind,
                     attempt=attempts, error=reason, retry_in=round(delay, 3))
+
+    async def _direct(self, name: str, event: Event) -> None:
+        cfg = self._channels[name][0]
+        msg = Message(secrets.randbits(52), name, event, False, None)  # random: no outbox row to number it
+        for attempts in range(1, cfg.retry.attempts + 1):
+            ref, reason, retry_after, permanent = await self._send(name, msg)
+            if reason is None:
+                self._metrics.notifications.labels(name, "sent").inc()
+                log.info("notification_sent_direct", channel=name, target=event.target, event_kind=event.kind,
+                         attempts=attempts)
+                return
+            self._failed(name, reason)
+            if permanent or attempts == cfg.retry.attempts:
+                break
+            await asyncio.sleep(backoff(cfg, attempts, retry_after, self._rng))
+        self._metrics.notifications.labels(name, "dead").inc()
+        log.error("notification_dead_direct", channel=name, target=event.target, event_kind=event.kind,
+                  error=reason)
 
     def _settled(self, name: str, p: Pending, outcome: str, attempts: int, detail: str) -> None:
         ev = p.event

@@ -1,0 +1,247 @@
+"""A state file that cannot be written: the decision is kept, the level waits for its intent, and nothing
+is silent (issue 12, defect 1).
+
+Before: a write transaction held by another process, or a full disk, while a rule alarmed opened the
+incident in memory, failed its first write and never started the level; the target stayed `running`
+forever, /healthz said 200, nobody was paged, and every write blocked the event loop for the busy
+timeout (10 s). A full disk was reported as "cannot rollback - no transaction is active".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.daemon import Daemon
+from test_daemon import Publisher, render
+
+FLAGS = "/admin/feature-flags/hybrid-routing"
+HOOK = "/hook"
+
+
+def with_webhook(path: str, admin: Any) -> str:
+    with open(path, "a") as f:
+        f.write(f"""
+notifications:
+  - {{type: webhook, name: hook, url: "{admin.url}{HOOK}", timeout: 2s,
+     retry: {{attempts: 50, initial_backoff: 100ms, max_backoff: 300ms}}}}
+""")
+    return path
+
+
+def pages(admin: Any, kind: str) -> list[Any]:
+    return [body for method, p, body in admin.calls if p == HOOK and isinstance(body, dict) and body.get("event") == kind]
+
+
+async def health(base: str) -> tuple[int, dict[str, Any]]:
+    # A short client timeout: the old daemon froze its event loop for the busy timeout on every write.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+        async with http.get(f"{base}/healthz") as r:
+            return r.status, await r.json()
+
+
+async def until(cond, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await cond() if asyncio.iscoroutinefunction(cond) else cond():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout}s")
+
+
+def verify_log(config: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
+                          capture_output=True, text=True, timeout=30)
+
+
+async def story_while_unwritable(d: Daemon, admin: Any, pub: Publisher, error: str, release) -> None:
+    """The alarm comes while the state file cannot be written; then it can be again."""
+    base = f"http://127.0.0.1:{await d.port()}"
+    pub.healthy = False  # the alarm
+    failed = await d.wait_for("state_write_failed", timeout=40)
+    assert failed["log_level"] == "critical" and error in failed["error"], failed
+    assert "cannot rollback" not in failed["error"]  # the real error, not the failed ROLLBACK after it
+    status, body = await health(base)
+    assert status == 503 and "state file not writable" in body["why"] and error in body["why"], body
+    await until(lambda: pages(admin, "state_unwritable"), what="a page about the state file")
+    assert error in pages(admin, "state_unwritable")[0]["why"]
+    await asyncio.sleep(0.5)  # the decision is made (in memory); its action must still wait for its intent
+    assert admin.count(FLAGS) == 0
+    assert (await health(base))[0] == 503  # consistently, not once
+    await release()
+    await d.wait_for("state_write_recovered", timeout=30)
+    await d.wait_for("action_started", timeout=30, level=1)
+    await until(lambda: admin.count(FLAGS) == 1, what="level 1's request")
+    await until(lambda: pages(admin, "state_writable"), what="the all-clear")
+    assert (await health(base))[0] == 200
+    await d.wait_for("mitigated", timeout=60)  # the machine goes on deciding: level 2 cures it
+    assert admin.count(FLAGS) == 1
+
+
+@pytest.mark.slow
+async def test_a_write_lock_held_by_another_process(tmp_path, moto_url, aws_env, admin_api):
+    ns = f"LOCKED{time.monotonic_ns()}"
+    path = with_webhook(render(tmp_path, moto_url, admin_api, ns), admin_api)
+    pub = Publisher(moto_url, ns)
+    pub.healthy = True
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    d = await Daemon(path).start()
+    holder = None
+    try:
+        await d.port()
+        # A second process takes the file's write lock and keeps it (an operator's sqlite3 shell, a backup tool).
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3, sys\n"
+             "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "db.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.read()\n",
+             str(tmp_path / "watchdog.db")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+
+        async def release() -> None:
+            assert holder is not None and holder.stdin is not None
+            holder.stdin.close()
+            holder.wait(10)
+
+        await story_while_unwritable(d, admin_api, pub, "database is locked", release)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+        await pub.stop()
+        await d.stop()
+    r = verify_log(path)
+    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+
+
+def _can_make_a_private_tmpfs(where: Path) -> bool:
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        return False
+    r = subprocess.run(["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=1m tmpfs "{where}"'],
+                       capture_output=True, timeout=10)
+    return r.returncode == 0
+
+
+@pytest.mark.slow
+async def test_a_real_full_disk(tmp_path, moto_url, aws_env, admin_api):
+    """The state directory is a 4 MiB tmpfs in a mount namespace of the daemon's own, filled to the last byte
+    by a second process in that namespace, then freed. Where no namespace can be made (an unprivileged
+    container) this skips, and test_an_injected_full_disk_in_process covers the same path."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if not _can_make_a_private_tmpfs(state):
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs CAP_SYS_ADMIN)")
+    ns = f"FULL{time.monotonic_ns()}"
+    path = with_webhook(render(tmp_path, moto_url, admin_api, ns), admin_api)
+    text = Path(path).read_text().replace(f"state_path: {tmp_path}/watchdog.db", f"state_path: {state}/watchdog.db")
+    Path(path).write_text(text)
+    pub = Publisher(moto_url, ns)
+    pub.healthy = True
+    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    mount = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=4m tmpfs "$0" && exec "$@"', str(state))
+    d = await Daemon(path, prefix=mount).start()
+    try:
+        await d.port()
+        assert d.proc is not None
+        inside = ("nsenter", "-t", str(d.proc.pid), "-m", "--")
+        fill = subprocess.run([*inside, "dd", "if=/dev/zero", f"of={state}/filler", "bs=4k"], capture_output=True,
+                              text=True, timeout=30)
+        assert "No space left on device" in fill.stderr, fill.stderr
+
+        async def release() -> None:
+            subprocess.run([*inside, "rm", f"{state}/filler"], check=True, timeout=10)
+
+        await story_while_unwritable(d, admin_api, pub, "database or disk is full", release)
+        d.signal(signal.SIGTERM)
+        assert await d.wait(20) == 0
+    finally:
+        await pub.stop()
+        await d.stop()
+
+
+class FullDisk:
+    """The writing connection, refusing every change while `full` is set, as SQLite does on a full disk.
+    In process, for where no tmpfs can be mounted: the error is SQLite's own text for SQLITE_FULL."""
+
+    full = True
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if FullDisk.full and sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            self._db.execute("ROLLBACK")  # SQLite ends the transaction itself on SQLITE_FULL
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+async def test_an_injected_full_disk_in_process(tmp_path, admin_api, monkeypatch):
+    import io
+    import json
+
+    from watchdog.app import App
+    from watchdog.config import parse_config
+    from watchdog.logs import setup_logging
+    from watchdog.store import SqliteStore
+
+    real_attach = SqliteStore.attach
+
+    def attach(self: SqliteStore, writer: Any) -> None:
+        self._db = FullDisk(self._db)  # type: ignore[assignment]
+        real_attach(self, writer)
+
+    monkeypatch.setattr(SqliteStore, "attach", attach)
+    monkeypatch.setattr(FullDisk, "full", True)
+    cfg = parse_config(f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
+targets:
+  - name: svc
+    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
+    escalation: {{verify_window: 1h}}
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}]
+notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
+""", {})
+    logs = io.StringIO()
+    setup_logging("info", logs)
+    app = App(cfg)
+    await app.start()
+    try:
+        await until(lambda: not app.health()[0], what="/healthz to fail")
+        ok, why = app.health()
+        assert "state file not writable" in why and "database or disk is full" in why
+        lines = [json.loads(ln) for ln in logs.getvalue().splitlines()]
+        [failed] = [ln for ln in lines if ln["event"] == "state_write_failed"]
+        assert failed["log_level"] == "critical" and "database or disk is full" in failed["error"]
+        await until(lambda: pages(admin_api, "state_unwritable"), what="a page")
+        assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 0
+        assert admin_api.count("/l1") == 0 and app.executors["svc"].machine.phase.value == "running"
+        FullDisk.full = False
+        await until(lambda: admin_api.count("/l1") == 1, what="level 1 once the file takes writes")
+        await until(lambda: app.health()[0], what="/healthz back to 200")
+        await until(lambda: pages(admin_api, "state_writable"), what="the all-clear")
+        assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 1
+    finally:
+        await app.stop()
+    store = SqliteStore(tmp_path / "w.db")
+    try:
+        kinds = [r.data.get("event", r.kind) for r in store.records()]
+        # Nothing was lost while the disk was full: the decision, then the intent, then what it did.
+        assert kinds.index("incident_opened") < kinds.index("level_started") < kinds.index("intent") \
+            < kinds.index("outcome")
+        assert "state_writable" in kinds and store.verify_chain() == []
+    finally:
+        store.close()
