@@ -104,11 +104,15 @@ class App:
         cfg = self.cfg
         self._started_at = self.clock.now()
         if self._open_store and self._store is None:
-            # The store first: it checks the path and says in one line what is wrong with it.
-            self._store = SqliteStore(cfg.watchdog.state_path)  # StoreError: one line, before any network
-            self.journal = self._store
+            # The lock first: a second writer must not even create or migrate the file.
             lock = StateLock(cfg.watchdog.state_path)
-            lock.acquire(self.owner)  # LockHeld: one line; a second writer never acts
+            lock.acquire(self.owner)  # LockHeld or StoreError: one line, before any network
+            try:
+                self._store = SqliteStore(cfg.watchdog.state_path)  # StoreError: one line
+            except BaseException:
+                lock.release()
+                raise
+            self.journal = self._store
             self._lock = lock
             # From here on no write to the state file runs on the event loop (watchdog/statewriter.py).
             self._writer.start()
@@ -327,7 +331,7 @@ class App:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("task_crashed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
+            log.error("task_crashed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
 
     # --- the loop's work -----------------------------------------------------------
 

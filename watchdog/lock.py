@@ -12,6 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from watchdog.storage import StoreError, make_parent
+
 
 class LockHeld(Exception):
     """Another process holds the state lock; the message names its pid."""
@@ -26,8 +28,13 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self, who: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        """LockHeld when another process has it; StoreError (one line) when the lock file cannot be made."""
+        make_parent(self.given, self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"state_path {self.given}: cannot create the lock {self.path}: "
+                             f"{exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -43,7 +43,7 @@ from watchdog.escalation import Event
 from watchdog.journal import Record
 from watchdog.pause import Pause
 from watchdog.statewriter import StateWriter
-from watchdog.storage import StoreError
+from watchdog.storage import StoreError, make_parent
 
 T = TypeVar("T")
 WRITE_BUSY_MS = 5000  # how long one write waits for another process's lock before it counts as failing
@@ -216,13 +216,10 @@ class SqliteStore:
         return db
 
     def _create(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise StoreError(f"state_path {self.path}: {self.path.parent} exists and is not a directory") from None
-        except OSError as exc:
-            raise self._fail(f"cannot create directory {self.path.parent}", exc.strerror or exc) from None
-        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}")
+        # Where a symlink points, not over it: the lock (watchdog.lock) is named after the real path too.
+        target = self.path.resolve()
+        make_parent(self.path, target.parent)
+        tmp = target.with_name(f".{target.name}.new-{os.getpid()}")
         try:
             db = _connect(tmp.absolute().as_uri() + "?mode=rwc", WRITE_BUSY_MS)
             try:
@@ -230,7 +227,7 @@ class SqliteStore:
                 self._migrate(db, True)
             finally:
                 db.close()  # checkpoints the WAL into the file: the renamed file is complete on its own
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except (sqlite3.Error, OSError) as exc:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
