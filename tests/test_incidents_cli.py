@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -352,3 +353,70 @@ def test_run_reports_an_unwritable_state_path_and_once_never_creates_one(tmp_pat
     assert r.returncode in (0, 1), r.stderr
     no_traceback(r)
     assert not state.parent.exists()
+
+
+# --- an emptied state file, a read-only mount (issue 12, defect 13) -------------------------
+
+
+def test_a_zero_length_state_file_is_refused_not_taken_as_fresh(tmp_path: Path) -> None:
+    """Before: the daemon started on it as on a new file and verify-log said "intact: 0 records"."""
+    emptied = tmp_path / "state" / "watchdog.db"
+    emptied.parent.mkdir()
+    emptied.write_bytes(b"")
+    config = write_config(tmp_path, emptied)
+    why = f"state_path {emptied}: the file is empty (0 bytes), so its history is gone"
+    for args in (["incidents", "verify-log"], ["incidents", "list"]):
+        r = cli(*args, "-c", config)
+        no_traceback(r)
+        assert r.returncode == 1 and why in r.stderr and "intact" not in r.stdout, (args, r.stdout, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    r = cli("run", "-c", config, timeout=60)
+    no_traceback(r)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"rollback-watchdog: cannot start: StoreError: {why}; move it away to start with a new state file"]
+    assert emptied.stat().st_size == 0  # left as it was found, for whoever looks into it
+
+
+def test_a_new_state_file_appears_complete_or_not_at_all(tmp_path: Path) -> None:
+    """It is made under another name and renamed into place, so a crash while making it never leaves the
+    empty file that the check above refuses."""
+    path = tmp_path / "s" / "watchdog.db"
+    SqliteStore(path).close()
+    assert path.stat().st_size > 0 and sorted(p.name for p in path.parent.iterdir()) == ["watchdog.db"]
+
+
+def _read_only_mount(directory: Path, *command: str) -> subprocess.CompletedProcess[str] | None:
+    """Run `command` with `directory` bind-mounted read-only in a mount namespace of its own (None where no
+    namespace can be made)."""
+    if shutil.which("unshare") is None:
+        return None
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, str(directory), *command], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, **AWS_ENV})
+    if r.returncode != 0 and ("mount:" in r.stderr or "unshare:" in r.stderr):
+        return None
+    return r
+
+
+@pytest.mark.parametrize("wal_left", [False, True], ids=["after-a-clean-stop", "after-kill-9"])
+def test_list_and_verify_log_read_a_state_file_on_a_read_only_mount(tmp_path: Path, state: Path,
+                                                                     wal_left: bool) -> None:
+    """A copy of the state taken for a post-mortem, or a daemon's volume mounted read-only."""
+    config = write_config(tmp_path, state)
+    if wal_left:  # the daemon died: its WAL and shared-memory index are still beside the file
+        keep = SqliteStore(state)
+        keep.event(Event("blind", "critical", "hybrid-routing", "hybrid-routing-2", 1, at(3700), "no data", "look"))
+        keep._db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # part of it only; -wal and -shm stay
+        assert Path(f"{state}-wal").exists()
+    listed = _read_only_mount(state.parent, sys.executable, "-m", "watchdog", "incidents", "list", "-c", config)
+    if listed is None:
+        pytest.skip("cannot bind-mount read-only in a private mount namespace here (needs CAP_SYS_ADMIN)")
+    verified = _read_only_mount(state.parent, sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config)
+    assert verified is not None
+    if wal_left:
+        keep.close()
+    for r in (listed, verified):
+        no_traceback(r)
+        assert r.returncode == 0, r.stderr
+    assert "hybrid-routing-1" in listed.stdout and "hybrid-routing-2" in listed.stdout
+    assert verified.stdout.strip() == f"audit log intact: {21 if wal_left else 20} records"

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return EXIT_USAGE
     try:
-        store = SqliteStore(cfg.watchdog.state_path, create=False)
+        store = SqliteStore(cfg.watchdog.state_path, readonly=True)  # also on a read-only mount
     except StoreError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -299,7 +299,9 @@ class SqliteStore:
             raise
 
     def close(self) -> None:
-        for db in (self._db, self._rdb):
+        # The writing connection last: the last one to close checkpoints the WAL into the file and removes
+        # it, which a read-only connection cannot do (a state file on a read-only mount needs no WAL beside it).
+        for db in (self._rdb, self._db):
             if db is not None:
                 db.close()
 
