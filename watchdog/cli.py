@@ -75,12 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: str) -> Config | None:
+    """The config, its warnings on stderr (they do not stop anything); or None, its problems on stderr."""
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return None
+    for line in cfg.warnings:
+        print(line, file=sys.stderr)
+    return cfg
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -190,6 +194,9 @@ async def _reload(app: Any, path: str) -> None:
     except ConfigError as exc:
         log.error("reload_rejected", why="invalid config; the old one keeps running", problems=exc.problems)
         return
+    except Exception as exc:  # load_config turns every bad file into a ConfigError; this is the last guard
+        log.error("reload_rejected", why=f"unexpected {type(exc).__name__} reading the config; the old one keeps running")
+        return
     try:
         notes = await app.reload(new)
     except ReloadRefused as exc:
@@ -198,8 +205,13 @@ async def _reload(app: Any, path: str) -> None:
     except Exception as exc:  # a reload must never take the watchdog down
         log.error("reload_rejected", why=f"unexpected {type(exc).__name__}: {exc}")
         return
-    setup_logging(new.watchdog.log_level, sys.stdout, redactor_for(new))
-    log.info("reloaded", targets=[t.name for t in new.targets], sources=[s.name for s in new.sources], notes=notes)
+    try:
+        setup_logging(new.watchdog.log_level, sys.stdout, redactor_for(new))
+        log.info("reloaded", targets=[t.name for t in new.targets], sources=[s.name for s in new.sources], notes=notes)
+        for line in new.warnings:
+            log.warning("config_warning", warning=line)
+    except Exception as exc:  # the new config runs; only its announcement failed, which must not end the daemon
+        log.error("reload_log_failed", why=f"{type(exc).__name__}: {exc}")
 
 
 async def _once(cfg: Config) -> int:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from watchdog.config.models import Config, Rule
-from watchdog.config.types import format_duration
+from watchdog.config.types import format_duration, said
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -122,15 +122,27 @@ def _judged(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]
         return [(at + ("change",), "an alert rule is in alarm while its alert fires; it has no change")]
     if not alert and rule.threshold is None and rule.change is None:
         return [(at + ("threshold",), 'required (or change: {over: 24h, percent: "> 50"})')]
-    if rule.change is not None and rule.change.over <= timedelta(0):
-        return [(at + ("change", "over"), "must be longer than 0s")]
-    if rule.max_age is not None and rule.max_age <= timedelta(0):
-        return [(at + ("max_age",), "must be longer than 0s")]
     if rule.missing_data == "breaching" and (rule.min_samples is not None or rule.max_age is not None):
         # Both turn "no evidence" into missing buckets; counting those as breaches would roll back on quiet traffic.
         return [(at + ("missing_data",), "breaching cannot go with min_samples or max_age: they make periods "
                  "missing on purpose (too little traffic, too old), and those must not count as breaches")]
     return []
+
+
+def budget_warnings(cfg: Config) -> list[Problem]:
+    """Legal but likely wrong: a source whose tries can take longer than its interval. The next poll is
+    then due before this one has given up, so a slow source looks like a stalled one."""
+    out: list[Problem] = []
+    for si, s in enumerate(cfg.sources):
+        if s.type == "alertmanager":  # pushed to the watchdog: it never calls out, so it has no budget
+            continue
+        budget = s.timeout * s.retry.attempts
+        if budget > s.interval:
+            out.append((("sources", si, "timeout"),
+                        f"timeout x attempts ({said(s.timeout)} x {s.retry.attempts} = "
+                        f"{said(budget)}) is longer than the interval ({said(s.interval)}): "
+                        "a slow answer can hold a poll past the next one"))
+    return out
 
 
 def _duplicates(path: tuple[str | int, ...], names: list[str], what: str) -> list[Problem]:

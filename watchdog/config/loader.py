@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from watchdog.config.checks import cross_check
+from watchdog.config import models, notifications, sources
+from watchdog.config.checks import budget_warnings, cross_check
 from watchdog.config.models import Config, WatchdogSection
+from watchdog.config.reading import BASE_LOADER, DuplicateKey, Loader, Refused, decode, duplicate_path, read_bytes, refuse_anchors
+from watchdog.redact import Redactor
 
-# libyaml when PyYAML was built with it (the wheels are): ten times faster than the pure-Python reader,
-# which at 5 000 rules took most of the daemon's start-up and its peak memory. Same safe constructors.
-_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER = BASE_LOADER
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ${VAR}s whose names say they hold a secret are masked wherever their value shows up.
@@ -75,30 +76,48 @@ def armed_failpoints() -> list[str]:
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Every unusable file, whatever is wrong with it, is a ConfigError of one-line problems."""
     env = os.environ if environ is None else environ
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = decode(read_bytes(path))
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except Refused as exc:
+        raise ConfigError([_one_line(f"{path}: {exc}")]) from None
     return parse_config(text, env, origin=str(path))
 
 
 def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") -> Config:
-    """`environ` feeds `${VAR}`; `WATCHDOG_*` overrides always come from os.environ."""
+    """`environ` feeds `${VAR}`; `WATCHDOG_*` overrides always come from os.environ.
+
+    Whatever the text holds, the outcome is a Config or a ConfigError: the daemon reloads through
+    here on SIGHUP, and an exception of any other kind would end it."""
+    secrets = {v for k, v in environ.items() if _SECRET_NAME.search(k) and _VAR_USED(k, text)}
     try:
-        data = _compact(yaml.load(text, Loader=_LOADER))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{origin}: YAML syntax error: {problem}{where}"]) from None
+        return _parse(text, environ, origin, secrets)
+    except ConfigError as exc:
+        problems = exc.problems
+    except RecursionError:
+        problems = [f"{origin}: nested too deeply to read (a config needs a few levels, not hundreds)"]
+    except MemoryError:
+        problems = [f"{origin}: too large to read: out of memory"]
+    except Exception as exc:  # a defect of the loader, not of the file: still one line, never a traceback
+        problems = [f"{origin}: cannot be read: {type(exc).__name__}: {str(exc).strip()[:200]}"]
+    mask = Redactor(secrets)
+    raise ConfigError([_one_line(mask.text(p)) for p in problems]) from None
+
+
+def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]) -> Config:
+    """`secrets` gains the values of secret-typed fields as soon as they are known, for the error lines."""
+    env_secrets = frozenset(secrets)
+    data = _read_yaml(text, origin)
     if not isinstance(data, dict):
         raise ConfigError([f"{origin}: expected a mapping at the top (watchdog:, sources:, targets:, ...)"])
     lines = LineIndex(text)
 
     problems: list[str] = []
-    secret_env = {v for k, v in environ.items() if _SECRET_NAME.search(k) and _VAR_USED(k, text)}
     data = _expand(data, (), environ, problems, lines)
+    secrets |= _literal_secrets(data)
     # A field emptied by an unset ${VAR} reports only that, not also "bad duration ''".
     unset = {p.split(": ", 1)[0] for p in problems}
 
@@ -106,8 +125,10 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
     try:
         if not isinstance(section, dict):
             raise ConfigError([_line(("watchdog",), "expected a mapping", lines)])
+        odd = [k for k in section if not isinstance(k, str)]
+        problems += [_line(("watchdog", k), "unknown key (a typo?)", lines) for k in odd]
         # pydantic-settings layers WATCHDOG_* (from os.environ) over the YAML values here.
-        data["watchdog"] = WatchdogSection(**section)
+        data["watchdog"] = WatchdogSection(**{k: v for k, v in section.items() if isinstance(k, str)})
     except ValidationError as exc:
         problems += [p for p in _format(exc, ("watchdog",), section, lines) if p.split(": ", 1)[0] not in unset]
     try:
@@ -125,8 +146,67 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
     cross = [_line(path, msg, lines) for path, msg in cross_check(cfg)]
     if cross:
         raise ConfigError(cross)
-    cfg._secret_env = frozenset(secret_env)
+    # Without line numbers: finding one means composing the YAML again, which at 5 000 rules doubled the
+    # start-up; the path is enough to find a warned field.
+    mask = Redactor(secrets)
+    cfg._warnings = tuple(_one_line(mask.text(f"warning: {_dotted(path)}: {msg}")) for path, msg in budget_warnings(cfg))
+    cfg._secret_env = env_secrets
     return cfg
+
+
+def _read_yaml(text: str, origin: str) -> Any:
+    try:
+        refuse_anchors(text)
+        return _compact(yaml.load(text, Loader=Loader))
+    except Refused as exc:
+        raise ConfigError([f"{origin}: {exc}"]) from None
+    except DuplicateKey as dup:
+        where = _dotted(duplicate_path(text, dup))
+        raise ConfigError([f"{where}: duplicate key ({dup.where}): "
+                           "YAML would silently keep only the last one"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{origin}: YAML syntax error: {problem}{where}"]) from None
+
+
+def _secret_field_names() -> frozenset[str]:
+    """The keys whose values are secret-typed wherever they appear (`url` is secret only on a webhook
+    channel, and its error never quotes it, so it is left out: masking every URL would garble lines)."""
+    secret, plain = set(), set()
+    for module in (models, sources, notifications):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, BaseModel):
+                for name, field in obj.model_fields.items():
+                    (secret if "SecretStr" in repr(field.annotation) else plain).add(field.alias or name)
+    return frozenset(secret - plain)
+
+
+_SECRET_FIELDS = _secret_field_names()
+
+
+def _literal_secrets(data: Any) -> set[str]:
+    """Every string under a secret-typed key, before validation has said which model holds it."""
+    out: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        cur, secret = stack.pop()
+        if isinstance(cur, str):
+            if secret:
+                out.add(cur)
+        elif isinstance(cur, dict):
+            stack.extend((v, secret or (isinstance(k, str) and k in _SECRET_FIELDS)) for k, v in cur.items())
+        elif isinstance(cur, list):
+            stack.extend((v, secret) for v in cur)
+    return out
+
+
+def _one_line(problem: str, limit: int = 500) -> str:
+    """A problem is one line: control characters from a hostile key or value are shown escaped."""
+    if not problem.isprintable():
+        problem = "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
+    return problem if len(problem) <= limit else problem[: limit - 3] + "..."
 
 
 def _expand(value: Any, path: Path_, env: Mapping[str, str], problems: list[str], lines: LineIndex) -> Any:

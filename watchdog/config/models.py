@@ -25,7 +25,18 @@ from watchdog.config.sources import (
     SecurityHubSource,
     Source,
 )
-from watchdog.config.types import Duration, Threshold, ThresholdField, parse_threshold
+from watchdog.config.types import (
+    Age,
+    Deadline,
+    Duration,
+    HttpUrl,
+    ShutdownGrace,
+    Threshold,
+    ThresholdField,
+    Timeout,
+    VerifyWindow,
+    parse_threshold,
+)
 
 class WatchdogSection(BaseSettings):
     """The daemon itself. `WATCHDOG_<KEY>` environment variables override these."""
@@ -38,7 +49,7 @@ class WatchdogSection(BaseSettings):
     api_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # How long SIGTERM waits for a running level before it is recorded as interrupted.
-    shutdown_grace: Duration = timedelta(seconds=30)
+    shutdown_grace: ShutdownGrace = timedelta(seconds=30)
 
     @classmethod
     def settings_customise_sources(
@@ -51,6 +62,22 @@ class WatchdogSection(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the YAML: that is how an operator overrides a host.
         return (env_settings, init_settings)
+
+    @field_validator("state_path")
+    @classmethod
+    def _state_path(cls, v: Path) -> Path:
+        # Path("") is Path("."): the working directory, which SQLite cannot open as a file.
+        if str(v) in ("", "."):
+            raise ValueError("must name a file, like ./state/watchdog.db")
+        if "\0" in str(v):
+            raise ValueError("contains a NUL byte")
+        try:
+            is_dir = v.is_dir()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ValueError(f"unusable: {exc.strerror or exc}") from None
+        if is_dir:
+            raise ValueError("is a directory: name the state file inside it, like <dir>/watchdog.db")
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -109,7 +136,7 @@ class MetricSpec(Model):
 class ChangeSpec(Model):
     """A rule on the change of a value: the newest against the one `over` earlier, in percent."""
 
-    over: Duration
+    over: Age
     percent: ThresholdField
 
 
@@ -150,7 +177,7 @@ class Rule(Model):
     change: ChangeSpec | None = None
     min_samples: int | None = Field(None, ge=1)  # with `expression`: fewer `samples` in a period = missing
     samples: str | None = None  # the name in `metrics` that counts requests
-    max_age: Duration | None = None  # a value older than this is missing
+    max_age: Age | None = None  # a value older than this is missing
     datapoints_to_alarm: int | None = Field(None, ge=1)  # default: evaluation_periods
     evaluation_periods: int = Field(1, ge=1, le=100)
     missing_data: Literal["missing", "ignore", "breaching", "not_breaching"] = "missing"
@@ -194,14 +221,14 @@ class HttpAction(Model):
     type: Literal["http"]
     name: str | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    url: str
+    url: HttpUrl
     headers: dict[str, SecretStr] = {}
     json_body: Any = Field(None, alias="json")
     expect_status: list[int] = Field(default_factory=list)  # empty: any 2xx
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Timeout = timedelta(seconds=10)
     retry: RetrySchedule = RetrySchedule()
     idempotent: bool = False
-    probe: str | None = None  # `validate` GETs this (any answer but a connection error passes); default: TCP connect
+    probe: HttpUrl | None = None  # `validate` GETs this (any answer but a connection error passes); default: TCP connect
 
     @field_validator("expect_status", mode="before")
     @classmethod
@@ -216,12 +243,21 @@ class CommandAction(Model):
     type: Literal["command"]
     name: str | None = None
     argv: list[str] = Field(min_length=1)
-    timeout: Duration = timedelta(seconds=60)
+    timeout: Timeout = timedelta(seconds=60)
     env: dict[str, SecretStr] = {}
     cwd: Path | None = None
     retry: RetrySchedule = RetrySchedule(attempts=1)
     idempotent: bool = False
-    probe: str | None = None  # `validate` runs nothing; it checks argv[0] is executable (or GETs this URL)
+    probe: HttpUrl | None = None  # `validate` runs nothing; it checks argv[0] is executable (or GETs this URL)
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, v: list[str]) -> list[str]:
+        if not v[0].strip():
+            raise ValueError("argv[0] is empty: it must name the program to run")
+        if any("\0" in arg for arg in v):
+            raise ValueError("an argument contains a NUL byte, which no program can receive")
+        return v
 
     def describe(self) -> str:
         return self.name or " ".join(self.argv)
@@ -234,10 +270,10 @@ class HttpCheck(Model):
     type: Literal["http"]
     name: str | None = None
     method: Literal["GET", "HEAD", "POST"] = "GET"
-    url: str
+    url: HttpUrl
     headers: dict[str, SecretStr] = {}
     expect_status: int = 200
-    timeout: Duration = timedelta(seconds=5)
+    timeout: Timeout = timedelta(seconds=5)
 
     def describe(self) -> str:
         return self.name or f"{self.method} {self.url}"
@@ -249,13 +285,13 @@ Check = Annotated[Union[HttpCheck], Field(discriminator="type")]
 class Level(Model):
     level: int = Field(ge=1)
     name: str
-    deadline: Duration
+    deadline: Deadline
     actions: list[Action] = Field(min_length=1)
     checks: list[Check] = []
 
 
 class Escalation(Model):
-    verify_window: Duration = timedelta(minutes=2)
+    verify_window: VerifyWindow = timedelta(minutes=2)
     max_rollbacks_per_hour: int = Field(3, ge=1)
 
 
@@ -279,12 +315,18 @@ class Target(Model):
 class Config(Model):
     # Values of secret-named ${VAR}s, filled by the loader for the redactor.
     _secret_env: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    # Legal but likely wrong (config.checks.budget_warnings), one line each, filled by the loader.
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     watchdog: WatchdogSection = Field(default_factory=WatchdogSection)
     aws: AwsSection = AwsSection()
     sources: list[Source] = Field(min_length=1)
     targets: list[Target] = Field(min_length=1)
     notifications: list[Notification] = []
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self._warnings
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)

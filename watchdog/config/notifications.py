@@ -14,7 +14,8 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from watchdog.config.types import Duration
+from watchdog.config.base import backoffs_ordered
+from watchdog.config.types import Backoff, HttpUrl, Timeout
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -30,7 +31,6 @@ EventKind = Literal[
     "test",
 ]
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
 
 
 class _Model(BaseModel):
@@ -42,8 +42,12 @@ class DeliveryRetry(_Model):
     jitter; a 429's Retry-After is honoured when longer. After `attempts` tries the message is dead-lettered."""
 
     attempts: int = Field(12, ge=1, le=100)
-    initial_backoff: Duration = timedelta(seconds=2)
-    max_backoff: Duration = timedelta(minutes=2)
+    initial_backoff: Backoff = timedelta(seconds=2)
+    max_backoff: Backoff = timedelta(minutes=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DeliveryRetry":
+        return backoffs_ordered(self)
 
 
 class _Channel(_Model):
@@ -51,7 +55,7 @@ class _Channel(_Model):
     min_severity: Severity = "info"
     targets: list[str] | None = None  # None: every target
     events: list[EventKind] | None = None  # None: every event
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Timeout = timedelta(seconds=10)
     retry: DeliveryRetry = DeliveryRetry()
     # Events this kind of channel needs whatever the filters say (a PagerDuty alert must be resolved).
     always_events: ClassVar[frozenset[str]] = frozenset()

@@ -13,16 +13,14 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, SecretStr
 
 from watchdog.config.base import Model, Name, RetrySchedule
-from watchdog.config.types import Duration
-
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+from watchdog.config.types import AlertTtl, BlindAfter, CostInterval, HttpUrl, Interval, Timeout
 
 
 class _Source(Model):
     name: Name
-    interval: Duration = timedelta(seconds=60)
-    blind_after: Duration | None = None
-    timeout: Duration = timedelta(seconds=10)
+    interval: Interval = timedelta(seconds=60)
+    blind_after: BlindAfter | None = None
+    timeout: Timeout = timedelta(seconds=10)
     retry: RetrySchedule = RetrySchedule()
 
     @property
@@ -37,9 +35,9 @@ class CloudWatchSource(_Source):
 
 class HttpJsonSource(_Source):
     type: Literal["http_json"]
-    url: str
+    url: HttpUrl
     headers: dict[str, SecretStr] = {}
-    timeout: Duration = timedelta(seconds=5)
+    timeout: Timeout = timedelta(seconds=5)
     retry: RetrySchedule = RetrySchedule(attempts=2)
 
 
@@ -49,8 +47,8 @@ class PrometheusSource(_Source):
     type: Literal["prometheus"]
     url: HttpUrl
     headers: dict[str, SecretStr] = {}
-    interval: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=5)
+    interval: Interval = timedelta(seconds=30)
+    timeout: Timeout = timedelta(seconds=5)
     retry: RetrySchedule = RetrySchedule(attempts=2)
 
 
@@ -59,14 +57,14 @@ class SecurityHubSource(_Source):
 
     type: Literal["securityhub"]
     region: str | None = None
-    interval: Duration = timedelta(minutes=5)
+    interval: Interval = timedelta(minutes=5)
 
 
 class CostExplorerSource(_Source):
     """Daily cost from AWS Cost Explorer. Every call is billed, so the interval is at least 1h."""
 
     type: Literal["cost_explorer"]
-    interval: Duration = timedelta(hours=6)
+    interval: CostInterval = timedelta(hours=6)  # at least 1h (config.checks), at most 7d
     days: int = Field(14, ge=2, le=90)  # how many days back each call asks for
 
 
@@ -74,10 +72,10 @@ class AlertmanagerSource(_Source):
     """Alerts pushed by Alertmanager to POST /api/v1/alertmanager; `interval` is how often they are judged."""
 
     type: Literal["alertmanager"]
-    interval: Duration = timedelta(seconds=15)
+    interval: Interval = timedelta(seconds=15)
     # A firing alert not re-sent for this long is no evidence (Alertmanager repeats firing alerts every
     # repeat_interval, 4h by default: keep this above yours).
-    alert_ttl: Duration = timedelta(hours=4, minutes=30)
+    alert_ttl: AlertTtl = timedelta(hours=4, minutes=30)
 
 
 Source = Annotated[

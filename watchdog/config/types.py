@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import timedelta
 from typing import Annotated, Any, Callable
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -53,6 +54,72 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def said(td: timedelta) -> str:
+    """A duration as an error quotes it: exact, so `0.5ms` is not shown as `0ms`."""
+    secs = td.total_seconds()
+    if secs == 0:
+        return "0s"
+    if secs < 1 and (secs * 1000) != int(secs * 1000):
+        return f"{secs * 1000:g}ms"
+    return format_duration(td)
+
+
+def _between(low: timedelta, high: timedelta, why: str = "") -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value < low:
+            raise ValueError(f"at least {said(low)}{why} (got {said(value)})")
+        if value > high:
+            raise ValueError(f"at most {said(high)} (got {said(value)})")
+        return value
+
+    return AfterValidator(check)
+
+
+# The bounds of each kind of duration (README "Durations"). A zero or near-zero value does not mean
+# "immediately": it broke the daemon (a 0s interval never let /healthz see an evaluation, a 0s deadline
+# ran every level to `exhausted` in 15 ms without sending a request). The lower bounds stay low enough
+# for tests and benchmarks that run the real daemon on short clocks.
+MIN_INTERVAL = timedelta(milliseconds=100)
+# Beyond a day a poll is no longer watching anything; a typo (999999999d) is caught here, not at run time.
+MAX_INTERVAL = timedelta(days=1)
+# Cost Explorer answers in whole days and bills every call: a weekly poll is still a sensible choice.
+MAX_COST_INTERVAL = timedelta(days=7)
+MIN_TIMEOUT = timedelta(milliseconds=100)  # one request, one command, one delivery
+MIN_DEADLINE = timedelta(milliseconds=100)  # a level's actions and their retries
+MIN_VERIFY_WINDOW = timedelta(seconds=1)
+MIN_SHUTDOWN_GRACE = timedelta(seconds=1)
+MIN_BACKOFF = timedelta(milliseconds=10)
+MIN_BLIND_AFTER = timedelta(seconds=1)
+MIN_ALERT_TTL = timedelta(minutes=1)  # Alertmanager re-sends firing alerts no faster than its group_interval
+MIN_AGE = timedelta(seconds=1)  # a rule's max_age and a change's `over`
+
+Interval = Annotated[Duration, _between(MIN_INTERVAL, MAX_INTERVAL)]
+CostInterval = Annotated[Duration, _between(MIN_INTERVAL, MAX_COST_INTERVAL)]
+Timeout = Annotated[Duration, _between(MIN_TIMEOUT, MAX_DURATION)]
+Deadline = Annotated[Duration, _between(MIN_DEADLINE, MAX_DURATION)]
+VerifyWindow = Annotated[Duration, _between(MIN_VERIFY_WINDOW, MAX_DURATION)]
+ShutdownGrace = Annotated[Duration, _between(MIN_SHUTDOWN_GRACE, MAX_DURATION)]
+Backoff = Annotated[Duration, _between(MIN_BACKOFF, MAX_DURATION)]
+BlindAfter = Annotated[Duration, _between(MIN_BLIND_AFTER, MAX_DURATION)]
+AlertTtl = Annotated[Duration, _between(MIN_ALERT_TTL, MAX_DURATION)]
+Age = Annotated[Duration, _between(MIN_AGE, MAX_DURATION)]
+
+
+def check_http_url(value: str) -> str:
+    """An http(s) URL with a host. The value is never quoted back: a URL often carries a token."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # e.g. a port that is not a number, an unclosed [
+        ok = False
+    if not ok or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
