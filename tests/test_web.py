@@ -73,10 +73,10 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
 
         status, body = await _get(port, "/healthz")
         assert status == 200, body
-        # Three intervals (3h) without an evaluation: unhealthy, whatever the sources say.
-        clock.at += timedelta(hours=3, seconds=1)
+        # No poll for longer than its deadline and two intervals: the scheduler stopped. Unhealthy.
+        clock.at += timedelta(hours=2, seconds=11)
         status, body = await _get(port, "/healthz")
-        assert status == 503 and "last evaluation" in body["why"]
+        assert status == 503 and "source cloudwatch: no poll for 7211s (every 1h, each within 10s)" in body["why"], body
 
         status, doc = await _get(port, "/status")
         assert status == 200

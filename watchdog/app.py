@@ -22,7 +22,9 @@ from watchdog.clock import Clock, SystemClock
 from watchdog.config import process_environment
 from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
+from watchdog.config.types import format_duration
 from watchdog.failpoints import Failpoints
+from watchdog.health import PollPace, judge, poll_deadline
 from watchdog.sdnotify import SystemdNotifier
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
@@ -95,14 +97,13 @@ class App:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._polls: set[asyncio.Task[Any]] = set()
-        self._last_eval: datetime | None = None
-        self._started_at: datetime | None = None
+        self._progress: dict[str, datetime] = {}  # per source: a poll last started or ended (watchdog.health)
+        self._deadlines: dict[str, timedelta] = {}
 
     # --- building and starting -------------------------------------------------
 
     async def start(self, schedule: bool = True) -> None:
         cfg = self.cfg
-        self._started_at = self.clock.now()
         if self._open_store and self._store is None:
             # The lock first: a second writer must not even create or migrate the file.
             lock = StateLock(cfg.watchdog.state_path)
@@ -134,6 +135,7 @@ class App:
             await src.start()
             self.sources[s.name] = src
             self.metrics.source_up.labels(s.name).set(0)
+        self.pace_polls()
         runners = self.runners()
         for t in cfg.targets:
             machine = TargetMachine(
@@ -200,7 +202,15 @@ class App:
 
         return await apply_reload(self, new)
 
+    def pace_polls(self) -> None:
+        """Each source's poll deadline, from its config and how many calls a poll makes (start, reload)."""
+        self._deadlines = {s.name: poll_deadline(s.timeout, s.retry, self.sources[s.name].calls_per_poll)
+                           for s in self.cfg.sources}
+        now = self.clock.now()
+        self._progress = {name: self._progress.get(name, now) for name in self._deadlines}
+
     def reschedule(self) -> None:
+        self.pace_polls()
         if self.scheduler is None:
             return
         self.scheduler.remove_all_jobs()
@@ -364,16 +374,23 @@ class App:
             return
         src = self.sources[name]
         started = self.clock.monotonic()
-        now = self.clock.now()
+        now = self._progress[name] = self.clock.now()
+        deadline = self._deadlines[name]
         try:
-            data = await src.poll(now)
+            # Cut off where a correct poll has given up anyway: a hanging source is then a failed poll, like
+            # one that answers 500, and the targets are judged (blind, paged) instead of waiting on it.
+            async with asyncio.timeout(deadline.total_seconds()):
+                data = await src.poll(now)
         except SourceError as exc:
             self._source_failed(name, str(exc), now)
+        except TimeoutError:
+            self._source_failed(name, f"no answer within the poll's deadline of {format_duration(deadline)}", now)
         except Exception as exc:  # an unexpected failure is still only a failed poll
             self._source_failed(name, f"{type(exc).__name__}: {exc}", now)
         else:
             board.source_ok(name, dict(data), now)
             self.metrics.source_up.labels(name).set(1)
+        self._progress[name] = self.clock.now()
         self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
         if not evaluate:
             return
@@ -403,7 +420,6 @@ class App:
             ev = view.evaluation
             record(target, rname, board.slots[f"{target}/{rname}"].rule.category, ev.state.number,
                    None if ev.value is None else float(ev.value))
-        self._last_eval = now
         self.metrics.last_evaluation.set(now.timestamp())
         ex = self.executors[target]
         ex.set_blind_sources(board.blind_sources(target, now))
@@ -496,18 +512,10 @@ class App:
     def liveness(self) -> tuple[bool, str]:
         """What the systemd watchdog is told: a restart cannot fix a full disk or another process's lock, and
         would drop the writes waiting for it, so a state file failure does not count here."""
-        if self.scheduler is None or not self.scheduler.running:
-            return False, "scheduler not running"
-        ref = self._last_eval or self._started_at
-        if ref is None:
-            return False, "not started"
-        age = (self.clock.now() - ref).total_seconds()
-        # Only sources some rule reads lead to an evaluation; an unread fast source must not set the pace.
-        read = [s.interval.total_seconds() for s in self.cfg.sources if self.board and self.board.targets_of(s.name)]
-        limit = 3 * min(read or [s.interval.total_seconds() for s in self.cfg.sources])
-        if age > limit:
-            return False, f"last evaluation {age:.0f}s ago (limit {limit:.0f}s)"
-        return True, f"last evaluation {age:.1f}s ago"
+        running = self.scheduler is not None and self.scheduler.running
+        paces = [PollPace(s.name, s.interval, self._deadlines[s.name], self._progress[s.name])
+                 for s in self.cfg.sources if s.name in self._progress]
+        return judge(self.clock.now(), running, paces)
 
     def readiness(self) -> tuple[bool, str]:
         if self.board is None:
