@@ -33,7 +33,8 @@ from watchdog.report import render_report
 from watchdog.rules import align, evaluate
 from watchdog.signals import spec_for
 from watchdog.codec import encode_incident as snapshot
-from watchdog.store import SqliteStore, StoreError
+from watchdog.storage import StoreError
+from watchdog.store import SqliteStore
 
 UTC = timezone.utc
 OPENED = datetime(2024, 3, 1, 2, 0, 0, tzinfo=UTC)

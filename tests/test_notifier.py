@@ -272,7 +272,7 @@ def test_a_huge_retry_after_is_capped() -> None:
 
 
 async def test_an_outbox_that_cannot_be_written_loses_the_message_not_the_caller(make) -> None:
-    from watchdog.store import StoreError
+    from watchdog.storage import StoreError
 
     class Full(MemoryOutbox):
         def enqueue(self, *args: Any) -> int | None:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from watchdog import store as store_mod
+from watchdog import auditchain, statefile as store_mod
 from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
 from watchdog.journal import Journal, MemoryJournal
 from watchdog.codec import encode_incident as snapshot
-from watchdog.store import GENESIS, SqliteStore, StoreError
+from watchdog.auditchain import GENESIS
+from watchdog.store import SqliteStore, StoreError
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -161,7 +162,7 @@ def test_an_edited_row_with_a_recomputed_hash_still_breaks_the_next_link(db: Pat
     row = {"seq": seq, "at": at, "kind": kind, "target": target, "incident": inc, "level": level,
            "dry_run": bool(dry), "data": forged}
     conn.execute("UPDATE audit SET data = ?, hash = ? WHERE seq = 3",
-                 (store_mod.canonical(forged), store_mod.row_hash(prev, row)))
+                 (auditchain.canonical(forged), auditchain.row_hash(prev, row)))
     assert s.verify_chain() == ["record 4: does not link to the record before it (deleted, inserted or reordered)"]
 
 

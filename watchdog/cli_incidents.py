@@ -14,7 +14,8 @@ from typing import Any
 
 from watchdog.config import ConfigError, load_config
 from watchdog.report import render_report
-from watchdog.store import SqliteStore, StoreError
+from watchdog.storage import StoreError
+from watchdog.store import SqliteStore
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 PROG = "rollback-watchdog incidents"

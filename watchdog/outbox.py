@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from watchdog.codec import jsonable
 from watchdog.escalation import Event
-from watchdog.store import SqliteStore, canonical
+from watchdog.auditchain import canonical
+from watchdog.store import SqliteStore
 
 
 @dataclass(frozen=True)

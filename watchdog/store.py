@@ -20,143 +20,30 @@ until it lands, and the event loop never waits on the file (`flush()` waits for
 what was written so far). Reads use their own connection on the caller's
 thread: under WAL they see every landed write and never wait for a writer.
 
-The schema version is `PRAGMA user_version`; `MIGRATIONS` brings an older file
-up to date on open and a file from a newer version is refused. A new file is
-made under a temporary name and renamed into place once its schema is in, so
-an empty file at `state_path` can only mean lost history: it is refused.
+Opening, creating and migrating the file: watchdog/statefile.py; the hash
+chain: watchdog/auditchain.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watchdog.auditchain import GENESIS, canonical, chain_problems, row_hash
 from watchdog.codec import decode_pause, encode_pause, jsonable
 from watchdog.escalation import Event
 from watchdog.journal import Record
 from watchdog.pause import Pause
+from watchdog.statefile import open_reader, open_readonly, open_writable, rollback
 from watchdog.statewriter import StateWriter
-from watchdog.storage import StoreError, make_parent
+from watchdog.storage import StoreError
 
 T = TypeVar("T")
-WRITE_BUSY_MS = 5000  # how long one write waits for another process's lock before it counts as failing
-READ_BUSY_MS = 1000
-
-GENESIS = "0" * 64
-
-# Each migration is a list of statements run in one transaction; its index + 1 is the version it produces.
-MIGRATIONS: list[list[str]] = [
-    [  # 1: the initial schema
-        """CREATE TABLE audit (
-            seq INTEGER PRIMARY KEY,
-            at TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            target TEXT NOT NULL,
-            incident TEXT,
-            level INTEGER NOT NULL,
-            dry_run INTEGER NOT NULL,
-            data TEXT NOT NULL,
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL
-        )""",
-        "CREATE INDEX audit_by_incident ON audit (incident, seq)",
-        """CREATE TABLE audit_head (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            seq INTEGER NOT NULL,
-            hash TEXT NOT NULL
-        )""",
-        """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
-        """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
-        """CREATE TABLE incidents (
-            id TEXT PRIMARY KEY,
-            target TEXT NOT NULL,
-            opened_at TEXT NOT NULL,
-            phase TEXT NOT NULL,
-            level INTEGER NOT NULL,
-            closed_at TEXT,
-            updated_at TEXT NOT NULL,
-            snapshot TEXT NOT NULL
-        )""",
-        "CREATE INDEX incidents_by_opened ON incidents (opened_at)",
-    ],
-    [  # 2: the notification outbox (watchdog/outbox.py)
-        """CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY,
-            channel TEXT NOT NULL,
-            event_key TEXT NOT NULL,
-            target TEXT NOT NULL,
-            incident TEXT,
-            kind TEXT NOT NULL,
-            event TEXT NOT NULL,
-            dry_run INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL,
-            next_at REAL NOT NULL,
-            done_at TEXT,
-            last_error TEXT,
-            UNIQUE (channel, event_key)
-        )""",
-        "CREATE INDEX outbox_by_channel ON outbox (channel, state, id)",
-        """CREATE TABLE notify_threads (
-            channel TEXT NOT NULL,
-            incident TEXT NOT NULL,
-            ref TEXT NOT NULL,
-            PRIMARY KEY (channel, incident)
-        )""",
-    ],
-    [  # 3: pauses survive a restart; the outbox's mark of the audit events it has taken
-        """CREATE TABLE pauses (
-            scope TEXT PRIMARY KEY,
-            pause TEXT NOT NULL
-        )""",
-        # The newest audit event the notifier has handled. Kept apart from the outbox rows, which are pruned:
-        # derived from them, a week-old dead letter became the mark and everything after it was sent again.
-        """CREATE TABLE outbox_mark (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            audit_seq INTEGER NOT NULL
-        )""",
-        # An upgraded file: what is in the audit log now counts as handled (never re-sent).
-        "INSERT INTO outbox_mark (id, audit_seq) SELECT 1, seq FROM audit_head WHERE id = 1",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """`row`: seq, at, kind, target, incident, level, dry_run (bool), data (a dict)."""
-    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
-
-
-def _connect(uri: str, busy_ms: int, **kw: Any) -> sqlite3.Connection:
-    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_ms / 1000, **kw)
-    db.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    return db
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """After a failed statement. SQLite may have rolled back already (a full disk does): then ROLLBACK
-    itself fails with "no transaction is active", which must not hide the error that caused it."""
-    if db.in_transaction:
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 class SqliteStore:
@@ -168,135 +55,17 @@ class SqliteStore:
         self._writer: StateWriter | None = None
         self._db: sqlite3.Connection | None = None
         if readonly:
-            self._rdb = self._open_readonly()
+            self._rdb = open_readonly(self.path)
         else:
-            self._db = self._open_writable(create)
-            self._rdb = self._reader()
+            self._db = open_writable(self.path, create)
+            self._rdb = open_reader(self.path)
         self._seq = self._head_seq()
-
-    # --- opening ------------------------------------------------------------------
-
-    def _fail(self, what: str, exc: BaseException | str) -> StoreError:
-        return StoreError(f"state_path {self.path}: {what}: {exc}")
-
-    def _check_not_emptied(self) -> bool:
-        """True when a state file is there. A zero-length one is refused: it was a state file once."""
-        try:
-            size = self.path.stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise self._fail("cannot read", exc.strerror or exc) from None
-        if self.path.is_dir():
-            raise StoreError(f"state_path {self.path}: is a directory; name a file in it")
-        if size == 0:
-            raise StoreError(f"state_path {self.path}: the file is empty (0 bytes), so its history is gone; "
-                             "move it away to start with a new state file")
-        return True
-
-    def _open_writable(self, create: bool) -> sqlite3.Connection:
-        exists = self._check_not_emptied()
-        if not exists and not create:
-            raise StoreError(f"state_path {self.path}: no such state file (has the daemon run with this config?)")
-        if not exists:
-            self._create()
-        try:
-            db = _connect(self.path.absolute().as_uri() + "?mode=rw", WRITE_BUSY_MS, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise self._fail("cannot open", exc) from None
-        try:
-            self._prepare(db)
-            self._migrate(db, create)
-        except sqlite3.Error as exc:
-            db.close()
-            raise self._fail("cannot use it", exc) from None
-        except StoreError:
-            db.close()
-            raise
-        return db
-
-    def _create(self) -> None:
-        # Where a symlink points, not over it: the lock (watchdog.lock) is named after the real path too.
-        target = self.path.resolve()
-        make_parent(self.path, target.parent)
-        tmp = target.with_name(f".{target.name}.new-{os.getpid()}")
-        try:
-            db = _connect(tmp.absolute().as_uri() + "?mode=rwc", WRITE_BUSY_MS)
-            try:
-                self._prepare(db)
-                self._migrate(db, True)
-            finally:
-                db.close()  # checkpoints the WAL into the file: the renamed file is complete on its own
-            os.replace(tmp, target)
-        except (sqlite3.Error, OSError) as exc:
-            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-                leftover.unlink(missing_ok=True)
-            raise self._fail("cannot create it", getattr(exc, "strerror", None) or exc) from None
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"state_path {self.path}: the file system does not allow WAL mode (got {mode})")
-        db.execute("PRAGMA synchronous = FULL")
-
-    def _reader(self) -> sqlite3.Connection:
-        return _connect(self.path.absolute().as_uri() + "?mode=ro", READ_BUSY_MS)
-
-    def _open_readonly(self) -> sqlite3.Connection:
-        """For the CLI's reading commands, also on a read-only mount."""
-        if not self._check_not_emptied():
-            raise StoreError(f"state_path {self.path}: no such state file (has the daemon run with this config?)")
-        try:
-            db = self._reader()
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.Error as exc:
-            # WAL needs the -shm file; on a read-only mount it cannot be made. With no WAL left beside the file
-            # (a clean shutdown checkpoints it away) the file alone is the whole state and is read as immutable.
-            wal = Path(f"{self.path}-wal")
-            if wal.exists() and wal.stat().st_size > 0:
-                raise self._fail("cannot read it (its write-ahead log needs a writable directory)", exc) from None
-            try:
-                db = _connect(self.path.absolute().as_uri() + "?mode=ro&immutable=1", READ_BUSY_MS)
-                version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            except sqlite3.Error as exc2:
-                raise self._fail("cannot read it", exc2) from None
-        if version == 0:
-            db.close()
-            raise StoreError(f"state_path {self.path}: not a rollback-watchdog state file (no schema)")
-        if version > SCHEMA_VERSION:
-            db.close()
-            raise StoreError(f"state_path {self.path}: schema version {version} is newer than this program's "
-                             f"{SCHEMA_VERSION}; upgrade rollback-watchdog")
-        return db
 
     # --- schema -------------------------------------------------------------------
 
     @property
     def schema_version(self) -> int:
         return int(self._rdb.execute("PRAGMA user_version").fetchone()[0])
-
-    def _migrate(self, db: sqlite3.Connection, create: bool) -> None:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"state_path {self.path}: schema version {version} is newer than this program's "
-                             f"{SCHEMA_VERSION}; upgrade rollback-watchdog or use another state_path")
-        if version == SCHEMA_VERSION:
-            return
-        if version == 0 and not create:
-            raise StoreError(f"state_path {self.path}: not a rollback-watchdog state file (no schema)")
-        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise StoreError(f"state_path {self.path}: a SQLite file with other tables, not a rollback-watchdog state file")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])  # another process may have migrated
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[number - 1]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
 
     def close(self) -> None:
         # The writing connection last: the last one to close checkpoints the WAL into the file and removes
@@ -323,10 +92,10 @@ class SqliteStore:
                 db.execute("COMMIT")
                 return result
             except sqlite3.Error as exc:
-                _rollback(db)
-                raise self._fail(f"cannot {what}", exc) from None
+                rollback(db)
+                raise StoreError(f"state_path {self.path}: cannot {what}: {exc}") from None
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
 
         return run
@@ -515,29 +284,3 @@ class SqliteStore:
         return out
 
 
-def chain_problems(rows: Sequence[tuple[Any, ...]], head: tuple[Any, ...] | None) -> list[str]:
-    """What is wrong with an audit chain (rows oldest first, the stored head), one line each."""
-    problems: list[str] = []
-    prev_hash, prev_seq = GENESIS, 0
-    for seq, at, kind, target, incident, level, dry_run, data, stored_prev, digest in rows:
-        if seq != prev_seq + 1:
-            problems.append(f"record {seq}: follows record {prev_seq} (records {prev_seq + 1}..{seq - 1} missing)")
-        if stored_prev != prev_hash:
-            problems.append(f"record {seq}: does not link to the record before it (deleted, inserted or reordered)")
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            problems.append(f"record {seq}: data is not valid JSON (edited)")
-            parsed = data
-        row = {"seq": seq, "at": at, "kind": kind, "target": target, "incident": incident,
-               "level": level, "dry_run": bool(dry_run), "data": parsed}
-        if row_hash(stored_prev, row) != digest:
-            problems.append(f"record {seq}: content does not match its hash (edited)")
-        prev_hash, prev_seq = digest, seq
-    if head is None:
-        if rows:
-            problems.append("the audit head is missing (edited)")
-    elif (head[0], head[1]) != (prev_seq, prev_hash):
-        problems.append(f"the newest record is {prev_seq} but the audit head says {head[0]} "
-                        "(records removed from the end, or the head edited)")
-    return problems
