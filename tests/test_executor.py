@@ -294,3 +294,27 @@ async def test_a_blind_source_pages_once_and_its_return_is_announced(admin_api, 
     assert h.sample("watchdog_target_blind", target=TARGET) == 0.0
     assert [r.data["event"] for r in h.records("event")] == ["blind", "sight_restored"]
     assert admin_api.calls == []  # blindness never acts
+
+
+async def test_no_second_level_starts_beside_a_running_one(admin_api, http_session) -> None:
+    """At most one level per target, ever: not through resolve, not through a direct start (issue 12, defect 3)."""
+    import asyncio
+
+    from watchdog.escalation import RunLevel
+
+    admin_api.delay["/l1"] = 0.5
+    h = Harness(build_target(default_levels(admin_api.url)), http_session)
+    h.breach_history()
+    await h.executor.observe(h.views())  # level 1 starts; its request is in flight
+    while admin_api.count("/l1") == 0:
+        await asyncio.sleep(0.01)
+    assert h.executor.busy
+    with pytest.raises(ValueError, match="level 1 is running"):
+        await h.executor.resolve("looks fine")
+    with pytest.raises(RuntimeError, match="while another level runs"):
+        h.executor.start_level(RunLevel("inc-1", 3, "by hand"))
+    assert h.machine.incident is not None and h.machine.phase is Phase.RUNNING  # not closed under the level
+    await h.settle()
+    assert admin_api.count("/l1") == 1 and admin_api.count("/l3") == 0
+    await h.executor.resolve("now it may close")  # nothing runs any more
+    assert h.machine.incident is None
