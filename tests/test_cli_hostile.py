@@ -1,0 +1,129 @@
+"""Every command that reads a config answers a hostile one with one line per problem and exit 2, never a
+traceback (issue 12: 6); `pause --for` with an overflowing duration too. Warnings do not stop `run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watchdog.cli import main
+
+GOOD = """\
+watchdog:
+  listen: 127.0.0.1:0
+  state_path: {state}
+sources:
+  - {{name: cw, type: cloudwatch, interval: 30s}}
+targets:
+  - name: web
+    rules:
+      - {{name: latency, category: performance, source: cw, threshold: "> 1500",
+         metric: {{namespace: N, name: Latency, stat: Average, period: 60s}}}}
+    escalation: {{verify_window: 2m}}
+    levels:
+      - {{level: 1, name: flags, deadline: 2m, actions: [{{type: http, method: PUT, url: "http://127.0.0.1:9/l1"}}]}}
+"""
+
+COMMANDS = {
+    "check-config": ["check-config", "-c"],
+    "run": ["run", "-c"],
+    "validate": ["validate", "-c"],
+    "incidents": ["incidents", "list", "-c"],
+    "rollback-offline": ["rollback", "--offline", "--target", "web", "--level", "1", "--reason", "t", "-c"],
+}
+
+
+def good(tmp_path: Path) -> str:
+    return GOOD.format(state=tmp_path / "w.db")
+
+
+def hostile(name: str, tmp_path: Path) -> tuple[bytes, str]:
+    """The file's bytes and the one line every command must print for it ({path}: the file)."""
+    text = good(tmp_path)
+    if name == "latin1-comment":
+        return text.replace("sources:\n", "# d\xe9j\xe0 vu\nsources:\n").encode("latin-1"), \
+            "{path}: not UTF-8: byte 0xe9 on line 4, column 4 (save the file as UTF-8)"
+    if name == "utf16":
+        return text.encode("utf-16"), \
+            "{path}: is UTF-16 or UTF-32 text (it starts with a byte-order mark): save it as UTF-8"
+    if name == "binary":
+        return b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "{path}: not UTF-8: byte 0x89 on line 1, column 1 (save the file as UTF-8)"
+    if name == "huge-duration":
+        return text.replace("verify_window: 2m", "verify_window: 99999999999999d").encode(), \
+            "targets[0].escalation.verify_window: duration '99999999999999d' is too long: at most 3650d (line 11)"
+    if name == "recursive-anchor":
+        return text.replace('url: "http://127.0.0.1:9/l1"', 'url: "http://127.0.0.1:9/l1", json: &a [*a]').encode(), \
+            "{path}: YAML anchors and aliases are not supported (&a on line 13): write the value out"
+    if name == "alias-bomb":
+        rows = ['        lol0: &l0 "lol"'] + [f"        lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]"
+                                             for i in range(1, 5)]
+        body = "\n".join(rows) + "\n"
+        text = text.replace('url: "http://127.0.0.1:9/l1"}]}', 'url: "http://127.0.0.1:9/l1", json: *l4}]}')
+        return (text.replace("targets:\n", "x-unused:\n" + body + "targets:\n")).encode(), \
+            "{path}: YAML anchors and aliases are not supported (&l0 on line 7): write the value out"
+    if name == "duplicate-key":
+        return text.replace('threshold: "> 1500"', 'threshold: "> 1500", threshold: "< 1"').encode(), \
+            "targets[0].rules[0].threshold: duplicate key (line 9, columns 60 and 81): YAML would silently keep only the last one"
+    raise AssertionError(name)
+
+
+IN_PROCESS = ["latin1-comment", "utf16", "binary", "huge-duration", "recursive-anchor", "duplicate-key"]
+
+
+# `run` goes through a real process (below): given a config it accepts, it would not return.
+@pytest.mark.parametrize("input_name", IN_PROCESS)
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "run"])
+def test_every_command_refuses_a_hostile_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            command: str, input_name: str) -> None:
+    raw, expected = hostile(input_name, tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_bytes(raw)
+    code = main([*COMMANDS[command], str(path)])
+    out, err = capsys.readouterr()
+    assert (code, err, out) == (2, expected.format(path=path) + "\n", "")
+    assert not (tmp_path / "w.db").exists()  # nothing acted, nothing was created
+
+
+REAL = [(c, i) for c in COMMANDS for i in ("recursive-anchor", "alias-bomb", "latin1-comment")]
+REAL += [("run", i) for i in IN_PROCESS if i not in ("recursive-anchor", "latin1-comment")]
+
+
+@pytest.mark.parametrize("command, input_name", REAL)
+def test_the_real_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, command: str, input_name: str) -> None:
+    raw, expected = hostile(input_name, tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_bytes(raw)
+    try:
+        r = subprocess.run([sys.executable, "-m", "watchdog", *COMMANDS[command], str(path)], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "WATCHDOG_API_TOKEN": ""})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{command} took the config and kept running")  # e.g. `run` with a duplicate key accepted
+    assert "Traceback" not in r.stderr
+    assert (r.returncode, r.stderr.splitlines()) == (2, [expected.format(path=path)])
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_pause_for_an_overflowing_duration_is_one_line_exit_2() -> None:
+    r = subprocess.run([sys.executable, "-m", "watchdog", "pause", "--for", "99999999999999d", "--reason", "t",
+                        "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in r.stderr
+    assert (r.returncode, r.stderr) == (
+        2, "rollback-watchdog pause: --for: duration '99999999999999d' is too long: at most 3650d\n")
+
+
+def test_run_once_goes_on_after_a_warning(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    text = good(tmp_path).replace("interval: 30s}", "interval: 1s, timeout: 2s, retry: {attempts: 1}}").replace(
+        "sources:", "aws: {region: us-east-1, endpoint_url: \"http://127.0.0.1:9\"}\nsources:")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "watchdog", "run", "-c", str(path), "--once"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, **aws_env})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.splitlines()[0] == (
+        "warning: sources[0].timeout: timeout x attempts (2s x 1 = 2s) is longer than the interval (1s): "
+        "a slow answer can hold a poll past the next one")
+    assert "insufficient_data" in r.stdout  # it polled and evaluated: the warning stopped nothing
