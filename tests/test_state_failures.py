@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,10 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry
         await until(lambda: pages(admin_api, "state_unwritable"), what="a page")
         assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 0
         assert admin_api.count("/l1") == 0 and app.executors["svc"].machine.phase.value == "running"
+        app.store_wait = 0.2
+        pause, stored = await app.pause("svc", timedelta(minutes=5), "while the disk is full")
+        assert stored is False  # in force, and the operator is told it would not survive a restart
+        assert (await app.resume("svc", "done"))[1] is False
         FullDisk.full = False
         await until(lambda: admin_api.count("/l1") == 1, what="level 1 once the file takes writes")
         await until(lambda: app.health()[0], what="/healthz back to 200")

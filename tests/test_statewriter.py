@@ -63,3 +63,33 @@ async def test_stop_gives_up_on_a_write_that_keeps_failing_and_counts_what_never
     for _ in range(3):
         writer.submit(fail)
     assert await writer.stop(timeout=0.1) == 3
+
+
+async def test_a_waiter_that_gives_up_does_not_cancel_the_write() -> None:
+    """An operator's command waits a while for the file, then answers; the write must still land, and the
+    writer thread must live on (cancelling the future under it once ended the thread)."""
+    writer = StateWriter(initial_backoff=0.01, max_backoff=0.02)
+    writer.start()
+    stuck = threading.Event()
+    stuck.set()
+    landed: list[int] = []
+
+    def write() -> None:
+        if stuck.is_set():
+            raise StoreError("database is locked")
+        landed.append(1)
+
+    try:
+        writer.submit(write)
+        try:
+            await asyncio.wait_for(writer.flush(), 0.05)
+        except TimeoutError:
+            pass
+        stuck.clear()
+        await asyncio.wait_for(writer.flush(), 5)
+        assert landed == [1]
+        writer.submit(lambda: landed.append(2))
+        await asyncio.wait_for(writer.flush(), 5)
+        assert landed == [1, 2]
+    finally:
+        assert await writer.stop(timeout=1) == 0

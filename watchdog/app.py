@@ -99,6 +99,7 @@ class App:
         self._polls: set[asyncio.Task[Any]] = set()
         self._progress: dict[str, datetime] = {}  # per source: a poll last started or ended (watchdog.health)
         self._deadlines: dict[str, timedelta] = {}
+        self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
 
     # --- building and starting -------------------------------------------------
 
@@ -256,7 +257,8 @@ class App:
             self.metrics.paused.set(1 if any(p.scope == GLOBAL for p in self.pauses.all(now)) else 0)
             log.warning("pauses_restored", pauses=restored, why="paused before the restart; no action until they end")
 
-    async def pause(self, target: str | None, duration: timedelta, reason: str) -> Pause:
+    async def pause(self, target: str | None, duration: timedelta, reason: str) -> tuple[Pause, bool]:
+        """The pause, and whether it is in the state file (a restart keeps it) when this returns."""
         if target is not None and target not in self.executors:
             raise KeyError(target)
         now = self.clock.now()
@@ -264,19 +266,29 @@ class App:
         if self._store is not None:
             self._store.save_pause(pause)
         self._announce_pause("paused", pause, now, f"paused: {reason}", f"no action until {pause.until:%H:%M:%S}Z or resume")
-        return pause
+        return pause, await self._stored()
 
-    async def resume(self, target: str | None, reason: str) -> Pause | None:
+    async def _stored(self) -> bool:
+        """Wait (a while) for what was written so far: an operator told "paused" must not lose it to a kill -9.
+        False when the state file is failing: in force now, not yet kept across a restart."""
+        try:
+            await asyncio.wait_for(self.journal.flush(), self.store_wait)
+        except TimeoutError:
+            return False
+        return True
+
+    async def resume(self, target: str | None, reason: str) -> tuple[Pause | None, bool]:
         if target is not None and target not in self.executors:
             raise KeyError(target)
         pause = self.pauses.clear(target or GLOBAL)
         if pause is not None and self._store is not None:
             self._store.delete_pause(pause.scope)
+        stored = await self._stored()
         if pause is not None:
             self._announce_pause("resumed", pause, self.clock.now(), f"resumed: {reason}", "acting on alarms again")
             for name in self._scope_targets(pause.scope):
                 await self.evaluate(name)  # act on what is alarming now, not at the next poll
-        return pause
+        return pause, stored
 
     def _expire_pauses(self, now: datetime) -> None:
         for pause in self.pauses.expire(now):
@@ -302,6 +314,7 @@ class App:
             inc = ex.machine.incident
             if inc is not None and inc.id == incident:
                 await ex.resolve(note)
+                await self._stored()  # a kill -9 right after "resolved" must not bring the incident back
                 return ex.target.name
         raise KeyError(incident)
 

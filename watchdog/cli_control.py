@@ -115,7 +115,10 @@ def _fail(cmd: str, status: int, doc: Any) -> int:
 
 def _summary(cmd: str, doc: dict[str, Any]) -> str:
     if cmd == "pause":
-        return f"paused {'all targets' if doc['paused'] == '*' else doc['paused']} until {doc['until']} ({doc['reason']})"
+        kept = "" if doc.get("stored", True) else (
+            "; NOT yet in the state file (it cannot be written): a restart now would forget this pause")
+        return (f"paused {'all targets' if doc['paused'] == '*' else doc['paused']} until {doc['until']} "
+                f"({doc['reason']}){kept}")
     if cmd == "resume":
         return "resumed" if doc.get("was_paused") else "nothing was paused"
     if cmd == "rollback":

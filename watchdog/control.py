@@ -151,20 +151,20 @@ async def pause(app: "App", request: web.Request, body: dict[str, Any]) -> web.R
         raise _BadInput("duration: must be more than 0")
     reason, target = _text(body, "reason"), _text(body, "target", required=False)
     try:
-        p = await app.pause(target, duration, reason or "")
+        p, stored = await app.pause(target, duration, reason or "")
     except KeyError:
         return _err(404, f"no target named {_shown(target or '')}")
     return web.json_response({"paused": p.scope, "until": p.until.isoformat(), "reason": p.reason,
-                              "duration": format_duration(duration)})
+                              "duration": format_duration(duration), "stored": stored})
 
 
 async def resume(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
     target, reason = _text(body, "target", required=False), _text(body, "reason", required=False)
     try:
-        p = await app.resume(target, reason or "resumed by an operator")
+        p, stored = await app.resume(target, reason or "resumed by an operator")
     except KeyError:
         return _err(404, f"no target named {_shown(target or '')}")
-    return web.json_response({"resumed": p.scope if p else None, "was_paused": p is not None})
+    return web.json_response({"resumed": p.scope if p else None, "was_paused": p is not None, "stored": stored})
 
 
 async def rollback(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:

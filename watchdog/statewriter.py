@@ -78,7 +78,13 @@ class StateWriter:
 
     async def flush(self) -> None:
         """Return once every write made before this call has landed (waits as long as they keep failing)."""
-        await asyncio.wrap_future(self.submit(lambda: None))
+        await self.landed(self.submit(lambda: None))
+
+    @staticmethod
+    async def landed(fut: concurrent.futures.Future[T]) -> T:
+        """Await a submitted write. Shielded: a waiter that gives up (a timeout, a shutdown) must not
+        cancel the write itself, which still lands in its turn."""
+        return await asyncio.shield(asyncio.wrap_future(fut))
 
     async def stop(self, timeout: float) -> int:
         """Let the queue drain for up to `timeout` seconds; returns how many writes never landed."""
@@ -97,7 +103,7 @@ class StateWriter:
                 break
             if item is not _STOP:
                 lost += 1
-                item[1].set_exception(StoreError("the watchdog stopped before this write landed"))
+                _settle(item[1], exc=StoreError("the watchdog stopped before this write landed"))
         self._thread = None
         return lost
 
@@ -117,20 +123,22 @@ class StateWriter:
         delay, attempts, since = self._initial, 0, None
         while True:
             try:
-                fut.set_result(fn())
+                result = fn()
             except StoreError as exc:
                 attempts += 1
                 since = since or self._now()
                 self._to_loop(self._failing, WriteFailure(since, str(exc), attempts))
                 if self._abandon.wait(delay):
-                    fut.set_exception(exc)
+                    _settle(fut, exc=exc)
                     self._gave_up += 1
                     return False
                 delay = min(delay * 2, self._max)
                 continue
             except Exception as exc:  # a bug in the write itself: retrying would fail the same way forever
-                fut.set_exception(exc)
+                _settle(fut, exc=exc)
                 self._to_loop(self._on_bug, f"{type(exc).__name__}: {exc}")
+            else:
+                _settle(fut, result=result)
             if attempts:
                 self._to_loop(self._failing, None)
             return True
@@ -156,3 +164,14 @@ class StateWriter:
         if failure is None or before is None or before.error != failure.error:
             if (before, failure) != (None, None):
                 self._on_change(failure)
+
+
+def _settle(fut: concurrent.futures.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+    """Never raises: a future nobody waits for any more must not end the writer thread."""
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass

@@ -26,7 +26,6 @@ chain: watchdog/auditchain.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -116,7 +115,7 @@ class SqliteStore:
         run = self._transaction(what, fn)
         if self._writer is None:
             return run()
-        return await asyncio.wrap_future(self._writer.submit(run))
+        return await self._writer.landed(self._writer.submit(run))
 
     async def flush(self) -> None:
         """Wait until every write made so far has landed (at once without a writer)."""
