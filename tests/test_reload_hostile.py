@@ -153,3 +153,20 @@ async def test_a_hostile_file_is_a_rejected_reload_and_the_old_config_runs_on(
     finally:
         await d.stop()
     assert admin_api.calls == []  # nothing alarmed, nothing acted
+
+
+async def test_reload_survives_whatever_reading_the_config_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last guard behind load_config: an exception of any kind is a rejected reload, not the daemon's end."""
+    import structlog
+
+    import watchdog.cli as cli
+
+    def explode(path: str) -> None:
+        raise MemoryError("no room for the new config")
+
+    monkeypatch.setattr(cli, "load_config", explode)
+    untouched = object()  # _reload must not get as far as the app
+    with structlog.testing.capture_logs() as logs:
+        await cli._reload(untouched, str(tmp_path / "config.yaml"))
+    assert [(e["event"], e["why"]) for e in logs] == [
+        ("reload_rejected", "unexpected MemoryError reading the config; the old one keeps running")]
