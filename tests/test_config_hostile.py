@@ -7,6 +7,7 @@ through the same loader on SIGHUP (tests/test_reload_hostile.py drives that on t
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from watchdog.config import Config, ConfigError, load_config, parse_config
 
@@ -420,11 +423,6 @@ def test_a_directory_given_as_config_is_one_line(unreadable: Path) -> None:
 
 
 # --- generated: random bytes and mutated valid configs through check-config ----------------------
-
-import re  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 REPO_CONFIG = (Path(__file__).resolve().parent.parent / "config.yaml").read_text()
 REPO_ENV = {

@@ -74,7 +74,7 @@ class DrainedDaemon(Daemon):
     """Reads the daemon's stderr as it comes. A daemon that dies of a RecursionError writes a traceback
     larger than the pipe; unread, it blocked the dying process and the test with it."""
 
-    async def start(self) -> "DrainedDaemon":
+    async def start(self) -> DrainedDaemon:
         await super().start()
         self._err = bytearray()
         self._drain = asyncio.create_task(self._drain_stderr())
@@ -159,7 +159,7 @@ async def test_reload_survives_whatever_reading_the_config_raises(tmp_path: Path
     """The last guard behind load_config: an exception of any kind is a rejected reload, not the daemon's end."""
     import structlog
 
-    import watchdog.cli as cli
+    from watchdog import cli
 
     def explode(path: str) -> None:
         raise MemoryError("no room for the new config")

@@ -19,7 +19,16 @@ from pydantic import BaseModel, ValidationError
 from watchdog.config import models, notifications, sources
 from watchdog.config.checks import budget_warnings, cross_check
 from watchdog.config.models import Config, WatchdogSection
-from watchdog.config.reading import BASE_LOADER, DuplicateKey, Loader, Refused, decode, duplicate_path, read_bytes, refuse_anchors
+from watchdog.config.reading import (
+    BASE_LOADER,
+    DuplicateKey,
+    Loader,
+    Refused,
+    decode,
+    duplicate_path,
+    read_bytes,
+    refuse_anchors,
+)
 from watchdog.redact import Redactor
 
 _LOADER = BASE_LOADER
