@@ -298,7 +298,8 @@ CASES = [
      'webhook_url: "${SLACK_WEBHOOK_URL}", events: [incident_open]',
      "notifications[0].events[0]: must be one of: 'incident_opened', 'level_started', 'level_succeeded', "
      "'level_failed', 'verification_failed', 'mitigated', 'exhausted', 'blind', 'sight_restored', 'realarmed', 'would_run', "
-     "'paused', 'resumed', 'resolved', 'recovered', 'outcome_unknown' or 'test' (line {line})",
+     "'paused', 'resumed', 'resolved', 'recovered', 'outcome_unknown', 'recovery_failed', 'state_unwritable', "
+     "'state_writable' or 'test' (line {line})",
      'incident_open'),
     ('threshold-and-change', 'threshold: "> 1500"', 'threshold: "> 1500"\n        change: {over: 1h, percent: "> 50"}',
      'targets[0].rules[0]: set threshold or change, not both (line {line})',

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -20,16 +20,13 @@ from watchdog.config.types import Backoff, HttpUrl, Timeout
 Severity = Literal["info", "warning", "critical"]
 
 # Every event the watchdog announces; `events:` filters name these.
-EVENT_KINDS = (
-    "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
-    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
-    "test",
-)
 EventKind = Literal[
     "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
-    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered", "outcome_unknown",
+    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered",
+    "outcome_unknown", "recovery_failed", "state_unwritable", "state_writable",
     "test",
 ]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
 
