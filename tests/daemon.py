@@ -27,6 +27,7 @@ class Daemon:
         self.raw: list[str] = []
         self.stderr = b""
         self._reader: asyncio.Task[None] | None = None
+        self._err_reader: asyncio.Task[None] | None = None
 
     async def start(self) -> "Daemon":
         self.proc = await asyncio.create_subprocess_exec(
@@ -34,7 +35,14 @@ class Daemon:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
         )
         self._reader = asyncio.create_task(self._read())
+        self._err_reader = asyncio.create_task(self._read_stderr())
         return self
+
+    async def _read_stderr(self) -> None:
+        # Drained as it comes: a daemon writing more than a pipe holds (a long traceback) would block on it.
+        assert self.proc and self.proc.stderr
+        while chunk := await self.proc.stderr.read(65536):
+            self.stderr += chunk
 
     async def _read(self) -> None:
         assert self.proc and self.proc.stdout
@@ -77,13 +85,14 @@ class Daemon:
         return rc
 
     async def _stderr(self) -> bytes:
-        if self.proc and self.proc.stderr and self.proc.returncode is not None and not self.stderr:
-            self.stderr = await self.proc.stderr.read()
+        if self._err_reader is not None and self.proc is not None and self.proc.returncode is not None:
+            await asyncio.wait({self._err_reader}, timeout=5)
         return self.stderr
 
     async def stop(self) -> None:
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
-        if self._reader:
-            self._reader.cancel()
+        for task in (self._reader, self._err_reader):
+            if task:
+                task.cancel()
