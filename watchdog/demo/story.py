@@ -129,6 +129,7 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
             ex = app.executors["hybrid-routing"]
             inc = ex.machine.incident
             if inc is not None:
+                await app.journal.flush()  # the report reads the state file: every record has landed
                 print("", file=out)
                 print(incident_report(inc, app.journal.records(inc.id)), file=out)
             return result
