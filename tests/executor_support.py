@@ -28,6 +28,7 @@ from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.rules import Datapoint, align, evaluate
 from watchdog.signals import spec_for
+from timing import FakeClock  # noqa: F401  (importers of this module use it)
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -41,25 +42,6 @@ FAST_RETRY = {"attempts": 3, "initial_backoff": "10ms", "max_backoff": "50ms"}
 async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-class FakeClock:
-    """Wall time is set by the test; monotonic is real (durations stay honest)."""
-
-    def __init__(self, now: datetime):
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, now: datetime) -> None:
-        self._now = now
-
-    def advance(self, **kw: float) -> None:
-        self._now += timedelta(**kw)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 def http_action(url: str, **kw: Any) -> dict[str, Any]:

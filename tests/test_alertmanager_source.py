@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from timing import FakeClock
 from watchdog.config.models import Rule
 from watchdog.config.sources import AlertmanagerSource
 from watchdog.rules import RuleState, evaluate
@@ -20,20 +21,6 @@ from watchdog.sources.base import Query
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 NO_END = "0001-01-01T00:00:00Z"
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0):
-        self.t = now
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return (self.t - T0).total_seconds()
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 def alert(
@@ -119,7 +106,7 @@ async def test_a_firing_alert_not_resent_within_the_ttl_is_no_evidence() -> None
     # Its `resolved` was lost: 4h30m later it is neither firing nor not firing.
     points = await src.poll(T0 + timedelta(hours=4, minutes=31))
     assert points["shop/checkout-5xx"][-1][0] == T0 + timedelta(hours=4)  # no new reading
-    clock.advance(4 * 3600 + 32 * 60)
+    clock.advance(seconds=4 * 3600 + 32 * 60)
     store.receive(payload(alert()))  # re-sent: evidence again
     assert await reading(src, T0 + timedelta(hours=4, minutes=33)) is True
 
@@ -145,7 +132,7 @@ async def test_firing_then_resolved() -> None:
     assert store.last_received == T0
     assert await reading(src, T0 + timedelta(seconds=15)) is True
 
-    clock.advance(60)
+    clock.advance(seconds=60)
     store.receive(payload(alert("resolved", ends="2024-01-01T12:00:58Z")))
     assert store.last_received == T0 + timedelta(seconds=60)
     assert await reading(src, T0 + timedelta(seconds=75)) is False
@@ -381,7 +368,7 @@ def test_memory_cap_drops_lapsed_alerts_before_live_ones() -> None:
     store.receive(payload(alert(fingerprint="live", alertname="A", n="live")))
     store.receive(payload(alert(fingerprint="lapsed", alertname="A", n="lapsed", ends="2024-01-01T12:01:00Z")))
     store.receive(payload(alert(fingerprint="f2", alertname="A", n="2")))
-    clock.advance(120)
+    clock.advance(seconds=120)
     store.receive(payload(alert(fingerprint="f3", alertname="A", n="3")))
     assert sorted(a["n"] for a in store.firing({"alertname": "A"}, clock.now())) == ["2", "3", "live"]
 

@@ -6,13 +6,12 @@ tests); everything else is real: the HTTP server, the admin API, the executor.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
 
+from timing import FakeClock, until
 from watchdog.app import App
 from watchdog.config import parse_config
 from watchdog.escalation import Event
@@ -35,19 +34,8 @@ targets:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 11, 28, 12, 0, 30, tzinfo=timezone.utc)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 class Harness:
-    def __init__(self, app: App, clock: Clock, events: list[Event]):
+    def __init__(self, app: App, clock: FakeClock, events: list[Event]):
         self.app, self.clock, self.events = app, clock, events
 
     @property
@@ -67,10 +55,7 @@ class Harness:
 
     async def settle(self) -> None:
         ex = self.app.executors["web"]
-        for _ in range(100):
-            if not ex.busy:
-                return
-            await asyncio.sleep(0.02)
+        await until(lambda: not ex.busy, what="the running level to finish")
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
@@ -79,7 +64,7 @@ class Harness:
 @pytest.fixture
 async def harness(admin_api, tmp_path):
     async def make(token: bool = True) -> Harness:
-        clock, events = Clock(), []
+        clock, events = FakeClock(datetime(2026, 11, 28, 12, 0, 30, tzinfo=timezone.utc)), []
         text = CONFIG.format(admin=admin_api.url, token=f", api_token: {TOKEN}" if token else "",
                              state=tmp_path / f"state{len(made)}.db")
         app = App(parse_config(text, {}), clock=clock, listeners=(lambda ev, dry: events.append(ev),))
@@ -118,7 +103,7 @@ async def test_a_paused_target_runs_nothing_and_says_so_until_the_pause_expires(
     assert h.app.metrics.registry.get_sample_value(
         "watchdog_rollbacks_total", {"target": "web", "level": "1", "outcome": "skipped"}) == 1.0
     # The pause ends by itself: the next evaluation acts.
-    h.clock.at += timedelta(minutes=31)
+    h.clock.advance(minutes=31)
     await h.breach()
     await h.settle()
     assert admin_api.count("/l1") == 1

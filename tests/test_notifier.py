@@ -24,6 +24,7 @@ from watchdog.notify.notifier import accepts, backoff
 from watchdog.outbox import MemoryOutbox, SqliteOutbox
 from watchdog.store import SqliteStore
 from receivers import receivers  # noqa: F401  (fixture)
+from timing import until
 
 FAST = {"attempts": 4, "initial_backoff": "20ms", "max_backoff": "50ms"}
 
@@ -65,12 +66,6 @@ def event(kind: str, severity: str = "warning", target: str = "svc", incident: s
     return Event(kind, severity, target, incident, 1, datetime(2024, 1, 1, tzinfo=timezone.utc), "why", "next")  # type: ignore[arg-type]
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 class Journal:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -110,11 +105,11 @@ async def test_publish_only_writes_the_outbox_and_a_hanging_channel_holds_up_no_
     for kind in ("incident_opened", "level_started", "level_failed", "exhausted"):
         n.publish(event(kind), dry_run=kind == "exhausted")
     assert time.monotonic() - started < 0.05  # no send happens inside publish
-    await wait_for(lambda: len(good.got) == 4)
+    await until(lambda: len(good.got) == 4)
     assert good.kinds == ["incident_opened", "level_started", "level_failed", "exhausted"]
     assert [m.dry_run for m in good.got] == [False, False, False, True]
     assert sample(metrics, "watchdog_notifications_total", channel="good", outcome="sent") == 4.0
-    await wait_for(lambda: sample(metrics, "watchdog_notifications_total", channel="hanging", outcome="failed") == 1.0)
+    await until(lambda: sample(metrics, "watchdog_notifications_total", channel="hanging", outcome="failed") == 1.0)
     assert sample(metrics, "watchdog_notifications_pending", channel="hanging") == 4.0
     assert n.status()["hanging"]["up"] is False and "no answer within 0.3s" in n.status()["hanging"]["last_error"]
     assert n.status()["good"]["up"] is True and n.status()["good"]["pending"] == 0
@@ -127,7 +122,7 @@ async def test_filters_by_severity_target_and_event(make) -> None:
     n.publish(event("incident_opened"))
     n.publish(event("level_started", target="other"))
     n.publish(event("exhausted", "critical"))
-    await wait_for(lambda: len(pager.got) == 1 and len(svc_only.got) == 2 and len(opened_only.got) == 1)
+    await until(lambda: len(pager.got) == 1 and len(svc_only.got) == 2 and len(opened_only.got) == 1)
     await asyncio.sleep(0.05)
     assert pager.kinds == ["exhausted"]
     assert svc_only.kinds == ["incident_opened", "exhausted"]
@@ -142,7 +137,7 @@ async def test_a_failure_is_retried_in_order_and_the_audit_records_the_result(ma
     n, metrics = make((cfg("flaky"), flaky), journal=journal)
     n.publish(event("incident_opened"))
     n.publish(event("level_started"))
-    await wait_for(lambda: len(flaky.got) == 2)
+    await until(lambda: len(flaky.got) == 2)
     assert flaky.kinds == ["incident_opened", "level_started"]  # the second waits behind the first: order kept
     assert len(flaky.tries) == 4
     assert sample(metrics, "watchdog_notifications_total", channel="flaky", outcome="failed") == 2.0
@@ -154,7 +149,7 @@ async def test_retry_after_is_honoured_when_longer_than_the_backoff(make) -> Non
     limited = Recording("limited", fail=[DeliveryFailed("HTTP 429", retry_after=0.5)])
     n, _ = make((cfg("limited"), limited))
     n.publish(event("incident_opened"))
-    await wait_for(lambda: len(limited.got) == 1)
+    await until(lambda: len(limited.got) == 1)
     assert limited.tries[1] - limited.tries[0] >= 0.5  # the backoff alone would be under 50 ms
 
 
@@ -173,7 +168,7 @@ async def test_a_permanent_failure_is_dead_at_once_and_the_next_message_goes(mak
     n, metrics = make((cfg("ch"), ch), journal=journal)
     n.publish(event("incident_opened"))
     n.publish(event("level_started"))
-    await wait_for(lambda: len(ch.got) == 1)
+    await until(lambda: len(ch.got) == 1)
     assert ch.kinds == ["level_started"] and len(ch.tries) == 2
     assert journal.rows[0]["outcome"] == "dead" and "retrying cannot help" in journal.rows[0]["detail"]
     assert sample(metrics, "watchdog_notifications_total", channel="ch", outcome="dead") == 1.0
@@ -185,7 +180,7 @@ async def test_after_the_last_attempt_a_message_is_dead_lettered(make) -> None:
     journal = Journal()
     n, metrics = make((cfg("down"), down), journal=journal)
     n.publish(event("exhausted", "critical"))
-    await wait_for(lambda: journal.rows)
+    await until(lambda: journal.rows)
     assert len(down.tries) == FAST["attempts"]
     assert journal.rows == [{"channel": "down", "event": "exhausted", "outcome": "dead", "attempts": 4,
                              "detail": "HTTP 500 (after 4 attempts)", "delivery": 1, "dry_run": False}]
@@ -199,7 +194,7 @@ async def test_a_raising_channel_or_listener_never_reaches_the_caller(make) -> N
     n.listen(lambda ev, dry: (_ for _ in ()).throw(ValueError("timeline bug")))
     n.listen(lambda ev, dry: seen.append(ev.kind))
     n.publish(event("level_started"))
-    await wait_for(lambda: len(broken.got) == 1)
+    await until(lambda: len(broken.got) == 1)
     assert seen == ["level_started"]
     assert n.status()["broken"]["failed_attempts"] == 1
 
@@ -211,7 +206,7 @@ async def test_the_first_message_of_an_incident_starts_the_thread_the_rest_join(
         n.publish(event(kind))
     n.publish(event("paused", "warning", incident=None))
     n.publish(event("incident_opened", incident="inc-2"))
-    await wait_for(lambda: len(ch.got) == 5)
+    await until(lambda: len(ch.got) == 5)
     assert [m.thread for m in ch.got] == [None, "1700000000.000100", "1700000000.000100", None, None]
 
 
@@ -221,7 +216,7 @@ async def test_the_same_event_key_is_queued_once(make) -> None:
     n.publish(event("incident_opened"), audit_seq=7)
     n.publish(event("incident_opened"), audit_seq=7)
     n.publish(event("level_started"), audit_seq=8)
-    await wait_for(lambda: len(ch.got) == 2)
+    await until(lambda: len(ch.got) == 2)
     await asyncio.sleep(0.05)
     assert ch.kinds == ["incident_opened", "level_started"]
 
@@ -233,7 +228,7 @@ async def test_waiting_messages_survive_a_restart_and_are_sent_once(make, tmp_pa
     n, _ = make((cfg("slack"), down), outbox=SqliteOutbox(store), journal=store)
     for i, kind in enumerate(("incident_opened", "level_started", "level_failed")):
         n.publish(event(kind), audit_seq=i)
-    await wait_for(lambda: len(down.tries) == 1)
+    await until(lambda: len(down.tries) == 1)
     await n.close()  # the process "dies" with three messages waiting
     store.close()
 
@@ -243,7 +238,7 @@ async def test_waiting_messages_survive_a_restart_and_are_sent_once(make, tmp_pa
     up = Recording("slack")
     n2, _ = make((cfg("slack"), up), outbox=outbox, journal=store)
     n2.publish(event("incident_opened"), audit_seq=0)  # the same event again is not a second message
-    await wait_for(lambda: len(up.got) == 3)
+    await until(lambda: len(up.got) == 3)
     await asyncio.sleep(0.1)
     assert up.kinds == ["incident_opened", "level_started", "level_failed"]
     assert outbox.counts("slack") == {"pending": 0, "sent": 3, "dead": 0}
@@ -325,7 +320,7 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     app = App(parse_config(text, {}))
     await app.start(schedule=False)
     try:
-        await wait_for(lambda: len(receivers.ok("/hook")) == 1)
+        await until(lambda: len(receivers.ok("/hook")) == 1)
         await asyncio.sleep(0.1)
     finally:
         await app.stop()
@@ -338,7 +333,7 @@ async def test_a_restart_after_the_prune_does_not_send_old_messages_again(tmp_pa
     closed a week earlier went to every channel again, with new delivery ids."""
     from datetime import timedelta
 
-    from executor_support import FakeClock
+    from timing import FakeClock
     from watchdog.app import App
     from watchdog.config import parse_config
 
@@ -360,9 +355,9 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
         ex = app.executors["svc"]
         for kind in ("incident_opened", "mitigated", "resolved"):
             ex.announce(Event(kind, "warning", "svc", "inc-old", 1, eight_days_ago, "why", "next"))
-            await wait_for(lambda: len(receivers.all("/hook")) == ("incident_opened", "mitigated", "resolved")
+            await until(lambda: len(receivers.all("/hook")) == ("incident_opened", "mitigated", "resolved")
                            .index(kind) + 1)
-        await wait_for(lambda: app.notifier.status()["hook"]["pending"] == 0)
+        await until(lambda: app.notifier.status()["hook"]["pending"] == 0)
     finally:
         await app.stop()
     assert [h.status for h in receivers.all("/hook")] == [400, 200, 200]

@@ -142,20 +142,11 @@ async def test_the_daemon_is_ready_and_pings_while_it_decides_even_when_cloudwat
 async def test_the_pings_stop_when_the_polls_stop_coming_round(tmp_path: Path, listener: Listener) -> None:
     """What a restart does fix: the scheduler or the loop has stopped. Shown with an injected clock that
     jumps past the polls' pace; the real loop goes on, so the withheld ping is the judgement's, not a hang's."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
+    from timing import FakeClock
     from watchdog.app import App
     from watchdog.config import parse_config
-
-    class Clock:
-        def __init__(self) -> None:
-            self.at = datetime.now(timezone.utc)
-
-        def now(self) -> datetime:
-            return self.at
-
-        def monotonic(self) -> float:
-            return time.monotonic()
 
     cfg = parse_config(f"""
 watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
@@ -167,12 +158,12 @@ targets:
               threshold: "> 1"}}]
     levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
 """, {})
-    clock = Clock()
+    clock = FakeClock(datetime.now(timezone.utc))
     app = App(cfg, clock=clock, serve_http=False, sd=SystemdNotifier(listener.sock.getsockname(), 200_000))
     await app.start()
     try:
         await listener.wait_for("WATCHDOG=1")
-        clock.at += timedelta(hours=2, seconds=2)  # no poll for longer than 1 s + 2 x 1 h
+        clock.advance(hours=2, seconds=2)  # no poll for longer than 1 s + 2 x 1 h
         jumped = time.monotonic() + 0.2  # a ping already on its way may still arrive
         assert not app.liveness()[0]
         await asyncio.sleep(0.6)  # several ping periods (100 ms each) on the real loop

@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 
 from tests.daemon import Daemon
+from timing import until
 from test_daemon import Publisher, render
 
 FLAGS = "/admin/feature-flags/hybrid-routing"
@@ -51,15 +52,6 @@ async def health(base: str) -> tuple[int, dict[str, Any]]:
             return r.status, await r.json()
 
 
-async def until(cond, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond() if asyncio.iscoroutinefunction(cond) else cond():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout}s")
-
-
 def verify_log(config: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
                           capture_output=True, text=True, timeout=30)
@@ -74,7 +66,7 @@ async def story_while_unwritable(d: Daemon, admin: Any, pub: Publisher, error: s
     assert "cannot rollback" not in failed["error"]  # the real error, not the failed ROLLBACK after it
     status, body = await health(base)
     assert status == 503 and "state file not writable" in body["why"] and error in body["why"], body
-    await until(lambda: pages(admin, "state_unwritable"), what="a page about the state file")
+    await until(lambda: pages(admin, "state_unwritable"), 30, "a page about the state file")
     assert error in pages(admin, "state_unwritable")[0]["why"]
     await asyncio.sleep(0.5)  # the decision is made (in memory); its action must still wait for its intent
     assert admin.count(FLAGS) == 0
@@ -82,8 +74,8 @@ async def story_while_unwritable(d: Daemon, admin: Any, pub: Publisher, error: s
     await release()
     await d.wait_for("state_write_recovered", timeout=30)
     await d.wait_for("action_started", timeout=30, level=1)
-    await until(lambda: admin.count(FLAGS) == 1, what="level 1's request")
-    await until(lambda: pages(admin, "state_writable"), what="the all-clear")
+    await until(lambda: admin.count(FLAGS) == 1, 30, "level 1's request")
+    await until(lambda: pages(admin, "state_writable"), 30, "the all-clear")
     assert (await health(base))[0] == 200
     await d.wait_for("mitigated", timeout=60)  # the machine goes on deciding: level 2 cures it
     assert admin.count(FLAGS) == 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import aiohttp
 import pytest
 
+from timing import FakeClock, until
 from watchdog.app import App
 from watchdog.config import parse_config
 
@@ -30,17 +29,6 @@ targets:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime.now(timezone.utc)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 async def _get(port: int, path: str) -> tuple[int, object]:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{port}{path}") as r:
@@ -48,24 +36,16 @@ async def _get(port: int, path: str) -> tuple[int, object]:
             return r.status, body
 
 
-async def _until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("reachable", [True, False])
 async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_path):
-    clock = Clock()
+    clock = FakeClock(datetime.now(timezone.utc))
     cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9", state=tmp_path / "w.db"), {})
     app = App(cfg, clock=clock)
     await app.start()
     try:
         port = app.bound_port
         assert port
-        await _until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None)
+        await until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None)
         status, body = await _get(port, "/readyz")
         assert status == (200 if reachable else 503)
         if not reachable:
@@ -74,7 +54,7 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
         status, body = await _get(port, "/healthz")
         assert status == 200, body
         # No poll for longer than its deadline and two intervals: the scheduler stopped. Unhealthy.
-        clock.at += timedelta(hours=2, seconds=11)
+        clock.advance(hours=2, seconds=11)
         status, body = await _get(port, "/healthz")
         assert status == 503 and "source cloudwatch: no poll for 7211s (every 1h, each within 10s)" in body["why"], body
 
@@ -101,7 +81,7 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
 
 async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env, tmp_path):
     cfg = parse_config(CONFIG.format(aws=moto_url, state=tmp_path / "w.db"), {})
-    app = App(cfg, clock=Clock())
+    app = App(cfg, clock=FakeClock(datetime.now(timezone.utc)))
     await app.start(schedule=False)
     try:
         status, body = await _get(app.bound_port, "/healthz")
