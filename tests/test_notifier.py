@@ -327,6 +327,34 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     assert [h.body["event"] for h in receivers.ok("/hook")] == ["level_started"]  # the missed one, not the sent one
 
 
+async def test_the_first_event_of_a_new_state_file_is_not_lost_to_a_kill(tmp_path, receivers) -> None:
+    """The outbox's mark starts at 0 in a new file: an event recorded before any message was ever queued (a
+    kill between the two writes) is still queued by the next start."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    text = f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: cw, type: cloudwatch, interval: 1h}}]
+aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
+targets:
+  - name: svc
+    rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{receivers.url}/l1"}}]}}]
+notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
+"""
+    store = SqliteStore(tmp_path / "w.db")
+    store.event(event("incident_opened"))  # the very first record; the process died before the outbox row
+    store.close()
+    app = App(parse_config(text, {}), serve_http=False)
+    await app.start(schedule=False)
+    try:
+        await until(lambda: receivers.ok("/hook"), what="the missed message")
+    finally:
+        await app.stop()
+    assert [h.body["event"] for h in receivers.ok("/hook")] == ["incident_opened"]
+
+
 async def test_a_restart_after_the_prune_does_not_send_old_messages_again(tmp_path, receivers) -> None:
     """A dead letter outlives the sent rows (30 days against 7): it must not become the mark from which a
     restart re-sends every message after it. Found by trying it: "mitigated" and "resolved" of an incident

@@ -200,12 +200,18 @@ async def test_an_injected_full_disk_in_process(tmp_path, admin_api, monkeypatch
     monkeypatch.setattr(FullDisk, "full", True)
     cfg = parse_config(f"""
 watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
+aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
+sources:
+  - {{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}
+  - {{name: cw, type: cloudwatch, interval: 1h}}  # its client's start yields: the file fails before the targets exist
 targets:
   - name: svc
     rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
     escalation: {{verify_window: 1h}}
     levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}]
+  - name: quiet
+    rules: [{{name: latency, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/q1"}}]}}]
 notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
 """, {})
     logs = io.StringIO()
@@ -221,6 +227,8 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry
         assert failed["log_level"] == "critical" and "database or disk is full" in failed["error"]
         await until(lambda: pages(admin_api, "state_unwritable"), what="a page")
         assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 0
+        await asyncio.sleep(0.3)  # a page per target would have followed at once
+        assert len(pages(admin_api, "state_unwritable")) == 1  # one per channel, not one per target
         assert admin_api.count("/l1") == 0 and app.executors["svc"].machine.phase.value == "running"
         app.store_wait = 0.2
         pause, stored = await app.pause("svc", timedelta(minutes=5), "while the disk is full")

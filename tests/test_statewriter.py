@@ -93,3 +93,67 @@ async def test_a_waiter_that_gives_up_does_not_cancel_the_write() -> None:
         assert landed == [1, 2]
     finally:
         assert await writer.stop(timeout=1) == 0
+
+
+async def test_a_record_with_text_utf8_cannot_hold_lands_and_the_chain_goes_on(tmp_path) -> None:
+    """A lone surrogate (JSON's "\\ud83d", in an error message or a config value) once failed to encode on the
+    writer thread: its sequence number was never written and every later record waited behind the gap."""
+    from datetime import datetime, timezone
+
+    from watchdog.escalation import Event
+    from watchdog.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "s.db")
+    writer = StateWriter()
+    writer.start()
+    store.attach(writer)
+    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    try:
+        store.event(Event("blind", "critical", "svc", "i-1", 1, at, "prometheus said: bad \ud83d", "look",
+                          {"\udc00key": "v\udfff"}))
+        store.intent(at, "svc", "i-1", 1, "#1 http: PUT /flags/\ud800", 1, False)
+        await asyncio.wait_for(store.flush(), 5)
+        assert writer.failure is None
+    finally:
+        await writer.stop(timeout=1)
+    records = store.records()
+    assert [r.seq for r in records] == [1, 2] and store.verify_chain() == []
+    assert records[0].data["why"] == "prometheus said: bad \\ud83d" and records[1].data["action"].endswith("\\ud800")
+    store.close()
+
+
+async def test_a_file_changed_under_the_writer_stops_it_for_good(tmp_path) -> None:
+    """Another process appended to the audit log: writing on top would fork the chain. Retrying cannot
+    help, so the failure is final (and the daemon's liveness asks for a restart)."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from watchdog.store import SqliteStore
+
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    at = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    store.intent(at, "svc", "i-1", 1, "#1", 1, False)
+    intruder = SqliteStore(path)  # (the lock would refuse it; here it writes around it)
+    intruder.intent(at, "svc", "i-1", 1, "#1", 2, False)
+    intruder.close()
+    changes: list[WriteFailure | None] = []
+    writer = StateWriter(on_change=changes.append)
+    writer.start()
+    store.attach(writer)
+    store.intent(at, "svc", "i-1", 1, "#1", 3, False)
+    store.intent(at, "svc", "i-1", 1, "#1", 4, False)
+    await until_failed(writer)
+    assert writer.failure is not None and writer.failure.fatal and "changed by another process" in writer.failure.error
+    assert await writer.stop(timeout=1) == 1  # the one behind it never landed
+    assert [r.data["attempt"] for r in store.records()] == [1, 2] and store.verify_chain() == []
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM audit").fetchone()[0] == 2
+    store.close()
+
+
+async def until_failed(writer: StateWriter) -> None:
+    for _ in range(500):
+        if writer.failure is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer never reported a failure")

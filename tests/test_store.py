@@ -339,3 +339,20 @@ def test_incidents_upsert_list_and_open(db: Path) -> None:
     second.blind = True
     s.save_incident(snapshot(second))
     assert updated() != before and s.incident("svc-2")["snapshot"]["blind"] is True
+
+
+def test_a_write_ahead_log_left_without_its_file_is_not_adopted(db: Path) -> None:
+    s = SqliteStore(db)
+    s.intent(T0, "svc", "inc-1", 1, "#1", 1, False)
+    keep = sqlite3.connect(db)  # holds the WAL open, as a killed daemon leaves it
+    keep.execute("PRAGMA wal_autocheckpoint = 0")
+    s._db.execute("PRAGMA wal_autocheckpoint = 0")
+    s.intent(T0, "svc", "inc-1", 1, "#1", 2, False)
+    wal = Path(f"{db}-wal").read_bytes()
+    s.close()
+    keep.close()
+    db.rename(db.with_name("moved-away.db"))
+    Path(f"{db}-wal").write_bytes(wal or b"x")  # what was beside it stays behind
+    with pytest.raises(StoreError, match="-wal is left from a state file that is no longer there"):
+        SqliteStore(db)
+    assert not db.exists()

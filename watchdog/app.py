@@ -45,6 +45,7 @@ from watchdog.store import SqliteStore
 from watchdog.web import build_web
 
 log = structlog.get_logger("watchdog.app")
+STATE_PAGE_EVERY = timedelta(minutes=10)
 
 
 def incident_ids() -> Callable[[str, datetime], str]:
@@ -100,6 +101,8 @@ class App:
         self._progress: dict[str, datetime] = {}  # per source: a poll last started or ended (watchdog.health)
         self._deadlines: dict[str, timedelta] = {}
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
+        self._state_paged_at: datetime | None = None
+        self._state_paged = False
 
     # --- building and starting -------------------------------------------------
 
@@ -151,7 +154,10 @@ class App:
             self.metrics.incidents_open.labels(t.name).set(0)
         self.rule_series.keep(rule_labels(self.cfg))
         self.metrics.paused.set(0)
-        self.metrics.state_writable.set(1)
+        failure = self._writer.failure  # the file may have failed already, before the targets existed
+        self.metrics.state_writable.set(0 if failure else 1)
+        if failure is not None:
+            self._page_state_failure(failure)
         if self._store is not None:
             self._restore_pauses(self._store)
         self.spawn(self.notifier.run(), "notifier")
@@ -323,23 +329,37 @@ class App:
     def _state_file_changed(self, failure: WriteFailure | None) -> None:
         """The writer's report (on the loop). Failing: /healthz 503, a critical line, a page that does not
         go through the state file. Writable again: said, and recorded like any event."""
-        now = self.clock.now()
         self.metrics.state_writable.set(0 if failure else 1)
         if failure is not None:
             log.critical("state_write_failed", error=failure.error, since=failure.since.isoformat(),
                          waiting=self._writer.pending, why="no action runs until its intent is in the state file")
-            for name, ex in self.executors.items():
-                inc = ex.machine.incident
-                self.notifier.send_direct(Event(
-                    "state_unwritable", "critical", name, inc.id if inc else None, ex.machine.level, now,
-                    f"the state file cannot be written: {failure.error}",
-                    "no action runs until its intent is recorded; free disk space or end the other process's lock"))
+            self._page_state_failure(failure)
             return
         log.warning("state_write_recovered", why="the state file can be written again")
-        for name, ex in self.executors.items():
-            inc = ex.machine.incident
-            ex.announce(Event("state_writable", "info", name, inc.id if inc else None, ex.machine.level, now,
-                              "the state file can be written again", "decisions and actions go on"))
+        if self._state_paged:  # the all-clear follows a page, not every short flap the page limit swallowed
+            self._state_paged = False
+            now = self.clock.now()
+            for name, ex in self.executors.items():
+                inc = ex.machine.incident
+                ex.announce(Event("state_writable", "info", name, inc.id if inc else None, ex.machine.level, now,
+                                  "the state file can be written again", "decisions and actions go on"))
+
+    def _page_state_failure(self, failure: WriteFailure) -> None:
+        """One message per channel (not per target), at most one every STATE_PAGE_EVERY: a disk hovering at
+        full would otherwise page on every flap."""
+        now = self.clock.now()
+        if not self.executors:
+            return  # during start, before the targets exist: start() pages once they do
+        if self._state_paged_at is not None and now - self._state_paged_at < STATE_PAGE_EVERY:
+            return
+        self._state_paged_at, self._state_paged = now, True
+        why = f"the state file cannot be written: {failure.error}"
+        nxt = ("no action runs until its intent is recorded; free disk space or end the other process's lock"
+               if not failure.fatal else "restart the watchdog: it must read the state file again")
+        self.notifier.send_direct([
+            Event("state_unwritable", "critical", name, ex.machine.incident.id if ex.machine.incident else None,
+                  ex.machine.level, now, why, nxt)
+            for name, ex in self.executors.items()])
 
     def _state_write_bug(self, error: str) -> None:
         log.error("state_write_crashed", error=error, why="a write the state file would not take; skipped")
@@ -524,7 +544,11 @@ class App:
 
     def liveness(self) -> tuple[bool, str]:
         """What the systemd watchdog is told: a restart cannot fix a full disk or another process's lock, and
-        would drop the writes waiting for it, so a state file failure does not count here."""
+        would drop the writes waiting for it, so a state file failure does not count here; a file changed
+        under the watchdog (StateConflict) does, since only a restart reads it again."""
+        failure = self._writer.failure
+        if failure is not None and failure.fatal:
+            return False, f"the state file changed under the watchdog ({failure.error}): restart it"
         running = self.scheduler is not None and self.scheduler.running
         paces = [PollPace(s.name, s.interval, self._deadlines[s.name], self._progress[s.name])
                  for s in self.cfg.sources if s.name in self._progress]

@@ -16,7 +16,12 @@ def canonical(obj: Any) -> str:
 
 def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     """`row`: seq, at, kind, target, incident, level, dry_run (bool), data (a dict)."""
-    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
+    return chain_hash(prev_hash, canonical(row))
+
+
+def chain_hash(prev_hash: str, row_text: str) -> str:
+    """`row_text`: the row's canonical JSON (UTF-8 safe: codec.jsonable made it so)."""
+    return hashlib.sha256((prev_hash + row_text).encode()).hexdigest()
 
 
 def chain_problems(rows: Sequence[tuple[Any, ...]], head: tuple[Any, ...] | None) -> list[str]:

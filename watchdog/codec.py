@@ -49,12 +49,14 @@ def jsonable(value: Any) -> Any:
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return jsonable(value.value)
+    if isinstance(value, str):
+        return value if value.isascii() else utf8_safe(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {utf8_safe(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted((jsonable(v) for v in value), key=str)
     if isinstance(value, (list, tuple, deque)):
@@ -62,3 +64,14 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def utf8_safe(text: str) -> str:
+    """`text`, with what UTF-8 cannot hold (a lone surrogate, as JSON's "\\ud83d" decodes to) written out as
+    its escape. Outside text (an error message, a config value) may hold one, and the state file must take
+    every record: one that fails to encode on the writer thread would leave a hole in the audit chain."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

@@ -92,8 +92,9 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY CHECK (id = 1),
             audit_seq INTEGER NOT NULL
         )""",
-        # An upgraded file: what is in the audit log now counts as handled (never re-sent).
-        "INSERT INTO outbox_mark (id, audit_seq) SELECT 1, seq FROM audit_head WHERE id = 1",
+        # An upgraded file: what is in the audit log now counts as handled (never re-sent); a new one starts
+        # at 0, so its very first event, if a kill cut it off from the outbox, is queued at the next start.
+        "INSERT INTO outbox_mark (id, audit_seq) VALUES (1, coalesce((SELECT seq FROM audit_head WHERE id = 1), 0))",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -166,6 +167,11 @@ def _create(path: Path) -> None:
     # Where a symlink points, not over it: the lock (watchdog.lock) is named after the real path too.
     target = path.resolve()
     make_parent(path, target.parent)
+    for left in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+        if left.exists():
+            # SQLite would adopt it: the "new" file would come up with the old one's last records in it.
+            raise StoreError(f"state_path {path}: {left} is left from a state file that is no longer there; "
+                             "move it away with the file it belonged to")
     tmp = target.with_name(f".{target.name}.new-{os.getpid()}")
     try:
         db = connect(tmp.absolute().as_uri() + "?mode=rwc", WRITE_BUSY_MS)
@@ -201,10 +207,10 @@ def open_readonly(path: Path) -> sqlite3.Connection:
         db = open_reader(path)
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as exc:
-        # WAL needs the -shm file; on a read-only mount it cannot be made. With no WAL left beside the file
-        # (a clean shutdown checkpoints it away) the file alone is the whole state and is read as immutable.
-        wal = Path(f"{path}-wal")
-        if wal.exists() and wal.stat().st_size > 0:
+        # WAL needs the -shm file; on a read-only mount it cannot be made. With no WAL or index left beside
+        # the file (a clean shutdown removes both; a running daemon keeps both) the file alone is the whole
+        # state and nothing writes it: it is read as immutable.
+        if Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists():
             raise _fail(path, "cannot read it (its write-ahead log needs a writable directory)", exc) from None
         try:
             db = connect(path.absolute().as_uri() + "?mode=ro&immutable=1", READ_BUSY_MS)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from watchdog.storage import StoreError
+from watchdog.storage import StateConflict, StoreError
 
 T = TypeVar("T")
 _STOP = object()
@@ -36,6 +36,7 @@ class WriteFailure:
     since: datetime
     error: str
     attempts: int
+    fatal: bool = False  # retrying cannot help (watchdog.storage.StateConflict): the writer has stopped
 
 
 class StateWriter:
@@ -124,6 +125,11 @@ class StateWriter:
         while True:
             try:
                 result = fn()
+            except StateConflict as exc:
+                # The file is not what this process wrote: nothing more may be written on top of it.
+                _settle(fut, exc=exc)
+                self._to_loop(self._failing, WriteFailure(since or self._now(), str(exc), attempts + 1, fatal=True))
+                return False
             except StoreError as exc:
                 attempts += 1
                 since = since or self._now()
@@ -160,6 +166,8 @@ class StateWriter:
 
     def _failing(self, failure: WriteFailure | None) -> None:
         before = self.failure
+        if before is not None and before.fatal:
+            return  # final: nothing is written any more
         self.failure = failure
         if failure is None or before is None or before.error != failure.error:
             if (before, failure) != (None, None):

@@ -11,6 +11,11 @@ class StoreError(Exception):
     (a full disk is reported as a full disk)."""
 
 
+class StateConflict(StoreError):
+    """The state file is not what this process wrote (its audit head moved under it): retrying cannot help,
+    only a restart that reads the file again can."""
+
+
 def make_parent(state_path: Path, directory: Path) -> None:
     """The directory the state (or its lock) lives in; StoreError in one line when it cannot be made."""
     try:

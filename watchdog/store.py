@@ -33,14 +33,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from watchdog.auditchain import GENESIS, canonical, chain_problems, row_hash
+from watchdog.auditchain import GENESIS, canonical, chain_hash, chain_problems
 from watchdog.codec import decode_pause, encode_pause, jsonable
 from watchdog.escalation import Event
 from watchdog.journal import Record
 from watchdog.pause import Pause
 from watchdog.statefile import open_reader, open_readonly, open_writable, rollback
 from watchdog.statewriter import StateWriter
-from watchdog.storage import StoreError
+from watchdog.storage import StateConflict, StoreError
 
 T = TypeVar("T")
 
@@ -164,18 +164,22 @@ class SqliteStore:
         data = jsonable(data)
         row = {"seq": seq, "at": at.isoformat(), "kind": kind, "target": target, "incident": incident,
                "level": level, "dry_run": bool(dry_run), "data": data}
+        # Everything that could fail on the writer thread other than SQLite itself is done here, now: a
+        # write that failed there for any other reason would leave its number unused and the chain broken.
+        row_text, data_text = canonical(row), canonical(data)
+        values = (seq, row["at"], kind, target, incident, level, int(bool(dry_run)), data_text)
 
         def insert(db: sqlite3.Connection) -> None:
             head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            last, prev = (head[0], head[1]) if head else (0, GENESIS)
+            last, top = (head[0], head[1]) if head else (0, GENESIS)
+            if last == seq and _landed(db, seq, row_text, top):
+                return  # a commit reported as failed (an I/O error after it) that did land: not twice
             if last != seq - 1:
-                raise sqlite3.IntegrityError(f"the audit head is at {last}, not {seq - 1}: another process wrote it")
-            digest = row_hash(prev, row)
-            db.execute(
-                "INSERT INTO audit (seq, at, kind, target, incident, level, dry_run, data, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, row["at"], kind, target, incident, level, int(bool(dry_run)), canonical(data), prev, digest),
-            )
+                raise StateConflict(f"state_path {self.path}: the audit log's head is at record {last}, not "
+                                    f"{seq - 1}: the file was changed by another process; restart the watchdog")
+            digest = chain_hash(top, row_text)
+            db.execute("INSERT INTO audit (seq, at, kind, target, incident, level, dry_run, data, prev_hash, hash)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, top, digest))
             db.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
 
         self.write("write the audit log", insert)
@@ -283,3 +287,9 @@ class SqliteStore:
         return out
 
 
+
+
+def _landed(db: sqlite3.Connection, seq: int, row_text: str, head_hash: str) -> bool:
+    """Whether record `seq` in the file is this very record (its hash over the one before it matches)."""
+    stored = db.execute("SELECT prev_hash, hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+    return stored is not None and stored[1] == head_hash == chain_hash(stored[0], row_text)

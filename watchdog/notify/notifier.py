@@ -155,11 +155,13 @@ class Notifier:
         Listeners are not called again: they saw the event when it happened."""
         return sum(len(self._enqueue(f"audit-{seq}", event, dry_run, seq)) for seq, event, dry_run in events)
 
-    def send_direct(self, event: Event) -> None:
-        """A page that cannot wait for the state file (it is the state file that fails): sent at once through
-        every channel that takes it, retried in memory, never queued in the outbox, and so not journaled."""
+    def send_direct(self, events: Sequence[Event]) -> None:
+        """A page that cannot wait for the state file (it is the state file that fails): sent at once, retried
+        in memory, never queued in the outbox and so not journaled; one message per channel, the first of
+        `events` (one per target) that the channel takes."""
         for name, (cfg, _) in self._channels.items():
-            if accepts(cfg, event):
+            event = next((ev for ev in events if accepts(cfg, ev)), None)
+            if event is not None:
                 task = asyncio.create_task(self._direct(name, event), name=f"notify-direct:{name}")
                 self._direct_tasks.add(task)
                 task.add_done_callback(self._direct_tasks.discard)
