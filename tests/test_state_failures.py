@@ -250,3 +250,54 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry
         assert "state_writable" in kinds and store.verify_chain() == []
     finally:
         store.close()
+
+
+async def test_a_reload_while_a_sent_mark_waits_for_the_file_does_not_send_it_again(tmp_path, admin_api, monkeypatch):
+    """A reload cancels the channel workers. One waiting for its "sent" mark to land (the disk is full) was
+    cancelled there, and the next worker read the message as still waiting and sent it again, once per reload."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+    from watchdog.store import SqliteStore
+
+    real_attach = SqliteStore.attach
+
+    def attach(self: SqliteStore, writer: Any) -> None:
+        self._db = FullDisk(self._db)  # type: ignore[assignment]
+        real_attach(self, writer)
+
+    monkeypatch.setattr(SqliteStore, "attach", attach)
+    monkeypatch.setattr(FullDisk, "full", False)
+    text = f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
+targets:
+  - name: svc
+    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
+    escalation: {{verify_window: 1h}}
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}]
+notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", events: [incident_opened],
+                  retry: {{attempts: 3, initial_backoff: 10ms}}}}]
+"""
+    admin_api.delay[HOOK] = 0.5
+    app = App(parse_config(text, {}), serve_http=False)
+    await app.start()
+    try:
+        await until(lambda: pages(admin_api, "incident_opened"), what="the page's request")
+        FullDisk.full = True  # the disk fills while the page is in flight: its mark cannot land
+        # Wait for its answer (0.5 s late): then it is delivered and its mark queued behind the full disk. (A
+        # reload that cut the send itself short would send it again, by design: at least once.)
+        await asyncio.sleep(1.0)
+        for _ in range(2):
+            await app.reload(parse_config(text, {}))  # what SIGHUP does, with the same config
+            await asyncio.sleep(1.5)  # the channel's supervisor starts a new worker within 1 s
+        assert len(pages(admin_api, "incident_opened")) == 1
+        FullDisk.full = False
+        await until(lambda: app.notifier.status()["hook"]["pending"] == 0, what="the mark to land")
+        assert len(pages(admin_api, "incident_opened")) == 1
+    finally:
+        FullDisk.full = False
+        await app.stop()
+    store = SqliteStore(tmp_path / "w.db")
+    sent = [r for r in store.records() if r.kind == "notification" and r.data["event"] == "incident_opened"]
+    store.close()
+    assert [r.data["outcome"] for r in sent] == ["sent"]  # its audit record was not lost to the cancellation

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from watchdog.codec import jsonable
 from watchdog.escalation import Event
 from watchdog.auditchain import canonical
+from watchdog.storage import StoreError
 from watchdog.store import SqliteStore
 
 
@@ -82,6 +83,12 @@ class SqliteOutbox:
     def _db(self) -> sqlite3.Connection:
         return self._store.reader
 
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:  # e.g. another process's exclusive lock past the busy timeout
+            raise StoreError(f"state_path {self._store.path}: cannot read the outbox: {exc}") from None
+
     def enqueue(self, key: str, event: Event, dry_run: bool, channels: Sequence[str], now: datetime,
                 audit_seq: int | None, then: Landed) -> None:
         """One row per channel and the mark of the audit event, in one transaction: a kill between the event
@@ -106,10 +113,9 @@ class SqliteOutbox:
         return Pending(id_, channel, event_from_json(event), bool(dry), attempts, next_at, state, error)
 
     def head(self, channel: str) -> Pending | None:
-        row = self._db.execute(
-            f"SELECT {self._COLS} FROM outbox WHERE channel = ? AND state = 'pending' ORDER BY id LIMIT 1", (channel,)
-        ).fetchone()
-        return self._pending(row) if row else None
+        rows = self._read(f"SELECT {self._COLS} FROM outbox WHERE channel = ? AND state = 'pending' ORDER BY id"
+                          " LIMIT 1", (channel,))
+        return self._pending(rows[0]) if rows else None
 
     async def _update(self, sql: str, args: tuple[Any, ...]) -> None:
         await self._store.landed("write the outbox", lambda db: db.execute(sql, args))
@@ -127,16 +133,15 @@ class SqliteOutbox:
                            (attempts, now.isoformat(), error, id))
 
     def thread(self, channel: str, incident: str) -> str | None:
-        row = self._db.execute("SELECT ref FROM notify_threads WHERE channel = ? AND incident = ?",
-                               (channel, incident)).fetchone()
-        return row[0] if row else None
+        rows = self._read("SELECT ref FROM notify_threads WHERE channel = ? AND incident = ?", (channel, incident))
+        return str(rows[0][0]) if rows else None
 
     async def set_thread(self, channel: str, incident: str, ref: str) -> None:
         await self._update("INSERT OR IGNORE INTO notify_threads (channel, incident, ref) VALUES (?, ?, ?)",
                            (channel, incident, ref))
 
     def counts(self, channel: str) -> dict[str, int]:
-        rows = self._db.execute("SELECT state, count(*) FROM outbox WHERE channel = ? GROUP BY state", (channel,))
+        rows = self._read("SELECT state, count(*) FROM outbox WHERE channel = ? GROUP BY state", (channel,))
         return {"pending": 0, "sent": 0, "dead": 0, **{state: n for state, n in rows}}
 
     def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]:

@@ -85,6 +85,8 @@ class Notifier:
         self._listeners: list[Callable[[Event, bool], None]] = []
         self._keys = 0
         self._direct_tasks: set[asyncio.Task[None]] = set()
+        self._delivered: set[int] = set()
+        self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
 
     def bind(self, outbox: Outbox, journal: Journal) -> None:
         """At start: the durable outbox and the audit log, once the store is open."""
@@ -185,7 +187,7 @@ class Notifier:
             if not any(self._due(name) for name in self._channels):
                 return
             await asyncio.sleep(0.05)
-        left = sum(self._outbox.counts(name)["pending"] for name in self._channels)
+        left = sum(self._counts(name)["pending"] for name in self._channels)
         log.warning("notifications_undelivered", count=left, kept="in the outbox for the next start")
 
     async def close(self) -> None:
@@ -202,7 +204,7 @@ class Notifier:
         for name, st in self._state.items():
             if name not in self._channels:
                 continue
-            counts = self._outbox.counts(name)
+            counts = self._counts(name)
             out[name] = {
                 "type": st.type, "up": not st.failing, "pending": counts["pending"], "dead": counts["dead"],
                 "sent": st.sent, "failed_attempts": st.failed,
@@ -210,26 +212,39 @@ class Notifier:
             }
         return out
 
+    def _counts(self, name: str) -> dict[str, int]:
+        """The outbox's counts, or the last ones read while the file cannot be read (status must answer)."""
+        try:
+            self._last_counts[name] = self._outbox.counts(name)
+        except StoreError:
+            pass
+        return self._last_counts.get(name, {"pending": 0, "sent": 0, "dead": 0})
+
     def _gauge(self, name: str) -> None:
-        self._metrics.notifications_pending.labels(name).set(self._outbox.counts(name)["pending"])
+        self._metrics.notifications_pending.labels(name).set(self._counts(name)["pending"])
 
     def _due(self, name: str) -> bool:
-        head = self._outbox.head(name)
-        return head is not None and head.next_at <= self._clock.now().timestamp()
+        try:
+            head = self._outbox.head(name)
+        except StoreError:
+            return False
+        return head is not None and head.id not in self._delivered and head.next_at <= self._clock.now().timestamp()
 
     async def _work(self, name: str) -> None:
         state = self._state[name]
         while True:
-            head = self._outbox.head(name)
-            if head is None:
-                state.wake.clear()
-                await state.wake.wait()
-                continue
-            wait = head.next_at - self._clock.now().timestamp()
-            if wait > 0:
-                await asyncio.sleep(min(wait, 60.0))
-                continue
-            await self._attempt(name, head)
+            try:
+                head = self._outbox.head(name)
+                if head is None or head.id in self._delivered:  # nothing, or sent with its mark not landed yet
+                    state.wake.clear()
+                    await state.wake.wait()
+                elif (wait := head.next_at - self._clock.now().timestamp()) > 0:
+                    await asyncio.sleep(min(wait, 60.0))
+                else:
+                    await self._attempt(name, head)
+            except StoreError as exc:  # the file cannot be read just now: try again, never end the worker
+                log.warning("notification_outbox_unreadable", channel=name, error=str(exc))
+                await asyncio.sleep(1.0)
 
     async def _send(self, name: str, msg: Message) -> tuple[str | None, str | None, float | None, bool]:
         """One try: (thread ref, None, ...) when delivered, else (None, reason, retry_after, permanent)."""
@@ -250,19 +265,17 @@ class Notifier:
         self._metrics.notifications.labels(name, "failed").inc()
 
     async def _attempt(self, name: str, p: Pending) -> None:
-        cfg = self._channels[name][0]
-        state, ev = self._state[name], p.event
+        cfg, ev = self._channels[name][0], p.event
         thread = self._outbox.thread(name, ev.incident) if ev.incident else None
         attempts = p.attempts + 1
         ref, reason, retry_after, permanent = await self._send(name, Message(p.id, name, ev, p.dry_run, thread))
         now = self._clock.now()
         if reason is None:
-            # Awaited: until the mark has landed, head() would hand this message out again.
-            await self._outbox.mark_sent(p.id, now)
-            if ref and ev.incident and thread is None:
-                await self._outbox.set_thread(name, ev.incident, ref)
-            state.sent, state.last_sent_at, state.failing = state.sent + 1, now, False
-            self._settled(name, p, "sent", attempts, "delivered")
+            # Until its mark has landed, head() would hand this message out again, to this worker or (after a
+            # reload cancelled this one) to the next: it is held back meanwhile, and the bookkeeping is
+            # shielded from that cancellation (the thread ref and the audit record must not be lost either).
+            self._delivered.add(p.id)
+            await asyncio.shield(self._sent(name, p, ref, thread, attempts, now))
             return
         self._failed(name, reason)
         if permanent or attempts >= cfg.retry.attempts:
@@ -274,6 +287,19 @@ class Notifier:
         await self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay, reason)
         log.warning("notification_failed", channel=name, target=ev.target, incident=ev.incident, event_kind=ev.kind,
                     attempt=attempts, error=reason, retry_in=round(delay, 3))
+
+    async def _sent(self, name: str, p: Pending, ref: str | None, thread: str | None, attempts: int,
+                    now: datetime) -> None:
+        state, ev = self._state[name], p.event
+        try:
+            await self._outbox.mark_sent(p.id, now)
+            if ref and ev.incident and thread is None:
+                await self._outbox.set_thread(name, ev.incident, ref)
+        finally:
+            self._delivered.discard(p.id)
+            state.wake.set()
+        state.sent, state.last_sent_at, state.failing = state.sent + 1, now, False
+        self._settled(name, p, "sent", attempts, "delivered")
 
     async def _direct(self, name: str, event: Event) -> None:
         cfg = self._channels[name][0]
