@@ -19,37 +19,37 @@ from aws_proxy import Reply, aws_error, running_proxy
 from tests.daemon import Daemon
 from test_daemon import Publisher, render
 from watchdog.config.base import RetrySchedule
-from watchdog.health import PollPace, judge, poll_deadline
+from watchdog.health import PollPace, attempt_deadline, judge
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
 
 
-def test_a_polls_deadline_is_every_try_and_backoff_of_every_call() -> None:
+def test_a_polls_deadline_is_one_try_and_one_backoff_between_tries() -> None:
     retry = RetrySchedule(attempts=3, initial_backoff=timedelta(milliseconds=500), max_backoff=2 * S)
-    assert poll_deadline(10 * S, retry, calls=1) == 34 * S  # 3 x 10 s + 2 x 2 s
-    assert poll_deadline(10 * S, retry, calls=4) == 136 * S  # CloudWatch: one call per 500 queries
-    assert poll_deadline(5 * S, RetrySchedule(attempts=1), calls=0) == 5 * S
+    assert attempt_deadline(10 * S, retry) == 14 * S  # 10 s + 2 s of backoff + 2 s of slack
+    assert attempt_deadline(5 * S, RetrySchedule(attempts=1)) == 17 * S  # the default max_backoff is 10 s
 
 
 def test_health_judges_progress_not_what_the_source_answered() -> None:
     pace = PollPace("cw", interval=30 * S, deadline=34 * S, last_progress=T0)
     assert judge(T0 + 94 * S, True, [pace]) == (True, "polling and evaluating on schedule")  # limit 34 + 60
     ok, why = judge(T0 + 95 * S, True, [pace])
-    assert not ok and why == ("source cw: no poll for 95s (every 30s, each within 34s): "
-                              "the scheduler or the event loop has stopped")
+    assert not ok and why == ("source cw: no poll for 95s (every 30s, each try within 34s): "
+                              "the scheduler, the evaluation or the event loop has stopped")
     assert judge(T0, False, [pace]) == (False, "scheduler not running")
     slow = PollPace("slow", interval=3600 * S, deadline=10 * S, last_progress=T0)
     assert judge(T0 + 3000 * S, True, [slow])[0]  # a slow source sets its own pace
     fast = PollPace("fast", interval=S, deadline=S, last_progress=T0 + 2990 * S)
-    assert judge(T0 + 3000 * S, True, [slow, fast]) == (False, "source fast: no poll for 10s (every 1s, each within "
-                                                              "1s): the scheduler or the event loop has stopped")
+    assert judge(T0 + 3000 * S, True, [slow, fast]) == (False, "source fast: no poll for 10s (every 1s, each try "
+                                                              "within 1s): the scheduler, the evaluation or the "
+                                                              "event loop has stopped")
 
 
 class Hanging:
     """A source whose poll never returns (a connection that drips, a bug): only the deadline ends it."""
 
-    name, sampled, calls_per_poll = "cloudwatch", False, 1
+    name, sampled = "cloudwatch", False
 
     def __init__(self, interval: timedelta):
         self.interval = interval
@@ -87,10 +87,11 @@ targets:
     await app.sources["cloudwatch"].close()
     app.sources["cloudwatch"] = hanging  # type: ignore[assignment]
     try:
-        await asyncio.wait_for(app.poll("cloudwatch"), timeout=10)  # ends: 2 x 200 ms + 100 ms
+        await asyncio.wait_for(app.poll("cloudwatch"), timeout=10)  # ends: 200 ms + 100 ms + 2 s
         assert hanging.polls == 1
         source = app.board.sources["cloudwatch"]  # type: ignore[union-attr]
-        assert not source.up and source.last_error == "no answer within the poll's deadline of 500ms"
+        assert not source.up and source.last_error == ("no try started or answered within 2300ms (one try's "
+                                                       "timeout and backoff): cut off")
         assert app.board.slots["web/latency"].state.value == "insufficient_data"  # judged, not waiting  # type: ignore[union-attr]
         assert app.metrics.registry.get_sample_value("watchdog_source_errors_total", {"source": "cloudwatch"}) == 1
     finally:
@@ -136,3 +137,106 @@ async def test_health_is_the_same_when_cloudwatch_is_dead_and_when_it_hangs(tmp_
         finally:
             await pub.stop()
             await d.stop()
+
+
+class Paging(Hanging):
+    """A poll of many quick calls (pages), longer in all than one try's deadline: alive all along."""
+
+    def __init__(self, interval: timedelta, pages: int, each: float):
+        super().__init__(interval)
+        self.pages, self.each = pages, each
+
+    async def poll(self, now: datetime) -> dict:
+        from watchdog.retrying import retrying
+
+        self.polls += 1
+        for _ in range(self.pages):
+            async for attempt in retrying(RetrySchedule(attempts=1), lambda exc: False):
+                with attempt:
+                    await asyncio.sleep(self.each)
+        return {"web/latency": []}
+
+
+CFG = """
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
+aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
+sources: [{{name: cloudwatch, type: cloudwatch, interval: 1h, timeout: 200ms,
+            retry: {{attempts: 1, initial_backoff: 50ms, max_backoff: 100ms}}}}]
+targets:
+  - name: web
+    rules: [{{name: latency, category: performance, source: cloudwatch,
+              metric: {{namespace: N, name: M, period: 60s}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
+  - name: other
+    rules: [{{name: latency, category: performance, source: cloudwatch,
+              metric: {{namespace: N, name: M2, period: 60s}}, threshold: "> 1"}}]
+    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/y"}}]}}]
+"""
+
+
+async def started(tmp_path, source, clock=None):
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    from timing import until
+
+    app = App(parse_config(CFG.format(tmp=tmp_path), {}), serve_http=False, clock=clock)
+    await app.start()  # the scheduler runs (health asks); the first poll, at once, fails fast; then hourly
+    await until(lambda: app.board.sources["cloudwatch"].last_poll is not None and not app.polling)  # type: ignore[union-attr]
+    await app.sources["cloudwatch"].close()
+    app.sources["cloudwatch"] = source
+    return app
+
+
+async def test_a_long_poll_that_keeps_making_calls_is_not_cut_off(tmp_path) -> None:
+    """Its deadline is per try: Security Hub or Cost Explorer paging through a large account takes longer
+    than one try's deadline in all, and must not be counted a failure every time."""
+    paging = Paging(timedelta(hours=1), pages=30, each=0.1)  # 3 s of calls; one try's deadline is 2.3 s
+    app = await started(tmp_path, paging)
+    try:
+        await asyncio.wait_for(app.poll("cloudwatch"), timeout=20)
+        assert app.board.sources["cloudwatch"].up  # type: ignore[union-attr]
+    finally:
+        await app.stop()
+
+
+async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> None:
+    """A reload that shortens a hanging source's timeout must not make the watchdog look stalled (and get
+    it killed by systemd mid-incident) while the poll it started before runs to its own deadline."""
+    from timing import FakeClock
+
+    clock = FakeClock(datetime.now(timezone.utc))
+    app = await started(tmp_path, Hanging(timedelta(hours=1)), clock)
+    try:
+        polling = asyncio.ensure_future(app.poll("cloudwatch"))
+        await asyncio.sleep(0.05)
+        app._deadlines["cloudwatch"] = timedelta(milliseconds=10)  # what a reload's pace_polls would set
+        clock.advance(hours=2, seconds=1)  # past the new limit (10 ms + 2 h), within the old one (2.3 s + 2 h)
+        assert app.health() == (True, "polling and evaluating on schedule")
+        polling.cancel()
+    finally:
+        await app.stop()
+
+
+async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and_health_fails(tmp_path) -> None:
+    from timing import FakeClock
+
+    clock = FakeClock(datetime.now(timezone.utc))
+    app = await started(tmp_path, Paging(timedelta(hours=1), pages=1, each=0), clock)
+    real, judged = app.evaluate, []
+
+    async def evaluate(target: str) -> None:
+        if target == "web":
+            raise RuntimeError("a bug")
+        judged.append(target)
+        await real(target)
+
+    app.evaluate = evaluate  # type: ignore[method-assign]
+    try:
+        await app.poll("cloudwatch")
+        assert judged == ["other"]  # the crash did not skip it
+        clock.advance(hours=2, seconds=5)
+        ok, why = app.health()
+        assert not ok and "the scheduler, the evaluation or the event loop has stopped" in why
+    finally:
+        await app.stop()

@@ -144,7 +144,7 @@ async def test_the_pings_stop_when_the_polls_stop_coming_round(tmp_path: Path, l
     jumps past the polls' pace; the real loop goes on, so the withheld ping is the judgement's, not a hang's."""
     from datetime import datetime, timezone
 
-    from timing import FakeClock
+    from timing import FakeClock, until
     from watchdog.app import App
     from watchdog.config import parse_config
 
@@ -163,7 +163,9 @@ targets:
     await app.start()
     try:
         await listener.wait_for("WATCHDOG=1")
-        clock.advance(hours=2, seconds=2)  # no poll for longer than 1 s + 2 x 1 h
+        await until(lambda: app.board.sources["cloudwatch"].last_poll is not None and not app.polling,  # type: ignore[union-attr]
+                    what="the first poll and its evaluation")
+        clock.advance(hours=2, seconds=20)  # no poll for longer than one try (1 s + 10 s + 2 s) and 2 x 1 h
         jumped = time.monotonic() + 0.2  # a ping already on its way may still arrive
         assert not app.liveness()[0]
         await asyncio.sleep(0.6)  # several ping periods (100 ms each) on the real loop

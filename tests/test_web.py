@@ -45,7 +45,8 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
     try:
         port = app.bound_port
         assert port
-        await until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None)
+        await until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None
+                    and not app.polling, what="the first poll and its evaluation")
         status, body = await _get(port, "/readyz")
         assert status == (200 if reachable else 503)
         if not reachable:
@@ -54,9 +55,9 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
         status, body = await _get(port, "/healthz")
         assert status == 200, body
         # No poll for longer than its deadline and two intervals: the scheduler stopped. Unhealthy.
-        clock.advance(hours=2, seconds=11)
+        clock.advance(hours=2, seconds=30)
         status, body = await _get(port, "/healthz")
-        assert status == 503 and "source cloudwatch: no poll for 7211s (every 1h, each within 10s)" in body["why"], body
+        assert status == 503 and "source cloudwatch: no poll for 7230s (every 1h, each try within 22s)" in body["why"], body
 
         status, doc = await _get(port, "/status")
         assert status == 200

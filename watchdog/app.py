@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -24,7 +24,8 @@ from watchdog.config.models import Config
 from watchdog.escalation import Event, TargetMachine
 from watchdog.config.types import format_duration
 from watchdog.failpoints import Failpoints
-from watchdog.health import PollPace, judge, poll_deadline
+from watchdog.health import PollPace, attempt_deadline, judge
+from watchdog.retrying import on_attempt
 from watchdog.sdnotify import SystemdNotifier
 from watchdog.executor import TargetExecutor
 from watchdog.journal import Journal, MemoryJournal
@@ -98,8 +99,9 @@ class App:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._polls: set[asyncio.Task[Any]] = set()
-        self._progress: dict[str, datetime] = {}  # per source: a poll last started or ended (watchdog.health)
+        self._progress: dict[str, datetime] = {}  # per source: a try started or an evaluation ended (health.py)
         self._deadlines: dict[str, timedelta] = {}
+        self._inflight: dict[str, timedelta] = {}  # the deadline each running poll started with
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
         self._state_paged_at: datetime | None = None
         self._state_paged = False
@@ -209,10 +211,14 @@ class App:
 
         return await apply_reload(self, new)
 
+    @property
+    def polling(self) -> bool:
+        """A scheduled poll (and its evaluation) is running now."""
+        return bool(self._polls)
+
     def pace_polls(self) -> None:
-        """Each source's poll deadline, from its config and how many calls a poll makes (start, reload)."""
-        self._deadlines = {s.name: poll_deadline(s.timeout, s.retry, self.sources[s.name].calls_per_poll)
-                           for s in self.cfg.sources}
+        """Each source's poll deadline, from its config (start, reload)."""
+        self._deadlines = {s.name: attempt_deadline(s.timeout, s.retry) for s in self.cfg.sources}
         now = self.clock.now()
         self._progress = {name: self._progress.get(name, now) for name in self._deadlines}
 
@@ -407,31 +413,51 @@ class App:
             return
         src = self.sources[name]
         started = self.clock.monotonic()
-        now = self._progress[name] = self.clock.now()
+        now = self.clock.now()
         deadline = self._deadlines[name]
+        self._inflight[name] = deadline  # judged by the deadline it started with, whatever a reload sets
         try:
-            # Cut off where a correct poll has given up anyway: a hanging source is then a failed poll, like
-            # one that answers 500, and the targets are judged (blind, paged) instead of waiting on it.
-            async with asyncio.timeout(deadline.total_seconds()):
-                data = await src.poll(now)
+            data = await self._read(name, src, now, deadline)
         except SourceError as exc:
             self._source_failed(name, str(exc), now)
         except TimeoutError:
-            self._source_failed(name, f"no answer within the poll's deadline of {format_duration(deadline)}", now)
+            self._source_failed(name, f"no try started or answered within {format_duration(deadline)} (one try's "
+                                "timeout and backoff): cut off", now)
         except Exception as exc:  # an unexpected failure is still only a failed poll
             self._source_failed(name, f"{type(exc).__name__}: {exc}", now)
         else:
             board.source_ok(name, dict(data), now)
             self.metrics.source_up.labels(name).set(1)
-        self._progress[name] = self.clock.now()
+        finally:
+            self._inflight.pop(name, None)
         self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
-        if not evaluate:
-            return
-        for target in board.targets_of(name):
-            await self.evaluate(target)
-            # A level this target just started sends its first request now, not after every other
-            # target of the source has been evaluated (bench: reaction time at 1 000+ rules).
-            await asyncio.sleep(0)
+        judged = True
+        if evaluate:
+            for target in board.targets_of(name):
+                try:
+                    await self.evaluate(target)
+                except Exception as exc:  # a bug: the other targets are still judged, and /healthz says it
+                    judged = False
+                    log.error("evaluation_crashed", target=target, source=name, error=f"{type(exc).__name__}: {exc}",
+                              exc_info=exc)
+                # A level this target just started sends its first request now, not after every other
+                # target of the source has been evaluated (bench: reaction time at 1 000+ rules).
+                await asyncio.sleep(0)
+        if judged:
+            self._progress[name] = self.clock.now()
+
+    async def _read(self, name: str, src: Source, now: datetime, deadline: timedelta) -> Mapping[str, Any]:
+        """The poll, cut off when no try has started for `deadline`: a hanging source is then a failed poll,
+        like one that answers 500, and its targets are judged (blind, paged) instead of waiting on it."""
+        loop, secs = asyncio.get_running_loop(), deadline.total_seconds()
+        self._progress[name] = now
+        async with asyncio.timeout(secs) as cut:
+            def attempt_started() -> None:
+                cut.reschedule(loop.time() + secs)
+                self._progress[name] = self.clock.now()
+
+            with on_attempt(attempt_started):
+                return await src.poll(now)
 
     def _source_failed(self, name: str, error: str, now: datetime) -> None:
         error = self.redactor.text(error)
@@ -550,7 +576,8 @@ class App:
         if failure is not None and failure.fatal:
             return False, f"the state file changed under the watchdog ({failure.error}): restart it"
         running = self.scheduler is not None and self.scheduler.running
-        paces = [PollPace(s.name, s.interval, self._deadlines[s.name], self._progress[s.name])
+        paces = [PollPace(s.name, s.interval, max(self._deadlines[s.name], self._inflight.get(s.name, timedelta(0))),
+                          self._progress[s.name])
                  for s in self.cfg.sources if s.name in self._progress]
         return judge(self.clock.now(), running, paces)
 

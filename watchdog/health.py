@@ -1,11 +1,12 @@
 """What /healthz and the systemd watchdog judge: is the loop alive and deciding? Pure: times are given.
 
-"Deciding" means every source's poll keeps coming round: each poll starts on schedule and ends within its
-deadline (`poll_deadline`: every call's tries and backoffs; the daemon cuts a poll off there and counts it
-failed). So in a working daemon a source makes progress (a poll starting or ending) at least every
-deadline + interval, whatever the source does: a CloudWatch that answers 500 at once and one that hangs
-are both a failed poll, reported as a source down and as blind targets, never as an unhealthy watchdog
-(a restart would not bring CloudWatch back). Longer without progress means the scheduler or the loop has
+"Deciding" means every source's polls keep coming round. Each try of each call a poll makes must start
+within `attempt_deadline` of the one before (one try's timeout and the longest backoff, with slack);
+the daemon cuts a poll off there and counts it failed. So in a working daemon a source makes progress
+(a try starting, an evaluation ending) at least every deadline + interval, whatever the source does and
+however many pages it reads: a CloudWatch that answers 500 at once and one that hangs are both a failed
+poll, reported as a source down and as blind targets, never as an unhealthy watchdog (a restart would
+not bring CloudWatch back). Longer without progress means the scheduler, the evaluation or the loop has
 stopped: that is what a restart fixes.
 """
 
@@ -19,10 +20,12 @@ from watchdog.config.base import RetrySchedule
 from watchdog.config.types import format_duration
 
 
-def poll_deadline(timeout: timedelta, retry: RetrySchedule, calls: int) -> timedelta:
-    """The longest a correct poll takes: each call's tries at `timeout` and the backoffs between them."""
-    per_call = timeout * retry.attempts + retry.max_backoff * (retry.attempts - 1)
-    return per_call * max(calls, 1)
+SLACK = timedelta(seconds=2)  # reading and parsing an answer after its try, and the loop's own delays
+
+
+def attempt_deadline(timeout: timedelta, retry: RetrySchedule) -> timedelta:
+    """The longest a correct poll goes without starting a try: one try at `timeout`, then a backoff."""
+    return timeout + retry.max_backoff + SLACK
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class PollPace:
     source: str
     interval: timedelta
     deadline: timedelta
-    last_progress: datetime  # a poll of it started or ended (or the daemon started)
+    last_progress: datetime  # a try of its poll started, or its evaluation ended (or the daemon started)
 
     @property
     def limit(self) -> timedelta:
@@ -45,8 +48,8 @@ def judge(now: datetime, scheduler_running: bool, paces: Iterable[PollPace]) -> 
     if late:
         p = max(late, key=lambda p: now - p.last_progress)
         return False, (f"source {p.source}: no poll for {format_duration(_whole(now - p.last_progress))} "
-                       f"(every {format_duration(p.interval)}, each within {format_duration(p.deadline)}): "
-                       "the scheduler or the event loop has stopped")
+                       f"(every {format_duration(p.interval)}, each try within {format_duration(p.deadline)}): "
+                       "the scheduler, the evaluation or the event loop has stopped")
     return True, "polling and evaluating on schedule"
 
 

@@ -125,7 +125,6 @@ class AlertStore:
 
 class Alertmanager:
     sampled = True
-    calls_per_poll = 1
 
     def __init__(self, cfg: AlertmanagerSource, queries: Sequence[Query], alerts: AlertStore):
         self.name = cfg.name

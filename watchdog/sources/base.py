@@ -27,8 +27,6 @@ class Source(Protocol):
     interval: timedelta
     # True when each reading is complete on arrival (no still-filling bucket).
     sampled: bool
-    # Calls one poll makes, one after the other (each with its timeout and retries): sets the poll's deadline.
-    calls_per_poll: int
 
     async def start(self) -> None: ...
 

@@ -213,10 +213,6 @@ class CloudWatch:
         self._ids.update(self._counts)
         self._batches = pack([rule_queries(qid, q) for qid, q in zip(qids, self._queries)])
 
-    @property
-    def calls_per_poll(self) -> int:
-        return max(len(self._batches), 1)
-
     async def start(self) -> None:
         if self._client is not None:
             return

@@ -55,7 +55,6 @@ def daily_points(q: Query, metric: str, results: Sequence[Mapping[str, Any]]) ->
 
 class CostExplorer:
     sampled = False
-    calls_per_poll = 1
 
     def __init__(self, cfg: CostExplorerSource, queries: Sequence[Query], aws: AwsSection,
                  sleep: Sleep | None = None, client: Any = None):

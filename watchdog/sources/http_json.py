@@ -42,7 +42,6 @@ def pick(doc: Any, path: str) -> float | bool:
 
 class HttpJson:
     sampled = True
-    calls_per_poll = 1
 
     def __init__(self, cfg: HttpJsonSource, queries: Sequence[Query], session: aiohttp.ClientSession, sleep: Sleep | None = None):
         self.name = cfg.name

@@ -65,7 +65,6 @@ def reading(data: Any, rule: Rule) -> float | None:
 
 class Prometheus:
     sampled = True
-    calls_per_poll = 1
 
     def __init__(self, cfg: PrometheusSource, queries: Sequence[Query], session: aiohttp.ClientSession,
                  sleep: Sleep | None = None):

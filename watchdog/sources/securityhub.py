@@ -54,10 +54,6 @@ def matches(finding: Mapping[str, Any], spec: FindingsSpec) -> bool:
 class SecurityHub:
     sampled = True
 
-    @property
-    def calls_per_poll(self) -> int:
-        return max(len(self._queries), 1)  # one count per rule, one after the other
-
     def __init__(self, cfg: SecurityHubSource, queries: Sequence[Query], aws: AwsSection,
                  sleep: Sleep | None = None, client: Any = None):
         self.name = cfg.name
