@@ -76,3 +76,39 @@ def test_manual_rollback_runs_the_level_even_when_paused() -> None:
         w.machine.manual(w.now, 3, "again")
     with pytest.raises(ValueError, match="1..3"):
         PausedWorld().machine.manual(w.now, 4, "no such level")
+
+
+def _fresh_points(w: PausedWorld, value: float) -> None:
+    """Three complete buckets of `value` after now (the hold), then the clock past them."""
+    start = w.now
+    for k in (1, 2, 3):
+        w.point("latency", value, start + k * timedelta(minutes=1))
+    w.now = start + timedelta(minutes=4, seconds=5)
+
+
+def test_a_level_held_before_it_started_runs_itself_at_resume_not_the_next() -> None:
+    w = PausedWorld()
+    w.open()  # level 1 decided; its first action waits
+    w.pauses.set(TARGET, w.now + timedelta(hours=1), "an operator takes over")
+    cmds = w.machine.level_held(w.now, w.incident, 1, "not started: paused")
+    assert kinds(cmds) == ["would_run"] and cmds[0].level == 1
+    inc = w.machine.incident
+    assert inc is not None and inc.runs[-1].outcome == "not_started" and w.machine.phase is Phase.VERIFYING
+    _fresh_points(w, BAD)
+    assert w.observe() == []  # still paused: held, said once
+    w.pauses.clear(TARGET)
+    cmds = w.observe()
+    assert kinds(cmds) == ["level_started", "RunLevel"] and cmds[-1].level == 1
+    assert "held by a pause before it ran" in cmds[0].why
+
+
+def test_a_held_level_whose_rules_recover_during_the_pause_is_mitigated_without_running() -> None:
+    w = PausedWorld()
+    w.open()
+    w.pauses.set(TARGET, w.now + timedelta(hours=1), "an operator takes over")
+    w.machine.level_held(w.now, w.incident, 1, "not started: paused")
+    _fresh_points(w, 1.0)
+    w.pauses.clear(TARGET)
+    cmds = w.observe()
+    assert kinds(cmds) == ["mitigated"] and "it did not run" in cmds[0].why
+    assert not any(isinstance(c, RunLevel) for c in cmds)

@@ -301,3 +301,51 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", event
     sent = [r for r in store.records() if r.kind == "notification" and r.data["event"] == "incident_opened"]
     store.close()
     assert [r.data["outcome"] for r in sent] == ["sent"]  # its audit record was not lost to the cancellation
+
+
+async def test_a_pause_that_comes_while_the_intent_waits_holds_the_level(tmp_path, admin_api, monkeypatch):
+    """The disk is full when level 1 is decided; an operator pauses; the disk is freed. The level must not
+    run inside the pause (it once did, as soon as its intent landed), and at resume it is level 1 that runs,
+    not level 2: nothing of level 1 ever ran."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+    from watchdog.store import SqliteStore
+
+    real_attach = SqliteStore.attach
+
+    def attach(self: SqliteStore, writer: Any) -> None:
+        self._db = FullDisk(self._db)  # type: ignore[assignment]
+        real_attach(self, writer)
+
+    monkeypatch.setattr(SqliteStore, "attach", attach)
+    monkeypatch.setattr(FullDisk, "full", True)
+    cfg = parse_config(f"""
+watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
+sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
+targets:
+  - name: svc
+    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
+    escalation: {{verify_window: 1h}}
+    levels:
+      - {{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}
+      - {{level: 2, name: two, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l2"}}]}}
+""", {})
+    app = App(cfg, serve_http=False)
+    app.store_wait = 0.2
+    await app.start()
+    try:
+        ex = app.executors["svc"]
+        await until(lambda: ex.busy, what="level 1 waiting for its intent")
+        await app.pause(None, timedelta(hours=2), "an operator takes over")
+        FullDisk.full = False
+        await until(lambda: not ex.busy, what="level 1 to be held")
+        assert admin_api.count("/l1") == 0 and ex.machine.phase.value == "verifying"
+        assert ex.machine.incident is not None and ex.machine.incident.runs[-1].outcome == "not_started"
+        await asyncio.sleep(0.6)  # three polls on, the rule alarming and the pause holding
+        assert admin_api.count("/l1") == 0 and admin_api.count("/l2") == 0
+        await app.resume(None, "done")
+        await until(lambda: admin_api.count("/l1") == 1, what="level 1 at resume")
+        assert admin_api.count("/l2") == 0
+    finally:
+        FullDisk.full = False
+        await app.stop()

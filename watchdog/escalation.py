@@ -105,6 +105,7 @@ class Incident:
     runs: list[LevelRun] = field(default_factory=list)
     mitigated_at: datetime | None = None
     closed_at: datetime | None = None
+    held_level: int | None = None  # a level decided but not started (a pause came first): run it, not the next
 
 
 class TargetMachine:
@@ -190,6 +191,27 @@ class TargetMachine:
         why = f"level {level} failed: {detail}"
         return [self._event(now, "level_failed", "warning", why, "escalating")] + self._start(now, inc, level + 1, why)
 
+    def paused_now(self, now: datetime) -> str | None:
+        """The pause holding this target at `now`, described; None when it may act."""
+        return self._paused(now)
+
+    def level_held(self, now: datetime, incident: str, level: int, why: str) -> list[Command]:
+        """A level decided before a pause, whose first action had not started when the pause came (its
+        intent was waiting for the state file). Nothing of it ran: it is held, re-judged on fresh data at
+        resume, and run then, not skipped for the next one, if its rules still alarm."""
+        inc = self.incident
+        if inc is None or inc.id != incident or inc.phase is not Phase.RUNNING or inc.level != level:
+            return []
+        run = inc.runs[-1]
+        run.finished, run.outcome, run.detail = now, "not_started", why
+        inc.phase, inc.actions_ended_at, inc.verify_due, inc.held_level = Phase.VERIFYING, now, now, level
+        if self._starts:
+            self._starts.pop()  # it never ran: not a rollback for the circuit breaker
+        pause = self._paused(now) or "paused"
+        self._held = (inc.id, level)
+        return [Event("would_run", "warning", self.target, inc.id, level, now,
+                      f"{pause}: would run level {level}: {why}", "no action while paused; resume to act")]
+
     def checks_finished(self, now: datetime, incident: str, level: int, ok: bool, detail: str) -> list[Command]:
         inc = self.incident
         if inc is None or inc.id != incident or inc.phase is not Phase.CHECKING or inc.level != level:
@@ -229,6 +251,9 @@ class TargetMachine:
     def _verify(self, now: datetime, inc: Incident, views: Mapping[str, RuleView]) -> list[Command]:
         fresh = self._fresh(now, inc, views)
         alarming = [n for n, e in fresh.items() if e.state is RuleState.ALARM]
+        if alarming and inc.held_level is not None:
+            why = f"level {inc.held_level} was held by a pause before it ran; still alarming: " + _describe(alarming, fresh)
+            return self._escalate(now, inc, alarming, views, why)
         if alarming:
             why = f"level {inc.level} did not cure it: " + _describe(alarming, fresh)
             if self._paused(now) is not None:  # held: the "would run" says it, once
@@ -245,6 +270,10 @@ class TargetMachine:
             return [self._event(now, "blind", "critical", why, "not escalating on missing evidence; a human must look")]
         if inc.blind:
             inc.blind = False
+        if inc.held_level is not None:  # nothing ran, so there is nothing to check
+            level, inc.held_level = inc.held_level, None
+            return self._mitigate(now, inc, f"the rules recovered while level {level} was held by a pause; "
+                                            "it did not run")
         # The checks are the last word; a target without checks is mitigated here.
         inc.phase = Phase.CHECKING
         return [RunChecks(inc.id, inc.level)]
@@ -253,7 +282,8 @@ class TargetMachine:
         self, now: datetime, inc: Incident, alarming: list[str], views: Mapping[str, RuleView], why: str
     ) -> list[Command]:
         inc.watch |= set(alarming)
-        target = max([inc.level + 1] + [views[n].level for n in alarming if n in views])
+        base = inc.held_level if inc.held_level is not None else inc.level + 1
+        target = max([base] + [views[n].level for n in alarming if n in views])
         return self._start(now, inc, target, why)
 
     def manual(self, now: datetime, level: int, reason: str) -> list[Command]:
@@ -300,7 +330,7 @@ class TargetMachine:
         return self._run(now, inc, level, why)
 
     def _run(self, now: datetime, inc: Incident, level: int, why: str) -> list[Command]:
-        self._held = None
+        self._held, inc.held_level = None, None
         self._starts.append(now)
         inc.phase, inc.level = Phase.RUNNING, level
         inc.actions_ended_at = inc.verify_due = None

@@ -168,8 +168,13 @@ class TargetExecutor:
                 details = []
                 for index, action in enumerate(level.actions):
                     if index >= start:  # after a restart, the actions already done are not repeated
-                        details.append(await self._run_action(cmd, index, action, deadline))
+                        details.append(await self._run_action(cmd, index, action, deadline, first=index == start))
                 detail = "; ".join(details)
+        except _Held as held:
+            self._metrics.rollbacks.labels(self.target.name, str(cmd.level), "skipped").inc()
+            async with self._lock:
+                self._dispatch(self.machine.level_held(self._clock.now(), cmd.incident, cmd.level, str(held)))
+            return
         except TimeoutError:
             ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"
         except ActionFailed as exc:
@@ -204,7 +209,8 @@ class TargetExecutor:
             if when is not None:
                 deadline.reschedule(when + (loop.time() - started))
 
-    async def _run_action(self, cmd: RunLevel, index: int, action: Any, deadline: asyncio.Timeout) -> str:
+    async def _run_action(self, cmd: RunLevel, index: int, action: Any, deadline: asyncio.Timeout,
+                          first: bool = False) -> str:
         name = self._mask(f"#{index + 1} {action.type}: {action.describe()}")
         tname, inc, lvl = self.target.name, cmd.incident, cmd.level
         if self.dry_run:
@@ -230,6 +236,13 @@ class TargetExecutor:
                     self._record(cmd, name, attempt, "failed", "not started: the watchdog stopped before its intent "
                                  "was in the state file")
                     raise
+                pause = self.machine.paused_now(self._clock.now()) if first and attempt == 1 else None
+                if pause is not None:
+                    # A pause came while the intent waited for the state file (or in the instant after the
+                    # decision): nothing of the level has run, so none of it does. Later actions of a level
+                    # already under way go on, as a running level does when a pause comes.
+                    self._record(cmd, name, attempt, "not_started", f"not started: {pause}")
+                    raise _Held(f"not started: {pause}")
                 log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
                 try:
                     await self._failpoints.reach("after_intent", target=tname, incident=inc, level=lvl)
@@ -278,3 +291,7 @@ class TargetExecutor:
         summary = "; ".join(failed) if failed else (f"{len(results)} checks passed" if results else "no checks configured")
         async with self._lock:
             self._dispatch(self.machine.checks_finished(self._clock.now(), cmd.incident, cmd.level, not failed, summary))
+
+
+class _Held(Exception):
+    """The level's first action found the target paused before it started."""
