@@ -92,3 +92,21 @@ async def test_a_pause_that_ended_while_stopped_is_dropped_not_restored(tmp_path
         assert doc["targets"][0]["paused"] is False and d.events("pauses_restored") == []
     finally:
         await d.stop()
+
+
+async def test_a_damaged_pause_row_is_said_and_does_not_stop_the_start(tmp_path, moto_url, aws_env, admin_api):
+    import sqlite3
+
+    from watchdog.store import SqliteStore
+
+    path = render(tmp_path, moto_url, admin_api, f"PAUSED{time.monotonic_ns()}")
+    SqliteStore(tmp_path / "watchdog.db").close()
+    with sqlite3.connect(tmp_path / "watchdog.db") as db:
+        db.execute("INSERT INTO pauses (scope, pause) VALUES ('*', ?)", ('{"scope": "*", "until": "soon"}',))
+    d = await Daemon(path, env=API).start()
+    try:
+        await d.port()  # started
+        unreadable = await d.wait_for("pause_unreadable", timeout=10)
+        assert unreadable["scope"] == "*" and unreadable["log_level"] == "critical"
+    finally:
+        await d.stop()

@@ -257,7 +257,10 @@ class App:
     def _restore_pauses(self, store: SqliteStore) -> None:
         """A pause is a maintenance window: a restart inside it (kill -9, an upgrade, a reboot) must keep it."""
         now, restored = self.clock.now(), []
-        for p in store.pauses():
+        pauses, unreadable = store.pauses()
+        for scope, why in unreadable:  # never silent: a lost pause lets actions run in a maintenance window
+            log.critical("pause_unreadable", scope=scope, why=why, next="pause again by hand if it should hold")
+        for p in pauses:
             if p.until <= now or (p.scope != GLOBAL and p.scope not in self.executors):
                 store.delete_pause(p.scope)
                 log.info("pause_dropped", scope=p.scope, until=p.until.isoformat(), reason=p.reason,
@@ -321,13 +324,13 @@ class App:
     async def manual_rollback(self, target: str, level: int, reason: str) -> str:
         return await self.executors[target].manual(level, reason)
 
-    async def resolve(self, incident: str, note: str) -> str:
+    async def resolve(self, incident: str, note: str) -> tuple[str, bool]:
+        """The target, and whether the closing is in the state file (a kill -9 now would not reopen it)."""
         for ex in self.executors.values():
             inc = ex.machine.incident
             if inc is not None and inc.id == incident:
                 await ex.resolve(note)
-                await self._stored()  # a kill -9 right after "resolved" must not bring the incident back
-                return ex.target.name
+                return ex.target.name, await self._stored()
         raise KeyError(incident)
 
     # --- the state file ------------------------------------------------------------------
@@ -527,6 +530,12 @@ class App:
             lost = await self._writer.stop(timeout=5)  # last: everything above may still write to it
             if lost:
                 log.critical("state_writes_lost", count=lost, why="the state file could not be written before the stop")
+            if self._writer.alive:
+                # A write stuck inside SQLite: neither close the file under it nor let a successor take the
+                # lock while it may still commit. The process exit releases both.
+                log.critical("state_writer_still_running", why="a write did not return; the lock is kept until exit")
+                log.info("stopped")
+                return
             self._store.close()
             self._store = None
         if self._lock is not None:

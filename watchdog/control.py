@@ -190,12 +190,12 @@ async def resolve(app: "App", request: web.Request, body: dict[str, Any]) -> web
     note = _text(body, "note")
     incident = request.match_info["incident"]
     try:
-        target = await app.resolve(incident, note or "")
+        target, stored = await app.resolve(incident, note or "")
     except KeyError:
         return _err(404, f"no open incident {_shown(incident)}")
     except ValueError as exc:  # a level is running: closing the incident under it would let a second one start
         return _err(409, str(exc))
-    return web.json_response({"resolved": incident, "target": target})
+    return web.json_response({"resolved": incident, "target": target, "stored": stored})
 
 
 async def incidents(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -55,6 +55,7 @@ class RunLevel:
     incident: str
     level: int
     reason: str
+    by_hand: bool = False  # a human's rollback: runs whatever pause holds the target
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ class TargetMachine:
             inc = Incident(id=self._new_id(self.target, now), target=self.target, opened_at=now, phase=Phase.RUNNING)
             self.incident = inc
             out.append(Event("incident_opened", "warning", self.target, inc.id, level, now, why, f"running level {level}"))
-        return out + self._run(now, inc, level, why)
+        return out + self._run(now, inc, level, why, by_hand=True)
 
     def _would_run(self, now: datetime, inc: Incident | None, level: int, why: str, pause: str) -> list[Command]:
         if inc is not None and inc.phase in (Phase.RUNNING, Phase.CHECKING):
@@ -329,14 +330,14 @@ class TargetMachine:
             return self._would_run(now, inc, level, why, pause)
         return self._run(now, inc, level, why)
 
-    def _run(self, now: datetime, inc: Incident, level: int, why: str) -> list[Command]:
+    def _run(self, now: datetime, inc: Incident, level: int, why: str, by_hand: bool = False) -> list[Command]:
         self._held, inc.held_level = None, None
         self._starts.append(now)
         inc.phase, inc.level = Phase.RUNNING, level
         inc.actions_ended_at = inc.verify_due = None
         inc.runs.append(LevelRun(level, now, why))
         started = self._event(now, "level_started", "warning", why, f"running level {level} actions")
-        return [started, RunLevel(inc.id, level, why)]
+        return [started, RunLevel(inc.id, level, why, by_hand)]
 
     def _exhaust(self, now: datetime, inc: Incident, why: str) -> list[Command]:
         inc.phase = Phase.EXHAUSTED

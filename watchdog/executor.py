@@ -236,7 +236,8 @@ class TargetExecutor:
                     self._record(cmd, name, attempt, "failed", "not started: the watchdog stopped before its intent "
                                  "was in the state file")
                     raise
-                pause = self.machine.paused_now(self._clock.now()) if first and attempt == 1 else None
+                held = first and attempt == 1 and not cmd.by_hand
+                pause = self.machine.paused_now(self._clock.now()) if held else None
                 if pause is not None:
                     # A pause came while the intent waited for the state file (or in the instant after the
                     # decision): nothing of the level has run, so none of it does. Later actions of a level

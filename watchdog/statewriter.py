@@ -62,6 +62,11 @@ class StateWriter:
         self.failure: WriteFailure | None = None  # as the loop last heard it
 
     @property
+    def alive(self) -> bool:
+        """The thread still runs (after `stop`: a write did not return)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def pending(self) -> int:
         return self._queued
 
@@ -96,6 +101,8 @@ class StateWriter:
         if self._thread.is_alive():
             self._abandon.set()  # the write being retried gives up; what is behind it is counted below
             await asyncio.to_thread(self._thread.join, 5.0)
+        if self._thread.is_alive():
+            return self._queued  # still in a write: nothing behind it may be touched
         lost = self._gave_up
         while True:
             try:

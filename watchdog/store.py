@@ -275,16 +275,16 @@ class SqliteStore:
     def delete_pause(self, scope: str) -> None:
         self.write(f"end the pause of {scope}", lambda db: db.execute("DELETE FROM pauses WHERE scope = ?", (scope,)))
 
-    def pauses(self) -> list[Pause]:
-        """Every stored pause, expired ones too (the caller says which ended while it was down)."""
-        out = []
+    def pauses(self) -> tuple[list[Pause], list[tuple[str, str]]]:
+        """Every stored pause, expired ones too (the caller says which ended while it was down), and the
+        (scope, why) of those that cannot be read back (one damaged row must not stop the start)."""
+        out, bad = [], []
         for scope, text in self._rdb.execute("SELECT scope, pause FROM pauses ORDER BY scope"):
             try:
                 out.append(decode_pause(json.loads(text)))
             except ValueError as exc:  # ValidationError is a ValueError
-                raise StoreError(f"state_path {self.path}: the stored pause of {scope} cannot be read: "
-                                 f"{type(exc).__name__}") from None
-        return out
+                bad.append((str(scope), f"the stored pause cannot be read: {type(exc).__name__}"))
+        return out, bad
 
 
 
