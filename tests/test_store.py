@@ -13,7 +13,8 @@ import pytest
 
 from watchdog import auditchain, statefile as store_mod
 from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
-from watchdog.journal import Journal, MemoryJournal
+from watchdog.journal import MemoryJournal
+from watchdog.storage import Store
 from watchdog.codec import encode_incident as snapshot
 from watchdog.auditchain import GENESIS
 from watchdog.store import SqliteStore, StoreError
@@ -33,8 +34,7 @@ def fill(s: SqliteStore | MemoryJournal, incident: str = "inc-1") -> None:
 
 
 def comparable(records):
-    return [(r.kind, r.at, r.target, r.incident, r.level, r.dry_run,
-             {k: v for k, v in r.data.items() if k != "details"}) for r in records]
+    return [(r.kind, r.at, r.target, r.incident, r.level, r.dry_run, r.data) for r in records]
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def raw(db: Path) -> sqlite3.Connection:
 def test_is_a_drop_in_for_the_memory_journal_and_survives_reopening(db: Path) -> None:
     s = SqliteStore(db)  # the parent directory does not exist yet
     mem = MemoryJournal()
-    assert isinstance(s, Journal) and isinstance(mem, Journal)
+    assert isinstance(s, Store) and isinstance(mem, Store)
     fill(s)
     fill(mem)
     s.intent(T0, "other", "inc-2", 2, "#1 command: x", 1, True)

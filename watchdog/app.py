@@ -28,7 +28,8 @@ from watchdog.health import PollPace, attempt_deadline, judge
 from watchdog.retrying import on_attempt
 from watchdog.sdnotify import SystemdNotifier
 from watchdog.executor import TargetExecutor
-from watchdog.journal import Journal, MemoryJournal
+from watchdog.journal import MemoryStore
+from watchdog.storage import PauseStore, Store
 from watchdog.lock import StateLock
 from watchdog.metrics import Metrics, RuleSeries, rule_labels
 from watchdog.notify import Notifier, build_channels
@@ -63,7 +64,7 @@ class App:
         dry_run: bool | None = None,
         serve_http: bool = True,
         listeners: tuple[Callable[[Event, bool], None], ...] = (),
-        journal: Journal | None = None,
+        journal: Store | None = None,
         owner: str = "the rollback-watchdog daemon",
         failpoints: Failpoints | None = None,
         sd: SystemdNotifier | None = None,
@@ -75,7 +76,7 @@ class App:
         self.metrics = Metrics()
         self.rule_series = RuleSeries(self.metrics)
         # Without one handed in, start() opens the SQLite store at state_path (and stop() closes it).
-        self.journal: Journal = journal if journal is not None else MemoryJournal()
+        self.journal: Store = journal if journal is not None else MemoryStore()
         self._store: SqliteStore | None = None
         self._writer = StateWriter(on_change=self._state_file_changed, on_bug=self._state_write_bug)
         self._lock: StateLock | None = None
@@ -160,11 +161,9 @@ class App:
         self.metrics.state_writable.set(0 if failure else 1)
         if failure is not None:
             self._page_state_failure(failure)
-        if self._store is not None:
-            self._restore_pauses(self._store)
+        self._restore_pauses(self.journal)
         self.spawn(self.notifier.run(), "notifier")
-        if self._store is not None:
-            await recover(self)  # before the first poll: open incidents continue where they stopped
+        await recover(self)  # before the first poll: open incidents continue where they stopped
         if self.serve_http:
             await self._start_web()
         if schedule:
@@ -254,7 +253,7 @@ class App:
 
     # --- operator control (the control API calls these) ----------------------------
 
-    def _restore_pauses(self, store: SqliteStore) -> None:
+    def _restore_pauses(self, store: PauseStore) -> None:
         """A pause is a maintenance window: a restart inside it (kill -9, an upgrade, a reboot) must keep it."""
         now, restored = self.clock.now(), []
         pauses, unreadable = store.pauses()
@@ -278,8 +277,7 @@ class App:
             raise KeyError(target)
         now = self.clock.now()
         pause = self.pauses.set(target or GLOBAL, now + duration, reason)
-        if self._store is not None:
-            self._store.save_pause(pause)
+        self.journal.save_pause(pause)
         self._announce_pause("paused", pause, now, f"paused: {reason}", f"no action until {pause.until:%H:%M:%S}Z or resume")
         return pause, await self._stored()
 
@@ -296,8 +294,8 @@ class App:
         if target is not None and target not in self.executors:
             raise KeyError(target)
         pause = self.pauses.clear(target or GLOBAL)
-        if pause is not None and self._store is not None:
-            self._store.delete_pause(pause.scope)
+        if pause is not None:
+            self.journal.delete_pause(pause.scope)
         stored = await self._stored()
         if pause is not None:
             self._announce_pause("resumed", pause, self.clock.now(), f"resumed: {reason}", "acting on alarms again")
@@ -307,8 +305,7 @@ class App:
 
     def _expire_pauses(self, now: datetime) -> None:
         for pause in self.pauses.expire(now):
-            if self._store is not None:
-                self._store.delete_pause(pause.scope)
+            self.journal.delete_pause(pause.scope)
             self._announce_pause("resumed", pause, now, "the pause expired", "acting on alarms again")
 
     def _announce_pause(self, kind: str, pause: Pause, now: datetime, why: str, nxt: str) -> None:

@@ -19,7 +19,7 @@ from watchdog.clock import Clock
 from watchdog.config.models import Target
 from watchdog.failpoints import Failpoints
 from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, TargetMachine
-from watchdog.journal import Journal
+from watchdog.storage import Store
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.redact import Redactor
@@ -36,7 +36,7 @@ class TargetExecutor:
         target: Target,
         machine: TargetMachine,
         runners: Mapping[str, Runner],
-        journal: Journal,
+        journal: Store,
         notifier: Notifier,
         metrics: Metrics,
         clock: Clock,
@@ -142,11 +142,9 @@ class TargetExecutor:
         inc = self.machine.incident
         self._metrics.target_blind.labels(name).set(1 if (inc and inc.blind) or self.blind_sources else 0)
         self._metrics.target_exhausted.labels(name).set(1 if inc is not None and inc.phase.value == "exhausted" else 0)
-        save = getattr(self._journal, "save_incident", None)
-        if save is not None:  # durable store: the incident as it stands after this decision (unchanged: no write)
-            for known in (inc, self.machine.last_closed):
-                if known is not None:
-                    save(encode_incident(known))
+        for known in (inc, self.machine.last_closed):  # as it stands after this decision (unchanged: no write)
+            if known is not None:
+                self._journal.save_incident(encode_incident(known))
 
     def _announce(self, ev: Event) -> None:
         if ev.kind == "would_run":

@@ -194,7 +194,8 @@ class MemoryOutbox:
         return next((p for p in self._rows.values() if p.channel == channel and p.state == "pending"), None)
 
     async def mark_sent(self, id: int, now: datetime) -> None:
-        self._rows.pop(id, None)  # nothing to keep in memory: the audit has it
+        p = self._rows[id]
+        self._rows[id] = replace(p, state="sent", attempts=p.attempts + 1, last_error=None)
 
     async def mark_retry(self, id: int, attempts: int, next_at: float, error: str) -> None:
         self._rows[id] = replace(self._rows[id], attempts=attempts, next_at=next_at, last_error=error)

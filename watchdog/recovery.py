@@ -48,8 +48,6 @@ def action_states(records: list[Any], level_started: datetime) -> dict[int, tupl
 
 async def recover(app: "App") -> None:
     store = app.journal
-    if not hasattr(store, "open_incidents"):
-        return
     now = app.clock.now()
     for row in store.open_incidents():
         ex = app.executors.get(row["target"])

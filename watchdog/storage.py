@@ -1,9 +1,19 @@
-"""What every state backend shares, whatever keeps the file or table."""
+"""What every state backend offers, whatever keeps the file or table: one Protocol per capability.
+
+The executor, recovery and the runtime use these and nothing else of a backend, so the in-memory store,
+the SQLite file and the shared table of several watchdogs are interchangeable; each passes the one
+contract test (tests/test_store_contract.py). The notification outbox is watchdog/outbox.py's `Outbox`.
+"""
 
 from __future__ import annotations
 
-
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from watchdog.escalation import Event
+from watchdog.journal import Record
+from watchdog.pause import Pause
 
 
 class StoreError(Exception):
@@ -25,3 +35,56 @@ def make_parent(state_path: Path, directory: Path) -> None:
     except OSError as exc:
         raise StoreError(f"state_path {state_path}: cannot create directory {directory}: "
                          f"{exc.strerror or exc}") from None
+
+
+@runtime_checkable
+class AuditJournal(Protocol):
+    """Every event, action intent and outcome, check and notification result, in order. A write returns its
+    record at once; `flush` returns once everything written so far is durable (no action runs before)."""
+
+    def event(self, ev: Event, dry_run: bool = False) -> Record: ...
+
+    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
+               dry_run: bool) -> Record: ...
+
+    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
+                outcome: str, detail: str, dry_run: bool) -> Record: ...
+
+    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool,
+              detail: str) -> Record: ...
+
+    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
+                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record: ...
+
+    def records(self, incident: str | None = None) -> list[Record]: ...
+
+    async def flush(self) -> None: ...
+
+
+@runtime_checkable
+class IncidentStore(Protocol):
+    """Incidents as codec.encode_incident makes them, one row each, upserted by id."""
+
+    def save_incident(self, snap: dict[str, Any]) -> None: ...
+
+    def open_incidents(self) -> list[dict[str, Any]]: ...
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None: ...
+
+    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class PauseStore(Protocol):
+    def save_pause(self, pause: Pause) -> None: ...
+
+    def delete_pause(self, scope: str) -> None: ...
+
+    def pauses(self) -> tuple[list[Pause], list[tuple[str, str]]]:
+        """Every stored pause, and the (scope, why) of those that cannot be read back."""
+        ...
+
+
+@runtime_checkable
+class Store(AuditJournal, IncidentStore, PauseStore, Protocol):
+    """A whole backend."""

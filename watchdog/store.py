@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from watchdog.auditchain import GENESIS, canonical, chain_hash, chain_problems
 from watchdog.codec import decode_pause, encode_pause, jsonable
 from watchdog.escalation import Event
-from watchdog.journal import Record
+from watchdog.journal import Record, event_data
 from watchdog.pause import Pause
 from watchdog.statefile import open_reader, open_readonly, open_writable, rollback
 from watchdog.statewriter import StateWriter
@@ -130,10 +130,7 @@ class SqliteStore:
     # --- the journal (the same calls as MemoryJournal) ------------------------------
 
     def event(self, ev: Event, dry_run: bool = False) -> Record:
-        data: dict[str, Any] = {"event": ev.kind, "severity": ev.severity, "why": ev.why, "next": ev.next}
-        if ev.details:
-            data["details"] = jsonable(dict(ev.details))
-        return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, data)
+        return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
 
     def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int, dry_run: bool) -> Record:
         return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt})

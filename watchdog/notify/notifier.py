@@ -23,7 +23,7 @@ import structlog
 from watchdog.clock import Clock
 from watchdog.config.notifications import Notification
 from watchdog.escalation import Event
-from watchdog.journal import Journal
+from watchdog.storage import AuditJournal
 from watchdog.metrics import Metrics
 from watchdog.notify.base import SEVERITY_RANK, Channel, DeliveryFailed, Message
 from watchdog.outbox import MemoryOutbox, Outbox, Pending
@@ -72,7 +72,7 @@ class ChannelState:
 
 
 class Notifier:
-    def __init__(self, metrics: Metrics, clock: Clock, outbox: Outbox | None = None, journal: Journal | None = None,
+    def __init__(self, metrics: Metrics, clock: Clock, outbox: Outbox | None = None, journal: AuditJournal | None = None,
                  rng: random.Random | None = None):
         self._metrics = metrics
         self._clock = clock
@@ -88,7 +88,7 @@ class Notifier:
         self._delivered: set[int] = set()
         self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
 
-    def bind(self, outbox: Outbox, journal: Journal) -> None:
+    def bind(self, outbox: Outbox, journal: AuditJournal) -> None:
         """At start: the durable outbox and the audit log, once the store is open."""
         self._outbox, self._journal = outbox, journal
 

@@ -1,0 +1,144 @@
+"""One contract for every store backend: the in-memory one, the SQLite file written at once, and the SQLite
+file written through the daemon's writer thread. What the executor, recovery and the runtime rely on
+(watchdog/storage.py's Protocols and watchdog/outbox.py's Outbox) gives the same results on each,
+`details` of an event included. A new backend (the shared table of several watchdogs) joins the list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watchdog.codec import encode_incident
+from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
+from watchdog.journal import MemoryStore
+from watchdog.outbox import MemoryOutbox, Outbox, SqliteOutbox
+from watchdog.pause import Pause
+from watchdog.statewriter import StateWriter
+from watchdog.storage import AuditJournal, IncidentStore, PauseStore, Store
+from watchdog.store import SqliteStore
+
+T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+S = timedelta(seconds=1)
+
+
+@dataclass
+class Backend:
+    store: Store
+    outbox: Outbox
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-writer"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield Backend(MemoryStore(), MemoryOutbox())
+        return
+    store = SqliteStore(tmp_path / "state.db")
+    writer = StateWriter()
+    if request.param == "sqlite-writer":
+        writer.start()
+        store.attach(writer)
+    yield Backend(store, SqliteOutbox(store))
+    await writer.stop(timeout=5)
+    store.close()
+
+
+def incident(id_: str, opened: datetime, phase: Phase = Phase.VERIFYING, closed: datetime | None = None) -> Incident:
+    inc = Incident(id=id_, target="svc", opened_at=opened, phase=phase, level=1, closed_at=closed)
+    inc.trigger = {"latency": Trigger(900.0, "> 100", opened, "3 of 3 breach")}
+    inc.watch = {"latency"}
+    inc.runs.append(LevelRun(1, opened, "alarm", opened + 2 * S, "succeeded", "HTTP 200"))
+    return inc
+
+
+async def test_every_backend_has_every_capability(backend: Backend) -> None:
+    for capability in (AuditJournal, IncidentStore, PauseStore, Store):
+        assert isinstance(backend.store, capability)
+
+
+async def test_the_journal_keeps_the_same_records_details_included(backend: Backend) -> None:
+    s = backend.store
+    opened = Event("incident_opened", "warning", "svc", "inc-1", 1, T0, "alarm: latency = 900", "running level 1",
+                   {"trigger": {"latency": {"value": 900.0, "at": T0, "reason": "3 of 3"}}, "phases": {"b", "a"}})
+    made = [s.event(opened),
+            s.intent(T0 + S, "svc", "inc-1", 1, "#1 http: PUT /l1", 1, False),
+            s.outcome(T0 + 2 * S, "svc", "inc-1", 1, "#1 http: PUT /l1", 1, "failed", "HTTP 503", False),
+            s.check(T0 + 3 * S, "svc", "inc-1", 1, "GET /health", True, "HTTP 200"),
+            s.notification(T0 + 4 * S, "svc", "inc-1", 1, "slack", "incident_opened", 7, "sent", 2, "delivered", True),
+            s.intent(T0 + 5 * S, "other", "inc-2", 2, "#1 command: x", 1, True)]
+    await s.flush()
+    assert [r.seq for r in made] == [1, 2, 3, 4, 5, 6]
+    assert s.records() == made  # what a write returns is what is read back
+    assert made[0].data == {"event": "incident_opened", "severity": "warning", "why": "alarm: latency = 900",
+                            "next": "running level 1",
+                            "details": {"trigger": {"latency": {"value": 900.0, "at": T0.isoformat(), "reason": "3 of 3"}},
+                                        "phases": ["a", "b"]}}
+    assert [r.seq for r in s.records("inc-2")] == [6] and s.records("nope") == []
+    assert made[4].dry_run is True and made[4].data["delivery"] == 7
+
+
+async def test_incidents_upsert_and_are_listed_alike(backend: Backend) -> None:
+    s = backend.store
+    first = incident("svc-1", T0)
+    second = incident("svc-2", T0 + timedelta(hours=1))
+    s.save_incident(encode_incident(first))
+    s.save_incident(encode_incident(second))
+    first.phase, first.closed_at = Phase.MITIGATED, T0 + timedelta(minutes=10)
+    s.save_incident(encode_incident(first))
+    await s.flush()
+
+    def plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "updated_at"} for r in rows]  # when it was written: the file's
+
+    assert [r["id"] for r in s.open_incidents()] == ["svc-2"]
+    assert [r["id"] for r in s.list_incidents(10)] == ["svc-2", "svc-1"] and len(s.list_incidents(1)) == 1
+    row = s.incident("svc-1")
+    assert row is not None and plain([row]) == [{
+        "id": "svc-1", "target": "svc", "opened_at": T0.isoformat(), "phase": "mitigated", "level": 1,
+        "closed_at": first.closed_at.isoformat(), "snapshot": encode_incident(first)}]
+    assert s.incident("nope") is None
+
+
+async def test_pauses_are_kept_replaced_and_ended_alike(backend: Backend) -> None:
+    s = backend.store
+    s.save_pause(Pause("*", T0 + timedelta(minutes=30), "maintenance"))
+    s.save_pause(Pause("svc", T0 + timedelta(hours=2), "router upgrade"))
+    s.save_pause(Pause("svc", T0 + timedelta(hours=3), "longer"))
+    s.delete_pause("*")
+    s.delete_pause("never-paused")
+    await s.flush()
+    assert s.pauses() == ([Pause("svc", T0 + timedelta(hours=3), "longer")], [])
+
+
+async def test_the_outbox_behaves_alike(backend: Backend) -> None:
+    o = backend.outbox
+    landed: list[str] = []
+    ev = Event("incident_opened", "warning", "svc", "inc-1", 1, T0, "why", "next", {"n": 1})
+    o.enqueue("audit-1", ev, False, ["slack", "pager"], T0, 1, lambda: landed.append("1"))
+    o.enqueue("audit-1", ev, False, ["slack"], T0, 1, lambda: landed.append("again"))  # the same key: once
+    o.enqueue("audit-2", ev, True, ["slack"], T0 + S, 2, lambda: landed.append("2"))
+    await backend.store.flush()
+    assert landed == ["1", "again", "2"]
+    head = o.head("slack")
+    assert head is not None and (head.event, head.dry_run, head.attempts) == (ev, False, 0)
+    await o.mark_retry(head.id, 1, (T0 + 10 * S).timestamp(), "HTTP 500")
+    head = o.head("slack")
+    assert head is not None and (head.attempts, head.last_error) == (1, "HTTP 500")
+    await o.mark_sent(head.id, T0 + 11 * S)
+    second = o.head("slack")
+    assert second is not None and second.dry_run is True
+    await o.mark_dead(second.id, 3, T0 + 12 * S, "HTTP 404")
+    assert o.head("slack") is None
+    assert o.counts("slack") == {"pending": 0, "sent": 1, "dead": 1}
+    assert [(p.state, p.attempts, p.last_error) for p in o.dead("slack")] == [("dead", 3, "HTTP 404")]
+    await o.set_thread("slack", "inc-1", "1700.01")
+    await o.set_thread("slack", "inc-1", "1700.02")  # the first one stays the thread
+    assert o.thread("slack", "inc-1") == "1700.01" and o.thread("slack", "inc-9") is None
+    stranded: list[int] = []
+    o.strand({"slack"}, T0 + 13 * S, stranded.append)  # "pager" is no longer configured
+    await backend.store.flush()
+    assert stranded == [1] and o.counts("pager") == {"pending": 0, "sent": 0, "dead": 1}
