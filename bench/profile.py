@@ -36,7 +36,7 @@ PROFILE_MD = ROOT / "bench" / "profile.md"
 
 # Frames whose cumulative share tells the story of a poll (py-spy shows paths relative to sys.path).
 KEY_FRAMES = [
-    ("watchdog/app.py", "App._poll", "a whole poll (fetch + evaluation)"),
+    ("watchdog/runtime.py", "Runtime._poll", "a whole poll (fetch + evaluation)"),
     ("watchdog/sources/cloudwatch.py", "CloudWatch.poll", "the CloudWatch fetch"),
     ("aiobotocore/client.py", "AioBaseClient._make_api_call", "one GetMetricData through aiobotocore"),
     ("botocore/serialize.py", "QuerySerializer.serialize_to_request", "  request: serialize the 500 queries (validation is off)"),
@@ -47,7 +47,7 @@ KEY_FRAMES = [
     ("botocore/utils.py", "parse_timestamp", "    of which timestamps by botocore's dateutil path"),
     ("watchdog/sources/cloudwatch.py", "fast_timestamp", "    of which timestamps by the daemon's parser (since a4b77fe)"),
     ("watchdog/signals.py", "SignalBoard.source_ok", "storing the datapoints"),
-    ("watchdog/app.py", "App.evaluate", "evaluation, metrics and the escalation machine"),
+    ("watchdog/runtime.py", "Runtime.evaluate", "evaluation, metrics and the escalation machine"),
     ("watchdog/signals.py", "SignalBoard.evaluate", "  rule evaluation (board)"),
     ("watchdog/metrics.py", "RuleSeries.record", "  per-rule series (state, value)"),
     ("watchdog/executor.py", "TargetExecutor.observe", "  escalation machine"),
@@ -134,24 +134,24 @@ out["config_s"] = time.monotonic() - t
 out["config"] = kb("VmRSS")
 setup_logging("warning")
 async def go():
-    app = App(cfg, serve_http=True)
-    await app.start(schedule=False)
+    app = await App.create(cfg, serve_http=True, schedule=False)
+    await app.start()
     out["started"] = kb("VmRSS")
     t = time.monotonic()
-    await app._poll("cw")
+    await app.runtime._poll("cw")
     out["poll_s"] = time.monotonic() - t
     out["after_poll"] = kb("VmRSS")
     out["hwm_after_poll"] = kb("VmHWM")
     import tracemalloc
     tracemalloc.start()
-    await app._poll("cw")
+    await app.runtime._poll("cw")
     cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out["poll2_traced_peak"] = peak // 1024
     out["poll2_traced_after"] = cur // 1024
     out["after_poll2"] = kb("VmRSS")
     out["hwm_after_poll2"] = kb("VmHWM")
-    up = [h.up for h in app.board.sources.values()]
+    up = [h.up for h in app.runtime.board.sources.values()]
     out["source_up"] = up
     await app.stop()
 asyncio.run(go())

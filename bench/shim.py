@@ -1,6 +1,6 @@
 """`python -m bench.shim run -c CONFIG`: the daemon (watchdog.cli.main, unchanged) with each poll timed.
 
-The scheduler's job `App.poll` (one source's poll plus the evaluation of every
+The scheduler's job `Runtime.poll` (one source's poll plus the evaluation of every
 target that reads it) is wrapped to append one line per poll to the file named
 by BENCH_POLL_LOG: `<monotonic start> <monotonic end> <thread CPU seconds>`.
 time.monotonic() is CLOCK_MONOTONIC, the same clock in the bench process, so
@@ -16,15 +16,15 @@ import time
 
 
 def main() -> int:
-    from watchdog import app as appmod
+    from watchdog import runtime as rtmod
     from watchdog.cli import main as cli_main
 
     path = os.environ.get("BENCH_POLL_LOG")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        original = appmod.App.poll
+        original = rtmod.Runtime.poll
 
-        async def poll(self: appmod.App, name: str) -> None:
+        async def poll(self: rtmod.Runtime, name: str) -> None:
             t0, c0 = time.monotonic(), time.thread_time()
             try:
                 await original(self, name)
@@ -32,7 +32,7 @@ def main() -> int:
                 t1, c1 = time.monotonic(), time.thread_time()
                 os.write(fd, f"{t0:.6f} {t1:.6f} {c1 - c0:.6f}\n".encode())
 
-        appmod.App.poll = poll  # type: ignore[method-assign]
+        rtmod.Runtime.poll = poll  # type: ignore[method-assign]
     return cli_main()
 
 

@@ -372,21 +372,21 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
     answer marked Complete does alarm (missing_data: breaching), so the rule could have."""
     ns = f"Partial{uuid.uuid4().hex[:8]}"  # nothing published: the answer has no values
     cfg = parse_config(BREACHING_APP.format(state=tmp_path / "w.db", aws=proxy.url, ns=ns, admin=admin_api.url), {})
-    app = App(cfg, serve_http=False)
-    await app.start(schedule=False)
+    app = await App.create(cfg, serve_http=False, schedule=False)
+    await app.start()
     try:
         proxy.rewrite = _partial
-        await app.poll("cw")
-        doc = app.status()
-        assert app.board is not None and app.board.sources["cw"].up is False
-        assert "PartialData" in (app.board.sources["cw"].last_error or "")
-        assert app.metrics.registry.get_sample_value("watchdog_source_up", {"source": "cw"}) == 0.0
+        await app.runtime.poll("cw")
+        doc = app.runtime.status()
+        assert app.runtime.board is not None and app.runtime.board.sources["cw"].up is False
+        assert "PartialData" in (app.runtime.board.sources["cw"].last_error or "")
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_source_up", {"source": "cw"}) == 0.0
         assert [r["state"] for r in doc["rules"]] == ["insufficient_data"]
-        assert app.executors["hybrid"].machine.incident is None and admin_api.calls == []
+        assert app.runtime.executors["hybrid"].machine.incident is None and admin_api.calls == []
 
         proxy.rewrite = None
-        await app.poll("cw")
-        assert app.executors["hybrid"].machine.incident is not None
+        await app.runtime.poll("cw")
+        assert app.runtime.executors["hybrid"].machine.incident is not None
         for _ in range(200):
             if admin_api.count("/flags"):
                 break

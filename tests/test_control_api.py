@@ -50,11 +50,11 @@ class Harness:
 
     async def breach(self) -> None:
         minute = self.clock.at.replace(second=0, microsecond=0)
-        self.app.board.source_ok("cloudwatch", {"web/latency": [(minute - timedelta(minutes=1), 500.0)]}, self.clock.at)
-        await self.app.evaluate("web")
+        self.app.runtime.board.source_ok("cloudwatch", {"web/latency": [(minute - timedelta(minutes=1), 500.0)]}, self.clock.at)
+        await self.app.runtime.evaluate("web")
 
     async def settle(self) -> None:
-        ex = self.app.executors["web"]
+        ex = self.app.runtime.executors["web"]
         await until(lambda: not ex.busy, what="the running level to finish")
 
     def kinds(self) -> list[str]:
@@ -67,8 +67,8 @@ async def harness(admin_api, tmp_path):
         clock, events = FakeClock(datetime(2026, 11, 28, 12, 0, 30, tzinfo=timezone.utc)), []
         text = CONFIG.format(admin=admin_api.url, token=f", api_token: {TOKEN}" if token else "",
                              state=tmp_path / f"state{len(made)}.db")
-        app = App(parse_config(text, {}), clock=clock, listeners=(lambda ev, dry: events.append(ev),))
-        await app.start(schedule=False)
+        app = await App.create(parse_config(text, {}), clock=clock, listeners=(lambda ev, dry: events.append(ev),), schedule=False)
+        await app.start()
         made.append(app)
         return Harness(app, clock, events)
 
@@ -100,7 +100,7 @@ async def test_a_paused_target_runs_nothing_and_says_so_until_the_pause_expires(
     assert len(would) == 1 and "would run level 1" in would[0].why and "freeze" in would[0].why
     status, doc = await h.call("GET", "/status", token=None)
     assert doc["targets"][0]["paused"] is True and doc["targets"][0]["pause"]["reason"] == "freeze"
-    assert h.app.metrics.registry.get_sample_value(
+    assert h.app.runtime.metrics.registry.get_sample_value(
         "watchdog_rollbacks_total", {"target": "web", "level": "1", "outcome": "skipped"}) == 1.0
     # The pause ends by itself: the next evaluation acts.
     h.clock.advance(minutes=31)
@@ -113,14 +113,14 @@ async def test_a_paused_target_runs_nothing_and_says_so_until_the_pause_expires(
 async def test_global_pause_and_resume(harness, admin_api):
     h = await harness()
     assert (await h.call("POST", "/api/v1/pause", {"duration": "1h", "reason": "maintenance"}))[0] == 200
-    assert h.app.metrics.registry.get_sample_value("watchdog_paused") == 1.0
+    assert h.app.runtime.metrics.registry.get_sample_value("watchdog_paused") == 1.0
     await h.breach()
     assert admin_api.calls == []
     status, body = await h.call("POST", "/api/v1/resume", {"reason": "done"})
     assert status == 200 and body["was_paused"] is True
     await h.settle()
     assert admin_api.count("/l1") == 1  # resume re-evaluates at once
-    assert h.app.metrics.registry.get_sample_value("watchdog_paused") == 0.0
+    assert h.app.runtime.metrics.registry.get_sample_value("watchdog_paused") == 0.0
 
 
 async def test_manual_rollback_and_resolve(harness, admin_api):
@@ -138,7 +138,7 @@ async def test_manual_rollback_and_resolve(harness, admin_api):
     assert status == 200
     status, doc = await h.call("GET", "/status", token=None)
     assert (doc["targets"][0]["phase"], doc["targets"][0]["level"]) == ("normal", 0)
-    assert h.app.metrics.registry.get_sample_value("watchdog_target_level", {"target": "web"}) == 0.0
+    assert h.app.runtime.metrics.registry.get_sample_value("watchdog_target_level", {"target": "web"}) == 0.0
 
 
 @pytest.mark.parametrize(

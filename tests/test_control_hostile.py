@@ -77,8 +77,8 @@ class Served:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         try:
-            app = App(parse_config(CONFIG.format(state=self.state, token=TOKEN), {}), dry_run=True)
-            await app.start(schedule=False)
+            app = await App.create(parse_config(CONFIG.format(state=self.state, token=TOKEN), {}), dry_run=True, schedule=False)
+            await app.start()
         except BaseException as exc:  # handed to the test thread, which raises it
             self.error = exc
             self._ready.set()

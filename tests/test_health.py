@@ -81,19 +81,19 @@ targets:
               metric: {{namespace: N, name: M, period: 60s}}, threshold: "> 1"}}]
     levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
 """, {})
-    app = App(cfg, serve_http=False)
-    await app.start(schedule=False)
+    app = await App.create(cfg, serve_http=False, schedule=False)
+    await app.start()
     hanging = Hanging(cfg.sources[0].interval)
-    await app.sources["cloudwatch"].close()
-    app.sources["cloudwatch"] = hanging  # type: ignore[assignment]
+    await app.runtime.sources["cloudwatch"].close()
+    app.runtime.sources["cloudwatch"] = hanging  # type: ignore[assignment]
     try:
-        await asyncio.wait_for(app.poll("cloudwatch"), timeout=10)  # ends: 200 ms + 100 ms + 2 s
+        await asyncio.wait_for(app.runtime.poll("cloudwatch"), timeout=10)  # ends: 200 ms + 100 ms + 2 s
         assert hanging.polls == 1
-        source = app.board.sources["cloudwatch"]  # type: ignore[union-attr]
+        source = app.runtime.board.sources["cloudwatch"]  # type: ignore[union-attr]
         assert not source.up and source.last_error == ("no try started or answered within 2300ms (one try's "
                                                        "timeout and backoff): cut off")
-        assert app.board.slots["web/latency"].state.value == "insufficient_data"  # judged, not waiting  # type: ignore[union-attr]
-        assert app.metrics.registry.get_sample_value("watchdog_source_errors_total", {"source": "cloudwatch"}) == 1
+        assert app.runtime.board.slots["web/latency"].state.value == "insufficient_data"  # judged, not waiting  # type: ignore[union-attr]
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_source_errors_total", {"source": "cloudwatch"}) == 1
     finally:
         await app.stop()
 
@@ -180,11 +180,11 @@ async def started(tmp_path, source, clock=None):
 
     from timing import until
 
-    app = App(parse_config(CFG.format(tmp=tmp_path), {}), serve_http=False, clock=clock)
+    app = await App.create(parse_config(CFG.format(tmp=tmp_path), {}), serve_http=False, clock=clock)
     await app.start()  # the scheduler runs (health asks); the first poll, at once, fails fast; then hourly
-    await until(lambda: app.board.sources["cloudwatch"].last_poll is not None and not app.polling)  # type: ignore[union-attr]
-    await app.sources["cloudwatch"].close()
-    app.sources["cloudwatch"] = source
+    await until(lambda: app.runtime.board.sources["cloudwatch"].last_poll is not None and not app.runtime.polling)  # type: ignore[union-attr]
+    await app.runtime.sources["cloudwatch"].close()
+    app.runtime.sources["cloudwatch"] = source
     return app
 
 
@@ -194,8 +194,8 @@ async def test_a_long_poll_that_keeps_making_calls_is_not_cut_off(tmp_path) -> N
     paging = Paging(timedelta(hours=1), pages=30, each=0.1)  # 3 s of calls; one try's deadline is 2.3 s
     app = await started(tmp_path, paging)
     try:
-        await asyncio.wait_for(app.poll("cloudwatch"), timeout=20)
-        assert app.board.sources["cloudwatch"].up  # type: ignore[union-attr]
+        await asyncio.wait_for(app.runtime.poll("cloudwatch"), timeout=20)
+        assert app.runtime.board.sources["cloudwatch"].up  # type: ignore[union-attr]
     finally:
         await app.stop()
 
@@ -208,11 +208,11 @@ async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> No
     clock = FakeClock(datetime.now(timezone.utc))
     app = await started(tmp_path, Hanging(timedelta(hours=1)), clock)
     try:
-        polling = asyncio.ensure_future(app.poll("cloudwatch"))
+        polling = asyncio.ensure_future(app.runtime.poll("cloudwatch"))
         await asyncio.sleep(0.05)
-        app._deadlines["cloudwatch"] = timedelta(milliseconds=10)  # what a reload's pace_polls would set
+        app.runtime._deadlines["cloudwatch"] = timedelta(milliseconds=10)  # what a reload's pace_polls would set
         clock.advance(hours=2, seconds=1)  # past the new limit (10 ms + 2 h), within the old one (2.3 s + 2 h)
-        assert app.health() == (True, "polling and evaluating on schedule")
+        assert app.runtime.health() == (True, "polling and evaluating on schedule")
         polling.cancel()
     finally:
         await app.stop()
@@ -223,7 +223,7 @@ async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and
 
     clock = FakeClock(datetime.now(timezone.utc))
     app = await started(tmp_path, Paging(timedelta(hours=1), pages=1, each=0), clock)
-    real, judged = app.evaluate, []
+    real, judged = app.runtime.evaluate, []
 
     async def evaluate(target: str) -> None:
         if target == "web":
@@ -231,12 +231,12 @@ async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and
         judged.append(target)
         await real(target)
 
-    app.evaluate = evaluate  # type: ignore[method-assign]
+    app.runtime.evaluate = evaluate  # type: ignore[method-assign]
     try:
-        await app.poll("cloudwatch")
+        await app.runtime.poll("cloudwatch")
         assert judged == ["other"]  # the crash did not skip it
         clock.advance(hours=2, seconds=5)
-        ok, why = app.health()
+        ok, why = app.runtime.health()
         assert not ok and "the scheduler, the evaluation or the event loop has stopped" in why
     finally:
         await app.stop()

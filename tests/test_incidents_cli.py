@@ -300,17 +300,17 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
     path = tmp_path / "deep" / "state.db"
     cfg = parse_config(CONFIG.format(state=path, admin=admin_api.url), {})
     clock = FakeClock(T0 + timedelta(seconds=10))
-    app = App(cfg, clock=clock, serve_http=False)
-    await app.start(schedule=False)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
     try:
-        assert isinstance(app.journal, SqliteStore) and path.is_file()
+        assert isinstance(app.runtime.journal, SqliteStore) and path.is_file()
         # Drive the real executor with breaching views, as an evaluation would.
         rule = cfg.targets[0].rules[0]
         spec = spec_for(rule, sampled=False, interval_s=30)
         current = align(clock.now(), MIN)
         points = tuple((current - k * MIN + timedelta(seconds=5), BAD * 10) for k in (3, 2, 1))
         views = {rule.name: RuleView(rule.name, rule.level, spec, points, evaluate(spec, points, clock.now()))}
-        ex = app.executors["hybrid-routing"]
+        ex = app.runtime.executors["hybrid-routing"]
         await ex.observe(views)
         assert ex.level_task is not None
         await ex.level_task
@@ -318,7 +318,7 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
         await app.stop()
     assert admin_api.count("/l1", "PUT") == 1
     with pytest.raises(sqlite3.ProgrammingError):  # closed by stop()
-        app.journal.records()
+        app.runtime.journal.records()
     store = SqliteStore(path)
     [row] = store.list_incidents(5)
     assert (row["target"], row["phase"], row["level"]) == ("hybrid-routing", "verifying", 1)
@@ -328,15 +328,15 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
     assert store.verify_chain() == []
 
 
-async def test_the_app_refuses_an_unwritable_state_path_in_one_line(tmp_path, aws_env) -> None:
+async def test_the_app_refuses_an_unwritable_state_path_in_one_line(tmp_path, aws_env, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     cfg = parse_config(CONFIG.format(state=blocker / "watchdog.db", admin="http://127.0.0.1:9"), {})
-    app = App(cfg, serve_http=False)
+    opened: list[object] = []
+    monkeypatch.setattr("aiohttp.ClientSession.__init__", lambda self, *a, **k: opened.append(self))
     with pytest.raises(StoreError, match="exists and is not a directory"):
-        await app.start(schedule=False)
-    await app.stop()  # stopping a half-started app is safe
-    assert app.session is None  # it failed before opening any network client
+        await App.create(cfg, serve_http=False, schedule=False)
+    assert opened == []  # it failed before opening any network client
 
 
 def test_run_reports_an_unwritable_state_path_and_once_never_creates_one(tmp_path: Path) -> None:

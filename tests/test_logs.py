@@ -57,10 +57,10 @@ def _status_that_breaks() -> dict[str, Any]:
 async def test_an_error_inside_a_request_handler_is_logged_with_its_traceback(tmp_path, log_stream, monkeypatch):
     cfg = parse_config(CONFIG.format(state=tmp_path / "state.db", secret=SECRET), {})
     setup_logging("info", log_stream, redactor_for(cfg))
-    app = App(cfg)
-    await app.start(schedule=False)
+    app = await App.create(cfg, schedule=False)
+    await app.start()
     # The one thing not real: /status is made to raise, so aiohttp's own unhandled-error path logs it.
-    monkeypatch.setattr(app, "status", _status_that_breaks)
+    monkeypatch.setattr(app.runtime, "status", _status_that_breaks)
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(f"http://127.0.0.1:{app.bound_port}/status") as r:

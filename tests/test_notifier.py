@@ -317,8 +317,8 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     await outbox.mark_sent(1, datetime.now(timezone.utc))
     store.event(event("level_started"))  # recorded; the process died before it reached the outbox
     store.close()
-    app = App(parse_config(text, {}))
-    await app.start(schedule=False)
+    app = await App.create(parse_config(text, {}), schedule=False)
+    await app.start()
     try:
         await until(lambda: len(receivers.ok("/hook")) == 1)
         await asyncio.sleep(0.1)
@@ -346,8 +346,8 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     store = SqliteStore(tmp_path / "w.db")
     store.event(event("incident_opened"))  # the very first record; the process died before the outbox row
     store.close()
-    app = App(parse_config(text, {}), serve_http=False)
-    await app.start(schedule=False)
+    app = await App.create(parse_config(text, {}), serve_http=False, schedule=False)
+    await app.start()
     try:
         await until(lambda: receivers.ok("/hook"), what="the missed message")
     finally:
@@ -377,15 +377,15 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
 """
     receivers.answer("/hook", 400, 200)  # the first message is refused for good (dead), the rest delivered
     eight_days_ago = datetime.now(timezone.utc) - timedelta(days=8)
-    app = App(parse_config(text, {}), clock=FakeClock(eight_days_ago), serve_http=False)
-    await app.start(schedule=False)
+    app = await App.create(parse_config(text, {}), clock=FakeClock(eight_days_ago), serve_http=False, schedule=False)
+    await app.start()
     try:
-        ex = app.executors["svc"]
+        ex = app.runtime.executors["svc"]
         for kind in ("incident_opened", "mitigated", "resolved"):
             ex.announce(Event(kind, "warning", "svc", "inc-old", 1, eight_days_ago, "why", "next"))
             await until(lambda: len(receivers.all("/hook")) == ("incident_opened", "mitigated", "resolved")
                            .index(kind) + 1)
-        await until(lambda: app.notifier.status()["hook"]["pending"] == 0)
+        await until(lambda: app.runtime.notifier.status()["hook"]["pending"] == 0)
     finally:
         await app.stop()
     assert [h.status for h in receivers.all("/hook")] == [400, 200, 200]
@@ -393,10 +393,10 @@ notifications: [{{type: webhook, name: hook, url: "{receivers.url}/hook", retry:
     import sqlite3
 
     for _ in range(2):  # the first start prunes the week-old sent rows; neither start queues anything again
-        app = App(parse_config(text, {}), serve_http=False)
-        await app.start(schedule=False)
+        app = await App.create(parse_config(text, {}), serve_http=False, schedule=False)
+        await app.start()
         try:
-            await app.journal.flush()  # what start() queued (the prune, any replay) has landed
+            await app.runtime.journal.flush()  # what start() queued (the prune, any replay) has landed
             with sqlite3.connect(tmp_path / "w.db") as db:
                 rows = db.execute("SELECT kind, state FROM outbox ORDER BY id").fetchall()
         finally:

@@ -84,15 +84,15 @@ async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, a
                              threshold="> 1", interval="1h")
         return parse_config(text.replace("name: web", f"name: {targets}"), {})
 
-    app = App(cfg("web"))
-    await app.start(schedule=False)
+    app = await App.create(cfg("web"), schedule=False)
+    await app.start()
     try:
-        await app.manual_rollback("web", 1, "t")
+        await app.runtime.manual_rollback("web", 1, "t")
         with pytest.raises(ReloadRefused, match="open incident"):
             await app.reload(cfg("api"))
-        assert list(app.executors) == ["web"] and app.executors["web"].machine.incident is not None
+        assert list(app.runtime.executors) == ["web"] and app.runtime.executors["web"].machine.incident is not None
         notes = await app.reload(cfg("web").model_copy(update={}))
-        assert notes == [] and app.executors["web"].machine.level == 1
+        assert notes == [] and app.runtime.executors["web"].machine.level == 1
     finally:
         await app.stop()
 
@@ -104,16 +104,16 @@ async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources
 
     text = CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
                          threshold="> 1", interval="1h")
-    app = App(parse_config(text, {}))
-    await app.start(schedule=False)
+    app = await App.create(parse_config(text, {}), schedule=False)
+    await app.start()
     try:
-        before = dict(app.sources)
+        before = dict(app.runtime.sources)
         broken = parse_config(text.replace("region: us-east-1,", "region: us-east-1, profile: no-such-profile,"), {})
         with pytest.raises(ReloadRefused, match="source cloudwatch cannot start: ProfileNotFound"):
             await app.reload(broken)
-        assert app.sources == before and app.cfg.aws.profile is None  # the old config runs on
-        await app.poll("cloudwatch")  # and still polls (its endpoint is down: a failed poll, no KeyError)
-        assert app.board.sources["cloudwatch"].last_error
+        assert app.runtime.sources == before and app.runtime.cfg.aws.profile is None  # the old config runs on
+        await app.runtime.poll("cloudwatch")  # and still polls (its endpoint is down: a failed poll, no KeyError)
+        assert app.runtime.board.sources["cloudwatch"].last_error
     finally:
         await app.stop()
 
@@ -132,12 +132,12 @@ targets:
     rules: [{{name: gdpr, category: security, source: c, field: ok, threshold: "== false", evaluation_periods: 3}}]
     levels: [{{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}]
 """
-    app = App(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="30s"), {}))
-    await app.start(schedule=False)
+    app = await App.create(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="30s"), {}), schedule=False)
+    await app.start()
     try:
-        assert app.board.slots["web/gdpr"].spec.period == timedelta(seconds=30)
+        assert app.runtime.board.slots["web/gdpr"].spec.period == timedelta(seconds=30)
         await app.reload(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="5m"), {}))
-        assert app.board.slots["web/gdpr"].spec.period == timedelta(minutes=5)
+        assert app.runtime.board.slots["web/gdpr"].spec.period == timedelta(minutes=5)
     finally:
         await app.stop()
 
@@ -168,17 +168,17 @@ targets:
 
     def series(app: App) -> set[tuple[str, ...]]:
         out = set()
-        for family in app.metrics.registry.collect():
+        for family in app.runtime.metrics.registry.collect():
             for s in family.samples:
                 if s.name in ("watchdog_rule_state", "watchdog_target_level", "watchdog_incidents_open"):
                     out.add((s.name, *sorted(s.labels.items())))
         return out
 
-    app = App(cfg(("web", [rule("gdpr"), rule("leak")]), ("api", [rule("cost", "cost")])))
-    await app.start(schedule=False)
+    app = await App.create(cfg(("web", [rule("gdpr"), rule("leak")]), ("api", [rule("cost", "cost")])), schedule=False)
+    await app.start()
     try:
-        app.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would
-        assert app.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 1.0
+        app.runtime.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 1.0
         await app.reload(cfg(("web", [rule("gdpr"), rule("fresh"), rule("cost2", "cost")]),
                              ("new", [rule("cost", "performance")])))
         got = series(app)
@@ -189,8 +189,8 @@ targets:
             ("watchdog_target_level", "web", None, None), ("watchdog_target_level", "new", None, None),
             ("watchdog_incidents_open", "web", None, None), ("watchdog_incidents_open", "new", None, None),
         }
-        assert app.metrics.registry.get_sample_value("watchdog_rule_state", {"target": "web", "rule": "fresh",
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_state", {"target": "web", "rule": "fresh",
                                                                              "category": "security"}) == 2
-        assert app.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) is None
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) is None
     finally:
         await app.stop()

@@ -159,15 +159,15 @@ targets:
     levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
 """, {})
     clock = FakeClock(datetime.now(timezone.utc))
-    app = App(cfg, clock=clock, serve_http=False, sd=SystemdNotifier(listener.sock.getsockname(), 200_000))
+    app = await App.create(cfg, clock=clock, serve_http=False, sd=SystemdNotifier(listener.sock.getsockname(), 200_000))
     await app.start()
     try:
         await listener.wait_for("WATCHDOG=1")
-        await until(lambda: app.board.sources["cloudwatch"].last_poll is not None and not app.polling,  # type: ignore[union-attr]
+        await until(lambda: app.runtime.board.sources["cloudwatch"].last_poll is not None and not app.runtime.polling,  # type: ignore[union-attr]
                     what="the first poll and its evaluation")
         clock.advance(hours=2, seconds=20)  # no poll for longer than one try (1 s + 10 s + 2 s) and 2 x 1 h
         jumped = time.monotonic() + 0.2  # a ping already on its way may still arrive
-        assert not app.liveness()[0]
+        assert not app.runtime.liveness()[0]
         await asyncio.sleep(0.6)  # several ping periods (100 ms each) on the real loop
         assert [t for t, _ in listener.with_field("WATCHDOG=1") if t >= jumped] == []
     finally:

@@ -69,8 +69,8 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
     cfg = parse_config(CONFIG.format(state=state, admin=admin_api.url, py=sys.executable), env)
     logs = io.StringIO()
     setup_logging("debug", logs, redactor_for(cfg))
-    app = App(cfg)
-    await app.start(schedule=False)
+    app = await App.create(cfg, schedule=False)
+    await app.start()
     try:
         base = f"http://127.0.0.1:{app.bound_port}"
         auth = {"Authorization": f"Bearer {SECRETS['WATCHDOG_API_TOKEN']}"}
@@ -78,11 +78,11 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
             async with s.post(f"{base}/api/v1/targets/web/rollback", json={"level": 1, "reason": "test"},
                               headers=auth) as r:
                 assert r.status == 202
-            ex = app.executors["web"]
+            ex = app.runtime.executors["web"]
             deadline = time.monotonic() + 15
-            while (ex.busy or ex.machine.level < 2 or not app.notifier.status()["slack"]["failed_attempts"]) and time.monotonic() < deadline:
+            while (ex.busy or ex.machine.level < 2 or not app.runtime.notifier.status()["slack"]["failed_attempts"]) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            await app.notifier.drain(5)
+            await app.runtime.notifier.drain(5)
             assert admin_api.count("/l2") == 1 and ex.machine.phase.value == "exhausted"
             async with s.get(f"{base}/status") as r:
                 status = await r.text()
@@ -92,7 +92,7 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
                 metrics = await r.text()
         assert 'watchdog_target_exhausted{target="web"} 1.0' in metrics  # the alert rule's input
         inc = ex.machine.incident
-        report = render_report(app.journal.incident(inc.id), app.journal.records(inc.id))
+        report = render_report(app.runtime.journal.incident(inc.id), app.runtime.journal.records(inc.id))
     finally:
         await app.stop()
     rows = []

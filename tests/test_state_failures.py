@@ -216,29 +216,29 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry
 """, {})
     logs = io.StringIO()
     setup_logging("info", logs)
-    app = App(cfg)
+    app = await App.create(cfg)
     await app.start()
     try:
-        await until(lambda: not app.health()[0], what="/healthz to fail")
-        ok, why = app.health()
+        await until(lambda: not app.runtime.health()[0], what="/healthz to fail")
+        ok, why = app.runtime.health()
         assert "state file not writable" in why and "database or disk is full" in why
         lines = [json.loads(ln) for ln in logs.getvalue().splitlines()]
         [failed] = [ln for ln in lines if ln["event"] == "state_write_failed"]
         assert failed["log_level"] == "critical" and "database or disk is full" in failed["error"]
         await until(lambda: pages(admin_api, "state_unwritable"), what="a page")
-        assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 0
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_state_writable") == 0
         await asyncio.sleep(0.3)  # a page per target would have followed at once
         assert len(pages(admin_api, "state_unwritable")) == 1  # one per channel, not one per target
-        assert admin_api.count("/l1") == 0 and app.executors["svc"].machine.phase.value == "running"
-        app.store_wait = 0.2
-        pause, stored = await app.pause("svc", timedelta(minutes=5), "while the disk is full")
+        assert admin_api.count("/l1") == 0 and app.runtime.executors["svc"].machine.phase.value == "running"
+        app.runtime.store_wait = 0.2
+        pause, stored = await app.runtime.pause("svc", timedelta(minutes=5), "while the disk is full")
         assert stored is False  # in force, and the operator is told it would not survive a restart
-        assert (await app.resume("svc", "done"))[1] is False
+        assert (await app.runtime.resume("svc", "done"))[1] is False
         FullDisk.full = False
         await until(lambda: admin_api.count("/l1") == 1, what="level 1 once the file takes writes")
-        await until(lambda: app.health()[0], what="/healthz back to 200")
+        await until(lambda: app.runtime.health()[0], what="/healthz back to 200")
         await until(lambda: pages(admin_api, "state_writable"), what="the all-clear")
-        assert app.metrics.registry.get_sample_value("watchdog_state_writable") == 1
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_state_writable") == 1
     finally:
         await app.stop()
     store = SqliteStore(tmp_path / "w.db")
@@ -279,7 +279,7 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", event
                   retry: {{attempts: 3, initial_backoff: 10ms}}}}]
 """
     admin_api.delay[HOOK] = 0.5
-    app = App(parse_config(text, {}), serve_http=False)
+    app = await App.create(parse_config(text, {}), serve_http=False)
     await app.start()
     try:
         await until(lambda: pages(admin_api, "incident_opened"), what="the page's request")
@@ -292,7 +292,7 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", event
             await asyncio.sleep(1.5)  # the channel's supervisor starts a new worker within 1 s
         assert len(pages(admin_api, "incident_opened")) == 1
         FullDisk.full = False
-        await until(lambda: app.notifier.status()["hook"]["pending"] == 0, what="the mark to land")
+        await until(lambda: app.runtime.notifier.status()["hook"]["pending"] == 0, what="the mark to land")
         assert len(pages(admin_api, "incident_opened")) == 1
     finally:
         FullDisk.full = False
@@ -330,20 +330,20 @@ targets:
       - {{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}
       - {{level: 2, name: two, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l2"}}]}}
 """, {})
-    app = App(cfg, serve_http=False)
-    app.store_wait = 0.2
+    app = await App.create(cfg, serve_http=False)
+    app.runtime.store_wait = 0.2
     await app.start()
     try:
-        ex = app.executors["svc"]
+        ex = app.runtime.executors["svc"]
         await until(lambda: ex.busy, what="level 1 waiting for its intent")
-        await app.pause(None, timedelta(hours=2), "an operator takes over")
+        await app.runtime.pause(None, timedelta(hours=2), "an operator takes over")
         FullDisk.full = False
         await until(lambda: not ex.busy, what="level 1 to be held")
         assert admin_api.count("/l1") == 0 and ex.machine.phase.value == "verifying"
         assert ex.machine.incident is not None and ex.machine.incident.runs[-1].outcome == "not_started"
         await asyncio.sleep(0.6)  # three polls on, the rule alarming and the pause holding
         assert admin_api.count("/l1") == 0 and admin_api.count("/l2") == 0
-        await app.resume(None, "done")
+        await app.runtime.resume(None, "done")
         await until(lambda: admin_api.count("/l1") == 1, what="level 1 at resume")
         assert admin_api.count("/l2") == 0
     finally:

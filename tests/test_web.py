@@ -40,13 +40,13 @@ async def _get(port: int, path: str) -> tuple[int, object]:
 async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_path):
     clock = FakeClock(datetime.now(timezone.utc))
     cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9", state=tmp_path / "w.db"), {})
-    app = App(cfg, clock=clock)
+    app = await App.create(cfg, clock=clock)
     await app.start()
     try:
         port = app.bound_port
         assert port
-        await until(lambda: app.board is not None and app.board.sources["cloudwatch"].last_poll is not None
-                    and not app.polling, what="the first poll and its evaluation")
+        await until(lambda: app.runtime.board is not None and app.runtime.board.sources["cloudwatch"].last_poll is not None
+                    and not app.runtime.polling, what="the first poll and its evaluation")
         status, body = await _get(port, "/readyz")
         assert status == (200 if reachable else 503)
         if not reachable:
@@ -77,13 +77,13 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
     finally:
         await app.stop()
     # After stop the scheduler is gone: a supervisor would see it unhealthy.
-    assert app.health()[0] is False
+    assert app.runtime.health()[0] is False
 
 
 async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env, tmp_path):
     cfg = parse_config(CONFIG.format(aws=moto_url, state=tmp_path / "w.db"), {})
-    app = App(cfg, clock=FakeClock(datetime.now(timezone.utc)))
-    await app.start(schedule=False)
+    app = await App.create(cfg, clock=FakeClock(datetime.now(timezone.utc)), schedule=False)
+    await app.start()
     try:
         status, body = await _get(app.bound_port, "/healthz")
         assert status == 503 and body["why"] == "scheduler not running"

@@ -127,6 +127,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     from watchdog.failpoints import KNOWN, Failpoints
     from watchdog.lock import LockHeld
     from watchdog.sdnotify import SystemdNotifier
+    from watchdog.wiring import SourceStartFailed
 
     stop, hup = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -141,18 +142,19 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     sd = SystemdNotifier(*systemd_environment())
-    app = App(cfg, dry_run=dry_run, failpoints=Failpoints(armed), sd=sd)
+    try:
+        app = await App.create(cfg, dry_run=dry_run, failpoints=Failpoints(armed), sd=sd)
+    except (LockHeld, SourceStartFailed) as exc:  # each says itself in one line
+        print(f"rollback-watchdog: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as exc:  # e.g. a state path that cannot be used: one line, no traceback
+        print(f"rollback-watchdog: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     try:
         try:
             await app.start()
-        except LockHeld as exc:
-            print(f"rollback-watchdog: cannot start: {exc}", file=sys.stderr)
-            return EXIT_FAIL
         except OSError as exc:
             print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
-            return EXIT_FAIL
-        except Exception as exc:  # e.g. an unknown AWS profile: one line, no traceback
-            print(f"rollback-watchdog: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_FAIL
         # What start() built (config, models, clients, the rule board) lives as long as the process: keep it
         # out of the cyclic collector's scans. At 5 000 rules a full collection over it, set off by the
@@ -173,7 +175,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
                 await _reload(app, path)
                 gc.collect()
                 gc.freeze()
-                sd.ready(app.status_line())
+                sd.ready(app.runtime.status_line())
         return EXIT_OK
     finally:
         await app.stop()
@@ -216,12 +218,20 @@ async def _reload(app: Any, path: str) -> None:
 
 async def _once(cfg: Config) -> int:
     from watchdog.app import App
-    from watchdog.journal import MemoryJournal
+    from watchdog.journal import MemoryStore
+    from watchdog.wiring import SourceStartFailed
 
-    app = App(cfg, serve_http=False, journal=MemoryJournal())  # --once acts on nothing: no state file
+    try:  # --once acts on nothing: no state file
+        app = await App.create(cfg, serve_http=False, schedule=False, store=MemoryStore())
+    except SourceStartFailed as exc:
+        print(f"rollback-watchdog: cannot run: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as exc:
+        print(f"rollback-watchdog: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     try:
-        await app.start(schedule=False)
-        results = await app.once()
+        await app.start()
+        results = await app.runtime.once()
     except Exception as exc:
         print(f"rollback-watchdog: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -233,16 +243,15 @@ async def _once(cfg: Config) -> int:
         for name, view in views.items():
             ev = view.evaluation
             alarm |= ev.state.value == "alarm"
-            rows.append((target, name, app.board.slots[f"{target}/{name}"].rule.category if app.board else "",
+            rows.append((target, name, app.runtime.board.slots[f"{target}/{name}"].rule.category,
                          ev.state.value, _fmt(ev.value), str(view.spec.threshold),
                          ev.value_at.strftime("%Y-%m-%dT%H:%M:%SZ") if ev.value_at else "-", ev.reason))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-    if app.board:
-        for h in app.board.sources.values():
-            if not h.up:
-                print(f"source {h.name} is down: {h.last_error}")
+    for h in app.runtime.board.sources.values():
+        if not h.up:
+            print(f"source {h.name} is down: {h.last_error}")
     return EXIT_FAIL if alarm else EXIT_OK
 
 

@@ -18,7 +18,7 @@ from watchdog.config.types import format_duration, parse_duration
 from watchdog.status import to_json
 
 if TYPE_CHECKING:
-    from watchdog.app import App
+    from watchdog.runtime import Runtime
 
 Handler = Any
 # The largest request body read (aiohttp's client_max_size, set by web.build_web): an Alertmanager
@@ -26,7 +26,7 @@ Handler = Any
 MAX_BODY = 1024 * 1024
 
 
-def add_routes(wa: web.Application, key: web.AppKey["App"]) -> None:
+def add_routes(wa: web.Application, key: web.AppKey["Runtime"]) -> None:
     def wrap(fn: Handler) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             app = request.app[key]
@@ -60,7 +60,7 @@ def _authorized(given: str, token: str) -> bool:
                                f"Bearer {token}".encode("utf-8", "surrogatepass"))
 
 
-async def alertmanager(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def alertmanager(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     """Alertmanager's webhook (payload version 4). The alert sources are judged at once, not at their
     next interval: a firing alert should act as fast as a polled breach."""
     try:
@@ -68,7 +68,7 @@ async def alertmanager(app: "App", request: web.Request, body: dict[str, Any]) -
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     for name in app.alert_sources():
-        app.spawn(app.poll(name), f"poll:{name}:pushed")
+        app.tasks.spawn(app.poll(name), f"poll:{name}:pushed")
     return web.json_response({"received": taken})
 
 
@@ -141,7 +141,7 @@ def _text(body: dict[str, Any], key: str, required: bool = True) -> str | None:
     return value.strip()
 
 
-async def pause(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def pause(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     raw = _text(body, "duration")
     try:
         duration = parse_duration(raw)
@@ -158,7 +158,7 @@ async def pause(app: "App", request: web.Request, body: dict[str, Any]) -> web.R
                               "duration": format_duration(duration), "stored": stored})
 
 
-async def resume(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def resume(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     target, reason = _text(body, "target", required=False), _text(body, "reason", required=False)
     try:
         p, stored = await app.resume(target, reason or "resumed by an operator")
@@ -167,7 +167,7 @@ async def resume(app: "App", request: web.Request, body: dict[str, Any]) -> web.
     return web.json_response({"resumed": p.scope if p else None, "was_paused": p is not None, "stored": stored})
 
 
-async def rollback(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def rollback(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     target = request.match_info["target"]
     if target not in app.executors:
         return _err(404, f"no target named {_shown(target)}")
@@ -186,7 +186,7 @@ async def rollback(app: "App", request: web.Request, body: dict[str, Any]) -> we
     return web.json_response({"target": target, "level": level, "incident": incident}, status=202)
 
 
-async def resolve(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def resolve(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     note = _text(body, "note")
     incident = request.match_info["incident"]
     try:
@@ -198,11 +198,11 @@ async def resolve(app: "App", request: web.Request, body: dict[str, Any]) -> web
     return web.json_response({"resolved": incident, "target": target, "stored": stored})
 
 
-async def incidents(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def incidents(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     return web.json_response({"incidents": app.incidents()}, dumps=to_json)
 
 
-async def incident(app: "App", request: web.Request, body: dict[str, Any]) -> web.Response:
+async def incident(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     wanted = request.match_info["incident"]
     found = next((i for i in app.incidents() if i.get("id") == wanted), None)
     if found is None:

@@ -130,6 +130,11 @@ class TargetMachine:
         self.last_closed: Incident | None = None
         self._starts: deque[datetime] = deque()  # level starts, for the circuit breaker
 
+    def reconfigure(self, max_level: int, verify_window: timedelta, max_rollbacks_per_hour: int) -> None:
+        """A reload's new policy; the incident, its running level and the breaker's history are kept."""
+        self.max_level, self.verify_window = max_level, verify_window
+        self.max_rollbacks_per_hour = max_rollbacks_per_hour
+
     def restore_breaker(self, starts: list[datetime]) -> None:
         """After a restart: the level runs of the last hour still count."""
         self._starts = deque(sorted(starts))

@@ -102,7 +102,11 @@ class TargetExecutor:
         self.blind_sources = dict(blind)
         self.sync_state()
 
-    def set_redactor(self, redactor: Redactor) -> None:
+    def reconfigure(self, target: Target, redactor: Redactor) -> None:
+        """A reload: the target's new levels and policy, its machine (incident, running level) kept."""
+        self.target = target
+        self.machine.reconfigure(target.max_level, target.escalation.verify_window,
+                                 target.escalation.max_rollbacks_per_hour)
         self._mask = redactor.text
 
     def announce(self, ev: Event) -> None:

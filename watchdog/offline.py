@@ -34,20 +34,23 @@ async def _run(cfg, target: str, level: int, reason: str) -> int:  # type: ignor
     from watchdog.redact import redactor_for
 
     setup_logging(cfg.watchdog.log_level, sys.stderr, redactor_for(cfg))
-    app = App(cfg, serve_http=False, owner="rollback --offline")
     try:
+        app = await App.create(cfg, serve_http=False, schedule=False, owner="rollback --offline")
+    except LockHeld as exc:
+        print(f"rollback-watchdog rollback: refused: {exc}; use `rollback` without --offline "
+              "so the running daemon acts", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a state file that cannot be used, a source that cannot start: one line
+        print(f"rollback-watchdog rollback: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        await app.start()
         try:
-            await app.start(schedule=False)
-        except LockHeld as exc:
-            print(f"rollback-watchdog rollback: refused: {exc}; use `rollback` without --offline "
-                  "so the running daemon acts", file=sys.stderr)
-            return 1
-        try:
-            incident = await app.manual_rollback(target, level, f"offline: {reason}")
+            incident = await app.runtime.manual_rollback(target, level, f"offline: {reason}")
         except ValueError as exc:
             print(f"rollback-watchdog rollback: refused: {exc}", file=sys.stderr)
             return 1
-        ex = app.executors[target]
+        ex = app.runtime.executors[target]
         ex.stopping = True  # this one level only: no escalation, no checks without the daemon
         if ex.level_task is not None:
             await ex.level_task

@@ -21,7 +21,7 @@ from watchdog.codec import decode_incident
 from watchdog.escalation import Event, Incident, Phase, RunLevel
 
 if TYPE_CHECKING:
-    from watchdog.app import App
+    from watchdog.runtime import Runtime
 
 log = structlog.get_logger("watchdog.recovery")
 
@@ -46,7 +46,7 @@ def action_states(records: list[Any], level_started: datetime) -> dict[int, tupl
     return out
 
 
-async def recover(app: "App") -> None:
+async def recover(app: "Runtime") -> None:
     store = app.journal
     now = app.clock.now()
     for row in store.open_incidents():
@@ -94,7 +94,7 @@ def plan_resume(actions: list[Any], states: dict[int, tuple[str, str, int]]) -> 
     return "done", len(actions)
 
 
-async def _resume_level(app: "App", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
+async def _resume_level(app: "Runtime", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
     level = ex.target.level(inc.level)
     if level is None:
         await ex.finish_level(inc.id, inc.level, False, "level no longer configured after the restart")

@@ -10,111 +10,81 @@ Needing a restart (logged, the old value stays): `listen`, `state_path`, `dry_ru
 
 from __future__ import annotations
 
-from typing import Any, TYPE_CHECKING
-
 from watchdog.config.models import Config
-from watchdog.escalation import TargetMachine
 from watchdog.executor import TargetExecutor
 from watchdog.metrics import rule_labels
 from watchdog.notify import build_channels
 from watchdog.redact import redactor_for
+from watchdog.runtime import Runtime
 from watchdog.signals import SignalBoard
-from watchdog.sources import SAMPLED, SourceDeps, build_source
-
-if TYPE_CHECKING:
-    from watchdog.app import App
+from watchdog.sources import SourceDeps
+from watchdog.wiring import SourceStartFailed, board_for, executor_for, start_sources
 
 
 class ReloadRefused(Exception):
     pass
 
 
-async def apply_reload(app: "App", new: Config) -> list[str]:
-    """Returns notes for the log (what needs a restart); raises ReloadRefused."""
-    old = app.cfg
+async def apply_reload(rt: Runtime, new: Config) -> list[str]:
+    """Returns notes for the log (what needs a restart); raises ReloadRefused. The caller pauses polling
+    around it and sets the new poll pace afterwards (app.App.reload)."""
+    old = rt.cfg
     names = {t.name for t in new.targets}
-    for name, ex in app.executors.items():
+    for name, ex in rt.executors.items():
         if name not in names and ex.machine.incident is not None:
             raise ReloadRefused(f"target {name!r} has open incident {ex.machine.incident.id}: resolve it first")
     notes = [f"{key} changed: it takes effect at the next restart"
              for key in ("listen", "state_path", "dry_run") if getattr(old.watchdog, key) != getattr(new.watchdog, key)]
-
-    if app.scheduler is not None and app.scheduler.running:
-        app.scheduler.pause()
+    board = _carried_over(rt.board, board_for(new))
+    # The new sources start before the old ones close: one that cannot start refuses the reload.
     try:
-        await _swap(app, new)
-    finally:
-        if app.scheduler is not None and app.scheduler.running:
-            app.reschedule()
-            app.scheduler.resume()
+        sources = await start_sources(new, board, SourceDeps(new.aws, rt.session, rt.metrics, rt.alerts))
+    except SourceStartFailed as exc:
+        raise ReloadRefused(str(exc)) from None
+    for gone in rt.sources.values():
+        await gone.close()
+    rt.sources, rt.board, rt.cfg, rt.redactor = sources, board, new, redactor_for(new)
+    for replaced in rt.notifier.set_channels(build_channels(new.notifications, rt.session)):
+        await replaced.close()
+    rt.executors = _executors(rt, new)
+    rt.rule_series.keep(rule_labels(new))
     return notes
 
 
-async def _swap(app: "App", new: Config) -> None:
-    if app.session is None or app.board is None:
-        raise ReloadRefused("the watchdog has not started")
-    old_board = app.board
-    board = SignalBoard(new, {s.name: SAMPLED[s.type] for s in new.sources})
+def _carried_over(old: SignalBoard, board: SignalBoard) -> SignalBoard:
+    """Source health of unchanged sources and the readings of unchanged rules go on in the new board."""
     for name, health in board.sources.items():
-        prev = old_board.sources.get(name)
+        prev = old.sources.get(name)
         if prev is not None and prev.type == health.type:
             board.sources[name] = prev
     for key, slot in board.slots.items():
-        prev_slot = old_board.slots.get(key)
+        prev_slot = old.slots.get(key)
         # The same rule under a new source interval has a new bucket period: keep its readings, not its spec.
         if prev_slot is not None and prev_slot.rule == slot.rule:
             if prev_slot.spec == slot.spec:
                 board.slots[key] = prev_slot
             else:
                 slot.points, slot.history, slot.state = prev_slot.points, prev_slot.history, prev_slot.state
-    # The new sources start before the old ones close: one that cannot start refuses the reload.
-    deps = SourceDeps(new.aws, app.session, app.metrics, app.alerts)
-    started: dict[str, Any] = {}
-    for s in new.sources:
-        src = build_source(s, board.queries(s.name), deps)
-        try:
-            await src.start()
-        except Exception as exc:
-            for done in started.values():
-                await done.close()
-            raise ReloadRefused(f"source {s.name} cannot start: {type(exc).__name__}: {exc}") from None
-        started[s.name] = src
-    for old in app.sources.values():
-        await old.close()
-    app.sources = started
-    app.board = board
+    return board
 
-    app.cfg = new
-    app.redactor = redactor_for(new)
-    for replaced in app.notifier.set_channels(build_channels(new.notifications, app.session)):
-        await replaced.close()
-    runners = next(iter(app.executors.values()))._runners if app.executors else None
-    executors = {}
+
+def _executors(rt: Runtime, new: Config) -> dict[str, TargetExecutor]:
+    executors: dict[str, TargetExecutor] = {}
     for t in new.targets:
-        ex = app.executors.get(t.name)
+        ex = rt.executors.get(t.name)
         if ex is None:
-            machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window,
-                                    t.escalation.max_rollbacks_per_hour, app.new_incident_id,
-                                    paused=app.pause_reader(t.name))
-            ex = TargetExecutor(t, machine, runners or app.runners(), app.journal, app.notifier, app.metrics,
-                                app.clock, app.spawn, app.dry_run, app.redactor, app.failpoints)
+            ex = executor_for(rt, t)
         else:
-            ex.target = t
-            ex.machine.max_level = t.max_level
-            ex.machine.verify_window = t.escalation.verify_window
-            ex.machine.max_rollbacks_per_hour = t.escalation.max_rollbacks_per_hour
-            ex.set_redactor(app.redactor)
+            ex.reconfigure(t, rt.redactor)
         executors[t.name] = ex
-    for gone in set(app.executors) - set(executors):  # its series would report a level and incident forever
-        for gauge in (app.metrics.target_level, app.metrics.incidents_open, app.metrics.target_exhausted,
-                      app.metrics.target_blind):
+    for gone in set(rt.executors) - set(executors):  # its series would report a level and incident forever
+        for gauge in (rt.metrics.target_level, rt.metrics.incidents_open, rt.metrics.target_exhausted,
+                      rt.metrics.target_blind):
             try:
                 gauge.remove(gone)
             except KeyError:
                 pass
-    for t in new.targets:
-        if t.name not in app.executors:
-            app.metrics.target_level.labels(t.name).set(0)
-            app.metrics.incidents_open.labels(t.name).set(0)
-    app.executors = executors
-    app.rule_series.keep(rule_labels(new))
+    return executors
+
+
+

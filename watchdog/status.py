@@ -10,7 +10,7 @@ from watchdog import __version__
 from watchdog.config.types import format_duration
 
 if TYPE_CHECKING:
-    from watchdog.app import App
+    from watchdog.runtime import Runtime
 
 
 # JSON for HTTP answers: datetimes and other values as strings, never a crash.
@@ -25,14 +25,14 @@ def _value(v: Any) -> Any:
     return v if v is None or isinstance(v, bool) else float(v)
 
 
-def status_document(app: "App") -> dict[str, Any]:
+def status_document(app: "Runtime") -> dict[str, Any]:
     board = app.board
     targets = []
     now = app.clock.now()
     for name, ex in app.executors.items():
         m = ex.machine
         inc = m.incident
-        pause = app.pauses.active(name, now)
+        pause = app.pausing.pauses.active(name, now)
         targets.append(
             {
                 "name": name,
@@ -120,7 +120,7 @@ def incident_doc(inc: Any) -> dict[str, Any]:
     }
 
 
-def incident_documents(app: "App") -> list[dict[str, Any]]:
+def incident_documents(app: "Runtime") -> list[dict[str, Any]]:
     found = []
     for ex in app.executors.values():
         for inc in (ex.machine.incident, ex.machine.last_closed):

@@ -12,12 +12,12 @@ from watchdog.control import MAX_BODY, add_routes
 from watchdog.status import to_json
 
 if TYPE_CHECKING:
-    from watchdog.app import App
+    from watchdog.runtime import Runtime
 
-APP_KEY: web.AppKey["App"] = web.AppKey("watchdog", object)  # type: ignore[arg-type]
+APP_KEY: web.AppKey["Runtime"] = web.AppKey("watchdog", object)  # type: ignore[arg-type]
 
 
-def build_web(app: "App") -> web.Application:
+def build_web(app: "Runtime") -> web.Application:
     # Stated, not left to aiohttp's default: the control API's 413 answer names this limit.
     wa = web.Application(client_max_size=MAX_BODY, middlewares=[api_errors_as_json])
     wa[APP_KEY] = app

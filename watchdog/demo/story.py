@@ -116,22 +116,22 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
         async with session.client("cloudwatch", region_name="us-east-1", endpoint_url=aws_url) as cw:
             samples: list[float] = []
             publisher = asyncio.create_task(publish_metrics(cw, state, stop, on_sample=samples.append))
-            app = App(cfg, listeners=(tl.event,))
+            app = await App.create(cfg, listeners=(tl.event,))
             await app.start()
             tl.say(f"watchdog up: metrics at http://127.0.0.1:{app.bound_port}/metrics, logs in {log_path}")
             tl.say(f"story: latency is normal; a fault in the Bedrock path starts at {fault_at:.0f}s")
             result = await _watch(app, state, tl, samples, fault_at)
             stop.set()
             await publisher
-            await app.notifier.drain(3)
+            await app.runtime.notifier.drain(3)
             tl.say(f"notifications: {len(state.notifications)} delivered to the demo webhook "
                    f"({', '.join(state.notifications)})")
-            ex = app.executors["hybrid-routing"]
+            ex = app.runtime.executors["hybrid-routing"]
             inc = ex.machine.incident
             if inc is not None:
-                await app.journal.flush()  # the report reads the state file: every record has landed
+                await app.runtime.journal.flush()  # the report reads the state file: every record has landed
                 print("", file=out)
-                print(incident_report(inc, app.journal.records(inc.id)), file=out)
+                print(incident_report(inc, app.runtime.journal.records(inc.id)), file=out)
             return result
     finally:
         stop.set()
@@ -143,7 +143,7 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
 
 
 async def _watch(app: App, state: ServiceState, tl: Timeline, samples: list[float], fault_at: float) -> int:
-    ex = app.executors["hybrid-routing"]
+    ex = app.runtime.executors["hybrid-routing"]
     t0 = time.monotonic()
     last_report = 0.0
     while True:

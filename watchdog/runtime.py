@@ -1,0 +1,260 @@
+"""The running watchdog: polling and evaluating, the operators' commands, health, readiness and status.
+
+Built whole by watchdog/wiring.py (nothing here is optional) and run by the lifecycle in app.py, which
+owns the scheduler, the web runner and the order of the stop. The HTTP face (web, control, status),
+reload and recovery work on this object and never on the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+
+from watchdog.actions import Runner
+from watchdog.clock import Clock
+from watchdog.config.models import Config
+from watchdog.config.types import format_duration
+from watchdog.escalation import RuleView
+from watchdog.executor import TargetExecutor
+from watchdog.failpoints import Failpoints
+from watchdog.health import PollPace, attempt_deadline, judge
+from watchdog.lock import StateLock
+from watchdog.metrics import Metrics, RuleSeries
+from watchdog.notify import Notifier
+from watchdog.pause import Pause
+from watchdog.pausing import PauseKeeper
+from watchdog.redact import Redactor
+from watchdog.retrying import on_attempt
+from watchdog.signals import SignalBoard
+from watchdog.sources import AlertStore, SourceError
+from watchdog.sources.base import Source
+from watchdog.status import incident_documents, status_document
+from watchdog.statewatch import StateWatch
+from watchdog.statewriter import StateWriter
+from watchdog.storage import Store
+from watchdog.tasks import Tasks
+
+log = structlog.get_logger("watchdog.runtime")
+
+
+class Runtime:
+    def __init__(self, *, cfg: Config, clock: Clock, dry_run: bool, metrics: Metrics, journal: Store,
+                 writer: StateWriter, lock: StateLock | None, session: aiohttp.ClientSession, notifier: Notifier,
+                 redactor: Redactor, alerts: AlertStore, board: SignalBoard, sources: dict[str, Source],
+                 executors: dict[str, TargetExecutor], pausing: PauseKeeper, statewatch: StateWatch, tasks: Tasks,
+                 failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
+                 runners: Mapping[str, Runner]):
+        self.cfg, self.clock, self.dry_run, self.metrics = cfg, clock, dry_run, metrics
+        self.rule_series = RuleSeries(metrics)
+        self.journal, self.writer, self.lock, self.session = journal, writer, lock, session
+        self.notifier, self.redactor, self.alerts = notifier, redactor, alerts
+        self.board, self.sources, self.executors = board, sources, executors
+        self.pausing, self.statewatch, self.tasks = pausing, statewatch, tasks
+        self.failpoints, self.new_incident_id, self.runners = failpoints, new_incident_id, runners
+        self.scheduler_running: Callable[[], bool] = lambda: False  # the lifecycle says (app.py)
+        self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
+        self._polls: set[asyncio.Task[Any]] = set()
+        self._progress: dict[str, datetime] = {}  # per source: a try started or an evaluation ended (health.py)
+        self._deadlines: dict[str, timedelta] = {}
+        self._inflight: dict[str, timedelta] = {}  # the deadline each running poll started with
+        self.pace_polls()
+
+    # --- polling and evaluating -------------------------------------------------------------
+
+    @property
+    def polling(self) -> bool:
+        """A scheduled poll (and its evaluation) is running now."""
+        return bool(self._polls)
+
+    @property
+    def polls(self) -> set[asyncio.Task[Any]]:
+        return set(self._polls)
+
+    def pace_polls(self) -> None:
+        """Each source's poll deadline, from its config (built, reloaded)."""
+        self._deadlines = {s.name: attempt_deadline(s.timeout, s.retry) for s in self.cfg.sources}
+        now = self.clock.now()
+        self._progress = {name: self._progress.get(name, now) for name in self._deadlines}
+
+    def alert_sources(self) -> list[str]:
+        return [s.name for s in self.cfg.sources if s.type == "alertmanager"]
+
+    async def poll(self, name: str) -> None:
+        """The scheduler's job: poll one source, then evaluate the targets that use it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)
+        try:
+            await self._poll(name)
+        finally:
+            if task is not None:
+                self._polls.discard(task)
+
+    async def once(self) -> dict[str, dict[str, RuleView]]:
+        """One poll of every source and one evaluation, with no action: `run --once`."""
+        await asyncio.gather(*(self._poll(name, evaluate=False) for name in self.sources))
+        now = self.clock.now()
+        return {t.name: self.board.evaluate(t.name, now) for t in self.cfg.targets}
+
+    async def _poll(self, name: str, evaluate: bool = True) -> None:
+        board, src = self.board, self.sources[name]
+        started = self.clock.monotonic()
+        now = self.clock.now()
+        deadline = self._deadlines[name]
+        self._inflight[name] = deadline  # judged by the deadline it started with, whatever a reload sets
+        try:
+            data = await self._read(name, src, now, deadline)
+        except SourceError as exc:
+            self._source_failed(name, str(exc), now)
+        except TimeoutError:
+            self._source_failed(name, f"no try started or answered within {format_duration(deadline)} (one try's "
+                                "timeout and backoff): cut off", now)
+        except Exception as exc:  # an unexpected failure is still only a failed poll
+            self._source_failed(name, f"{type(exc).__name__}: {exc}", now)
+        else:
+            board.source_ok(name, dict(data), now)
+            self.metrics.source_up.labels(name).set(1)
+        finally:
+            self._inflight.pop(name, None)
+        self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
+        judged = True
+        if evaluate:
+            for target in board.targets_of(name):
+                try:
+                    await self.evaluate(target)
+                except Exception as exc:  # a bug: the other targets are still judged, and /healthz says it
+                    judged = False
+                    log.error("evaluation_crashed", target=target, source=name, error=f"{type(exc).__name__}: {exc}",
+                              exc_info=exc)
+                # A level this target just started sends its first request now, not after every other
+                # target of the source has been evaluated (bench: reaction time at 1 000+ rules).
+                await asyncio.sleep(0)
+        if judged:
+            self._progress[name] = self.clock.now()
+
+    async def _read(self, name: str, src: Source, now: datetime, deadline: timedelta) -> Mapping[str, Any]:
+        """The poll, cut off when no try has started for `deadline`: a hanging source is then a failed poll,
+        like one that answers 500, and its targets are judged (blind, paged) instead of waiting on it."""
+        loop, secs = asyncio.get_running_loop(), deadline.total_seconds()
+        self._progress[name] = now
+        async with asyncio.timeout(secs) as cut:
+            def attempt_started() -> None:
+                cut.reschedule(loop.time() + secs)
+                self._progress[name] = self.clock.now()
+
+            with on_attempt(attempt_started):
+                return await src.poll(now)
+
+    def _source_failed(self, name: str, error: str, now: datetime) -> None:
+        error = self.redactor.text(error)
+        self.board.source_failed(name, error, now)
+        self.metrics.source_up.labels(name).set(0)
+        self.metrics.source_errors.labels(name).inc()
+        log.warning("source_poll_failed", source=name, error=error)
+
+    async def evaluate(self, target: str) -> None:
+        board = self.board
+        now = self.clock.now()
+        self.pausing.expire(now)
+        views = board.evaluate(target, now)
+        record = self.rule_series.record
+        for rname, view in views.items():
+            ev = view.evaluation
+            record(target, rname, board.slots[f"{target}/{rname}"].rule.category, ev.state.number,
+                   None if ev.value is None else float(ev.value))
+        self.metrics.last_evaluation.set(now.timestamp())
+        ex = self.executors[target]
+        ex.set_blind_sources(board.blind_sources(target, now))
+        await ex.observe(views)
+
+    # --- operator control (the control API calls these) ----------------------------------------
+
+    async def pause(self, target: str | None, duration: timedelta, reason: str) -> tuple[Pause, bool]:
+        """The pause, and whether it is in the state file (a restart keeps it) when this returns."""
+        if target is not None and target not in self.executors:
+            raise KeyError(target)
+        pause = self.pausing.set(target, duration, reason)
+        return pause, await self._stored()
+
+    async def resume(self, target: str | None, reason: str) -> tuple[Pause | None, bool]:
+        if target is not None and target not in self.executors:
+            raise KeyError(target)
+        pause = self.pausing.clear(target, reason)
+        stored = await self._stored()
+        if pause is not None:
+            for name in self.pausing.scope_targets(pause.scope):
+                await self.evaluate(name)  # act on what is alarming now, not at the next poll
+        return pause, stored
+
+    async def manual_rollback(self, target: str, level: int, reason: str) -> str:
+        return await self.executors[target].manual(level, reason)
+
+    async def resolve(self, incident: str, note: str) -> tuple[str, bool]:
+        """The target, and whether the closing is in the state file (a kill -9 now would not reopen it)."""
+        for ex in self.executors.values():
+            inc = ex.machine.incident
+            if inc is not None and inc.id == incident:
+                await ex.resolve(note)
+                return ex.target.name, await self._stored()
+        raise KeyError(incident)
+
+    async def _stored(self) -> bool:
+        """Wait (a while) for what was written so far: an operator told "paused" must not lose it to a kill -9.
+        False when the state file is failing: in force now, not yet kept across a restart."""
+        try:
+            await asyncio.wait_for(self.journal.flush(), self.store_wait)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- what the web face and systemd read ------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """/healthz: alive (`liveness`) and able to record what it decides."""
+        failure = self.writer.failure
+        if failure is not None:
+            return False, (f"state file not writable since {failure.since:%H:%M:%S}Z: {failure.error} "
+                           f"({self.writer.pending} writes waiting)")
+        return self.liveness()
+
+    def liveness(self) -> tuple[bool, str]:
+        """What the systemd watchdog is told: a restart cannot fix a full disk or another process's lock, and
+        would drop the writes waiting for it, so a state file failure does not count here; a file changed
+        under the watchdog (StateConflict) does, since only a restart reads it again."""
+        failure = self.writer.failure
+        if failure is not None and failure.fatal:
+            return False, f"the state file changed under the watchdog ({failure.error}): restart it"
+        paces = [PollPace(s.name, s.interval, max(self._deadlines[s.name], self._inflight.get(s.name, timedelta(0))),
+                          self._progress[s.name])
+                 for s in self.cfg.sources if s.name in self._progress]
+        return judge(self.clock.now(), self.scheduler_running(), paces)
+
+    def readiness(self) -> tuple[bool, str]:
+        waiting = [h.name for h in self.board.sources.values() if not h.answered]
+        if waiting:
+            return False, "waiting for first answer from: " + ", ".join(waiting)
+        return True, "config loaded; every source has answered"
+
+    def status(self) -> dict[str, Any]:
+        return status_document(self)
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """Open incidents and the last closed one per target, newest first."""
+        return incident_documents(self)
+
+    def status_line(self) -> str:
+        """One line for systemctl status: every target's level and phase, sources up, pauses."""
+        now = self.clock.now()
+        targets = ", ".join(
+            f"{name} L{ex.machine.level} {ex.machine.phase.value}" + (" blind" if ex.blind_sources else "")
+            for name, ex in self.executors.items()
+        )
+        up = sum(1 for h in self.board.sources.values() if h.up)
+        paused = ", ".join(p.scope for p in self.pausing.pauses.all(now)) or "none"
+        return f"{targets}; sources up {up}/{len(self.cfg.sources)}; paused: {paused}" + (
+            "; DRY RUN" if self.dry_run else "")

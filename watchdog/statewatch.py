@@ -1,0 +1,70 @@
+"""What the watchdog says when its state file cannot be written, and when it can again.
+
+The writer (watchdog/statewriter.py) reports on the event loop; this turns that into the gauge, a
+critical log line, and a page that does not go through the state file (it is the state file that
+fails): one message per channel, at most every STATE_PAGE_EVERY, since a disk hovering at full would
+otherwise page on every flap. The all-clear follows a page, through the outbox like any event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import structlog
+
+from watchdog.clock import Clock
+from watchdog.escalation import Event
+from watchdog.executor import TargetExecutor
+from watchdog.metrics import Metrics
+from watchdog.notify import Notifier
+from watchdog.statewriter import WriteFailure
+
+log = structlog.get_logger("watchdog.statewatch")
+STATE_PAGE_EVERY = timedelta(minutes=10)
+
+
+class StateWatch:
+    def __init__(self, metrics: Metrics, notifier: Notifier, clock: Clock,
+                 targets: Callable[[], Mapping[str, TargetExecutor]], waiting: Callable[[], int]):
+        self._metrics, self._notifier, self._clock = metrics, notifier, clock
+        self._targets = targets  # read each time: a reload replaces the executors
+        self._waiting = waiting
+        self._paged_at: datetime | None = None
+        self._paged = False
+
+    def changed(self, failure: WriteFailure | None) -> None:
+        self._metrics.state_writable.set(0 if failure else 1)
+        if failure is not None:
+            log.critical("state_write_failed", error=failure.error, since=failure.since.isoformat(),
+                         waiting=self._waiting(), why="no action runs until its intent is in the state file")
+            self.page(failure)
+            return
+        log.warning("state_write_recovered", why="the state file can be written again")
+        if self._paged:  # the all-clear follows a page, not every short flap the page limit swallowed
+            self._paged = False
+            now = self._clock.now()
+            for name, ex in self._targets().items():
+                inc = ex.machine.incident
+                ex.announce(Event("state_writable", "info", name, inc.id if inc else None, ex.machine.level, now,
+                                  "the state file can be written again", "decisions and actions go on"))
+
+    def page(self, failure: WriteFailure) -> None:
+        """Also called once the targets exist, for a file that failed before they did."""
+        targets, now = self._targets(), self._clock.now()
+        if not targets:
+            return
+        if self._paged_at is not None and now - self._paged_at < STATE_PAGE_EVERY:
+            return
+        self._paged_at, self._paged = now, True
+        why = f"the state file cannot be written: {failure.error}"
+        nxt = ("no action runs until its intent is recorded; free disk space or end the other process's lock"
+               if not failure.fatal else "restart the watchdog: it must read the state file again")
+        self._notifier.send_direct([
+            Event("state_unwritable", "critical", name, ex.machine.incident.id if ex.machine.incident else None,
+                  ex.machine.level, now, why, nxt)
+            for name, ex in targets.items()])
+
+    @staticmethod
+    def bug(error: str) -> None:
+        log.error("state_write_crashed", error=error, why="a write the state file would not take; skipped")
