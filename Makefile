@@ -23,7 +23,10 @@ dev: $(VENV)/.dev-installed
 demo: $(VENV)/.installed
 	$(BIN)/rollback-watchdog demo
 
+# The import contracts and the type check (pyproject.toml) first: a broken architecture fails in seconds.
 test: $(VENV)/.dev-installed
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmark (bench/README.md): the same .venv as `make test`, then the run; writes bench/results.json and the table.

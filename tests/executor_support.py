@@ -21,9 +21,11 @@ import yaml
 from watchdog.actions import build_runners
 from watchdog.config import parse_config
 from watchdog.config.models import Target
-from watchdog.escalation import Event, RuleView, TargetMachine
+from watchdog.escalation import RuleView, TargetMachine
+from watchdog.events import Event
 from watchdog.executor import TargetExecutor
 from watchdog.journal import MemoryJournal, Record
+from watchdog.storage import Store
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.rules import Datapoint, align, evaluate
@@ -97,22 +99,23 @@ class Harness:
     """One target's executor, its machine, journal, metrics and notifier, on a fake clock."""
 
     def __init__(self, target: Target, session: aiohttp.ClientSession, dry_run: bool = False,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, journal: Store | None = None):
         self.target = target
         self.clock = FakeClock(T0 + timedelta(seconds=10))
         self.metrics = Metrics()
-        self.journal = MemoryJournal()
+        self.journal = journal if journal is not None else MemoryJournal()
         self.notifier = notifier or Notifier(self.metrics, self.clock)
         self.events: list[tuple[Event, bool]] = []
         self.notifier.listen(lambda ev, dry: self.events.append((ev, dry)))
         self.tasks: list[asyncio.Task[Any]] = []
+        self.pause: str | None = None  # what the executor is told holds the target (a described pause)
         self.machine = TargetMachine(
             target.name, target.max_level, target.escalation.verify_window,
             target.escalation.max_rollbacks_per_hour, new_id=lambda t, now: "inc-1",
         )
         self.executor = TargetExecutor(
             target, self.machine, build_runners(session), self.journal, self.notifier, self.metrics,
-            self.clock, self.spawn, dry_run,
+            self.clock, self.spawn, dry_run, hold=lambda now: self.pause,
         )
         self.rule = target.rules[0]
         self.spec = spec_for(self.rule, sampled=False, interval_s=60)

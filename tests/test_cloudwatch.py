@@ -280,7 +280,10 @@ async def test_backoff_stays_bounded_by_max_backoff(proxy: RecordingProxy, moto_
     with pytest.raises(SourceError, match="Throttling"):
         await _poll_once(proxy, moto_url, sleeps, attempts=12, max_backoff="30ms")
     assert len(proxy.calls) == 12 and len(sleeps.delays) == 11
-    assert all(0 <= d <= 0.03 for d in sleeps.delays)
+    # The one backoff of every retry (retrying.backoff): doubling from 10 ms to the 30 ms cap, equal jitter.
+    for failures, d in enumerate(sleeps.delays, start=1):
+        base = min(0.03, 0.01 * 2 ** (failures - 1))
+        assert base / 2 <= d <= base, (failures, d)
 
 
 @pytest.mark.parametrize(("code", "status"), [("ValidationError", 400), ("AccessDenied", 403), ("InvalidClientTokenId", 403)])

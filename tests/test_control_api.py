@@ -14,7 +14,7 @@ import pytest
 from timing import FakeClock, until
 from watchdog.app import App
 from watchdog.config import parse_config
-from watchdog.escalation import Event
+from watchdog.events import Event
 
 TOKEN = "s3cret-t0ken"
 CONFIG = """

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from watchdog.config.types import parse_threshold
-from watchdog.escalation import Event, Phase, RuleView, RunChecks, RunLevel, TargetMachine
+from watchdog.escalation import Phase, RuleView, RunChecks, RunLevel, TargetMachine
+from watchdog.events import Event
 from watchdog.rules import RuleSpec, RuleState, align, evaluate
 
 UTC = timezone.utc
@@ -53,8 +54,12 @@ class World:
             for name, lvl in self.levels.items()
         }
 
+    def hold(self) -> str | None:
+        """The pause holding the target now, as the executor passes it in: none here."""
+        return None
+
     def observe(self) -> list:
-        return self.machine.observe(self.now, self.views())
+        return self.machine.observe(self.now, self.views(), self.hold())
 
     @property
     def incident(self) -> str:
@@ -62,10 +67,10 @@ class World:
         return self.machine.incident.id
 
     def finish(self, ok: bool = True, detail: str = "done") -> list:
-        return self.machine.level_finished(self.now, self.incident, self.machine.level, ok, detail)
+        return self.machine.level_finished(self.now, self.incident, self.machine.level, ok, detail, self.hold())
 
     def checks(self, ok: bool = True, detail: str = "1/1 passed") -> list:
-        return self.machine.checks_finished(self.now, self.incident, self.machine.level, ok, detail)
+        return self.machine.checks_finished(self.now, self.incident, self.machine.level, ok, detail, self.hold())
 
     def open(self) -> list:
         self.breach_history()
@@ -231,7 +236,7 @@ def test_old_breaching_points_do_not_fail_verification() -> None:
     w.point("latency", GOOD, w.at(minutes=1, seconds=5))  # after the action
     views = w.views()
     assert views["latency"].evaluation.state is RuleState.ALARM  # the plain M-of-N still alarms
-    assert w.machine.observe(w.now, views) == [RunChecks(w.incident, 1)]
+    assert w.machine.observe(w.now, views, None) == [RunChecks(w.incident, 1)]
     assert w.machine.phase is Phase.CHECKING
 
 
@@ -252,7 +257,7 @@ def test_breaches_during_a_slow_action_do_not_fail_verification(first_level_fail
     w.now = w.at(minutes=4, seconds=30)
     views = w.views()
     assert views["latency"].evaluation.state is RuleState.ALARM  # 2 of 3 in the plain window
-    assert w.machine.observe(w.now, views) == [RunChecks(w.incident, level)]
+    assert w.machine.observe(w.now, views, None) == [RunChecks(w.incident, level)]
 
 
 @pytest.mark.parametrize("then, outcome", [(GOOD, [RunChecks("hybrid-routing-120010-1", 1)]), (BAD, [2])])
@@ -437,19 +442,19 @@ def test_stale_reports_are_ignored() -> None:
     w = World()
     w.open()
     inc = w.incident
-    assert w.machine.level_finished(w.now, "other-incident", 1, False, "x") == []
-    assert w.machine.level_finished(w.now, inc, 2, False, "x") == []
-    assert w.machine.checks_finished(w.now, inc, 1, False, "x") == []  # not checking
+    assert w.machine.level_finished(w.now, "other-incident", 1, False, "x", None) == []
+    assert w.machine.level_finished(w.now, inc, 2, False, "x", None) == []
+    assert w.machine.checks_finished(w.now, inc, 1, False, "x", None) == []  # not checking
     assert (w.machine.phase, w.machine.level) == (Phase.RUNNING, 1)
     w.finish(ok=True)
-    assert w.machine.level_finished(w.now, inc, 1, False, "late duplicate") == []
+    assert w.machine.level_finished(w.now, inc, 1, False, "late duplicate", None) == []
     assert w.machine.phase is Phase.VERIFYING
     w.now = w.at(minutes=2, seconds=40)
     w.point("latency", GOOD, w.at(minutes=1, seconds=5))
     w.observe()
-    assert w.machine.checks_finished(w.now, inc, 2, True, "wrong level") == []
+    assert w.machine.checks_finished(w.now, inc, 2, True, "wrong level", None) == []
     assert w.machine.phase is Phase.CHECKING
     w.machine.resolve(w.now, "x")
-    assert w.machine.level_finished(w.now, inc, 1, True, "x") == []
-    assert w.machine.checks_finished(w.now, inc, 1, True, "x") == []
+    assert w.machine.level_finished(w.now, inc, 1, True, "x", None) == []
+    assert w.machine.checks_finished(w.now, inc, 1, True, "x", None) == []
     assert w.machine.phase is Phase.NORMAL

@@ -24,11 +24,10 @@ from executor_support import (  # noqa: F401  (http_session is a fixture)
     default_levels,
     http_session,
 )
-from watchdog.actions import build_runners
 from watchdog.app import App
 from watchdog.config import parse_config
-from watchdog.escalation import Event, Incident, LevelRun, Phase, RuleView, Trigger
-from watchdog.executor import TargetExecutor
+from watchdog.escalation import Incident, LevelRun, Phase, RuleView, Trigger
+from watchdog.events import Event
 from watchdog.report import render_report
 from watchdog.rules import align, evaluate
 from watchdog.signals import spec_for
@@ -248,11 +247,7 @@ def test_render_report_accepts_a_bare_snapshot() -> None:
 
 
 def store_harness(target, session, store: SqliteStore) -> Harness:
-    h = Harness(target, session)
-    h.journal = store  # type: ignore[assignment]
-    h.executor = TargetExecutor(target, h.machine, build_runners(session), store, h.notifier, h.metrics,
-                                h.clock, h.spawn, False)
-    return h
+    return Harness(target, session, journal=store)
 
 
 async def test_executor_writes_intents_before_outcomes_and_saves_the_incident(tmp_path, admin_api, http_session) -> None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from watchdog.config.notifications import EmailNotification
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
 from watchdog.notify.email import Email
 from loopback import free_port

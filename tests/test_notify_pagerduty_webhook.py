@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from watchdog import __version__
 from watchdog.config.notifications import PagerDutyNotification, WebhookNotification
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
 from watchdog.notify.pagerduty import PagerDuty
 from watchdog.notify.webhook import Webhook

@@ -79,9 +79,8 @@ async def run_scenario(admin_api: Any, session: Any, cfgs: list[Notification]) -
     """The incident, driven on a fake clock; returns the real time of each admin API call from the start."""
     notifier = Notifier(Metrics(), SystemClock())
     notifier.set_channels(build_channels(cfgs, session))
-    supervisor = asyncio.create_task(notifier.run())
+    notifier.start()  # its workers end with notifier.close()
     h = Harness(build_target(default_levels(admin_api.url)), session, notifier=notifier)
-    h.supervisor = supervisor  # type: ignore[attr-defined]  (cancelled by close())
     t0 = time.monotonic()
     await h.open()
     h.clock.advance(minutes=3)
@@ -101,7 +100,6 @@ async def run_scenario(admin_api: Any, session: Any, cfgs: list[Notification]) -
 
 
 async def close(h: Harness, notifier: Notifier) -> None:
-    h.supervisor.cancel()  # type: ignore[attr-defined]
     for t in h.tasks:
         t.cancel()
     await notifier.close()
@@ -227,14 +225,13 @@ async def test_a_429_is_retried_no_sooner_than_its_retry_after(http_session, rec
     receivers.answer("/slack/hook", (429, {"Retry-After": "2"}), 200)
     notifier = Notifier(Metrics(), SystemClock())
     notifier.set_channels(build_channels(channels(receivers.url, only=("slack-hook",)), http_session))
-    supervisor = asyncio.create_task(notifier.run())
+    notifier.start()
     try:
         from executor_support import T0
-        from watchdog.escalation import Event
+        from watchdog.events import Event
         notifier.publish(Event("exhausted", "critical", TARGET, "inc-9", 3, T0, "no level left", "page a human"))
         await delivered(notifier, timeout=10)
     finally:
-        supervisor.cancel()
         await notifier.close()
     first, second = receivers.all("/slack/hook")
     assert (first.status, second.status) == (429, 200)

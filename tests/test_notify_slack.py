@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from watchdog.config.notifications import SlackNotification
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message, render_text
 from watchdog.notify.slack import SlackBot, SlackWebhook, build_slack
 

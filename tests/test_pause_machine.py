@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from watchdog.escalation import Phase, RunLevel, TargetMachine
+from watchdog.escalation import Phase, RunLevel
 from watchdog.pause import GLOBAL, Pauses
 
 from test_escalation import BAD, TARGET, World, kinds  # tests/ is on sys.path
@@ -17,11 +17,9 @@ class PausedWorld(World):
         super().__init__(**kw)
         self.pauses = Pauses()
 
-        def paused(now):
-            p = self.pauses.active(TARGET, now)
-            return p.describe() if p else None
-
-        self.machine = TargetMachine(TARGET, 3, 2 * timedelta(minutes=1), 10, self._new_id, paused)
+    def hold(self) -> str | None:
+        p = self.pauses.active(TARGET, self.now)
+        return p.describe() if p else None
 
 
 def test_a_paused_target_opens_nothing_and_says_what_it_would_run_once() -> None:
@@ -90,7 +88,7 @@ def test_a_level_held_before_it_started_runs_itself_at_resume_not_the_next() -> 
     w = PausedWorld()
     w.open()  # level 1 decided; its first action waits
     w.pauses.set(TARGET, w.now + timedelta(hours=1), "an operator takes over")
-    cmds = w.machine.level_held(w.now, w.incident, 1, "not started: paused")
+    cmds = w.machine.level_held(w.now, w.incident, 1, "not started: paused", w.hold() or "paused")
     assert kinds(cmds) == ["would_run"] and cmds[0].level == 1
     inc = w.machine.incident
     assert inc is not None and inc.runs[-1].outcome == "not_started" and w.machine.phase is Phase.VERIFYING
@@ -106,7 +104,7 @@ def test_a_held_level_whose_rules_recover_during_the_pause_is_mitigated_without_
     w = PausedWorld()
     w.open()
     w.pauses.set(TARGET, w.now + timedelta(hours=1), "an operator takes over")
-    w.machine.level_held(w.now, w.incident, 1, "not started: paused")
+    w.machine.level_held(w.now, w.incident, 1, "not started: paused", w.hold() or "paused")
     _fresh_points(w, 1.0)
     w.pauses.clear(TARGET)
     cmds = w.observe()

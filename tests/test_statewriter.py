@@ -100,7 +100,7 @@ async def test_a_record_with_text_utf8_cannot_hold_lands_and_the_chain_goes_on(t
     writer thread: its sequence number was never written and every later record waited behind the gap."""
     from datetime import datetime, timezone
 
-    from watchdog.escalation import Event
+    from watchdog.events import Event
     from watchdog.store import SqliteStore
 
     store = SqliteStore(tmp_path / "s.db")

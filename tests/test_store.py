@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from watchdog import auditchain, statefile as store_mod
-from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
+from watchdog.escalation import Incident, LevelRun, Phase, Trigger
+from watchdog.events import Event
 from watchdog.journal import MemoryJournal
 from watchdog.storage import Store
 from watchdog.codec import encode_incident as snapshot

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from watchdog.codec import encode_incident
-from watchdog.escalation import Event, Incident, LevelRun, Phase, Trigger
+from watchdog.escalation import Incident, LevelRun, Phase, Trigger
+from watchdog.events import Event
 from watchdog.journal import MemoryStore
 from watchdog.outbox import MemoryOutbox, Outbox, SqliteOutbox
 from watchdog.pause import Pause

@@ -50,8 +50,8 @@ class App:
 
     async def start(self) -> None:
         rt, cfg = self.runtime, self.runtime.cfg
-        rt.tasks.spawn(rt.notifier.run(), "notifier")
-        await recover(rt)  # before the first poll: open incidents continue where they stopped
+        rt.notifier.start()
+        await recover(rt.journal, rt.executors, rt.clock.now())  # before the first poll: open incidents continue where they stopped
         if self.serve_http:
             await self._serve()
         if self.schedule:

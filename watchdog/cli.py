@@ -15,6 +15,7 @@ from typing import Any
 
 from watchdog import __version__, cli_control, cli_incidents
 from watchdog.config import Config, ConfigError, load_config
+from watchdog.rules import format_value
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -244,7 +245,7 @@ async def _once(cfg: Config) -> int:
             ev = view.evaluation
             alarm |= ev.state.value == "alarm"
             rows.append((target, name, app.runtime.board.slots[f"{target}/{name}"].rule.category,
-                         ev.state.value, _fmt(ev.value), str(view.spec.threshold),
+                         ev.state.value, format_value(ev.value), str(view.spec.threshold),
                          ev.value_at.strftime("%Y-%m-%dT%H:%M:%SZ") if ev.value_at else "-", ev.reason))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
@@ -254,10 +255,3 @@ async def _once(cfg: Config) -> int:
             print(f"source {h.name} is down: {h.last_error}")
     return EXIT_FAIL if alarm else EXIT_OK
 
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v).lower()
-    return f"{v:g}"

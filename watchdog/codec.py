@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from watchdog.escalation import Incident
+from watchdog.events import Event
 from watchdog.pause import Pause
 
 _INCIDENT: TypeAdapter[Incident] = TypeAdapter(Incident)
 _PAUSE: TypeAdapter[Pause] = TypeAdapter(Pause)
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def encode_incident(inc: Incident) -> dict[str, Any]:
@@ -41,6 +44,23 @@ def encode_pause(pause: Pause) -> dict[str, Any]:
 
 def decode_pause(data: Any) -> Pause:
     return _PAUSE.validate_python(data)
+
+
+def encode_event(ev: Event) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable(ev)
+    return out
+
+
+def decode_event(data: Any) -> Event:
+    """ValidationError when the stored data is not an event (an unknown kind included)."""
+    return _EVENT.validate_python(data)
+
+
+def event_from_audit(target: str, incident: str | None, level: int, at: datetime, data: Mapping[str, Any]) -> Event:
+    """The event an audit record keeps (journal.event_data holds its own fields; the record the rest)."""
+    return decode_event({"kind": data.get("event"), "severity": data.get("severity"), "target": target,
+                         "incident": incident, "level": level, "at": at, "why": data.get("why", ""),
+                         "next": data.get("next", ""), "details": data.get("details") or {}})
 
 
 def jsonable(value: Any) -> Any:

@@ -10,24 +10,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from watchdog.actions import ActionFailed, Runner
 from watchdog.clock import Clock
+from watchdog.codec import encode_incident
 from watchdog.config.models import Target
+from watchdog.escalation import (
+    Command,
+    Incident,
+    RuleView,
+    RunChecks,
+    RunLevel,
+    TargetMachine,
+)
+from watchdog.events import Event
 from watchdog.failpoints import Failpoints
-from watchdog.escalation import Command, Event, RuleView, RunChecks, RunLevel, TargetMachine
-from watchdog.storage import Store
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
 from watchdog.redact import Redactor
 from watchdog.retrying import retrying
-from watchdog.codec import encode_incident
+from watchdog.storage import Store
 
 log = structlog.get_logger("watchdog.executor")
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+Hold = Callable[[datetime], "str | None"]  # the pause holding a target at a time, described, or None
 
 
 class TargetExecutor:
@@ -42,6 +52,8 @@ class TargetExecutor:
         clock: Clock,
         spawn: Spawn,
         dry_run: bool,
+        *,
+        hold: Hold,
         redactor: Redactor | None = None,
         failpoints: Failpoints | None = None,
     ):
@@ -53,21 +65,26 @@ class TargetExecutor:
         self._metrics = metrics
         self._clock = clock
         self._spawn = spawn
+        self._hold = hold  # read at each decision and passed to the machine, which holds no pause of its own
         self.dry_run = dry_run
         self._mask = (redactor or Redactor()).text  # outside text (command output, URLs) may carry a secret
         self._failpoints = failpoints or Failpoints()
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
         self.stopping = False  # set by the app's shutdown: no new level or check starts
-        self.blind_sources: dict[str, str] = {}  # source -> why, while one this target reads is down too long
 
     @property
     def busy(self) -> bool:
         return self.level_task is not None and not self.level_task.done()
 
+    @property
+    def blind_sources(self) -> Mapping[str, str]:
+        return self.machine.blind_sources
+
     async def observe(self, views: Mapping[str, RuleView]) -> None:
         async with self._lock:
-            self._dispatch(self.machine.observe(self._clock.now(), views))
+            now = self._clock.now()
+            self._dispatch(self.machine.observe(now, views, self._hold(now)))
 
     async def resolve(self, note: str) -> None:
         """ValueError while a level's actions run: closing the incident under them would let the still-alarming
@@ -87,20 +104,24 @@ class TargetExecutor:
             inc = self.machine.incident
             return inc.id if inc else ""
 
-    def set_blind_sources(self, blind: dict[str, str]) -> None:
-        """The watchdog cannot see part of this target: page once when it starts, say when it ends.
-        Its rules are insufficient_data meanwhile, so nothing is acted on."""
-        now = self._clock.now()
-        inc = self.machine.incident
-        iid, level = (inc.id if inc else None), self.machine.level
-        for name in sorted(set(blind) - set(self.blind_sources)):
-            self._announce(Event("blind", "critical", self.target.name, iid, level, now, blind[name],
-                                 f"no action on rules of source {name} until it answers; check the source"))
-        for name in sorted(set(self.blind_sources) - set(blind)):
-            self._announce(Event("sight_restored", "info", self.target.name, iid, level, now,
-                                 f"source {name} answers again", "rules of that source are judged again"))
-        self.blind_sources = dict(blind)
-        self.sync_state()
+    def set_blind_sources(self, blind: Mapping[str, str]) -> None:
+        self._dispatch(self.machine.sources_blind(self._clock.now(), blind))
+
+    def pause_changed(self, paused: bool, why: str, nxt: str) -> None:
+        self._dispatch(self.machine.pause_changed(self._clock.now(), paused, why, nxt))
+
+    def state_writable(self, why: str, nxt: str) -> None:
+        self._dispatch(self.machine.state_file(self._clock.now(), True, why, nxt))
+
+    def restore(self, inc: Incident) -> None:
+        """After a restart, before the first poll: the stored incident continues."""
+        self._dispatch(self.machine.restore(self._clock.now(), inc))
+
+    def restore_failed(self, incident: str, why: str) -> None:
+        self._dispatch(self.machine.restore_failed(self._clock.now(), incident, why))
+
+    def outcome_unknown(self, action: str) -> None:
+        self._dispatch(self.machine.outcome_unknown(self._clock.now(), action))
 
     def reconfigure(self, target: Target, redactor: Redactor) -> None:
         """A reload: the target's new levels and policy, its machine (incident, running level) kept."""
@@ -108,10 +129,6 @@ class TargetExecutor:
         self.machine.reconfigure(target.max_level, target.escalation.verify_window,
                                  target.escalation.max_rollbacks_per_hour)
         self._mask = redactor.text
-
-    def announce(self, ev: Event) -> None:
-        """Events that come from outside the machine (pause, resume)."""
-        self._announce(ev)
 
     def _dispatch(self, commands: list[Command]) -> None:
         for cmd in commands:
@@ -136,7 +153,8 @@ class TargetExecutor:
     async def finish_level(self, incident: str, level: int, ok: bool, detail: str) -> None:
         """Recovery's verdict on a level interrupted by a crash."""
         async with self._lock:
-            self._dispatch(self.machine.level_finished(self._clock.now(), incident, level, ok, detail))
+            now = self._clock.now()
+            self._dispatch(self.machine.level_finished(now, incident, level, ok, detail, self._hold(now)))
 
     def sync_state(self) -> None:
         """Gauges and the durable incident snapshot follow the machine after every decision."""
@@ -175,7 +193,9 @@ class TargetExecutor:
         except _Held as held:
             self._metrics.rollbacks.labels(self.target.name, str(cmd.level), "skipped").inc()
             async with self._lock:
-                self._dispatch(self.machine.level_held(self._clock.now(), cmd.incident, cmd.level, str(held)))
+                now = self._clock.now()
+                self._dispatch(self.machine.level_held(now, cmd.incident, cmd.level, str(held),
+                                                       self._hold(now) or "paused"))
             return
         except TimeoutError:
             ok, detail = False, f"deadline {level.deadline.total_seconds():g}s passed"
@@ -195,7 +215,8 @@ class TargetExecutor:
         self._metrics.rollbacks.labels(self.target.name, str(cmd.level), outcome).inc()
         self._metrics.rollback_duration.labels(self.target.name, str(cmd.level)).observe(self._clock.monotonic() - started)
         async with self._lock:
-            self._dispatch(self.machine.level_finished(self._clock.now(), cmd.incident, cmd.level, ok, detail))
+            now = self._clock.now()
+            self._dispatch(self.machine.level_finished(now, cmd.incident, cmd.level, ok, detail, self._hold(now)))
 
     async def _durable(self, deadline: asyncio.Timeout) -> None:
         """Wait until the intent is in the state file. No action runs before that; while the file cannot be
@@ -239,7 +260,7 @@ class TargetExecutor:
                                  "was in the state file")
                     raise
                 held = first and attempt == 1 and not cmd.by_hand
-                pause = self.machine.paused_now(self._clock.now()) if held else None
+                pause = self._hold(self._clock.now()) if held else None
                 if pause is not None:
                     # A pause came while the intent waited for the state file (or in the instant after the
                     # decision): nothing of the level has run, so none of it does. Later actions of a level
@@ -293,7 +314,9 @@ class TargetExecutor:
         failed = [f"{n}: {d}" for n, ok, d in results if not ok]
         summary = "; ".join(failed) if failed else (f"{len(results)} checks passed" if results else "no checks configured")
         async with self._lock:
-            self._dispatch(self.machine.checks_finished(self._clock.now(), cmd.incident, cmd.level, not failed, summary))
+            now = self._clock.now()
+            self._dispatch(self.machine.checks_finished(now, cmd.incident, cmd.level, not failed, summary,
+                                                        self._hold(now)))
 
 
 class _Held(Exception):

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from watchdog.config.base import RetrySchedule
 from watchdog.config.types import format_duration
 
-
 SLACK = timedelta(seconds=2)  # reading and parsing an answer after its try, and the loop's own delays
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from watchdog.codec import jsonable
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.pause import Pause
 
 

@@ -7,20 +7,22 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
-def _log_level(logger: object, method: str, event_dict: dict) -> dict:
+
+def _log_level(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     # `level` is the rollback level in our records (SPEC 3.5), so severity goes elsewhere.
     event_dict["log_level"] = "warning" if method == "warn" else method
     return event_dict
 
 
-_SHARED = [
+_SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     _log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
 ]
 # A library's record says which library: "aiohttp.server", "apscheduler.scheduler", "botocore...".
-_FOREIGN = [*_SHARED, structlog.stdlib.add_logger_name]
+_FOREIGN: list[Processor] = [*_SHARED, structlog.stdlib.add_logger_name]
 
 
 def setup_logging(level: str = "info", stream: TextIO | None = None, redactor: Any = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from watchdog.config import ConfigError, load_config
+from watchdog.config import Config, ConfigError, load_config
 from watchdog.lock import LockHeld
 
 
@@ -28,7 +28,7 @@ def run_offline(path: str, target: str, level: int, reason: str) -> int:
     return asyncio.run(_run(cfg, target, level, reason))
 
 
-async def _run(cfg, target: str, level: int, reason: str) -> int:  # type: ignore[no-untyped-def]
+async def _run(cfg: Config, target: str, level: int, reason: str) -> int:
     from watchdog.app import App
     from watchdog.logs import setup_logging
     from watchdog.redact import redactor_for

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from watchdog.codec import jsonable
-from watchdog.escalation import Event
 from watchdog.auditchain import canonical
+from watchdog.codec import decode_event, encode_event
+from watchdog.events import Event
 from watchdog.storage import StoreError
 from watchdog.store import SqliteStore
 
@@ -62,13 +62,11 @@ class Outbox(Protocol):
 
 
 def event_to_json(event: Event) -> str:
-    return canonical(jsonable(event))
+    return canonical(encode_event(event))
 
 
 def event_from_json(text: str) -> Event:
-    d = json.loads(text)
-    d["at"] = datetime.fromisoformat(d["at"])
-    return Event(**d)
+    return decode_event(json.loads(text))
 
 
 class SqliteOutbox:

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 import structlog
 
 from watchdog.clock import Clock
-from watchdog.escalation import Event
 from watchdog.executor import TargetExecutor
 from watchdog.metrics import Metrics
 from watchdog.pause import GLOBAL, Pause, Pauses
@@ -80,9 +79,7 @@ class PauseKeeper:
         self._gauge(now)
         targets = self._targets()
         for name in self.scope_targets(pause.scope):
-            ex = targets[name]
-            inc = ex.machine.incident
-            ex.announce(Event(kind, "info", name, inc.id if inc else None, ex.machine.level, now, why, nxt))
+            targets[name].pause_changed(kind == "paused", why, nxt)
 
     def _gauge(self, now: datetime) -> None:
         self._metrics.paused.set(1 if any(p.scope == GLOBAL for p in self.pauses.all(now)) else 0)

@@ -10,23 +10,22 @@ their recorded start; mitigated and exhausted incidents stay as they were.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import structlog
-
 from pydantic import ValidationError
 
 from watchdog.codec import decode_incident
-from watchdog.escalation import Event, Incident, Phase, RunLevel
-
-if TYPE_CHECKING:
-    from watchdog.runtime import Runtime
+from watchdog.config.models import Action
+from watchdog.escalation import Incident, Phase, RunLevel
+from watchdog.executor import TargetExecutor
+from watchdog.storage import Record, Store
 
 log = structlog.get_logger("watchdog.recovery")
 
 
-def action_states(records: list[Any], level_started: datetime) -> dict[int, tuple[str, str, int]]:
+def action_states(records: Sequence[Record], level_started: datetime) -> dict[int, tuple[str, str, int]]:
     """Per action index: (state, name, attempts) of the current level run. state: done | failed | unknown."""
     out: dict[int, tuple[str, str, int]] = {}
     for rec in records:
@@ -46,11 +45,9 @@ def action_states(records: list[Any], level_started: datetime) -> dict[int, tupl
     return out
 
 
-async def recover(app: "Runtime") -> None:
-    store = app.journal
-    now = app.clock.now()
+async def recover(store: Store, executors: Mapping[str, TargetExecutor], now: datetime) -> None:
     for row in store.open_incidents():
-        ex = app.executors.get(row["target"])
+        ex = executors.get(row["target"])
         if ex is None:
             log.error("recovery_target_gone", incident=row["id"], target=row["target"])
             continue
@@ -60,22 +57,15 @@ async def recover(app: "Runtime") -> None:
             # Never silent: left alone, the target would look normal and could act again on the same alarm.
             why = f"incident {row['id']} cannot be read back from the state file: {exc.error_count()} problems"
             log.critical("recovery_unreadable", target=row["target"], incident=row["id"], why=why)
-            ex.announce(Event("recovery_failed", "critical", row["target"], row["id"], 0, now, why,
-                              "a human must look at the state file and resolve the incident"))
+            ex.restore_failed(row["id"], why)
             continue
-        machine = ex.machine
-        machine.incident = inc
-        machine.restore_breaker([r.started for r in inc.runs if r.started and r.started > now - timedelta(hours=1)])
-        why = f"resumed after a restart in phase {inc.phase.value} at level {inc.level}"
-        ex.announce(Event("recovered", "warning", inc.target, inc.id, inc.level, now, why, "continuing"))
-        if inc.phase is Phase.CHECKING:
-            inc.phase = Phase.VERIFYING  # the checks are probes: run them again
+        ex.restore(inc)
         if inc.phase is Phase.RUNNING:
-            await _resume_level(app, ex, inc, store, now)
+            await _resume_level(ex, inc, store, now)
         ex.sync_state()
 
 
-def plan_resume(actions: list[Any], states: dict[int, tuple[str, str, int]]) -> tuple[str, int]:
+def plan_resume(actions: Sequence[Action], states: dict[int, tuple[str, str, int]]) -> tuple[str, int]:
     """Pure: what to do with a level a crash interrupted. Returns (verdict, action index).
 
     `done`: every action had succeeded. `unknown`: action i may have taken effect
@@ -94,7 +84,7 @@ def plan_resume(actions: list[Any], states: dict[int, tuple[str, str, int]]) -> 
     return "done", len(actions)
 
 
-async def _resume_level(app: "Runtime", ex: Any, inc: Incident, store: Any, now: datetime) -> None:
+async def _resume_level(ex: TargetExecutor, inc: Incident, store: Store, now: datetime) -> None:
     level = ex.target.level(inc.level)
     if level is None:
         await ex.finish_level(inc.id, inc.level, False, "level no longer configured after the restart")
@@ -110,6 +100,5 @@ async def _resume_level(app: "Runtime", ex: Any, inc: Incident, store: Any, now:
         _, name, attempt = states[index]
         detail = "the watchdog stopped during this action; not repeated (not idempotent)"
         store.outcome(now, inc.target, inc.id, inc.level, name, attempt, "unknown", detail, ex.dry_run)
-        ex.announce(Event("outcome_unknown", "critical", inc.target, inc.id, inc.level, now,
-                          f"{name}: outcome unknown after a restart", "verifying on fresh data; a human must check"))
+        ex.outcome_unknown(name)
         await ex.finish_level(inc.id, inc.level, True, f"{name}: outcome unknown after a restart; verifying")

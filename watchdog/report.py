@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from watchdog.journal import Record
 from watchdog.codec import encode_incident
+from watchdog.journal import Record
+from watchdog.rules import format_value
 
 DRY = " (dry run)"
 VERIFICATION_EVENTS = {"level_succeeded", "verification_failed", "blind", "mitigated", "realarmed"}
@@ -69,7 +70,7 @@ def _trigger(snap: Mapping[str, Any], opened: datetime | None) -> list[str]:
     for rule, t in sorted(trigger.items()):
         at = _dt(t.get("at"))
         when = f" at {_at(at, opened)}" if at else ""
-        out.append(f"- {rule}: value {_val(t.get('value'))}{when}, threshold {t.get('threshold')}: {t.get('reason', '')}")
+        out.append(f"- {rule}: value {format_value(t.get('value'))}{when}, threshold {t.get('threshold')}: {t.get('reason', '')}")
     return out
 
 
@@ -213,14 +214,6 @@ def _dur(seconds: float | None) -> str:
         return f"{m}m{s:02d}s" if m else f"{s}s"
     h, rest = divmod(round(seconds), 3600)
     return f"{h}h{rest // 60:02d}m"
-
-
-def _val(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:g}"
-    return "-" if v is None else str(v)
 
 
 def _cell(text: Any) -> str:

@@ -109,11 +109,11 @@ def _scan(
     newest = None
     for k in range(1, n + 1):
         start = edges[k - 1]
-        value = newest_v[k]
+        value_k = newest_v[k]
         # A value of the wrong kind (bool vs number) is missing, never "not breaching".
-        if newest_ts[k] is not None and isinstance(value, bool) is wants_bool and (since is None or start >= since):
-            hit = compare(value, limit)
-            newest = Bucket(start, value, hit)
+        if value_k is not None and isinstance(value_k, bool) is wants_bool and (since is None or start >= since):
+            hit = compare(value_k, limit)
+            newest = Bucket(start, value_k, hit)
             buckets.append(newest)
             present += 1
             breaching += hit
@@ -197,3 +197,14 @@ def _result(state: RuleState, buckets: tuple[Bucket, ...], newest: Bucket | None
     if newest is None:
         return Evaluation(state, None, None, breaching, present, needed, buckets, reason)
     return Evaluation(state, newest.value, newest.start, breaching, present, needed, buckets, reason)
+
+
+def format_value(v: Value | None, missing: str = "-") -> str:
+    """A rule's value as people read it: `true`, `1500`, `0.25`; `missing` when there is none."""
+    if v is None:
+        return missing
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)

@@ -33,9 +33,9 @@ from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceError
 from watchdog.sources.base import Source
-from watchdog.status import incident_documents, status_document
 from watchdog.statewatch import StateWatch
 from watchdog.statewriter import StateWriter
+from watchdog.status import incident_documents, status_document
 from watchdog.storage import Store
 from watchdog.tasks import Tasks
 
@@ -241,11 +241,13 @@ class Runtime:
         return True, "config loaded; every source has answered"
 
     def status(self) -> dict[str, Any]:
-        return status_document(self)
+        return status_document(now=self.clock.now(), board=self.board, executors=self.executors,
+                               pauses=self.pausing.pauses, health=self.health(), dry_run=self.dry_run,
+                               notifications=self.notifier.status())
 
     def incidents(self) -> list[dict[str, Any]]:
         """Open incidents and the last closed one per target, newest first."""
-        return incident_documents(self)
+        return incident_documents(self.executors)
 
     def status_line(self) -> str:
         """One line for systemctl status: every target's level and phase, sources up, pauses."""

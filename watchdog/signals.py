@@ -13,8 +13,23 @@ from datetime import datetime, timedelta
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.escalation import RuleView
-from watchdog.rules import Datapoint, Evaluation, RuleSpec, RuleState, change_points, evaluate, grid
-from watchdog.sources.base import Query
+from watchdog.rules import (
+    Datapoint,
+    Evaluation,
+    RuleSpec,
+    RuleState,
+    change_points,
+    evaluate,
+    grid,
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one rule asks of its source; the sources answer per key."""
+
+    key: str  # "target/rule", unique across the config
+    rule: Rule
 
 
 @dataclass

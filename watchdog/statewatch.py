@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from watchdog.clock import Clock
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.executor import TargetExecutor
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
@@ -43,11 +43,8 @@ class StateWatch:
         log.warning("state_write_recovered", why="the state file can be written again")
         if self._paged:  # the all-clear follows a page, not every short flap the page limit swallowed
             self._paged = False
-            now = self._clock.now()
-            for name, ex in self._targets().items():
-                inc = ex.machine.incident
-                ex.announce(Event("state_writable", "info", name, inc.id if inc else None, ex.machine.level, now,
-                                  "the state file can be written again", "decisions and actions go on"))
+            for ex in self._targets().values():
+                ex.state_writable("the state file can be written again", "decisions and actions go on")
 
     def page(self, failure: WriteFailure) -> None:
         """Also called once the targets exist, for a file that failed before they did."""
@@ -60,10 +57,9 @@ class StateWatch:
         why = f"the state file cannot be written: {failure.error}"
         nxt = ("no action runs until its intent is recorded; free disk space or end the other process's lock"
                if not failure.fatal else "restart the watchdog: it must read the state file again")
-        self._notifier.send_direct([
-            Event("state_unwritable", "critical", name, ex.machine.incident.id if ex.machine.incident else None,
-                  ex.machine.level, now, why, nxt)
-            for name, ex in targets.items()])
+        # Sent directly: the outbox lives in the very file that cannot be written.
+        self._notifier.send_direct([ev for ex in targets.values() for ev in ex.machine.state_file(now, False, why, nxt)
+                                    if isinstance(ev, Event)])
 
     @staticmethod
     def bug(error: str) -> None:

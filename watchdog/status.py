@@ -3,36 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watchdog import __version__
+from watchdog.config.models import Rule
 from watchdog.config.types import format_duration
-
-if TYPE_CHECKING:
-    from watchdog.runtime import Runtime
-
+from watchdog.escalation import Incident
+from watchdog.executor import TargetExecutor
+from watchdog.pause import Pauses
+from watchdog.signals import SignalBoard
 
 # JSON for HTTP answers: datetimes and other values as strings, never a crash.
 to_json = partial(json.dumps, default=str)
 
 
-def _iso(dt: Any) -> str | None:
+def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def _value(v: Any) -> Any:
+def _value(v: float | bool | None) -> float | bool | None:
     return v if v is None or isinstance(v, bool) else float(v)
 
 
-def status_document(app: "Runtime") -> dict[str, Any]:
-    board = app.board
+def status_document(*, now: datetime, board: SignalBoard, executors: Mapping[str, TargetExecutor], pauses: Pauses,
+                    health: tuple[bool, str], dry_run: bool, notifications: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     targets = []
-    now = app.clock.now()
-    for name, ex in app.executors.items():
+    for name, ex in executors.items():
         m = ex.machine
         inc = m.incident
-        pause = app.pausing.pauses.active(name, now)
+        pause = pauses.active(name, now)
         targets.append(
             {
                 "name": name,
@@ -49,39 +51,38 @@ def status_document(app: "Runtime") -> dict[str, Any]:
         )
     rules = []
     sources = []
-    if board is not None:
-        for key, slot in board.slots.items():
-            ev = slot.evaluation
-            rules.append(
-                {
-                    "target": slot.target,
-                    "rule": slot.rule.name,
-                    "category": slot.rule.category,
-                    "source": slot.rule.source,
-                    "level": slot.rule.level,
-                    "state": slot.state.value,
-                    "value": _value(ev.value) if ev else None,
-                    "threshold": describe_threshold(slot.rule),
-                    "last_datapoint": _iso(slot.last_datapoint),
-                    "reason": ev.reason if ev else "not evaluated yet",
-                }
-            )
-        for h in board.sources.values():
-            sources.append(
-                {
-                    "name": h.name,
-                    "type": h.type,
-                    "up": h.up,
-                    "interval_s": h.interval_s,
-                    "last_poll": _iso(h.last_poll),
-                    "last_success": _iso(h.last_success),
-                    "last_error": h.last_error,
-                }
-            )
-    healthy, why = app.health()
+    for slot in board.slots.values():
+        ev = slot.evaluation
+        rules.append(
+            {
+                "target": slot.target,
+                "rule": slot.rule.name,
+                "category": slot.rule.category,
+                "source": slot.rule.source,
+                "level": slot.rule.level,
+                "state": slot.state.value,
+                "value": _value(ev.value) if ev else None,
+                "threshold": describe_threshold(slot.rule),
+                "last_datapoint": _iso(slot.last_datapoint),
+                "reason": ev.reason if ev else "not evaluated yet",
+            }
+        )
+    for h in board.sources.values():
+        sources.append(
+            {
+                "name": h.name,
+                "type": h.type,
+                "up": h.up,
+                "interval_s": h.interval_s,
+                "last_poll": _iso(h.last_poll),
+                "last_success": _iso(h.last_success),
+                "last_error": h.last_error,
+            }
+        )
+    healthy, why = health
     return {
         "version": __version__,
-        "dry_run": app.dry_run,
+        "dry_run": dry_run,
         "healthy": healthy,
         "health": why,
         "targets": targets,
@@ -89,18 +90,18 @@ def status_document(app: "Runtime") -> dict[str, Any]:
         "sources": sources,
         "notifications": [
             {"name": name, **{k: _iso(v) if k.endswith("_at") else v for k, v in ch.items()}}
-            for name, ch in app.notifier.status().items()
+            for name, ch in notifications.items()
         ],
     }
 
 
-def describe_threshold(rule: Any) -> str:
+def describe_threshold(rule: Rule) -> str:
     if rule.change is not None:
         return f"change over {format_duration(rule.change.over)} {rule.change.percent}%"
     return str(rule.judged_by)
 
 
-def incident_doc(inc: Any) -> dict[str, Any]:
+def incident_doc(inc: Incident) -> dict[str, Any]:
     return {
         "id": inc.id,
         "target": inc.target,
@@ -120,9 +121,9 @@ def incident_doc(inc: Any) -> dict[str, Any]:
     }
 
 
-def incident_documents(app: "Runtime") -> list[dict[str, Any]]:
+def incident_documents(executors: Mapping[str, TargetExecutor]) -> list[dict[str, Any]]:
     found = []
-    for ex in app.executors.values():
+    for ex in executors.values():
         for inc in (ex.machine.incident, ex.machine.last_closed):
             if inc is not None:
                 found.append(incident_doc(inc))

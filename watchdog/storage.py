@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.journal import Record
 from watchdog.pause import Pause
 

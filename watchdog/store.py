@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from watchdog.auditchain import GENESIS, canonical, chain_hash, chain_problems
 from watchdog.codec import decode_pause, encode_pause, jsonable
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.journal import Record, event_data
 from watchdog.pause import Pause
 from watchdog.statefile import open_reader, open_readonly, open_writable, rollback

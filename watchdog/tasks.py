@@ -27,6 +27,21 @@ class Tasks:
         task.add_done_callback(self._done)
         return task
 
+    def keep(self, work: Callable[[], Coroutine[Any, Any, Any]], name: str, restart_after: float = 1.0) -> asyncio.Task[Any]:
+        """A task that must outlive its own bugs (a channel's worker): started again `restart_after` seconds
+        after it crashes, each crash logged with its traceback. Cancelling the task ends it for good."""
+        async def guarded() -> None:
+            while True:
+                try:
+                    await work()
+                    return
+                except Exception as exc:
+                    log.error("task_crashed", task=name, error=f"{type(exc).__name__}: {exc}", exc_info=exc,
+                              next=f"started again in {restart_after:g}s")
+                await asyncio.sleep(restart_after)
+
+        return self.spawn(guarded(), name)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -23,7 +23,7 @@ from yarl import URL
 
 from watchdog.clock import SystemClock
 from watchdog.config import Config
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, build_channels
 from watchdog.redact import redactor_for

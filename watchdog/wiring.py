@@ -11,14 +11,17 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
+
 import aiohttp
 import structlog
 
 from watchdog.actions import build_runners
 from watchdog.clock import Clock, SystemClock
+from watchdog.codec import event_from_audit
 from watchdog.config import process_environment
 from watchdog.config.models import Config, Target
-from watchdog.escalation import Event, TargetMachine
+from watchdog.escalation import TargetMachine
+from watchdog.events import Event
 from watchdog.executor import TargetExecutor
 from watchdog.failpoints import Failpoints
 from watchdog.lock import StateLock
@@ -60,7 +63,8 @@ async def build_runtime(
     write handed to the writer thread. StoreError or LockHeld (one line) before any network is touched."""
     clock = clock or SystemClock()
     metrics = Metrics()
-    notifier = Notifier(metrics, clock)
+    tasks = Tasks()
+    notifier = Notifier(metrics, clock, tasks=tasks)
     for fn in listeners:
         notifier.listen(fn)
     executors: dict[str, TargetExecutor] = {}
@@ -90,7 +94,6 @@ async def build_runtime(
             undo.push_async_callback(src.close)
         pausing = PauseKeeper(journal, metrics, clock, targets)
         runners = build_runners(session, process_environment())
-        tasks = Tasks()
         runtime = Runtime(
             cfg=cfg, clock=clock, dry_run=cfg.watchdog.dry_run if dry_run is None else dry_run, metrics=metrics,
             journal=journal, writer=writer, lock=lock, session=session, notifier=notifier,
@@ -132,9 +135,8 @@ def _replay_unqueued(store: SqliteStore, outbox: SqliteOutbox, notifier: Notifie
     last = outbox.last_audit_seq()
     if last is None:  # a file from before the outbox had its mark, never upgraded: nothing to anchor on
         return
-    events = [(r.seq, Event(r.data.get("event", "?"), r.data.get("severity", "warning"), r.target, r.incident,
-                            r.level, r.at, r.data.get("why", ""), r.data.get("next", ""),
-                            r.data.get("details") or {}), r.dry_run) for r in store.events_after(last)]
+    events = [(r.seq, event_from_audit(r.target, r.incident, r.level, r.at, r.data), r.dry_run)
+              for r in store.events_after(last)]
     if events:
         log.warning("notifications_replayed", events=len(events), queued=notifier.replay(events))
 
@@ -165,11 +167,12 @@ async def start_sources(cfg: Config, board: SignalBoard, deps: SourceDeps) -> di
 
 def executor_for(runtime: Runtime, t: Target) -> TargetExecutor:
     machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour,
-                            runtime.new_incident_id, paused=runtime.pausing.reader(t.name))
+                            runtime.new_incident_id)
     runtime.metrics.target_level.labels(t.name).set(0)
     runtime.metrics.incidents_open.labels(t.name).set(0)
     return TargetExecutor(t, machine, runtime.runners, runtime.journal, runtime.notifier, runtime.metrics,
-                          runtime.clock, runtime.tasks.spawn, runtime.dry_run, runtime.redactor, runtime.failpoints)
+                          runtime.clock, runtime.tasks.spawn, runtime.dry_run, hold=runtime.pausing.reader(t.name),
+                          redactor=runtime.redactor, failpoints=runtime.failpoints)
 
 
 async def close_runtime(runtime: Runtime) -> None:

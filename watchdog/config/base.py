@@ -17,7 +17,7 @@ class Model(BaseModel):
 
 
 class RetrySchedule(Model):
-    """Exponential backoff with full jitter, bounded by `attempts` (the first try counts)."""
+    """Exponential backoff with equal jitter (retrying.backoff), bounded by `attempts` (the first try counts)."""
 
     attempts: int = Field(3, ge=1, le=20)
     initial_backoff: Backoff = timedelta(milliseconds=500)

@@ -183,7 +183,8 @@ def _read_yaml(text: str, origin: str) -> Any:
 def _secret_field_names() -> frozenset[str]:
     """The keys whose values are secret-typed wherever they appear (`url` is secret only on a webhook
     channel, and its error never quotes it, so it is left out: masking every URL would garble lines)."""
-    secret, plain = set(), set()
+    secret: set[str] = set()
+    plain: set[str] = set()
     for module in (models, sources, notifications):
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, BaseModel):

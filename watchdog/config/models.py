@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from watchdog.config.base import Model, Name, RetrySchedule
 from watchdog.config.notifications import Notification
@@ -37,6 +41,7 @@ from watchdog.config.types import (
     VerifyWindow,
     parse_threshold,
 )
+
 
 class WatchdogSection(BaseSettings):
     """The daemon itself. `WATCHDOG_<KEY>` environment variables override these."""
@@ -140,11 +145,17 @@ class ChangeSpec(Model):
     percent: ThresholdField
 
 
+FindingSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+
+
+def _serious() -> list[FindingSeverity]:
+    return ["CRITICAL", "HIGH"]
+
+
 class FindingsSpec(Model):
     """Active Security Hub findings counted by severity label (securityhub sources)."""
 
-    severity: list[Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]] = Field(
-        default_factory=lambda: ["CRITICAL", "HIGH"], min_length=1)
+    severity: list[FindingSeverity] = Field(default_factory=_serious, min_length=1)
     product: str | None = None  # e.g. "GuardDuty"; None: every product
 
 

@@ -10,23 +10,21 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Union, get_args
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from watchdog.config.base import backoffs_ordered
 from watchdog.config.types import Backoff, HttpUrl, Timeout
+from watchdog.events import EventKind, Severity
 
-Severity = Literal["info", "warning", "critical"]
-
-# Every event the watchdog announces; `events:` filters name these.
-EventKind = Literal[
-    "incident_opened", "level_started", "level_succeeded", "level_failed", "verification_failed", "mitigated",
-    "exhausted", "blind", "sight_restored", "realarmed", "would_run", "paused", "resumed", "resolved", "recovered",
-    "outcome_unknown", "recovery_failed", "state_unwritable", "state_writable",
-    "test",
-]
-EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
 
@@ -35,8 +33,8 @@ class _Model(BaseModel):
 
 
 class DeliveryRetry(_Model):
-    """Durable retries from the outbox: backoff doubles from `initial_backoff` up to `max_backoff`, with full
-    jitter; a 429's Retry-After is honoured when longer. After `attempts` tries the message is dead-lettered."""
+    """Durable retries from the outbox: backoff doubles from `initial_backoff` up to `max_backoff`, with equal
+    jitter (retrying.backoff); a 429's Retry-After is honoured when longer. After `attempts` tries the message is dead-lettered."""
 
     attempts: int = Field(12, ge=1, le=100)
     initial_backoff: Backoff = timedelta(seconds=2)

@@ -70,8 +70,8 @@ def refuse_anchors(text: str) -> None:
         if anchor is None:
             continue
         shown = ("*" if isinstance(event, yaml.AliasEvent) else "&") + _cut(str(anchor))
-        raise Refused(f"YAML anchors and aliases are not supported ({shown} on line {event.start_mark.line + 1}): "
-                      "write the value out")
+        where = f" on line {event.start_mark.line + 1}" if event.start_mark is not None else ""
+        raise Refused(f"YAML anchors and aliases are not supported ({shown}{where}): write the value out")
 
 
 class DuplicateKey(Exception):
@@ -87,7 +87,7 @@ class DuplicateKey(Exception):
         return f"lines {a.line + 1} and {b.line + 1}"
 
 
-class Loader(BASE_LOADER):  # type: ignore[misc, valid-type]
+class Loader(BASE_LOADER):
     """The safe loader, checking each mapping for a repeated key. The check costs one len() per mapping;
     only a mapping that lost an entry is searched for the culprit."""
 

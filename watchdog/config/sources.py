@@ -13,7 +13,14 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, SecretStr
 
 from watchdog.config.base import Model, Name, RetrySchedule
-from watchdog.config.types import AlertTtl, BlindAfter, CostInterval, HttpUrl, Interval, Timeout
+from watchdog.config.types import (
+    AlertTtl,
+    BlindAfter,
+    CostInterval,
+    HttpUrl,
+    Interval,
+    Timeout,
+)
 
 
 class _Source(Model):

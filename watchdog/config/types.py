@@ -6,8 +6,8 @@ import math
 import operator
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Callable
 from urllib.parse import urlsplit
 

@@ -20,7 +20,8 @@ import aioboto3
 from watchdog.app import App
 from watchdog.config import parse_config
 from watchdog.demo.service import HybridRoutingService, ServiceState, publish_metrics
-from watchdog.escalation import Event, Phase
+from watchdog.escalation import Phase
+from watchdog.events import Event
 from watchdog.logs import setup_logging
 from watchdog.report import incident_report
 

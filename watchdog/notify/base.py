@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from watchdog.escalation import Event
 from watchdog.codec import jsonable
+from watchdog.events import Event
+from watchdog.rules import format_value
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 PAYLOAD_SCHEMA = "rollback-watchdog.event/v1"
@@ -122,7 +123,7 @@ def trigger_lines(event: Event) -> list[str]:
         t = trigger[rule] if isinstance(trigger[rule], dict) else {}
         at = t.get("at")
         at_text = f" at {at:%H:%M:%SZ}" if isinstance(at, datetime) else (f" at {at}" if at else "")
-        lines.append(f"{rule}: value {_fmt(t.get('value'))}, threshold {t.get('threshold', '?')}{at_text}")
+        lines.append(f"{rule}: value {format_value(t.get('value'), 'no value')}, threshold {t.get('threshold', '?')}{at_text}")
     return lines
 
 
@@ -144,10 +145,3 @@ def payload(msg: Message) -> dict[str, Any]:
         "details": jsonable(dict(ev.details or {})),
     }
 
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:g}"
-    return "no value" if v is None else str(v)

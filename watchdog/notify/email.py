@@ -37,9 +37,9 @@ class Email:
                 tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
             except (OSError, ssl.SSLError) as exc:  # an unreadable ca_file: a configuration error
                 raise DeliveryFailed(f"{where}: cannot load ca_file ({type(exc).__name__})", permanent=True) from None
-        login = {}
+        username = password = None
         if cfg.username is not None and cfg.password is not None:
-            login = {"username": cfg.username, "password": cfg.password.get_secret_value()}
+            username, password = cfg.username, cfg.password.get_secret_value()
         # Flattened here, not by aiosmtplib (always 78 columns): CPython folds a subject ending "(inc-7)" right
         # after "Subject:", which some parsers read with a leading space. 998 is SMTP's own line limit.
         utf8 = not all(a.isascii() for a in (cfg.sender, *cfg.to))
@@ -57,7 +57,8 @@ class Email:
                 start_tls=cfg.security == "starttls",
                 tls_context=tls,
                 timeout=cfg.timeout.total_seconds(),
-                **login,
+                username=username,
+                password=password,
             )
         except Exception as exc:
             raise _failure(where, exc) from None  # `from None`: a chained traceback could quote the AUTH exchange

@@ -15,6 +15,7 @@ import random
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +23,13 @@ import structlog
 
 from watchdog.clock import Clock
 from watchdog.config.notifications import Notification
-from watchdog.escalation import Event
-from watchdog.storage import AuditJournal
+from watchdog.events import Event
 from watchdog.metrics import Metrics
 from watchdog.notify.base import SEVERITY_RANK, Channel, DeliveryFailed, Message
 from watchdog.outbox import MemoryOutbox, Outbox, Pending
-from watchdog.storage import StoreError
+from watchdog.retrying import backoff as retry_backoff
+from watchdog.storage import AuditJournal, StoreError
+from watchdog.tasks import Tasks
 
 log = structlog.get_logger("watchdog.notify")
 
@@ -49,11 +51,9 @@ MAX_RETRY_AFTER = 600.0
 
 
 def backoff(cfg: Notification, attempts: int, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds before the next try: doubling with equal jitter, never sooner than the receiver asked
+    """Seconds before the next try: the retries' one backoff, never sooner than the receiver asked
     (up to MAX_RETRY_AFTER)."""
-    r = cfg.retry
-    base = min(r.max_backoff.total_seconds(), r.initial_backoff.total_seconds() * 2 ** (attempts - 1))
-    delay = base / 2 + rng.uniform(0, base / 2)
+    delay = retry_backoff(cfg.retry.initial_backoff, cfg.retry.max_backoff, attempts, rng)
     return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 
 
@@ -73,18 +73,21 @@ class ChannelState:
 
 class Notifier:
     def __init__(self, metrics: Metrics, clock: Clock, outbox: Outbox | None = None, journal: AuditJournal | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, tasks: Tasks | None = None, restart_after: float = 1.0):
         self._metrics = metrics
         self._clock = clock
+        self._tasks = tasks or Tasks()  # the runtime's, so that its stop sees the workers too
+        self._restart_after = restart_after  # a worker that crashed starts again after this many seconds
+        self._started = False
         self._outbox: Outbox = outbox or MemoryOutbox()
         self._journal = journal
         self._rng = rng or random.Random()
         self._channels: dict[str, tuple[Notification, Channel]] = {}
         self._state: dict[str, ChannelState] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[str, asyncio.Task[Any]] = {}
         self._listeners: list[Callable[[Event, bool], None]] = []
         self._keys = 0
-        self._direct_tasks: set[asyncio.Task[None]] = set()
+        self._direct_tasks: set[asyncio.Task[Any]] = set()
         self._delivered: set[int] = set()
         self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
 
@@ -111,7 +114,18 @@ class Notifier:
         for name in self._channels:
             self._state[name].wake = asyncio.Event()
             self._gauge(name)
+        if self._started:
+            self._start_workers()
         return old
+
+    def start(self) -> None:
+        """One worker per channel, each started again if it crashes; set_channels replaces them."""
+        self._started = True
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        for name in self._channels:
+            self._workers[name] = self._tasks.keep(partial(self._work, name), f"notify:{name}", self._restart_after)
 
     def listen(self, fn: Callable[[Event, bool], None]) -> None:
         """In-process listeners (the demo's timeline) are called synchronously."""
@@ -164,20 +178,9 @@ class Notifier:
         for name, (cfg, _) in self._channels.items():
             event = next((ev for ev in events if accepts(cfg, ev)), None)
             if event is not None:
-                task = asyncio.create_task(self._direct(name, event), name=f"notify-direct:{name}")
+                task = self._tasks.spawn(self._direct(name, event), f"notify-direct:{name}")
                 self._direct_tasks.add(task)
                 task.add_done_callback(self._direct_tasks.discard)
-
-    async def run(self) -> None:
-        """Supervises one worker per channel; a worker that crashes is logged and started again."""
-        while True:
-            for name in self._channels:
-                task = self._workers.get(name)
-                if task is None or task.done():
-                    if task is not None and not task.cancelled() and task.exception() is not None:
-                        log.error("notification_worker_crashed", channel=name, error=type(task.exception()).__name__)
-                    self._workers[name] = asyncio.create_task(self._work(name), name=f"notify:{name}")
-            await asyncio.sleep(1.0)
 
     async def drain(self, timeout: float) -> None:
         """At shutdown: give due messages a chance; whatever is left stays in the outbox for the next start."""
@@ -196,6 +199,7 @@ class Notifier:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
+        self._started = False
         for _, ch in self._channels.values():
             await ch.close()
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from watchdog.config.notifications import PagerDutyNotification
-from watchdog.escalation import Event
+from watchdog.events import Event
 from watchdog.notify.base import Message, post, render_text, trigger_lines
 
 SOURCE = "rollback-watchdog"

@@ -19,8 +19,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from watchdog.config.notifications import SlackNotification
-from watchdog.escalation import Event
-from watchdog.notify.base import Channel, DeliveryFailed, Message, check_status, render_text, retry_after, title, trigger_lines
+from watchdog.events import Event
+from watchdog.notify.base import (
+    Channel,
+    DeliveryFailed,
+    Message,
+    check_status,
+    render_text,
+    retry_after,
+    title,
+    trigger_lines,
+)
 
 EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 # The outcome of an incident (and anything critical) is broadcast from its thread so the channel sees it.

@@ -8,9 +8,10 @@ from typing import Any
 
 import aiohttp
 
-from watchdog.config.models import AwsSection, Source as SourceConfig
+from watchdog.config.models import AwsSection
+from watchdog.config.models import Source as SourceConfig
 from watchdog.metrics import Metrics
-from watchdog.sources.alertmanager import AlertStore, Alertmanager
+from watchdog.sources.alertmanager import Alertmanager, AlertStore
 from watchdog.sources.base import Query, Source, SourceError
 from watchdog.sources.cloudwatch import CloudWatch
 from watchdog.sources.cost_explorer import CostExplorer

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -33,9 +34,8 @@ async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsS
 
 async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedule, sleep: Sleep | None) -> T:
     """One API call under the retry schedule; every failure becomes a one-line SourceError."""
-    extra = {"sleep": sleep} if sleep is not None else {}
     try:
-        async for attempt in retrying(retry, is_retryable, **extra):
+        async for attempt in retrying(retry, is_retryable, sleep=sleep or asyncio.sleep):
             with attempt:
                 return await call()
     except ClientError as exc:

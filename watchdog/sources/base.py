@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from watchdog.config.models import Rule
 from watchdog.rules import Datapoint, align
+from watchdog.signals import Query
+
+__all__ = ["Query", "Readings", "Source", "SourceError"]
 
 
 class SourceError(Exception):
     """A poll failed. Its rules become insufficient_data; this is never a breach."""
-
-
-@dataclass(frozen=True)
-class Query:
-    key: str  # "target/rule", unique across the config
-    rule: Rule
 
 
 class Source(Protocol):

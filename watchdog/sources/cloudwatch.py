@@ -8,6 +8,7 @@ do not multiply.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -283,9 +284,8 @@ class CloudWatch:
         }
         if token:
             kwargs["NextToken"] = token
-        extra = {"sleep": self._sleep} if self._sleep is not None else {}
         try:
-            async for attempt in retrying(self._cfg.retry, is_retryable, **extra):
+            async for attempt in retrying(self._cfg.retry, is_retryable, sleep=self._sleep or asyncio.sleep):
                 with attempt:
                     self._metrics.cloudwatch_requests.inc()
                     self._metrics.cloudwatch_metrics_requested.inc(len(batch))

@@ -17,8 +17,8 @@ from typing import Any
 from watchdog.config.models import AwsSection, CostExplorerSource
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query, SourceError
 from watchdog.sources.aws import aws_call, aws_client
+from watchdog.sources.base import Query, SourceError
 
 REGION = "us-east-1"  # Cost Explorer's only endpoint
 MAX_PAGES = 5  # DAILY without GroupBy fits one page; a token is followed, never forever

@@ -107,8 +107,7 @@ class Prometheus:
         headers = {k: v.get_secret_value() for k, v in self._cfg.headers.items()}
         timeout = aiohttp.ClientTimeout(total=self._cfg.timeout.total_seconds())
         params = {"query": promql, "time": f"{now.timestamp():.3f}"}
-        extra = {"sleep": self._sleep} if self._sleep is not None else {}
-        async for attempt in retrying(self._cfg.retry, lambda e: isinstance(e, _Transient), **extra):
+        async for attempt in retrying(self._cfg.retry, lambda e: isinstance(e, _Transient), sleep=self._sleep or asyncio.sleep):
             with attempt:
                 try:
                     async with self._session.get(self._endpoint, params=params, headers=headers,
