@@ -112,7 +112,8 @@ def _actions(records: Sequence[Record], opened: datetime | None) -> list[str]:
     out = ["| level | action | attempt | intent | outcome | duration | detail |", "|---|---|---|---|---|---|---|"]
     for intent, outcome in rows:
         first = intent or outcome
-        assert first is not None
+        if first is None:  # every row holds one or the other
+            continue
         data = first.data
         when = _at(intent.at, opened) if intent else "-"
         if outcome is None:

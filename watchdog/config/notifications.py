@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from watchdog.config.base import backoffs_ordered
+from watchdog.config.base import Backoffs
 from watchdog.config.types import Backoff, HttpUrl, Timeout
 from watchdog.events import EventKind, Severity
 
@@ -32,17 +32,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DeliveryRetry(_Model):
+class DeliveryRetry(Backoffs):
     """Durable retries from the outbox: backoff doubles from `initial_backoff` up to `max_backoff`, with equal
     jitter (retrying.backoff); a 429's Retry-After is honoured when longer. After `attempts` tries the message is dead-lettered."""
 
     attempts: int = Field(12, ge=1, le=100)
     initial_backoff: Backoff = timedelta(seconds=2)
     max_backoff: Backoff = timedelta(minutes=2)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "DeliveryRetry":
-        return backoffs_ordered(self)
 
 
 class _Channel(_Model):

@@ -8,7 +8,7 @@ dead-lettering, so a channel never retries by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -52,6 +52,18 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Posting:
+    """A channel that posts over the runtime's shared HTTP session (which the runtime owns and closes)."""
+
+    def __init__(self, name: str, timeout: timedelta, session: aiohttp.ClientSession):
+        self.name = name
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout.total_seconds())
+
+    async def close(self) -> None:
+        return None
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -13,7 +13,7 @@ import aiohttp
 
 from watchdog.config.notifications import PagerDutyNotification
 from watchdog.events import Event
-from watchdog.notify.base import Message, post, render_text, trigger_lines
+from watchdog.notify.base import Message, Posting, post, render_text, trigger_lines
 
 SOURCE = "rollback-watchdog"
 SUMMARY_LIMIT = 1024  # PagerDuty rejects a longer summary with 400
@@ -66,16 +66,11 @@ def pd_event(routing_key: str, msg: Message) -> dict[str, Any]:
     }
 
 
-class PagerDuty:
+class PagerDuty(Posting):
     def __init__(self, cfg: PagerDutyNotification, session: aiohttp.ClientSession):
-        self.name = cfg.channel_name
+        super().__init__(cfg.channel_name, cfg.timeout, session)
         self._cfg = cfg
-        self._session = session  # shared and owned by the caller
-        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout.total_seconds())
 
     async def send(self, msg: Message) -> None:
         body = pd_event(self._cfg.routing_key.get_secret_value(), msg)
         await post(self._session, self._cfg.url, "PagerDuty", self._timeout, json=body)
-
-    async def close(self) -> None:
-        return None

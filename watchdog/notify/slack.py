@@ -86,7 +86,8 @@ def _sdk_timeout(cfg: SlackNotification) -> int:
 
 class SlackWebhook:
     def __init__(self, cfg: SlackNotification, session: aiohttp.ClientSession):
-        assert cfg.webhook_url is not None
+        if cfg.webhook_url is None:  # the config's model refuses this; never a bare AttributeError later
+            raise ValueError(f"{cfg.channel_name}: a Slack webhook channel needs webhook_url")
         self.name = cfg.channel_name
         self._timeout = cfg.timeout.total_seconds()
         # No retry handlers: the outbox owns retries, and the SDK would otherwise sleep inside `send`.
@@ -111,7 +112,8 @@ class SlackWebhook:
 
 class SlackBot:
     def __init__(self, cfg: SlackNotification, session: aiohttp.ClientSession):
-        assert cfg.token is not None and cfg.channel
+        if cfg.token is None or not cfg.channel:  # the config's model refuses this
+            raise ValueError(f"{cfg.channel_name}: a Slack bot channel needs token and channel")
         self.name = cfg.channel_name
         self._channel = cfg.channel
         self._timeout = cfg.timeout.total_seconds()

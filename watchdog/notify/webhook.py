@@ -17,7 +17,7 @@ from yarl import URL
 
 from watchdog import __version__
 from watchdog.config.notifications import WebhookNotification
-from watchdog.notify.base import DeliveryFailed, Message, payload, post
+from watchdog.notify.base import DeliveryFailed, Message, Posting, payload, post
 
 USER_AGENT = f"rollback-watchdog/{__version__}"
 _BAD_URL = "webhook URL is not a valid http(s) URL"
@@ -40,12 +40,10 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-class Webhook:
+class Webhook(Posting):
     def __init__(self, cfg: WebhookNotification, session: aiohttp.ClientSession):
-        self.name = cfg.channel_name
+        super().__init__(cfg.channel_name, cfg.timeout, session)
         self._cfg = cfg
-        self._session = session  # shared and owned by the caller
-        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout.total_seconds())
 
     def request(self, msg: Message, now: float | None = None) -> tuple[bytes, CIMultiDict[str]]:
         """The exact body bytes and headers of one delivery."""
@@ -68,6 +66,3 @@ class Webhook:
         url = _http_url(self._cfg.url.get_secret_value())
         body, headers = self.request(msg)
         await post(self._session, url, "webhook", self._timeout, data=body, headers=headers)
-
-    async def close(self) -> None:
-        return None

@@ -7,10 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import aiohttp
+
+from watchdog.config.sources import HttpJsonSource, PrometheusSource
+from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint, align
 from watchdog.signals import Query
 
-__all__ = ["Query", "Readings", "Source", "SourceError"]
+__all__ = ["HttpSampled", "Query", "Readings", "Source", "SourceError"]
+HttpSourceConfig = HttpJsonSource | PrometheusSource
 
 
 class SourceError(Exception):
@@ -30,6 +35,28 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class HttpSampled:
+    """What the sources read over HTTP share: the runtime's HTTP session (opened and closed by the runtime,
+    so a source has nothing of its own to start or close) and the readings the rules' windows come from."""
+
+    sampled = True
+
+    def __init__(self, cfg: HttpSourceConfig, queries: Sequence[Query], session: aiohttp.ClientSession,
+                 sleep: Sleep | None = None):
+        self.name = cfg.name
+        self.interval = cfg.interval
+        self._queries = list(queries)
+        self._session = session
+        self._sleep = sleep
+        self._readings = Readings(self._queries)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 class Readings:

@@ -8,42 +8,27 @@ do not multiply.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 from urllib.parse import quote_plus
 
-import aioboto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
 from watchdog.config.models import AwsSection, CloudWatchSource
 from watchdog.metrics import Metrics
-from watchdog.retrying import Sleep, retrying
+from watchdog.retrying import Sleep
 from watchdog.rules import EPOCH, Datapoint
+from watchdog.sources.aws import AwsSource, aws_client, is_retryable
 from watchdog.sources.base import Query, SourceError
+
+__all__ = ["CloudWatch", "fetch_window", "is_retryable", "pack", "rule_queries"]
 
 MAX_QUERIES_PER_CALL = 500
 MAX_PAGES_PER_BATCH = 50
-_RETRY_CODES = {
-    "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-    "RequestThrottled", "ServiceUnavailable", "InternalFailure", "InternalError", "InternalServiceError",
-}
-_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError, ResponseParserError)
 
 
 def fast_timestamp(value: str) -> datetime:
@@ -83,15 +68,6 @@ class FormEncoder:
                 qk, qv = quote_plus(key), quote_plus(text)
             parts.append(f"{qk}={qv}")
         request.data = "&".join(parts)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return err.get("Code") in _RETRY_CODES or status >= 500 or status == 429
-    # An HTML 5xx page from a proxy or a local endpoint fails to parse; it is still a 5xx.
-    return isinstance(exc, _TRANSIENT)
 
 
 def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> list[list[Any]]:
@@ -186,27 +162,15 @@ def _check_complete(key: str, status: str | None, more_pages: bool) -> None:
         raise SourceError(f"GetMetricData: {key}: PartialData without a NextToken (the rest of its data was not sent)")
 
 
-class CloudWatch:
+class CloudWatch(AwsSource):
     sampled = False
+    service = "cloudwatch"
 
-    def __init__(
-        self,
-        cfg: CloudWatchSource,
-        queries: Sequence[Query],
-        aws: AwsSection,
-        metrics: Metrics,
-        sleep: Sleep | None = None,
-        client: Any = None,
-    ):
-        self.name = cfg.name
-        self.interval = cfg.interval
-        self._cfg = cfg
-        self._aws = aws
-        self._queries = list(queries)
+    def __init__(self, cfg: CloudWatchSource, queries: Sequence[Query], aws: AwsSection, metrics: Metrics,
+                 sleep: Sleep | None = None, client: Any = None):
+        super().__init__(cfg, queries, aws, sleep, client)
+        self._region_override = cfg.region  # AWS/Billing metrics live in us-east-1
         self._metrics = metrics
-        self._sleep = sleep
-        self._client = client
-        self._stack = AsyncExitStack()
         # The queries only change with the config (reload builds a new source): build them once.
         qids = [f"q{i}" for i in range(len(self._queries))]
         self._ids = {qid: q.key for qid, q in zip(qids, self._queries)}
@@ -214,35 +178,22 @@ class CloudWatch:
         self._ids.update(self._counts)
         self._batches = pack([rule_queries(qid, q) for qid, q in zip(qids, self._queries)])
 
-    async def start(self) -> None:
-        if self._client is not None:
-            return
-        session = aioboto3.Session(profile_name=self._aws.profile)
-        # Per session, not global: only this client's answers are parsed this way.
-        session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=fast_timestamp)
-        timeout = self._cfg.timeout.total_seconds()
-        boto_cfg = BotoConfig(
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            # The queries come from a validated config and are built once; botocore re-checking 500 of
-            # them against the API model on every call was a fifth of the daemon's CPU per poll.
-            parameter_validation=False,
-        )
-        self._client = await self._stack.enter_async_context(
-            session.client(
-                "cloudwatch",
-                region_name=self._cfg.region or self._aws.region,
-                endpoint_url=self._aws.endpoint_url,
-                config=boto_cfg,
-            )
-        )
-        # Runs before the signer (botocore calls the more specific event's handlers first).
-        self._client.meta.events.register("request-created.cloudwatch.GetMetricData", FormEncoder())
+    def _region(self) -> str:
+        return self._region_override or self._aws.region
 
-    async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+    async def _open(self) -> Any:
+        # The queries come from a validated config and are built once; botocore re-checking 500 of them
+        # against the API model on every call was a fifth of the daemon's CPU per poll.
+        client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
+                                  validate=False, timestamps=fast_timestamp)
+        # Runs before the signer (botocore calls the more specific event's handlers first).
+        client.meta.events.register("request-created.cloudwatch.GetMetricData", FormEncoder())
+        return client
+
+    def _trying(self, kwargs: Mapping[str, Any]) -> None:
+        super()._trying(kwargs)
+        self._metrics.cloudwatch_requests.inc()
+        self._metrics.cloudwatch_metrics_requested.inc(len(kwargs["MetricDataQueries"]))
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         if not self._queries:
@@ -254,7 +205,7 @@ class CloudWatch:
         for batch in self._batches:
             token: str | None = None
             for _page in range(MAX_PAGES_PER_BATCH):
-                page = await self._call(batch, start, end, token)
+                page = await self._page(batch, start, end, token)
                 token = page.get("NextToken")
                 for result in page.get("MetricDataResults", []):
                     key = ids.get(result["Id"])
@@ -275,7 +226,8 @@ class CloudWatch:
                 out[q.key] = enough_samples(out[q.key], samples[q.key], q.rule.min_samples)
         return out
 
-    async def _call(self, batch: Sequence[dict], start: datetime, end: datetime, token: str | None) -> dict:
+    async def _page(self, batch: Sequence[dict[str, Any]], start: datetime, end: datetime,
+                    token: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "MetricDataQueries": list(batch),
             "StartTime": start,
@@ -284,17 +236,4 @@ class CloudWatch:
         }
         if token:
             kwargs["NextToken"] = token
-        try:
-            async for attempt in retrying(self._cfg.retry, is_retryable, sleep=self._sleep or asyncio.sleep):
-                with attempt:
-                    self._metrics.cloudwatch_requests.inc()
-                    self._metrics.cloudwatch_metrics_requested.inc(len(batch))
-                    return await self._client.get_metric_data(**kwargs)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise SourceError(f"GetMetricData: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
-        except ResponseParserError:  # not a BotoCoreError; its text holds the whole (HTML) body
-            raise SourceError("GetMetricData: the answer could not be parsed (not AWS XML)") from None
-        except (BotoCoreError, OSError) as exc:
-            raise SourceError(f"GetMetricData: {type(exc).__name__}: {exc}") from None
-        raise SourceError("GetMetricData: no attempt made")  # unreachable: stop_after_attempt >= 1
+        return await self._call("GetMetricData", "get_metric_data", kwargs)

@@ -10,14 +10,12 @@ us-east-1, whatever `aws.region` says.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
-from watchdog.config.models import AwsSection, CostExplorerSource
-from watchdog.retrying import Sleep
+from watchdog.config.models import CostExplorerSource
 from watchdog.rules import Datapoint
-from watchdog.sources.aws import aws_call, aws_client
+from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
 
 REGION = "us-east-1"  # Cost Explorer's only endpoint
@@ -53,28 +51,13 @@ def daily_points(q: Query, metric: str, results: Sequence[Mapping[str, Any]]) ->
     return out
 
 
-class CostExplorer:
+class CostExplorer(AwsSource):
     sampled = False
+    service = "ce"
+    _cfg: CostExplorerSource
 
-    def __init__(self, cfg: CostExplorerSource, queries: Sequence[Query], aws: AwsSection,
-                 sleep: Sleep | None = None, client: Any = None):
-        self.name = cfg.name
-        self.interval = cfg.interval
-        self.calls = 0  # GetCostAndUsage requests sent, retries included: each one is billed
-        self._cfg = cfg
-        self._aws = aws
-        self._queries = list(queries)
-        self._sleep = sleep
-        self._client = client
-        self._stack = AsyncExitStack()
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = await aws_client(self._stack, "ce", REGION, self._aws, self._cfg.timeout)
-
-    async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+    def _region(self) -> str:
+        return REGION
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         return {q.key: await self.fetch(q, now) for q in self._queries}
@@ -83,14 +66,10 @@ class CostExplorer:
         kwargs = cost_request(q, now, self._cfg.days)
         results: list[Mapping[str, Any]] = []
         for _page in range(MAX_PAGES):
-            page = await aws_call("GetCostAndUsage", lambda: self._get(kwargs), self._cfg.retry, self._sleep)
+            page = await self._call("GetCostAndUsage", "get_cost_and_usage", kwargs)
             results.extend(page.get("ResultsByTime", []))
             token = page.get("NextPageToken")
             if not token:
                 return daily_points(q, kwargs["Metrics"][0], results)
             kwargs["NextPageToken"] = token
         raise SourceError(f"GetCostAndUsage: {q.key}: still paging after {MAX_PAGES} pages")
-
-    async def _get(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.calls += 1
-        return await self._client.get_cost_and_usage(**kwargs)

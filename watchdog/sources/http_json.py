@@ -17,7 +17,7 @@ import aiohttp
 from watchdog.config.models import HttpJsonSource
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query, Readings, SourceError
+from watchdog.sources.base import HttpSampled, Query, SourceError
 
 
 class _Transient(SourceError):
@@ -40,23 +40,11 @@ def pick(doc: Any, path: str) -> float | bool:
     raise SourceError(f"field {path!r} is {type(cur).__name__}, not a number or boolean")
 
 
-class HttpJson:
-    sampled = True
-
-    def __init__(self, cfg: HttpJsonSource, queries: Sequence[Query], session: aiohttp.ClientSession, sleep: Sleep | None = None):
-        self.name = cfg.name
-        self.interval = cfg.interval
+class HttpJson(HttpSampled):
+    def __init__(self, cfg: HttpJsonSource, queries: Sequence[Query], session: aiohttp.ClientSession,
+                 sleep: Sleep | None = None):
+        super().__init__(cfg, queries, session, sleep)
         self._cfg = cfg
-        self._queries = list(queries)
-        self._session = session
-        self._sleep = sleep
-        self._readings = Readings(self._queries)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None  # the HTTP session belongs to the app
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         doc = await self._fetch()

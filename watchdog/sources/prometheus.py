@@ -23,7 +23,7 @@ from watchdog.config.models import Rule
 from watchdog.config.sources import PrometheusSource
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import Query, Readings, SourceError
+from watchdog.sources.base import HttpSampled, Query, SourceError
 
 
 class _Transient(SourceError):
@@ -63,25 +63,12 @@ def reading(data: Any, rule: Rule) -> float | None:
     return max(values) if rule.reduce == "max" else min(values)  # single: the one value
 
 
-class Prometheus:
-    sampled = True
-
+class Prometheus(HttpSampled):
     def __init__(self, cfg: PrometheusSource, queries: Sequence[Query], session: aiohttp.ClientSession,
                  sleep: Sleep | None = None):
-        self.name = cfg.name
-        self.interval = cfg.interval
+        super().__init__(cfg, queries, session, sleep)
         self._cfg = cfg
         self._endpoint = cfg.url.rstrip("/") + "/api/v1/query"
-        self._queries = list(queries)
-        self._session = session
-        self._sleep = sleep
-        self._readings = Readings(self._queries)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None  # the HTTP session belongs to the app
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         tasks = [asyncio.ensure_future(self._read(q, now)) for q in self._queries]

@@ -10,14 +10,13 @@ tenacity owns the retries; botocore's own are off so the two do not multiply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
 
 from watchdog.config.models import AwsSection, FindingsSpec, SecurityHubSource
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
-from watchdog.sources.aws import aws_call, aws_client
+from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, Readings, SourceError
 
 MAX_PAGES = 100  # 10,000 findings per rule and poll; more is an error, not a silent undercount
@@ -51,30 +50,19 @@ def matches(finding: Mapping[str, Any], spec: FindingsSpec) -> bool:
     return all(value is None or allowed is None or value in allowed for value, allowed in wanted)
 
 
-class SecurityHub:
+class SecurityHub(AwsSource):
     sampled = True
+
+    service = "securityhub"
+    _cfg: SecurityHubSource
 
     def __init__(self, cfg: SecurityHubSource, queries: Sequence[Query], aws: AwsSection,
                  sleep: Sleep | None = None, client: Any = None):
-        self.name = cfg.name
-        self.interval = cfg.interval
-        self.calls = 0  # GetFindings requests sent, retries included
-        self._cfg = cfg
-        self._aws = aws
-        self._queries = list(queries)
-        self._sleep = sleep
-        self._client = client
-        self._stack = AsyncExitStack()
+        super().__init__(cfg, queries, aws, sleep, client)
         self._readings = Readings(self._queries)
 
-    async def start(self) -> None:
-        if self._client is None:
-            region = self._cfg.region or self._aws.region
-            self._client = await aws_client(self._stack, "securityhub", region, self._aws, self._cfg.timeout)
-
-    async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+    def _region(self) -> str:
+        return self._cfg.region or self._aws.region
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         counts = {q.key: await self.count(q) for q in self._queries}  # all or nothing: no half-updated poll
@@ -89,14 +77,10 @@ class SecurityHub:
         kwargs: dict[str, Any] = {"Filters": findings_filters(spec), "MaxResults": 100}
         total = 0
         for _page in range(MAX_PAGES):
-            page = await aws_call("GetFindings", lambda: self._get(kwargs), self._cfg.retry, self._sleep)
+            page = await self._call("GetFindings", "get_findings", kwargs)
             total += sum(1 for f in page.get("Findings", []) if matches(f, spec))
             token = page.get("NextToken")
             if not token:
                 return total
             kwargs["NextToken"] = token
         raise SourceError(f"GetFindings: {q.key}: still paging after {MAX_PAGES} pages")
-
-    async def _get(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.calls += 1
-        return await self._client.get_findings(**kwargs)
