@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,14 +21,14 @@ from watchdog.status import to_json
 if TYPE_CHECKING:
     from watchdog.runtime import Runtime
 
-Handler = Any
+Handler = Callable[["Runtime", web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 # The largest request body read (aiohttp's client_max_size, set by web.build_web): an Alertmanager
 # payload of a few thousand alerts fits; anything larger is answered 413.
 MAX_BODY = 1024 * 1024
 
 
 def add_routes(wa: web.Application, key: web.AppKey["Runtime"]) -> None:
-    def wrap(fn: Handler) -> Handler:
+    def wrap(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
             app = request.app[key]
             token = app.cfg.watchdog.api_token

@@ -18,7 +18,7 @@ import structlog
 from watchdog.actions import ActionFailed, Runner
 from watchdog.clock import Clock
 from watchdog.codec import encode_incident
-from watchdog.config.models import Target
+from watchdog.config.models import CommandAction, HttpAction, Target
 from watchdog.escalation import (
     Command,
     Incident,
@@ -232,7 +232,7 @@ class TargetExecutor:
             if when is not None:
                 deadline.reschedule(when + (loop.time() - started))
 
-    async def _run_action(self, cmd: RunLevel, index: int, action: Any, deadline: asyncio.Timeout,
+    async def _run_action(self, cmd: RunLevel, index: int, action: HttpAction | CommandAction, deadline: asyncio.Timeout,
                           first: bool = False) -> str:
         name = self._mask(f"#{index + 1} {action.type}: {action.describe()}")
         tname, inc, lvl = self.target.name, cmd.incident, cmd.level

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from watchdog.control import MAX_BODY, add_routes
@@ -30,7 +31,7 @@ def build_web(app: "Runtime") -> web.Application:
 
 
 @web.middleware
-async def api_errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+async def api_errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own refusals under /api/ (no such path, wrong method) answer in the API's shape, one JSON
     line, like every other control API error; the other endpoints keep aiohttp's plain text."""
     try:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
+
+from watchdog.config.models import CommandAction, HttpAction, HttpCheck
+
+# What a runner is handed: an action of a level, or a check. The registry gives each runner its own kind.
+Step = HttpAction | CommandAction | HttpCheck
 
 
 class ActionFailed(Exception):
@@ -21,6 +26,6 @@ class ActionFailed(Exception):
 
 
 class Runner(Protocol):
-    async def run(self, action: Any) -> str:
-        """Run one attempt; return a short detail, or raise ActionFailed."""
+    async def run(self, action: Step) -> str:
+        """Run one attempt; return a short detail, or raise ActionFailed (TypeError for a step of another kind)."""
         ...

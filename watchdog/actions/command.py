@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from watchdog.actions.base import ActionFailed
+from watchdog.actions.base import ActionFailed, Step
 from watchdog.config.models import CommandAction
 
 _TAIL = 300
@@ -23,7 +23,9 @@ class CommandRunner:
         """The child's whole environment: the base, then what the action's `env` names (which wins)."""
         return {**self._base_env, **{k: v.get_secret_value() for k, v in action.env.items()}}
 
-    async def run(self, action: CommandAction) -> str:
+    async def run(self, action: Step) -> str:
+        if not isinstance(action, CommandAction):
+            raise TypeError(f"the command runner cannot run a {action.type} step")
         env = self.environment(action)
         try:
             proc = await asyncio.create_subprocess_exec(

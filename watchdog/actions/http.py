@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from watchdog.actions.base import ActionFailed
+from watchdog.actions.base import ActionFailed, Step
 from watchdog.config.models import HttpAction, HttpCheck
 
 # 408 and 429 are the server asking for another try; other 4xx will not change.
@@ -17,7 +17,9 @@ class HttpRunner:
     def __init__(self, session: aiohttp.ClientSession):
         self._session = session
 
-    async def run(self, action: HttpAction | HttpCheck) -> str:
+    async def run(self, action: Step) -> str:
+        if not isinstance(action, (HttpAction, HttpCheck)):
+            raise TypeError(f"the http runner cannot run a {action.type} step")
         headers = {k: v.get_secret_value() for k, v in action.headers.items()}
         kwargs = {}
         body = getattr(action, "json_body", None)

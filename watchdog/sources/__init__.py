@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import aiohttp
 
 from watchdog.config.models import AwsSection
 from watchdog.config.models import Source as SourceConfig
+from watchdog.config.sources import (
+    AlertmanagerSource,
+    CloudWatchSource,
+    CostExplorerSource,
+    HttpJsonSource,
+    PrometheusSource,
+    SecurityHubSource,
+)
 from watchdog.metrics import Metrics
 from watchdog.sources.alertmanager import Alertmanager, AlertStore
 from watchdog.sources.base import Query, Source, SourceError
@@ -28,21 +36,24 @@ class SourceDeps:
     alerts: AlertStore
 
 
-def _cloudwatch(cfg: Any, queries: Sequence[Query], deps: SourceDeps) -> Source:
-    return CloudWatch(cfg, queries, deps.aws, deps.metrics)
+K = TypeVar("K")
 
 
-def _http_json(cfg: Any, queries: Sequence[Query], deps: SourceDeps) -> Source:
-    return HttpJson(cfg, queries, deps.session)
+def _kind(cfg: SourceConfig, kind: type[K]) -> K:
+    """The config of the kind its `type` names (the discriminated union guarantees it)."""
+    if not isinstance(cfg, kind):
+        raise TypeError(f"source {cfg.name}: {type(cfg).__name__} is not a {kind.__name__}")
+    return cfg
 
 
-REGISTRY: dict[str, Callable[[Any, Sequence[Query], SourceDeps], Source]] = {
-    "cloudwatch": _cloudwatch,
-    "http_json": _http_json,
-    "prometheus": lambda cfg, queries, deps: Prometheus(cfg, queries, deps.session),
-    "securityhub": lambda cfg, queries, deps: SecurityHub(cfg, queries, deps.aws),
-    "cost_explorer": lambda cfg, queries, deps: CostExplorer(cfg, queries, deps.aws),
-    "alertmanager": lambda cfg, queries, deps: Alertmanager(cfg, queries, deps.alerts),
+Factory = Callable[[SourceConfig, Sequence[Query], SourceDeps], Source]
+REGISTRY: dict[str, Factory] = {
+    "cloudwatch": lambda cfg, queries, deps: CloudWatch(_kind(cfg, CloudWatchSource), queries, deps.aws, deps.metrics),
+    "http_json": lambda cfg, queries, deps: HttpJson(_kind(cfg, HttpJsonSource), queries, deps.session),
+    "prometheus": lambda cfg, queries, deps: Prometheus(_kind(cfg, PrometheusSource), queries, deps.session),
+    "securityhub": lambda cfg, queries, deps: SecurityHub(_kind(cfg, SecurityHubSource), queries, deps.aws),
+    "cost_explorer": lambda cfg, queries, deps: CostExplorer(_kind(cfg, CostExplorerSource), queries, deps.aws),
+    "alertmanager": lambda cfg, queries, deps: Alertmanager(_kind(cfg, AlertmanagerSource), queries, deps.alerts),
 }
 
 
