@@ -1,7 +1,7 @@
 """Retry schedules (config data) turned into tenacity policies.
 
 Every try of every call a source makes starts here, so this is where a poll's deadline is pushed on
-(`on_attempt`, see App._poll): a poll that keeps making calls is alive however many pages it reads, and
+(`on_attempt`, see Runtime._poll): a poll that keeps making calls is alive however many pages it reads, and
 one whose try hangs past its timeout is cut off.
 """
 
