@@ -17,7 +17,7 @@ import pytest
 
 from aws_proxy import Reply, aws_error, running_proxy
 from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from story import Publisher, render
 from watchdog.config.base import RetrySchedule
 from watchdog.health import PollPace, attempt_deadline, judge
 

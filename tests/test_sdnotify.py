@@ -13,7 +13,7 @@ import pytest
 
 from aws_proxy import Reply, running_proxy
 from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from story import Publisher, render
 from watchdog.sdnotify import SystemdNotifier
 
 

@@ -25,7 +25,7 @@ import pytest
 
 from tests.daemon import Daemon
 from timing import until
-from test_daemon import Publisher, render
+from story import Publisher, render
 
 FLAGS = "/admin/feature-flags/hybrid-routing"
 HOOK = "/hook"
