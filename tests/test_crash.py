@@ -15,12 +15,11 @@ import time
 import aiohttp
 import pytest
 
-from story import Publisher, render
+from story import FLAGS, REDEPLOY, ROUTING, Publisher, render
 from tests.daemon import Daemon, assert_audit_log_intact
 from timing import until
 
 pytestmark = pytest.mark.slow
-FLAGS = "/admin/feature-flags/hybrid-routing"
 
 
 TOKEN = "crash-test-token"
@@ -62,13 +61,27 @@ async def restarted(path: str, level: int | None = None) -> tuple[Daemon, dict]:
     return d, recovered
 
 
+async def stops_mitigated(d: Daemon) -> dict:
+    """The restarted daemon carries the incident on to mitigated, then stops cleanly."""
+    mitigated = await d.wait_for("mitigated", timeout=60)
+    d.signal(signal.SIGTERM)
+    assert await d.wait(20) == 0
+    return mitigated
+
+
+def assert_level_2_cured_it(admin_api, path: str) -> None:
+    """Level 2 ran once and cured it, level 3 never ran, and the audit chain verifies."""
+    assert admin_api.count(ROUTING) == 1 and admin_api.count(REDEPLOY) == 0
+    assert_audit_log_intact(path)
+
+
 @pytest.mark.parametrize("idempotent, flag_calls", [(False, 1), (True, 2)])
 async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api, idempotent, flag_calls):
     ns = f"CRASH{time.monotonic_ns()}"
     path = render(tmp_path, moto_url, admin_api, ns, deadline="20s", idempotent=idempotent)
     admin_api.delay[FLAGS] = 2.0
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("action_started", timeout=30, level=1)
@@ -79,37 +92,31 @@ async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api,
         d, _ = await restarted(path, level=1)
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
-        await d.wait_for("mitigated", timeout=60)
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        await stops_mitigated(d)
     finally:
         await pub.stop()
         await d.stop()
     assert admin_api.count(FLAGS) == flag_calls  # repeated only when declared idempotent
-    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
-    assert_audit_log_intact(path)
+    assert_level_2_cured_it(admin_api, path)
 
 
 async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_api):
     ns = f"CRASHV{time.monotonic_ns()}"
     path = render(tmp_path, moto_url, admin_api, ns)
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
         await kill_9(d)
         d, recovered = await restarted(path)
         assert "phase verifying at level 1" in recovered["why"]
-        await d.wait_for("mitigated", timeout=60)
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        await stops_mitigated(d)
     finally:
         await pub.stop()
         await d.stop()
-    assert admin_api.count(FLAGS) == 1 and admin_api.count("/admin/routing") == 1
-    assert admin_api.count("/admin/redeploy") == 0
-    assert_audit_log_intact(path)
+    assert admin_api.count(FLAGS) == 1
+    assert_level_2_cured_it(admin_api, path)
 
 
 @pytest.mark.parametrize("failpoint, idempotent, flag_calls", [
@@ -124,7 +131,7 @@ async def test_kill_at_the_instants_around_an_action(tmp_path, moto_url, aws_env
     ns = f"CRASHF{time.monotonic_ns()}"
     path = render(tmp_path, moto_url, admin_api, ns, deadline="20s", idempotent=idempotent)
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path, env={"WATCHDOG_TEST_FAILPOINTS": failpoint}).start()
     try:
         await d.wait_for("failpoint_reached", timeout=30, failpoint=failpoint, level=1)
@@ -133,17 +140,13 @@ async def test_kill_at_the_instants_around_an_action(tmp_path, moto_url, aws_env
         d, _ = await restarted(path, level=1)
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
-        mitigated = await d.wait_for("mitigated", timeout=60)
         # The flags were never the cure here: verification fails and level 2 holds.
-        assert mitigated["level"] == 2
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        assert (await stops_mitigated(d))["level"] == 2
     finally:
         await pub.stop()
         await d.stop()
     assert admin_api.count(FLAGS) == flag_calls
-    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
-    assert_audit_log_intact(path)
+    assert_level_2_cured_it(admin_api, path)
 
 
 def test_an_unknown_failpoint_is_a_usage_error(tmp_path, moto_url, aws_env, admin_api):
@@ -169,7 +172,7 @@ async def test_kill_with_undelivered_notifications_delivers_each_once_after_rest
          "retry": {"attempts": 100, "initial_backoff": "100ms", "max_backoff": "300ms"}}])
     admin_api.script[hook] = [500]  # Slack is down until after the crash
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
