@@ -154,6 +154,15 @@ def parsed(config: dict[str, Any], environ: dict[str, str] | None = None) -> Con
     return parse_config(to_yaml(config), environ or {})
 
 
+def insert_after(text: str, needle: str, *lines: str) -> str:
+    """`lines` added after the one line that holds `needle`, indented as that line is: keys beside its key
+    (so not after the first key of a list item, whose siblings stand two further in)."""
+    old = text.splitlines(keepends=True)
+    [at] = [i for i, ln in enumerate(old) if needle in ln]
+    indent = old[at][:len(old[at]) - len(old[at].lstrip())]
+    return "".join(old[:at + 1] + [f"{indent}{line}\n" for line in lines] + old[at + 1:])
+
+
 def line_of(text: str, needle: str) -> int:
     """The number of the one line that holds `needle`."""
     hits = [i + 1 for i, line in enumerate(text.splitlines()) if needle in line]
