@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import boto3
 import pytest
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from botocore.parsers import ResponseParserError
 
 from watchdog.app import App
-from watchdog.config import parse_config
+from watchdog.config import Config
 from watchdog.config.models import AwsSection, CloudWatchSource, Rule
 from watchdog.metrics import Metrics
 from watchdog.rules import RuleSpec, RuleState, window
@@ -25,8 +26,10 @@ from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, 
 
 from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
+from configs import cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from loopback import free_port
 from sleeps import Sleeps
+from timing import until
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -350,20 +353,11 @@ async def test_partial_data_followed_by_its_next_token_page_is_complete(proxy: R
     assert sorted(v for _, v in got["t/lat"]) == [1.0, 2.0]
 
 
-BREACHING_APP = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-  - {{name: cw, type: cloudwatch, interval: 30s, retry: {{attempts: 1}}}}
-targets:
-  - name: hybrid
-    rules:
-      - {{name: latency, category: performance, source: cw, threshold: "> 1500", evaluation_periods: 3,
-         missing_data: breaching, metric: {{namespace: {ns}, name: Latency, dimensions: {{Service: {ns}}},
-         stat: Average, period: 60s}}}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/flags"}}]}}
-"""
+def breaching_app(state: Any, aws: str, ns: str, admin: str) -> dict[str, Any]:
+    latency = metric_rule(source="cw", namespace=ns, dimensions={"Service": ns}, evaluation_periods=3,
+                          missing_data="breaching")
+    return hybrid_routing(state_path=state, aws_endpoint=aws, sources=[cloudwatch("cw", "30s", retry={"attempts": 1})],
+                          target="hybrid", rules=[latency], levels=[level(1, "flags", http(f"{admin}/flags"))])
 
 
 async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingProxy, admin_api, tmp_path) -> None:
@@ -371,7 +365,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
     Now the poll fails, the source is down, the rule is insufficient_data and nothing runs; the same empty
     answer marked Complete does alarm (missing_data: breaching), so the rule could have."""
     ns = f"Partial{uuid.uuid4().hex[:8]}"  # nothing published: the answer has no values
-    cfg = parse_config(BREACHING_APP.format(state=tmp_path / "w.db", aws=proxy.url, ns=ns, admin=admin_api.url), {})
+    cfg = parsed(breaching_app(tmp_path / "w.db", proxy.url, ns, admin_api.url))
     app = await App.create(cfg, serve_http=False, schedule=False)
     await app.start()
     try:
@@ -387,10 +381,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
         proxy.rewrite = None
         await app.runtime.poll("cw")
         assert app.runtime.executors["hybrid"].machine.incident is not None
-        for _ in range(200):
-            if admin_api.count("/flags"):
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: admin_api.count("/flags"), 4, "level 1's request")
         assert admin_api.count("/flags") == 1
     finally:
         await app.stop()
@@ -398,42 +389,23 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
 
 # --- a failed poll is never a breach ----------------------------------------------------------
 
-BOARD_YAML = """\
-sources:
-  - {name: cw, type: cloudwatch, interval: 30s, retry: {attempts: 2, initial_backoff: 10ms, max_backoff: 20ms}}
-  - {name: compliance, type: http_json, url: "http://127.0.0.1:1/status", interval: 60s}
-targets:
-  - name: hybrid
-    rules:
-      - name: latency
-        category: performance
-        source: cw
-        metric: {namespace: NAMESPACE, name: Latency, dimensions: {Service: NAMESPACE}, stat: Average, period: 60s}
-        threshold: "> 1500"
-        evaluation_periods: 3
-        missing_data: breaching
-      - name: gdpr
-        category: security
-        source: compliance
-        field: gdpr.compliant
-        threshold: "== false"
-        missing_data: breaching
-        level: 2
-    levels:
-      - level: 1
-        name: flags
-        deadline: 2m
-        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/flags", json: {enabled: false}}]
-      - level: 2
-        name: routing
-        deadline: 5m
-        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/routing"}]
-"""
+def board_config(ns: str) -> Config:
+    """Both rules breach on missing data: a failed poll must still not make them alarm."""
+    latency = metric_rule(source="cw", namespace=ns, dimensions={"Service": ns}, evaluation_periods=3,
+                          missing_data="breaching")
+    gdpr = {"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+            "threshold": "== false", "missing_data": "breaching", "level": 2}
+    compliance = {"name": "compliance", "type": "http_json", "url": "http://127.0.0.1:1/status", "interval": "60s"}
+    retry = {"attempts": 2, "initial_backoff": "10ms", "max_backoff": "20ms"}
+    levels = [level(1, "flags", http("http://127.0.0.1:1/flags", json={"enabled": False}), deadline="2m"),
+              level(2, "routing", http("http://127.0.0.1:1/routing"), deadline="5m")]
+    return parsed(hybrid_routing(aws_endpoint=None, sources=[cloudwatch("cw", "30s", retry=retry), compliance],
+                                 target="hybrid", rules=[latency, gdpr], levels=levels))
 
 
 @pytest.mark.parametrize("failure", ["throttled", "unreachable"])
 async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: RecordingProxy, failure: str) -> None:
-    cfg = parse_config(BOARD_YAML.replace("NAMESPACE", f"Board{uuid.uuid4().hex[:8]}"), environ={})
+    cfg = board_config(f"Board{uuid.uuid4().hex[:8]}")
     board = SignalBoard(cfg, {"cw": False, "compliance": True})
     url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{free_port()}"
     src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
