@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -28,9 +27,11 @@ from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cost_explorer import CostExplorer
 from watchdog.sources.securityhub import MAX_PAGES, SecurityHub
 
-from tests.daemon import Daemon
+from configs import health_check, http, hybrid_routing, level, make_target, write
 from loopback import free_port
 from sleeps import Sleeps
+from tests.daemon import Daemon, polled, status
+from timing import until
 
 UTC = timezone.utc
 ACCOUNT = "123456789012"
@@ -205,18 +206,6 @@ async def test_endless_paging_is_cut_off_and_fails_the_poll() -> None:
     assert src.calls == MAX_PAGES == len(client.requests)
 
 
-async def test_unreachable_endpoint_is_a_source_error_after_every_attempt(aws_env: dict[str, str]) -> None:
-    sleeps = Sleeps()
-    src = sh_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleeps)
-    await src.start()
-    try:
-        with pytest.raises(SourceError, match="GetFindings: EndpointConnectionError"):
-            await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
-    assert src.calls == 3 and len(sleeps.delays) == 2
-
-
 async def test_a_failed_rule_fails_the_whole_poll_and_keeps_no_reading() -> None:
     ok = {"Findings": [finding("a", "CRITICAL", "r")]}
     client = FakeClient([ok, aws_error("AccessDeniedException", 403), ok])
@@ -349,18 +338,6 @@ async def test_next_page_token_is_followed_within_a_bound() -> None:
     assert src.calls == CE_PAGES == len(endless.requests)
 
 
-async def test_cost_explorer_unreachable_is_a_source_error(aws_env: dict[str, str]) -> None:
-    sleeps = Sleeps()
-    src = ce_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", cost_rule("c"))], sleep=sleeps)
-    await src.start()
-    try:
-        with pytest.raises(SourceError, match="GetCostAndUsage: EndpointConnectionError"):
-            await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
-    assert src.calls == 3 and len(sleeps.delays) == 2
-
-
 OK_COST = {"ResultsByTime": [{"TimePeriod": {"Start": "2026-01-01"}, "Total": {"UnblendedCost": {"Amount": "4.5"}}}]}
 OK_FINDINGS = {"Findings": [finding("a", "CRITICAL", "r")]}
 
@@ -375,6 +352,23 @@ def _ce(client: FakeClient, sleep: Sleeps) -> CostExplorer:
 
 SOURCES: list[tuple[Callable[[FakeClient, Sleeps], Any], dict[str, Any], float]] = [
     (_sh, OK_FINDINGS, 1.0), (_ce, OK_COST, 4.5)]
+
+
+@pytest.mark.parametrize(("make", "call"), [
+    (lambda url, sleep: sh_source(url, [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleep), "GetFindings"),
+    (lambda url, sleep: ce_source(url, [Query("t/c", cost_rule("c"))], sleep=sleep), "GetCostAndUsage"),
+], ids=["securityhub", "cost_explorer"])
+async def test_an_unreachable_endpoint_is_a_source_error_after_every_attempt(aws_env: dict[str, str], make: Any,
+                                                                             call: str) -> None:
+    sleeps = Sleeps()
+    src = make(f"http://127.0.0.1:{free_port()}", sleeps)
+    await src.start()
+    try:
+        with pytest.raises(SourceError, match=f"{call}: EndpointConnectionError"):
+            await src.poll(datetime.now(UTC))
+    finally:
+        await src.close()
+    assert src.calls == 3 and len(sleeps.delays) == 2
 
 
 @pytest.mark.parametrize(("make", "ok", "value"), SOURCES, ids=["securityhub", "cost_explorer"])
@@ -410,49 +404,16 @@ async def test_other_errors_fail_after_one_call(make: Any, ok: dict[str, Any], v
 
 # --- the real daemon ----------------------------------------------------------------------------
 
-DAEMON = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {tmp}/watchdog.db
-aws:
-  region: us-east-1
-  endpoint_url: {aws}
-sources:
-  - {source}
-targets:
-{targets}
-"""
+def daemon_config(tmp_path: Any, moto_url: str, source: dict[str, Any], targets: list[tuple[str, dict[str, Any]]],
+                  admin: str) -> str:
+    """One source; per target one rule and one level, which turns the target's flag off at the admin API."""
+    def target(name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        stop = http(f"{admin}/admin/{name}", json={"enabled": False}, timeout="5s", retry={"attempts": 1})
+        return make_target(name, [rule], [level(1, f"stop-{name}", stop, deadline="5s", checks=[health_check(admin)])],
+                           verify_window="30s", max_rollbacks_per_hour=10)
 
-TARGET = """
-  - name: {name}
-    rules:
-      - {rule}
-    escalation:
-      verify_window: 30s
-      max_rollbacks_per_hour: 10
-    levels:
-      - level: 1
-        name: stop-{name}
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/{name}", json: {{enabled: false}}, timeout: 5s, retry: {{attempts: 1}}}}
-        checks:
-          - {{type: http, url: "{admin}/health", expect_status: 200}}
-"""
-
-
-def daemon_config(tmp_path: Any, moto_url: str, source: str, targets: list[tuple[str, str]], admin: str) -> str:
-    text = DAEMON.format(tmp=tmp_path, aws=moto_url, source=source, targets="".join(
-        TARGET.format(name=name, rule=rule, admin=admin) for name, rule in targets))
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    return str(path)
-
-
-async def status_of(port: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/status") as r:
-            return await r.json()
+    return write(tmp_path, hybrid_routing(state_path=tmp_path / "watchdog.db", aws_endpoint=moto_url, sources=[source],
+                                          targets=[target(name, rule) for name, rule in targets]))
 
 
 @pytest.mark.slow
@@ -461,24 +422,22 @@ async def test_daemon_rolls_back_when_a_critical_finding_appears(tmp_path, moto_
     # Present from the start, and none of them counts: not critical, archived, resolved.
     import_findings(moto_url, region, [finding("d-high", "HIGH", region), finding("d-old", "CRITICAL", region, record="ARCHIVED"),
                                        finding("d-done", "CRITICAL", region, workflow="RESOLVED")])
-    source = f"{{name: hub, type: securityhub, region: {region}, interval: 1s, timeout: 2s, retry: {{attempts: 2}}}}"
-    rule = '{name: critical-findings, category: security, source: hub, findings: {severity: [CRITICAL]}, threshold: "> 0", level: 1}'
+    source = {"name": "hub", "type": "securityhub", "region": region, "interval": "1s", "timeout": "2s",
+              "retry": {"attempts": 2}}
+    rule = {"name": "critical-findings", "category": "security", "source": "hub",
+            "findings": {"severity": ["CRITICAL"]}, "threshold": "> 0", "level": 1}
     d = await Daemon(daemon_config(tmp_path, moto_url, source, [("app", rule)], admin_api.url)).start()
     try:
         port = await d.port()
-        deadline = time.monotonic() + 20
-        first_success = None
-        while time.monotonic() < deadline:  # the source answers and the rule is judged ok on a count of 0
-            status = await status_of(port)
-            first_success = status["sources"][0]["last_success"]
-            if status["rules"][0]["state"] == "ok":
-                break
-            await asyncio.sleep(0.2)
-        assert status["rules"][0]["state"] == "ok" and status["rules"][0]["value"] == 0, status["rules"]
-        await asyncio.sleep(3)
-        status = await status_of(port)
-        assert status["sources"][0]["last_success"] != first_success  # still polling
-        assert status["rules"][0]["state"] == "ok" and status["targets"][0]["level"] == 0
+
+        async def judged_ok() -> dict[str, Any] | None:  # the source answers, the rule is ok on a count of 0
+            doc = await status(port)
+            return doc if doc["rules"][0]["state"] == "ok" else None
+
+        doc = await until(judged_ok, 20, "the rule judged ok")
+        assert doc["rules"][0]["value"] == 0, doc["rules"]
+        status_after = await polled(port, 3)  # still polling: three more answers, and nothing happens
+        assert status_after["rules"][0]["state"] == "ok" and status_after["targets"][0]["level"] == 0
         assert admin_api.count("/admin/app") == 0 and not d.events("level_started")
 
         await asyncio.to_thread(import_findings, moto_url, region, [finding("d-new", "CRITICAL", region)])
@@ -487,7 +446,7 @@ async def test_daemon_rolls_back_when_a_critical_finding_appears(tmp_path, moto_
         await d.wait_for("action_succeeded", timeout=10)
         assert admin_api.count("/admin/app", "PUT") == 1
         assert [c[2] for c in admin_api.calls if c[1] == "/admin/app"] == [{"enabled": False}]
-        rule_status = (await status_of(port))["rules"][0]
+        rule_status = (await status(port))["rules"][0]
         assert rule_status["state"] == "alarm" and rule_status["value"] == 1
     finally:
         await d.stop()
@@ -505,10 +464,15 @@ async def test_daemon_rolls_back_on_a_cost_spike_on_the_last_complete_day(tmp_pa
         # Flat over the complete days; only today's partial figure jumps, and today is not judged.
         ce_result("UnblendedCost", list(zip(days, [100.0, 100.0, 100.0, 100.0, 300.0]))),
     ])
-    source = "{name: costs, type: cost_explorer, interval: 1h, days: 4, timeout: 5s, retry: {attempts: 2}}"
-    rule = ('{{name: spend, category: cost, source: costs, cost: {{metric: UnblendedCost, service: "{service}"}}, '
-            'change: {{over: 24h, percent: "> 50"}}, level: 1}}')
-    targets = [("bedrock", rule.format(service=spike)), ("ec2", rule.format(service=flat))]
+    source = {"name": "costs", "type": "cost_explorer", "interval": "1h", "days": 4, "timeout": "5s",
+              "retry": {"attempts": 2}}
+
+    def spend(service: str) -> dict[str, Any]:
+        return {"name": "spend", "category": "cost", "source": "costs",
+                "cost": {"metric": "UnblendedCost", "service": service}, "change": {"over": "24h", "percent": "> 50"},
+                "level": 1}
+
+    targets = [("bedrock", spend(spike)), ("ec2", spend(flat))]
     d = await Daemon(daemon_config(tmp_path, moto_url, source, targets, admin_api.url)).start()
     try:
         port = await d.port()
@@ -519,7 +483,7 @@ async def test_daemon_rolls_back_on_a_cost_spike_on_the_last_complete_day(tmp_pa
         await asyncio.sleep(1)
         assert admin_api.count("/admin/bedrock", "PUT") == 1
         assert admin_api.count("/admin/ec2") == 0
-        rules = {r["target"]: r for r in (await status_of(port))["rules"]}
+        rules = {r["target"]: r for r in (await status(port))["rules"]}
         assert rules["bedrock"]["state"] == "alarm" and rules["bedrock"]["value"] == pytest.approx(100.0)
         assert rules["ec2"]["state"] == "ok" and rules["ec2"]["value"] == pytest.approx(0.0)
     finally:
