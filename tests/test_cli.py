@@ -111,8 +111,8 @@ def once(aws: str, ns: str, admin: str, **overrides: Any) -> str:
     """Two rules on what _put writes: latency (2 of 3 over 1500 alarm) and errors; the flags off at level 1."""
     rules = [metric_rule(namespace=ns, stat="Maximum", datapoints_to_alarm=2, evaluation_periods=3),
              metric_rule("errors", namespace=ns, metric="Errors", stat="Sum", threshold="> 10")]
-    return to_yaml(hybrid_routing(aws_endpoint=aws, interval="30s", rules=rules, levels=[flags(url=f"{admin}/admin/flags")],
-                                  **overrides))
+    levels = [flags(url=f"{admin}/admin/flags")]
+    return to_yaml(hybrid_routing(aws_endpoint=aws, interval="30s", rules=rules, levels=levels, **overrides))
 
 
 def _put(moto_url: str, ns: str, name: str, values: list[float]) -> None:

@@ -151,7 +151,8 @@ async def test_reload_drops_the_series_of_removed_rules_and_targets(tmp_path, ad
                     out.add((s.name, *sorted(s.labels.items())))
         return out
 
-    app = await App.create(cfg(("web", [field_rule("gdpr"), field_rule("leak")]), ("api", [field_rule("cost", "cost")])), schedule=False)
+    app = await App.create(cfg(("web", [field_rule("gdpr"), field_rule("leak")]), ("api", [field_rule("cost", "cost")])),
+                           schedule=False)
     await app.start()
     try:
         app.runtime.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would

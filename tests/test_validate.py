@@ -52,7 +52,8 @@ def row(out: str, name: str) -> str:
 
 async def test_all_pass_and_send_test_reaches_every_channel(tmp_path, receivers: Receivers, env) -> None:
     channels = [{"type": "slack", "name": "chat", "webhook_url": f"{receivers.url}/slack/hook"},
-                {"type": "pagerduty", "name": "pager", "routing_key": "K3Y", "url": f"{receivers.url}/pagerduty/enqueue"},
+                {"type": "pagerduty", "name": "pager", "routing_key": "K3Y",
+                 "url": f"{receivers.url}/pagerduty/enqueue"},
                 {"type": "webhook", "name": "hook", "url": f"{receivers.url}/hook", "secret": "s3cr3t"}]
     code, out, err = await validate(tmp_path, channels, None, "--send-test", **env)
     assert code == 0, out + err
