@@ -28,6 +28,7 @@ from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
 from configs import cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from loopback import free_port
+from polls import started
 from sleeps import Sleeps
 from timing import until
 
@@ -144,11 +145,8 @@ async def test_round_trip_against_moto(moto_url: str, aws_env: dict[str, str]) -
     qs.append(Query("t/nodata", rule("nodata", ns, metric="Absent")))
     metrics = Metrics()
     src = source(moto_url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     norm = {k: [(ts.astimezone(UTC), v) for ts, v in pts] for k, pts in got.items()}
     assert norm == {
         "t/Average": [(b3, 200.0), (b2, 30.0)],
@@ -171,8 +169,7 @@ async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url
     qs = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="AB"[i % 2], n=1)) for i in range(n)]
     metrics = Metrics()
     src = source(proxy.url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
         assert proxy.sizes == sizes
         assert max(proxy.sizes) <= 500
@@ -187,8 +184,6 @@ async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url
             assert proxy.sizes == sizes * 2
             assert counter(metrics, "watchdog_cloudwatch_requests_total") == 2 * len(sizes)
             assert counter(metrics, "watchdog_cloudwatch_metrics_requested_total") == 2 * n
-    finally:
-        await src.close()
 
 
 # --- NextToken -------------------------------------------------------------------------
@@ -202,14 +197,11 @@ async def test_next_token_pages_are_followed_and_merged(proxy: RecordingProxy, m
     qs = [Query("t/avg", rule("avg", ns)), Query("t/sum", rule("sum", ns, stat="Sum"))]
     metrics = Metrics()
     src = source(proxy.url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         whole = await src.poll(now)
         assert len(proxy.calls) == 1
         proxy.paginate = True
         paged = await src.poll(now)
-    finally:
-        await src.close()
     expected = [(b, float(10 * (i + 1))) for i, b in enumerate(buckets)]
     assert [(ts.astimezone(UTC), v) for ts, v in whole["t/avg"]] == expected
     assert paged == whole  # both pages merged, sorted by time
@@ -226,11 +218,8 @@ async def test_pages_within_several_batches(proxy: RecordingProxy, moto_url: str
     put(moto_url, ns, [("Latency", minute(now) - k * MIN + timedelta(seconds=3), float(k)) for k in (1, 2)])
     proxy.paginate = True
     src = source(proxy.url, [Query(f"t/r{i}", rule(f"r{i}", ns)) for i in range(501)])
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     assert proxy.sizes == [500, 500, 1, 1]  # each batch: a first page, then its NextToken page
     assert all(len(pts) == 2 for pts in got.values()) and len(got) == 501
 
@@ -243,11 +232,8 @@ async def _poll_once(proxy: RecordingProxy, moto_url: str, sleeps: Sleeps, **cfg
     now = datetime.now(UTC)
     put(moto_url, ns, [("Latency", minute(now) - 2 * MIN + timedelta(seconds=1), 42.0)])
     src = source(proxy.url, [Query("t/lat", rule("lat", ns))], sleep=sleeps, **cfg)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     return {k: [v for _, v in pts] for k, pts in got.items()}
 
 
@@ -306,12 +292,9 @@ async def test_unreachable_endpoint_is_a_source_error(aws_env: dict[str, str]) -
     sleeps = Sleeps()
     metrics = Metrics()
     src = source(f"http://127.0.0.1:{free_port()}", [Query("t/lat", rule("lat", "X"))], metrics, sleeps, attempts=3)
-    await src.start()
-    try:
+    async with started(src):
         with pytest.raises(SourceError, match="GetMetricData"):
             await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
     assert len(sleeps.delays) == 2  # connection errors are retried too
     assert counter(metrics, "watchdog_cloudwatch_requests_total") == 3
 
@@ -344,11 +327,8 @@ async def test_partial_data_followed_by_its_next_token_page_is_complete(proxy: R
     # As CloudWatch answers: PartialData on the page that carries a NextToken, Complete on the last.
     proxy.rewrite = lambda body: _partial(body) if b"NextToken" in body else body
     src = source(proxy.url, [Query("t/lat", rule("lat", ns))])
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     assert len(proxy.calls) == 2 and "NextToken" in proxy.calls[1]
     assert sorted(v for _, v in got["t/lat"]) == [1.0, 2.0]
 
@@ -410,8 +390,7 @@ async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: Recording
     url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{free_port()}"
     src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
     now = datetime.now(UTC)
-    await src.start()
-    try:
+    async with started(src):
         if failure == "throttled":
             # first a good poll with no data: missing_data=breaching does alarm on that
             board.source_ok("cw", dict(await src.poll(now)), now)
@@ -419,8 +398,6 @@ async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: Recording
             proxy.script = [aws_error("Throttling")]
         with pytest.raises(SourceError) as err:
             await src.poll(now)
-    finally:
-        await src.close()
     board.source_failed("cw", str(err.value), now)
     board.source_ok("compliance", {"hybrid/gdpr": [(now, True)]}, now)
     views = board.evaluate("hybrid", now)

@@ -29,6 +29,7 @@ from watchdog.sources.securityhub import MAX_PAGES, SecurityHub
 
 from configs import health_check, http, hybrid_routing, level, make_target, write
 from loopback import free_port
+from polls import started
 from sleeps import Sleeps
 from tests.daemon import Daemon, polled, status
 from timing import until
@@ -108,16 +109,13 @@ async def test_counts_active_open_findings_per_rule(moto_url: str, aws_env: dict
         Query("t/low", sh_rule("low", ["LOW", "INFORMATIONAL"])),
     ]
     src = sh_source(moto_url, queries, region=region)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         assert await src.poll(now) == {
             "t/critical": [(now, 3.0)], "t/crit-high": [(now, 4.0)], "t/guardduty": [(now, 2.0)], "t/low": [(now, 0.0)],
         }
         assert src.calls == 4  # one page per rule
-    finally:
-        await src.close()
     eq = lambda *vs: [{"Value": v, "Comparison": "EQUALS"} for v in vs]  # noqa: E731
     base = {"RecordState": eq("ACTIVE"), "WorkflowStatus": eq("NEW", "NOTIFIED")}
     assert sent == [
@@ -132,16 +130,13 @@ async def test_each_poll_is_a_fresh_reading_kept_in_a_short_history(moto_url: st
     region = "eu-north-1"
     src = sh_source(moto_url, [Query("t/crit", sh_rule("crit", ["CRITICAL"], n=2))], region=region)
     t0 = datetime(2026, 1, 2, tzinfo=UTC)
-    await src.start()
-    try:
+    async with started(src):
         readings = []
         for i in range(5):
             import_findings(moto_url, region, [finding(f"hist-{i}", "CRITICAL", region)])
             readings.append((t0 + timedelta(seconds=i), float(i + 1)))
             points = (await src.poll(t0 + timedelta(seconds=i)))["t/crit"]
             assert points == readings[-4:]  # evaluation_periods + 2 kept
-    finally:
-        await src.close()
 
 
 async def test_region_is_the_sources_own_else_the_aws_sections(moto_url: str, aws_env: dict[str, str]) -> None:
@@ -151,11 +146,8 @@ async def test_region_is_the_sources_own_else_the_aws_sections(moto_url: str, aw
     for cfg_region, aws_region, expected in [(None, "sa-east-1", 1.0), ("sa-east-1", "us-west-1", 1.0),
                                              ("ap-southeast-2", "sa-east-1", 0.0)]:
         src = sh_source(moto_url, q, region=aws_region, cfg_region=cfg_region)
-        await src.start()
-        try:
+        async with started(src):
             assert (await src.poll(now))["t/crit"] == [(now, expected)], (cfg_region, aws_region)
-        finally:
-            await src.close()
 
 
 async def test_next_token_pages_are_followed(moto_url: str, aws_env: dict[str, str]) -> None:
@@ -164,13 +156,10 @@ async def test_next_token_pages_are_followed(moto_url: str, aws_env: dict[str, s
     others = [finding(f"page-low-{i}", "LOW", region) for i in range(30)]
     import_findings(moto_url, region, wanted[:120] + others + wanted[120:])
     src = sh_source(moto_url, [Query("t/high", sh_rule("high", ["HIGH"]))], region=region)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         now = datetime.now(UTC)
         assert await src.poll(now) == {"t/high": [(now, 250.0)]}
-    finally:
-        await src.close()
     assert src.calls == 3  # moto answers 280 findings in pages of 100
     assert "NextToken" not in sent[0] and sent[1]["NextToken"] and sent[2]["NextToken"] != sent[1]["NextToken"]
     assert all(s["Filters"] == sent[0]["Filters"] for s in sent)
@@ -263,8 +252,7 @@ async def test_daily_costs_from_one_call_per_rule(moto_url: str, aws_env: dict[s
     days = [today - timedelta(days=k) for k in (3, 2, 1, 0)]
     await script_costs(moto_url, [ce_result("UnblendedCost", list(zip(days, [100.0, 101.5, 250.25, 7.0])))])
     src = ce_source(moto_url, [Query("t/bedrock", cost_rule("bedrock", service=service))])
-    await src.start()
-    try:
+    async with started(src):
         assert src._client.meta.region_name == "us-east-1"  # Cost Explorer's only endpoint, whatever aws.region is
         sent = capture(src)
         expected = [(midnight(days[0]), 100.0), (midnight(days[1]), 101.5), (midnight(days[2]), 250.25),
@@ -273,8 +261,6 @@ async def test_daily_costs_from_one_call_per_rule(moto_url: str, aws_env: dict[s
         assert src.calls == 1
         assert await src.poll(now) == {"t/bedrock": expected}  # moto repeats its answer to the same request
         assert src.calls == 2  # every poll asks again: no caching on our side
-    finally:
-        await src.close()
     request = {
         "TimePeriod": {"Start": (today - timedelta(days=3)).isoformat(), "End": (today + timedelta(days=1)).isoformat()},
         "Granularity": "DAILY",
@@ -293,15 +279,12 @@ async def test_whole_account_rule_has_no_filter_and_each_rule_is_one_call(moto_u
     queries = [Query("t/account", cost_rule("account", metric="AmortizedCost")),
                Query("t/ec2", cost_rule("ec2", metric="NetUnblendedCost", service=service))]
     src = ce_source(moto_url, queries, days=2)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         assert await src.poll(now) == {
             "t/account": [(midnight(d1), 40.0), (midnight(d2), 1.0)],
             "t/ec2": [(midnight(d1), 5.0), (midnight(d2), 0.5)],
         }
-    finally:
-        await src.close()
     assert src.calls == 2
     assert sent[0] == {"TimePeriod": {"Start": "2026-03-08", "End": "2026-03-11"}, "Granularity": "DAILY",
                        "Metrics": ["AmortizedCost"]}
@@ -312,12 +295,9 @@ async def test_an_answer_without_the_metric_is_a_source_error(moto_url: str, aws
     service = f"Amazon S3 {uuid.uuid4().hex[:8]}"
     await script_costs(moto_url, [ce_result("BlendedCost", [(datetime.now(UTC).date(), 3.0)])])
     src = ce_source(moto_url, [Query("t/s3", cost_rule("s3", service=service))])
-    await src.start()
-    try:
+    async with started(src):
         with pytest.raises(SourceError, match="t/s3: no UnblendedCost amount"):
             await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
 
 
 async def test_next_page_token_is_followed_within_a_bound() -> None:
@@ -354,6 +334,12 @@ SOURCES: list[tuple[Callable[[FakeClient, Sleeps], Any], dict[str, Any], float]]
     (_sh, OK_FINDINGS, 1.0), (_ce, OK_COST, 4.5)]
 
 
+def scripted(make: Callable[[FakeClient, Sleeps], Any], *answers: Any) -> tuple[Any, Sleeps]:
+    """A source of SOURCES whose client gives `answers` in order; the backoffs it sleeps are recorded."""
+    sleeps = Sleeps()
+    return make(FakeClient(list(answers)), sleeps), sleeps
+
+
 @pytest.mark.parametrize(("make", "call"), [
     (lambda url, sleep: sh_source(url, [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleep), "GetFindings"),
     (lambda url, sleep: ce_source(url, [Query("t/c", cost_rule("c"))], sleep=sleep), "GetCostAndUsage"),
@@ -362,12 +348,9 @@ async def test_an_unreachable_endpoint_is_a_source_error_after_every_attempt(aws
                                                                              call: str) -> None:
     sleeps = Sleeps()
     src = make(f"http://127.0.0.1:{free_port()}", sleeps)
-    await src.start()
-    try:
+    async with started(src):
         with pytest.raises(SourceError, match=f"{call}: EndpointConnectionError"):
             await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
     assert src.calls == 3 and len(sleeps.delays) == 2
 
 
@@ -375,8 +358,7 @@ async def test_an_unreachable_endpoint_is_a_source_error_after_every_attempt(aws
 @pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400), ("TooManyRequestsException", 429),
                                               ("InternalServerException", 500), ("ServiceUnavailable", 503)])
 async def test_transient_errors_are_retried(make: Any, ok: dict[str, Any], value: float, code: str, status: int) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error(code, status), aws_error(code, status), ok]), sleeps)
+    src, sleeps = scripted(make, aws_error(code, status), aws_error(code, status), ok)
     points = (await src.poll(datetime(2026, 1, 1, 12, tzinfo=UTC)))["t/r"]
     assert [v for _, v in points] == [value]
     assert src.calls == 3 and len(sleeps.delays) == 2
@@ -384,8 +366,7 @@ async def test_transient_errors_are_retried(make: Any, ok: dict[str, Any], value
 
 @pytest.mark.parametrize(("make", "ok", "value"), SOURCES, ids=["securityhub", "cost_explorer"])
 async def test_retries_stop_after_the_attempts(make: Any, ok: dict[str, Any], value: float) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error("ThrottlingException", 400)]), sleeps)
+    src, sleeps = scripted(make, aws_error("ThrottlingException", 400))
     with pytest.raises(SourceError, match="ThrottlingException: scripted"):
         await src.poll(datetime(2026, 1, 1, tzinfo=UTC))
     assert src.calls == 4 and len(sleeps.delays) == 3
@@ -395,8 +376,7 @@ async def test_retries_stop_after_the_attempts(make: Any, ok: dict[str, Any], va
 @pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("ValidationException", 400),
                                               ("InvalidAccessException", 401), ("DataUnavailableException", 400)])
 async def test_other_errors_fail_after_one_call(make: Any, ok: dict[str, Any], value: float, code: str, status: int) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error(code, status), ok]), sleeps)
+    src, sleeps = scripted(make, aws_error(code, status), ok)
     with pytest.raises(SourceError, match=f"{code}: scripted"):
         await src.poll(datetime(2026, 1, 1, tzinfo=UTC))
     assert src.calls == 1 and sleeps.delays == []
