@@ -60,7 +60,7 @@ def metric_rule(name: str = "latency", *, namespace: str = "HybridRouting", metr
 
 
 def make_target(name: str, rules: list[dict[str, Any]], levels: list[dict[str, Any]], *,
-           verify_window: str | None = None, max_rollbacks_per_hour: int | None = None) -> dict[str, Any]:
+                verify_window: str | None = None, max_rollbacks_per_hour: int | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "rules": rules}
     escalation = {k: v for k, v in (("verify_window", verify_window),
                                      ("max_rollbacks_per_hour", max_rollbacks_per_hour)) if v is not None}
@@ -72,13 +72,13 @@ def make_target(name: str, rules: list[dict[str, Any]], levels: list[dict[str, A
 
 def hybrid_routing(
     *,
-    # watchdog:
+    # watchdog: (`watchdog` adds keys to the section)
     state_path: str | PurePath | None = None,
     listen: Any = "127.0.0.1:0",
     api_token: str | None = None,
     shutdown_grace: str | None = None,
     watchdog: dict[str, Any] | None = None,
-    # aws: (no section when both are None)
+    # aws: region us-east-1 and the endpoint; `aws` adds keys (a profile); no section when both are None
     aws_endpoint: str | None = CLOSED,
     aws: dict[str, Any] | None = None,
     # sources: the one CloudWatch source, unless `sources` replaces the list
@@ -86,7 +86,8 @@ def hybrid_routing(
     interval: str = "1h",
     timeout: str | None = None,
     retry: dict[str, Any] | None = None,
-    # the target, its rule (unless `rules` replaces the list) and its levels; `targets` replaces them all
+    # the target, its latency rule (`rule` adds keys to it; `rules` replaces the list) and its levels (the
+    # default two PUT to `admin`); `targets` replaces the whole list
     target: str = "hybrid-routing",
     rules: list[dict[str, Any]] | None = None,
     namespace: str = "HybridRouting",

@@ -1,7 +1,8 @@
 """Running the real daemon process (`python -m watchdog run`) in tests.
 
 Its stdout is JSON logs, one object per line; the helpers read them to learn
-the bound port and to wait for events.
+the bound port and to wait for events. `status` and `polled` read its /status,
+`assert_audit_log_intact` its state file through the CLI.
 """
 
 from __future__ import annotations
