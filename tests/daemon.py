@@ -1,7 +1,8 @@
 """Running the real daemon process (`python -m watchdog run`) in tests.
 
 Its stdout is JSON logs, one object per line; the helpers read them to learn
-the bound port and to wait for events.
+the bound port and to wait for events. `status` and `polled` read its /status,
+`assert_audit_log_intact` its state file through the CLI.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
+
+import aiohttp
 
 
 class Daemon:
@@ -96,3 +100,35 @@ class Daemon:
         for task in (self._reader, self._err_reader):
             if task:
                 task.cancel()
+
+
+def assert_audit_log_intact(config_path: str) -> None:
+    """`incidents verify-log` on the daemon's state file, as an operator runs it after the daemon is gone."""
+    r = subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config_path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+
+
+async def status(port: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/status") as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+
+async def polled(port: int, times: int, source: int = 0, timeout: float = 30.0) -> dict[str, Any]:
+    """The daemon's /status once its `source` (an index) has answered `times` more polls than when this
+    was called: a quiet spell that proves the daemon kept polling, not that it was stuck."""
+    deadline = time.monotonic() + timeout
+    seen: list[str | None] = []
+    while True:
+        doc = await status(port)
+        last = doc["sources"][source]["last_success"]
+        if not seen or last != seen[-1]:
+            seen.append(last)
+        if len(seen) > times:
+            return doc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(seen) - 1} of {times} polls answered within {timeout:g}s: "
+                                 f"{doc['sources'][source]}")
+        await asyncio.sleep(0.1)

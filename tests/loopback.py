@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -37,3 +37,13 @@ async def serving(app: web.Application, shutdown_timeout: float = 0.1) -> AsyncI
         yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serving_get(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                      shutdown_timeout: float = 0.1) -> AsyncIterator[str]:
+    """A server of one GET route, `path`, on loopback; yields its base URL."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    async with serving(app, shutdown_timeout) as url:
+        yield url

@@ -6,30 +6,23 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import boto3
 import pytest
 
-GOOD = """
-watchdog:
-  listen: 127.0.0.1:0
-sources:
-  - {name: cloudwatch, type: cloudwatch, interval: 30s}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {namespace: HybridRouting, name: Latency, stat: Average, period: 60s}
-        threshold: "> 1500"
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: 2m
-        actions:
-          - {type: http, method: PUT, url: "http://127.0.0.1:9/admin/flags", json: {enabled: false}}
-"""
+from configs import http, hybrid_routing, level, line_of, metric_rule, to_yaml
+
+def flags(deadline: str = "2m", url: str = "http://127.0.0.1:9/admin/flags") -> dict[str, Any]:
+    return level(1, "feature-flags", http(url, json={"enabled": False}), deadline=deadline)
+
+
+def good(**overrides: Any) -> dict[str, Any]:
+    """The smallest config the daemon takes: no aws section, no state file, one level."""
+    return hybrid_routing(**{"aws_endpoint": None, "interval": "30s", "levels": [flags()], **overrides})
+
+
+GOOD = to_yaml(good())
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -52,30 +45,31 @@ def test_check_config_accepts_the_shipped_example():
     assert "ok" in r.stdout
 
 
+FULL = level(3, "full", {"type": "command", "argv": ["true"]}, deadline="1m")
+BAD = [  # the config, the problem, and what stands on the line the problem names
+    (good(rule={"colour": "red"}), "targets[0].rules[0].colour: unknown key (a typo?)", "colour:"),
+    (good(interval="30 seconds"),
+     "sources[0].interval: bad duration '30 seconds': write it like 500ms, 30s, 5m or 1h", "interval:"),
+    (good(levels=[flags(deadline="soon")]),
+     "targets[0].levels[0].deadline: bad duration 'soon': write it like 500ms, 30s, 5m or 1h", "deadline:"),
+    (good(rule={"source": "prometheus"}),
+     "targets[0].rules[0].source: no source named 'prometheus' (sources: cloudwatch)", "source: prometheus"),
+    (good(levels=[flags(), FULL]),
+     "targets[0].levels: levels must be numbered 1..2 without gaps or repeats, got [1, 3]", "levels:"),
+    (good(levels=[flags(url="${ADMIN_API_URL}/admin/flags")]),
+     "targets[0].levels[0].actions[0].url: environment variable ADMIN_API_URL is not set", "ADMIN_API_URL"),
+    (good(listen=[1, 2]), "watchdog.listen: Input should be a valid string", "listen:"),
+]
+
+
 @pytest.mark.parametrize(
-    "mutate, expected",
-    [
-        (lambda t: t.replace("threshold: \"> 1500\"", "threshold: \"> 1500\"\n        colour: red"),
-         "targets[0].rules[0].colour: unknown key (a typo?) (line 14)"),
-        (lambda t: t.replace("interval: 30s", "interval: 30 seconds"),
-         "sources[0].interval: bad duration '30 seconds': write it like 500ms, 30s, 5m or 1h (line 5)"),
-        (lambda t: t.replace("deadline: 2m", "deadline: soon"),
-         "targets[0].levels[0].deadline: bad duration 'soon': write it like 500ms, 30s, 5m or 1h (line 17)"),
-        (lambda t: t.replace("source: cloudwatch", "source: prometheus"),
-         "targets[0].rules[0].source: no source named 'prometheus' (sources: cloudwatch) (line 11)"),
-        (lambda t: t + "      - {level: 3, name: full, deadline: 1m, actions: [{type: command, argv: [\"true\"]}]}\n",
-         "targets[0].levels: levels must be numbered 1..2 without gaps or repeats, got [1, 3] (line 14)"),
-        (lambda t: t.replace("url: \"http://127.0.0.1:9/admin/flags\"", "url: \"${ADMIN_API_URL}/admin/flags\""),
-         "targets[0].levels[0].actions[0].url: environment variable ADMIN_API_URL is not set (line 19)"),
-        (lambda t: t.replace("listen: 127.0.0.1:0", "listen: [1, 2]"),
-         "watchdog.listen: Input should be a valid string (line 3)"),
-        (lambda t: t.replace("targets:", "targets: [\n"),
-         "YAML syntax error"),
-    ],
+    "text, expected",
+    [(to_yaml(config), f"{problem} (line {line_of(to_yaml(config), at)})") for config, problem, at in BAD]
+    + [(GOOD.replace("targets:", "targets: [\n"), "YAML syntax error")],
     ids=["unknown-key", "bad-interval", "bad-deadline", "missing-source", "level-gap", "unset-var", "wrong-type", "yaml"],
 )
-def test_check_config_reports_each_problem_on_one_line(write_config, mutate, expected):
-    path = write_config(mutate(GOOD))
+def test_check_config_reports_each_problem_on_one_line(write_config, text, expected):
+    path = write_config(text)
     r = cli("check-config", "-c", path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -92,7 +86,7 @@ def test_yaml_syntax_error_names_its_line(write_config):
 
 
 def test_several_problems_give_several_lines(write_config):
-    path = write_config(GOOD.replace("interval: 30s", "interval: 30x").replace("deadline: 2m", "deadline: 2"))
+    path = write_config(to_yaml(good(interval="30x", levels=[flags(deadline="2")])))
     r = cli("check-config", "-c", path)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 2
@@ -107,39 +101,18 @@ def test_missing_file_and_bad_usage_exit_2():
 
 
 def test_run_with_a_bad_config_exits_2_without_traceback(write_config):
-    r = cli("run", "-c", write_config(GOOD.replace("stat: Average", "stat: Median")))
+    r = cli("run", "-c", write_config(to_yaml(good(stat="Median"))))
     assert r.returncode == 2
     assert r.stderr.strip().startswith("targets[0].rules[0].metric.stat: unknown statistic 'Median'")
     assert "Traceback" not in r.stderr
 
 
-ONCE = """
-watchdog: {{listen: "127.0.0.1:0"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 30s}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: {ns}, name: Latency, stat: Maximum, period: 60s}}
-        threshold: "> 1500"
-        datapoints_to_alarm: 2
-        evaluation_periods: 3
-      - name: errors
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: {ns}, name: Errors, stat: Sum, period: 60s}}
-        threshold: "> 10"
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: 2m
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/flags", json: {{enabled: false}}}}
-"""
+def once(aws: str, ns: str, admin: str, **overrides: Any) -> str:
+    """Two rules on what _put writes: latency (2 of 3 over 1500 alarm) and errors; the flags off at level 1."""
+    rules = [metric_rule(namespace=ns, stat="Maximum", datapoints_to_alarm=2, evaluation_periods=3),
+             metric_rule("errors", namespace=ns, metric="Errors", stat="Sum", threshold="> 10")]
+    levels = [flags(url=f"{admin}/admin/flags")]
+    return to_yaml(hybrid_routing(aws_endpoint=aws, interval="30s", rules=rules, levels=levels, **overrides))
 
 
 def _put(moto_url: str, ns: str, name: str, values: list[float]) -> None:
@@ -160,7 +133,7 @@ def test_run_once_prints_every_rule_and_exits_1_on_alarm(write_config, moto_url,
     ns = f"ONCE{time.monotonic_ns()}"
     _put(moto_url, ns, "Latency", latency)
     _put(moto_url, ns, "Errors", [3, 4, 5])
-    path = write_config(ONCE.format(aws=moto_url, ns=ns, admin=admin_api.url))
+    path = write_config(once(moto_url, ns, admin_api.url))
     r = cli("run", "-c", path, "--once", env=aws_env)
     assert r.returncode == code, r.stdout + r.stderr
     rows = {ln.split()[1]: ln.split() for ln in r.stdout.splitlines()[1:] if ln.strip()}
@@ -170,8 +143,7 @@ def test_run_once_prints_every_rule_and_exits_1_on_alarm(write_config, moto_url,
 
 
 def test_run_once_with_cloudwatch_down_is_not_an_alarm(write_config, aws_env, admin_api):
-    path = write_config(ONCE.format(aws="http://127.0.0.1:9", ns="X", admin=admin_api.url).replace(
-        "interval: 30s", "interval: 30s, retry: {attempts: 1}"))
+    path = write_config(once("http://127.0.0.1:9", "X", admin_api.url, retry={"attempts": 1}))
     r = cli("run", "-c", path, "--once", env=aws_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "insufficient_data" in r.stdout
@@ -179,9 +151,8 @@ def test_run_once_with_cloudwatch_down_is_not_an_alarm(write_config, aws_env, ad
 
 
 def test_run_that_cannot_start_says_why_in_one_line(write_config, tmp_path):
-    cfg = GOOD.replace("sources:", "aws: {profile: no-such-profile}\nsources:").replace(
-        "listen: 127.0.0.1:0", f"listen: 127.0.0.1:0\n  state_path: {tmp_path}/w.db")
-    r = cli("run", "-c", write_config(cfg), env={"AWS_CONFIG_FILE": str(tmp_path / "none"),
+    cfg = good(aws={"profile": "no-such-profile"}, state_path=tmp_path / "w.db")
+    r = cli("run", "-c", write_config(to_yaml(cfg)), env={"AWS_CONFIG_FILE": str(tmp_path / "none"),
                                                  "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "Unclosed" not in r.stderr

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import boto3
 import pytest
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from botocore.parsers import ResponseParserError
 
 from watchdog.app import App
-from watchdog.config import parse_config
+from watchdog.config import Config
 from watchdog.config.models import AwsSection, CloudWatchSource, Rule
 from watchdog.metrics import Metrics
 from watchdog.rules import RuleSpec, RuleState, window
@@ -25,8 +26,11 @@ from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, 
 
 from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
+from configs import cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from loopback import free_port
+from polls import started
 from sleeps import Sleeps
+from timing import until
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -141,11 +145,8 @@ async def test_round_trip_against_moto(moto_url: str, aws_env: dict[str, str]) -
     qs.append(Query("t/nodata", rule("nodata", ns, metric="Absent")))
     metrics = Metrics()
     src = source(moto_url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     norm = {k: [(ts.astimezone(UTC), v) for ts, v in pts] for k, pts in got.items()}
     assert norm == {
         "t/Average": [(b3, 200.0), (b2, 30.0)],
@@ -168,8 +169,7 @@ async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url
     qs = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="AB"[i % 2], n=1)) for i in range(n)]
     metrics = Metrics()
     src = source(proxy.url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
         assert proxy.sizes == sizes
         assert max(proxy.sizes) <= 500
@@ -184,8 +184,6 @@ async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url
             assert proxy.sizes == sizes * 2
             assert counter(metrics, "watchdog_cloudwatch_requests_total") == 2 * len(sizes)
             assert counter(metrics, "watchdog_cloudwatch_metrics_requested_total") == 2 * n
-    finally:
-        await src.close()
 
 
 # --- NextToken -------------------------------------------------------------------------
@@ -199,14 +197,11 @@ async def test_next_token_pages_are_followed_and_merged(proxy: RecordingProxy, m
     qs = [Query("t/avg", rule("avg", ns)), Query("t/sum", rule("sum", ns, stat="Sum"))]
     metrics = Metrics()
     src = source(proxy.url, qs, metrics)
-    await src.start()
-    try:
+    async with started(src):
         whole = await src.poll(now)
         assert len(proxy.calls) == 1
         proxy.paginate = True
         paged = await src.poll(now)
-    finally:
-        await src.close()
     expected = [(b, float(10 * (i + 1))) for i, b in enumerate(buckets)]
     assert [(ts.astimezone(UTC), v) for ts, v in whole["t/avg"]] == expected
     assert paged == whole  # both pages merged, sorted by time
@@ -223,11 +218,8 @@ async def test_pages_within_several_batches(proxy: RecordingProxy, moto_url: str
     put(moto_url, ns, [("Latency", minute(now) - k * MIN + timedelta(seconds=3), float(k)) for k in (1, 2)])
     proxy.paginate = True
     src = source(proxy.url, [Query(f"t/r{i}", rule(f"r{i}", ns)) for i in range(501)])
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     assert proxy.sizes == [500, 500, 1, 1]  # each batch: a first page, then its NextToken page
     assert all(len(pts) == 2 for pts in got.values()) and len(got) == 501
 
@@ -240,11 +232,8 @@ async def _poll_once(proxy: RecordingProxy, moto_url: str, sleeps: Sleeps, **cfg
     now = datetime.now(UTC)
     put(moto_url, ns, [("Latency", minute(now) - 2 * MIN + timedelta(seconds=1), 42.0)])
     src = source(proxy.url, [Query("t/lat", rule("lat", ns))], sleep=sleeps, **cfg)
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     return {k: [v for _, v in pts] for k, pts in got.items()}
 
 
@@ -306,12 +295,9 @@ async def test_unreachable_endpoint_is_a_source_error(aws_env: dict[str, str]) -
     sleeps = Sleeps()
     metrics = Metrics()
     src = source(f"http://127.0.0.1:{free_port()}", [Query("t/lat", rule("lat", "X"))], metrics, sleeps, attempts=3)
-    await src.start()
-    try:
+    async with started(src):
         with pytest.raises(SourceError, match="GetMetricData"):
             await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
     assert len(sleeps.delays) == 2  # connection errors are retried too
     assert counter(metrics, "watchdog_cloudwatch_requests_total") == 3
 
@@ -344,29 +330,17 @@ async def test_partial_data_followed_by_its_next_token_page_is_complete(proxy: R
     # As CloudWatch answers: PartialData on the page that carries a NextToken, Complete on the last.
     proxy.rewrite = lambda body: _partial(body) if b"NextToken" in body else body
     src = source(proxy.url, [Query("t/lat", rule("lat", ns))])
-    await src.start()
-    try:
+    async with started(src):
         got = await src.poll(now)
-    finally:
-        await src.close()
     assert len(proxy.calls) == 2 and "NextToken" in proxy.calls[1]
     assert sorted(v for _, v in got["t/lat"]) == [1.0, 2.0]
 
 
-BREACHING_APP = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-  - {{name: cw, type: cloudwatch, interval: 30s, retry: {{attempts: 1}}}}
-targets:
-  - name: hybrid
-    rules:
-      - {{name: latency, category: performance, source: cw, threshold: "> 1500", evaluation_periods: 3,
-         missing_data: breaching, metric: {{namespace: {ns}, name: Latency, dimensions: {{Service: {ns}}},
-         stat: Average, period: 60s}}}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/flags"}}]}}
-"""
+def breaching_app(state: Any, aws: str, ns: str, admin: str) -> dict[str, Any]:
+    latency = metric_rule(source="cw", namespace=ns, dimensions={"Service": ns}, evaluation_periods=3,
+                          missing_data="breaching")
+    return hybrid_routing(state_path=state, aws_endpoint=aws, sources=[cloudwatch("cw", "30s", retry={"attempts": 1})],
+                          target="hybrid", rules=[latency], levels=[level(1, "flags", http(f"{admin}/flags"))])
 
 
 async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingProxy, admin_api, tmp_path) -> None:
@@ -374,7 +348,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
     Now the poll fails, the source is down, the rule is insufficient_data and nothing runs; the same empty
     answer marked Complete does alarm (missing_data: breaching), so the rule could have."""
     ns = f"Partial{uuid.uuid4().hex[:8]}"  # nothing published: the answer has no values
-    cfg = parse_config(BREACHING_APP.format(state=tmp_path / "w.db", aws=proxy.url, ns=ns, admin=admin_api.url), {})
+    cfg = parsed(breaching_app(tmp_path / "w.db", proxy.url, ns, admin_api.url))
     app = await App.create(cfg, serve_http=False, schedule=False)
     await app.start()
     try:
@@ -390,10 +364,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
         proxy.rewrite = None
         await app.runtime.poll("cw")
         assert app.runtime.executors["hybrid"].machine.incident is not None
-        for _ in range(200):
-            if admin_api.count("/flags"):
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: admin_api.count("/flags"), 4, "level 1's request")
         assert admin_api.count("/flags") == 1
     finally:
         await app.stop()
@@ -401,48 +372,28 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
 
 # --- a failed poll is never a breach ----------------------------------------------------------
 
-BOARD_YAML = """\
-sources:
-  - {name: cw, type: cloudwatch, interval: 30s, retry: {attempts: 2, initial_backoff: 10ms, max_backoff: 20ms}}
-  - {name: compliance, type: http_json, url: "http://127.0.0.1:1/status", interval: 60s}
-targets:
-  - name: hybrid
-    rules:
-      - name: latency
-        category: performance
-        source: cw
-        metric: {namespace: NAMESPACE, name: Latency, dimensions: {Service: NAMESPACE}, stat: Average, period: 60s}
-        threshold: "> 1500"
-        evaluation_periods: 3
-        missing_data: breaching
-      - name: gdpr
-        category: security
-        source: compliance
-        field: gdpr.compliant
-        threshold: "== false"
-        missing_data: breaching
-        level: 2
-    levels:
-      - level: 1
-        name: flags
-        deadline: 2m
-        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/flags", json: {enabled: false}}]
-      - level: 2
-        name: routing
-        deadline: 5m
-        actions: [{type: http, method: PUT, url: "http://127.0.0.1:1/routing"}]
-"""
+def board_config(ns: str) -> Config:
+    """Both rules breach on missing data: a failed poll must still not make them alarm."""
+    latency = metric_rule(source="cw", namespace=ns, dimensions={"Service": ns}, evaluation_periods=3,
+                          missing_data="breaching")
+    gdpr = {"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+            "threshold": "== false", "missing_data": "breaching", "level": 2}
+    compliance = {"name": "compliance", "type": "http_json", "url": "http://127.0.0.1:1/status", "interval": "60s"}
+    retry = {"attempts": 2, "initial_backoff": "10ms", "max_backoff": "20ms"}
+    levels = [level(1, "flags", http("http://127.0.0.1:1/flags", json={"enabled": False}), deadline="2m"),
+              level(2, "routing", http("http://127.0.0.1:1/routing"), deadline="5m")]
+    return parsed(hybrid_routing(aws_endpoint=None, sources=[cloudwatch("cw", "30s", retry=retry), compliance],
+                                 target="hybrid", rules=[latency, gdpr], levels=levels))
 
 
 @pytest.mark.parametrize("failure", ["throttled", "unreachable"])
 async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: RecordingProxy, failure: str) -> None:
-    cfg = parse_config(BOARD_YAML.replace("NAMESPACE", f"Board{uuid.uuid4().hex[:8]}"), environ={})
+    cfg = board_config(f"Board{uuid.uuid4().hex[:8]}")
     board = SignalBoard(cfg, {"cw": False, "compliance": True})
     url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{free_port()}"
     src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
     now = datetime.now(UTC)
-    await src.start()
-    try:
+    async with started(src):
         if failure == "throttled":
             # first a good poll with no data: missing_data=breaching does alarm on that
             board.source_ok("cw", dict(await src.poll(now)), now)
@@ -450,8 +401,6 @@ async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: Recording
             proxy.script = [aws_error("Throttling")]
         with pytest.raises(SourceError) as err:
             await src.poll(now)
-    finally:
-        await src.close()
     board.source_failed("cw", str(err.value), now)
     board.source_ok("compliance", {"hybrid/gdpr": [(now, True)]}, now)
     views = board.evaluate("hybrid", now)

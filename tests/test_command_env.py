@@ -8,10 +8,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from configs import hybrid_routing, level, write
 from tests.daemon import Daemon
 from watchdog.actions.command import CommandRunner
 from watchdog.config import process_environment
@@ -23,35 +25,22 @@ WEBHOOK = "https://hooks.slack.example/services/T000/B000/XXXXSECRET"
 # would otherwise add LC_CTYPE to os.environ).
 DUMP = "import json, sys; raw = open('/proc/self/environ', 'rb').read().split(b'\\0'); " \
        "json.dump(dict(e.decode().split('=', 1) for e in raw if e), open(sys.argv[1], 'w'))"
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db", api_token: "${{WATCHDOG_API_TOKEN}}"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 1500",
-         metric: {{namespace: ENV, name: Latency, stat: Average, period: 60s}}}}
-    levels:
-      - level: 1
-        name: deploy
-        deadline: 30s
-        actions:
-          - type: command
-            argv: [{python}, "{tmp}/dump.py", "{tmp}/seen.json"]
-            env: {{DEPLOY_TARGET: blue, DEPLOY_REGION: "${{DEPLOY_REGION}}"}}
-"""
+
+
+def config(tmp_path: Path) -> dict[str, Any]:
+    deploy = {"type": "command", "argv": [sys.executable, tmp_path / "dump.py", tmp_path / "seen.json"],
+              "env": {"DEPLOY_TARGET": "blue", "DEPLOY_REGION": "${DEPLOY_REGION}"}}
+    return hybrid_routing(state_path=tmp_path / "w.db", api_token="${WATCHDOG_API_TOKEN}", target="web",
+                          levels=[level(1, "deploy", deploy, deadline="30s")])
 
 
 @pytest.mark.slow
 async def test_a_command_run_by_the_daemon_gets_only_the_base_and_its_own_env(tmp_path: Path, aws_env) -> None:
-    path = tmp_path / "config.yaml"
     (tmp_path / "dump.py").write_text(DUMP)
-    path.write_text(CONFIG.format(tmp=tmp_path, python=json.dumps(sys.executable)))
+    path = write(tmp_path, config(tmp_path))
     daemon_env = {"WATCHDOG_API_TOKEN": TOKEN, "SLACK_WEBHOOK_URL": WEBHOOK, "DEPLOY_REGION": "eu-west-1",
                   "UNRELATED_SETTING": "x", "LANG": "C.UTF-8", "TZ": "Europe/Berlin"}
-    d = await Daemon(str(path), env=daemon_env).start()
+    d = await Daemon(path, env=daemon_env).start()
     try:
         port = await d.port()
         async with aiohttp.ClientSession() as s:

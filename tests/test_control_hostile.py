@@ -18,35 +18,27 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from configs import cloudwatch, hybrid_routing, metric_rule, parsed
 from watchdog.app import App
-from watchdog.config import parse_config
 from watchdog.config.types import parse_duration
 
 TOKEN = "h0stile-t0ken"
 GOOD = f"Bearer {TOKEN}".encode()
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}", api_token: "{token}"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
-  - {{name: am, type: alertmanager, interval: 1h}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 100",
-         metric: {{namespace: N, name: Latency, stat: Average, period: 60s}}}}
-      - {{name: firing, category: performance, source: am, alert: {{alertname: HighErrorRate}}}}
-    escalation: {{verify_window: 2m}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "http://127.0.0.1:9/l1"}}]}}
-      - {{level: 2, name: route, deadline: 10s, actions: [{{type: http, method: PUT, url: "http://127.0.0.1:9/l2"}}]}}
-"""
+
+
+def config(state: Path) -> dict[str, Any]:
+    # An Alertmanager source and rule: its push route is among those attacked.
+    firing = {"name": "firing", "category": "performance", "source": "am", "alert": {"alertname": "HighErrorRate"}}
+    return hybrid_routing(state_path=state, api_token=TOKEN, target="web", verify_window="2m",
+                          sources=[cloudwatch(), {"name": "am", "type": "alertmanager", "interval": "1h"}],
+                          rules=[metric_rule(threshold="> 100"), firing])
 
 
 @dataclass
@@ -77,7 +69,7 @@ class Served:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         try:
-            app = await App.create(parse_config(CONFIG.format(state=self.state, token=TOKEN), {}), dry_run=True, schedule=False)
+            app = await App.create(parsed(config(self.state)), dry_run=True, schedule=False)
             await app.start()
         except BaseException as exc:  # handed to the test thread, which raises it
             self.error = exc

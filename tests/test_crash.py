@@ -6,7 +6,6 @@ right end state and the audit chain must verify.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,11 +15,11 @@ import time
 import aiohttp
 import pytest
 
-from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from story import FLAGS, REDEPLOY, ROUTING, Publisher, render
+from tests.daemon import Daemon, assert_audit_log_intact
+from timing import until
 
 pytestmark = pytest.mark.slow
-FLAGS = "/admin/feature-flags/hybrid-routing"
 
 
 TOKEN = "crash-test-token"
@@ -47,71 +46,77 @@ async def reads_after_restart(d: Daemon, incident: str) -> None:
         assert t["at"] is None or t["at"][:4].isdigit()
 
 
-def verify_log(config: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
-                          capture_output=True, text=True, timeout=30)
+async def kill_9(d: Daemon) -> None:
+    d.signal(signal.SIGKILL)
+    await d.wait(10)
+
+
+async def restarted(path: str, level: int | None = None) -> tuple[Daemon, dict]:
+    """The daemon started again after a kill: it recovers the open incident (at `level`) and shows it."""
+    d = await Daemon(path, env=API).start()
+    recovered = await d.wait_for("recovered", timeout=20)
+    if level is not None:
+        assert recovered["level"] == level
+    await reads_after_restart(d, recovered["incident"])
+    return d, recovered
+
+
+async def stops_mitigated(d: Daemon) -> dict:
+    """The restarted daemon carries the incident on to mitigated, then stops cleanly."""
+    mitigated = await d.wait_for("mitigated", timeout=60)
+    d.signal(signal.SIGTERM)
+    assert await d.wait(20) == 0
+    return mitigated
+
+
+def assert_level_2_cured_it(admin_api, path: str) -> None:
+    """Level 2 ran once and cured it, level 3 never ran, and the audit chain verifies."""
+    assert admin_api.count(ROUTING) == 1 and admin_api.count(REDEPLOY) == 0
+    assert_audit_log_intact(path)
 
 
 @pytest.mark.parametrize("idempotent, flag_calls", [(False, 1), (True, 2)])
 async def test_kill_during_a_slow_action(tmp_path, moto_url, aws_env, admin_api, idempotent, flag_calls):
     ns = f"CRASH{time.monotonic_ns()}"
-    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s")
-    if idempotent:
-        text = open(path).read().replace("retry: {attempts: 1}}", "retry: {attempts: 1}, idempotent: true}")
-        open(path, "w").write(text)
+    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s", idempotent=idempotent)
     admin_api.delay[FLAGS] = 2.0
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("action_started", timeout=30, level=1)
-        await asyncio.sleep(0.3)  # the request is at the admin API now
-        d.signal(signal.SIGKILL)
-        await d.wait(10)
+        await until(lambda: admin_api.count(FLAGS) == 1, 10, "the request at the admin API")
+        await kill_9(d)
         assert admin_api.count(FLAGS) == 1
         admin_api.delay.pop(FLAGS)
-        d = await Daemon(path, env=API).start()
-        recovered = await d.wait_for("recovered", timeout=20)
-        assert recovered["level"] == 1
-        await reads_after_restart(d, recovered["incident"])
+        d, _ = await restarted(path, level=1)
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
-        await d.wait_for("mitigated", timeout=60)
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        await stops_mitigated(d)
     finally:
         await pub.stop()
         await d.stop()
     assert admin_api.count(FLAGS) == flag_calls  # repeated only when declared idempotent
-    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
-    r = verify_log(path)
-    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+    assert_level_2_cured_it(admin_api, path)
 
 
 async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_api):
     ns = f"CRASHV{time.monotonic_ns()}"
     path = render(tmp_path, moto_url, admin_api, ns)
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
-        d.signal(signal.SIGKILL)
-        await d.wait(10)
-        d = await Daemon(path, env=API).start()
-        recovered = await d.wait_for("recovered", timeout=20)
+        await kill_9(d)
+        d, recovered = await restarted(path)
         assert "phase verifying at level 1" in recovered["why"]
-        await reads_after_restart(d, recovered["incident"])
-        await d.wait_for("mitigated", timeout=60)
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        await stops_mitigated(d)
     finally:
         await pub.stop()
         await d.stop()
-    assert admin_api.count(FLAGS) == 1 and admin_api.count("/admin/routing") == 1
-    assert admin_api.count("/admin/redeploy") == 0
-    r = verify_log(path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert admin_api.count(FLAGS) == 1
+    assert_level_2_cured_it(admin_api, path)
 
 
 @pytest.mark.parametrize("failpoint, idempotent, flag_calls", [
@@ -124,36 +129,24 @@ async def test_kill_at_the_instants_around_an_action(tmp_path, moto_url, aws_env
                                                      flag_calls):
     """The daemon freezes at a failpoint (WATCHDOG_TEST_FAILPOINTS) and is killed there, at that exact instant."""
     ns = f"CRASHF{time.monotonic_ns()}"
-    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s")
-    if idempotent:
-        text = open(path).read().replace("retry: {attempts: 1}}", "retry: {attempts: 1}, idempotent: true}")
-        open(path, "w").write(text)
+    path = render(tmp_path, moto_url, admin_api, ns, deadline="20s", idempotent=idempotent)
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path, env={"WATCHDOG_TEST_FAILPOINTS": failpoint}).start()
     try:
         await d.wait_for("failpoint_reached", timeout=30, failpoint=failpoint, level=1)
-        d.signal(signal.SIGKILL)
-        await d.wait(10)
+        await kill_9(d)
         assert admin_api.count(FLAGS) == (1 if failpoint == "before_outcome" else 0)
-        d = await Daemon(path, env=API).start()
-        recovered = await d.wait_for("recovered", timeout=20)
-        assert recovered["level"] == 1
-        await reads_after_restart(d, recovered["incident"])
+        d, _ = await restarted(path, level=1)
         if not idempotent:
             await d.wait_for("outcome_unknown", timeout=10)
-        mitigated = await d.wait_for("mitigated", timeout=60)
         # The flags were never the cure here: verification fails and level 2 holds.
-        assert mitigated["level"] == 2
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
+        assert (await stops_mitigated(d))["level"] == 2
     finally:
         await pub.stop()
         await d.stop()
     assert admin_api.count(FLAGS) == flag_calls
-    assert admin_api.count("/admin/routing") == 1 and admin_api.count("/admin/redeploy") == 0
-    r = verify_log(path)
-    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+    assert_level_2_cured_it(admin_api, path)
 
 
 def test_an_unknown_failpoint_is_a_usage_error(tmp_path, moto_url, aws_env, admin_api):
@@ -173,17 +166,13 @@ async def test_kill_with_undelivered_notifications_delivers_each_once_after_rest
     from watchdog.outbox import event_from_json
 
     ns = f"CRASHN{time.monotonic_ns()}"
-    path = render(tmp_path, moto_url, admin_api, ns)
     hook = "/slack/hook-crash"
-    with open(path, "a") as f:
-        f.write(f"""
-notifications:
-  - {{type: slack, webhook_url: "{admin_api.url}{hook}", timeout: 1s,
-     retry: {{attempts: 100, initial_backoff: 100ms, max_backoff: 300ms}}}}
-""")
+    path = render(tmp_path, moto_url, admin_api, ns, notifications=[
+        {"type": "slack", "webhook_url": f"{admin_api.url}{hook}", "timeout": "1s",
+         "retry": {"attempts": 100, "initial_backoff": "100ms", "max_backoff": "300ms"}}])
     admin_api.script[hook] = [500]  # Slack is down until after the crash
     pub = Publisher(moto_url, ns)
-    pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
     d = await Daemon(path).start()
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
@@ -202,8 +191,7 @@ notifications:
                                text=True, timeout=30)
         [row] = [ln for ln in table.stdout.splitlines() if ln.startswith("slack ")]
         assert row.split()[:3] == ["slack", "slack", "NO"] and row.endswith("Slack answered HTTP 500")
-        d.signal(signal.SIGKILL)
-        await d.wait(10)
+        await kill_9(d)
         state = tmp_path / "watchdog.db"
         with sqlite3.connect(state) as db:
             waiting = [event_from_json(e) for (e,) in db.execute(
@@ -211,16 +199,14 @@ notifications:
         assert len(waiting) >= 3, waiting  # opened, level started, level succeeded at least
         failed_before = len(admin_api.calls)  # every call so far; the hook ones all got 500
         admin_api.script[hook] = [200]
-        d = await Daemon(path, env=API).start()
-        recovered = await d.wait_for("recovered", timeout=20)
-        await reads_after_restart(d, recovered["incident"])
+        d, _ = await restarted(path)
         await d.wait_for("mitigated", timeout=60)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def pending() -> int:
             with sqlite3.connect(state) as db:
-                if db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0:
-                    break
-            await asyncio.sleep(0.1)
+                return db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+
+        await until(lambda: pending() == 0, 20, "every waiting message delivered")
         d.signal(signal.SIGTERM)
         assert await d.wait(20) == 0
     finally:
@@ -236,5 +222,4 @@ notifications:
     assert delivered.index(slack(render_text(waiting[0], False))) == 0  # the oldest waiting message goes first
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0] == 0
-    r = verify_log(path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert_audit_log_intact(path)

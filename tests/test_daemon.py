@@ -3,113 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
+import socket
 import subprocess
 import time
-from datetime import datetime, timezone
 
 import aiohttp
-import boto3
 import pytest
 
+from binaries import binary_or_skip
+from story import FLAGS, Publisher, render
 from tests.daemon import Daemon
+from timing import until
 
 pytestmark = pytest.mark.slow
-
-CONFIG = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {tmp}/watchdog.db
-  shutdown_grace: {grace}
-aws:
-  region: us-east-1
-  endpoint_url: {aws}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 500ms, timeout: 2s, retry: {{attempts: 2, initial_backoff: 50ms, max_backoff: 200ms}}}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: {ns}, name: Latency, dimensions: {{Service: router}}, stat: Average, period: 1s}}
-        threshold: "> 1500"
-        datapoints_to_alarm: 2
-        evaluation_periods: 3
-        level: 1
-    escalation:
-      verify_window: 3s
-      max_rollbacks_per_hour: 10
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: {deadline}
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/feature-flags/hybrid-routing", json: {{enabled: false}}, timeout: 5s, retry: {{attempts: 1}}}}
-        checks:
-          - {{type: http, url: "{admin}/health", expect_status: 200}}
-      - level: 2
-        name: traffic-routing
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/routing", json: {{mode: mcp_only}}}}
-        checks:
-          - {{type: http, url: "{admin}/health", expect_status: 200}}
-      - level: 3
-        name: full-system
-        deadline: 5s
-        actions:
-          - {{type: http, method: POST, url: "{admin}/admin/redeploy"}}
-"""
-
-
-def render(tmp_path, moto_url, admin, ns, grace="10s", deadline="5s") -> str:
-    text = CONFIG.format(tmp=tmp_path, aws=moto_url, admin=admin.url, ns=ns, grace=grace, deadline=deadline)
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    return str(path)
-
-
-class Publisher:
-    """Writes the service's latency into moto every 200ms; `healthy` flips what it writes."""
-
-    def __init__(self, moto_url: str, ns: str):
-        self.cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
-        self.ns = ns
-        self.healthy = False
-        self._task: asyncio.Task[None] | None = None
-
-    def put(self, value: float) -> None:
-        self.cw.put_metric_data(
-            Namespace=self.ns,
-            MetricData=[{"MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "router"}],
-                         "Value": value, "Timestamp": datetime.now(timezone.utc), "StorageResolution": 1}],
-        )
-
-    async def run(self, heal_when=None) -> None:
-        while True:
-            if heal_when is not None and heal_when():
-                self.healthy = True
-            await asyncio.to_thread(self.put, 200.0 if self.healthy else 2500.0)
-            await asyncio.sleep(0.2)
-
-    def start(self, heal_when=None) -> None:
-        self._task = asyncio.create_task(self.run(heal_when))
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-
-def promtool_or_skip() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (CI installs it)")
-    return path
 
 
 async def test_latency_breach_escalates_to_level_2_and_is_mitigated(tmp_path, moto_url, aws_env, admin_api):
@@ -151,7 +58,7 @@ async def test_latency_breach_escalates_to_level_2_and_is_mitigated(tmp_path, mo
         assert [r["level"] for r in target["incident"]["levels_run"]] == [1, 2]
         assert status["sources"][0]["up"] is True
 
-        promtool = promtool_or_skip()
+        promtool = binary_or_skip("promtool")
         check = subprocess.run([promtool, "check", "metrics"], input=metrics.encode(), capture_output=True)
         assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
@@ -166,45 +73,40 @@ async def test_latency_breach_escalates_to_level_2_and_is_mitigated(tmp_path, mo
     assert admin_api.count("/admin/redeploy") == 0
 
 
-async def test_sigterm_lets_a_running_level_finish(tmp_path, moto_url, aws_env, admin_api):
-    ns = f"TERM{time.monotonic_ns()}"
-    admin_api.delay["/admin/feature-flags/hybrid-routing"] = 2.0
+async def sigterm_while_level_1_runs(tmp_path, moto_url, admin_api, ns: str, action_takes: float,
+                                     **config) -> tuple[Daemon, float]:
+    """SIGTERM once level 1's request is at the admin API (which answers after `action_takes` seconds):
+    the daemon, gone with exit 0, and how long it took to go."""
+    admin_api.delay[FLAGS] = action_takes
     pub = Publisher(moto_url, ns)
     pub.start()
-    d = await Daemon(render(tmp_path, moto_url, admin_api, ns, grace="10s")).start()
+    d = await Daemon(render(tmp_path, moto_url, admin_api, ns, **config)).start()
     try:
         await d.wait_for("action_started", timeout=30, level=1)
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
         assert await d.wait(20) == 0
-        took = time.monotonic() - t0
-        # The level finished (its outcome is logged) before the process left.
-        assert d.events("action_succeeded") and d.events("level_succeeded")
-        assert not d.events("level_interrupted")
-        assert took < 10, f"shutdown took {took:.1f}s"
+        return d, time.monotonic() - t0
     finally:
         await pub.stop()
         await d.stop()
+
+
+async def test_sigterm_lets_a_running_level_finish(tmp_path, moto_url, aws_env, admin_api):
+    d, took = await sigterm_while_level_1_runs(tmp_path, moto_url, admin_api, f"TERM{time.monotonic_ns()}", 2.0,
+                                               grace="10s")
+    # The level finished (its outcome is logged) before the process left.
+    assert d.events("action_succeeded") and d.events("level_succeeded")
+    assert not d.events("level_interrupted")
+    assert took < 10, f"shutdown took {took:.1f}s"
 
 
 async def test_sigterm_past_the_grace_records_the_level_as_interrupted(tmp_path, moto_url, aws_env, admin_api):
-    ns = f"GRACE{time.monotonic_ns()}"
-    admin_api.delay["/admin/feature-flags/hybrid-routing"] = 8.0
-    pub = Publisher(moto_url, ns)
-    pub.start()
-    d = await Daemon(render(tmp_path, moto_url, admin_api, ns, grace="1s", deadline="30s")).start()
-    try:
-        await d.wait_for("action_started", timeout=30, level=1)
-        t0 = time.monotonic()
-        d.signal(signal.SIGTERM)
-        assert await d.wait(20) == 0
-        took = time.monotonic() - t0
-        assert d.events("level_interrupted")
-        assert [ln["attempt"] for ln in d.events("action_unknown")] == [1]
-        assert took < 6, f"shutdown took {took:.1f}s with a 1s grace"
-    finally:
-        await pub.stop()
-        await d.stop()
+    d, took = await sigterm_while_level_1_runs(tmp_path, moto_url, admin_api, f"GRACE{time.monotonic_ns()}", 8.0,
+                                               grace="1s", deadline="30s")
+    assert d.events("level_interrupted")
+    assert [ln["attempt"] for ln in d.events("action_unknown")] == [1]
+    assert took < 6, f"shutdown took {took:.1f}s with a 1s grace"
 
 
 async def test_dry_run_runs_no_action_but_reports_what_it_would_do(tmp_path, moto_url, aws_env, admin_api):
@@ -236,16 +138,13 @@ async def test_dry_run_runs_no_action_but_reports_what_it_would_do(tmp_path, mot
 
 async def test_cloudwatch_unreachable_never_triggers_a_rollback(tmp_path, admin_api, aws_env):
     # A closed port: every poll fails, the rule stays insufficient_data, nothing runs.
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     d = await Daemon(render(tmp_path, dead, admin_api, "DEAD")).start()
     try:
         port = await d.port()
-        for _ in range(3):
-            await d.wait_for("source_poll_failed", timeout=20)
+        await until(lambda: len(d.events("source_poll_failed")) >= 3, 20, "three failed polls")
         await asyncio.sleep(1.5)
         async with aiohttp.ClientSession() as s:
             async with s.get(f"http://127.0.0.1:{port}/status") as r:

@@ -21,21 +21,23 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 import yaml
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
+import story
+from binaries import binary_or_skip
+from configs import write
+from loopback import free_ports
+from story import Publisher
 from tests.daemon import Daemon
 from watchdog.metrics import Metrics
-from loopback import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -51,15 +53,6 @@ INSTALL = DEPLOY / "install.sh"
 TARGET_LABELS = {"job", "instance"}
 # Series Prometheus makes itself, with their labels.
 PROMETHEUS_SERIES = {"up": TARGET_LABELS}
-
-
-def binary_or_skip(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip(f"{name} not installed (CI installs it)")
-    return path
 
 
 def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -562,74 +555,6 @@ def test_env_file_has_a_placeholder_for_every_variable_the_config_needs(tmp_path
 
 # --- end to end: a real Prometheus scrapes the real daemon through a rollback ------------------
 
-CONFIG = """
-watchdog:
-  listen: 127.0.0.1:{port}
-  state_path: {tmp}/watchdog.db
-aws:
-  region: us-east-1
-  endpoint_url: {aws}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 500ms, timeout: 2s, retry: {{attempts: 2, initial_backoff: 50ms, max_backoff: 200ms}}}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: {ns}, name: Latency, dimensions: {{Service: router}}, stat: Average, period: 1s}}
-        threshold: "> 1500"
-        datapoints_to_alarm: 2
-        evaluation_periods: 3
-        level: 1
-    escalation:
-      verify_window: 3s
-      max_rollbacks_per_hour: 10
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/feature-flags/hybrid-routing", json: {{enabled: false}}, timeout: 5s, retry: {{attempts: 1}}}}
-      - level: 2
-        name: traffic-routing
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/routing", json: {{mode: mcp_only}}}}
-"""
-
-
-class Publisher:
-    """Writes the service's latency into moto every 200ms; `healthy` flips what it writes."""
-
-    def __init__(self, moto_url: str, ns: str):
-        self.cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
-        self.ns = ns
-        self.healthy = False
-        self._task: asyncio.Task[None] | None = None
-
-    def put(self, value: float) -> None:
-        self.cw.put_metric_data(
-            Namespace=self.ns,
-            MetricData=[{"MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "router"}],
-                         "Value": value, "Timestamp": datetime.now(timezone.utc), "StorageResolution": 1}],
-        )
-
-    async def run(self, heal_when: Any = None) -> None:
-        while True:
-            if heal_when is not None and heal_when():
-                self.healthy = True
-            await asyncio.to_thread(self.put, 200.0 if self.healthy else 2500.0)
-            await asyncio.sleep(0.2)
-
-    def start(self, heal_when: Any = None) -> None:
-        self._task = asyncio.create_task(self.run(heal_when))
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-
 async def prom_query(session: aiohttp.ClientSession, base: str, query: str) -> list[dict[str, Any]]:
     async with session.get(f"{base}/api/v1/query", params={"query": query}) as r:
         body = await r.json()
@@ -642,8 +567,10 @@ async def test_prometheus_scrapes_the_daemon_and_sees_the_rollback(tmp_path, mot
     prometheus = binary_or_skip("prometheus")
     wd_port, prom_port = free_ports(2)
     ns = f"PROM{time.monotonic_ns()}"
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.format(port=wd_port, tmp=tmp_path, aws=moto_url, ns=ns, admin=admin_api.url))
+    # Without health checks and level 3: Prometheus is to see levels 1 and 2, nothing else decides.
+    config = write(tmp_path, story.config(tmp_path, moto_url, admin_api.url, ns, listen=f"127.0.0.1:{wd_port}",
+                                          shutdown_grace=None, levels=story.levels(admin_api.url, checks=False,
+                                                                                   redeploy=False)))
     prom_dir = tmp_path / "prometheus"
     prom_dir.mkdir()
     prom_config = prometheus_yml(prom_dir, port=wd_port, interval="1s", evaluation="1s")
@@ -657,7 +584,7 @@ async def test_prometheus_scrapes_the_daemon_and_sees_the_rollback(tmp_path, mot
     pub = Publisher(moto_url, ns)
     # Level 1 does not cure it; level 2 does.
     pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
-    d = await Daemon(str(config)).start()
+    d = await Daemon(config).start()
 
     def why() -> str:
         prom_log.flush()

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from aws_proxy import Reply, aws_error, running_proxy
+from configs import CLOSED, http, hybrid_routing, level, make_target, metric_rule, parsed
+from story import Publisher, render
 from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from timing import until
+from watchdog.config import Config
 from watchdog.config.base import RetrySchedule
 from watchdog.health import PollPace, attempt_deadline, judge
 
@@ -46,6 +51,18 @@ def test_health_judges_progress_not_what_the_source_answered() -> None:
                                                               "event loop has stopped")
 
 
+def quiet(name: str, metric: str, url: str) -> dict[str, Any]:
+    """A target whose one rule never alarms here: CloudWatch is a closed port."""
+    return make_target(name, [metric_rule(namespace="N", metric=metric, threshold="> 1")],
+                       [level(1, "one", http(url, method=None), deadline="5s")])
+
+
+def config(tmp_path: Path, interval: str, attempts: int, *targets: dict[str, Any]) -> Config:
+    retry = {"attempts": attempts, "initial_backoff": "50ms", "max_backoff": "100ms"}
+    return parsed(hybrid_routing(state_path=tmp_path / "w.db", interval=interval, timeout="200ms", retry=retry,
+                                 targets=list(targets)))
+
+
 class Hanging:
     """A source whose poll never returns (a connection that drips, a bug): only the deadline ends it."""
 
@@ -69,18 +86,8 @@ class Hanging:
 
 async def test_a_hanging_poll_is_cut_at_its_deadline_and_the_target_is_still_judged(tmp_path) -> None:
     from watchdog.app import App
-    from watchdog.config import parse_config
 
-    cfg = parse_config(f"""
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources: [{{name: cloudwatch, type: cloudwatch, interval: 1s, timeout: 200ms, retry: {{attempts: 2, initial_backoff: 50ms, max_backoff: 100ms}}}}]
-targets:
-  - name: web
-    rules: [{{name: latency, category: performance, source: cloudwatch,
-              metric: {{namespace: N, name: M, period: 60s}}, threshold: "> 1"}}]
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
-""", {})
+    cfg = config(tmp_path, "1s", 2, quiet("web", "M", f"{CLOSED}/x"))
     app = await App.create(cfg, serve_http=False, schedule=False)
     await app.start()
     hanging = Hanging(cfg.sources[0].interval)
@@ -157,30 +164,11 @@ class Paging(Hanging):
         return {"web/latency": []}
 
 
-CFG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources: [{{name: cloudwatch, type: cloudwatch, interval: 1h, timeout: 200ms,
-            retry: {{attempts: 1, initial_backoff: 50ms, max_backoff: 100ms}}}}]
-targets:
-  - name: web
-    rules: [{{name: latency, category: performance, source: cloudwatch,
-              metric: {{namespace: N, name: M, period: 60s}}, threshold: "> 1"}}]
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
-  - name: other
-    rules: [{{name: latency, category: performance, source: cloudwatch,
-              metric: {{namespace: N, name: M2, period: 60s}}, threshold: "> 1"}}]
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/y"}}]}}]
-"""
-
-
 async def started(tmp_path, source, clock=None):
     from watchdog.app import App
-    from watchdog.config import parse_config
 
-    from timing import until
-
-    app = await App.create(parse_config(CFG.format(tmp=tmp_path), {}), serve_http=False, clock=clock)
+    cfg = config(tmp_path, "1h", 1, quiet("web", "M", f"{CLOSED}/x"), quiet("other", "M2", f"{CLOSED}/y"))
+    app = await App.create(cfg, serve_http=False, clock=clock)
     await app.start()  # the scheduler runs (health asks); the first poll, at once, fails fast; then hourly
     await until(lambda: app.runtime.board.sources["cloudwatch"].last_poll is not None and not app.runtime.polling)  # type: ignore[union-attr]
     await app.runtime.sources["cloudwatch"].close()
@@ -206,10 +194,11 @@ async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> No
     from timing import FakeClock
 
     clock = FakeClock(datetime.now(timezone.utc))
-    app = await started(tmp_path, Hanging(timedelta(hours=1)), clock)
+    hanging = Hanging(timedelta(hours=1))
+    app = await started(tmp_path, hanging, clock)
     try:
         polling = asyncio.ensure_future(app.runtime.poll("cloudwatch"))
-        await asyncio.sleep(0.05)
+        await until(lambda: hanging.polls == 1, what="the poll under way")
         app.runtime._deadlines["cloudwatch"] = timedelta(milliseconds=10)  # what a reload's pace_polls would set
         clock.advance(hours=2, seconds=1)  # past the new limit (10 ms + 2 h), within the old one (2.3 s + 2 h)
         assert app.runtime.health() == (True, "polling and evaluating on schedule")

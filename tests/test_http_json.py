@@ -19,7 +19,7 @@ from aiohttp import web
 from watchdog.config.models import HttpJsonSource, Rule
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.http_json import HttpJson, pick
-from loopback import serving
+from loopback import serving_get
 from sleeps import Sleeps
 
 UTC = timezone.utc
@@ -63,9 +63,7 @@ class JsonServer:
 @pytest.fixture
 async def server() -> AsyncIterator[JsonServer]:
     s = JsonServer()
-    app = web.Application()
-    app.router.add_get("/status", s.handle)
-    async with serving(app) as url:
+    async with serving_get("/status", s.handle) as url:
         s.url = f"{url}/status"
         yield s
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from configs import CLOSED, http, hybrid_routing, level, parsed, write
 from conftest import AWS_ENV
 from executor_support import (  # noqa: F401  (http_session is a fixture)
     BAD,
@@ -25,7 +27,6 @@ from executor_support import (  # noqa: F401  (http_session is a fixture)
     http_session,
 )
 from watchdog.app import App
-from watchdog.config import parse_config
 from watchdog.escalation import Incident, LevelRun, Phase, RuleView, Trigger
 from watchdog.events import Event
 from watchdog.report import render_report
@@ -38,28 +39,11 @@ from watchdog.store import SqliteStore
 UTC = timezone.utc
 OPENED = datetime(2024, 3, 1, 2, 0, 0, tzinfo=UTC)
 
-CONFIG = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {state}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 30s, timeout: 1s, retry: {{attempts: 1}}}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: HybridRouting, name: Latency, stat: Average, period: 60s}}
-        threshold: "> 1500"
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: 2m
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/l1", json: {{enabled: false}}}}
-"""
+
+
+def config(state: Path, admin: str = CLOSED) -> dict[str, Any]:
+    flags = level(1, "feature-flags", http(f"{admin}/l1", json={"enabled": False}), deadline="2m")
+    return hybrid_routing(state_path=state, interval="30s", timeout="1s", retry={"attempts": 1}, levels=[flags])
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -67,10 +51,8 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, env={**os.environ, **AWS_ENV})
 
 
-def write_config(tmp_path: Path, state: Path, admin: str = "http://127.0.0.1:9") -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(state=state, admin=admin))
-    return str(path)
+def write_config(tmp_path: Path, state: Path, admin: str = CLOSED) -> str:
+    return write(tmp_path, config(state, admin))
 
 
 def at(seconds: float) -> datetime:
@@ -293,7 +275,7 @@ async def test_executor_writes_intents_before_outcomes_and_saves_the_incident(tm
 
 async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_path, admin_api, aws_env) -> None:
     path = tmp_path / "deep" / "state.db"
-    cfg = parse_config(CONFIG.format(state=path, admin=admin_api.url), {})
+    cfg = parsed(config(path, admin_api.url))
     clock = FakeClock(T0 + timedelta(seconds=10))
     app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
     await app.start()
@@ -326,7 +308,7 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
 async def test_the_app_refuses_an_unwritable_state_path_in_one_line(tmp_path, aws_env, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    cfg = parse_config(CONFIG.format(state=blocker / "watchdog.db", admin="http://127.0.0.1:9"), {})
+    cfg = parsed(config(blocker / "watchdog.db"))
     opened: list[object] = []
     monkeypatch.setattr("aiohttp.ClientSession.__init__", lambda self, *a, **k: opened.append(self))
     with pytest.raises(StoreError, match="exists and is not a directory"):

@@ -11,24 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from configs import hybrid_routing, write
 from tests.daemon import Daemon
 from test_offline import offline
 
 pytestmark = pytest.mark.slow
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 1500",
-         metric: {{namespace: LOCK, name: Latency, stat: Average, period: 60s}}}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}
-      - {{level: 2, name: route, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l2"}}]}}
-"""
 
 
 def layout(tmp: Path) -> dict[str, Path]:
@@ -42,9 +29,7 @@ def layout(tmp: Path) -> dict[str, Path]:
 
 
 def config(tmp: Path, name: str, state: Path, admin: str) -> str:
-    path = tmp / f"{name}.yaml"
-    path.write_text(CONFIG.format(state=state, admin=admin))
-    return str(path)
+    return write(tmp, hybrid_routing(state_path=state, target="web", admin=admin), f"{name}.yaml")
 
 
 async def refused(d: Daemon) -> str:

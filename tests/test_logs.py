@@ -13,25 +13,12 @@ import aiohttp
 import pytest
 import structlog
 
+from configs import hybrid_routing, parsed
 from watchdog.app import App
-from watchdog.config import parse_config
 from watchdog.logs import setup_logging
 from watchdog.redact import redactor_for
 
 SECRET = "very-secret-token-42"
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}", api_token: "{secret}"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 100",
-         metric: {{namespace: N, name: Latency, stat: Average, period: 60s}}}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, url: "http://127.0.0.1:9/l1"}}]}}
-"""
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def _status_that_breaks() -> dict[str, Any]:
 
 
 async def test_an_error_inside_a_request_handler_is_logged_with_its_traceback(tmp_path, log_stream, monkeypatch):
-    cfg = parse_config(CONFIG.format(state=tmp_path / "state.db", secret=SECRET), {})
+    cfg = parsed(hybrid_routing(state_path=tmp_path / "state.db", api_token=SECRET))
     setup_logging("info", log_stream, redactor_for(cfg))
     app = await App.create(cfg, schedule=False)
     await app.start()

@@ -314,20 +314,14 @@ async def test_webhook_timeout_is_retryable(receiver: Receiver, session: aiohttp
 
 @pytest.mark.parametrize("url", [f"ftp://example.invalid/{TOKEN}", f"not a url {TOKEN}", f"https:///{TOKEN}"])
 def test_webhook_url_that_is_not_http_is_a_config_error_that_does_not_quote_it(url: str) -> None:
+    from configs import hybrid_routing, line_of, to_yaml
     from watchdog.config import ConfigError, parse_config
 
-    text = f"""
-sources: [{{name: cw, type: cloudwatch}}]
-targets:
-  - name: t
-    rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1", level: 1}}]
-    levels: [{{level: 1, name: one, deadline: 1m, actions: [{{type: http, method: PUT, url: "http://127.0.0.1:9/x"}}]}}]
-notifications:
-  - {{type: webhook, url: "${{HOOK_URL}}"}}
-"""
+    text = to_yaml(hybrid_routing(notifications=[{"type": "webhook", "url": "${HOOK_URL}"}]))
     with pytest.raises(ConfigError) as err:
         parse_config(text, {"HOOK_URL": url})
-    assert err.value.problems == ["notifications[0].url: must be an http:// or https:// URL (line 8)"]
+    line = line_of(text, "HOOK_URL")
+    assert err.value.problems == [f"notifications[0].url: must be an http:// or https:// URL (line {line})"]
     assert "http:// or https://" in str(err.value)
     assert_no_secrets(str(err.value), TOKEN)
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from tests.daemon import Daemon
-from test_reload import CONFIG, TOKEN
+from configs import write
+from test_reload import config
 
 pytestmark = pytest.mark.slow
 
@@ -27,25 +28,23 @@ async def offline(path: str, level: int = 2) -> subprocess.CompletedProcess[str]
 
 
 async def test_offline_rollback_is_refused_while_the_daemon_runs_and_works_after(tmp_path, admin_api, aws_env):
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
-                                  threshold="> 1500", interval="1h"))
-    d = await Daemon(str(path)).start()
+    path = write(tmp_path, config(tmp_path, admin_api.url))
+    d = await Daemon(path).start()
     try:
         await d.port()
-        r = await offline(str(path))
+        r = await offline(path)
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert "refused: the state at" in r.stderr and "in use by the rollback-watchdog daemon (pid" in r.stderr
         assert admin_api.count("/l2") == 0
         # A second daemon on the same state is refused the same way.
-        second = await Daemon(str(path)).start()
+        second = await Daemon(path).start()
         assert await second.wait(20) == 1
         assert "in use by the rollback-watchdog daemon" in (await second._stderr()).decode()
         d.signal(signal.SIGTERM)
         assert await d.wait(20) == 0
     finally:
         await d.stop()
-    r = await offline(str(path))
+    r = await offline(path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("level 2 on web: succeeded") and "not verified offline" in r.stdout
     assert admin_api.count("/l2") == 1 and admin_api.count("/l1") == 0
@@ -53,9 +52,7 @@ async def test_offline_rollback_is_refused_while_the_daemon_runs_and_works_after
 
 async def test_offline_rollback_runs_only_the_level_asked_for(tmp_path, admin_api, aws_env):
     admin_api.script["/l1"] = [500]
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
-                                  threshold="> 1500", interval="1h"))
-    r = await offline(str(path), level=1)
+    path = write(tmp_path, config(tmp_path, admin_api.url))
+    r = await offline(path, level=1)
     assert r.returncode == 1 and "level 1 on web: failed" in r.stdout
     assert admin_api.count("/l2") == 0  # no escalation without the daemon

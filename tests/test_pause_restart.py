@@ -11,8 +11,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from tests.daemon import Daemon, polled
+from story import Publisher, render
 
 pytestmark = pytest.mark.slow
 TOKEN = "pause-test-token"
@@ -47,14 +47,15 @@ async def test_a_pause_survives_kill_9_and_holds_the_levels(tmp_path, moto_url, 
         restored = await d.wait_for("pauses_restored", timeout=20)
         assert {(p["scope"], p["until"], p["reason"]) for p in restored["pauses"]} == {
             ("*", paused["until"], "db maintenance"), ("hybrid-routing", one["until"], "router upgrade")}
-        base = f"http://127.0.0.1:{await d.port()}"
+        port = await d.port()
+        base = f"http://127.0.0.1:{port}"
         status, doc = await call(base, "GET", "/status")
         [target] = doc["targets"]
         assert target["paused"] is True and target["pause"]["until"] == one["until"]  # the longer one holds it
         pub.healthy = False  # the alarm comes inside the window
         held = await d.wait_for("would_run", timeout=30, level=1)
         assert "paused until" in held["why"]
-        await asyncio.sleep(1.0)  # several polls on, with the rule alarming throughout
+        await polled(port, 3)  # several polls on, with the rule alarming throughout
         assert admin_api.count(FLAGS) == 0 and admin_api.count("/admin/routing") == 0
         for body in ({"reason": "done"}, {"reason": "done", "target": "hybrid-routing"}):
             status, _ = await call(base, "POST", "/api/v1/resume", body)

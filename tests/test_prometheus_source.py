@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -24,14 +22,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.daemon import Daemon
-from watchdog.config.sources import PrometheusSource
+import story
+from binaries import binary_or_skip
+from configs import hybrid_routing, write
+from loopback import free_port, serving_get
+from sleeps import Sleeps
+from tests.daemon import Daemon, polled, status
+from timing import until
 from watchdog.config.models import Rule
+from watchdog.config.sources import PrometheusSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.prometheus import Prometheus
-from loopback import free_port
-from loopback import serving
-from sleeps import Sleeps
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -94,9 +95,7 @@ class FakeProm:
 @pytest.fixture
 async def prom() -> AsyncIterator[FakeProm]:
     p = FakeProm()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", p.handle)
-    async with serving(app) as p.url:
+    async with serving_get("/{tail:.*}", p.handle) as p.url:
         yield p
 
 
@@ -321,15 +320,6 @@ async def test_one_failing_rule_fails_the_whole_poll(prom: FakeProm, session: ai
 # --- a real Prometheus ---------------------------------------------------------------------------
 
 
-def prometheus_or_skip() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("prometheus not installed (CI installs it)")
-    return path
-
-
 @dataclass
 class Exporter:
     """A /metrics endpoint Prometheus scrapes; `value` is what it reports."""
@@ -349,9 +339,7 @@ class Exporter:
 @pytest.fixture
 async def exporter() -> AsyncIterator[Exporter]:
     e = Exporter()
-    app = web.Application()
-    app.router.add_get("/metrics", e.handle)
-    async with serving(app) as url:
+    async with serving_get("/metrics", e.handle) as url:
         e.url = url.removeprefix("http://")  # host:port, as a scrape target
         yield e
 
@@ -370,7 +358,7 @@ scrape_configs:
 @pytest.fixture
 async def prometheus(tmp_path: Path, exporter: Exporter) -> AsyncIterator[str]:
     """A real Prometheus on loopback scraping `exporter` every second; yields its URL."""
-    binary = prometheus_or_skip()
+    binary = binary_or_skip("prometheus")
     conf = tmp_path / "prometheus.yml"
     conf.write_text(PROMETHEUS_YML.format(target=exporter.url))
     port = free_port()
@@ -457,49 +445,25 @@ async def test_real_prometheus_answer_shapes(prometheus: str, exporter: Exporter
 # --- the real daemon --------------------------------------------------------------------------
 
 
-DAEMON_CONFIG = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {tmp}/watchdog.db
-  shutdown_grace: 5s
-sources:
-  - {{name: prom, type: prometheus, url: "{prom}", interval: 1s, timeout: 2s, retry: {{attempts: 2, initial_backoff: 50ms, max_backoff: 200ms}}}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - {{name: errors, category: performance, source: prom, promql: hybrid_errors_ratio, threshold: "> 0.1", evaluation_periods: 2, datapoints_to_alarm: 2, level: 1}}
-    escalation:
-      verify_window: 3s
-      max_rollbacks_per_hour: 10
-    levels:
-      - level: 1
-        name: feature-flags
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/feature-flags/hybrid-routing", json: {{enabled: false}}, timeout: 5s, retry: {{attempts: 1}}}}
-        checks:
-          - {{type: http, url: "{admin}/health", expect_status: 200}}
-      - level: 2
-        name: traffic-routing
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/routing", json: {{mode: mcp_only}}}}
-"""
+def daemon_config(tmp_path: Path, prometheus: str, admin: str) -> dict[str, Any]:
+    prom = {"name": "prom", "type": "prometheus", "url": prometheus, "interval": "1s", "timeout": "2s",
+            "retry": story.QUICK_RETRY}
+    errors = {"name": "errors", "category": "performance", "source": "prom", "promql": "hybrid_errors_ratio",
+              "threshold": "> 0.1", "evaluation_periods": 2, "datapoints_to_alarm": 2, "level": 1}
+    return hybrid_routing(state_path=tmp_path / "watchdog.db", shutdown_grace="5s", aws_endpoint=None,
+                          sources=[prom], rules=[errors], verify_window="3s", max_rollbacks_per_hour=10,
+                          levels=story.levels(admin, redeploy=False))
 
 
 async def rule_status(port: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/status") as r:
-            doc = await r.json()
-    return next(r for r in doc["rules"] if r["rule"] == "errors")
+    return next(r for r in (await status(port))["rules"] if r["rule"] == "errors")
 
 
 @pytest.mark.slow
 async def test_daemon_rolls_back_on_a_breach_prometheus_reports(tmp_path: Path, prometheus: str, exporter: Exporter,
                                                                 admin_api: Any) -> None:
-    flag = "/admin/feature-flags/hybrid-routing"
-    config = tmp_path / "config.yaml"
-    config.write_text(DAEMON_CONFIG.format(tmp=tmp_path, prom=prometheus, admin=admin_api.url))
+    flag = story.FLAGS
+    config = write(tmp_path, daemon_config(tmp_path, prometheus, admin_api.url))
     exporter.value = 0.02
 
     async def heal() -> None:  # turning the feature flag off cures the error ratio
@@ -508,18 +472,17 @@ async def test_daemon_rolls_back_on_a_breach_prometheus_reports(tmp_path: Path, 
         exporter.value = 0.02
 
     healer: asyncio.Task[None] | None = None
-    d = await Daemon(str(config)).start()
+    d = await Daemon(config).start()
     try:
         port = await d.port()
-        # Healthy: the daemon reads 0.02 through Prometheus and does nothing.
-        deadline = time.monotonic() + 20
-        while True:
+        # Healthy: the daemon reads 0.02 through Prometheus and, three polls on, has done nothing.
+        async def ok_at_0_02() -> bool:
             st = await rule_status(port)
-            if st["state"] == "ok" and st["value"] == 0.02:
-                break
-            assert time.monotonic() < deadline, f"rule never became ok at 0.02: {st}"
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(3)
+            return st["state"] == "ok" and st["value"] == 0.02
+
+        await until(ok_at_0_02, 20, "the rule ok at 0.02")
+        await polled(port, 3)
+        assert await ok_at_0_02()
         assert admin_api.calls == [] and not d.events("incident_opened")
 
         healer = asyncio.create_task(heal())

@@ -4,40 +4,41 @@ a valid one takes effect without losing the open incident."""
 from __future__ import annotations
 
 import signal
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from configs import CLOSED, http, hybrid_routing, level, make_target, parsed, write
 from tests.daemon import Daemon
 
 pytestmark = pytest.mark.slow
 TOKEN = "reload-t0ken"
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db", api_token: "{token}"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: {interval}}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "{threshold}",
-         metric: {{namespace: RELOAD, name: Latency, stat: Average, period: 60s}}}}
-    escalation: {{verify_window: 10m}}
-    levels:
-      - {{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}
-      - {{level: 2, name: route, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l2"}}]}}
-"""
+
+
+def config(tmp_path: Path, admin: str, aws_endpoint: str = CLOSED, threshold: str = "> 1500",
+           interval: str = "1h", **overrides: Any) -> dict[str, Any]:
+    return hybrid_routing(**{**dict(state_path=tmp_path / "w.db", api_token=TOKEN, aws_endpoint=aws_endpoint,
+                                    interval=interval, target="web", namespace="RELOAD", threshold=threshold,
+                                    verify_window="10m", admin=admin), **overrides})
+
+
+def http_json_config(tmp_path: Path, targets: list[dict[str, Any]], interval: str = "1h") -> dict[str, Any]:
+    """Targets judged on an http_json source `c` nobody answers: nothing alarms."""
+    return hybrid_routing(state_path=tmp_path / "w.db", aws_endpoint=None, targets=targets,
+                          sources=[{"name": "c", "type": "http_json", "url": f"{CLOSED}/c", "interval": interval}])
+
+
+def field_rule(name: str, category: str = "security", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "category": category, "source": "c", "field": "ok", "threshold": "== false", **extra}
 
 
 async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, moto_url, aws_env, admin_api):
-    path = tmp_path / "config.yaml"
+    def write_config(threshold: str, interval: str = "1s") -> str:
+        return write(tmp_path, config(tmp_path, admin_api.url, moto_url, threshold, interval))
 
-    def write(threshold: str, interval: str = "1s") -> None:
-        path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws=moto_url, admin=admin_api.url,
-                                      threshold=threshold, interval=interval))
-
-    write("> 1500")
-    d = await Daemon(str(path)).start()
+    d = await Daemon(write_config("> 1500")).start()
     try:
         port = await d.port()
         base = f"http://127.0.0.1:{port}"
@@ -48,7 +49,7 @@ async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, 
                 incident = (await r.json())["incident"]
             await d.wait_for("level_succeeded", timeout=10)
 
-            write("> 1500", interval="soon")
+            write_config("> 1500", interval="soon")
             d.signal(signal.SIGHUP)
             rejected = await d.wait_for("reload_rejected", timeout=10)
             assert any("sources[0].interval: bad duration 'soon'" in p for p in rejected["problems"])
@@ -56,7 +57,7 @@ async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, 
                 doc = await r.json()
             assert doc["rules"][0]["threshold"] == "> 1500"
 
-            write("> 999")
+            write_config("> 999")
             d.signal(signal.SIGHUP)
             await d.wait_for("reloaded", timeout=10)
             async with s.get(f"{base}/status") as r:
@@ -79,10 +80,8 @@ async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, a
     from watchdog.config import parse_config
     from watchdog.reload import ReloadRefused
 
-    def cfg(targets: str):
-        text = CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
-                             threshold="> 1", interval="1h")
-        return parse_config(text.replace("name: web", f"name: {targets}"), {})
+    def cfg(target: str):
+        return parsed(config(tmp_path, admin_api.url, threshold="> 1", target=target))
 
     app = await App.create(cfg("web"), schedule=False)
     await app.start()
@@ -99,16 +98,13 @@ async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, a
 
 async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources_run_on(tmp_path, admin_api):
     from watchdog.app import App
-    from watchdog.config import parse_config
     from watchdog.reload import ReloadRefused
 
-    text = CONFIG.format(tmp=tmp_path, token=TOKEN, aws="http://127.0.0.1:9", admin=admin_api.url,
-                         threshold="> 1", interval="1h")
-    app = await App.create(parse_config(text, {}), schedule=False)
+    app = await App.create(parsed(config(tmp_path, admin_api.url, threshold="> 1")), schedule=False)
     await app.start()
     try:
         before = dict(app.runtime.sources)
-        broken = parse_config(text.replace("region: us-east-1,", "region: us-east-1, profile: no-such-profile,"), {})
+        broken = parsed(config(tmp_path, admin_api.url, threshold="> 1", aws={"profile": "no-such-profile"}))
         with pytest.raises(ReloadRefused, match="source cloudwatch cannot start: ProfileNotFound"):
             await app.reload(broken)
         assert app.runtime.sources == before and app.runtime.cfg.aws.profile is None  # the old config runs on
@@ -122,21 +118,17 @@ async def test_a_new_source_interval_gives_its_sampled_rules_the_new_period(tmp_
     from datetime import timedelta
 
     from watchdog.app import App
-    from watchdog.config import parse_config
 
-    text = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
-sources: [{{name: c, type: http_json, url: "http://127.0.0.1:9/c", interval: {interval}}}]
-targets:
-  - name: web
-    rules: [{{name: gdpr, category: security, source: c, field: ok, threshold: "== false", evaluation_periods: 3}}]
-    levels: [{{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}]
-"""
-    app = await App.create(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="30s"), {}), schedule=False)
+    def cfg(interval: str):
+        flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]
+        web = make_target("web", [field_rule("gdpr", evaluation_periods=3)], flags)
+        return parsed(http_json_config(tmp_path, [web], interval))
+
+    app = await App.create(cfg("30s"), schedule=False)
     await app.start()
     try:
         assert app.runtime.board.slots["web/gdpr"].spec.period == timedelta(seconds=30)
-        await app.reload(parse_config(text.format(tmp=tmp_path, admin=admin_api.url, interval="5m"), {}))
+        await app.reload(cfg("5m"))
         assert app.runtime.board.slots["web/gdpr"].spec.period == timedelta(minutes=5)
     finally:
         await app.stop()
@@ -146,25 +138,10 @@ async def test_reload_drops_the_series_of_removed_rules_and_targets(tmp_path, ad
     """A rule or target the new config no longer has leaves /metrics (it would report its last state forever);
     a new one appears as insufficient_data; a rule that changed category is exported under the new one only."""
     from watchdog.app import App
-    from watchdog.config import parse_config
 
-    text = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp}/w.db"}}
-sources: [{{name: c, type: http_json, url: "http://127.0.0.1:9/c", interval: 1h}}]
-targets:
-{targets}
-"""
-    target = """
-  - name: {name}
-    rules: [{rules}]
-    levels: [{{level: 1, name: flags, deadline: 10s, actions: [{{type: http, method: PUT, url: "{admin}/l1"}}]}}]"""
-
-    def rule(name: str, category: str = "security") -> str:
-        return f'{{name: {name}, category: {category}, source: c, field: ok, threshold: "== false"}}'
-
-    def cfg(*targets: tuple[str, list[str]]):
-        body = "".join(target.format(name=n, rules=", ".join(rs), admin=admin_api.url) for n, rs in targets)
-        return parse_config(text.format(tmp=tmp_path, targets=body), {})
+    def cfg(*targets: tuple[str, list[dict[str, Any]]]):
+        flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]
+        return parsed(http_json_config(tmp_path, [make_target(n, rs, flags) for n, rs in targets]))
 
     def series(app: App) -> set[tuple[str, ...]]:
         out = set()
@@ -174,13 +151,14 @@ targets:
                     out.add((s.name, *sorted(s.labels.items())))
         return out
 
-    app = await App.create(cfg(("web", [rule("gdpr"), rule("leak")]), ("api", [rule("cost", "cost")])), schedule=False)
+    app = await App.create(cfg(("web", [field_rule("gdpr"), field_rule("leak")]), ("api", [field_rule("cost", "cost")])),
+                           schedule=False)
     await app.start()
     try:
         app.runtime.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would
         assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 1.0
-        await app.reload(cfg(("web", [rule("gdpr"), rule("fresh"), rule("cost2", "cost")]),
-                             ("new", [rule("cost", "performance")])))
+        await app.reload(cfg(("web", [field_rule("gdpr"), field_rule("fresh"), field_rule("cost2", "cost")]),
+                             ("new", [field_rule("cost", "performance")])))
         got = series(app)
         names = {(s[0], dict(s[1:]).get("target"), dict(s[1:]).get("rule"), dict(s[1:]).get("category")) for s in got}
         assert names == {

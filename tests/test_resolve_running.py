@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from story import Publisher, render
 
 pytestmark = pytest.mark.slow
 TOKEN = "resolve-test-token"

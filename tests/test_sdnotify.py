@@ -13,7 +13,7 @@ import pytest
 
 from aws_proxy import Reply, running_proxy
 from tests.daemon import Daemon
-from test_daemon import Publisher, render
+from story import Publisher, render
 from watchdog.sdnotify import SystemdNotifier
 
 
@@ -144,20 +144,11 @@ async def test_the_pings_stop_when_the_polls_stop_coming_round(tmp_path: Path, l
     jumps past the polls' pace; the real loop goes on, so the withheld ping is the judgement's, not a hang's."""
     from datetime import datetime, timezone
 
+    from configs import hybrid_routing, parsed
     from timing import FakeClock, until
     from watchdog.app import App
-    from watchdog.config import parse_config
 
-    cfg = parse_config(f"""
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources: [{{name: cloudwatch, type: cloudwatch, interval: 1h, timeout: 1s, retry: {{attempts: 1}}}}]
-targets:
-  - name: web
-    rules: [{{name: latency, category: performance, source: cloudwatch, metric: {{namespace: N, name: M}},
-              threshold: "> 1"}}]
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}]
-""", {})
+    cfg = parsed(hybrid_routing(state_path=tmp_path / "w.db", timeout="1s", retry={"attempts": 1}))
     clock = FakeClock(datetime.now(timezone.utc))
     app = await App.create(cfg, clock=clock, serve_http=False, sd=SystemdNotifier(listener.sock.getsockname(), 200_000))
     await app.start()

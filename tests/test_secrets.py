@@ -7,16 +7,16 @@ the Slack webhook answers 500, the admin API answers 500: then every log line,
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sqlite3
 import sys
-import time
+from typing import Any
 
 import aiohttp
 
+from configs import CLOSED, http, hybrid_routing, level, parsed
+from timing import until
 from watchdog.app import App
-from watchdog.config import parse_config
 from watchdog.logs import setup_logging
 from watchdog.redact import redactor_for
 from watchdog.report import render_report
@@ -28,37 +28,19 @@ SECRETS = {
     "SLACK_WEBHOOK_URL": "",  # filled with the stub's URL in the test
 }
 
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}", api_token: "${{WATCHDOG_API_TOKEN}}"}}
-aws: {{endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h}}
-targets:
-  - name: web
-    rules:
-      - {{name: latency, category: performance, source: cloudwatch, threshold: "> 100",
-         metric: {{namespace: N, name: Latency, stat: Average, period: 60s}}}}
-    levels:
-      - level: 1
-        name: redeploy
-        deadline: 10s
-        actions:
-          - type: command
-            argv: ["{py}", "-c", "import os, sys; print('token', os.environ['TOK'], sys.argv[1]); sys.exit(3)",
-                   "--token=${{DEPLOY_TOKEN}}"]
-            env: {{TOK: "${{DEPLOY_TOKEN}}"}}
-      - level: 2
-        name: route
-        deadline: 10s
-        actions:
-          - type: http
-            method: PUT
-            url: "{admin}/l2?auth=${{ADMIN_TOKEN}}"
-            headers: {{Authorization: "Bearer ${{ADMIN_TOKEN}}"}}
-            retry: {{attempts: 1}}
-notifications:
-  - {{type: slack, webhook_url: "${{SLACK_WEBHOOK_URL}}"}}
-"""
+
+
+def config(state: Any, admin: str) -> dict[str, Any]:
+    """Every secret where a config may hold one: the API token, a command's argv and env, a URL, a header
+    and the Slack webhook."""
+    redeploy = {"type": "command", "env": {"TOK": "${DEPLOY_TOKEN}"}, "argv": [
+        sys.executable, "-c", "import os, sys; print('token', os.environ['TOK'], sys.argv[1]); sys.exit(3)",
+        "--token=${DEPLOY_TOKEN}"]}
+    route = http(f"{admin}/l2?auth=${{ADMIN_TOKEN}}", headers={"Authorization": "Bearer ${ADMIN_TOKEN}"},
+                 retry={"attempts": 1})
+    return hybrid_routing(state_path=state, api_token="${WATCHDOG_API_TOKEN}", target="web", threshold="> 100",
+                          levels=[level(1, "redeploy", redeploy), level(2, "route", route)],
+                          notifications=[{"type": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"}])
 
 
 async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
@@ -66,7 +48,7 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
     admin_api.script["/l2"] = [500]
     admin_api.script["/services/T0/B0/hook-5e6f7a8b"] = [500]
     state = tmp_path / "state.db"
-    cfg = parse_config(CONFIG.format(state=state, admin=admin_api.url, py=sys.executable), env)
+    cfg = parsed(config(state, admin_api.url), env)
     logs = io.StringIO()
     setup_logging("debug", logs, redactor_for(cfg))
     app = await App.create(cfg, schedule=False)
@@ -79,9 +61,9 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
                               headers=auth) as r:
                 assert r.status == 202
             ex = app.runtime.executors["web"]
-            deadline = time.monotonic() + 15
-            while (ex.busy or ex.machine.level < 2 or not app.runtime.notifier.status()["slack"]["failed_attempts"]) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await until(lambda: not ex.busy and ex.machine.level == 2
+                        and app.runtime.notifier.status()["slack"]["failed_attempts"], 15,
+                        "level 2 done and a failed Slack attempt")
             await app.runtime.notifier.drain(5)
             assert admin_api.count("/l2") == 1 and ex.machine.phase.value == "exhausted"
             async with s.get(f"{base}/status") as r:
@@ -112,8 +94,8 @@ async def test_no_secret_leaks_anywhere(tmp_path, admin_api):
 
 
 def test_redactor_masks_bare_tokens_and_secret_named_variables_only():
-    cfg = parse_config(CONFIG.format(state="/tmp/x.db", admin="http://127.0.0.1:9", py=sys.executable),
-                       dict(SECRETS, SLACK_WEBHOOK_URL="http://127.0.0.1:9/hook-1234", PLAIN="visible-value"))
+    cfg = parsed(config("/tmp/x.db", CLOSED),
+                 dict(SECRETS, SLACK_WEBHOOK_URL="http://127.0.0.1:9/hook-1234", PLAIN="visible-value"))
     r = redactor_for(cfg)
     assert r.text("curl -H 'Authorization: Bearer adm-41b2c3d4'") == "curl -H 'Authorization: ***'"
     assert r.text("token=adm-41b2c3d4 dep-9a8b7c6d") == "token=*** ***"

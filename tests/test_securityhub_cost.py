@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -28,9 +27,12 @@ from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cost_explorer import CostExplorer
 from watchdog.sources.securityhub import MAX_PAGES, SecurityHub
 
-from tests.daemon import Daemon
+from configs import health_check, http, hybrid_routing, level, make_target, write
 from loopback import free_port
+from polls import started
 from sleeps import Sleeps
+from tests.daemon import Daemon, polled, status
+from timing import until
 
 UTC = timezone.utc
 ACCOUNT = "123456789012"
@@ -107,16 +109,13 @@ async def test_counts_active_open_findings_per_rule(moto_url: str, aws_env: dict
         Query("t/low", sh_rule("low", ["LOW", "INFORMATIONAL"])),
     ]
     src = sh_source(moto_url, queries, region=region)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         assert await src.poll(now) == {
             "t/critical": [(now, 3.0)], "t/crit-high": [(now, 4.0)], "t/guardduty": [(now, 2.0)], "t/low": [(now, 0.0)],
         }
         assert src.calls == 4  # one page per rule
-    finally:
-        await src.close()
     eq = lambda *vs: [{"Value": v, "Comparison": "EQUALS"} for v in vs]  # noqa: E731
     base = {"RecordState": eq("ACTIVE"), "WorkflowStatus": eq("NEW", "NOTIFIED")}
     assert sent == [
@@ -131,16 +130,13 @@ async def test_each_poll_is_a_fresh_reading_kept_in_a_short_history(moto_url: st
     region = "eu-north-1"
     src = sh_source(moto_url, [Query("t/crit", sh_rule("crit", ["CRITICAL"], n=2))], region=region)
     t0 = datetime(2026, 1, 2, tzinfo=UTC)
-    await src.start()
-    try:
+    async with started(src):
         readings = []
         for i in range(5):
             import_findings(moto_url, region, [finding(f"hist-{i}", "CRITICAL", region)])
             readings.append((t0 + timedelta(seconds=i), float(i + 1)))
             points = (await src.poll(t0 + timedelta(seconds=i)))["t/crit"]
             assert points == readings[-4:]  # evaluation_periods + 2 kept
-    finally:
-        await src.close()
 
 
 async def test_region_is_the_sources_own_else_the_aws_sections(moto_url: str, aws_env: dict[str, str]) -> None:
@@ -150,11 +146,8 @@ async def test_region_is_the_sources_own_else_the_aws_sections(moto_url: str, aw
     for cfg_region, aws_region, expected in [(None, "sa-east-1", 1.0), ("sa-east-1", "us-west-1", 1.0),
                                              ("ap-southeast-2", "sa-east-1", 0.0)]:
         src = sh_source(moto_url, q, region=aws_region, cfg_region=cfg_region)
-        await src.start()
-        try:
+        async with started(src):
             assert (await src.poll(now))["t/crit"] == [(now, expected)], (cfg_region, aws_region)
-        finally:
-            await src.close()
 
 
 async def test_next_token_pages_are_followed(moto_url: str, aws_env: dict[str, str]) -> None:
@@ -163,13 +156,10 @@ async def test_next_token_pages_are_followed(moto_url: str, aws_env: dict[str, s
     others = [finding(f"page-low-{i}", "LOW", region) for i in range(30)]
     import_findings(moto_url, region, wanted[:120] + others + wanted[120:])
     src = sh_source(moto_url, [Query("t/high", sh_rule("high", ["HIGH"]))], region=region)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         now = datetime.now(UTC)
         assert await src.poll(now) == {"t/high": [(now, 250.0)]}
-    finally:
-        await src.close()
     assert src.calls == 3  # moto answers 280 findings in pages of 100
     assert "NextToken" not in sent[0] and sent[1]["NextToken"] and sent[2]["NextToken"] != sent[1]["NextToken"]
     assert all(s["Filters"] == sent[0]["Filters"] for s in sent)
@@ -203,18 +193,6 @@ async def test_endless_paging_is_cut_off_and_fails_the_poll() -> None:
     with pytest.raises(SourceError, match="still paging after 100 pages"):
         await src.poll(datetime.now(UTC))
     assert src.calls == MAX_PAGES == len(client.requests)
-
-
-async def test_unreachable_endpoint_is_a_source_error_after_every_attempt(aws_env: dict[str, str]) -> None:
-    sleeps = Sleeps()
-    src = sh_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleeps)
-    await src.start()
-    try:
-        with pytest.raises(SourceError, match="GetFindings: EndpointConnectionError"):
-            await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
-    assert src.calls == 3 and len(sleeps.delays) == 2
 
 
 async def test_a_failed_rule_fails_the_whole_poll_and_keeps_no_reading() -> None:
@@ -274,8 +252,7 @@ async def test_daily_costs_from_one_call_per_rule(moto_url: str, aws_env: dict[s
     days = [today - timedelta(days=k) for k in (3, 2, 1, 0)]
     await script_costs(moto_url, [ce_result("UnblendedCost", list(zip(days, [100.0, 101.5, 250.25, 7.0])))])
     src = ce_source(moto_url, [Query("t/bedrock", cost_rule("bedrock", service=service))])
-    await src.start()
-    try:
+    async with started(src):
         assert src._client.meta.region_name == "us-east-1"  # Cost Explorer's only endpoint, whatever aws.region is
         sent = capture(src)
         expected = [(midnight(days[0]), 100.0), (midnight(days[1]), 101.5), (midnight(days[2]), 250.25),
@@ -284,8 +261,6 @@ async def test_daily_costs_from_one_call_per_rule(moto_url: str, aws_env: dict[s
         assert src.calls == 1
         assert await src.poll(now) == {"t/bedrock": expected}  # moto repeats its answer to the same request
         assert src.calls == 2  # every poll asks again: no caching on our side
-    finally:
-        await src.close()
     request = {
         "TimePeriod": {"Start": (today - timedelta(days=3)).isoformat(), "End": (today + timedelta(days=1)).isoformat()},
         "Granularity": "DAILY",
@@ -304,15 +279,12 @@ async def test_whole_account_rule_has_no_filter_and_each_rule_is_one_call(moto_u
     queries = [Query("t/account", cost_rule("account", metric="AmortizedCost")),
                Query("t/ec2", cost_rule("ec2", metric="NetUnblendedCost", service=service))]
     src = ce_source(moto_url, queries, days=2)
-    await src.start()
-    try:
+    async with started(src):
         sent = capture(src)
         assert await src.poll(now) == {
             "t/account": [(midnight(d1), 40.0), (midnight(d2), 1.0)],
             "t/ec2": [(midnight(d1), 5.0), (midnight(d2), 0.5)],
         }
-    finally:
-        await src.close()
     assert src.calls == 2
     assert sent[0] == {"TimePeriod": {"Start": "2026-03-08", "End": "2026-03-11"}, "Granularity": "DAILY",
                        "Metrics": ["AmortizedCost"]}
@@ -323,12 +295,9 @@ async def test_an_answer_without_the_metric_is_a_source_error(moto_url: str, aws
     service = f"Amazon S3 {uuid.uuid4().hex[:8]}"
     await script_costs(moto_url, [ce_result("BlendedCost", [(datetime.now(UTC).date(), 3.0)])])
     src = ce_source(moto_url, [Query("t/s3", cost_rule("s3", service=service))])
-    await src.start()
-    try:
+    async with started(src):
         with pytest.raises(SourceError, match="t/s3: no UnblendedCost amount"):
             await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
 
 
 async def test_next_page_token_is_followed_within_a_bound() -> None:
@@ -349,18 +318,6 @@ async def test_next_page_token_is_followed_within_a_bound() -> None:
     assert src.calls == CE_PAGES == len(endless.requests)
 
 
-async def test_cost_explorer_unreachable_is_a_source_error(aws_env: dict[str, str]) -> None:
-    sleeps = Sleeps()
-    src = ce_source(f"http://127.0.0.1:{free_port()}", [Query("t/c", cost_rule("c"))], sleep=sleeps)
-    await src.start()
-    try:
-        with pytest.raises(SourceError, match="GetCostAndUsage: EndpointConnectionError"):
-            await src.poll(datetime.now(UTC))
-    finally:
-        await src.close()
-    assert src.calls == 3 and len(sleeps.delays) == 2
-
-
 OK_COST = {"ResultsByTime": [{"TimePeriod": {"Start": "2026-01-01"}, "Total": {"UnblendedCost": {"Amount": "4.5"}}}]}
 OK_FINDINGS = {"Findings": [finding("a", "CRITICAL", "r")]}
 
@@ -377,12 +334,31 @@ SOURCES: list[tuple[Callable[[FakeClient, Sleeps], Any], dict[str, Any], float]]
     (_sh, OK_FINDINGS, 1.0), (_ce, OK_COST, 4.5)]
 
 
+def scripted(make: Callable[[FakeClient, Sleeps], Any], *answers: Any) -> tuple[Any, Sleeps]:
+    """A source of SOURCES whose client gives `answers` in order; the backoffs it sleeps are recorded."""
+    sleeps = Sleeps()
+    return make(FakeClient(list(answers)), sleeps), sleeps
+
+
+@pytest.mark.parametrize(("make", "call"), [
+    (lambda url, sleep: sh_source(url, [Query("t/c", sh_rule("c", ["CRITICAL"]))], sleep=sleep), "GetFindings"),
+    (lambda url, sleep: ce_source(url, [Query("t/c", cost_rule("c"))], sleep=sleep), "GetCostAndUsage"),
+], ids=["securityhub", "cost_explorer"])
+async def test_an_unreachable_endpoint_is_a_source_error_after_every_attempt(aws_env: dict[str, str], make: Any,
+                                                                             call: str) -> None:
+    sleeps = Sleeps()
+    src = make(f"http://127.0.0.1:{free_port()}", sleeps)
+    async with started(src):
+        with pytest.raises(SourceError, match=f"{call}: EndpointConnectionError"):
+            await src.poll(datetime.now(UTC))
+    assert src.calls == 3 and len(sleeps.delays) == 2
+
+
 @pytest.mark.parametrize(("make", "ok", "value"), SOURCES, ids=["securityhub", "cost_explorer"])
 @pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400), ("TooManyRequestsException", 429),
                                               ("InternalServerException", 500), ("ServiceUnavailable", 503)])
 async def test_transient_errors_are_retried(make: Any, ok: dict[str, Any], value: float, code: str, status: int) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error(code, status), aws_error(code, status), ok]), sleeps)
+    src, sleeps = scripted(make, aws_error(code, status), aws_error(code, status), ok)
     points = (await src.poll(datetime(2026, 1, 1, 12, tzinfo=UTC)))["t/r"]
     assert [v for _, v in points] == [value]
     assert src.calls == 3 and len(sleeps.delays) == 2
@@ -390,8 +366,7 @@ async def test_transient_errors_are_retried(make: Any, ok: dict[str, Any], value
 
 @pytest.mark.parametrize(("make", "ok", "value"), SOURCES, ids=["securityhub", "cost_explorer"])
 async def test_retries_stop_after_the_attempts(make: Any, ok: dict[str, Any], value: float) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error("ThrottlingException", 400)]), sleeps)
+    src, sleeps = scripted(make, aws_error("ThrottlingException", 400))
     with pytest.raises(SourceError, match="ThrottlingException: scripted"):
         await src.poll(datetime(2026, 1, 1, tzinfo=UTC))
     assert src.calls == 4 and len(sleeps.delays) == 3
@@ -401,8 +376,7 @@ async def test_retries_stop_after_the_attempts(make: Any, ok: dict[str, Any], va
 @pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("ValidationException", 400),
                                               ("InvalidAccessException", 401), ("DataUnavailableException", 400)])
 async def test_other_errors_fail_after_one_call(make: Any, ok: dict[str, Any], value: float, code: str, status: int) -> None:
-    sleeps = Sleeps()
-    src = make(FakeClient([aws_error(code, status), ok]), sleeps)
+    src, sleeps = scripted(make, aws_error(code, status), ok)
     with pytest.raises(SourceError, match=f"{code}: scripted"):
         await src.poll(datetime(2026, 1, 1, tzinfo=UTC))
     assert src.calls == 1 and sleeps.delays == []
@@ -410,49 +384,16 @@ async def test_other_errors_fail_after_one_call(make: Any, ok: dict[str, Any], v
 
 # --- the real daemon ----------------------------------------------------------------------------
 
-DAEMON = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {tmp}/watchdog.db
-aws:
-  region: us-east-1
-  endpoint_url: {aws}
-sources:
-  - {source}
-targets:
-{targets}
-"""
+def daemon_config(tmp_path: Any, moto_url: str, source: dict[str, Any], targets: list[tuple[str, dict[str, Any]]],
+                  admin: str) -> str:
+    """One source; per target one rule and one level, which turns the target's flag off at the admin API."""
+    def target(name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        stop = http(f"{admin}/admin/{name}", json={"enabled": False}, timeout="5s", retry={"attempts": 1})
+        return make_target(name, [rule], [level(1, f"stop-{name}", stop, deadline="5s", checks=[health_check(admin)])],
+                           verify_window="30s", max_rollbacks_per_hour=10)
 
-TARGET = """
-  - name: {name}
-    rules:
-      - {rule}
-    escalation:
-      verify_window: 30s
-      max_rollbacks_per_hour: 10
-    levels:
-      - level: 1
-        name: stop-{name}
-        deadline: 5s
-        actions:
-          - {{type: http, method: PUT, url: "{admin}/admin/{name}", json: {{enabled: false}}, timeout: 5s, retry: {{attempts: 1}}}}
-        checks:
-          - {{type: http, url: "{admin}/health", expect_status: 200}}
-"""
-
-
-def daemon_config(tmp_path: Any, moto_url: str, source: str, targets: list[tuple[str, str]], admin: str) -> str:
-    text = DAEMON.format(tmp=tmp_path, aws=moto_url, source=source, targets="".join(
-        TARGET.format(name=name, rule=rule, admin=admin) for name, rule in targets))
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    return str(path)
-
-
-async def status_of(port: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/status") as r:
-            return await r.json()
+    return write(tmp_path, hybrid_routing(state_path=tmp_path / "watchdog.db", aws_endpoint=moto_url, sources=[source],
+                                          targets=[target(name, rule) for name, rule in targets]))
 
 
 @pytest.mark.slow
@@ -461,24 +402,22 @@ async def test_daemon_rolls_back_when_a_critical_finding_appears(tmp_path, moto_
     # Present from the start, and none of them counts: not critical, archived, resolved.
     import_findings(moto_url, region, [finding("d-high", "HIGH", region), finding("d-old", "CRITICAL", region, record="ARCHIVED"),
                                        finding("d-done", "CRITICAL", region, workflow="RESOLVED")])
-    source = f"{{name: hub, type: securityhub, region: {region}, interval: 1s, timeout: 2s, retry: {{attempts: 2}}}}"
-    rule = '{name: critical-findings, category: security, source: hub, findings: {severity: [CRITICAL]}, threshold: "> 0", level: 1}'
+    source = {"name": "hub", "type": "securityhub", "region": region, "interval": "1s", "timeout": "2s",
+              "retry": {"attempts": 2}}
+    rule = {"name": "critical-findings", "category": "security", "source": "hub",
+            "findings": {"severity": ["CRITICAL"]}, "threshold": "> 0", "level": 1}
     d = await Daemon(daemon_config(tmp_path, moto_url, source, [("app", rule)], admin_api.url)).start()
     try:
         port = await d.port()
-        deadline = time.monotonic() + 20
-        first_success = None
-        while time.monotonic() < deadline:  # the source answers and the rule is judged ok on a count of 0
-            status = await status_of(port)
-            first_success = status["sources"][0]["last_success"]
-            if status["rules"][0]["state"] == "ok":
-                break
-            await asyncio.sleep(0.2)
-        assert status["rules"][0]["state"] == "ok" and status["rules"][0]["value"] == 0, status["rules"]
-        await asyncio.sleep(3)
-        status = await status_of(port)
-        assert status["sources"][0]["last_success"] != first_success  # still polling
-        assert status["rules"][0]["state"] == "ok" and status["targets"][0]["level"] == 0
+
+        async def judged_ok() -> dict[str, Any] | None:  # the source answers, the rule is ok on a count of 0
+            doc = await status(port)
+            return doc if doc["rules"][0]["state"] == "ok" else None
+
+        doc = await until(judged_ok, 20, "the rule judged ok")
+        assert doc["rules"][0]["value"] == 0, doc["rules"]
+        status_after = await polled(port, 3)  # still polling: three more answers, and nothing happens
+        assert status_after["rules"][0]["state"] == "ok" and status_after["targets"][0]["level"] == 0
         assert admin_api.count("/admin/app") == 0 and not d.events("level_started")
 
         await asyncio.to_thread(import_findings, moto_url, region, [finding("d-new", "CRITICAL", region)])
@@ -487,7 +426,7 @@ async def test_daemon_rolls_back_when_a_critical_finding_appears(tmp_path, moto_
         await d.wait_for("action_succeeded", timeout=10)
         assert admin_api.count("/admin/app", "PUT") == 1
         assert [c[2] for c in admin_api.calls if c[1] == "/admin/app"] == [{"enabled": False}]
-        rule_status = (await status_of(port))["rules"][0]
+        rule_status = (await status(port))["rules"][0]
         assert rule_status["state"] == "alarm" and rule_status["value"] == 1
     finally:
         await d.stop()
@@ -505,10 +444,15 @@ async def test_daemon_rolls_back_on_a_cost_spike_on_the_last_complete_day(tmp_pa
         # Flat over the complete days; only today's partial figure jumps, and today is not judged.
         ce_result("UnblendedCost", list(zip(days, [100.0, 100.0, 100.0, 100.0, 300.0]))),
     ])
-    source = "{name: costs, type: cost_explorer, interval: 1h, days: 4, timeout: 5s, retry: {attempts: 2}}"
-    rule = ('{{name: spend, category: cost, source: costs, cost: {{metric: UnblendedCost, service: "{service}"}}, '
-            'change: {{over: 24h, percent: "> 50"}}, level: 1}}')
-    targets = [("bedrock", rule.format(service=spike)), ("ec2", rule.format(service=flat))]
+    source = {"name": "costs", "type": "cost_explorer", "interval": "1h", "days": 4, "timeout": "5s",
+              "retry": {"attempts": 2}}
+
+    def spend(service: str) -> dict[str, Any]:
+        return {"name": "spend", "category": "cost", "source": "costs",
+                "cost": {"metric": "UnblendedCost", "service": service}, "change": {"over": "24h", "percent": "> 50"},
+                "level": 1}
+
+    targets = [("bedrock", spend(spike)), ("ec2", spend(flat))]
     d = await Daemon(daemon_config(tmp_path, moto_url, source, targets, admin_api.url)).start()
     try:
         port = await d.port()
@@ -519,7 +463,7 @@ async def test_daemon_rolls_back_on_a_cost_spike_on_the_last_complete_day(tmp_pa
         await asyncio.sleep(1)
         assert admin_api.count("/admin/bedrock", "PUT") == 1
         assert admin_api.count("/admin/ec2") == 0
-        rules = {r["target"]: r for r in (await status_of(port))["rules"]}
+        rules = {r["target"]: r for r in (await status(port))["rules"]}
         assert rules["bedrock"]["state"] == "alarm" and rules["bedrock"]["value"] == pytest.approx(100.0)
         assert rules["ec2"]["state"] == "ok" and rules["ec2"]["value"] == pytest.approx(0.0)
     finally:

@@ -19,37 +19,27 @@ import pytest
 from aiohttp import web
 
 from aws_proxy import running_proxy
-from tests.daemon import Daemon
-from loopback import serving
+from configs import CLOSED, cloudwatch, http, hybrid_routing, level, write
+from loopback import serving_get
+from tests.daemon import Daemon, polled, status
+from timing import until
 
 pytestmark = pytest.mark.slow
 FLAGS, ROUTING = "/admin/feature-flags/hybrid-routing", "/admin/routing"
 TOKEN = "am-t0ken-3c1d"
 
-CONFIG = """
-watchdog:
-  listen: 127.0.0.1:0
-  state_path: {tmp}/watchdog.db
-  api_token: {token}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-{sources}
-targets:
-  - name: hybrid-routing
-    rules:
-{rules}
-    escalation: {{verify_window: 30s, max_rollbacks_per_hour: 10}}
-    levels:
-      - {{level: 1, name: feature-flags, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin}{flags}", retry: {{attempts: 1}}}}]}}
-      - {{level: 2, name: traffic-routing, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin}{routing}", retry: {{attempts: 1}}}}]}}
-"""
+
+def render(tmp_path: Any, admin: Any, sources: list[dict[str, Any]], rules: list[dict[str, Any]],
+           aws: str = CLOSED) -> str:
+    levels = [level(1, "feature-flags", http(f"{admin.url}{FLAGS}", retry={"attempts": 1}), deadline="5s"),
+              level(2, "traffic-routing", http(f"{admin.url}{ROUTING}", retry={"attempts": 1}), deadline="5s")]
+    return write(tmp_path, hybrid_routing(state_path=tmp_path / "watchdog.db", api_token=TOKEN, aws_endpoint=aws,
+                                          sources=sources, rules=rules, verify_window="30s",
+                                          max_rollbacks_per_hour=10, levels=levels))
 
 
-def render(tmp_path: Any, admin: Any, sources: str, rules: str, aws: str = "http://127.0.0.1:9") -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(tmp=tmp_path, token=TOKEN, aws=aws, sources=sources, rules=rules, admin=admin.url,
-                                  flags=FLAGS, routing=ROUTING))
-    return str(path)
+async def rule_state(port: int, state: str) -> bool:
+    return (await status(port))["rules"][0]["state"] == state
 
 
 class Compliance:
@@ -78,25 +68,29 @@ class Compliance:
 @pytest.fixture
 async def compliance() -> AsyncIterator[Compliance]:
     c = Compliance()
-    app = web.Application()
-    app.router.add_get("/compliance", c.handle)
-    async with serving(app, shutdown_timeout=0.5) as url:
+    async with serving_get("/compliance", c.handle, shutdown_timeout=0.5) as url:
         c.url = f"{url}/compliance"
         yield c
 
 
-GDPR_SOURCE = '  - {{name: compliance, type: http_json, url: "{url}", interval: 300ms, timeout: 200ms, blind_after: {blind}, retry: {{attempts: 1}}}}'
-GDPR_RULE = ('      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false",'
-             ' evaluation_periods: 2, datapoints_to_alarm: 2, level: 2}')
+def gdpr_source(url: str, blind_after: str) -> dict[str, Any]:
+    return {"name": "compliance", "type": "http_json", "url": url, "interval": "300ms", "timeout": "200ms",
+            "blind_after": blind_after, "retry": {"attempts": 1}}
+
+
+GDPR_RULE = {"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+             "threshold": "== false", "evaluation_periods": 2, "datapoints_to_alarm": 2, "level": 2}
 
 
 async def test_a_gdpr_violation_starts_at_level_2(tmp_path, admin_api, compliance) -> None:
-    path = render(tmp_path, admin_api, GDPR_SOURCE.format(url=compliance.url, blind="1m"), GDPR_RULE)
+    path = render(tmp_path, admin_api, [gdpr_source(compliance.url, "1m")], [GDPR_RULE])
     d = await Daemon(path).start()
     try:
-        await d.wait_for("started", timeout=20)
-        await asyncio.sleep(1.5)
-        assert admin_api.calls == []  # compliant: nothing happens
+        port = await d.port()
+        # Compliant: five polls answered, the rule judged ok on them, and nothing happens.
+        doc = await polled(port, 5)
+        assert compliance.hits >= 5 and doc["rules"][0]["state"] == "ok", doc["rules"]
+        assert admin_api.calls == []
         compliance.mode = "violation"
         opened = await d.wait_for("incident_opened", timeout=10)
         assert opened["level"] == 2 and "gdpr = false" in opened["why"]
@@ -110,14 +104,15 @@ async def test_a_gdpr_violation_starts_at_level_2(tmp_path, admin_api, complianc
 
 async def test_a_flapping_compliance_endpoint_never_acts_and_blinds_after_blind_after(tmp_path, admin_api,
                                                                                      compliance) -> None:
-    path = render(tmp_path, admin_api, GDPR_SOURCE.format(url=compliance.url, blind="2s"), GDPR_RULE)
+    path = render(tmp_path, admin_api, [gdpr_source(compliance.url, "2s")], [GDPR_RULE])
     d = await Daemon(path).start()
     try:
-        await d.wait_for("started", timeout=20)
         base = f"http://127.0.0.1:{await d.port()}"
         for mode in ["invalid", "hang", "500", "missing"] * 2:  # garbage for 4.8 s: never a breach
             compliance.mode = mode
+            hits = compliance.hits
             await asyncio.sleep(0.6)
+            assert compliance.hits > hits, f"no poll while the endpoint answered {mode}"
         blind = await d.wait_for("blind", timeout=5)
         assert blind["severity"] == "critical" and "source compliance down since" in blind["why"]
         async with aiohttp.ClientSession() as http:
@@ -141,8 +136,9 @@ async def test_a_flapping_compliance_endpoint_never_acts_and_blinds_after_blind_
 
 
 async def test_an_alertmanager_alert_acts_at_once_and_its_resolve_is_seen(tmp_path, admin_api) -> None:
-    sources = "  - {name: am, type: alertmanager, interval: 30s}"
-    rules = "      - {name: errors-alert, category: performance, source: am, alert: {alertname: HighErrorRate, service: router}, level: 1}"
+    sources = [{"name": "am", "type": "alertmanager", "interval": "30s"}]
+    rules = [{"name": "errors-alert", "category": "performance", "source": "am",
+              "alert": {"alertname": "HighErrorRate", "service": "router"}, "level": 1}]
     d = await Daemon(render(tmp_path, admin_api, sources, rules)).start()
     try:
         await d.wait_for("started", timeout=20)
@@ -176,11 +172,16 @@ async def test_an_error_rate_over_10_percent_rolls_back(tmp_path, admin_api, mot
     ns = f"RATIOD{time.monotonic_ns()}"
     async with running_proxy(moto_url) as proxy:
         proxy.emulate_math = True
-        sources = "  - {name: cw, type: cloudwatch, interval: 500ms, timeout: 2s}"
-        rules = ("      - {name: error_rate, category: performance, source: cw, threshold: \"> 10\", expression: 100 * errors / requests,\n"
-                 f"         metrics: {{errors: {{namespace: {ns}, name: Errors, dimensions: {{Service: router}}, stat: Sum, period: 1s}},\n"
-                 f"                   requests: {{namespace: {ns}, name: Requests, dimensions: {{Service: router}}, stat: Sum, period: 1s}}}},\n"
-                 "         min_samples: 10, samples: requests, evaluation_periods: 3, datapoints_to_alarm: 2, level: 1}")
+        sources = [cloudwatch("cw", interval="500ms", timeout="2s")]
+
+        def metric(name: str) -> dict[str, Any]:
+            return {"namespace": ns, "name": name, "dimensions": {"Service": "router"}, "stat": "Sum", "period": "1s"}
+
+        rules = [{"name": "error_rate", "category": "performance", "source": "cw", "threshold": "> 10",
+                  "expression": "100 * errors / requests",
+                  "metrics": {"errors": metric("Errors"), "requests": metric("Requests")},
+                  "min_samples": 10, "samples": "requests", "evaluation_periods": 3, "datapoints_to_alarm": 2,
+                  "level": 1}]
         cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
         rate = {"errors": 2.0}
 
@@ -196,9 +197,11 @@ async def test_an_error_rate_over_10_percent_rolls_back(tmp_path, admin_api, mot
         pub = asyncio.create_task(publish())
         d = await Daemon(render(tmp_path, admin_api, sources, rules, aws=proxy.url)).start()
         try:
-            await d.wait_for("started", timeout=20)
-            await asyncio.sleep(3)
-            assert admin_api.calls == []  # 2% errors
+            port = await d.port()
+            # 2% errors: judged ok, and three polls on still nothing has happened.
+            await until(lambda: rule_state(port, "ok"), 20, "the error rate judged ok")
+            await polled(port, 3)
+            assert await rule_state(port, "ok") and admin_api.calls == []
             rate["errors"] = 25.0
             opened = await d.wait_for("incident_opened", timeout=15)
             assert "error_rate" in opened["why"]

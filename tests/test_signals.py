@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from watchdog.config import parse_config
+from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
+from watchdog.config import Config
 from watchdog.rules import RuleState
 from watchdog.signals import SignalBoard
 
-CFG = """
-sources:
-  - {name: cw, type: cloudwatch, interval: 30s}
-  - {name: compliance, type: http_json, url: "http://127.0.0.1:9/c", interval: 60s}
-targets:
-  - name: t
-    rules:
-      - {name: latency, category: performance, source: cw, missing_data: breaching, evaluation_periods: 3,
-         metric: {namespace: N, name: Latency, period: 60s}, threshold: "> 1500"}
-      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false",
-         evaluation_periods: 3, datapoints_to_alarm: 3, level: 1}
-    levels:
-      - {level: 1, name: flags, deadline: 1m, actions: [{type: http, url: "http://127.0.0.1:9/x"}]}
-"""
+FLAGS = [level(1, "flags", http(f"{CLOSED}/x", method=None), deadline="1m")]
+
+
+def compliance(**extra: Any) -> dict[str, Any]:
+    return {"name": "compliance", "type": "http_json", "url": f"{CLOSED}/c", "interval": "60s", **extra}
+
+
+def gdpr(**extra: Any) -> dict[str, Any]:
+    return {"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+            "threshold": "== false", **extra}
+
+
+def config(missing_data: str = "breaching", **latency: Any) -> Config:
+    """Target t, judged on CloudWatch (latency: 3 periods, missing data breaching) and on compliance."""
+    rules = [metric_rule(source="cw", namespace="N", evaluation_periods=3, missing_data=missing_data, **latency),
+             gdpr(evaluation_periods=3, datapoints_to_alarm=3, level=1)]
+    return parsed(hybrid_routing(aws_endpoint=None, sources=[cloudwatch("cw", "30s"), compliance()], target="t",
+                                 rules=rules, levels=FLAGS))
+
+
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def board() -> SignalBoard:
-    return SignalBoard(parse_config(CFG, {}), {"cw": False, "compliance": True})
+    return SignalBoard(config(), {"cw": False, "compliance": True})
 
 
 def test_a_rule_whose_source_never_answered_is_insufficient_even_with_missing_data_breaching():
@@ -55,24 +63,20 @@ def test_a_sampled_window_ends_at_its_own_last_reading():
 
 # --- change rules, max_age, blind sources ------------------------------------------------------
 
-MORE = """
-sources:
-  - {name: cost, type: cost_explorer, interval: 6h}
-  - {name: compliance, type: http_json, url: "http://127.0.0.1:9/c", interval: 60s, blind_after: 5m}
-  - {name: score, type: http_json, url: "http://127.0.0.1:9/s", interval: 60s}
-targets:
-  - name: t
-    rules:
-      - {name: spike, category: cost, source: cost, cost: {metric: UnblendedCost}, change: {over: 24h, percent: "> 50"}}
-      - {name: gdpr, category: security, source: compliance, field: gdpr.compliant, threshold: "== false", level: 1}
-      - {name: sc, category: security, source: score, field: score, threshold: "< 50", change: null}
-    levels:
-      - {level: 1, name: flags, deadline: 1m, actions: [{type: http, url: "http://127.0.0.1:9/x"}]}
-"""
+def more_config() -> Config:
+    """Target t, judged on a day-over-day cost change, compliance (blind after 5m) and a score."""
+    sources = [{"name": "cost", "type": "cost_explorer", "interval": "6h"}, compliance(blind_after="5m"),
+               {"name": "score", "type": "http_json", "url": f"{CLOSED}/s", "interval": "60s"}]
+    rules = [{"name": "spike", "category": "cost", "source": "cost", "cost": {"metric": "UnblendedCost"},
+              "change": {"over": "24h", "percent": "> 50"}},
+             gdpr(level=1),
+             {"name": "sc", "category": "security", "source": "score", "field": "score", "threshold": "< 50",
+              "change": None}]
+    return parsed(hybrid_routing(aws_endpoint=None, sources=sources, target="t", rules=rules, levels=FLAGS))
 
 
 def more() -> SignalBoard:
-    return SignalBoard(parse_config(MORE, {}), {"cost": False, "compliance": True, "score": True})
+    return SignalBoard(more_config(), {"cost": False, "compliance": True, "score": True})
 
 
 def days(*values: float, until: datetime = T0) -> list[tuple[datetime, float]]:
@@ -104,10 +108,7 @@ def test_a_change_rule_keeps_its_history_through_a_failed_poll():
 
 
 def test_a_value_older_than_max_age_is_missing():
-    cfg = parse_config(CFG.replace('metric: {namespace: N, name: Latency, period: 60s}, threshold: "> 1500"}',
-                                   'metric: {namespace: N, name: Latency, period: 60s}, threshold: "> 1500",'
-                                   ' max_age: 2m}').replace("missing_data: breaching", "missing_data: missing"), {})
-    b = SignalBoard(cfg, {"cw": False, "compliance": True})
+    b = SignalBoard(config(missing_data="missing", max_age="2m"), {"cw": False, "compliance": True})
     # The metric stopped being published: its last three minutes are all there is, the newest 3 minutes old.
     b.source_ok("cw", {"t/latency": [(T0 - timedelta(minutes=k), 2000.0) for k in (3, 4, 5)]}, T0)
     ev = b.evaluate("t", T0 + timedelta(seconds=10))["latency"].evaluation

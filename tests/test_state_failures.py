@@ -23,22 +23,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.daemon import Daemon
+from configs import cloudwatch, http, hybrid_routing, level, make_target, metric_rule, parsed
+from story import Publisher, render
+from tests.daemon import Daemon, assert_audit_log_intact, status
 from timing import until
-from test_daemon import Publisher, render
+from watchdog.config import Config
 
 FLAGS = "/admin/feature-flags/hybrid-routing"
 HOOK = "/hook"
 
 
-def with_webhook(path: str, admin: Any) -> str:
-    with open(path, "a") as f:
-        f.write(f"""
-notifications:
-  - {{type: webhook, name: hook, url: "{admin.url}{HOOK}", timeout: 2s,
-     retry: {{attempts: 50, initial_backoff: 100ms, max_backoff: 300ms}}}}
-""")
-    return path
+def webhook(admin: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "webhook", "name": "hook", "url": f"{admin.url}{HOOK}", **extra}
+
+
+def paged(admin: Any) -> list[dict[str, Any]]:
+    """The daemon's channel: a webhook that keeps trying for as long as the tests wait."""
+    return [webhook(admin, timeout="2s", retry={"attempts": 50, "initial_backoff": "100ms", "max_backoff": "300ms"})]
 
 
 def pages(admin: Any, kind: str) -> list[Any]:
@@ -52,23 +53,26 @@ async def health(base: str) -> tuple[int, dict[str, Any]]:
             return r.status, await r.json()
 
 
-def verify_log(config: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "watchdog", "incidents", "verify-log", "-c", config],
-                          capture_output=True, text=True, timeout=30)
+async def level_1_running(port: int) -> bool:
+    [target] = (await status(port))["targets"]
+    return (target["phase"], target["level"]) == ("running", 1)
 
 
 async def story_while_unwritable(d: Daemon, admin: Any, pub: Publisher, error: str, release) -> None:
     """The alarm comes while the state file cannot be written; then it can be again."""
-    base = f"http://127.0.0.1:{await d.port()}"
+    port = await d.port()
+    base = f"http://127.0.0.1:{port}"
     pub.healthy = False  # the alarm
     failed = await d.wait_for("state_write_failed", timeout=40)
     assert failed["log_level"] == "critical" and error in failed["error"], failed
     assert "cannot rollback" not in failed["error"]  # the real error, not the failed ROLLBACK after it
-    status, body = await health(base)
-    assert status == 503 and "state file not writable" in body["why"] and error in body["why"], body
+    code, body = await health(base)
+    assert code == 503 and "state file not writable" in body["why"] and error in body["why"], body
     await until(lambda: pages(admin, "state_unwritable"), 30, "a page about the state file")
     assert error in pages(admin, "state_unwritable")[0]["why"]
-    await asyncio.sleep(0.5)  # the decision is made (in memory); its action must still wait for its intent
+    # The decision is made (in memory: level 1 is running); its action must still wait for its intent.
+    await until(lambda: level_1_running(port), 30, "level 1 decided")
+    await asyncio.sleep(0.5)
     assert admin.count(FLAGS) == 0
     assert (await health(base))[0] == 503  # consistently, not once
     await release()
@@ -84,7 +88,7 @@ async def story_while_unwritable(d: Daemon, admin: Any, pub: Publisher, error: s
 @pytest.mark.slow
 async def test_a_write_lock_held_by_another_process(tmp_path, moto_url, aws_env, admin_api):
     ns = f"LOCKED{time.monotonic_ns()}"
-    path = with_webhook(render(tmp_path, moto_url, admin_api, ns), admin_api)
+    path = render(tmp_path, moto_url, admin_api, ns, notifications=paged(admin_api))
     pub = Publisher(moto_url, ns)
     pub.healthy = True
     pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
@@ -113,8 +117,7 @@ async def test_a_write_lock_held_by_another_process(tmp_path, moto_url, aws_env,
             holder.kill()
         await pub.stop()
         await d.stop()
-    r = verify_log(path)
-    assert r.returncode == 0 and r.stdout.startswith("audit log intact"), r.stdout + r.stderr
+    assert_audit_log_intact(path)
 
 
 def _can_make_a_private_tmpfs(where: Path) -> bool:
@@ -135,9 +138,7 @@ async def test_a_real_full_disk(tmp_path, moto_url, aws_env, admin_api):
     if not _can_make_a_private_tmpfs(state):
         pytest.skip("cannot mount a tmpfs in a private mount namespace here (needs CAP_SYS_ADMIN)")
     ns = f"FULL{time.monotonic_ns()}"
-    path = with_webhook(render(tmp_path, moto_url, admin_api, ns), admin_api)
-    text = Path(path).read_text().replace(f"state_path: {tmp_path}/watchdog.db", f"state_path: {state}/watchdog.db")
-    Path(path).write_text(text)
+    path = render(tmp_path, moto_url, admin_api, ns, notifications=paged(admin_api), state_path=state / "watchdog.db")
     pub = Publisher(moto_url, ns)
     pub.healthy = True
     pub.start(heal_when=lambda: admin_api.count("/admin/routing") > 0)
@@ -181,13 +182,9 @@ class FullDisk:
         return getattr(self._db, name)
 
 
-async def test_an_injected_full_disk_in_process(tmp_path, admin_api, monkeypatch):
-    import io
-    import json
-
-    from watchdog.app import App
-    from watchdog.config import parse_config
-    from watchdog.logs import setup_logging
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> type[FullDisk]:
+    """Every state file's writing connection is a FullDisk, full until the test sets `full = False`."""
     from watchdog.store import SqliteStore
 
     real_attach = SqliteStore.attach
@@ -198,22 +195,35 @@ async def test_an_injected_full_disk_in_process(tmp_path, admin_api, monkeypatch
 
     monkeypatch.setattr(SqliteStore, "attach", attach)
     monkeypatch.setattr(FullDisk, "full", True)
-    cfg = parse_config(f"""
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-aws: {{region: us-east-1, endpoint_url: "http://127.0.0.1:9"}}
-sources:
-  - {{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}
-  - {{name: cw, type: cloudwatch, interval: 1h}}  # its client's start yields: the file fails before the targets exist
-targets:
-  - name: svc
-    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
-    escalation: {{verify_window: 1h}}
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}]
-  - name: quiet
-    rules: [{{name: latency, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1"}}]
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/q1"}}]}}]
-notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry: {{attempts: 3, initial_backoff: 10ms}}}}]
-""", {})
+    return FullDisk
+
+
+def signal_config(tmp_path: Path, admin: Any, *, levels: int = 1, sources: list[dict[str, Any]] | None = None,
+                  targets: list[dict[str, Any]] | None = None,
+                  notifications: list[dict[str, Any]] | None = None) -> Config:
+    """Target svc, alarming from the first poll: the admin API answers /signal with `ok: true`, polled every
+    200 ms. `sources` and `targets` come after these."""
+    signal_source = {"name": "signal", "type": "http_json", "url": f"{admin.url}/signal", "interval": "200ms"}
+    up = {"name": "up", "category": "security", "source": "signal", "field": "ok", "threshold": "== true"}
+    steps = [level(n, name, http(f"{admin.url}/l{n}"), deadline="5s") for n, name in [(1, "one"), (2, "two")][:levels]]
+    svc = make_target("svc", [up], steps, verify_window="1h")
+    return parsed(hybrid_routing(state_path=tmp_path / "w.db", sources=[signal_source, *(sources or [])],
+                                 targets=[svc, *(targets or [])], notifications=notifications))
+
+
+async def test_an_injected_full_disk_in_process(tmp_path, admin_api, full_disk):
+    import io
+    import json
+
+    from watchdog.app import App
+    from watchdog.logs import setup_logging
+    from watchdog.store import SqliteStore
+
+    # The cloudwatch source's client start yields: the file fails before the targets exist.
+    quiet = make_target("quiet", [metric_rule(source="cw", namespace="N", metric="M", threshold="> 1")],
+                        [level(1, "one", http(f"{admin_api.url}/q1"), deadline="5s")])
+    cfg = signal_config(tmp_path, admin_api, sources=[cloudwatch("cw")], targets=[quiet],
+                        notifications=[webhook(admin_api, retry={"attempts": 3, "initial_backoff": "10ms"})])
     logs = io.StringIO()
     setup_logging("info", logs)
     app = await App.create(cfg)
@@ -252,34 +262,16 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", retry
         store.close()
 
 
-async def test_a_reload_while_a_sent_mark_waits_for_the_file_does_not_send_it_again(tmp_path, admin_api, monkeypatch):
+async def test_a_reload_while_a_sent_mark_waits_for_the_file_does_not_send_it_again(tmp_path, admin_api, full_disk):
     """A reload cancels the channel workers. One waiting for its "sent" mark to land (the disk is full) was
     cancelled there, and the next worker read the message as still waiting and sent it again, once per reload."""
     from watchdog.app import App
-    from watchdog.config import parse_config
     from watchdog.store import SqliteStore
 
-    real_attach = SqliteStore.attach
-
-    def attach(self: SqliteStore, writer: Any) -> None:
-        self._db = FullDisk(self._db)  # type: ignore[assignment]
-        real_attach(self, writer)
-
-    monkeypatch.setattr(SqliteStore, "attach", attach)
-    monkeypatch.setattr(FullDisk, "full", False)
-    text = f"""
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
-targets:
-  - name: svc
-    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
-    escalation: {{verify_window: 1h}}
-    levels: [{{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}]
-notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", events: [incident_opened],
-                  retry: {{attempts: 3, initial_backoff: 10ms}}}}]
-"""
+    full_disk.full = False
+    hook = webhook(admin_api, events=["incident_opened"], retry={"attempts": 3, "initial_backoff": "10ms"})
     admin_api.delay[HOOK] = 0.5
-    app = await App.create(parse_config(text, {}), serve_http=False)
+    app = await App.create(signal_config(tmp_path, admin_api, notifications=[hook]), serve_http=False)
     await app.start()
     try:
         await until(lambda: pages(admin_api, "incident_opened"), what="the page's request")
@@ -288,7 +280,7 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", event
         # reload that cut the send itself short would send it again, by design: at least once.)
         await asyncio.sleep(1.0)
         for _ in range(2):
-            await app.reload(parse_config(text, {}))  # what SIGHUP does, with the same config
+            await app.reload(signal_config(tmp_path, admin_api, notifications=[hook]))  # SIGHUP, the same config
             await asyncio.sleep(1.5)  # the channel's supervisor starts a new worker within 1 s
         assert len(pages(admin_api, "incident_opened")) == 1
         FullDisk.full = False
@@ -303,34 +295,13 @@ notifications: [{{type: webhook, name: hook, url: "{admin_api.url}{HOOK}", event
     assert [r.data["outcome"] for r in sent] == ["sent"]  # its audit record was not lost to the cancellation
 
 
-async def test_a_pause_that_comes_while_the_intent_waits_holds_the_level(tmp_path, admin_api, monkeypatch):
+async def test_a_pause_that_comes_while_the_intent_waits_holds_the_level(tmp_path, admin_api, full_disk):
     """The disk is full when level 1 is decided; an operator pauses; the disk is freed. The level must not
     run inside the pause (it once did, as soon as its intent landed), and at resume it is level 1 that runs,
     not level 2: nothing of level 1 ever ran."""
     from watchdog.app import App
-    from watchdog.config import parse_config
-    from watchdog.store import SqliteStore
 
-    real_attach = SqliteStore.attach
-
-    def attach(self: SqliteStore, writer: Any) -> None:
-        self._db = FullDisk(self._db)  # type: ignore[assignment]
-        real_attach(self, writer)
-
-    monkeypatch.setattr(SqliteStore, "attach", attach)
-    monkeypatch.setattr(FullDisk, "full", True)
-    cfg = parse_config(f"""
-watchdog: {{listen: "127.0.0.1:0", state_path: "{tmp_path}/w.db"}}
-sources: [{{name: signal, type: http_json, url: "{admin_api.url}/signal", interval: 200ms}}]
-targets:
-  - name: svc
-    rules: [{{name: up, category: security, source: signal, field: ok, threshold: "== true"}}]
-    escalation: {{verify_window: 1h}}
-    levels:
-      - {{level: 1, name: one, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l1"}}]}}
-      - {{level: 2, name: two, deadline: 5s, actions: [{{type: http, method: PUT, url: "{admin_api.url}/l2"}}]}}
-""", {})
-    app = await App.create(cfg, serve_http=False)
+    app = await App.create(signal_config(tmp_path, admin_api, levels=2), serve_http=False)
     app.runtime.store_wait = 0.2
     await app.start()
     try:
@@ -341,7 +312,8 @@ targets:
         await until(lambda: not ex.busy, what="level 1 to be held")
         assert admin_api.count("/l1") == 0 and ex.machine.phase.value == "verifying"
         assert ex.machine.incident is not None and ex.machine.incident.runs[-1].outcome == "not_started"
-        await asyncio.sleep(0.6)  # three polls on, the rule alarming and the pause holding
+        polls = admin_api.count("/signal")
+        await until(lambda: admin_api.count("/signal") >= polls + 3, what="three polls on, the rule alarming")
         assert admin_api.count("/l1") == 0 and admin_api.count("/l2") == 0
         await app.runtime.resume(None, "done")
         await until(lambda: admin_api.count("/l1") == 1, what="level 1 at resume")

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from binaries import binary_or_skip
+from configs import hybrid_routing, level, to_yaml
 from loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +52,7 @@ MAX_EXPOSURE = 1.5
 # --- helpers ----------------------------------------------------------------------------------
 
 def analyze_or_skip() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing: install Debian's systemd package in CI")
-        pytest.skip("systemd-analyze not installed (package systemd)")
-    return path
+    return binary_or_skip("systemd-analyze", "systemd")
 
 
 def systemd_version(analyze: str) -> int:
@@ -221,44 +218,18 @@ def test_security_exposure_is_at_most_1_5():
 
 # --- the daemon in the sandbox ----------------------------------------------------------------
 
-CONFIG = """
-watchdog:
-  listen: 127.0.0.1:{port}
-  state_path: {state}/watchdog.db
-  api_token: ${{WATCHDOG_API_TOKEN}}
-  shutdown_grace: 5s
-aws:
-  region: us-east-1
-  endpoint_url: {aws}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 500ms, timeout: 2s, retry: {{attempts: 1}}}}
-targets:
-  - name: web
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: Sandbox, name: Latency, dimensions: {{Service: web}}, stat: Average, period: 60s}}
-        threshold: "> 1500"
-        level: 1
-    levels:
-      - level: 1
-        name: flags
-        deadline: 5s
-        actions:
-          - {{type: command, argv: [/bin/true]}}
-      - level: 2
-        name: routing
-        deadline: 5s
-        actions:
-          - {{type: command, argv: [/bin/true]}}
-      - level: 3
-        name: redeploy
-        deadline: 20s
-        actions:
-          - {{type: command, name: probe-sandbox, cwd: {state}, timeout: 15s,
-              argv: [{python}, {probe}, {outside}]}}
-"""
+def sandbox_config(port: int, state: Path | str, aws: str, probe: Path, outside: Path) -> str:
+    """Levels 1 and 2 run /bin/true; level 3 runs the probe, a child process, in the state directory."""
+    probe_run = {"type": "command", "name": "probe-sandbox", "cwd": state, "timeout": "15s",
+                 "argv": [sys.executable, probe, outside]}
+    true = {"type": "command", "argv": ["/bin/true"]}
+    return to_yaml(hybrid_routing(
+        listen=f"127.0.0.1:{port}", state_path=f"{state}/watchdog.db", api_token="${WATCHDOG_API_TOKEN}",
+        shutdown_grace="5s", aws_endpoint=aws, interval="500ms", timeout="2s", retry={"attempts": 1}, target="web",
+        namespace="Sandbox", dimensions={"Service": "web"}, rule={"level": 1},
+        levels=[level(1, "flags", true, deadline="5s"), level(2, "routing", true, deadline="5s"),
+                level(3, "redeploy", probe_run, deadline="20s")]))
+
 
 # The level-3 "deploy script": a child process (fork+exec) that records what the sandbox lets it do.
 PROBE = """
@@ -369,8 +340,7 @@ def test_the_daemon_runs_as_a_transient_service_with_the_units_sandbox():
     etc.mkdir(mode=0o755)
     outside = etc / "outside"
     cfg = etc / "config.yaml"
-    cfg.write_text(CONFIG.format(port=port, state=f"/var/lib/{name}", aws="http://127.0.0.1:9",
-                                 python=sys.executable, probe=write_probe(etc), outside=outside))
+    cfg.write_text(sandbox_config(port, f"/var/lib/{name}", "http://127.0.0.1:9", write_probe(etc), outside))
     cfg.chmod(0o644)
     props = [f"{k}={v}" for k, vs in svc.items() if k not in replaced for v in vs]
     props += ["DynamicUser=yes", f"StateDirectory={name}",
@@ -649,8 +619,7 @@ async def test_the_daemon_works_in_an_emulation_of_the_sandbox(tmp_path, moto_ur
     outside = tmp_path / "outside"
     aws = moto_url.replace("127.0.0.1", "localhost")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(CONFIG.format(port=0, state=state, aws=aws, python=sys.executable,
-                                 probe=write_probe(tmp_path), outside=outside))
+    cfg.write_text(sandbox_config(0, state, aws, write_probe(tmp_path), outside))
     lst = NotifySocket(str(tmp_path / "notify.sock"))
 
     class Sandboxed(Daemon):

@@ -11,21 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from configs import CLOSED, cloudwatch, http, hybrid_routing, level, line_of, metric_rule, write
 from moto_process import moto_process
 from receivers import Receivers, receivers  # noqa: F401  (fixture)
 from loopback import free_port
 
-CONFIG = """
-watchdog: {{state_path: "{state}"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources: [{{name: cw, type: cloudwatch, timeout: 2s, retry: {{attempts: 1}}}}]
-targets:
-  - name: web
-    rules: [{{name: r, category: performance, source: cw, metric: {{namespace: N, name: M}}, threshold: "> 1", level: 1}}]
-    levels: [{{level: 1, name: one, deadline: 1m, actions: [{{type: http, method: PUT, url: "{admin}/x"}}]}}]
-notifications:
-{channels}
-"""
+
+
+def config(state: Path | str, channels: list[dict[str, Any]], aws: str, admin: str) -> dict[str, Any]:
+    return hybrid_routing(state_path=state, aws_endpoint=aws, target="web",
+                          sources=[cloudwatch("cw", "60s", timeout="2s", retry={"attempts": 1})],
+                          rules=[metric_rule("r", source="cw", namespace="N", metric="M", threshold="> 1", level=1)],
+                          levels=[level(1, "one", http(f"{admin}/x"), deadline="1m")], notifications=channels)
 
 
 async def run_validate(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -41,15 +38,10 @@ def env(moto_url: str, aws_env: dict[str, str], admin_api: Any) -> dict[str, str
     return {"aws": moto_url, "admin": admin_api.url}
 
 
-async def validate(tmp_path: Path, channels: str, state: str | None = None, *args: str,
-                   aws: str = "", admin: str = "http://127.0.0.1:9") -> tuple[int, str, str]:
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG.format(state=state or tmp_path / "state" / "w.db", channels=channels, aws=aws, admin=admin))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watchdog", "validate", "-c", str(path), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
+async def validate(tmp_path: Path, channels: list[dict[str, Any]], state: str | None = None, *args: str,
+                   aws: str = "", admin: str = CLOSED) -> tuple[int, str, str]:
+    path = write(tmp_path, config(state or tmp_path / "state" / "w.db", channels, aws, admin))
+    return await run_validate(Path(path), *args)
 
 
 def row(out: str, name: str) -> str:
@@ -59,9 +51,10 @@ def row(out: str, name: str) -> str:
 
 
 async def test_all_pass_and_send_test_reaches_every_channel(tmp_path, receivers: Receivers, env) -> None:
-    channels = (f'  - {{type: slack, name: chat, webhook_url: "{receivers.url}/slack/hook"}}\n'
-                f'  - {{type: pagerduty, name: pager, routing_key: K3Y, url: "{receivers.url}/pagerduty/enqueue"}}\n'
-                f'  - {{type: webhook, name: hook, url: "{receivers.url}/hook", secret: s3cr3t}}\n')
+    channels = [{"type": "slack", "name": "chat", "webhook_url": f"{receivers.url}/slack/hook"},
+                {"type": "pagerduty", "name": "pager", "routing_key": "K3Y",
+                 "url": f"{receivers.url}/pagerduty/enqueue"},
+                {"type": "webhook", "name": "hook", "url": f"{receivers.url}/hook", "secret": "s3cr3t"}]
     code, out, err = await validate(tmp_path, channels, None, "--send-test", **env)
     assert code == 0, out + err
     assert row(out, "source cw (cloudwatch)") == "pass  answered (r)"
@@ -82,7 +75,7 @@ async def test_failures_are_named_and_exit_1(tmp_path, receivers: Receivers, env
     receivers.answer("/slack/hook", 404)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state directory should be")
-    channels = f'  - {{type: slack, name: chat, webhook_url: "{receivers.url}/slack/hook"}}\n'
+    channels = [{"type": "slack", "name": "chat", "webhook_url": f"{receivers.url}/slack/hook"}]
     code, out, err = await validate(tmp_path, channels, str(blocker / "w.db"), "--send-test", aws=env["aws"],
                                     admin=f"http://127.0.0.1:{free_port()}")
     assert code == 1 and err == "" and "Traceback" not in out
@@ -95,11 +88,12 @@ async def test_failures_are_named_and_exit_1(tmp_path, receivers: Receivers, env
 
 
 async def test_no_channel_fails_and_a_bad_config_is_exit_2(tmp_path, env) -> None:
-    code, out, _ = await validate(tmp_path, "  []", **env)
+    code, out, _ = await validate(tmp_path, [], **env)
     assert code == 1 and row(out, "notification channels") == "FAIL  none configured: nobody would hear of a rollback"
-    code, out, err = await validate(tmp_path, "  - {type: slack}")
+    code, out, err = await validate(tmp_path, [{"type": "slack"}])
     assert code == 2 and out == ""
-    assert err.strip() == "notifications[0]: set exactly one of webhook_url or token (line 10)"
+    line = line_of((tmp_path / "config.yaml").read_text(), "type: slack")
+    assert err.strip() == f"notifications[0]: set exactly one of webhook_url or token (line {line})"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only directory")
@@ -107,14 +101,14 @@ async def test_an_existing_state_file_that_is_read_only_fails(tmp_path, env) -> 
     state = tmp_path / "w.db"
     state.write_bytes(b"")
     state.chmod(0o400)
-    code, out, _ = await validate(tmp_path, "  []", str(state), **env)
+    code, out, _ = await validate(tmp_path, [], str(state), **env)
     assert row(out, "state path") == "FAIL  exists but is not readable and writable by this user"
 
 
 async def test_bad_credentials_are_named(tmp_path, aws_env) -> None:
     """A moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0) refuses the test keys."""
     async with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="0") as url:
-        code, out, _ = await validate(tmp_path, "  []", None, aws=url)
+        code, out, _ = await validate(tmp_path, [], None, aws=url)
     assert code == 1
     assert row(out, "source cw (cloudwatch)") == (
         "FAIL  GetMetricData: InvalidClientTokenId: The security token included in the request is invalid.")

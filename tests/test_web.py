@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from configs import CLOSED, http, hybrid_routing, level, parsed
 from timing import FakeClock, until
 from watchdog.app import App
-from watchdog.config import parse_config
+from watchdog.config import Config
 
-CONFIG = """
-watchdog: {{listen: "127.0.0.1:0", state_path: "{state}"}}
-aws: {{region: us-east-1, endpoint_url: "{aws}"}}
-sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 1h, retry: {{attempts: 1}}}}
-targets:
-  - name: hybrid-routing
-    rules:
-      - name: latency
-        category: performance
-        source: cloudwatch
-        metric: {{namespace: WEB, name: Latency, stat: Average, period: 60s}}
-        threshold: "> 1500"
-    levels:
-      - {{level: 1, name: flags, deadline: 1m, actions: [{{type: http, url: "http://127.0.0.1:9/x"}}]}}
-"""
+
+
+def config(aws: str, state: Path) -> Config:
+    return parsed(hybrid_routing(state_path=state, aws_endpoint=aws, retry={"attempts": 1}, namespace="WEB",
+                                 levels=[level(1, "flags", http(f"{CLOSED}/x", method=None), deadline="1m")]))
 
 
 async def _get(port: int, path: str) -> tuple[int, object]:
@@ -39,7 +30,7 @@ async def _get(port: int, path: str) -> tuple[int, object]:
 @pytest.mark.parametrize("reachable", [True, False])
 async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_path):
     clock = FakeClock(datetime.now(timezone.utc))
-    cfg = parse_config(CONFIG.format(aws=moto_url if reachable else "http://127.0.0.1:9", state=tmp_path / "w.db"), {})
+    cfg = config(moto_url if reachable else CLOSED, tmp_path / "w.db")
     app = await App.create(cfg, clock=clock)
     await app.start()
     try:
@@ -81,7 +72,7 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
 
 
 async def test_health_is_503_before_the_scheduler_runs(moto_url, aws_env, tmp_path):
-    cfg = parse_config(CONFIG.format(aws=moto_url, state=tmp_path / "w.db"), {})
+    cfg = config(moto_url, tmp_path / "w.db")
     app = await App.create(cfg, clock=FakeClock(datetime.now(timezone.utc)), schedule=False)
     await app.start()
     try:
