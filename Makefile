@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 
 # The import contracts and the type check (pyproject.toml) first: a broken architecture fails in seconds.
 test: $(VENV)/.dev-installed
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

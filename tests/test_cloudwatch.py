@@ -4,7 +4,6 @@ aws_proxy.py, which counts the queries of every GetMetricData call."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,8 @@ from botocore.parsers import ResponseParserError
 
 from watchdog.app import App
 from watchdog.config import Config
-from watchdog.config.models import AwsSection, CloudWatchSource, Rule
+from watchdog.config.models import AwsSection, Rule
+from watchdog.config.sources import CloudWatchSource
 from watchdog.metrics import Metrics
 from watchdog.rules import RuleSpec, RuleState, window
 from watchdog.signals import SignalBoard

@@ -10,7 +10,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from watchdog.config import Config, ConfigError, load_config, parse_config
-from watchdog.config.models import CommandAction, HttpAction, HttpJsonSource, CloudWatchSource
+from watchdog.config.models import CommandAction, HttpAction
+from watchdog.config.sources import CloudWatchSource, HttpJsonSource
 from watchdog.config.types import Threshold
 
 BASE = """\

@@ -399,9 +399,14 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     for path in (REPO / "watchdog").rglob("*.py"):
         if "demo" in path.parts:  # the demo writes metrics to its own local endpoint
             continue
-        for op in re.findall(r"\b_client\.([a-z][a-z0-9_]*)\(", path.read_text()):
+        text = path.read_text()
+        for op in re.findall(r"\b_client\.([a-z][a-z0-9_]*)\(", text):
             if op.startswith(("get_", "list_", "describe_", "put_", "batch_")):
                 called.add("".join(w.capitalize() for w in op.split("_")))
+        # AwsSource._call(operation, boto3 method, ...): every source's calls go through it.
+        for op, method in re.findall(r"\._call\(\s*\"([A-Za-z]+)\",\s*\"([a-z][a-z0-9_]*)\"", text):
+            assert op == "".join(w.capitalize() for w in method.split("_")), f"{path.name}: {op} is not {method}"
+            called.add(op)
     assert called, "found no AWS calls in watchdog/: the scan is broken"
     granted = {a.split(":")[1] for a in actions}
     assert called <= granted, f"not granted: {called - granted}"

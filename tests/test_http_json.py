@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from watchdog.config.models import HttpJsonSource, Rule
+from watchdog.config.models import Rule
+from watchdog.config.sources import HttpJsonSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.http_json import HttpJson, pick
 from loopback import serving_get

@@ -77,7 +77,6 @@ async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, 
 
 async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, admin_api):
     from watchdog.app import App
-    from watchdog.config import parse_config
     from watchdog.reload import ReloadRefused
 
     def cfg(target: str):

@@ -22,7 +22,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from watchdog.config.models import AwsSection, CostExplorerSource, Rule, SecurityHubSource
+from watchdog.config.models import AwsSection, Rule
+from watchdog.config.sources import CostExplorerSource, SecurityHubSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cost_explorer import CostExplorer
 from watchdog.sources.securityhub import MAX_PAGES, SecurityHub

@@ -20,15 +20,7 @@ from pydantic_settings import (
 
 from watchdog.config.base import Model, Name, RetrySchedule
 from watchdog.config.notifications import Notification
-from watchdog.config.sources import (
-    AlertmanagerSource,
-    CloudWatchSource,
-    CostExplorerSource,
-    HttpJsonSource,
-    PrometheusSource,
-    SecurityHubSource,
-    Source,
-)
+from watchdog.config.sources import Source
 from watchdog.config.types import (
     Age,
     Deadline,

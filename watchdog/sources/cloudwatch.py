@@ -18,7 +18,8 @@ from urllib.parse import quote_plus
 
 from botocore.utils import parse_timestamp
 
-from watchdog.config.models import AwsSection, CloudWatchSource
+from watchdog.config.models import AwsSection
+from watchdog.config.sources import CloudWatchSource
 from watchdog.metrics import Metrics
 from watchdog.retrying import Sleep
 from watchdog.rules import EPOCH, Datapoint

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
-from watchdog.config.models import CostExplorerSource
+from watchdog.config.sources import CostExplorerSource
 from watchdog.rules import Datapoint
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from watchdog.config.models import HttpJsonSource
+from watchdog.config.sources import HttpJsonSource
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
 from watchdog.sources.base import HttpSampled, Query, SourceError

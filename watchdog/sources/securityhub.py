@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from watchdog.config.models import AwsSection, FindingsSpec, SecurityHubSource
+from watchdog.config.models import AwsSection, FindingsSpec
+from watchdog.config.sources import SecurityHubSource
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
 from watchdog.sources.aws import AwsSource
