@@ -21,7 +21,8 @@ from watchdog.events import Event
 from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, Notifier
 from watchdog.notify.notifier import accepts, backoff
-from watchdog.outbox import MemoryOutbox, SqliteOutbox
+from watchdog.outbox import MemoryOutbox
+from watchdog.outbox_sqlite import SqliteOutbox
 from watchdog.store import SqliteStore
 from receivers import receivers  # noqa: F401  (fixture)
 from timing import until

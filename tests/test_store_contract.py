@@ -17,7 +17,8 @@ from watchdog.codec import encode_incident
 from watchdog.escalation import Incident, LevelRun, Phase, Trigger
 from watchdog.events import Event
 from watchdog.journal import MemoryStore
-from watchdog.outbox import MemoryOutbox, Outbox, SqliteOutbox
+from watchdog.outbox import MemoryOutbox, Outbox
+from watchdog.outbox_sqlite import SqliteOutbox
 from watchdog.pause import Pause
 from watchdog.statewriter import StateWriter
 from watchdog.storage import AuditJournal, IncidentStore, PauseStore, Store

@@ -27,7 +27,8 @@ from watchdog.failpoints import Failpoints
 from watchdog.lock import StateLock
 from watchdog.metrics import Metrics, rule_labels
 from watchdog.notify import Notifier, build_channels
-from watchdog.outbox import MemoryOutbox, SqliteOutbox
+from watchdog.outbox import MemoryOutbox
+from watchdog.outbox_sqlite import SqliteOutbox
 from watchdog.pausing import PauseKeeper
 from watchdog.redact import redactor_for
 from watchdog.runtime import Runtime
