@@ -314,6 +314,45 @@ async def test_messages_of_a_channel_no_longer_configured_are_dead_lettered(make
     store.close()
 
 
+async def test_a_stored_message_that_cannot_be_read_back_is_dead_lettered_and_the_next_one_goes(make, tmp_path) -> None:
+    """A pending row whose event this version cannot decode (a kind another version wrote, a hand edit) must
+    not wedge its channel: it is dead-lettered, said in a critical line, and the later messages are sent."""
+    store = SqliteStore(tmp_path / "s.db")
+    outbox = SqliteOutbox(store)
+    future = Event("from_a_newer_version", "warning", "svc", "inc-1", 1,  # type: ignore[arg-type]
+                   datetime(2024, 1, 1, tzinfo=timezone.utc), "why", "next")
+    outbox.enqueue("audit-1", future, False, ["ch"], datetime.now(timezone.utc), 1, lambda: None)
+    outbox.enqueue("audit-2", event("incident_opened"), False, ["ch"], datetime.now(timezone.utc), 2, lambda: None)
+    ch = Recording("ch")
+    make((cfg("ch"), ch), outbox=outbox, journal=store)
+    await until(lambda: len(ch.got) == 1, what="the readable message, past the unreadable one")
+    assert ch.kinds == ["incident_opened"]
+    await until(lambda: outbox.counts("ch") == {"pending": 0, "sent": 1, "dead": 1})
+    (last_error,) = store.reader.execute("SELECT last_error FROM outbox WHERE event_key = 'audit-1'").fetchone()
+    assert last_error == "the stored message cannot be read back: ValidationError"
+    store.close()
+
+
+async def test_an_audit_event_that_cannot_be_read_back_does_not_stop_the_start(tmp_path, receivers) -> None:
+    """The replay of events the outbox missed skips one it cannot decode (logged critical) and sends the rest."""
+    from watchdog.app import App
+    from watchdog.config import parse_config
+
+    store = SqliteStore(tmp_path / "w.db")
+    store.event(Event("from_a_newer_version", "warning", "svc", "inc-1", 1,  # type: ignore[arg-type]
+                      datetime.now(timezone.utc), "why", "next"))
+    store.event(event("level_started"))  # recorded; the process died before either reached the outbox
+    store.close()
+    app = await App.create(parse_config(svc_config(tmp_path, receivers.url, "attempts: 3, initial_backoff: 10ms"), {}),
+                           schedule=False)
+    await app.start()
+    try:
+        await until(lambda: len(receivers.ok("/hook")) == 1 and settled(app.runtime.notifier))
+    finally:
+        await app.stop()
+    assert [h.body["event"] for h in receivers.ok("/hook")] == ["level_started"]
+
+
 async def test_events_the_audit_has_but_the_outbox_missed_are_queued_at_start(tmp_path, receivers) -> None:
     """A kill between the audit write and the outbox write: the next start queues what was missed, once."""
     from watchdog.app import App
@@ -420,3 +459,35 @@ async def test_a_worker_that_crashes_is_started_again_and_delivers(caplog) -> No
     finally:
         await n.close()
     assert Flaky.crashed == 1
+
+
+async def test_a_reload_does_not_resend_a_failed_message_whose_retry_mark_is_on_its_way() -> None:
+    """The worker failed a send and is writing the retry (a slow disk); a reload replaces the worker. The new
+    one must wait for the mark, not take the row as it was (due at once) and try again with no backoff."""
+    landing = asyncio.Event()
+
+    class SlowMarks(MemoryOutbox):
+        async def mark_retry(self, *args: Any) -> None:
+            await landing.wait()
+            await super().mark_retry(*args)
+
+    flaky = Recording("ch", fail=[DeliveryFailed("HTTP 503")])
+    slow_cfg = cfg("ch", retry={"attempts": 3, "initial_backoff": "10s", "max_backoff": "10s"})
+    n = Notifier(Metrics(), SystemClock(), rng=random.Random(1))
+    outbox = SlowMarks()
+    n.bind(outbox, Journal())
+    n.set_channels([(slow_cfg, flaky)])
+    n.start()
+    try:
+        n.publish(event("incident_opened"))
+        await until(lambda: len(flaky.tries) == 1, what="the first, failing try")
+        n.set_channels([(slow_cfg, flaky)])  # a reload: the worker is cancelled and a new one starts
+        for _ in range(20):  # the new worker runs round its loop; nothing may be due until the mark lands
+            await asyncio.sleep(0)
+        assert len(flaky.tries) == 1
+        landing.set()
+        await until(lambda: n.status()["ch"]["failed_attempts"] == 1 and outbox.head("ch").attempts == 1,
+                    what="the retry mark, landed")
+        assert len(flaky.tries) == 1  # the retry waits its 5-10 s backoff, not sent again at once
+    finally:
+        await n.close()

@@ -141,7 +141,7 @@ class App:
         return wait
 
     async def _unserve(self) -> None:
-        if self.bound_port:
+        if self.runner.server is not None:  # set up, whether or not the bind then succeeded
             await self.runner.cleanup()
 
     async def _shutdown_scheduler(self) -> None:

@@ -11,11 +11,14 @@ import gc
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from watchdog import __version__, cli_control, cli_incidents
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.rules import format_value
+
+if TYPE_CHECKING:
+    from watchdog.app import App  # imported where it runs: the commands that do not start one stay light
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -157,6 +160,9 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
         except OSError as exc:
             print(f"rollback-watchdog: cannot start: {exc.strerror or exc} (listen {cfg.watchdog.listen})", file=sys.stderr)
             return EXIT_FAIL
+        except Exception as exc:  # e.g. recovery reading a damaged state file: one line, no traceback
+            print(f"rollback-watchdog: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAIL
         # What start() built (config, models, clients, the rule board) lives as long as the process: keep it
         # out of the cyclic collector's scans. At 5 000 rules a full collection over it, set off by the
         # allocations of parsing an answer, added tens of ms to a poll at random (bench/README.md).
@@ -182,7 +188,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
         await app.stop()
 
 
-async def _reload(app: Any, path: str) -> None:
+async def _reload(app: App, path: str) -> None:
     import structlog
 
     from watchdog.logs import setup_logging

@@ -126,8 +126,8 @@ class TargetExecutor:
     def reconfigure(self, target: Target, redactor: Redactor) -> None:
         """A reload: the target's new levels and policy, its machine (incident, running level) kept."""
         self.target = target
-        self.machine.reconfigure(target.max_level, target.escalation.verify_window,
-                                 target.escalation.max_rollbacks_per_hour)
+        self._dispatch(self.machine.reconfigure(target.max_level, target.escalation.verify_window,
+                                                target.escalation.max_rollbacks_per_hour))
         self._mask = redactor.text
 
     def _dispatch(self, commands: list[Command]) -> None:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import structlog
 
 from watchdog.events import Event
 from watchdog.outbox import Landed, Pending, event_from_json, event_to_json
 from watchdog.storage import StoreError
 from watchdog.store import SqliteStore
+
+log = structlog.get_logger("watchdog.outbox")
 
 
 class SqliteOutbox:
@@ -24,6 +28,9 @@ class SqliteOutbox:
 
     def __init__(self, store: SqliteStore):
         self._store = store
+        # Rows whose event cannot be read back (another version's kind, a hand edit): dead-lettered, and
+        # skipped meanwhile, so one of them never holds up the channel's later pages.
+        self._unreadable: set[int] = set()
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -59,9 +66,26 @@ class SqliteOutbox:
         return Pending(id_, channel, event_from_json(event), bool(dry), attempts, next_at, state, error)
 
     def head(self, channel: str) -> Pending | None:
-        rows = self._read(f"SELECT {self._COLS} FROM outbox WHERE channel = ? AND state = 'pending' ORDER BY id"
-                          " LIMIT 1", (channel,))
-        return self._pending(rows[0]) if rows else None
+        while True:
+            skip = sorted(self._unreadable)
+            but = f" AND id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+            rows = self._read(f"SELECT {self._COLS} FROM outbox WHERE channel = ? AND state = 'pending'{but}"
+                              " ORDER BY id LIMIT 1", (channel, *skip))
+            if not rows:
+                return None
+            try:
+                return self._pending(rows[0])
+            except ValueError as exc:  # pydantic's ValidationError and json's errors are ValueErrors
+                self._dead_letter_unreadable(rows[0][0], channel, exc)
+
+    def _dead_letter_unreadable(self, id_: int, channel: str, exc: ValueError) -> None:
+        self._unreadable.add(id_)
+        why = f"the stored message cannot be read back: {type(exc).__name__}"
+        log.critical("notification_unreadable", channel=channel, delivery=id_, why=why,
+                     next="dead-lettered; the channel's later messages go on (see the outbox table)")
+        now = datetime.now(timezone.utc).isoformat()
+        self._store.write("write the outbox", lambda db: db.execute(
+            "UPDATE outbox SET state = 'dead', done_at = ?, last_error = ? WHERE id = ?", (now, why, id_)))
 
     async def _update(self, sql: str, args: tuple[Any, ...]) -> None:
         await self._store.landed("write the outbox", lambda db: db.execute(sql, args))
@@ -94,7 +118,13 @@ class SqliteOutbox:
         where = "state = 'dead'" + (" AND channel = ?" if channel else "")
         args: tuple[Any, ...] = ((channel,) if channel else ()) + (limit,)
         rows = self._db.execute(f"SELECT {self._COLS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?", args)
-        return [self._pending(r) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(self._pending(r))
+            except ValueError:  # unreadable (dead-lettered by head): nothing of it can be shown
+                continue
+        return out
 
     def strand(self, channels: set[str], now: datetime, then: Callable[[int], None]) -> None:
         """Dead-letter the waiting messages of channels no longer configured (nothing would ever send them)."""

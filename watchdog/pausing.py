@@ -67,13 +67,26 @@ class PauseKeeper:
             self._announce("resumed", pause, self._clock.now(), f"resumed: {reason}", "acting on alarms again")
         return pause
 
+    def drop_removed(self) -> None:
+        """After a reload: the pause of a target the new config no longer has is dropped, as at start (it could
+        not be resumed by name, and would hold a later target of that name)."""
+        targets = self._targets()
+        for pause in self.pauses.all(self._clock.now()):
+            if pause.scope != GLOBAL and pause.scope not in targets:
+                self.pauses.clear(pause.scope)
+                self._store.delete_pause(pause.scope)
+                log.info("pause_dropped", scope=pause.scope, until=pause.until.isoformat(), reason=pause.reason,
+                         why="the reload removed the target")
+
     def expire(self, now: datetime) -> None:
         for pause in self.pauses.expire(now):
             self._store.delete_pause(pause.scope)
             self._announce("resumed", pause, now, "the pause expired", "acting on alarms again")
 
     def scope_targets(self, scope: str) -> list[str]:
-        return list(self._targets()) if scope == GLOBAL else [scope]
+        """The targets a pause holds now: a target's pause outlives the target if a reload removed it."""
+        targets = self._targets()
+        return list(targets) if scope == GLOBAL else [scope] if scope in targets else []
 
     def _announce(self, kind: str, pause: Pause, now: datetime, why: str, nxt: str) -> None:
         self._gauge(now)

@@ -47,6 +47,7 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
     for replaced in rt.notifier.set_channels(build_channels(new.notifications, rt.session)):
         await replaced.close()
     rt.executors = _executors(rt, new)
+    rt.pausing.drop_removed()
     rt.rule_series.keep(rule_labels(new))
     return notes
 

@@ -136,8 +136,14 @@ def _replay_unqueued(store: SqliteStore, outbox: SqliteOutbox, notifier: Notifie
     last = outbox.last_audit_seq()
     if last is None:  # a file from before the outbox had its mark, never upgraded: nothing to anchor on
         return
-    events = [(r.seq, event_from_audit(r.target, r.incident, r.level, r.at, r.data), r.dry_run)
-              for r in store.events_after(last)]
+    events = []
+    for r in store.events_after(last):
+        try:
+            events.append((r.seq, event_from_audit(r.target, r.incident, r.level, r.at, r.data), r.dry_run))
+        except ValueError as exc:  # another version's kind, a hand edit: never a reason not to start
+            log.critical("notification_unreplayable", audit_seq=r.seq, target=r.target, incident=r.incident,
+                         why=f"the audit record cannot be read back as an event: {type(exc).__name__}",
+                         next="not sent; it stays in the audit log")
     if events:
         log.warning("notifications_replayed", events=len(events), queued=notifier.replay(events))
 
@@ -162,7 +168,9 @@ async def start_sources(cfg: Config, board: SignalBoard, deps: SourceDeps) -> di
                 await done.close()
             raise SourceStartFailed(f"source {s.name} cannot start: {type(exc).__name__}: {exc}") from None
         started[s.name] = src
-        deps.metrics.source_up.labels(s.name).set(0)
+        # A new source is down until it answers; one a reload carries over keeps what it last showed.
+        health = board.sources.get(s.name)
+        deps.metrics.source_up.labels(s.name).set(1 if health is not None and health.up else 0)
     return started
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -88,7 +88,7 @@ class Notifier:
         self._listeners: list[Callable[[Event, bool], None]] = []
         self._keys = 0
         self._direct_tasks: set[asyncio.Task[Any]] = set()
-        self._delivered: set[int] = set()
+        self._settling: set[int] = set()  # ids whose new state (sent, retry, dead) has not landed yet
         self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
 
     def bind(self, outbox: Outbox, journal: AuditJournal) -> None:
@@ -232,14 +232,14 @@ class Notifier:
             head = self._outbox.head(name)
         except StoreError:
             return False
-        return head is not None and head.id not in self._delivered and head.next_at <= self._clock.now().timestamp()
+        return head is not None and head.id not in self._settling and head.next_at <= self._clock.now().timestamp()
 
     async def _work(self, name: str) -> None:
         state = self._state[name]
         while True:
             try:
                 head = self._outbox.head(name)
-                if head is None or head.id in self._delivered:  # nothing, or sent with its mark not landed yet
+                if head is None or head.id in self._settling:  # nothing, or its new state not landed yet
                     state.wake.clear()
                     await state.wake.wait()
                 elif (wait := head.next_at - self._clock.now().timestamp()) > 0:
@@ -278,19 +278,32 @@ class Notifier:
             # Until its mark has landed, head() would hand this message out again, to this worker or (after a
             # reload cancelled this one) to the next: it is held back meanwhile, and the bookkeeping is
             # shielded from that cancellation (the thread ref and the audit record must not be lost either).
-            self._delivered.add(p.id)
+            self._settling.add(p.id)
             await asyncio.shield(self._sent(name, p, ref, thread, attempts, now))
             return
         self._failed(name, reason)
+        # Held back and shielded like a sent one: a reload's new worker must not take the row as it was
+        # (due at once, attempts not counted) while its retry or dead mark is still on its way.
+        self._settling.add(p.id)
         if permanent or attempts >= cfg.retry.attempts:
-            await self._outbox.mark_dead(p.id, attempts, now, reason)
+            await asyncio.shield(self._settle(name, p, self._outbox.mark_dead(p.id, attempts, now, reason)))
             why = "retrying cannot help" if permanent else f"after {attempts} attempts"
             self._settled(name, p, "dead", attempts, f"{reason} ({why})")
             return
         delay = backoff(cfg, attempts, retry_after, self._rng)
-        await self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay, reason)
+        await asyncio.shield(self._settle(name, p, self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay,
+                                                                           reason)))
         log.warning("notification_failed", channel=name, target=ev.target, incident=ev.incident, event_kind=ev.kind,
                     attempt=attempts, error=reason, retry_in=round(delay, 3))
+
+    async def _settle(self, name: str, p: Pending, mark: Awaitable[None]) -> None:
+        try:
+            await mark
+        finally:
+            self._settling.discard(p.id)
+            state = self._state.get(name)
+            if state is not None:
+                state.wake.set()
 
     async def _sent(self, name: str, p: Pending, ref: str | None, thread: str | None, attempts: int,
                     now: datetime) -> None:
@@ -300,7 +313,7 @@ class Notifier:
             if ref and ev.incident and thread is None:
                 await self._outbox.set_thread(name, ev.incident, ref)
         finally:
-            self._delivered.discard(p.id)
+            self._settling.discard(p.id)
             state.wake.set()
         state.sent, state.last_sent_at, state.failing = state.sent + 1, now, False
         self._settled(name, p, "sent", attempts, "delivered")

@@ -126,7 +126,7 @@ async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedu
         err = exc.response.get("Error", {})
         raise SourceError(f"{op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
     except ResponseParserError:  # not a BotoCoreError; its text holds the whole (HTML) body
-        raise SourceError(f"{op}: the answer could not be parsed (not AWS XML)") from None
+        raise SourceError(f"{op}: the answer could not be parsed (not what the API sends)") from None
     except (BotoCoreError, OSError) as exc:
         raise SourceError(f"{op}: {type(exc).__name__}: {exc}") from None
     raise SourceError(f"{op}: no attempt made")  # unreachable: stop_after_attempt >= 1
