@@ -51,3 +51,33 @@ def test_plan(records, idem, expected):
 def test_records_of_an_earlier_run_of_the_level_do_not_count():
     old = [rec(1, "intent", 0), rec(2, "outcome", 0, outcome="succeeded")]
     assert plan_resume(actions(False), action_states(old, T0 + timedelta(seconds=10))) == ("resume", 0)
+
+
+@pytest.mark.parametrize("damage", ['{"id": "x", "phase": "no-such-phase"}', "{not json at all"])
+async def test_an_open_incident_that_cannot_be_read_back_is_paged_and_the_start_goes_on(tmp_path, damage) -> None:
+    """Recovery never acts on an incident it cannot read, never stays silent about it, and never lets one
+    damaged row stop the daemon (a restart loop under systemd): `recovery_failed`, critical, and running."""
+    import sqlite3
+
+    from configs import hybrid_routing, parsed
+
+    from watchdog.app import App
+    from watchdog.codec import encode_incident
+    from watchdog.escalation import Incident, Phase
+    from watchdog.store import SqliteStore
+
+    path = tmp_path / "w.db"
+    store = SqliteStore(path)
+    store.save_incident(encode_incident(Incident("hybrid-routing-1", "hybrid-routing", T0, Phase.VERIFYING, level=1)))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE incidents SET snapshot = ? WHERE id = 'hybrid-routing-1'", (damage,))
+    events: list = []
+    app = await App.create(parsed(hybrid_routing(state_path=path)), serve_http=False, schedule=False,
+                           listeners=(lambda ev, dry: events.append(ev),))
+    await app.start()
+    try:
+        assert [(e.kind, e.severity, e.incident) for e in events] == [("recovery_failed", "critical", "hybrid-routing-1")]
+        assert app.runtime.executors["hybrid-routing"].machine.incident is None  # nothing acted on
+    finally:
+        await app.stop()

@@ -249,7 +249,7 @@ class SqliteStore:
         out = []
         for id_, target, opened, phase, level, closed, updated, snap in self._rdb.execute(sql, tuple(args)):
             out.append({"id": id_, "target": target, "opened_at": opened, "phase": phase, "level": level,
-                        "closed_at": closed, "updated_at": updated, "snapshot": json.loads(snap)})
+                        "closed_at": closed, "updated_at": updated, "snapshot": _snapshot(snap)})
         return out
 
     def open_incidents(self) -> list[dict[str, Any]]:
@@ -290,3 +290,12 @@ def _landed(db: sqlite3.Connection, seq: int, row_text: str, head_hash: str) -> 
     """Whether record `seq` in the file is this very record (its hash over the one before it matches)."""
     stored = db.execute("SELECT prev_hash, hash FROM audit WHERE seq = ?", (seq,)).fetchone()
     return stored is not None and stored[1] == head_hash == chain_hash(stored[0], row_text)
+
+
+def _snapshot(text: str) -> Any:
+    """The stored snapshot; a damaged one (not JSON) as its text, which decode_incident refuses like any other
+    unreadable incident (recovery pages it and starts), instead of one row stopping every reader."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
