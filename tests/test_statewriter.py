@@ -7,6 +7,7 @@ import threading
 
 from watchdog.statewriter import StateWriter, WriteFailure
 from watchdog.storage import StoreError
+from timing import until
 
 
 async def test_writes_land_in_order_a_failing_one_holds_the_rest_and_flush_waits() -> None:
@@ -27,8 +28,7 @@ async def test_writes_land_in_order_a_failing_one_holds_the_rest_and_flush_waits
         for name in ("first", "second", "third"):
             writer.submit(lambda name=name: write(name), then=lambda _, name=name: done.append(name))
         flushed = asyncio.ensure_future(writer.flush())
-        while not changes:
-            await asyncio.sleep(0.005)
+        await until(lambda: changes, what="the writer reporting the failing write")
         assert landed == ["first"] and not flushed.done()  # "third" waits behind the failing "second"
         assert writer.failure is not None and "disk is full" in writer.failure.error and writer.pending == 3
         broken.clear()
