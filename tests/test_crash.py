@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -44,6 +45,18 @@ async def reads_after_restart(d: Daemon, incident: str) -> None:
     assert one["id"] == incident and one["trigger"], one
     for t in one["trigger"].values():  # restored as times, rendered as ISO 8601
         assert t["at"] is None or t["at"][:4].isdigit()
+
+
+def stored_phase(state: Path) -> str | None:
+    """The open incident's phase as the state file has it (read-only, beside the running daemon)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1) as db:
+            row = db.execute("SELECT phase FROM incidents WHERE closed_at IS NULL").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 async def kill_9(d: Daemon) -> None:
@@ -108,6 +121,10 @@ async def test_kill_during_the_verify_window(tmp_path, moto_url, aws_env, admin_
     d = await Daemon(path).start()
     try:
         await d.wait_for("level_succeeded", timeout=30, level=1)
+        # The log line comes as the decision is made; the snapshot lands in the state file a moment later
+        # (the writer thread). Killed in between, the file still says "running" (also a valid crash, the one
+        # test_kill_at_the_instants_around_an_action covers): wait until the verify window is on disk.
+        await until(lambda: stored_phase(tmp_path / "watchdog.db") == "verifying", 10, "the verifying snapshot")
         await kill_9(d)
         d, recovered = await restarted(path)
         assert "phase verifying at level 1" in recovered["why"]
