@@ -38,7 +38,8 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
     board = _carried_over(rt.board, board_for(new))
     # The new sources start before the old ones close: one that cannot start refuses the reload.
     try:
-        sources = await start_sources(new, board, SourceDeps(new.aws, rt.session, rt.metrics, rt.alerts))
+        sources = await start_sources(new, board, SourceDeps(new.aws, rt.session, rt.metrics, rt.alerts),
+                                      rt.source_factory)
     except SourceStartFailed as exc:
         raise ReloadRefused(str(exc)) from None
     for gone in rt.sources.values():

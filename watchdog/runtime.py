@@ -31,7 +31,7 @@ from watchdog.pausing import PauseKeeper
 from watchdog.redact import Redactor
 from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
-from watchdog.sources import AlertStore, SourceError
+from watchdog.sources import AlertStore, SourceError, SourceFactory
 from watchdog.sources.base import Source
 from watchdog.statewatch import StateWatch
 from watchdog.statewriter import StateWriter
@@ -46,6 +46,7 @@ class Runtime:
     def __init__(self, *, cfg: Config, clock: Clock, dry_run: bool, metrics: Metrics, journal: Store,
                  writer: StateWriter, lock: StateLock | None, session: aiohttp.ClientSession, notifier: Notifier,
                  redactor: Redactor, alerts: AlertStore, board: SignalBoard, sources: dict[str, Source],
+                 source_factory: SourceFactory,
                  executors: dict[str, TargetExecutor], pausing: PauseKeeper, statewatch: StateWatch, tasks: Tasks,
                  failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
                  runners: Mapping[str, Runner]):
@@ -54,6 +55,7 @@ class Runtime:
         self.journal, self.writer, self.lock, self.session = journal, writer, lock, session
         self.notifier, self.redactor, self.alerts = notifier, redactor, alerts
         self.board, self.sources, self.executors = board, sources, executors
+        self.source_factory = source_factory  # how a reload builds its sources: the same kind as at start
         self.pausing, self.statewatch, self.tasks = pausing, statewatch, tasks
         self.failpoints, self.new_incident_id, self.runners = failpoints, new_incident_id, runners
         self.scheduler_running: Callable[[], bool] = lambda: False  # the lifecycle says (app.py)

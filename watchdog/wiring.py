@@ -15,7 +15,7 @@ from datetime import datetime
 import aiohttp
 import structlog
 
-from watchdog.actions import build_runners
+from watchdog.actions import Runner, build_runners
 from watchdog.clock import Clock, SystemClock
 from watchdog.codec import event_from_audit
 from watchdog.config import process_environment
@@ -33,7 +33,7 @@ from watchdog.pausing import PauseKeeper
 from watchdog.redact import redactor_for
 from watchdog.runtime import Runtime
 from watchdog.signals import SignalBoard
-from watchdog.sources import SAMPLED, AlertStore, SourceDeps, build_source
+from watchdog.sources import SAMPLED, AlertStore, SourceDeps, SourceFactory, build_source
 from watchdog.sources.base import Source
 from watchdog.statewatch import StateWatch
 from watchdog.statewriter import StateWriter
@@ -59,9 +59,14 @@ async def build_runtime(
     owner: str = DAEMON,
     listeners: Sequence[Callable[[Event, bool], None]] = (),
     failpoints: Failpoints | None = None,
+    sources: SourceFactory = build_source,
+    runners: Mapping[str, Runner] | None = None,
 ) -> Runtime:
     """Without a `store`, the state file at `state_path`: its lock taken first, then the file, then every
-    write handed to the writer thread. StoreError or LockHeld (one line) before any network is touched."""
+    write handed to the writer thread. StoreError or LockHeld (one line) before any network is touched.
+    `sources` builds each configured source (a reload uses it too) and `runners` run the actions and checks
+    by `type`: the real ones unless a caller (a replay: sources answering from history, actions that only
+    record) hands in its own, so that it runs this very runtime and not a copy of it."""
     clock = clock or SystemClock()
     metrics = Metrics()
     tasks = Tasks()
@@ -90,15 +95,17 @@ async def build_runtime(
             _replay_unqueued(journal, outbox, notifier)
         alerts = AlertStore(clock)  # fed by POST /api/v1/alertmanager, read by alertmanager sources
         board = board_for(cfg)
-        sources = await start_sources(cfg, board, SourceDeps(cfg.aws, session, metrics, alerts))
-        for src in sources.values():
+        started = await start_sources(cfg, board, SourceDeps(cfg.aws, session, metrics, alerts), sources)
+        for src in started.values():
             undo.push_async_callback(src.close)
         pausing = PauseKeeper(journal, metrics, clock, targets)
-        runners = build_runners(session, process_environment())
+        if runners is None:
+            runners = build_runners(session, process_environment())
         runtime = Runtime(
             cfg=cfg, clock=clock, dry_run=cfg.watchdog.dry_run if dry_run is None else dry_run, metrics=metrics,
             journal=journal, writer=writer, lock=lock, session=session, notifier=notifier,
-            redactor=redactor_for(cfg), alerts=alerts, board=board, sources=sources, executors=executors,
+            redactor=redactor_for(cfg), alerts=alerts, board=board, sources=started, source_factory=sources,
+            executors=executors,
             pausing=pausing, statewatch=watch, tasks=tasks, failpoints=failpoints or Failpoints(),
             new_incident_id=incident_ids(), runners=runners)
         for t in cfg.targets:
@@ -156,11 +163,12 @@ class SourceStartFailed(Exception):
     """A source could not start (an unknown AWS profile, say); the message names it, in one line."""
 
 
-async def start_sources(cfg: Config, board: SignalBoard, deps: SourceDeps) -> dict[str, Source]:
+async def start_sources(cfg: Config, board: SignalBoard, deps: SourceDeps,
+                        build: SourceFactory = build_source) -> dict[str, Source]:
     """Every source of `cfg`, started; one that cannot start closes those started before it and raises."""
     started: dict[str, Source] = {}
     for s in cfg.sources:
-        src = build_source(s, board.queries(s.name), deps)
+        src = build(s, board.queries(s.name), deps)
         try:
             await src.start()
         except Exception as exc:

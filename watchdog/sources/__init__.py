@@ -72,4 +72,6 @@ def build_source(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) 
     return REGISTRY[cfg.type](cfg, queries, deps)
 
 
-__all__ = ["SAMPLED", "AlertStore", "Query", "Source", "SourceDeps", "SourceError", "build_source"]
+__all__ = ["SAMPLED", "AlertStore", "Factory", "Query", "Source", "SourceDeps", "SourceError", "SourceFactory",
+           "build_source"]
+SourceFactory = Factory  # what builds one configured source (build_source, or a replay's own)
