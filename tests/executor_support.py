@@ -24,7 +24,7 @@ from watchdog.config.models import Target
 from watchdog.escalation import RuleView, TargetMachine
 from watchdog.events import Event
 from watchdog.executor import TargetExecutor
-from watchdog.journal import MemoryJournal, Record
+from watchdog.journal import MemoryStore, Record
 from watchdog.storage import Store
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier
@@ -103,7 +103,7 @@ class Harness:
         self.target = target
         self.clock = FakeClock(T0 + timedelta(seconds=10))
         self.metrics = Metrics()
-        self.journal = journal if journal is not None else MemoryJournal()
+        self.journal = journal if journal is not None else MemoryStore()
         self.notifier = notifier or Notifier(self.metrics, self.clock)
         self.events: list[tuple[Event, bool]] = []
         self.notifier.listen(lambda ev, dry: self.events.append((ev, dry)))

@@ -318,3 +318,21 @@ async def test_no_second_level_starts_beside_a_running_one(admin_api, http_sessi
     assert admin_api.count("/l1") == 1 and admin_api.count("/l3") == 0
     await h.executor.resolve("now it may close")  # nothing runs any more
     assert h.machine.incident is None
+
+
+async def test_the_pause_the_executor_reads_is_what_the_machine_decides_on(admin_api, http_session) -> None:
+    """The executor passes the pause holding its target (`hold`) into every decision: paused, an alarm runs
+    nothing and says what it would run, once; the pause lifted, the next evaluation runs level 1."""
+    h = Harness(build_target(default_levels(admin_api.url)), http_session)
+    h.pause = "paused until 12:30:00Z (deploy freeze)"
+    await h.open()
+    await h.settle()
+    assert admin_api.count("/l1") == 0 and h.kinds() == ["would_run"]
+    assert "deploy freeze" in h.events[0][0].why and h.rollbacks(1, "skipped") == 1.0
+    await h.observe()
+    assert h.kinds() == ["would_run"]  # said once
+    h.pause = None
+    await h.observe()
+    await h.settle()
+    assert admin_api.count("/l1", "PUT") == 1
+    assert h.kinds() == ["would_run", "incident_opened", "level_started", "level_succeeded"]

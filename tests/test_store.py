@@ -14,7 +14,7 @@ import pytest
 from watchdog import auditchain, statefile as store_mod
 from watchdog.escalation import Incident, LevelRun, Phase, Trigger
 from watchdog.events import Event
-from watchdog.journal import MemoryJournal
+from watchdog.journal import MemoryStore
 from watchdog.storage import Store
 from watchdog.codec import encode_incident as snapshot
 from watchdog.auditchain import GENESIS
@@ -24,7 +24,7 @@ UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def fill(s: SqliteStore | MemoryJournal, incident: str = "inc-1") -> None:
+def fill(s: SqliteStore | MemoryStore, incident: str = "inc-1") -> None:
     s.event(Event("incident_opened", "warning", "svc", incident, 1, T0, "alarm: latency = 900", "running level 1",
                   {"trigger": {"latency": {"value": 900.0, "at": T0}}}))
     s.intent(T0 + timedelta(seconds=1), "svc", incident, 1, "#1 http: PUT /l1", 1, False)
@@ -56,7 +56,7 @@ def raw(db: Path) -> sqlite3.Connection:
 
 def test_is_a_drop_in_for_the_memory_journal_and_survives_reopening(db: Path) -> None:
     s = SqliteStore(db)  # the parent directory does not exist yet
-    mem = MemoryJournal()
+    mem = MemoryStore()
     assert isinstance(s, Store) and isinstance(mem, Store)
     fill(s)
     fill(mem)

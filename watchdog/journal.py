@@ -105,7 +105,6 @@ class MemoryStore:
         return [self._pauses[s] for s in sorted(self._pauses)], []
 
 
-MemoryJournal = MemoryStore  # the name the tests and `run --once` knew it by
 
 
 def event_data(ev: Event) -> dict[str, Any]:

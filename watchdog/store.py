@@ -127,7 +127,7 @@ class SqliteStore:
         """For the outbox's reads, on the caller's thread."""
         return self._rdb
 
-    # --- the journal (the same calls as MemoryJournal) ------------------------------
+    # --- the journal (the same calls as MemoryStore) ------------------------------
 
     def event(self, ev: Event, dry_run: bool = False) -> Record:
         return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
