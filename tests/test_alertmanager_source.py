@@ -244,13 +244,13 @@ async def test_history_is_stamped_and_bounded() -> None:
     store = AlertStore(FakeClock())
     src = source(store, rule(evaluation_periods=3))
     store.receive(payload(alert("resolved", ends="2024-01-01T11:59:00Z")))  # Alertmanager has spoken
-    times = [T0 + timedelta(seconds=15 * i) for i in range(8)]
+    times = [T0 + timedelta(seconds=15 * i) for i in range(10)]
     for i, t in enumerate(times):
         if i == 6:
             store.receive(payload(alert()))
         points = await src.poll(t)
     kept = points["shop/checkout-5xx"]
-    assert kept == [(t, i >= 6) for i, t in enumerate(times)][-5:]  # evaluation_periods + 2
+    assert kept == [(t, i >= 6) for i, t in enumerate(times)][-7:]  # the evaluation range (N + 2) + 2
 
 
 async def test_alert_rule_alarms_while_firing_and_recovers() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -11,7 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
+from binaries import cli
 from configs import http, hybrid_routing, level, line_of, metric_rule, to_yaml
+
 
 def flags(deadline: str = "2m", url: str = "http://127.0.0.1:9/admin/flags") -> dict[str, Any]:
     return level(1, "feature-flags", http(url, json={"enabled": False}), deadline=deadline)
@@ -23,13 +23,6 @@ def good(**overrides: Any) -> dict[str, Any]:
 
 
 GOOD = to_yaml(good())
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run([sys.executable, "-m", "watchdog", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_check_config_accepts_the_shipped_example():

@@ -88,8 +88,9 @@ def test_batches_and_window_alignment() -> None:
     qs = [Query("t/a", rule("a", "X", n=5, period="60s")), Query("t/b", rule("b", "X", n=2, period="300s"))]
     start, end = fetch_window(qs, now)
     assert start.timestamp() % 300 == 0 and start.timestamp() % 60 == 0  # aligned to every period
-    # b's 2 complete 5-minute buckets before the filling one (12:05) start at 11:55; nothing older is fetched
-    assert start == datetime(2024, 1, 1, 11, 55, tzinfo=UTC)
+    # b's evaluation range, 2 + 2 complete 5-minute buckets before the filling one (12:05), starts at 11:45;
+    # nothing older is fetched
+    assert start == datetime(2024, 1, 1, 11, 45, tzinfo=UTC)
     assert end == now.replace(microsecond=0)
     for q in qs:  # every rule's window lies inside
         spec = RuleSpec(q.rule.judged_by, q.rule.period, q.rule.evaluation_periods, q.rule.m)
@@ -98,16 +99,16 @@ def test_batches_and_window_alignment() -> None:
                                   "change": {"over": "1h", "percent": "> 50"},
                                   "metric": {"namespace": "X", "name": "Cost", "stat": "Sum", "period": "60s"}})
     start, _ = fetch_window([Query("t/c", change)], now)
-    assert start == datetime(2024, 1, 1, 11, 2, tzinfo=UTC)  # 12:07 - 5 min - 1 h
-    # `over` of 90 s on 60 s buckets: the base of the first judged bucket (12:02) is align(12:00:30) = 12:00
+    assert start == datetime(2024, 1, 1, 11, 0, tzinfo=UTC)  # 12:07 - the range (5 + 2 min) - 1 h
+    # `over` of 90 s on 60 s buckets: the base of the range's first bucket (12:00) is align(11:58:30) = 11:58
     odd = Rule.model_validate({**change.model_dump(mode="json", exclude_none=True), "change": {"over": "90s", "percent": "> 50"}})
     start, _ = fetch_window([Query("t/odd", odd)], now)
-    assert start == datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    assert start == datetime(2024, 1, 1, 11, 58, tzinfo=UTC)
     ratio = Rule.model_validate({"name": "r", "category": "performance", "source": "cw", "evaluation_periods": 5,
                                  "threshold": "> 5", "expression": "100 * RATE(errors)",
                                  "metrics": {"errors": {"namespace": "X", "name": "Errors", "stat": "Sum", "period": "60s"}}})
     start, _ = fetch_window([Query("t/r", ratio)], now)
-    assert start == datetime(2024, 1, 1, 12, 1, tzinfo=UTC)  # one period before the first judged bucket (RATE, DIFF)
+    assert start == datetime(2024, 1, 1, 11, 59, tzinfo=UTC)  # one period before the range (RATE, DIFF)
 
 
 def _client_error(code: str, status: int) -> ClientError:

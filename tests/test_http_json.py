@@ -136,12 +136,12 @@ async def test_poll_reads_every_field_and_keeps_history(server: JsonServer, sess
     assert len(server.calls) == 1  # one request per poll, whatever the number of rules
     assert server.calls[0]["Authorization"] == "Bearer tok-123"
     server.doc = {"gdpr": {"compliant": False}, "security": {"findings": [{"count": 9}]}}
-    times = [T0 + timedelta(minutes=k) for k in range(1, 6)]
+    times = [T0 + timedelta(minutes=k) for k in range(1, 9)]
     for t in times:
         got = await src.poll(t)
-    # history is bounded: evaluation_periods + 2 readings
-    assert got["t/gdpr"] == [(t, False) for t in times[-4:]]
-    assert got["t/high"] == [(t, 9.0) for t in times[-4:]]
+    # history is bounded: the evaluation range (N + 2) + 2 readings
+    assert got["t/gdpr"] == [(t, False) for t in times[-6:]]
+    assert got["t/high"] == [(t, 9.0) for t in times[-6:]]
     await src.close()
 
 

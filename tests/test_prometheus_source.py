@@ -131,10 +131,10 @@ async def test_one_series_is_a_reading_stamped_with_the_poll_time(prom: FakeProm
     assert float(call.time) == T0.timestamp()  # an instant query at the poll's time
     assert call.headers["Authorization"] == TOKEN
     prom.script[promql] = [vector(0.25)]
-    times = [T0 + timedelta(seconds=k) for k in range(1, 6)]
+    times = [T0 + timedelta(seconds=k) for k in range(1, 9)]
     for t in times:
         got = await src.poll(t)
-    assert got == {"t/errors": [(t, 0.25) for t in times[-4:]]}  # bounded: evaluation_periods + 2
+    assert got == {"t/errors": [(t, 0.25) for t in times[-6:]]}  # bounded: the evaluation range (N + 2) + 2
     assert [float(c.time) for c in prom.calls[1:]] == [t.timestamp() for t in times]
     await src.close()
     assert not session.closed  # the session is the app's

@@ -31,32 +31,39 @@ def series(*values: float | None, offset: timedelta = timedelta(seconds=10)) -> 
 
 _ = None
 EVALUATE_CASES = [
-    # id, m, n, missing_data, values (oldest..newest), previous, state, breaching, present
-    ("3of5-alarm", 3, 5, "missing", [B, B, B, o, o], INSUF, ALARM, 3, 5),
-    ("3of5-not-consecutive", 3, 5, "missing", [B, o, B, o, B], INSUF, ALARM, 3, 5),
-    ("3of5-two-breach-ok", 3, 5, "missing", [B, o, o, B, o], INSUF, OK, 2, 5),
-    ("3of5-none-breach", 3, 5, "missing", [o, o, o, o, o], ALARM, OK, 0, 5),
-    ("5of5-one-short", 5, 5, "missing", [B, B, B, B, o], INSUF, OK, 4, 5),
-    ("5of5-all", 5, 5, "missing", [B, B, B, B, B], INSUF, ALARM, 5, 5),
-    ("1of1-breach", 1, 1, "missing", [B], INSUF, ALARM, 1, 1),
-    ("1of1-ok", 1, 1, "missing", [o], ALARM, OK, 0, 1),
-    # missing: decide on the present ones; none present -> insufficient_data
-    ("missing-gaps-alarm", 3, 5, "missing", [_, _, B, B, B], INSUF, ALARM, 3, 3),
-    ("missing-gaps-short-of-m", 3, 5, "missing", [_, B, _, B, _], INSUF, OK, 2, 2),
-    ("missing-all-missing", 3, 5, "missing", [_, _, _, _, _], ALARM, INSUF, 0, 0),
-    # ignore: none present keeps the previous state; otherwise decide on the present ones
-    ("ignore-keeps-alarm", 3, 5, "ignore", [_, _, _, _, _], ALARM, ALARM, 0, 0),
-    ("ignore-keeps-ok", 3, 5, "ignore", [_, _, _, _, _], OK, OK, 0, 0),
-    ("ignore-keeps-insufficient", 3, 5, "ignore", [_, _, _, _, _], INSUF, INSUF, 0, 0),
-    ("ignore-present-decides", 2, 5, "ignore", [_, B, _, B, _], OK, ALARM, 2, 2),
-    ("ignore-present-ok", 2, 5, "ignore", [_, B, _, o, _], ALARM, OK, 1, 2),
-    # breaching / not_breaching: gaps count as such
-    ("breaching-gaps-fill-in", 3, 5, "breaching", [_, _, o, B, o], INSUF, ALARM, 3, 3),
-    ("breaching-all-missing", 3, 5, "breaching", [_, _, _, _, _], INSUF, ALARM, 5, 0),
-    ("breaching-not-enough", 3, 5, "breaching", [o, _, o, B, o], INSUF, OK, 2, 4),
-    ("not-breaching-gaps", 3, 5, "not_breaching", [_, _, B, B, _], INSUF, OK, 2, 2),
-    ("not-breaching-all-missing", 3, 5, "not_breaching", [_, _, _, _, _], ALARM, OK, 0, 0),
-    ("not-breaching-enough", 3, 5, "not_breaching", [B, _, B, _, B], INSUF, ALARM, 3, 3),
+    # id, m, n, missing_data, values over the evaluation range (N + 2, oldest..newest), previous,
+    # state, breaching, present (real datapoints judged)
+    ("3of5-alarm", 3, 5, "missing", [o, o, B, B, B, o, o], INSUF, ALARM, 3, 5),
+    ("3of5-older-breaches-fall-out", 3, 5, "missing", [B, B, B, o, o, o, B], INSUF, OK, 2, 5),
+    ("3of5-not-consecutive", 3, 5, "missing", [o, o, B, o, B, o, B], INSUF, ALARM, 3, 5),
+    ("5of5-one-short", 5, 5, "missing", [o, o, B, B, B, B, o], INSUF, OK, 4, 5),
+    ("5of5-all", 5, 5, "missing", [_, _, B, B, B, B, B], INSUF, ALARM, 5, 5),
+    ("1of1-breach", 1, 1, "missing", [_, _, B], INSUF, ALARM, 1, 1),
+    ("1of1-ok", 1, 1, "missing", [_, _, o], ALARM, OK, 0, 1),
+    ("1of1-reaches-back-over-gaps", 1, 1, "breaching", [o, _, _], ALARM, OK, 0, 1),
+    # N or more datapoints in the range: the N most recent that exist, whatever missing_data says
+    ("newest-existing-skip-a-gap", 3, 3, "not_breaching", [o, B, B, _, B], INSUF, ALARM, 3, 3),
+    ("newest-existing-breaching-mode", 3, 3, "breaching", [o, _, B, _, B], INSUF, OK, 2, 3),
+    # missing: decide on the datapoints that exist; none in the range -> insufficient_data
+    ("missing-fewer-than-n-enough-breach", 2, 3, "missing", [_, B, _, B, _], INSUF, ALARM, 2, 2),
+    ("missing-one-ok-decides", 3, 3, "missing", [_, _, o, B, _], ALARM, OK, 1, 2),
+    ("missing-too-recent-to-decide", 3, 3, "missing", [_, _, _, B, B], OK, INSUF, 2, 2),
+    ("missing-old-enough-alarms", 3, 3, "missing", [_, _, B, B, _], INSUF, ALARM, 2, 2),
+    ("missing-all-missing", 3, 3, "missing", [_, _, _, _, _], ALARM, INSUF, 0, 0),
+    # ignore: as missing, but where missing could not decide (or alarms on age alone) the state is kept
+    ("ignore-keeps-alarm", 3, 3, "ignore", [_, _, _, _, _], ALARM, ALARM, 0, 0),
+    ("ignore-keeps-ok", 3, 3, "ignore", [_, _, _, _, _], OK, OK, 0, 0),
+    ("ignore-keeps-insufficient", 3, 3, "ignore", [_, _, _, _, _], INSUF, INSUF, 0, 0),
+    ("ignore-keeps-on-an-old-lone-breach", 3, 3, "ignore", [_, _, B, _, _], OK, OK, 1, 1),
+    ("ignore-present-decides", 2, 3, "ignore", [_, B, _, B, _], OK, ALARM, 2, 2),
+    ("ignore-present-ok", 2, 3, "ignore", [_, B, _, o, _], ALARM, OK, 1, 2),
+    # breaching / not_breaching: as few gaps as needed to make N, the most recent ones, count as such
+    ("breaching-fills-two", 3, 3, "breaching", [_, _, o, _, _], INSUF, OK, 2, 1),
+    ("breaching-fill-and-breach", 3, 3, "breaching", [_, _, B, _, _], INSUF, ALARM, 3, 1),
+    ("breaching-all-missing", 3, 3, "breaching", [_, _, _, _, _], INSUF, ALARM, 3, 0),
+    ("not-breaching-gaps", 3, 3, "not_breaching", [_, _, B, B, _], INSUF, OK, 2, 2),
+    ("not-breaching-all-missing", 3, 3, "not_breaching", [_, _, _, _, _], ALARM, OK, 0, 0),
+    ("not-breaching-enough", 2, 3, "not_breaching", [_, B, _, B, _], INSUF, ALARM, 2, 2),
 ]
 
 
@@ -67,17 +74,23 @@ EVALUATE_CASES = [
 )
 def test_evaluate_table(m, n, mode, values, previous, state, breaching, present) -> None:
     ev = evaluate(spec(m, n, mode), series(*values), NOW, previous)
-    assert (ev.state, ev.breaching, ev.present, ev.needed) == (state, breaching, present, m)
-    assert len(ev.buckets) == n
+    assert (ev.state, ev.breaching, ev.present, ev.needed) == (state, breaching, present, m), ev.reason
+    assert len(ev.buckets) == n + 2
     assert [b.value for b in ev.buckets] == values
-    assert [b.breaching for b in ev.buckets] == [None if v is None else v > 100 for v in values]
+    real = [b for b in ev.buckets if b.value is not None]
+    assert [b.breaching for b in real] == [v > 100 for v in values if v is not None]
+    judged = [b for b in ev.buckets if b.judged]
+    filled = [b for b in judged if b.value is None]
+    assert len(judged) == (n if mode in ("breaching", "not_breaching") else min(n, len(real)))
+    assert all(b.breaching is (mode == "breaching") for b in filled)
+    assert sum(1 for b in judged if b.breaching) == breaching
 
 
-def test_window_is_the_n_complete_buckets_before_the_filling_one() -> None:
+def test_the_range_is_n_plus_two_complete_buckets_before_the_filling_one() -> None:
     buckets = window(spec(n=3), [], NOW)
-    assert [b.start for b in buckets] == [T0 - 3 * MIN, T0 - 2 * MIN, T0 - MIN]
+    assert [b.start for b in buckets] == [T0 - k * MIN for k in range(5, 0, -1)]
     buckets = window(spec(n=3, complete=False), [], NOW)
-    assert [b.start for b in buckets] == [T0 - 2 * MIN, T0 - MIN, T0]
+    assert [b.start for b in buckets] == [T0 - k * MIN for k in range(4, -1, -1)]
 
 
 def test_points_outside_the_window_are_ignored() -> None:
@@ -130,12 +143,16 @@ def test_several_points_in_one_bucket_newest_wins(order: str, newest: float, sta
 
 
 def test_value_and_reason() -> None:
-    ev = evaluate(spec(3, 5), series(B, 7.0, 9.0, _, _), NOW)
+    ev = evaluate(spec(3, 3), series(B, 7.0, 9.0, _, _), NOW)
     assert (ev.value, ev.value_at) == (9.0, T0 - 3 * MIN)
     assert ev.reason == "1 of 3 datapoints breach > 100 (alarm at 3)"
-    ev = evaluate(spec(3, 5, "breaching"), series(B, 7.0, 9.0, _, _), NOW)
-    assert ev.reason == "3 of 5 datapoints breach > 100 (alarm at 3)"
-    ev = evaluate(spec(3, 5, "ignore"), [], NOW, ALARM)
+    ev = evaluate(spec(3, 3, "breaching"), series(_, _, 9.0, _, _), NOW)
+    assert ev.reason == "2 of 3 datapoints breach > 100 (alarm at 3; 2 missing counted as breaching)"
+    ev = evaluate(spec(3, 3), series(_, _, _, B, B), NOW)
+    assert ev.reason == "2 of 2 datapoints breach > 100, too recent to decide (the oldest 2 of 3 periods ago)"
+    ev = evaluate(spec(3, 3), series(_, _, B, _, _), NOW)
+    assert ev.reason == "1 of 1 datapoints breach > 100, the oldest 3 periods ago (alarm at 3 periods old)"
+    ev = evaluate(spec(3, 3, "ignore"), [], NOW, ALARM)
     assert (ev.value, ev.value_at) == (None, None)
     assert ev.reason == "no datapoints in the last 5 periods (state kept: ignore)"
 
@@ -251,13 +268,15 @@ def test_evaluation_invariants(s: RuleSpec, points, previous: RuleState) -> None
     assert 0 <= ev.breaching <= s.evaluation_periods
     assert 0 <= ev.present <= s.evaluation_periods
     starts = [b.start for b in ev.buckets]
-    assert len(starts) == s.evaluation_periods
+    assert len(starts) == s.evaluation_periods + 2  # the evaluation range
     assert all(later - earlier == s.period for earlier, later in zip(starts, starts[1:]))
     assert all(align(x, s.period) == x for x in starts)
     last_end = starts[-1] + s.period
     assert last_end <= NOW if s.complete_buckets_only else starts[-1] <= NOW < last_end
-    if ev.state is ALARM and not (s.missing_data == "ignore" and ev.present == 0):
-        assert ev.breaching >= s.datapoints_to_alarm
+    assert sum(b.judged for b in ev.buckets) <= s.evaluation_periods
+    if ev.state is ALARM and s.missing_data != "ignore":
+        # M breaches, or fewer datapoints than M that all breach and are old enough (the guide's rule)
+        assert ev.breaching >= s.datapoints_to_alarm or (s.missing_data == "missing" and ev.breaching == ev.present > 0)
 
 
 @settings(max_examples=200)
@@ -420,7 +439,7 @@ def reference_window(s: RuleSpec, points, now: datetime, since: datetime | None 
         return epoch + timedelta(microseconds=us - us % p_us)
 
     end = start_of(now) + (s.period if not s.complete_buckets_only else timedelta(0))
-    starts = [end - s.period * k for k in range(s.evaluation_periods, 0, -1)]
+    starts = [end - s.period * k for k in range(s.evaluation_periods + 2, 0, -1)]
     out = []
     for start in starts:
         inside = [(ts, v) for ts, v in points if start_of(ts) == start]
@@ -433,6 +452,29 @@ def reference_window(s: RuleSpec, points, now: datetime, since: datetime | None 
         else:
             out.append((start, kept[1], s.threshold.breached_by(kept[1])))
     return out
+
+
+def reference_state(s: RuleSpec, buckets, previous: RuleState) -> RuleState:
+    """SPEC 4.1 in the guide's words, on the range's marks (X breaching, 0 not, - missing)."""
+    marks = ["-" if b[1] is None else ("X" if b[2] else "0") for b in buckets]
+    real = [c for c in marks if c != "-"]
+    n, m, mode = s.evaluation_periods, s.datapoints_to_alarm, s.missing_data
+    if len(real) >= n:  # the N most recent datapoints that exist; missing_data plays no part
+        return ALARM if real[-n:].count("X") >= m else OK
+    if mode == "breaching":  # fill the N - len(real) gaps as breaching
+        return ALARM if real.count("X") + n - len(real) >= m else OK
+    if mode == "not_breaching":
+        return ALARM if real.count("X") >= m else OK
+    undecided = previous if mode == "ignore" else INSUF
+    if not real:
+        return undecided
+    if real.count("X") >= m:
+        return ALARM
+    if "0" in real:
+        return OK
+    if len(marks) - marks.index("X") >= m:  # the oldest breach is at least M periods old
+        return ALARM if mode == "missing" else previous
+    return undecided
 
 
 ON_A_BOUNDARY = st.integers(-28_800, 200).map(lambda k: k * 500_000)  # bucket edges of every period below
@@ -452,7 +494,14 @@ def test_scan_matches_the_plain_definition(s: RuleSpec, period, raw, now_us: int
     now = T0 + timedelta(microseconds=now_us)
     points = [(T0 + timedelta(microseconds=us), v) for us, v in raw]
     since = None if since_us is None else T0 + timedelta(microseconds=since_us)
-    assert [tuple(b) for b in window(s, points, now, since)] == reference_window(s, points, now, since)
+    assert [tuple(b)[:3] for b in window(s, points, now, since)] == reference_window(s, points, now, since)
     ev = evaluate(s, points, now)
     newest = [b for b in reference_window(s, points, now) if b[1] is not None]
     assert (ev.value, ev.value_at) == ((newest[-1][1], newest[-1][0]) if newest else (None, None))
+
+
+@settings(max_examples=500)
+@given(specs(), points_st, st.sampled_from(list(RuleState)), st.integers(0, 120))
+def test_the_state_matches_the_plain_definition(s: RuleSpec, points, previous: RuleState, now_s: int) -> None:
+    now = T0 + timedelta(seconds=now_s)
+    assert evaluate(s, points, now, previous).state is reference_state(s, reference_window(s, points, now), previous)

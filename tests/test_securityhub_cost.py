@@ -133,11 +133,11 @@ async def test_each_poll_is_a_fresh_reading_kept_in_a_short_history(moto_url: st
     t0 = datetime(2026, 1, 2, tzinfo=UTC)
     async with started(src):
         readings = []
-        for i in range(5):
+        for i in range(8):
             import_findings(moto_url, region, [finding(f"hist-{i}", "CRITICAL", region)])
             readings.append((t0 + timedelta(seconds=i), float(i + 1)))
             points = (await src.poll(t0 + timedelta(seconds=i)))["t/crit"]
-            assert points == readings[-4:]  # evaluation_periods + 2 kept
+            assert points == readings[-6:]  # the evaluation range (N + 2) + 2 kept
 
 
 async def test_region_is_the_sources_own_else_the_aws_sections(moto_url: str, aws_env: dict[str, str]) -> None:

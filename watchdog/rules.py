@@ -8,7 +8,7 @@ bucket holds several, the newest wins. A value of the wrong kind (a number for
 
 The still-filling bucket: for aggregated statistics (CloudWatch) the bucket
 that contains `now` is excluded, because a p99 or Sum over a partial period is
-not comparable with a full one; the window is the N buckets before it. For
+not comparable with a full one; the evaluation range ends before it. For
 sampled sources (one reading per poll) each reading is already complete, so
 the current bucket is included (`complete_buckets_only=False`).
 """
@@ -50,20 +50,21 @@ class RuleSpec:
 
 
 class Bucket(NamedTuple):
-    # A tuple, not a dataclass: one is built per bucket per rule per poll (5 000 rules x N).
+    # A tuple, not a dataclass: one is built per bucket per rule per poll (5 000 rules x N+2).
     start: datetime
     value: Value | None
-    breaching: bool | None  # None: missing
+    breaching: bool | None  # None: missing (and not filled)
+    judged: bool = False  # one of the N the state was decided on (a real datapoint or a filled gap)
 
 
 class Evaluation(NamedTuple):
     state: RuleState
-    value: Value | None  # the newest present value in the window
+    value: Value | None  # the newest present value in the evaluation range
     value_at: datetime | None  # start of that value's bucket
-    breaching: int
-    present: int
+    breaching: int  # of the judged buckets, filled gaps included
+    present: int  # real datapoints judged
     needed: int
-    buckets: tuple[Bucket, ...]
+    buckets: tuple[Bucket, ...]  # the evaluation range, oldest first
     reason: str
 
 
@@ -72,32 +73,40 @@ def align(ts: datetime, period: timedelta) -> datetime:
     return ts - (ts - EPOCH) % period
 
 
+def evaluation_range(n: int) -> int:
+    """How many buckets a rule of N evaluation periods looks at. CloudWatch retrieves 5 for N = 3 and
+    does not document other N; the watchdog takes N + 2 for every N: two buckets of slack for late or
+    lost datapoints, and no more, so a value that stopped flowing ages out soon."""
+    return n + 2
+
+
 def window(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: datetime | None = None) -> list[Bucket]:
-    """The N buckets to judge, oldest first; buckets starting before `since` count as missing."""
+    """The evaluation range's buckets, oldest first; buckets starting before `since` count as missing."""
     return list(_scan(spec, points, grid(spec, now), since)[0])
 
 
 def grid(spec: RuleSpec, now: datetime) -> list[datetime]:
-    """The window's N+1 bucket edges, oldest first. Rules that share period, N and `now` share it
-    (the board computes it once for them)."""
+    """The evaluation range's bucket edges (N + 3 of them), oldest first. Rules that share period, N and
+    `now` share it (the board computes it once for them)."""
     period = spec.period
-    n = spec.evaluation_periods
+    r = evaluation_range(spec.evaluation_periods)
     end = now - (now - EPOCH) % period
     if not spec.complete_buckets_only:
         end += period
-    first = end - period * n
-    return [first + period * k for k in range(n + 1)]
+    first = end - period * r
+    return [first + period * k for k in range(r + 1)]
 
 
 def _scan(
     spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetime], since: datetime | None
-) -> tuple[tuple[Bucket, ...], int, int, Bucket | None]:
-    """The window's buckets, how many are present and breaching, and the newest present one."""
+) -> tuple[tuple[Bucket, ...], list[int], int]:
+    """The range's buckets, the indexes of those that hold a datapoint (oldest first), and how many of
+    those breach."""
     n = len(edges) - 1
-    newest_ts: list[datetime | None] = [None] * (n + 2)  # slots 0 and n+1: before and after the window
+    newest_ts: list[datetime | None] = [None] * (n + 2)  # slots 0 and n+1: before and after the range
     newest_v: list[Value | None] = [None] * (n + 2)
     for ts, value in points:
-        k = bisect_right(edges, ts)  # 1..n inside the window
+        k = bisect_right(edges, ts)  # 1..n inside the range
         held = newest_ts[k]
         if held is None or held <= ts:
             newest_ts[k], newest_v[k] = ts, value
@@ -105,21 +114,20 @@ def _scan(
     wants_bool = isinstance(threshold.value, bool)
     compare, limit = threshold.compare, threshold.value
     buckets = []
-    present = breaching = 0
-    newest = None
+    present: list[int] = []
+    breaching = 0
     for k in range(1, n + 1):
         start = edges[k - 1]
         value_k = newest_v[k]
         # A value of the wrong kind (bool vs number) is missing, never "not breaching".
         if value_k is not None and isinstance(value_k, bool) is wants_bool and (since is None or start >= since):
             hit = compare(value_k, limit)
-            newest = Bucket(start, value_k, hit)
-            buckets.append(newest)
-            present += 1
+            buckets.append(Bucket(start, value_k, hit))
+            present.append(k - 1)
             breaching += hit
         else:
             buckets.append(Bucket(start, None, None))
-    return tuple(buckets), present, breaching, newest
+    return tuple(buckets), present, breaching
 
 
 def change_points(points: Sequence[Datapoint], over: timedelta, period: timedelta) -> list[Datapoint]:
@@ -152,28 +160,67 @@ def evaluate(
     previous: RuleState = RuleState.INSUFFICIENT_DATA,
     edges: Sequence[datetime] | None = None,
 ) -> Evaluation:
-    """The rule's state now, with CloudWatch's meanings of `missing_data`. `edges`: `grid(spec, now)`
-    when the caller already has it."""
-    buckets, present, breaching, newest = _scan(spec, points, edges or grid(spec, now), None)
-    n = len(buckets)
-    m = spec.datapoints_to_alarm
-    mode = spec.missing_data
-    if mode == "breaching":
-        breaching += n - present
-    if not present and mode in ("missing", "ignore"):
-        state = previous if mode == "ignore" else RuleState.INSUFFICIENT_DATA
-        reason = f"no datapoints in the last {n} periods" + (" (state kept: ignore)" if mode == "ignore" else "")
-        return _result(state, buckets, newest, breaching, present, m, reason)
-    state = RuleState.ALARM if breaching >= m else RuleState.OK
-    counted = n if mode in ("breaching", "not_breaching") else present
-    reason = f"{breaching} of {counted} datapoints breach {spec.threshold} (alarm at {m})"
-    return _result(state, buckets, newest, breaching, present, m, reason)
+    """The rule's state now, as CloudWatch documents it (SPEC 4.1). `edges`: `grid(spec, now)` when the
+    caller already has it.
+
+    With N or more datapoints in the range, the N most recent that exist are judged and `missing_data`
+    plays no part. With fewer, every real one is judged and as few gaps as possible (the most recent) are
+    filled: `breaching` / `not_breaching` count them as such; `missing` decides on what exists; `ignore`
+    does too, and keeps `previous` where `missing` could not decide or alarms only by the rule below.
+    CloudWatch's rule against premature alarms: with fewer than M datapoints, all of them breaching, the
+    rule alarms once the oldest of them is at least M buckets old, and not before.
+    """
+    buckets, present, real_breaching = _scan(spec, points, edges or grid(spec, now), None)
+    n, m, mode, r = spec.evaluation_periods, spec.datapoints_to_alarm, spec.missing_data, len(buckets)
+    newest = buckets[present[-1]] if present else None
+    if len(present) >= n:
+        judged = present[-n:]
+        hits = sum(1 for k in judged if buckets[k].breaching)
+        marked = _mark(buckets, judged, (), False)
+        state = RuleState.ALARM if hits >= m else RuleState.OK
+        return _result(state, marked, newest, hits, n, m, f"{hits} of {n} datapoints breach "
+                       f"{spec.threshold} (alarm at {m})")
+    if mode in ("breaching", "not_breaching"):
+        fill = n - len(present)
+        gaps = [k for k in range(r) if buckets[k].breaching is None][-fill:]
+        hits = real_breaching + (fill if mode == "breaching" else 0)
+        marked = _mark(buckets, present, gaps, mode == "breaching")
+        state = RuleState.ALARM if hits >= m else RuleState.OK
+        return _result(state, marked, newest, hits, len(present), m, f"{hits} of {n} datapoints breach "
+                       f"{spec.threshold} (alarm at {m}; {fill} missing counted as {mode.replace('_', ' ')})")
+    marked = _mark(buckets, present, (), False)
+    kept = " (state kept: ignore)" if mode == "ignore" else ""
+    undecided = previous if mode == "ignore" else RuleState.INSUFFICIENT_DATA
+    if not present:
+        return _result(undecided, marked, None, 0, 0, m, f"no datapoints in the last {r} periods{kept}")
+    seen = f"{real_breaching} of {len(present)} datapoints breach {spec.threshold}"
+    if real_breaching >= m:
+        return _result(RuleState.ALARM, marked, newest, real_breaching, len(present), m, f"{seen} (alarm at {m})")
+    if real_breaching < len(present):
+        return _result(RuleState.OK, marked, newest, real_breaching, len(present), m, f"{seen} (alarm at {m})")
+    age = r - present[0]  # in buckets; the newest bucket of the range is 1 old
+    if age >= m:
+        state = RuleState.ALARM if mode == "missing" else previous
+        return _result(state, marked, newest, real_breaching, len(present), m,
+                       f"{seen}, the oldest {age} periods ago (alarm at {m} periods old){kept}")
+    return _result(undecided, marked, newest, real_breaching, len(present), m,
+                   f"{seen}, too recent to decide (the oldest {age} of {m} periods ago){kept}")
+
+
+def _mark(buckets: tuple[Bucket, ...], real: Sequence[int], gaps: Sequence[int], filled: bool) -> tuple[Bucket, ...]:
+    out = list(buckets)
+    for k in real:
+        out[k] = out[k]._replace(judged=True)
+    for k in gaps:
+        out[k] = out[k]._replace(breaching=filled, judged=True)
+    return tuple(out)
 
 
 def evaluate_fresh(
     spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: datetime, lenient_m: bool = True
 ) -> Evaluation:
-    """Judge only buckets that start at or after `since` (an action's end).
+    """Judge only buckets that start at or after `since` (an action's end): the N most recent of them
+    that hold a datapoint.
 
     Used to verify a level and to watch a mitigated incident. Missing buckets are
     never evidence here, whatever `missing_data` says: with no fresh datapoint the
@@ -182,14 +229,16 @@ def evaluate_fresh(
     (`lenient_m`, for the rules that must prove they recovered); otherwise the
     full M is needed, so one blip of a bystander rule does not escalate.
     """
-    buckets, present, breaching, newest = _scan(spec, points, grid(spec, now), since)
+    buckets, present, _ = _scan(spec, points, grid(spec, now), since)
     if not present:
-        return _result(RuleState.INSUFFICIENT_DATA, buckets, newest, 0, 0, spec.datapoints_to_alarm,
+        return _result(RuleState.INSUFFICIENT_DATA, buckets, None, 0, 0, spec.datapoints_to_alarm,
                        "no datapoint newer than the action yet")
-    needed = min(spec.datapoints_to_alarm, present) if lenient_m else spec.datapoints_to_alarm
-    state = RuleState.ALARM if breaching >= needed else RuleState.OK
-    reason = f"{breaching} of {present} datapoints since the action breach {spec.threshold} (alarm at {needed})"
-    return _result(state, buckets, newest, breaching, present, needed, reason)
+    judged = present[-spec.evaluation_periods:]
+    hits = sum(1 for k in judged if buckets[k].breaching)
+    needed = min(spec.datapoints_to_alarm, len(judged)) if lenient_m else spec.datapoints_to_alarm
+    state = RuleState.ALARM if hits >= needed else RuleState.OK
+    reason = f"{hits} of {len(judged)} datapoints since the action breach {spec.threshold} (alarm at {needed})"
+    return _result(state, _mark(buckets, judged, (), False), buckets[present[-1]], hits, len(judged), needed, reason)
 
 
 def _result(state: RuleState, buckets: tuple[Bucket, ...], newest: Bucket | None, breaching: int, present: int,

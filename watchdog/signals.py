@@ -20,6 +20,7 @@ from watchdog.rules import (
     RuleState,
     change_points,
     evaluate,
+    evaluation_range,
     grid,
 )
 
@@ -123,7 +124,7 @@ class SignalBoard:
         change = slot.rule.change
         if change is None:
             return list(points)
-        horizon = now - change.over - slot.spec.period * (slot.spec.evaluation_periods + 2)
+        horizon = now - change.over - slot.spec.period * (evaluation_range(slot.spec.evaluation_periods) + 2)
         merged = {ts: v for ts, v in slot.history if ts >= horizon}
         merged.update((ts, v) for ts, v in points if ts >= horizon)
         slot.history = sorted(merged.items())  # kept through failed polls, unlike `points`

@@ -11,7 +11,7 @@ import aiohttp
 
 from watchdog.config.sources import HttpJsonSource, PrometheusSource
 from watchdog.retrying import Sleep
-from watchdog.rules import Datapoint, align
+from watchdog.rules import Datapoint, align, evaluation_range
 from watchdog.signals import Query
 
 __all__ = ["HttpSampled", "Query", "Readings", "Source", "SourceError"]
@@ -67,7 +67,7 @@ class Readings:
     """
 
     def __init__(self, queries: Sequence[Query], interval: timedelta | None = None):
-        keep = max((q.rule.evaluation_periods for q in queries), default=1) + 2
+        keep = evaluation_range(max((q.rule.evaluation_periods for q in queries), default=1)) + 2
         self._points: dict[str, deque[Datapoint]] = {q.key: deque(maxlen=keep) for q in queries}
         self._interval = interval
 

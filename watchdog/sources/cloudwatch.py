@@ -22,7 +22,7 @@ from watchdog.config.models import AwsSection
 from watchdog.config.sources import CloudWatchSource
 from watchdog.metrics import Metrics
 from watchdog.retrying import Sleep
-from watchdog.rules import EPOCH, Datapoint
+from watchdog.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource, aws_client, is_retryable
 from watchdog.sources.base import Query, SourceError
 
@@ -85,7 +85,7 @@ def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> l
 
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
     """One window for all queries, its start aligned to every period so buckets line up: back to the first
-    of each rule's N complete buckets, and no further for a plain metric rule (an older bucket is never
+    bucket of each rule's evaluation range, and no further for a plain metric rule (an older bucket is never
     judged, and each is another datapoint per query to fetch, parse and scan). A change rule also needs the
     bucket `over` before each judged one (whole periods, rounded up); an expression one period more, since
     CloudWatch computes RATE, DIFF and the like only inside the range asked for."""
@@ -101,7 +101,7 @@ def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, dat
 
 def _lookback(q: Query, period_s: int) -> int:
     rule = q.rule
-    periods = rule.evaluation_periods
+    periods = evaluation_range(rule.evaluation_periods)
     if rule.change is not None:
         periods += math.ceil(rule.change.over.total_seconds() / period_s)
     if rule.expression is not None:
