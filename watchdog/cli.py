@@ -11,9 +11,10 @@ import gc
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watchdog import __version__, cli_control, cli_incidents
+from watchdog import __version__, cli_control, cli_incidents, cli_replay
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.rules import format_value
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, help="path to config.yaml")
     run.add_argument("--dry-run", action="store_true", help="decide and record everything, execute no action")
     run.add_argument("--once", action="store_true", help="poll and evaluate once, print every rule, exit 1 if one alarms")
+    run.add_argument("--record", metavar="FILE", help="append every poll's answer to FILE (JSON lines) for `replay`")
 
     check = sub.add_parser("check-config", help="validate the configuration without touching the network")
     check.add_argument("-c", "--config", required=True)
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_control.add_parsers(sub)
     cli_incidents.add_parser(sub)
+    cli_replay.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service)")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_control.run(args)
         if args.command == "incidents":
             return cli_incidents.run(args)
+        if args.command == "replay":
+            return cmd_replay(args)
         if args.command == "demo":
             from watchdog.demo.story import run_demo
 
@@ -100,6 +105,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from watchdog.logs import setup_logging
+    from watchdog.redact import redactor_for
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    setup_logging("error", sys.stderr, redactor_for(cfg))  # the replayed runtime's own lines would drown the answer
+    return cli_replay.run(args, cfg)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from watchdog.validate import render, validate
 
@@ -118,6 +134,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
+    if args.record:
+        cfg = cfg.model_copy(update={"watchdog": cfg.watchdog.model_copy(update={"record": Path(args.record)})})
     # With --once the table goes to stdout, so the logs step aside to stderr.
     setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout, redactor_for(cfg))
     if args.once:

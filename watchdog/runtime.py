@@ -28,6 +28,7 @@ from watchdog.metrics import Metrics, RuleSeries
 from watchdog.notify import Notifier
 from watchdog.pause import Pause
 from watchdog.pausing import PauseKeeper
+from watchdog.recording import Recorder
 from watchdog.redact import Redactor
 from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
@@ -49,7 +50,7 @@ class Runtime:
                  source_factory: SourceFactory,
                  executors: dict[str, TargetExecutor], pausing: PauseKeeper, statewatch: StateWatch, tasks: Tasks,
                  failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
-                 runners: Mapping[str, Runner]):
+                 runners: Mapping[str, Runner], recorder: Recorder):
         self.cfg, self.clock, self.dry_run, self.metrics = cfg, clock, dry_run, metrics
         self.rule_series = RuleSeries(metrics)
         self.journal, self.writer, self.lock, self.session = journal, writer, lock, session
@@ -58,6 +59,7 @@ class Runtime:
         self.source_factory = source_factory  # how a reload builds its sources: the same kind as at start
         self.pausing, self.statewatch, self.tasks = pausing, statewatch, tasks
         self.failpoints, self.new_incident_id, self.runners = failpoints, new_incident_id, runners
+        self.recorder = recorder  # every poll's answer, for a later replay (watchdog/recording.py)
         self.scheduler_running: Callable[[], bool] = lambda: False  # the lifecycle says (app.py)
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
         self._polls: set[asyncio.Task[Any]] = set()
@@ -112,15 +114,16 @@ class Runtime:
         try:
             data = await self._read(name, src, now, deadline)
         except SourceError as exc:
-            self._source_failed(name, str(exc), now)
+            self._source_failed(name, src, str(exc), now)
         except TimeoutError:
-            self._source_failed(name, f"no try started or answered within {format_duration(deadline)} (one try's "
-                                "timeout and backoff): cut off", now)
+            self._source_failed(name, src, f"no try started or answered within {format_duration(deadline)} (one "
+                                "try's timeout and backoff): cut off", now)
         except Exception as exc:  # an unexpected failure is still only a failed poll
-            self._source_failed(name, f"{type(exc).__name__}: {exc}", now)
+            self._source_failed(name, src, f"{type(exc).__name__}: {exc}", now)
         else:
             board.source_ok(name, dict(data), now)
             self.metrics.source_up.labels(name).set(1)
+            self.recorder.polled(name, board.sources[name].type, src.sampled, now, data, None)
         finally:
             self._inflight.pop(name, None)
         self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
@@ -152,9 +155,10 @@ class Runtime:
             with on_attempt(attempt_started):
                 return await src.poll(now)
 
-    def _source_failed(self, name: str, error: str, now: datetime) -> None:
+    def _source_failed(self, name: str, src: Source, error: str, now: datetime) -> None:
         error = self.redactor.text(error)
         self.board.source_failed(name, error, now)
+        self.recorder.polled(name, self.board.sources[name].type, src.sampled, now, None, error)
         self.metrics.source_up.labels(name).set(0)
         self.metrics.source_errors.labels(name).inc()
         log.warning("source_poll_failed", source=name, error=error)

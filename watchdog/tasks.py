@@ -48,6 +48,12 @@ class Tasks:
             exc = task.exception()
             log.error("task_crashed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
 
+    async def settle(self, prefixes: tuple[str, ...]) -> None:
+        """Until no task whose name starts with one of `prefixes` runs, those it starts included (a replay
+        lets each level and check finish before its clock moves on)."""
+        while running := [t for t in self._tasks if t.get_name().startswith(prefixes) and not t.done()]:
+            await asyncio.wait(running)
+
     async def cancel_all(self, timeout: float) -> None:
         await finish(list(self._tasks), 0.0, then_wait=timeout)
 

@@ -30,6 +30,7 @@ from watchdog.notify import Notifier, build_channels
 from watchdog.outbox import MemoryOutbox
 from watchdog.outbox_sqlite import SqliteOutbox
 from watchdog.pausing import PauseKeeper
+from watchdog.recording import FileRecorder, NoRecorder, Recorder
 from watchdog.redact import redactor_for
 from watchdog.runtime import Runtime
 from watchdog.signals import SignalBoard
@@ -66,7 +67,8 @@ async def build_runtime(
     write handed to the writer thread. StoreError or LockHeld (one line) before any network is touched.
     `sources` builds each configured source (a reload uses it too) and `runners` run the actions and checks
     by `type`: the real ones unless a caller (a replay: sources answering from history, actions that only
-    record) hands in its own, so that it runs this very runtime and not a copy of it."""
+    record) hands in its own, so that it runs this very runtime and not a copy of it. With `watchdog.record`
+    set, every poll's answer is appended to that file, for a later `replay`."""
     clock = clock or SystemClock()
     metrics = Metrics()
     tasks = Tasks()
@@ -99,6 +101,9 @@ async def build_runtime(
         for src in started.values():
             undo.push_async_callback(src.close)
         pausing = PauseKeeper(journal, metrics, clock, targets)
+        record = cfg.watchdog.record
+        recorder: Recorder = FileRecorder(record) if record is not None else NoRecorder()
+        undo.callback(recorder.close)
         if runners is None:
             runners = build_runners(session, process_environment())
         runtime = Runtime(
@@ -107,7 +112,7 @@ async def build_runtime(
             redactor=redactor_for(cfg), alerts=alerts, board=board, sources=started, source_factory=sources,
             executors=executors,
             pausing=pausing, statewatch=watch, tasks=tasks, failpoints=failpoints or Failpoints(),
-            new_incident_id=incident_ids(), runners=runners)
+            new_incident_id=incident_ids(), runners=runners, recorder=recorder)
         for t in cfg.targets:
             executors[t.name] = executor_for(runtime, t)
         holder.append(runtime)
@@ -198,6 +203,7 @@ async def close_runtime(runtime: Runtime) -> None:
         await src.close()
     await runtime.notifier.close()
     await runtime.session.close()
+    runtime.recorder.close()
     if runtime.lock is None:  # a store handed in is the caller's to close
         return
     lost = await runtime.writer.stop(timeout=5)

@@ -47,6 +47,8 @@ class WatchdogSection(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # How long SIGTERM waits for a running level before it is recorded as interrupted.
     shutdown_grace: ShutdownGrace = timedelta(seconds=30)
+    # Append every poll's answer to this JSON-lines file, for `replay` (like `run --record FILE`).
+    record: Path | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -143,3 +143,20 @@ def _key_at(node: yaml.Node | None, path: Path_, line: int, column: int) -> Path
 
 def _cut(text: str, size: int = 40) -> str:
     return text if len(text) <= size else text[: size - 3] + "..."
+
+
+def read_data(path: str | Path) -> Any:
+    """A data file (labels, the decision corpus) as YAML or JSON (JSON is YAML), refused as a config
+    would be; Refused (one line) for anything else, OSError when it cannot be read."""
+    text = decode(read_bytes(path))
+    refuse_anchors(text)
+    try:
+        return yaml.load(text, Loader=Loader)
+    except DuplicateKey as dup:
+        raise Refused(f"duplicate key ({dup.where})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise Refused(f"not YAML or JSON: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}{where}") from None
+    except RecursionError:
+        raise Refused("nested too deeply to read") from None

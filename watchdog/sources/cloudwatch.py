@@ -199,7 +199,10 @@ class CloudWatch(AwsSource):
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         if not self._queries:
             return {}
-        start, end = fetch_window(self._queries, now)
+        return await self.fetch(*fetch_window(self._queries, now))
+
+    async def fetch(self, start: datetime, end: datetime) -> dict[str, list[Datapoint]]:
+        """Every query's datapoints in [start, end): a poll's window, or a window of history (replay)."""
         ids, counts = self._ids, self._counts
         out: dict[str, list[Datapoint]] = {key: [] for key in ids.values()}
         samples: dict[str, list[Datapoint]] = {key: [] for key in counts.values()}

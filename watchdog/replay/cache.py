@@ -1,0 +1,87 @@
+"""The replay's local cache of CloudWatch history: a SQLite file, datapoints keyed by query and bucket,
+and per query the spans already fetched. Only a replay reads or writes it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from watchdog.rules import Datapoint
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (query TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+                                   PRIMARY KEY (query, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fetched (query TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS fetched_query ON fetched (query);
+"""
+
+
+class CacheError(Exception):
+    """The cache file cannot be opened or read; one line."""
+
+
+class HistoryCache:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path))
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise CacheError(f"cache {path}: schema version {version}, this build reads {SCHEMA_VERSION}")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise CacheError(f"cache {path} cannot be used: {exc} (delete it to start afresh)") from None
+        except OSError as exc:
+            raise CacheError(f"cache {path} cannot be used: {exc.strerror or exc}") from None
+        self._spans: dict[str, list[tuple[float, float]]] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def covered(self, query: str, start: datetime, end: datetime) -> bool:
+        spans = self._spans.get(query)
+        if spans is None:
+            rows = self._read("SELECT start, \"end\" FROM fetched WHERE query = ? ORDER BY start", (query,))
+            spans = self._spans[query] = _merge([(float(a), float(b)) for a, b in rows])
+        a, b = start.timestamp(), end.timestamp()
+        return any(s <= a and b <= e for s, e in spans)
+
+    def put(self, query: str, points: Iterable[Datapoint], start: datetime, upto: datetime) -> None:
+        """The window's datapoints, and [start, upto) marked fetched (nothing when upto <= start)."""
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?)",
+                                     [(query, ts.timestamp(), float(v)) for ts, v in points])
+                if upto > start:
+                    self._db.execute("INSERT INTO fetched VALUES (?, ?, ?)", (query, start.timestamp(), upto.timestamp()))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cache {self.path} cannot be written: {exc}") from None
+        self._spans.pop(query, None)
+
+    def points(self, query: str, start: datetime, end: datetime) -> list[Datapoint]:
+        rows = self._read("SELECT ts, value FROM points WHERE query = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                          (query, start.timestamp(), end.timestamp()))
+        return [(datetime.fromtimestamp(ts, timezone.utc), value) for ts, value in rows]
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[float, float]]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise CacheError(f"cache {self.path} cannot be read: {exc} (delete it to start afresh)") from None
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

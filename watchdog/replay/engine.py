@@ -1,0 +1,152 @@
+"""The replay: the runtime `run` builds (wiring.build_runtime), driven over history on a simulated clock.
+
+Nothing here decides: the sources answer from history (replay/sources.py), the actions and checks only
+record and succeed at once, the journal is in memory, no notification channel is built, and the clock
+moves from one poll to the next as the scheduler would have run them. What the runtime decided is read
+back from its own journal (replay/outcome.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from watchdog.actions.base import Step
+from watchdog.config.models import Config
+from watchdog.config.models import Source as SourceConfig
+from watchdog.events import Event
+from watchdog.journal import MemoryStore
+from watchdog.replay.sources import HistorySource
+from watchdog.runtime import Runtime
+from watchdog.signals import Query
+from watchdog.sources import SourceDeps
+from watchdog.sources.base import Source
+from watchdog.wiring import build_runtime, close_runtime
+
+
+class SimClock:
+    def __init__(self, start: datetime):
+        self._start = self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return (self._now - self._start).total_seconds()
+
+    def set(self, now: datetime) -> None:
+        self._now = max(self._now, now)
+
+
+@dataclass
+class RecordingRunner:
+    """Runs nothing: notes the step and succeeds at once."""
+
+    ran: list[tuple[datetime, str]] = field(default_factory=list)
+    clock: SimClock | None = None
+
+    async def run(self, action: Step) -> str:
+        self.ran.append((self.clock.now() if self.clock else datetime.min, action.describe()))
+        return "replayed: not run"
+
+
+@dataclass(frozen=True)
+class PauseWindow:
+    target: str | None  # None: every target
+    start: datetime
+    end: datetime
+    reason: str = "replayed pause"
+
+
+@dataclass
+class Replayed:
+    store: MemoryStore
+    events: list[Event]
+    ran: list[tuple[datetime, str]]
+    polls: dict[str, int]
+    start: datetime
+    end: datetime
+    states: dict[str, list[Transition]]  # per rule key, each change of its state
+    sources: dict[str, HistorySource]
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: datetime
+    state: str
+    reason: str
+    judged: tuple[datetime, ...]  # the buckets the new state was decided on
+
+
+Builder = Callable[[SourceConfig, Sequence[Query]], HistorySource]
+
+
+def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Sequence[datetime]]) -> list[tuple[datetime, int, str]]:
+    """When each source is polled: at its recorded times where there are some, else every `interval`."""
+    out: list[tuple[datetime, int, str]] = []
+    for order, s in enumerate(cfg.sources):
+        if s.name in polls:
+            out.extend((t, order, s.name) for t in polls[s.name] if start <= t <= end)
+            continue
+        t = start
+        while t <= end:
+            out.append((t, order, s.name))
+            t += s.interval
+    heapq.heapify(out)
+    return [heapq.heappop(out) for _ in range(len(out))]
+
+
+async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
+                 polls: Mapping[str, Sequence[datetime]] | None = None, skip: Sequence[str] = (),
+                 pauses: Sequence[PauseWindow] = (), resolve_after: timedelta | None = None) -> Replayed:
+    """Drive the runtime from `start` to `end`. `skip`: sources never polled (their rules stay without data).
+    `resolve_after`: a mitigated incident is resolved that long after it was mitigated, as a human would."""
+    quiet = cfg.model_copy(update={"notifications": []})  # nothing is sent
+    clock = SimClock(start)
+    runner = RecordingRunner(clock=clock)
+    events: list[Event] = []
+    built: dict[str, HistorySource] = {}
+
+    def sources(c: SourceConfig, queries: Sequence[Query], _deps: SourceDeps) -> Source:
+        built[c.name] = build(c, queries)
+        return built[c.name]
+
+    store = MemoryStore(keep=10_000_000)
+    rt = await build_runtime(quiet, clock=clock, dry_run=False, store=store, sources=sources,
+                             runners={"http": runner, "command": runner},
+                             listeners=[lambda ev, _dry: events.append(ev)])
+    states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
+    keys_of = {t.name: [k for k, slot in rt.board.slots.items() if slot.target == t.name] for t in quiet.targets}
+    todo = sorted(pauses, key=lambda p: p.start)
+    try:
+        for at, _, name in schedule(quiet, start, end, polls or {}):
+            if name in skip:
+                continue
+            clock.set(at)
+            while todo and todo[0].start <= at:
+                p = todo.pop(0)
+                await rt.pause(p.target, p.end - p.start, p.reason)
+            if resolve_after is not None:
+                await _resolve_mitigated(rt, at, resolve_after)
+            await rt.poll(name)
+            await rt.tasks.settle(("level:", "checks:"))
+            for target in rt.board.targets_of(name):
+                for key in keys_of[target]:
+                    ev = rt.board.slots[key].evaluation
+                    seen = states[key]
+                    if ev is not None and (not seen or seen[-1].state != ev.state.value):
+                        seen.append(Transition(at, ev.state.value, ev.reason,
+                                               tuple(b.start for b in ev.buckets if b.judged)))
+    finally:
+        await rt.tasks.settle(("level:", "checks:"))
+        await close_runtime(rt)
+    return Replayed(store, events, runner.ran, {n: s.polls for n, s in built.items()}, start, end, states, built)
+
+
+async def _resolve_mitigated(rt: Runtime, at: datetime, after: timedelta) -> None:
+    for ex in rt.executors.values():
+        inc = ex.machine.incident
+        if inc is not None and inc.mitigated_at is not None and at - inc.mitigated_at >= after:
+            await rt.resolve(inc.id, f"replay: resolved {after} after it was mitigated (--resolve-after)")

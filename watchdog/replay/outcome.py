@@ -1,0 +1,101 @@
+"""What a replay decided, read back from the runtime's own journal and events: the would-be incidents
+(target, opened, trigger, levels, how each ended) and the blind spells; as text and as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from watchdog.codec import decode_incident
+from watchdog.escalation import Incident
+from watchdog.replay.engine import Replayed
+from watchdog.rules import format_value
+
+
+@dataclass(frozen=True)
+class Spell:
+    target: str
+    start: datetime
+    end: datetime | None  # None: still blind when the replay ended
+    why: str
+
+
+@dataclass
+class Outcome:
+    start: datetime
+    end: datetime
+    incidents: list[Incident]
+    blind: list[Spell]
+    polls: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": _iso(self.start), "to": _iso(self.end), "polls": self.polls, "notes": self.notes,
+            "incidents": [incident_json(i) for i in self.incidents],
+            "blind": [{"target": b.target, "start": _iso(b.start), "end": _iso(b.end), "why": b.why} for b in self.blind],
+        }
+
+
+def outcome_of(r: Replayed, notes: list[str]) -> Outcome:
+    incidents = [decode_incident(row["snapshot"]) for row in r.store.list_incidents(limit=1_000_000)]
+    incidents.sort(key=lambda i: (i.opened_at, i.target))
+    return Outcome(r.start, r.end, incidents, blind_spells(r), r.polls, notes)
+
+
+def blind_spells(r: Replayed) -> list[Spell]:
+    """From each `blind` event to the target's next event that shows it sees again."""
+    out: list[Spell] = []
+    open_: dict[str, tuple[datetime, str]] = {}
+    for ev in r.events:
+        if ev.kind == "blind":
+            open_.setdefault(ev.target, (ev.at, ev.why))
+        elif ev.target in open_ and ev.kind in ("sight_restored", "mitigated", "level_started", "verification_failed",
+                                                "resolved", "exhausted"):
+            start, why = open_.pop(ev.target)
+            out.append(Spell(ev.target, start, ev.at, why))
+    out.extend(Spell(t, s, None, why) for t, (s, why) in open_.items())
+    return sorted(out, key=lambda s: (s.start, s.target))
+
+
+def highest_level(inc: Incident) -> int:
+    return max((run.level for run in inc.runs if run.outcome != "not_started"), default=0)
+
+
+def end_state(inc: Incident) -> str:
+    return "resolved" if inc.closed_at is not None else inc.phase.value
+
+
+def incident_json(inc: Incident) -> dict[str, Any]:
+    return {
+        "target": inc.target, "id": inc.id, "opened": _iso(inc.opened_at),
+        "trigger": {name: t.to_json() for name, t in sorted(inc.trigger.items())},
+        "levels": [{"level": run.level, "started": _iso(run.started), "finished": _iso(run.finished),
+                    "outcome": run.outcome, "why": run.reason} for run in inc.runs],
+        "highest_level": highest_level(inc), "end": end_state(inc), "mitigated": _iso(inc.mitigated_at),
+        "closed": _iso(inc.closed_at),
+    }
+
+
+def render_text(o: Outcome) -> list[str]:
+    lines = [f"replayed {_iso(o.start)} .. {_iso(o.end)}: " +
+             ", ".join(f"{n} polled {k} times" for n, k in sorted(o.polls.items()))]
+    lines.extend(f"note: {n}" for n in o.notes)
+    lines.append(f"would-be incidents: {len(o.incidents)}")
+    for inc in o.incidents:
+        trig = "; ".join(f"{n} = {format_value(t.value)} {t.threshold} ({t.reason})" for n, t in sorted(inc.trigger.items()))
+        lines.append(f"  {inc.target}  opened {_iso(inc.opened_at)}  trigger: {trig}")
+        runs = ", ".join(f"level {run.level} at {run.started:%m-%d %H:%M:%S}Z ({run.outcome or 'running'})"
+                         for run in inc.runs)
+        ended = end_state(inc)
+        lines.append(f"    levels: {runs or 'none'}; ended {ended} at level {inc.level}")
+    if o.blind:
+        lines.append(f"blind spells: {len(o.blind)}")
+        for b in o.blind:
+            lines.append(f"  {b.target}  {_iso(b.start)} .. {_iso(b.end) or 'the end'}  {b.why}")
+    return lines
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None

@@ -1,0 +1,174 @@
+"""`replay --report FILE.html`: one self-contained page (no script, font or style from anywhere else).
+
+Per rule an SVG chart of its values over the range against its threshold, with the periods it was in
+alarm shaded, the buckets judged when it went into alarm marked, a marker where each level started, and
+the labelled incidents shaded behind (green: a rollback was right; grey: it was not). A week of 1-minute
+data is drawn as a min/max envelope per pixel column, so a one-bucket spike still shows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from pathlib import Path
+
+from watchdog.config.models import Config, Rule
+from watchdog.replay.engine import Replayed, Transition
+from watchdog.replay.labels import Label, Score
+from watchdog.replay.outcome import Outcome, end_state, render_text
+from watchdog.rules import Datapoint, change_points, format_value
+
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 56, 12, 14, 24
+COLUMNS = 480
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#1d2430;
+background:#fafbfc}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2e8;
+padding-bottom:4px}h3{font-size:14px;margin:18px 0 4px}.meta{color:#5b6675}table{border-collapse:collapse;width:100%;
+background:#fff}td,th{border:1px solid #dde2e8;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f0f3f6}
+.score{font-size:16px;padding:8px 12px;background:#fff;border:1px solid #dde2e8;display:inline-block}
+.ok{color:#1a7f37}.bad{color:#b42318}svg.chart{background:#fff;border:1px solid #dde2e8;display:block}
+.values{fill:none;stroke:#2f6fdf;stroke-width:1.3}.threshold{stroke:#b42318;stroke-dasharray:5 4;stroke-width:1.2}
+.alarm-band{fill:#f04438;fill-opacity:.16}.label-band.right{fill:#12b76a;fill-opacity:.14}
+.label-band.wrong{fill:#667085;fill-opacity:.14}.level-marker{stroke:#7a2e0e;stroke-width:1.5}
+.level-text{font-size:11px;fill:#7a2e0e}.judged{fill:#f79009;stroke:#7a2e0e;stroke-width:.6}.axis{font-size:11px;
+fill:#5b6675}.grid{stroke:#eef1f4}.legend span{margin-right:14px}.sw{display:inline-block;width:12px;height:12px;
+vertical-align:-2px;margin-right:4px}pre{white-space:pre-wrap;background:#fff;border:1px solid #dde2e8;padding:8px}
+"""
+
+
+def write_report(path: Path, cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> None:
+    path.write_text(render(cfg, r, o, labels, graded), encoding="utf-8")
+
+
+def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> str:
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>replay {_t(o.start)} to {_t(o.end)}</title>"
+             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}</style></head><body>",
+             f"<h1>What the watchdog would have done</h1><p class=meta>{_t(o.start)} to {_t(o.end)} (UTC) &middot; "
+             f"{len(o.incidents)} would-be incidents &middot; nothing acted, nothing was sent</p>"]
+    if graded is not None:
+        cls = "ok" if not (graded.false or graded.missed or graded.wrong) else "bad"
+        parts.append(f"<p class='score {cls}' id=score>{escape(graded.line())}</p>")
+    parts.append(_incidents(o))
+    parts.append("<h2>Rules</h2><p class=legend><span><i class=sw style='background:#2f6fdf'></i>value</span>"
+                 "<span><i class=sw style='background:#b42318'></i>threshold</span><span><i class=sw style='background:"
+                 "#f0443840'></i>in alarm</span><span><i class=sw style='background:#f79009'></i>judged when it went "
+                 "into alarm</span><span><i class=sw style='background:#7a2e0e'></i>level started</span><span><i class=sw "
+                 "style='background:#12b76a40'></i>labelled: rollback right</span><span><i class=sw style='background:"
+                 "#66708540'></i>labelled: no rollback</span></p>")
+    for t in cfg.targets:
+        parts.append(f"<h3>{escape(t.name)}</h3>")
+        runs = [(run.started, run.level) for inc in o.incidents if inc.target == t.name for run in inc.runs]
+        for rule in t.rules:
+            key = f"{t.name}/{rule.name}"
+            src = r.sources.get(rule.source)
+            series = src.series.get(key) if src is not None else None
+            points = list(zip(series.times, series.values)) if series is not None else []
+            parts.append(chart(t.name, rule, points, r.states.get(key, []), runs,
+                               [lb for lb in labels if lb.target == t.name], o.start, o.end))
+    parts.append("<h2>As text</h2><pre>" + escape("\n".join(render_text(o))) + "</pre></body></html>")
+    return "".join(parts)
+
+
+def _incidents(o: Outcome) -> str:
+    if not o.incidents:
+        return "<h2>Incidents</h2><p>None: no rule alarmed long enough to open one.</p>"
+    rows = ["<h2>Incidents</h2><table id=incidents><tr><th>target</th><th>opened</th><th>trigger</th><th>levels</th>"
+            "<th>end</th></tr>"]
+    for inc in o.incidents:
+        trig = "<br>".join(escape(f"{n} = {format_value(tr.value)} {tr.threshold}: {tr.reason}")
+                           for n, tr in sorted(inc.trigger.items()))
+        levels = "<br>".join(escape(f"level {run.level} at {run.started:%m-%d %H:%M:%S} ({run.outcome or 'running'})")
+                             for run in inc.runs)
+        rows.append(f"<tr class=incident><td>{escape(inc.target)}</td><td>{_t(inc.opened_at)}</td><td>{trig}</td>"
+                    f"<td>{levels}</td><td>{escape(end_state(inc))} at level {inc.level}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def chart(target: str, rule: Rule, points: list[Datapoint], states: list[Transition], runs: list[tuple[datetime, int]],
+          labels: list[Label], start: datetime, end: datetime) -> str:
+    if rule.change is not None and rule.metric is not None:
+        points = change_points(points, rule.change.over, rule.metric.period)
+    values = [(ts, float(v)) for ts, v in points if start <= ts <= end]
+    threshold = rule.judged_by
+    limit = float(threshold.value)
+    ys = [v for _, v in values] + [limit]
+    lo, hi = min(ys), max(ys)
+    if hi == lo:
+        lo, hi = lo - 1, hi + 1
+    span = (end - start).total_seconds()
+
+    def x(ts: datetime) -> float:
+        return PAD_L + (W - PAD_L - PAD_R) * max(0.0, min(1.0, (ts - start).total_seconds() / span))
+
+    def y(v: float) -> float:
+        return PAD_T + (H - PAD_T - PAD_B) * (1 - (v - lo) / (hi - lo))
+
+    out = [f"<svg class=chart data-target='{escape(target, True)}' data-rule='{escape(rule.name, True)}' "
+           f"viewBox='0 0 {W} {H}' width='100%' role=img aria-label='{escape(rule.name, True)} against "
+           f"{escape(str(threshold), True)}'><title>{escape(rule.name)} {escape(str(threshold))}</title>"]
+    for lb in labels:
+        cls = "right" if lb.rollback else "wrong"
+        out.append(f"<rect class='label-band {cls}' x='{x(lb.start):.1f}' y='{PAD_T}' "
+                   f"width='{max(1.0, x(lb.end) - x(lb.start)):.1f}' height='{H - PAD_T - PAD_B}'/>")
+    for a, b in _alarm_spans(states, end):
+        out.append(f"<rect class=alarm-band x='{x(a):.1f}' y='{PAD_T}' width='{max(1.0, x(b) - x(a)):.1f}' "
+                   f"height='{H - PAD_T - PAD_B}'/>")
+    for k in range(5):
+        gy = PAD_T + (H - PAD_T - PAD_B) * k / 4
+        out.append(f"<line class=grid x1='{PAD_L}' x2='{W - PAD_R}' y1='{gy:.1f}' y2='{gy:.1f}'/>"
+                   f"<text class=axis x='{PAD_L - 4}' y='{gy + 4:.1f}' text-anchor=end>{_num(hi - (hi - lo) * k / 4)}</text>")
+    for k in range(5):
+        ts = start + (end - start) * k / 4
+        out.append(f"<text class=axis x='{x(ts):.1f}' y='{H - 6}' text-anchor=middle>{ts:%m-%d %H:%M}</text>")
+    if values:
+        pts = " ".join(f"{px:.1f},{y(v):.1f}" for px, v in _envelope([(x(ts), v) for ts, v in values]))
+        out.append(f"<polyline class=values points='{pts}'/>")
+    out.append(f"<line class=threshold x1='{PAD_L}' x2='{W - PAD_R}' y1='{y(limit):.1f}' y2='{y(limit):.1f}'/>")
+    value_at = dict(values)
+    for tr in states:
+        if tr.state == "alarm":
+            for b in tr.judged:
+                if b in value_at:
+                    out.append(f"<circle class=judged cx='{x(b):.1f}' cy='{y(value_at[b]):.1f}' r='3'/>")
+    for at, level in runs:
+        out.append(f"<line class=level-marker x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{PAD_T}' y2='{H - PAD_B}'/>"
+                   f"<text class=level-text x='{x(at) + 3:.1f}' y='{PAD_T + 10}'>L{level}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _alarm_spans(states: list[Transition], end: datetime) -> list[tuple[datetime, datetime]]:
+    spans, since = [], None
+    for tr in states:
+        if tr.state == "alarm" and since is None:
+            since = tr.at
+        elif tr.state != "alarm" and since is not None:
+            spans.append((since, tr.at))
+            since = None
+    if since is not None:
+        spans.append((since, end))
+    return spans
+
+
+def _envelope(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At most two points (the min and the max, in time order) per pixel column."""
+    if len(pts) <= 2 * COLUMNS:
+        return pts
+    cols: dict[int, list[tuple[float, float]]] = {}
+    for px, v in pts:
+        cols.setdefault(int(px * COLUMNS / W), []).append((px, v))
+    out: list[tuple[float, float]] = []
+    for col in sorted(cols):
+        group = cols[col]
+        a, b = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
+        out.extend(sorted({a, b}))
+    return out
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+
+
+def _t(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"

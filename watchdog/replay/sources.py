@@ -1,0 +1,91 @@
+"""Sources that answer from history, for a replay: each poll gives what the live source would have
+given at that time, from CloudWatch's history (the cache), a recording of the daemon's polls
+(`--record`), or a trace of the decision corpus. They do no I/O."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from watchdog.rules import Datapoint, Value, evaluation_range
+from watchdog.signals import Query
+from watchdog.sources.base import SourceError
+from watchdog.sources.cloudwatch import fetch_window
+
+
+@dataclass
+class Series:
+    """One query's datapoints, oldest first; `visible[i]` is when point i could first be read (a late
+    datapoint), or None: as soon as its timestamp has passed."""
+
+    times: list[datetime] = field(default_factory=list)
+    values: list[Value] = field(default_factory=list)
+    visible: list[datetime | None] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, points: Sequence[Datapoint]) -> Series:
+        ordered = sorted(points, key=lambda p: p[0])
+        return cls([t for t, _ in ordered], [v for _, v in ordered], [None] * len(ordered))
+
+    def add(self, ts: datetime, value: Value, visible: datetime | None = None) -> None:
+        k = bisect_right(self.times, ts)
+        self.times.insert(k, ts)
+        self.values.insert(k, value)
+        self.visible.insert(k, visible)
+
+    def between(self, start: datetime | None, end: datetime, now: datetime) -> list[Datapoint]:
+        """Points with start <= ts <= end that could be read at `now`."""
+        lo = 0 if start is None else bisect_left(self.times, start)
+        hi = bisect_right(self.times, end)
+        out = []
+        for i in range(lo, hi):
+            seen = self.visible[i]
+            if seen is None or seen <= now:
+                out.append((self.times[i], self.values[i]))
+        return out
+
+
+@dataclass(frozen=True)
+class Outage:
+    start: datetime
+    end: datetime  # exclusive
+    error: str
+
+
+class HistorySource:
+    """A source of the config, answering from `series`. Sampled: the last readings up to now, as many as
+    the live source keeps. Aggregated: the points of the live poll's window, the still-filling bucket
+    as history has it (the rules never judge it)."""
+
+    def __init__(self, name: str, interval: timedelta, sampled: bool, queries: Sequence[Query],
+                 series: Mapping[str, Series], outages: Sequence[Outage] = ()):
+        self.name, self.interval, self.sampled = name, interval, sampled
+        self._queries = list(queries)
+        self.series = {q.key: series.get(q.key, Series()) for q in self._queries}
+        self._outages = sorted(outages, key=lambda o: o.start)
+        self._keep = evaluation_range(max((q.rule.evaluation_periods for q in self._queries), default=1)) + 2
+        self.polls = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        self.polls += 1
+        for o in self._outages:
+            if o.start <= now < o.end:
+                raise SourceError(o.error)
+        if not self._queries:
+            return {}
+        if self.sampled:
+            out = {}
+            for key, s in self.series.items():
+                hi = bisect_right(s.times, now)
+                out[key] = s.between(s.times[max(0, hi - self._keep)] if hi else None, now, now)[-self._keep:]
+            return out
+        start, end = fetch_window(self._queries, now)
+        return {key: s.between(start, end, now) for key, s in self.series.items()}
