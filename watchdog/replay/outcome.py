@@ -9,6 +9,7 @@ from typing import Any
 
 from watchdog.codec import decode_incident
 from watchdog.escalation import Incident
+from watchdog.events import Event
 from watchdog.replay.engine import Replayed
 from watchdog.rules import format_value
 
@@ -29,19 +30,22 @@ class Outcome:
     blind: list[Spell]
     polls: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    held: list[Event] = field(default_factory=list)  # "would run": a pause kept a level from running
 
     def to_json(self) -> dict[str, Any]:
         return {
             "from": _iso(self.start), "to": _iso(self.end), "polls": self.polls, "notes": self.notes,
             "incidents": [incident_json(i) for i in self.incidents],
             "blind": [{"target": b.target, "start": _iso(b.start), "end": _iso(b.end), "why": b.why} for b in self.blind],
+            "would_run": [{"target": e.target, "at": _iso(e.at), "level": e.level, "why": e.why} for e in self.held],
         }
 
 
 def outcome_of(r: Replayed, notes: list[str]) -> Outcome:
     incidents = [decode_incident(row["snapshot"]) for row in r.store.list_incidents(limit=1_000_000)]
     incidents.sort(key=lambda i: (i.opened_at, i.target))
-    return Outcome(r.start, r.end, incidents, blind_spells(r), r.polls, notes)
+    held = [e for e in r.events if e.kind == "would_run"]
+    return Outcome(r.start, r.end, incidents, blind_spells(r), r.polls, notes, held)
 
 
 def blind_spells(r: Replayed) -> list[Spell]:
@@ -90,6 +94,8 @@ def render_text(o: Outcome) -> list[str]:
                          for run in inc.runs)
         ended = end_state(inc)
         lines.append(f"    levels: {runs or 'none'}; ended {ended} at level {inc.level}")
+    for e in o.held:
+        lines.append(f"  held by a pause: {e.target} at {_iso(e.at)}: {e.why}")
     if o.blind:
         lines.append(f"blind spells: {len(o.blind)}")
         for b in o.blind:

@@ -1,0 +1,114 @@
+"""The decision corpus (tests/corpus/decisions.yaml) through the replay engine: each trace's outcome as
+written in the file, and the labels scored 0 false, 0 missed, 0 wrong level. The sources answer from the
+traces (replay/sources.py); the runtime is the one `run` builds."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from watchdog.config import parse_config
+from watchdog.config.models import Config
+from watchdog.config.models import Source as SourceConfig
+from watchdog.config.reading import read_data
+from watchdog.replay.engine import PauseWindow, replay
+from watchdog.replay.labels import Label, score
+from watchdog.replay.outcome import end_state, highest_level, outcome_of
+from watchdog.replay.sources import HistorySource, Outage, Series
+from watchdog.signals import Query
+from watchdog.sources import SAMPLED
+from watchdog.sources.cloudwatch import enough_samples
+
+CORPUS = read_data(Path(__file__).parent / "corpus" / "decisions.yaml")
+START = datetime.fromisoformat(CORPUS["start"].replace("Z", "+00:00"))
+MIN = timedelta(minutes=1)
+_REPEAT = re.compile(r"^(.+?)x(\d+)$")
+
+
+def tokens(text: str) -> list[str]:
+    out: list[str] = []
+    for tok in text.split():
+        m = _REPEAT.match(tok)
+        out.extend([m.group(1)] * int(m.group(2)) if m else [tok])
+    return out
+
+
+def value(tok: str) -> float | bool:
+    return {"true": True, "false": False}.get(tok, None) if tok in ("true", "false") else float(tok)
+
+
+def config_of(trace: dict[str, Any]) -> Config:
+    cfg = copy.deepcopy(CORPUS["base"])
+    cfg.update(copy.deepcopy(trace.get("config", {})))
+    for rule in cfg["targets"][0]["rules"]:
+        rule.update(trace.get("rules", {}).get(rule["name"], {}))
+    return parse_config(yaml.safe_dump(cfg), {})
+
+
+def sources_of(cfg: Config, trace: dict[str, Any]):
+    minutes = trace.get("minutes", CORPUS["minutes"])
+    series: dict[str, Series] = {}
+    outages: dict[str, list[Outage]] = {}
+    counts: dict[str, list[tuple[datetime, float]]] = {}
+    rules = {f"{t.name}/{r.name}": r for t in cfg.targets for r in t.rules}
+    for key, text in trace["series"].items():
+        toks = tokens(text)
+        assert len(toks) == minutes, f"{trace['name']}: {key} has {len(toks)} minutes, not {minutes}"
+        if key.endswith("#requests"):
+            counts[key.split("#")[0]] = [(START + k * MIN, float(t)) for k, t in enumerate(toks)]
+            continue
+        rule = rules[key]
+        s = series[key] = Series()
+        for k, tok in enumerate(toks):
+            at = START + k * MIN
+            if tok == "!":
+                outages.setdefault(rule.source, []).append(Outage(at, at + MIN, "scripted failure"))
+            elif tok != "-":
+                raw, _, late = tok.partition("@")
+                s.add(at, value(raw), at + MIN + int(late) * MIN if late else None)
+    for key, c in counts.items():  # what the CloudWatch source does with `min_samples`
+        kept = enough_samples(list(zip(series[key].times, series[key].values)), c, rules[key].min_samples or 0)
+        series[key] = Series.of(kept)
+
+    def build(c: SourceConfig, queries: list[Query]) -> HistorySource:
+        return HistorySource(c.name, c.interval, SAMPLED[c.type], queries, series, outages.get(c.name, ()))
+
+    return build
+
+
+def at(minute: int) -> datetime:
+    return START + minute * MIN
+
+
+@pytest.mark.parametrize("trace", CORPUS["traces"], ids=[t["name"] for t in CORPUS["traces"]])
+async def test_each_trace_decides_as_written_and_scores_clean(trace: dict[str, Any]) -> None:
+    cfg = config_of(trace)
+    pauses = [PauseWindow(None, at(p["from"]), at(p["to"])) for p in trace.get("pauses", [])]
+    end = at(trace.get("minutes", CORPUS["minutes"]))
+    r = await replay(cfg, at(10), end, sources_of(cfg, trace), pauses=pauses, resolve_after=timedelta(minutes=60))
+    o = outcome_of(r, [])
+    got = [{"target": i.target, "opened": round((i.opened_at - START) / MIN),
+            "levels": [run.level for run in i.runs], "end": end_state(i)} for i in o.incidents]
+    expect = trace["expect"]
+    assert got == expect["incidents"], "\n".join(
+        f"{e.at - START} {e.kind} L{e.level}: {e.why}" for e in r.events)
+    assert len(o.blind) == expect.get("blind", 0), o.blind
+    assert len(o.held) == expect.get("would_run", 0)
+    labels = [Label(target=lb["target"], start=at(lb["from"]), end=at(lb["to"]), rollback=lb["rollback"],
+                    level=lb.get("level")) for lb in trace.get("labels", [])]
+    s = score(o.incidents, labels)
+    assert (len(s.false), len(s.missed), len(s.wrong)) == (0, 0, 0), s.to_json()
+    assert all(highest_level(i) <= 3 for i in o.incidents)
+
+
+def test_the_corpus_holds_30_labelled_traces_of_hours_at_one_minute() -> None:
+    traces = CORPUS["traces"]
+    assert len(traces) >= 30
+    assert sum(1 for t in traces if t.get("labels")) >= 25
+    assert len({t["name"] for t in traces}) == len(traces)
