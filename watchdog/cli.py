@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["replay"]:
+        given = cli_replay.join_times(given)
+    args = build_parser().parse_args(given)
     try:
         if args.command == "check-config":
             return cmd_check_config(args)

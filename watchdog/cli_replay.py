@@ -35,6 +35,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def join_times(argv: list[str]) -> list[str]:
+    """`--from -7d` as `--from=-7d`: argparse takes a value that starts with `-` for an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--from", "--to"):
+            value = next(it, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 class BadTime(ValueError):
     pass
 

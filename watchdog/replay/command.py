@@ -91,12 +91,12 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
         say = err if opt.as_json else out
         for p in plans.values():
             print(f"cost: {p.describe()}", file=say)
-        dollars = sum(p.dollars for p in plans.values())
-        if dollars > opt.max_cost and not opt.yes:
-            question = f"fetch for ${dollars:.2f}, above --max-cost ${opt.max_cost:.2f}?"
+        cost = sum(p.dollars for p in plans.values())
+        if cost > opt.max_cost and not opt.yes:
+            question = f"fetch for {history.dollars(cost)}, above --max-cost {history.dollars(opt.max_cost)}?"
             if confirm is None or not confirm(question):
-                raise ReplayError(f"the fetch would cost ${dollars:.2f}, above --max-cost ${opt.max_cost:.2f}: "
-                                  "re-run with --yes to pay it, or a shorter range")
+                raise ReplayError(f"the fetch would cost {history.dollars(cost)}, above --max-cost "
+                                  f"{history.dollars(opt.max_cost)}: re-run with --yes to pay it, or a shorter range")
         metrics = Metrics()
         for s in cw:
             await history.fetch(s, queries[s.name], plans[s.name], cfg.aws, metrics, cache, opt.now)

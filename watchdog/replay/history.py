@@ -92,8 +92,10 @@ class Plan:
 
 
 def dollars(amount: float) -> str:
-    """$1.25, $0.01; below a cent, to the hundredth of a cent ($0.0003): never a misleading $0.00."""
-    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+    """$1.25, $0.01; below a cent as many digits as it takes ($0.00003): never a misleading $0.00."""
+    if amount == 0:
+        return "$0"
+    return f"${amount:.2f}" if amount >= 0.01 else f"${amount:.8f}".rstrip("0")
 
 
 def window_span(queries: Sequence[Query]) -> timedelta:
