@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from watchdog.codec import decode_incident
@@ -104,4 +104,8 @@ def render_text(o: Outcome) -> list[str]:
 
 
 def _iso(t: datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
+    """To the millisecond: a replay of a recording runs at the recorded poll times."""
+    if t is None:
+        return None
+    text = t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z").replace(".000Z", "Z")

@@ -1,0 +1,81 @@
+"""Replay and `run` are one runtime: the daemon runs live against moto with `--record`, then `replay`
+over the same span, with that recording and moto's history, decides the same: the same incident, the
+same levels in the same order, at the same polls (the replay runs at the recorded poll times; the live
+decision comes after the poll's answer, some milliseconds later, so the times agree to within a poll)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import boto3
+
+from configs import parsed
+from story import config as story_config
+from timing import until
+from watchdog.app import App
+from watchdog.codec import decode_incident
+from watchdog.escalation import Phase
+from watchdog.events import Event
+from watchdog.replay.command import Options, run_replay
+
+UTC = timezone.utc
+SECOND = timedelta(seconds=1)
+POLL = timedelta(milliseconds=500)  # the story's interval
+
+
+def seed(moto_url: str, ns: str, start: datetime, plan: list[tuple[int, float]]) -> None:
+    """The whole trace in moto before the daemon starts (datapoints in the future are not returned until
+    their time comes), so the live polls and the history later see the same datums: one per 1 s bucket."""
+    cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_url)
+    data, k = [], 0
+    for seconds, value in plan:
+        for _ in range(seconds):
+            data.append({"MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "router"}],
+                         "Value": value, "Timestamp": start + k * SECOND + timedelta(milliseconds=300),
+                         "StorageResolution": 1})
+            k += 1
+    cw.put_metric_data(Namespace=ns, MetricData=data)
+
+
+async def test_the_replayed_decisions_are_the_live_ones(moto_url: str, aws_env: dict[str, str], admin_api,
+                                                        tmp_path: Path) -> None:
+    ns = f"LIVE{time.monotonic_ns()}"
+    t0 = datetime.now(UTC).replace(microsecond=0) + 2 * SECOND
+    # healthy 6 s, breaching 9 s (longer than two verify windows), healthy after
+    seed(moto_url, ns, t0 - 10 * SECOND, [(16, 200.0), (9, 2500.0), (30, 200.0)])
+    record = tmp_path / "polls.jsonl"
+    cfg = parsed(story_config(tmp_path, moto_url, admin_api.url, ns, watchdog={"record": str(record)}))
+    events: list[Event] = []
+    app = await App.create(cfg, serve_http=False, listeners=(lambda ev, _dry: events.append(ev),))
+    await app.start()
+    started = datetime.now(UTC)
+    try:
+        await until(lambda: any(e.kind in ("mitigated", "exhausted") for e in events), timeout=40)
+        await asyncio.sleep(1.0)
+        await app.runtime.journal.flush()
+        live = [decode_incident(r["snapshot"]) for r in app.runtime.journal.list_incidents()]
+    finally:
+        await app.stop()
+    ended = datetime.now(UTC)
+    assert [i.phase for i in live] in ([Phase.MITIGATED], [Phase.EXHAUSTED])
+    assert len(live[0].runs) >= 2, "the trace must escalate at least once to compare something"
+
+    out = io.StringIO()
+    opt = Options(start=started - SECOND, end=ended + SECOND, now=ended + 2 * SECOND, cache=tmp_path / "cache.db",
+                  recording=record, as_json=True, resolve_after=None)
+    assert await run_replay(cfg, opt, out=out, err=io.StringIO()) == 0
+    replayed = json.loads(out.getvalue())["incidents"]
+    assert len(replayed) == 1, replayed
+    inc = live[0]
+    got = replayed[0]
+    assert [r["level"] for r in got["levels"]] == [run.level for run in inc.runs]
+    assert got["end"] == inc.phase.value
+    assert abs(datetime.fromisoformat(got["opened"].replace("Z", "+00:00")) - inc.opened_at) < POLL
+    for run, again in zip(inc.runs, got["levels"]):
+        assert abs(datetime.fromisoformat(again["started"].replace("Z", "+00:00")) - run.started) < POLL, (run, again)
+    assert set(got["trigger"]) == set(inc.trigger)
