@@ -40,15 +40,21 @@ class SimClock:
         self._now = max(self._now, now)
 
 
+ACTION_TAKES = timedelta(milliseconds=1)
+
+
 @dataclass
 class RecordingRunner:
-    """Runs nothing: notes the step and succeeds at once."""
+    """Runs nothing: notes the step and succeeds, a millisecond later. No real action is instant, and a
+    verify window that is a whole number of poll intervals must end just after a poll, as it does live,
+    not on it (then the level would be judged one poll earlier than the daemon judged it)."""
 
+    clock: SimClock
     ran: list[tuple[datetime, str]] = field(default_factory=list)
-    clock: SimClock | None = None
 
     async def run(self, action: Step) -> str:
-        self.ran.append((self.clock.now() if self.clock else datetime.min, action.describe()))
+        self.ran.append((self.clock.now(), action.describe()))
+        self.clock.set(self.clock.now() + ACTION_TAKES)
         return "replayed: not run"
 
 

@@ -13,12 +13,13 @@ from html import escape
 from pathlib import Path
 
 from watchdog.config.models import Config, Rule
+from watchdog.config.types import format_duration
 from watchdog.replay.engine import Replayed, Transition
 from watchdog.replay.labels import Label, Score
 from watchdog.replay.outcome import Outcome, end_state, render_text
 from watchdog.rules import Datapoint, change_points, format_value
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 56, 12, 14, 24
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24
 COLUMNS = 480
 
 STYLE = """
@@ -32,7 +33,7 @@ background:#fff}td,th{border:1px solid #dde2e8;padding:4px 8px;text-align:left;v
 .alarm-band{fill:#f04438;fill-opacity:.16}.label-band.right{fill:#12b76a;fill-opacity:.14}
 .label-band.wrong{fill:#667085;fill-opacity:.14}.level-marker{stroke:#7a2e0e;stroke-width:1.5}
 .level-text{font-size:11px;fill:#7a2e0e}.judged{fill:#f79009;stroke:#7a2e0e;stroke-width:.6}.axis{font-size:11px;
-fill:#5b6675}.grid{stroke:#eef1f4}.legend span{margin-right:14px}.sw{display:inline-block;width:12px;height:12px;
+fill:#5b6675}.grid{stroke:#eef1f4}.legend span{margin-right:14px}.rule{margin:12px 0 4px}.limit{fill:#b42318}.sw{display:inline-block;width:12px;height:12px;
 vertical-align:-2px;margin-right:4px}pre{white-space:pre-wrap;background:#fff;border:1px solid #dde2e8;padding:8px}
 """
 
@@ -43,7 +44,9 @@ def write_report(path: Path, cfg: Config, r: Replayed, o: Outcome, labels: list[
 
 def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>replay {_t(o.start)} to {_t(o.end)}</title>"
-             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}</style></head><body>",
+             f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+             "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+             f"<style>{STYLE}</style></head><body>",
              f"<h1>What the watchdog would have done</h1><p class=meta>{_t(o.start)} to {_t(o.end)} (UTC) &middot; "
              f"{len(o.incidents)} would-be incidents &middot; nothing acted, nothing was sent</p>"]
     if graded is not None:
@@ -64,6 +67,7 @@ def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Sc
             src = r.sources.get(rule.source)
             series = src.series.get(key) if src is not None else None
             points = list(zip(series.times, series.values)) if series is not None else []
+            parts.append(f"<p class=rule><b>{escape(rule.name)}</b> <span class=meta>{escape(_judged(rule))}</span></p>")
             parts.append(chart(t.name, rule, points, r.states.get(key, []), runs,
                                [lb for lb in labels if lb.target == t.name], o.start, o.end))
     parts.append("<h2>As text</h2><pre>" + escape("\n".join(render_text(o))) + "</pre></body></html>")
@@ -120,11 +124,14 @@ def chart(target: str, rule: Rule, points: list[Datapoint], states: list[Transit
                    f"<text class=axis x='{PAD_L - 4}' y='{gy + 4:.1f}' text-anchor=end>{_num(hi - (hi - lo) * k / 4)}</text>")
     for k in range(5):
         ts = start + (end - start) * k / 4
-        out.append(f"<text class=axis x='{x(ts):.1f}' y='{H - 6}' text-anchor=middle>{ts:%m-%d %H:%M}</text>")
+        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
+        out.append(f"<text class=axis x='{x(ts):.1f}' y='{H - 6}' text-anchor={anchor}>{ts:%m-%d %H:%M}</text>")
     if values:
         pts = " ".join(f"{px:.1f},{y(v):.1f}" for px, v in _envelope([(x(ts), v) for ts, v in values]))
         out.append(f"<polyline class=values points='{pts}'/>")
-    out.append(f"<line class=threshold x1='{PAD_L}' x2='{W - PAD_R}' y1='{y(limit):.1f}' y2='{y(limit):.1f}'/>")
+    out.append(f"<line class=threshold x1='{PAD_L}' x2='{W - PAD_R}' y1='{y(limit):.1f}' y2='{y(limit):.1f}'/>"
+               f"<text class='axis limit' x='{W - PAD_R}' y='{y(limit) - 4:.1f}' text-anchor=end>"
+               f"{escape(str(threshold))}</text>")
     value_at = dict(values)
     for tr in states:
         if tr.state == "alarm":
@@ -136,6 +143,15 @@ def chart(target: str, rule: Rule, points: list[Datapoint], states: list[Transit
                    f"<text class=level-text x='{x(at) + 3:.1f}' y='{PAD_T + 10}'>L{level}</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+def _judged(rule: Rule) -> str:
+    if rule.change is not None:
+        what = f"change over {format_duration(rule.change.over)}: {rule.change.percent} %"
+    else:
+        what = str(rule.judged_by)
+    return (f"{what}; {rule.m} of {rule.evaluation_periods} periods, missing data: {rule.missing_data}; "
+            f"starts at level {rule.level}")
 
 
 def _alarm_spans(states: list[Transition], end: datetime) -> list[tuple[datetime, datetime]]:
@@ -167,7 +183,7 @@ def _envelope(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _num(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def _t(ts: datetime | None) -> str:
