@@ -1,7 +1,8 @@
 """A recording of the daemon's polls (`run --record FILE`, or `watchdog.record`), for `replay` to read.
 
-One JSON object per line, per poll: `{"at", "source", "points": {key: [[time, value], ...]}}`, or
-`{"at", "source", "error"}` for a failed poll. A sampled source's line holds only the readings new since
+One JSON object per line, per poll: `{"at", "source", "took", "points": {key: [[time, value], ...]}}`,
+or `{"at", "source", "took", "error"}` for a failed poll; `took` is how long the read took in seconds
+(the rules are judged after it: a replay judges them as late). A sampled source's line holds only the readings new since
 its previous line (the replay keeps the same short history the live source keeps); a CloudWatch line holds
 no points (`"points": null`: polled, the data comes from CloudWatch's own history), so a recording stays
 small. Lines are appended and flushed per poll: a crash loses at most the line being written.
@@ -23,7 +24,7 @@ log = structlog.get_logger("watchdog.recording")
 
 
 class Recorder(Protocol):
-    def polled(self, source: str, kind: str, sampled: bool, at: datetime,
+    def polled(self, source: str, kind: str, sampled: bool, at: datetime, took: float,
                data: Mapping[str, Sequence[Datapoint]] | None, error: str | None) -> None: ...
 
     def close(self) -> None: ...
@@ -34,7 +35,7 @@ class RecordingUnwritable(Exception):
 
 
 class NoRecorder:
-    def polled(self, source: str, kind: str, sampled: bool, at: datetime,
+    def polled(self, source: str, kind: str, sampled: bool, at: datetime, took: float,
                data: Mapping[str, Sequence[Datapoint]] | None, error: str | None) -> None:
         return None
 
@@ -53,9 +54,9 @@ class FileRecorder:
         self._last: dict[str, datetime] = {}  # per query key: the newest reading already written
         self._failing = False
 
-    def polled(self, source: str, kind: str, sampled: bool, at: datetime,
+    def polled(self, source: str, kind: str, sampled: bool, at: datetime, took: float,
                data: Mapping[str, Sequence[Datapoint]] | None, error: str | None) -> None:
-        line: dict[str, Any] = {"at": at.isoformat(), "source": source}
+        line: dict[str, Any] = {"at": at.isoformat(), "source": source, "took": round(took, 6)}
         if error is not None:
             line["error"] = error
         elif kind == "cloudwatch" or data is None:

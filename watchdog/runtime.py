@@ -123,7 +123,8 @@ class Runtime:
         else:
             board.source_ok(name, dict(data), now)
             self.metrics.source_up.labels(name).set(1)
-            self.recorder.polled(name, board.sources[name].type, src.sampled, now, data, None)
+            took = (self.clock.now() - now).total_seconds()
+            self.recorder.polled(name, board.sources[name].type, src.sampled, now, took, data, None)
         finally:
             self._inflight.pop(name, None)
         self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
@@ -158,7 +159,8 @@ class Runtime:
     def _source_failed(self, name: str, src: Source, error: str, now: datetime) -> None:
         error = self.redactor.text(error)
         self.board.source_failed(name, error, now)
-        self.recorder.polled(name, self.board.sources[name].type, src.sampled, now, None, error)
+        took = (self.clock.now() - now).total_seconds()
+        self.recorder.polled(name, self.board.sources[name].type, src.sampled, now, took, None, error)
         self.metrics.source_up.labels(name).set(0)
         self.metrics.source_errors.labels(name).inc()
         log.warning("source_poll_failed", source=name, error=error)

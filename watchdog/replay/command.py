@@ -108,7 +108,8 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
     def build(c: SourceConfig, qs: Sequence[Query]) -> HistorySource:
         rec = recorded.get(c.name)
         data = series.get(c.name) or (rec.series if rec else {})
-        return HistorySource(c.name, c.interval, SAMPLED[c.type], qs, data, rec.outages if rec else ())
+        return HistorySource(c.name, c.interval, SAMPLED[c.type], qs, data, rec.outages if rec else (),
+                             rec.took if rec else None)
 
     polls = {name: rec.polls for name, rec in recorded.items()}
     r = await replay(cfg, opt.start, opt.end, build, polls=polls, skip=skip, pauses=opt.pauses,

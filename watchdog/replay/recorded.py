@@ -22,6 +22,7 @@ class Recorded:
     """One source's polls from a recording: when it was polled, its readings, and when it failed."""
 
     polls: list[datetime] = field(default_factory=list)
+    took: dict[datetime, float] = field(default_factory=dict)  # how long each poll's read took
     series: dict[str, Series] = field(default_factory=dict)
     outages: list[Outage] = field(default_factory=list)
     history: bool = False  # a CloudWatch source: its data comes from CloudWatch's history
@@ -48,6 +49,10 @@ def read_recording(path: Path) -> dict[str, Recorded]:
                     raise ValueError("source is not a string")
                 rec = out.setdefault(name, Recorded())
                 rec.polls.append(at)
+                took = line.get("took", 0.0)
+                if not isinstance(took, (int, float)) or isinstance(took, bool) or not 0 <= took < 86_400:
+                    raise ValueError(f"took {took!r} is not a duration in seconds")
+                rec.took[at] = float(took)
                 if name in failing and "error" not in line:
                     since, why = failing.pop(name)
                     rec.outages.append(Outage(since, at, why))

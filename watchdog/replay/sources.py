@@ -5,7 +5,7 @@ given at that time, from CloudWatch's history (the cache), a recording of the da
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,10 +35,10 @@ class Series:
         self.values.insert(k, value)
         self.visible.insert(k, visible)
 
-    def between(self, start: datetime | None, end: datetime, now: datetime) -> list[Datapoint]:
-        """Points with start <= ts <= end that could be read at `now`."""
+    def between(self, start: datetime | None, end: datetime, now: datetime, *, before_end: bool = False) -> list[Datapoint]:
+        """Points with start <= ts <= end (ts < end with `before_end`) that could be read at `now`."""
         lo = 0 if start is None else bisect_left(self.times, start)
-        hi = bisect_right(self.times, end)
+        hi = (bisect_left if before_end else bisect_right)(self.times, end)
         out = []
         for i in range(lo, hi):
             seen = self.visible[i]
@@ -60,8 +60,13 @@ class HistorySource:
     as history has it (the rules never judge it)."""
 
     def __init__(self, name: str, interval: timedelta, sampled: bool, queries: Sequence[Query],
-                 series: Mapping[str, Series], outages: Sequence[Outage] = ()):
+                 series: Mapping[str, Series], outages: Sequence[Outage] = (),
+                 took: Mapping[datetime, float] | None = None):
         self.name, self.interval, self.sampled = name, interval, sampled
+        # How long each recorded poll's read took: the replay's clock moves on by as much before the rules
+        # are judged, as the daemon's did (replay/engine.py reads it).
+        self.took = dict(took or {})
+        self.answered: Callable[[datetime], None] = lambda _at: None
         self._queries = list(queries)
         self.series = {q.key: series.get(q.key, Series()) for q in self._queries}
         self._outages = sorted(outages, key=lambda o: o.start)
@@ -76,6 +81,7 @@ class HistorySource:
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         self.polls += 1
+        self.answered(now + timedelta(seconds=self.took.get(now, 0.0)))
         for o in self._outages:
             if o.start <= now < o.end:
                 raise SourceError(o.error)
@@ -87,5 +93,6 @@ class HistorySource:
                 hi = bisect_right(s.times, now)
                 out[key] = s.between(s.times[max(0, hi - self._keep)] if hi else None, now, now)[-self._keep:]
             return out
+        # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
         start, end = fetch_window(self._queries, now)
-        return {key: s.between(start, end, now) for key, s in self.series.items()}
+        return {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
