@@ -149,8 +149,8 @@ def read_data(path: str | Path) -> Any:
     """A data file (labels, the decision corpus) as YAML or JSON (JSON is YAML), refused as a config
     would be; Refused (one line) for anything else, OSError when it cannot be read."""
     text = decode(read_bytes(path))
-    refuse_anchors(text)
     try:
+        refuse_anchors(text)
         return yaml.load(text, Loader=Loader)
     except DuplicateKey as dup:
         raise Refused(f"duplicate key ({dup.where})") from None
