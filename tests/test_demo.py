@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,16 @@ def test_demo_tells_the_story_and_ends_mitigated_at_level_2():
         pos = m.end()
     assert "redeployed" not in out and "level started (level 3)" not in out
     assert "| 1 |" in out and "| 2 |" in out, "the report lists both levels"
+    # Then the story's own history, replayed with a stricter threshold: it would have acted, and no later.
+    replay = out[out.index("# Replay: the same "):]
+    assert "threshold > 1000 ms instead of > 1500" in replay
+    assert re.search(r"^cost: source cloudwatch: 1 GetMetricData calls, 1 metrics requested", replay, re.M)
+    assert "would-be incidents: 1" in replay and "trigger: latency = " in replay and "> 1000" in replay
+    report = re.search(r"report written to (\S+replay\.html)", replay).group(1)
+    assert "<svg class=chart" in Path(report).read_text()
+    live = re.search(r"(\d\d:\d\d:\d\d)Z L1 incident_opened", out).group(1)
+    would = re.search(r"opened \S+T(\d\d:\d\d:\d\d)", replay).group(1)
+    assert would <= live, (would, live)
     fault_at = float(re.search(r"\[\s*([\d.]+)s\] FAULT", out).group(1))
     assert 15 <= fault_at <= 25
     assert took < 120, f"the demo took {took:.0f}s"

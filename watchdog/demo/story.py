@@ -2,7 +2,8 @@
 
 A latency fault starts at about 20 s; level 1 (feature flags off) does not cure
 it; level 2 (all traffic to the MCP-only route) does; the incident ends
-mitigated at level 2 and the report is printed.
+mitigated at level 2 and the report is printed. Then the story's own history is
+replayed with a stricter threshold: the would-be incidents and an HTML report.
 """
 
 from __future__ import annotations
@@ -12,27 +13,31 @@ import os
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
 import aioboto3
 
 from watchdog.app import App
-from watchdog.config import parse_config
+from watchdog.config import Config, parse_config
 from watchdog.demo.service import HybridRoutingService, ServiceState, publish_metrics
 from watchdog.escalation import Phase
 from watchdog.events import Event
 from watchdog.logs import setup_logging
+from watchdog.replay.command import Options, run_replay
 from watchdog.report import incident_report
 
 FAULT_AT = 20.0
-GIVE_UP_AFTER = 110.0
+GIVE_UP_AFTER = 100.0
+STRICTER = 1000  # ms: the threshold the replay tries after the story
 
 CONFIG = """
 watchdog:
   listen: 127.0.0.1:0
   state_path: {state}
   shutdown_grace: 5s
+  record: {record}
 aws:
   region: us-east-1
   endpoint_url: {aws}
@@ -45,7 +50,7 @@ targets:
         category: performance
         source: cloudwatch
         metric: {{namespace: HybridRouting, name: Latency, dimensions: {{Service: router}}, stat: Average, period: 5s}}
-        threshold: "> 1500"
+        threshold: "> {threshold}"
         datapoints_to_alarm: 2
         evaluation_periods: 3
         level: 1
@@ -111,13 +116,19 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
     app: App | None = None
     try:
         app_url = await service.start()
-        cfg = parse_config(CONFIG.format(state=workdir / "watchdog.db", aws=aws_url, app=app_url), os.environ, "demo")
+        def config(threshold: int) -> Config:
+            text = CONFIG.format(state=workdir / "watchdog.db", aws=aws_url, app=app_url,
+                                 record=workdir / "polls.jsonl", threshold=threshold)
+            return parse_config(text, os.environ, "demo")
+
+        cfg = config(1500)
         tl.say(f"local CloudWatch (moto) at {aws_url}; hybrid-routing service at {app_url}")
         session = aioboto3.Session()
         async with session.client("cloudwatch", region_name="us-east-1", endpoint_url=aws_url) as cw:
             samples: list[float] = []
             publisher = asyncio.create_task(publish_metrics(cw, state, stop, on_sample=samples.append))
             app = await App.create(cfg, listeners=(tl.event,))
+            started = datetime.now(timezone.utc)
             await app.start()
             tl.say(f"watchdog up: metrics at http://127.0.0.1:{app.bound_port}/metrics, logs in {log_path}")
             tl.say(f"story: latency is normal; a fault in the Bedrock path starts at {fault_at:.0f}s")
@@ -133,6 +144,9 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
                 await app.runtime.journal.flush()  # the report reads the state file: every record has landed
                 print("", file=out)
                 print(incident_report(inc, app.runtime.journal.records(inc.id)), file=out)
+            await app.stop()
+            app = None
+            await _replay(config(STRICTER), workdir, started, out)
             return result
     finally:
         stop.set()
@@ -141,6 +155,17 @@ async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
         await service.stop()
         moto.stop()
         log_file.close()
+
+
+async def _replay(cfg: Config, workdir: Path, started: datetime, out: TextIO) -> None:
+    """The story's own history (CloudWatch's, and the daemon's recorded polls) through `replay`, with a
+    stricter threshold: when would it have acted?"""
+    now = datetime.now(timezone.utc)
+    print(f"\n# Replay: the same {int((now - started).total_seconds())} s of history, threshold > {STRICTER} ms "
+          "instead of > 1500\n", file=out, flush=True)
+    opt = Options(start=started, end=now, now=now, cache=workdir / "replay-cache.db", recording=workdir / "polls.jsonl",
+                  report=workdir / "replay.html", yes=True, resolve_after=None)
+    await run_replay(cfg, opt, out=out, err=out)
 
 
 async def _watch(app: App, state: ServiceState, tl: Timeline, samples: list[float], fault_at: float) -> int:
