@@ -124,7 +124,8 @@ async def test_passes_against_the_demo_environment(tmp_path, moto_url, aws_env) 
     app_url = await service.start()
     try:
         path = tmp_path / "demo.yaml"
-        path.write_text(DEMO.format(state=tmp_path / "watchdog.db", aws=moto_url, app=app_url))
+        path.write_text(DEMO.format(state=tmp_path / "watchdog.db", aws=moto_url, app=app_url,
+                                    record=tmp_path / "polls.jsonl", threshold=1500))
         code, out, err = await run_validate(path, "--send-test")
     finally:
         await service.stop()

@@ -71,6 +71,7 @@ class TargetExecutor:
         self._failpoints = failpoints or Failpoints()
         self._lock = asyncio.Lock()
         self.level_task: asyncio.Task[Any] | None = None
+        self._closed_saved: Incident | None = None  # the closed incident last written
         self.stopping = False  # set by the app's shutdown: no new level or check starts
 
     @property
@@ -164,9 +165,12 @@ class TargetExecutor:
         inc = self.machine.incident
         self._metrics.target_blind.labels(name).set(1 if (inc and inc.blind) or self.blind_sources else 0)
         self._metrics.target_exhausted.labels(name).set(1 if inc is not None and inc.phase.value == "exhausted" else 0)
-        for known in (inc, self.machine.last_closed):  # as it stands after this decision (unchanged: no write)
-            if known is not None:
-                self._journal.save_incident(encode_incident(known))
+        if inc is not None:  # as it stands after this decision (unchanged: no write)
+            self._journal.save_incident(encode_incident(inc))
+        closed = self.machine.last_closed
+        if closed is not None and closed is not self._closed_saved:  # final once closed: saved once
+            self._journal.save_incident(encode_incident(closed))
+            self._closed_saved = closed
 
     def _announce(self, ev: Event) -> None:
         if ev.kind == "would_run":
