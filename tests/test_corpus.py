@@ -18,7 +18,7 @@ from watchdog.config.models import Config
 from watchdog.config.models import Source as SourceConfig
 from watchdog.config.reading import read_data
 from watchdog.replay.engine import PauseWindow, replay
-from watchdog.replay.labels import Label, score
+from watchdog.replay.labels import Label, failures, score
 from watchdog.replay.outcome import end_state, highest_level, outcome_of
 from watchdog.replay.sources import HistorySource, Outage, Series
 from watchdog.signals import Query
@@ -91,7 +91,11 @@ async def test_each_trace_decides_as_written_and_scores_clean(trace: dict[str, A
     cfg = config_of(trace)
     pauses = [PauseWindow(None, at(p["from"]), at(p["to"])) for p in trace.get("pauses", [])]
     end = at(trace.get("minutes", CORPUS["minutes"]))
-    r = await replay(cfg, at(10), end, sources_of(cfg, trace), pauses=pauses, resolve_after=timedelta(minutes=60))
+    labels = [Label(target=lb["target"], start=at(lb["from"]), end=at(lb["to"]), rollback=lb["rollback"],
+                    level=lb.get("level"), failed_levels=tuple(lb.get("failed_levels", ())))
+              for lb in trace.get("labels", [])]
+    r = await replay(cfg, at(10), end, sources_of(cfg, trace), pauses=pauses, resolve_after=timedelta(minutes=60),
+                     failures=failures(labels))
     o = outcome_of(r, [])
     got = [{"target": i.target, "opened": round((i.opened_at - START) / MIN),
             "levels": [run.level for run in i.runs], "end": end_state(i)} for i in o.incidents]
@@ -100,8 +104,6 @@ async def test_each_trace_decides_as_written_and_scores_clean(trace: dict[str, A
         f"{e.at - START} {e.kind} L{e.level}: {e.why}" for e in r.events)
     assert len(o.blind) == expect.get("blind", 0), o.blind
     assert len(o.held) == expect.get("would_run", 0)
-    labels = [Label(target=lb["target"], start=at(lb["from"]), end=at(lb["to"]), rollback=lb["rollback"],
-                    level=lb.get("level")) for lb in trace.get("labels", [])]
     s = score(o.incidents, labels)
     assert (len(s.false), len(s.missed), len(s.wrong)) == (0, 0, 0), s.to_json()
     assert all(highest_level(i) <= 3 for i in o.incidents)

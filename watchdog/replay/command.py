@@ -21,7 +21,7 @@ from watchdog.metrics import Metrics
 from watchdog.replay import history
 from watchdog.replay.cache import CacheError, HistoryCache
 from watchdog.replay.engine import PauseWindow, replay
-from watchdog.replay.labels import Label, LabelsError, read_labels, score
+from watchdog.replay.labels import Label, LabelsError, failures, read_labels, score
 from watchdog.replay.outcome import outcome_of, render_text
 from watchdog.replay.recorded import Recorded, RecordingError, read_recording
 from watchdog.replay.sources import HistorySource, Series
@@ -113,7 +113,7 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
 
     polls = {name: rec.polls for name, rec in recorded.items()}
     r = await replay(cfg, opt.start, opt.end, build, polls=polls, skip=skip, pauses=opt.pauses,
-                     resolve_after=opt.resolve_after)
+                     resolve_after=opt.resolve_after, failures=failures(labels))
     outcome = outcome_of(r, notes)
     graded = score(outcome.incidents, labels) if opt.labels else None
     if opt.report:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from watchdog.actions.base import Step
+from watchdog.actions.base import ActionFailed, Step
 from watchdog.config.models import Config
 from watchdog.config.models import Source as SourceConfig
 from watchdog.events import Event
@@ -43,19 +43,34 @@ class SimClock:
 ACTION_TAKES = timedelta(milliseconds=1)
 
 
+Failure = tuple[str, int, datetime, datetime]  # target, level, from, to: that level's actions failed then
+
+
 @dataclass
 class RecordingRunner:
-    """Runs nothing: notes the step and succeeds, a millisecond later. No real action is instant, and a
-    verify window that is a whole number of poll intervals must end just after a poll, as it does live,
-    not on it (then the level would be judged one poll earlier than the daemon judged it)."""
+    """Runs nothing: notes the step and succeeds, a millisecond later, unless a failure (from the labels)
+    covers its target, level and time. No real action is instant, and a verify window that is a whole
+    number of poll intervals must end just after a poll, as it does live, not on it (then the level would
+    be judged one poll earlier than the daemon judged it)."""
 
     clock: SimClock
+    where: dict[int, tuple[str, int]]  # id of each configured step -> its target and level
+    failures: Sequence[Failure] = ()
     ran: list[tuple[datetime, str]] = field(default_factory=list)
 
     async def run(self, action: Step) -> str:
-        self.ran.append((self.clock.now(), action.describe()))
-        self.clock.set(self.clock.now() + ACTION_TAKES)
+        now = self.clock.now()
+        self.ran.append((now, action.describe()))
+        self.clock.set(now + ACTION_TAKES)
+        target, level = self.where.get(id(action), ("", 0))
+        if any(t == target and lv == level and a <= now <= b for t, lv, a, b in self.failures):
+            raise ActionFailed(f"replayed: the labels say level {level} failed then", retryable=False)
         return "replayed: not run"
+
+
+def steps_of(cfg: Config) -> dict[int, tuple[str, int]]:
+    return {id(step): (t.name, lv.level) for t in cfg.targets for lv in t.levels
+            for step in [*lv.actions, *lv.checks]}
 
 
 @dataclass(frozen=True)
@@ -106,12 +121,13 @@ def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Se
 
 async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
                  polls: Mapping[str, Sequence[datetime]] | None = None, skip: Sequence[str] = (),
-                 pauses: Sequence[PauseWindow] = (), resolve_after: timedelta | None = None) -> Replayed:
+                 pauses: Sequence[PauseWindow] = (), resolve_after: timedelta | None = None,
+                 failures: Sequence[Failure] = ()) -> Replayed:
     """Drive the runtime from `start` to `end`. `skip`: sources never polled (their rules stay without data).
     `resolve_after`: a mitigated incident is resolved that long after it was mitigated, as a human would."""
     quiet = cfg.model_copy(update={"notifications": []})  # nothing is sent
     clock = SimClock(start)
-    runner = RecordingRunner(clock=clock)
+    runner = RecordingRunner(clock, steps_of(quiet), failures)
     events: list[Event] = []
     built: dict[str, HistorySource] = {}
 

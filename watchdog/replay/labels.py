@@ -1,7 +1,9 @@
 """Labelled incidents (`replay --labels FILE`) and the score of a replay against them.
 
-A label: `{target, start, end, rollback: true|false, level: N (optional)}`. `rollback: true` says the
-watchdog should have acted in [start, end]; `false` that whatever happened then was no reason to.
+A label: `{target, start, end, rollback: true|false, level: N (optional), failed_levels: [N, ...]
+(optional)}`. `rollback: true` says the watchdog should have acted in [start, end]; `false` that whatever
+happened then was no reason to. `failed_levels`: those levels' actions failed in that span, and fail in
+the replay too (otherwise every replayed action succeeds).
 An incident that opens inside a `true` label's span (or up to `grace` after its end) matches it.
 """
 
@@ -27,6 +29,8 @@ class Label(BaseModel):
     end: datetime
     rollback: bool
     level: int | None = Field(None, ge=1)
+    # Levels whose actions failed in this span (the replay makes them fail, so it escalates as live did).
+    failed_levels: tuple[int, ...] = ()
     note: str | None = None
 
 
@@ -85,6 +89,11 @@ class Score:
             ds = sorted(self.delays)
             delay = f"; detection delay median {_dur(ds[len(ds) // 2])}, max {_dur(ds[-1])}"
         return f"score: {len(self.false)} false, {len(self.missed)} missed, {len(self.wrong)} wrong level{delay}"
+
+
+def failures(labels: list[Label]) -> list[tuple[str, int, datetime, datetime]]:
+    """(target, level, start, end) for every level a label says failed."""
+    return [(lb.target, level, lb.start, lb.end) for lb in labels for level in lb.failed_levels]
 
 
 def score(incidents: list[Incident], labels: list[Label], grace: timedelta = timedelta(minutes=10)) -> Score:
