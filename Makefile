@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install dev clean bench bench-soak bench-profile
+.PHONY: demo test install dev clean bench bench-soak bench-profile bench-replay
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The full soak alone: 10 000 polls with 1 000 rules (long: about an hour on 2 cores).
+# replay over a week of 1-minute data for 100 rules on moto (bench/README.md, "Replay").
+bench-replay: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.replay_bench --moto $(BENCH_ARGS)
+
 bench-soak: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run --soak-only --soak-polls 10000 $(BENCH_ARGS)
 

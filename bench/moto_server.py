@@ -12,10 +12,11 @@ answer:
   structure it parses (O(structures x keys)); here it bisects the sorted keys
   (same truth value: the keys that start with a prefix sort right after it);
 * GetMetricData: for every query and every period moto scans every datum in
-  the window; here each query is answered by moto's own code run over only the
-  datums of that metric name and dimension set (a superset of what moto's
-  filter keeps), so the values, timestamps and order are moto's. Queries with
-  an `Expression` take moto's original path.
+  the window; here each query walks moto's periods the same way, with moto's
+  filters and its `Statistics`, over only that period's datums of that metric
+  name and dimension set (found by bisection on their timestamps), so the
+  values, timestamps and order are moto's. Queries with an `Expression` take
+  moto's original path.
 
 `python -m bench.moto_server --self-check` compares both against unpatched moto.
 """
@@ -27,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 for _k, _v in {
@@ -40,6 +42,7 @@ for _k, _v in {
 _local = threading.local()
 _lock = threading.RLock()
 ORIGINAL: dict[str, Any] = {}
+_SORTED: dict[int, tuple[int, list[Any], list[Any]]] = {}
 
 
 def _gonna_recurse(self: Any, query_params: dict[str, Any], prefix: str) -> bool:
@@ -82,23 +85,76 @@ def _index(backend: Any) -> tuple[dict[Any, list[Any]], dict[str, list[Any]]]:
 def _get_metric_data(self: Any, queries: list[dict[str, Any]], start_time: Any, end_time: Any,
                      scan_by: str = "TimestampAscending") -> list[dict[str, Any]]:
     original = ORIGINAL["get_metric_data"]
-    if any("MetricStat" not in q for q in queries):
+    if any("MetricStat" not in q for q in queries) or self.aws_metric_data:
         return original(self, queries, start_time, end_time, scan_by)
     with _lock:
         by_key, by_name = _index(self)
-        extra = list(self.aws_metric_data)  # other services' metrics (empty here); moto adds them too
+        start_time = start_time.replace(microsecond=0)
+        end_time = end_time.replace(microsecond=0)
+        if start_time >= end_time:  # moto's own validation errors
+            return original(self, queries, start_time, end_time, scan_by)
         out: list[dict[str, Any]] = []
-        try:
-            for q in queries:
-                metric = q["MetricStat"]["Metric"]
-                dims = metric.get("Dimensions", [])
-                candidates = by_key.get(_key(metric["MetricName"], dims), []) if dims else by_name.get(
-                    metric["MetricName"], [])
-                self.get_all_metrics = lambda c=candidates: list(c) + extra  # type: ignore[method-assign]
-                out.extend(original(self, [q], start_time, end_time, scan_by))
-        finally:
-            self.__dict__.pop("get_all_metrics", None)
+        for q in queries:
+            metric = q["MetricStat"]["Metric"]
+            dims = metric.get("Dimensions", [])
+            candidates = by_key.get(_key(metric["MetricName"], dims), []) if dims else by_name.get(
+                metric["MetricName"], [])
+            out.extend(_answer(q, _sorted(candidates), start_time, end_time, scan_by))
         return out
+
+
+def _sorted(datums: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The datums in time order and their timestamps (cached until more arrive)."""
+    cache = _SORTED  # under _lock: the server answers each request on a thread of its own
+    hit = cache.get(id(datums))
+    if hit is not None and hit[0] == len(datums):
+        return hit[1], hit[2]
+    ordered = sorted(datums, key=lambda md: md.timestamp)
+    cache[id(datums)] = (len(datums), ordered, [md.timestamp for md in ordered])
+    return ordered, cache[id(datums)][2]
+
+
+def _answer(q: dict[str, Any], cands: tuple[list[Any], list[Any]], start_time: Any, end_time: Any,
+            scan_by: str) -> list[dict[str, Any]]:
+    """moto's loop for one MetricStat query (models.CloudWatchBackend.get_metric_data): the same period
+    walk, filters and Statistics, over each period's own datums (found by bisection) instead of every datum
+    of the window for every period."""
+    from moto.cloudwatch.models import Dimension, Statistics
+
+    ordered, stamps = cands
+    metric_stat = q["MetricStat"]
+    query_ns = metric_stat["Metric"]["Namespace"]
+    query_name = metric_stat["Metric"]["MetricName"]
+    delta = timedelta(seconds=int(metric_stat["Period"]))
+    dimensions = [Dimension(name=d["Name"], value=d["Value"]) for d in metric_stat["Metric"].get("Dimensions", [])]
+    unit = metric_stat.get("Unit")
+    stat = metric_stat["Stat"]
+    values: list[Any] = []
+    timestamps: list[Any] = []
+    last = bisect.bisect_left(stamps, end_time)  # moto keeps datums with start <= timestamp < end
+    period_start = start_time
+    while period_start <= end_time:
+        period_end = period_start + delta
+        lo = bisect.bisect_left(stamps, period_start)
+        hi = min(bisect.bisect_left(stamps, period_end), last)
+        chunk = [md for md in ordered[lo:hi] if md.namespace == query_ns and md.name == query_name]
+        if dimensions:
+            chunk = [md for md in ordered[lo:hi] if sorted(md.dimensions) == sorted(dimensions) and md.name == query_name]
+        if unit:
+            chunk = [md for md in chunk if md.unit == unit]
+        if chunk:
+            stats = Statistics([stat], period_start)
+            stats.metric_data = chunk
+            values.append(stats.get_statistics_for_type(stat))
+            timestamps.append(stats.timestamp)
+        period_start += delta
+    if scan_by == "TimestampDescending" and timestamps:
+        timestamps.reverse()
+        values.reverse()
+    label = q.get("Label") or f"{query_name} {stat}"
+    if not q.get("ReturnData", True):
+        return []
+    return [{"id": q["Id"], "label": label, "values": values, "timestamps": timestamps, "status_code": "Complete"}]
 
 
 def _put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:

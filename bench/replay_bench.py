@@ -1,13 +1,13 @@
 """`replay` over a week of 1-minute data for 100 rules: the first run (fetch, cost, replay) and a second
 with another threshold (all from the cache), timed as a user runs them.
 
-    .venv/bin/python -m bench.replay_bench [--rules 100] [--days 7] [--no-write]
+    .venv/bin/python -m bench.replay_bench [--moto] [--rules 100] [--days 7] [--no-write]
 
-The CloudWatch endpoint is a synthetic one in this process (`Synthetic` below), not moto: moto's
-GetMetricData scans every datum for every period of every query (a 1 008-period window over 1 008 datums
-per metric is a million comparisons per query), so a week of 100 metrics would take it hours. The
-synthetic endpoint speaks the same query protocol, answers each MetricStat query with one value per
-period (rule r0 is slow for 4 minutes a day, cured by level 1; the others never), and counts every call and query.
+With --moto (`make bench-replay`) the endpoint is moto in its own process (bench/moto_server.py, its
+GetMetricData made linear), loaded with every datum first, behind the recording proxy (bench/proxy.py),
+which counts the calls. Without, it is a synthetic CloudWatch in this process (`Synthetic` below): the
+same query protocol and the same values (`value`), no loading. Either way rule r0 is slow for 4 minutes
+a day (cured by level 1) and the others never.
 """
 
 from __future__ import annotations
@@ -30,6 +30,32 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / "bench" / "results"
 BEGIN, END = "<!-- replay-bench:begin -->", "<!-- replay-bench:end -->"
+
+
+def value(rule: str, minute: int) -> float:
+    """Rule r0 is slow for 4 minutes a day (cured by level 1); the others never."""
+    slow = rule == "r0" and minute % 1440 in range(600, 604)
+    return 2000.0 if slow else 100.0 + (minute * 7 + len(rule)) % 50
+
+
+def load_moto(url: str, rules: int, start: datetime, end: datetime) -> float:
+    """Every rule's 1-minute datums from `start` to `end` into moto, 1 000 a call; the seconds it took."""
+    import boto3
+    from concurrent.futures import ThreadPoolExecutor
+
+    cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=url, aws_access_key_id="bench",
+                      aws_secret_access_key="bench")
+    first, last = int(start.timestamp()) // 60, int(end.timestamp()) // 60
+    batches = []
+    for i in range(rules):
+        rule = f"r{i}"
+        data = [{"MetricName": "Latency", "Dimensions": [{"Name": "Rule", "Value": rule}], "Value": value(rule, m),
+                 "Timestamp": datetime.fromtimestamp(m * 60 + 5, timezone.utc)} for m in range(first, last)]
+        batches += [data[k:k + 1000] for k in range(0, len(data), 1000)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda b: cw.put_metric_data(Namespace="Bench", MetricData=b), batches))
+    return time.perf_counter() - t0
 
 
 class Synthetic:
@@ -57,9 +83,7 @@ class Synthetic:
             t = start
             stamps, values = [], []
             while t < end:
-                minute = int(t.timestamp()) // 60
-                slow = rule == "r0" and minute % 1440 in range(600, 604)  # 4 minutes a day: cured at level 1
-                values.append(2000.0 if slow else 100.0 + (minute * 7 + len(rule)) % 50)
+                values.append(value(rule, int(t.timestamp()) // 60))
                 stamps.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 t += timedelta(seconds=period)
             out.append(f"<member><Id>{escape(q['Id'])}</Id><Label>{escape(q['Id'])}</Label>"
@@ -89,23 +113,36 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     cache = SCRATCH / "replay-cache.db"
     cache.unlink(missing_ok=True)
-    synth = Synthetic()
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", synth.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    endpoint = f"http://127.0.0.1:{runner.addresses[0][1]}"
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     start = end - timedelta(days=args.days)
+    synth = Synthetic()
+    moto = proxy = None
+    loaded = None
+    if args.moto:
+        from bench.proxy import RecordingProxy
+        from bench.run import Moto
+
+        moto = Moto()
+        moto.start()
+        loaded = load_moto(moto.url, args.rules, start - timedelta(minutes=30), end)
+        proxy = await RecordingProxy(moto.url).start()
+        endpoint = proxy.url
+        runner = None
+    else:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", synth.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        endpoint = f"http://127.0.0.1:{runner.addresses[0][1]}"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     runs = []
     try:
         for label, threshold in (("first run (fetch + replay)", 1500), ("second run, threshold > 1800 (cache)", 1800)):
             path = SCRATCH / f"replay-{threshold}.yaml"
             path.write_text(config(endpoint, args.rules, threshold, SCRATCH / "state" / "w.db"))
-            calls0, queries0 = synth.calls, synth.queries
+            calls0, queries0 = counts(synth, proxy)
             t0 = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "watchdog", "replay", "-c", str(path), "--from", start.isoformat(),
@@ -117,13 +154,27 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 raise SystemExit(f"replay failed ({proc.returncode}): {err.decode()[-2000:]}")
             doc = json.loads(out)
             cost = next((ln for ln in err.decode().splitlines() if ln.startswith("cost:")), "")
-            runs.append({"run": label, "wall_s": round(wall, 2), "calls": synth.calls - calls0,
-                         "queries": synth.queries - queries0, "incidents": len(doc["incidents"]),
+            calls1, queries1 = counts(synth, proxy)
+            runs.append({"run": label, "wall_s": round(wall, 2), "calls": calls1 - calls0,
+                         "queries": queries1 - queries0, "incidents": len(doc["incidents"]),
                          "polls": sum(doc["polls"].values()), "cost_line": cost})
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        if proxy is not None:
+            await proxy.stop()
+        if moto is not None:
+            moto.stop()
     return {"rules": args.rules, "days": args.days, "from": start.isoformat(), "to": end.isoformat(),
+            "endpoint": "moto" if args.moto else "synthetic", "moto_load_s": loaded,
             "machine": machine(), "runs": runs}
+
+
+def counts(synth: Synthetic, proxy: object) -> tuple[int, int]:
+    if proxy is None:
+        return synth.calls, synth.queries
+    calls = proxy.calls  # type: ignore[attr-defined]
+    return len(calls), sum(c.queries for c in calls)
 
 
 def machine() -> str:
@@ -139,7 +190,10 @@ def machine() -> str:
 
 
 def table(res: dict[str, object]) -> str:
-    rows = [f"`replay` over {res['days']} days of 1-minute data for {res['rules']} rules ({res['machine']}):", "",
+    where = ("moto (bench/moto_server.py), counted by the recording proxy (bench/proxy.py); loading the "
+             f"datums took {res['moto_load_s']:.0f} s" if res["endpoint"] == "moto" else "the synthetic endpoint")
+    rows = [f"`replay` over {res['days']} days of 1-minute data for {res['rules']} rules against {where} "
+            f"({res['machine']}):", "",
             "| run | wall | GetMetricData calls | metrics requested | polls replayed | would-be incidents |",
             "|---|---|---|---|---|---|"]
     for r in res["runs"]:  # type: ignore[attr-defined]
@@ -153,6 +207,8 @@ def main() -> int:
     p.add_argument("--rules", type=int, default=100)
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--moto", action="store_true", help="against moto (loaded with every datum first) through the "
+                   "recording proxy, instead of the synthetic endpoint")
     args = p.parse_args()
     res = asyncio.run(run(args))
     text = table(res)
