@@ -82,3 +82,65 @@ async def test_the_replayed_decisions_are_the_live_ones(moto_url: str, aws_env: 
     for run, again in zip(inc.runs, got["levels"]):
         assert abs(datetime.fromisoformat(again["started"].replace("Z", "+00:00")) - run.started) < POLL, (run, again)
     assert set(got["trigger"]) == set(inc.trigger)
+
+
+async def test_a_recorded_compliance_source_replays_as_it_ran(aws_env: dict[str, str], admin_api,
+                                                              tmp_path: Path) -> None:
+    """An http_json source has no history of its own: the daemon records what it read (and the poll that
+    failed), and the replay of that recording decides the same incident at the same polls."""
+    from aiohttp import web
+
+    from configs import hybrid_routing
+    from loopback import serving
+    from story import levels
+
+    doc: dict[str, object] = {"gdpr": {"compliant": True}}
+    failing = {"on": False}
+
+    async def handle(_request: web.Request) -> web.Response:
+        if failing["on"]:
+            return web.Response(status=500, text="down")
+        return web.json_response(doc)
+
+    app_ = web.Application()
+    app_.router.add_get("/compliance", handle)
+    record = tmp_path / "polls.jsonl"
+    events: list[Event] = []
+    async with serving(app_) as url:
+        sources = [{"name": "compliance", "type": "http_json", "url": f"{url}/compliance", "interval": "500ms",
+                    "timeout": "1s", "retry": {"attempts": 1}}]
+        rules = [{"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+                  "threshold": "== false", "evaluation_periods": 2, "datapoints_to_alarm": 2, "level": 2}]
+        cfg = parsed(hybrid_routing(state_path=tmp_path / "w.db", aws_endpoint=None, sources=sources, rules=rules,
+                                    verify_window="2200ms", levels=levels(admin_api.url, checks=False),
+                                    watchdog={"record": str(record)}))
+        app = await App.create(cfg, serve_http=False, listeners=(lambda ev, _dry: events.append(ev),))
+        await app.start()
+        started = datetime.now(UTC)
+        try:
+            await asyncio.sleep(1.6)
+            failing["on"] = True  # one failed poll or two: a gap in what was read, recorded as an error
+            await asyncio.sleep(0.8)
+            failing["on"] = False
+            doc["gdpr"] = {"compliant": False}
+            await until(lambda: any(e.kind == "level_started" for e in events), timeout=20)
+            await asyncio.sleep(1.2)
+            doc["gdpr"] = {"compliant": True}
+            await until(lambda: any(e.kind in ("mitigated", "exhausted") for e in events), timeout=20)
+            await app.runtime.journal.flush()
+            live = [decode_incident(r["snapshot"]) for r in app.runtime.journal.list_incidents()]
+        finally:
+            await app.stop()
+    ended = datetime.now(UTC)
+    assert '"error"' in record.read_text()  # the failed polls are in the recording
+    out = io.StringIO()
+    opt = Options(start=started - SECOND, end=ended + SECOND, now=ended + 2 * SECOND, cache=tmp_path / "cache.db",
+                  recording=record, as_json=True, resolve_after=None)
+    assert await run_replay(cfg, opt, out=out, err=io.StringIO()) == 0
+    replayed = json.loads(out.getvalue())
+    assert replayed["notes"] == [] and len(replayed["incidents"]) == len(live) == 1
+    got, inc = replayed["incidents"][0], live[0]
+    assert [r["level"] for r in got["levels"]] == [run.level for run in inc.runs] and got["end"] == inc.phase.value
+    assert abs(datetime.fromisoformat(got["opened"].replace("Z", "+00:00")) - inc.opened_at) < POLL
+    for run, again in zip(inc.runs, got["levels"]):
+        assert abs(datetime.fromisoformat(again["started"].replace("Z", "+00:00")) - run.started) < POLL, (run, again)
