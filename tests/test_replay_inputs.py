@@ -166,3 +166,24 @@ def test_an_undecodable_or_deep_recording_is_refused_with_its_line(tmp_path: Pat
     with pytest.raises(RecordingError, match=r"rec.jsonl:1: not a recorded poll"):
         read_recording(path)
     assert NOW - timedelta(days=1) < NOW  # the module's clock is only for the relative times above
+
+
+def test_a_recording_that_cannot_be_written_says_so_once_and_polling_goes_on(tmp_path: Path) -> None:
+    """/dev/full: every write fails with ENOSPC, as on a full disk."""
+    import structlog
+
+    from watchdog.recording import FileRecorder, RecordingUnwritable
+
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    rec = FileRecorder(full)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            rec.polled("compliance", "http_json", True, NOW, 0.01, {"t/gdpr": [(NOW, True)]}, None)
+        rec.close()  # the stop must not fail on it either
+    critical = [e for e in logs if e["event"] == "recording_failed"]
+    assert len(critical) == 1 and critical[0]["log_level"] == "critical" and "No space left" in critical[0]["error"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RecordingUnwritable, match="cannot be opened"):  # at start: one line, `run` exits 1
+        FileRecorder(tmp_path / "file" / "under" / "x.jsonl")

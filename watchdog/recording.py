@@ -82,6 +82,9 @@ class FileRecorder:
             self._failing = False
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError as exc:  # what could not be written was said when it failed
+            log.error("recording_close_failed", path=str(self.path), error=f"{type(exc).__name__}: {exc}")
 
 
