@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from watchdog.actions.base import ActionFailed, Step
 from watchdog.config.models import Config
+from watchdog.config.types import format_duration
+from watchdog.escalation import Phase
 from watchdog.config.models import Source as SourceConfig
 from watchdog.events import Event
 from watchdog.journal import MemoryStore
@@ -171,5 +173,8 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
 async def _resolve_mitigated(rt: Runtime, at: datetime, after: timedelta) -> None:
     for ex in rt.executors.values():
         inc = ex.machine.incident
-        if inc is not None and inc.mitigated_at is not None and at - inc.mitigated_at >= after:
-            await rt.resolve(inc.id, f"replay: resolved {after} after it was mitigated (--resolve-after)")
+        # Only while mitigated: one that realarmed since keeps its old mitigated_at and is running again.
+        if inc is not None and inc.phase is Phase.MITIGATED and inc.mitigated_at is not None \
+                and at - inc.mitigated_at >= after:
+            await rt.resolve(inc.id, f"replay: resolved {format_duration(after)} after it was mitigated "
+                                     "(--resolve-after)")
