@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -88,6 +88,7 @@ class Notifier:
         self._listeners: list[Callable[[Event, bool], None]] = []
         self._keys = 0
         self._direct_tasks: set[asyncio.Task[Any]] = set()
+        self._settles: set[asyncio.Future[Any]] = set()  # marks (and their audit records) still on their way
         self._settling: set[int] = set()  # ids whose new state (sent, retry, dead) has not landed yet
         self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
 
@@ -198,6 +199,10 @@ class Notifier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A cancelled worker leaves its shielded mark running: let it land and write its audit record before
+        # the state file's writer stops behind this (a full disk: the stop's own deadline, then it is logged).
+        if self._settles:
+            await asyncio.wait(list(self._settles), timeout=5)
         self._workers.clear()
         self._started = False
         for _, ch in self._channels.values():
@@ -279,22 +284,30 @@ class Notifier:
             # reload cancelled this one) to the next: it is held back meanwhile, and the bookkeeping is
             # shielded from that cancellation (the thread ref and the audit record must not be lost either).
             self._settling.add(p.id)
-            await asyncio.shield(self._sent(name, p, ref, thread, attempts, now))
+            await self._shielded(self._sent(name, p, ref, thread, attempts, now))
             return
         self._failed(name, reason)
         # Held back and shielded like a sent one: a reload's new worker must not take the row as it was
         # (due at once, attempts not counted) while its retry or dead mark is still on its way.
         self._settling.add(p.id)
         if permanent or attempts >= cfg.retry.attempts:
-            await asyncio.shield(self._settle(name, p, self._outbox.mark_dead(p.id, attempts, now, reason)))
+            await self._shielded(self._settle(name, p, self._outbox.mark_dead(p.id, attempts, now, reason)))
             why = "retrying cannot help" if permanent else f"after {attempts} attempts"
             self._settled(name, p, "dead", attempts, f"{reason} ({why})")
             return
         delay = backoff(cfg, attempts, retry_after, self._rng)
-        await asyncio.shield(self._settle(name, p, self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay,
+        await self._shielded(self._settle(name, p, self._outbox.mark_retry(p.id, attempts, now.timestamp() + delay,
                                                                            reason)))
         log.warning("notification_failed", channel=name, target=ev.target, incident=ev.incident, event_kind=ev.kind,
                     attempt=attempts, error=reason, retry_in=round(delay, 3))
+
+    def _shielded(self, work: Coroutine[Any, Any, None]) -> Awaitable[None]:
+        """`work` shielded from the worker's cancellation (a reload, the stop), and kept until it is done so
+        that close() can wait for it."""
+        task = asyncio.ensure_future(work)
+        self._settles.add(task)
+        task.add_done_callback(self._settles.discard)
+        return asyncio.shield(task)
 
     async def _settle(self, name: str, p: Pending, mark: Awaitable[None]) -> None:
         try:
