@@ -19,7 +19,7 @@ from watchdog.config.models import Source as SourceConfig
 from watchdog.config.reading import read_data
 from watchdog.replay.engine import PauseWindow, replay
 from watchdog.replay.labels import Label, failures, score
-from watchdog.replay.outcome import end_state, highest_level, outcome_of
+from watchdog.replay.outcome import end_state, outcome_of
 from watchdog.replay.sources import HistorySource, Outage, Series
 from watchdog.signals import Query
 from watchdog.sources import SAMPLED
@@ -40,7 +40,7 @@ def tokens(text: str) -> list[str]:
 
 
 def value(tok: str) -> float | bool:
-    return {"true": True, "false": False}.get(tok, None) if tok in ("true", "false") else float(tok)
+    return tok == "true" if tok in ("true", "false") else float(tok)
 
 
 def config_of(trace: dict[str, Any]) -> Config:
@@ -106,7 +106,6 @@ async def test_each_trace_decides_as_written_and_scores_clean(trace: dict[str, A
     assert len(o.held) == expect.get("would_run", 0)
     s = score(o.incidents, labels)
     assert (len(s.false), len(s.missed), len(s.wrong)) == (0, 0, 0), s.to_json()
-    assert all(highest_level(i) <= 3 for i in o.incidents)
 
 
 def test_the_corpus_holds_30_labelled_traces_of_hours_at_one_minute() -> None:

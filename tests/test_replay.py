@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
-import pytest
 
 from aws_proxy import running_proxy
 from configs import hybrid_routing, metric_rule, parsed

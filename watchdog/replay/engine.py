@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog.actions.base import ActionFailed, Step
@@ -58,11 +58,9 @@ class RecordingRunner:
     clock: SimClock
     where: dict[int, tuple[str, int]]  # id of each configured step -> its target and level
     failures: Sequence[Failure] = ()
-    ran: list[tuple[datetime, str]] = field(default_factory=list)
 
     async def run(self, action: Step) -> str:
         now = self.clock.now()
-        self.ran.append((now, action.describe()))
         self.clock.set(now + ACTION_TAKES)
         target, level = self.where.get(id(action), ("", 0))
         if any(t == target and lv == level and a <= now <= b for t, lv, a, b in self.failures):
@@ -87,8 +85,6 @@ class PauseWindow:
 class Replayed:
     store: MemoryStore
     events: list[Event]
-    ran: list[tuple[datetime, str]]
-    polls: dict[str, int]
     start: datetime
     end: datetime
     states: dict[str, list[Transition]]  # per rule key, each change of its state
@@ -167,7 +163,7 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
     finally:
         await rt.tasks.settle(("level:", "checks:"))
         await close_runtime(rt)
-    return Replayed(store, events, runner.ran, {n: s.polls for n, s in built.items()}, start, end, states, built)
+    return Replayed(store, events, start, end, states, built)
 
 
 async def _resolve_mitigated(rt: Runtime, at: datetime, after: timedelta) -> None:

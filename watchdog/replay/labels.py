@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from watchdog.config.reading import Refused, read_data
+from watchdog.config.types import format_duration
 from watchdog.escalation import Incident
 from watchdog.replay.outcome import highest_level
 
@@ -87,7 +88,7 @@ class Score:
         delay = ""
         if self.delays:
             ds = sorted(self.delays)
-            delay = f"; detection delay median {_dur(ds[len(ds) // 2])}, max {_dur(ds[-1])}"
+            delay = f"; detection delay median {format_duration(ds[len(ds) // 2])}, max {format_duration(ds[-1])}"
         return f"score: {len(self.false)} false, {len(self.missed)} missed, {len(self.wrong)} wrong level{delay}"
 
 
@@ -114,8 +115,3 @@ def score(incidents: list[Incident], labels: list[Label], grace: timedelta = tim
             s.wrong.append((lb, first))
     s.false = [i for i in acted if i.id not in matched]
     return s
-
-
-def _dur(d: timedelta) -> str:
-    secs = int(d.total_seconds())
-    return f"{secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"{secs}s"

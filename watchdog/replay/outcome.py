@@ -45,7 +45,8 @@ def outcome_of(r: Replayed, notes: list[str]) -> Outcome:
     incidents = [decode_incident(row["snapshot"]) for row in r.store.list_incidents(limit=1_000_000)]
     incidents.sort(key=lambda i: (i.opened_at, i.target))
     held = [e for e in r.events if e.kind == "would_run"]
-    return Outcome(r.start, r.end, incidents, blind_spells(r), r.polls, notes, held)
+    polls = {name: src.polls for name, src in r.sources.items()}
+    return Outcome(r.start, r.end, incidents, blind_spells(r), polls, notes, held)
 
 
 def blind_spells(r: Replayed) -> list[Spell]:
