@@ -100,6 +100,32 @@ def test_a_recording_that_is_not_one(config: str, tmp_path: Path) -> None:
     assert one_line(err).startswith(f"rollback-watchdog replay: {rec}:2: not a recorded poll")
 
 
+
+@pytest.mark.parametrize("where, says", [
+    ("nodir/r.html", "cannot be written: {tmp}/nodir is not a directory"),
+    ("file/r.html", "cannot be written: {tmp}/file is not a directory"),
+    (".", "is a directory: give a file name"),
+])
+def test_a_report_that_cannot_be_written_is_said_before_the_fetch(config: str, tmp_path: Path, where: str,
+                                                                  says: str) -> None:
+    (tmp_path / "file").write_text("x")
+    code, out, err = replay(config, "--from", "-2h", "--to", "-1h", "--report", str(tmp_path / where))
+    assert code == 2 and out == ""  # no cost line: nothing was planned, let alone fetched
+    assert one_line(err).endswith(says.format(tmp=tmp_path))
+
+
+def test_a_report_that_fails_to_write_keeps_the_outcome(tmp_path: Path) -> None:
+    """The disk fills while the replay runs (/dev/full): the would-be incidents are still printed, then one
+    line, exit 1."""
+    sources = [{"name": "compliance", "type": "http_json", "url": "http://127.0.0.1:9/x", "interval": "60s"}]
+    rules = [{"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+              "threshold": "== false", "level": 2}]
+    cfg = write(tmp_path, hybrid_routing(rules=rules, sources=sources, state_path=tmp_path / "w.db"))
+    code, out, err = replay(cfg, "--from", "-2h", "--to", "-1h", "--report", "/dev/full")
+    assert code == 1
+    assert "would-be incidents: 0" in out and "note: source compliance skipped" in out
+    assert one_line(err) == "rollback-watchdog replay: the report /dev/full could not be written: No space left on device"
+
 # --- the readers, in process: generated and hostile files ---------------------------------------
 
 TARGETS = {"hybrid-routing"}

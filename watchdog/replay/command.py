@@ -7,6 +7,7 @@ anything is fetched; a replay that cannot be run as asked says so in one line, e
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
         raise ReplayError(f"--from {opt.start:%Y-%m-%dT%H:%M:%SZ} is not before --to {opt.end:%Y-%m-%dT%H:%M:%SZ}")
     if opt.end > opt.now + timedelta(minutes=1):
         raise ReplayError(f"--to {opt.end:%Y-%m-%dT%H:%M:%SZ} is in the future: there is no history of it yet")
+    if opt.report:
+        _can_write(opt.report)  # said now, not after a fetch that was paid for
     labels: list[Label] = read_labels(opt.labels, {t.name for t in cfg.targets}) if opt.labels else []
     recorded: dict[str, Recorded] = read_recording(opt.recording) if opt.recording else {}
     board = board_for(cfg)
@@ -116,11 +119,15 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
                      resolve_after=opt.resolve_after, failures=failures(labels))
     outcome = outcome_of(r, notes)
     graded = score(outcome.incidents, labels) if opt.labels else None
+    unwritten = None
     if opt.report:
         from watchdog.replay.report import write_report
 
-        write_report(opt.report, cfg, r, outcome, labels, graded)
-        notes.append(f"report written to {opt.report}")
+        try:
+            write_report(opt.report, cfg, r, outcome, labels, graded)
+            notes.append(f"report written to {opt.report}")
+        except OSError as exc:  # a disk that filled during the replay: the outcome is still printed below
+            unwritten = f"the report {opt.report} could not be written: {exc.strerror or exc}"
     if opt.as_json:
         doc = outcome.to_json()
         if graded is not None:
@@ -132,7 +139,20 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
             print(line, file=out)
         if graded is not None:
             print(f"{graded.line()} (against {opt.labels})", file=out)
+    if unwritten is not None:
+        print(f"rollback-watchdog replay: {unwritten}", file=err)
+        return EXIT_FAIL
     return EXIT_OK
+
+
+def _can_write(path: Path) -> None:
+    where = path.parent
+    if path.is_dir():
+        raise ReplayError(f"--report {path} is a directory: give a file name")
+    if not where.is_dir():
+        raise ReplayError(f"--report {path} cannot be written: {where} is not a directory")
+    if not os.access(where, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ReplayError(f"--report {path} cannot be written: permission denied")
 
 
 def _lookback(qs: Sequence[Query], start: datetime) -> datetime:
