@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from binaries import cli
 from configs import hybrid_routing, metric_rule, write
 from hostile import alias_rows
+from watchdog.cli_replay import BadTime, parse_time
 from watchdog.replay.labels import LabelsError, read_labels
 from watchdog.replay.recorded import RecordingError, read_recording
 
@@ -50,6 +51,23 @@ def test_a_time_that_is_no_time(config: str, bad: str) -> None:
     code, _, err = replay(config, "--from", bad)
     assert code == 2
     assert "is not a time: give ISO 8601" in one_line(err)
+
+
+def test_a_time_too_far_back_to_count(config: str) -> None:
+    code, _, err = replay(config, "--from", "-99999999999d")
+    assert code == 2
+    assert one_line(err) == ("rollback-watchdog replay: '-99999999999d' reaches back past the year 1: "
+                             "give a range CloudWatch can keep")
+
+
+@given(st.one_of(st.text(max_size=40), st.from_regex(r"-[0-9]{1,30} ?[smhdw]", fullmatch=True)))
+def test_any_text_is_a_time_or_one_bad_time(text: str) -> None:
+    try:
+        when = parse_time(text, NOW)
+    except BadTime as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert when.tzinfo is not None
 
 
 def test_a_range_past_retention(config: str) -> None:

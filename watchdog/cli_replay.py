@@ -58,7 +58,10 @@ def parse_time(text: str, now: datetime) -> datetime:
         return now
     m = _RELATIVE.match(t)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:
+            raise BadTime(f"{text!r} reaches back past the year 1: give a range CloudWatch can keep") from None
     try:
         when = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
