@@ -91,6 +91,21 @@ class Metrics:
             "0 while writes to the state file fail (no action runs until its intent lands; a human is paged).",
             registry=r,
         )
+        # The HTTP face under a flood (watchdog/httpserver.py): what it holds and what it had to close.
+        self.http_connections_open = Gauge(
+            "watchdog_http_connections_open", "Inbound HTTP connections open now.", registry=r,
+        )
+        self.http_connections_rejected = Counter(
+            "watchdog_http_connections_rejected_total",
+            "Inbound HTTP connections the server closed to protect itself, by reason.",
+            ["reason"], registry=r,
+        )
+        # The poll recording (watchdog/recording.py): lines that could not be queued or written.
+        self.recording_lines_dropped = Counter(
+            "watchdog_recording_lines_dropped_total",
+            "Poll lines the recording dropped (its queue was full or its file could not be written).",
+            registry=r,
+        )
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)
