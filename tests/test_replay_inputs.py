@@ -4,16 +4,20 @@ generated and hostile files."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
-from datetime import datetime, timezone
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from binaries import cli
-from configs import hybrid_routing, metric_rule, write
+from configs import cloudwatch, hybrid_routing, metric_rule, parsed, write
 from hostile import alias_rows
 from watchdog.cli_replay import BadTime, parse_time
 from watchdog.replay.labels import LabelsError, read_labels
@@ -132,17 +136,14 @@ def test_a_report_that_cannot_be_written_is_said_before_the_fetch(config: str, t
     assert one_line(err).endswith(says.format(tmp=tmp_path))
 
 
-def test_a_report_that_fails_to_write_keeps_the_outcome(tmp_path: Path) -> None:
-    """The disk fills while the replay runs (/dev/full): the would-be incidents are still printed, then one
-    line, exit 1."""
-    sources = [{"name": "compliance", "type": "http_json", "url": "http://127.0.0.1:9/x", "interval": "60s"}]
-    rules = [{"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
-              "threshold": "== false", "level": 2}]
-    cfg = write(tmp_path, hybrid_routing(rules=rules, sources=sources, state_path=tmp_path / "w.db"))
-    code, out, err = replay(cfg, "--from", "-2h", "--to", "-1h", "--report", "/dev/full")
-    assert code == 1
-    assert "would-be incidents: 0" in out and "note: source compliance skipped" in out
-    assert one_line(err) == "rollback-watchdog replay: the report /dev/full could not be written: No space left on device"
+def test_a_device_as_the_report_is_refused_before_the_fetch(config: str) -> None:
+    """/dev/full: the report is written beside its target and renamed onto it, which would replace the
+    device; so a path that is not a regular file is refused up front. (The full disk under a report is
+    test_replay_hostile.py's tmpfs test.)"""
+    code, out, err = replay(config, "--from", "-2h", "--to", "-1h", "--report", "/dev/full")
+    assert code == 2 and out == ""
+    assert one_line(err) == ("rollback-watchdog replay: --report /dev/full is not a regular file (a FIFO, a device "
+                             "or a socket): give a file name")
 
 # --- the readers, in process: generated and hostile files ---------------------------------------
 
@@ -230,3 +231,83 @@ def test_a_recording_that_cannot_be_written_says_so_once_and_polling_goes_on(tmp
     (tmp_path / "file").write_text("x")
     with pytest.raises(RecordingUnwritable, match="cannot be opened"):  # at start: one line, `run` exits 1
         FileRecorder(tmp_path / "file" / "under" / "x.jsonl")
+
+
+# --- generated recordings and cache rows: no traceback ----------------------------------------------
+
+GEN_NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+GEN_START = GEN_NOW - timedelta(hours=2)
+MIN = timedelta(minutes=1)
+_examples = itertools.count()
+
+in_range = st.floats(GEN_START.timestamp() - 600, GEN_START.timestamp() + 2400)
+sql_values = st.one_of(in_range, st.floats(-1e4, 1e4), st.floats(allow_nan=False), st.integers(-(2 ** 63), 2 ** 63 - 1),
+                       st.text(max_size=6), st.binary(max_size=4))
+minutes = st.integers(-10, 40).map(lambda k: (GEN_START + k * MIN).isoformat())
+times = st.one_of(minutes, st.sampled_from(["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+05:00",
+                                            "2026-11-30T10:00:00", "x", ""]), st.integers())
+readings = st.one_of(st.booleans(), st.floats(), st.integers(), st.text(max_size=3), st.none(), st.lists(st.none()))
+good_lines = st.builds(lambda at, ok, took: {"at": at, "source": "compliance", "took": took,
+                                             "points": {"hybrid-routing/gdpr": [[at, ok]]}},
+                       minutes, st.booleans(), st.floats(0, 5))
+poll_lines = st.one_of(
+    good_lines,
+    st.fixed_dictionaries({"at": times, "source": st.sampled_from(["compliance", "cloudwatch", "other", 7]),
+                           "took": st.one_of(st.floats(), st.integers(-1, 10 ** 6), st.text(max_size=2)),
+                           "points": st.one_of(st.none(), st.dictionaries(
+                               st.sampled_from(["hybrid-routing/gdpr", "hybrid-routing/r0", "nope"]),
+                               st.lists(st.tuples(times, readings), max_size=3), max_size=2))}),
+    st.fixed_dictionaries({"at": minutes, "source": st.just("compliance"),
+                           "error": st.lists(st.sampled_from(["\ud800", "\udfff", "down", "\n", "\x00"]),
+                                             max_size=4).map("".join)}),
+)
+
+
+def _gen_config() -> Any:
+    sources = [cloudwatch(interval="60s", retry={"attempts": 1}),
+               {"name": "compliance", "type": "http_json", "url": "http://127.0.0.1:9/x", "interval": "60s"}]
+    rules = [metric_rule("r0", dimensions={"Rule": "r0"}, evaluation_periods=3, datapoints_to_alarm=2),
+             {"name": "gdpr", "category": "security", "source": "compliance", "field": "gdpr.compliant",
+              "threshold": "== false"}]
+    return parsed(hybrid_routing(sources=sources, rules=rules, verify_window="3m"))
+
+
+GEN_CONFIG = _gen_config()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(poll_lines, max_size=8), cut=st.integers(0, 40),
+       points=st.lists(st.one_of(st.tuples(in_range, st.floats(-1e4, 1e4)), st.tuples(sql_values, sql_values)),
+                       max_size=12),
+       fetched=st.lists(st.tuples(sql_values, sql_values), max_size=3))
+async def test_generated_recordings_and_cache_rows_never_give_a_traceback(tmp_path: Path, lines: list[Any], cut: int,
+                                                                          points: list[Any], fetched: list[Any]) -> None:
+    """Whatever the recording and the cache hold, the replay ends with an exit code, one line when it refuses
+    (and none otherwise; the cost and poll lines go to stderr with --json), and its output can be written
+    as UTF-8. The cache's history is marked fetched for every time,
+    so nothing is fetched (the endpoint is a closed port)."""
+    from watchdog.replay.cache import HistoryCache
+    from watchdog.replay.command import Options, run_replay
+    from watchdog.replay.history import query_key
+    from watchdog.signals import Query
+
+    work = Path(tmp_path) / f"gen{next(_examples)}"
+    work.mkdir()
+    raw = b"".join((json.dumps(x) + "\n").encode() for x in lines)
+    (work / "rec.jsonl").write_bytes(raw[:len(raw) - cut] if cut < len(raw) else raw)
+    key = query_key(Query("hybrid-routing/r0", GEN_CONFIG.targets[0].rules[0]))
+    HistoryCache(work / "cache.db").close()
+    with sqlite3.connect(work / "cache.db") as db:
+        db.execute("INSERT INTO fetched VALUES (?, 0, 1e10)", (key,))
+        db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?)", [(key, ts, v) for ts, v in points])
+        db.executemany("INSERT INTO fetched VALUES (?, ?, ?)", [(key, a, b) for a, b in fetched])
+    opt = Options(start=GEN_START, end=GEN_START + 30 * MIN, now=GEN_NOW, cache=work / "cache.db",
+                  recording=work / "rec.jsonl", as_json=bool(cut % 2))
+    out, err = io.StringIO(), io.StringIO()
+    code = await run_replay(GEN_CONFIG, opt, out=out, err=err)
+    event(f"exit {code}")
+    assert code in (0, 2, 3), (code, err.getvalue())
+    refusals = [ln for ln in err.getvalue().splitlines() if ln.startswith("rollback-watchdog replay: ")]
+    assert len(refusals) == (1 if code == 2 else 0), err.getvalue()
+    out.getvalue().encode("utf-8")
+    err.getvalue().encode("utf-8")

@@ -18,7 +18,10 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("replay", help="run the decision engine over recorded history; nothing acts or is sent")
+    p = subparsers.add_parser("replay", help="run the decision engine over recorded history; nothing acts or is sent",
+                              epilog="exit 0: replayed, every rule saw data; 1: the history could not be fetched or "
+                                     "the report not written; 2: bad input (or a bad cache); 3: replayed, but a rule "
+                                     "had no datapoint over the whole range (listed in the output)")
     p.add_argument("-c", "--config", required=True)
     p.add_argument("--from", dest="start", required=True, metavar="TIME", help="ISO 8601, or -7d, -6h, -30m, now")
     p.add_argument("--to", dest="end", default="now", metavar="TIME", help="as --from (default now)")
@@ -27,7 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="labelled incidents (YAML or JSON) to score the replay against")
     p.add_argument("--recording", metavar="FILE", help="the daemon's recorded polls (`run --record FILE`)")
     p.add_argument("--cache", metavar="FILE", help="the CloudWatch history cache (default: next to state_path)")
-    p.add_argument("--yes", action="store_true", help="fetch whatever it costs, without asking")
+    p.add_argument("--yes", action="store_true",
+                   help="fetch whatever it costs and simulate however many polls it takes, without asking")
     p.add_argument("--max-cost", type=float, default=1.0, metavar="DOLLARS",
                    help="ask (or, without a terminal, refuse) above this many dollars of GetMetricData (default 1)")
     p.add_argument("--resolve-after", default="1h", metavar="DURATION",
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     cache = Path(args.cache) if args.cache else cfg.watchdog.state_path.parent / "replay-cache.db"
     opt = Options(start=start, end=end, now=now, cache=cache, recording=_path(args.recording),
                   labels=_path(args.labels), report=_path(args.report), as_json=args.json, yes=args.yes,
-                  max_cost=args.max_cost, resolve_after=after)
+                  max_cost=args.max_cost, resolve_after=after, progress=sys.stderr.isatty())
     return asyncio.run(run_replay(cfg, opt, confirm=_ask if sys.stdin.isatty() else None))
 
 

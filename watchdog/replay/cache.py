@@ -3,10 +3,12 @@ and per query the spans already fetched. Only a replay reads or writes it."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from watchdog.rules import Datapoint
 
@@ -16,7 +18,15 @@ CREATE TABLE IF NOT EXISTS points (query TEXT NOT NULL, ts REAL NOT NULL, value 
                                    PRIMARY KEY (query, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fetched (query TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS fetched_query ON fetched (query);
+CREATE TABLE IF NOT EXISTS unreadable (query TEXT NOT NULL, ts REAL NOT NULL, why TEXT NOT NULL,
+                                       PRIMARY KEY (query, ts)) WITHOUT ROWID;
 """
+# `unreadable`: buckets CloudWatch answered with something that is not a number (NaN): missing datapoints,
+# kept with the reason so that a replay from the cache can still say how many there were. A table added
+# within schema 1: an older build's cache gains it, and an older build reading this one never looks at it.
+
+# The newest time a row may hold: datetime's end (9999-12-31), as seconds since the epoch.
+MAX_TS = 253_402_300_799
 
 
 class CacheError(Exception):
@@ -49,16 +59,21 @@ class HistoryCache:
         spans = self._spans.get(query)
         if spans is None:
             rows = self._read("SELECT start, \"end\" FROM fetched WHERE query = ? ORDER BY start", (query,))
-            spans = self._spans[query] = _merge([(float(a), float(b)) for a, b in rows])
+            spans = self._spans[query] = _merge([(self._number("fetched", "start", a), self._number("fetched", "end", b))
+                                                 for a, b in rows])
         a, b = start.timestamp(), end.timestamp()
         return any(s <= a and b <= e for s, e in spans)
 
-    def put(self, query: str, points: Iterable[Datapoint], start: datetime, upto: datetime) -> None:
-        """The window's datapoints, and [start, upto) marked fetched (nothing when upto <= start)."""
+    def put(self, query: str, points: Iterable[Datapoint], start: datetime, upto: datetime,
+            unreadable: Iterable[tuple[datetime, str]] = ()) -> None:
+        """The window's datapoints (and the buckets answered with no number, and why), and [start, upto)
+        marked fetched (nothing when upto <= start)."""
         try:
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?)",
                                      [(query, ts.timestamp(), float(v)) for ts, v in points])
+                self._db.executemany("INSERT OR REPLACE INTO unreadable VALUES (?, ?, ?)",
+                                     [(query, ts.timestamp(), why) for ts, why in unreadable])
                 if upto > start:
                     self._db.execute("INSERT INTO fetched VALUES (?, ?, ?)", (query, start.timestamp(), upto.timestamp()))
         except sqlite3.Error as exc:
@@ -68,13 +83,36 @@ class HistoryCache:
     def points(self, query: str, start: datetime, end: datetime) -> list[Datapoint]:
         rows = self._read("SELECT ts, value FROM points WHERE query = ? AND ts >= ? AND ts < ? ORDER BY ts",
                           (query, start.timestamp(), end.timestamp()))
-        return [(datetime.fromtimestamp(ts, timezone.utc), value) for ts, value in rows]
+        return [(datetime.fromtimestamp(self._time("points", ts), timezone.utc), self._number("points", "value", value))
+                for ts, value in rows]
 
-    def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[float, float]]:
+    def unreadable(self, query: str, start: datetime, end: datetime) -> dict[str, int]:
+        """Per reason, how many buckets of [start, end) were answered with no number."""
+        rows = self._read("SELECT why, count(*) FROM unreadable WHERE query = ? AND ts >= ? AND ts < ? GROUP BY why",
+                          (query, start.timestamp(), end.timestamp()))
+        return {str(why): int(n) for why, n in rows}
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, Any]]:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise CacheError(f"cache {self.path} cannot be read: {exc} (delete it to start afresh)") from None
+
+    def _number(self, table: str, column: str, value: Any) -> float:
+        """SQLite keeps what a row was given, whatever the column's type: a cache edited by hand can hold
+        text, a blob or NULL where a number belongs. One line, not a crash in every evaluation."""
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+        shown = repr(value if not isinstance(value, (str, bytes)) else value[:40])
+        raise CacheError(f"cache {self.path}: a row of {table} holds {shown} as its {column}, where a number "
+                         "belongs (edited by hand? delete it to start afresh)")
+
+    def _time(self, table: str, value: Any) -> float:
+        ts = self._number(table, "ts", value)
+        if not 0 <= ts <= MAX_TS:
+            raise CacheError(f"cache {self.path}: a row of {table} holds {ts!r} as its ts, not a time "
+                             "(edited by hand? delete it to start afresh)")
+        return ts
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

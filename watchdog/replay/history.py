@@ -109,15 +109,20 @@ def window_span(queries: Sequence[Query]) -> timedelta:
     return timedelta(seconds=span)
 
 
-def plan(source: str, queries: Sequence[Query], start: datetime, end: datetime, now: datetime,
-         cache: HistoryCache) -> Plan:
-    """HistoryError when the range reaches back past what CloudWatch keeps for a rule's period."""
+def check_retention(queries: Sequence[Query], start: datetime, now: datetime) -> None:
+    """HistoryError when the range reaches back past what CloudWatch keeps for a rule's period. Said before
+    anything is computed from `start` (a window's lead before the year 1 is an OverflowError)."""
     for q in queries:
         kept = retention(_period(q))
         if start < now - kept:
             amount = f"{kept.days} days" if kept.days else f"{kept.seconds // 3600} hours"
             raise HistoryError(f"{q.key}: CloudWatch keeps data of a {_period(q).total_seconds():g}s period for "
                                f"{amount}: --from must be after {(now - kept):%Y-%m-%dT%H:%M}Z")
+
+
+def plan(source: str, queries: Sequence[Query], start: datetime, end: datetime, now: datetime,
+         cache: HistoryCache) -> Plan:
+    check_retention(queries, start, now)
     span = window_span(queries)
     todo: dict[datetime, list[Query]] = {}
     cached = total = 0
@@ -168,10 +173,16 @@ async def fetch(cfg: CloudWatchSource, queries: Sequence[Query], p: Plan, aws: A
                 a, b = _clip(w, p.span, p.start, p.end)
                 got = await src.fetch(a, b)
                 for key in group:
-                    cache.put(keys[key], got.get(key, []), a, min(b, settled))
+                    cache.put(keys[key], got.get(key, []), a, min(b, settled), src.not_numbers.get(key, ()))
         finally:
             await src.close()
 
 
 def series(queries: Sequence[Query], start: datetime, end: datetime, cache: HistoryCache) -> dict[str, list[Datapoint]]:
     return {q.key: cache.points(query_key(q), start, end) for q in queries}
+
+
+def unreadable(queries: Sequence[Query], start: datetime, end: datetime, cache: HistoryCache) -> dict[str, dict[str, int]]:
+    """Per rule that has any, how many of its buckets CloudWatch answered with no number, per reason."""
+    out = {q.key: cache.unreadable(query_key(q), start, end) for q in queries}
+    return {key: counts for key, counts in out.items() if counts}

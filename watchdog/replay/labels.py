@@ -104,7 +104,8 @@ def score(incidents: list[Incident], labels: list[Label], grace: timedelta = tim
     for lb in labels:
         if not lb.rollback:
             continue
-        hits = [i for i in acted if i.target == lb.target and lb.start <= i.opened_at <= lb.end + grace]
+        # opened_at - grace, not end + grace: a label may end at 9999-12-31, past which no time can be added.
+        hits = [i for i in acted if i.target == lb.target and lb.start <= i.opened_at and i.opened_at - grace <= lb.end]
         if not hits:
             s.missed.append(lb)
             continue

@@ -1,5 +1,7 @@
 """What a replay decided, read back from the runtime's own journal and events: the would-be incidents
-(target, opened, trigger, levels, how each ended) and the blind spells; as text and as JSON."""
+(target, opened, trigger, levels, how each ended) and the blind spells; and what it could not see: the
+rules that had no datapoint over the range, the polls that failed, the buckets answered with no number.
+As text and as JSON."""
 
 from __future__ import annotations
 
@@ -22,6 +24,27 @@ class Spell:
     why: str
 
 
+SHOWN_ERRORS = 5  # per source in the text; the JSON has them all
+
+
+@dataclass(frozen=True)
+class Unseen:
+    """A rule that had no datapoint over the whole range: the replay judged it on nothing."""
+
+    rule: str  # target/rule
+    source: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A source's polls that failed, of how many, and how many failed with each error."""
+
+    failed: int
+    polls: int
+    errors: dict[str, int]
+
+
 @dataclass
 class Outcome:
     start: datetime
@@ -31,6 +54,9 @@ class Outcome:
     polls: dict[str, int]
     notes: list[str] = field(default_factory=list)
     held: list[Event] = field(default_factory=list)  # "would run": a pause kept a level from running
+    unseen: list[Unseen] = field(default_factory=list)
+    failed: dict[str, Failed] = field(default_factory=dict)  # per source with a failed poll
+    unreadable: dict[str, dict[str, int]] = field(default_factory=dict)  # per rule: buckets with no number, per why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,15 +64,37 @@ class Outcome:
             "incidents": [incident_json(i) for i in self.incidents],
             "blind": [{"target": b.target, "start": _iso(b.start), "end": _iso(b.end), "why": b.why} for b in self.blind],
             "would_run": [{"target": e.target, "at": _iso(e.at), "level": e.level, "why": e.why} for e in self.held],
+            "unseen": [{"rule": u.rule, "source": u.source, "why": u.why} for u in self.unseen],
+            "failed_polls": {name: {"failed": f.failed, "polls": f.polls, "errors": f.errors}
+                             for name, f in self.failed.items()},
+            "unreadable": self.unreadable,
         }
 
 
-def outcome_of(r: Replayed, notes: list[str]) -> Outcome:
+def outcome_of(r: Replayed, notes: list[str], unreadable: dict[str, dict[str, int]] | None = None) -> Outcome:
     incidents = [decode_incident(row["snapshot"]) for row in r.store.list_incidents(limit=1_000_000)]
     incidents.sort(key=lambda i: (i.opened_at, i.target))
     held = [e for e in r.events if e.kind == "would_run"]
     polls = {name: src.polls for name, src in r.sources.items()}
-    return Outcome(r.start, r.end, incidents, blind_spells(r), polls, notes, held)
+    failed = {name: Failed(sum(src.failed.values()), src.polls, dict(sorted(src.failed.items())))
+              for name, src in sorted(r.sources.items()) if src.failed}
+    return Outcome(r.start, r.end, incidents, blind_spells(r), polls, notes, held, unseen_rules(r), failed,
+                   dict(sorted((unreadable or {}).items())))
+
+
+def unseen_rules(r: Replayed) -> list[Unseen]:
+    out: list[Unseen] = []
+    for name, src in sorted(r.sources.items()):
+        failed = sum(src.failed.values())
+        if src.polls == 0:
+            why = "its source was never polled"
+        elif failed == src.polls:
+            why = f"every poll of its source failed ({failed})"
+        else:
+            why = ("its source answered no datapoint for it (a misspelled namespace, metric, dimension or "
+                   "field? a cache emptied by hand? delete the cache to fetch afresh)")
+        out.extend(Unseen(key, name, why) for key, n in sorted(src.seen.items()) if n == 0)
+    return out
 
 
 def blind_spells(r: Replayed) -> list[Spell]:
@@ -101,6 +149,28 @@ def render_text(o: Outcome) -> list[str]:
         lines.append(f"blind spells: {len(o.blind)}")
         for b in o.blind:
             lines.append(f"  {b.target}  {_iso(b.start)} .. {_iso(b.end) or 'the end'}  {b.why}")
+    lines.extend(unseen_lines(o))
+    return lines
+
+
+def unseen_lines(o: Outcome) -> list[str]:
+    """What the replay could not see; nothing when it saw everything."""
+    lines = []
+    if o.unseen:
+        lines.append(f"rules with no datapoint over the range: {len(o.unseen)} (judged on nothing)")
+        lines.extend(f"  {u.rule}  source {u.source}: {u.why}" for u in o.unseen)
+    if o.failed:
+        lines.append(f"failed polls: {sum(f.failed for f in o.failed.values())}")
+        for name, f in o.failed.items():
+            errors = sorted(f.errors.items(), key=lambda e: -e[1])
+            more = f"; {len(errors) - SHOWN_ERRORS} other errors" if len(errors) > SHOWN_ERRORS else ""
+            lines.append(f"  {name}  {f.failed} of {f.polls} polls: " +
+                         "; ".join(f"{n} x {why}" for why, n in errors[:SHOWN_ERRORS]) + more)
+    if o.unreadable:
+        lines.append(f"buckets answered with no number, treated as missing: "
+                     f"{sum(sum(c.values()) for c in o.unreadable.values())}")
+        for rule, counts in o.unreadable.items():
+            lines.append(f"  {rule}  " + ", ".join(f"{n} {why}" for why, n in sorted(counts.items())))
     return lines
 
 

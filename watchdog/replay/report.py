@@ -8,6 +8,8 @@ data is drawn as a min/max envelope per pixel column, so a one-bucket spike stil
 
 from __future__ import annotations
 
+import os
+import secrets
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -16,7 +18,7 @@ from watchdog.config.models import Config, Rule
 from watchdog.config.types import format_duration
 from watchdog.replay.engine import Replayed, Transition
 from watchdog.replay.labels import Label, Score
-from watchdog.replay.outcome import Outcome, end_state, render_text
+from watchdog.replay.outcome import Outcome, end_state, render_text, unseen_lines
 from watchdog.rules import Datapoint, change_points, format_value
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24
@@ -39,7 +41,27 @@ vertical-align:-2px;margin-right:4px}pre{white-space:pre-wrap;background:#fff;bo
 
 
 def write_report(path: Path, cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> None:
-    path.write_text(render(cfg, r, o, labels, graded), encoding="utf-8")
+    write_atomically(path, render(cfg, r, o, labels, graded).encode("utf-8"))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """A temporary file beside the report's target, written whole and synced, then renamed onto it: a disk
+    that fills mid-write leaves the previous report as it was (OSError, and no temporary file behind)."""
+    target = path.resolve()  # through a symlink: the link stays, its target is replaced
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)  # the umask applies
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> str:
@@ -53,6 +75,9 @@ def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Sc
         cls = "ok" if not (graded.false or graded.missed or graded.wrong) else "bad"
         parts.append(f"<p class='score {cls}' id=score>{escape(graded.line())}</p>")
     parts.append(_incidents(o))
+    unseen = unseen_lines(o)
+    if unseen:
+        parts.append("<h2>What it could not see</h2><pre id=unseen>" + escape("\n".join(unseen)) + "</pre>")
     parts.append("<h2>Rules</h2><p class=legend><span><i class=sw style='background:#2f6fdf'></i>value</span>"
                  "<span><i class=sw style='background:#b42318'></i>threshold</span><span><i class=sw style='background:"
                  "#f0443840'></i>in alarm</span><span><i class=sw style='background:#f79009'></i>judged when it went "

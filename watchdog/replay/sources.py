@@ -72,6 +72,10 @@ class HistorySource:
         self._outages = sorted(outages, key=lambda o: o.start)
         self._keep = evaluation_range(max((q.rule.evaluation_periods for q in self._queries), default=1)) + 2
         self.polls = 0
+        # What the replay could not see, for its output: per query the polls that gave it a datapoint, and
+        # per error the polls that failed with it.
+        self.seen: dict[str, int] = dict.fromkeys(self.series, 0)
+        self.failed: dict[str, int] = {}
 
     async def start(self) -> None:
         return None
@@ -84,6 +88,7 @@ class HistorySource:
         self.answered(now + timedelta(seconds=self.took.get(now, 0.0)))
         for o in self._outages:
             if o.start <= now < o.end:
+                self.failed[o.error] = self.failed.get(o.error, 0) + 1
                 raise SourceError(o.error)
         if not self._queries:
             return {}
@@ -92,7 +97,11 @@ class HistorySource:
             for key, s in self.series.items():
                 hi = bisect_right(s.times, now)
                 out[key] = s.between(s.times[max(0, hi - self._keep)] if hi else None, now, now)[-self._keep:]
-            return out
-        # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
-        start, end = fetch_window(self._queries, now)
-        return {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
+        else:
+            # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
+            start, end = fetch_window(self._queries, now)
+            out = {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
+        for key, points in out.items():
+            if points:
+                self.seen[key] += 1
+        return out

@@ -127,6 +127,11 @@ async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedu
         raise SourceError(f"{op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
     except ResponseParserError:  # not a BotoCoreError; its text holds the whole (HTML) body
         raise SourceError(f"{op}: the answer could not be parsed (not what the API sends)") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        # A 200 that parses but is another document (no GetMetricDataResult), or holds a value that is no
+        # number or time: botocore's parser fails with these, not with a ResponseParserError.
+        said = " ".join(str(exc).split())
+        raise SourceError(f"{op}: the answer is not a {op} document ({type(exc).__name__}: {said})"[:300]) from None
     except (BotoCoreError, OSError) as exc:
         raise SourceError(f"{op}: {type(exc).__name__}: {exc}") from None
     raise SourceError(f"{op}: no attempt made")  # unreachable: stop_after_attempt >= 1

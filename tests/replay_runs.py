@@ -1,0 +1,112 @@
+"""`rollback-watchdog replay` run as a user runs it (`python -m watchdog replay ...`), with the peak memory
+of that process (its own ru_maxrss, from wait4: not the test's, nor another child's).
+
+A guard kills the child when its resident memory passes GUARD_MB or it outlives its timeout, so a test of
+an unbounded input fails in seconds on a build without the bound instead of taking the machine's memory.
+With `tty=True` its stderr is a terminal (a pty), as the progress line needs; `until` stops the run (kill)
+once stderr has shown that text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+GUARD_MB = 600
+
+
+@dataclass
+class Run:
+    code: int | None  # None: killed (see `killed`)
+    out: str
+    err: str
+    peak_mb: float
+    killed: str | None = None  # why the guard killed it, if it did
+
+    def one_line(self) -> str:
+        """The one line a bad input gets on stderr; fails on a traceback or a second line. The config's
+        warnings and the replayed runtime's own log lines (structlog JSON: `exhausted` is logged at error
+        level) are not that line."""
+        lines = [ln for ln in self.err.splitlines() if ln.strip() and not ln.startswith("warning: ") and not _logged(ln)]
+        assert self.killed is None, self.killed
+        assert "Traceback" not in self.err and len(lines) == 1, self.err[-3000:]
+        return lines[0]
+
+
+def _logged(line: str) -> bool:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "event" in doc
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def replay_measured(*args: str, timeout: float = 120, tty: bool = False, until: str | None = None,
+                    env: dict[str, str] | None = None) -> Run:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        master = slave = -1
+        if tty:
+            master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "watchdog", "replay", *args], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=slave if tty else err, env={**os.environ, **(env or {})})
+        if tty:
+            os.close(slave)
+        seen = b""
+        killed = None
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if tty and select.select([master], [], [], 0)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the child closed its side
+                    pass
+            if killed is None:
+                rss = _rss_mb(proc.pid)
+                if rss > GUARD_MB:
+                    killed = f"killed at {rss:.0f} MB resident (the guard's limit is {GUARD_MB} MB)"
+                elif time.monotonic() > deadline:
+                    killed = f"killed: still running after {timeout} s"
+                elif until is not None and until.encode() in seen:
+                    killed = f"stopped once stderr showed {until!r}"
+                if killed is not None:
+                    proc.kill()
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        if tty:
+            while select.select([master], [], [], 0)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            os.close(master)
+        else:
+            err.seek(0)
+            seen = err.read()
+        out.seek(0)
+        stopped = killed is not None and killed.startswith("stopped")
+        return Run(None if killed else proc.returncode, out.read().decode("utf-8", "replace"),
+                   seen.decode("utf-8", "replace"), usage.ru_maxrss / 1024, None if stopped else killed)
