@@ -137,20 +137,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
-    if args.record:
-        cfg = cfg.model_copy(update={"watchdog": cfg.watchdog.model_copy(update={"record": Path(args.record)})})
+    cfg = _recording(cfg, args.record)
     # With --once the table goes to stdout, so the logs step aside to stderr.
     setup_logging(cfg.watchdog.log_level, sys.stderr if args.once else sys.stdout, redactor_for(cfg))
     if args.once:
         return asyncio.run(_once(cfg))
-    return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None, path=args.config))
+    return asyncio.run(_daemon(cfg, dry_run=True if args.dry_run else None, path=args.config, record=args.record))
 
 
-async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
+def _recording(cfg: Config, record: str | None) -> Config:
+    """`--record FILE` over `watchdog.record`, at start and at every reload: the command line the service
+    was started with wins over the file for as long as the process runs."""
+    if not record:
+        return cfg
+    return cfg.model_copy(update={"watchdog": cfg.watchdog.model_copy(update={"record": Path(record)})})
+
+
+async def _daemon(cfg: Config, dry_run: bool | None, path: str, record: str | None = None) -> int:
     from watchdog.app import App
     from watchdog.config import armed_failpoints, systemd_environment
     from watchdog.failpoints import KNOWN, Failpoints
     from watchdog.lock import LockHeld
+    from watchdog.recording import RecordingUnwritable
     from watchdog.sdnotify import SystemdNotifier
     from watchdog.wiring import SourceStartFailed
 
@@ -169,7 +177,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
     sd = SystemdNotifier(*systemd_environment())
     try:
         app = await App.create(cfg, dry_run=dry_run, failpoints=Failpoints(armed), sd=sd)
-    except (LockHeld, SourceStartFailed) as exc:  # each says itself in one line
+    except (LockHeld, SourceStartFailed, RecordingUnwritable) as exc:  # each says itself in one line
         print(f"rollback-watchdog: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except Exception as exc:  # e.g. a state path that cannot be used: one line, no traceback
@@ -200,7 +208,8 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
                 hup.clear()
                 sd.reloading()
                 gc.unfreeze()
-                await _reload(app, path)
+                await _reload(app, path, record)
+                await _reopen_recording(app)
                 gc.collect()
                 gc.freeze()
                 sd.ready(app.runtime.status_line())
@@ -209,7 +218,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str) -> int:
         await app.stop()
 
 
-async def _reload(app: App, path: str) -> None:
+async def _reload(app: App, path: str, record: str | None = None) -> None:
     import structlog
 
     from watchdog.logs import setup_logging
@@ -227,6 +236,7 @@ async def _reload(app: App, path: str) -> None:
     except Exception as exc:  # load_config turns every bad file into a ConfigError; this is the last guard
         log.error("reload_rejected", why=f"unexpected {type(exc).__name__} reading the config; the old one keeps running")
         return
+    new = _recording(new, record)
     try:
         notes = await app.reload(new)
     except ReloadRefused as exc:
@@ -242,6 +252,20 @@ async def _reload(app: App, path: str) -> None:
             log.warning("config_warning", warning=line)
     except Exception as exc:  # the new config runs; only its announcement failed, which must not end the daemon
         log.error("reload_log_failed", why=f"{type(exc).__name__}: {exc}")
+
+
+async def _reopen_recording(app: App) -> None:
+    """Every SIGHUP, whether the config was taken or not: logrotate's postrotate sends one to have the
+    recording's file opened again, and a config being edited at that moment must not stop that."""
+    import structlog
+
+    from watchdog.reload import reopen_recording
+
+    try:
+        await reopen_recording(app.runtime)
+    except Exception as exc:  # never the daemon's end
+        structlog.get_logger("watchdog.cli").error("recording_reopen_failed", error=f"{type(exc).__name__}: {exc}",
+                                                   next="the recording goes on as it was")
 
 
 async def _once(cfg: Config) -> int:

@@ -68,7 +68,7 @@ async def alertmanager(app: "Runtime", request: web.Request, body: dict[str, Any
         taken = app.alerts.receive(body)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
-    for name in app.alert_sources():
+    for name in app.alert_sources():  # each pushed poll passes the reload gate as a scheduled one does
         app.tasks.spawn(app.poll(name), f"poll:{name}:pushed")
     return web.json_response({"received": taken})
 
@@ -170,20 +170,23 @@ async def resume(app: "Runtime", request: web.Request, body: dict[str, Any]) -> 
 
 async def rollback(app: "Runtime", request: web.Request, body: dict[str, Any]) -> web.Response:
     target = request.match_info["target"]
-    if target not in app.executors:
-        return _err(404, f"no target named {_shown(target)}")
-    level = body.get("level")
-    if not isinstance(level, int) or isinstance(level, bool):
-        raise _BadInput("level: required, a whole number")
-    # A level the target does not have is bad input (400); 409 is kept for "not now" (a level runs).
-    last = app.executors[target].machine.max_level
-    if not 1 <= level <= last:
-        raise _BadInput(f"level: must be 1..{last} for target {target!r}")
-    reason = _text(body, "reason")
-    try:
-        incident = await app.manual_rollback(target, level, reason or "")
-    except ValueError as exc:
-        return _err(409, str(exc))
+    # The target checked and its level started under one hold of the gate: a reload that removes the target
+    # swaps before the check (404) or after the level's incident is open (and is then refused), never between.
+    with app.gate.commanding():
+        if target not in app.executors:
+            return _err(404, f"no target named {_shown(target)}")
+        level = body.get("level")
+        if not isinstance(level, int) or isinstance(level, bool):
+            raise _BadInput("level: required, a whole number")
+        # A level the target does not have is bad input (400); 409 is kept for "not now" (a level runs).
+        last = app.executors[target].machine.max_level
+        if not 1 <= level <= last:
+            raise _BadInput(f"level: must be 1..{last} for target {target!r}")
+        reason = _text(body, "reason")
+        try:
+            incident = await app.manual_rollback(target, level, reason or "")
+        except ValueError as exc:
+            return _err(409, str(exc))
     return web.json_response({"target": target, "level": level, "incident": incident}, status=202)
 
 

@@ -2,7 +2,8 @@
 
 Built whole by watchdog/wiring.py (nothing here is optional) and run by the lifecycle in app.py, which
 owns the scheduler, the web runner and the order of the stop. The HTTP face (web, control, status),
-reload and recovery work on this object and never on the lifecycle.
+reload and recovery work on this object and never on the lifecycle. A poll and an operator's command hold
+`gate` while they run, and a reload swaps its parts in only when none is inside (watchdog/reloadgate.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from watchdog.pause import Pause
 from watchdog.pausing import PauseKeeper
 from watchdog.recording import Recorder
 from watchdog.redact import Redactor
+from watchdog.reloadgate import ReloadGate
 from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceError, SourceFactory
@@ -62,6 +64,7 @@ class Runtime:
         self.recorder = recorder  # every poll's answer, for a later replay (watchdog/recording.py)
         self.scheduler_running: Callable[[], bool] = lambda: False  # the lifecycle says (app.py)
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
+        self.gate = ReloadGate()
         self._polls: set[asyncio.Task[Any]] = set()
         self._progress: dict[str, datetime] = {}  # per source: a try started or an evaluation ended (health.py)
         self._deadlines: dict[str, timedelta] = {}
@@ -89,15 +92,31 @@ class Runtime:
         return [s.name for s in self.cfg.sources if s.type == "alertmanager"]
 
     async def poll(self, name: str) -> None:
-        """The scheduler's job: poll one source, then evaluate the targets that use it."""
+        """The scheduler's job (and a pushed poll's): poll one source, then evaluate the targets that use it.
+        The whole of it holds the gate: a reload never closes the source under its read, nor swaps the board
+        and the executors between its read and its evaluation."""
         task = asyncio.current_task()
         if task is not None:
             self._polls.add(task)
         try:
-            await self._poll(name)
+            async with self.gate.polling():
+                if name not in self.sources:  # a reload removed the source while this poll waited at the gate
+                    return
+                await self._poll(name)
         finally:
             if task is not None:
                 self._polls.discard(task)
+
+    def polls_in_flight(self) -> dict[str, timedelta]:
+        """Each source with a poll reading now, and the deadline that poll started with."""
+        return dict(self._inflight)
+
+    def drain_bound(self) -> float:
+        """Seconds a reload waits for the polls in flight: each of their tries starts within its deadline, and
+        a source makes `retry.attempts` tries of a call; a poll still running past that is stuck."""
+        attempts = {s.name: s.retry.attempts for s in self.cfg.sources}
+        longest = max((d * attempts.get(name, 1) for name, d in self._inflight.items()), default=timedelta(0))
+        return longest.total_seconds() + 5.0  # and the evaluation after the read, on a loaded loop
 
     async def once(self) -> dict[str, dict[str, RuleView]]:
         """One poll of every source and one evaluation, with no action: `run --once`."""
@@ -182,34 +201,45 @@ class Runtime:
 
     # --- operator control (the control API calls these) ----------------------------------------
 
+    # Each command holds the gate from its target check to its change (a reload swaps before or after, never
+    # in between); the wait for the state file comes after, outside it, so a reload never waits on a disk.
+
     async def pause(self, target: str | None, duration: timedelta, reason: str) -> tuple[Pause, bool]:
         """The pause, and whether it is in the state file (a restart keeps it) when this returns."""
-        if target is not None and target not in self.executors:
-            raise KeyError(target)
-        pause = self.pausing.set(target, duration, reason)
+        with self.gate.commanding():
+            if target is not None and target not in self.executors:
+                raise KeyError(target)
+            pause = self.pausing.set(target, duration, reason)
         return pause, await self._stored()
 
     async def resume(self, target: str | None, reason: str) -> tuple[Pause | None, bool]:
-        if target is not None and target not in self.executors:
-            raise KeyError(target)
-        pause = self.pausing.clear(target, reason)
+        with self.gate.commanding():
+            if target is not None and target not in self.executors:
+                raise KeyError(target)
+            pause = self.pausing.clear(target, reason)
         stored = await self._stored()
         if pause is not None:
-            for name in self.pausing.scope_targets(pause.scope):
-                await self.evaluate(name)  # act on what is alarming now, not at the next poll
+            with self.gate.commanding():
+                for name in self.pausing.scope_targets(pause.scope):  # the targets in force now
+                    await self.evaluate(name)  # act on what is alarming now, not at the next poll
         return pause, stored
 
     async def manual_rollback(self, target: str, level: int, reason: str) -> str:
+        """The caller holds the gate across its own checks of `target` and this (control.rollback), or runs
+        where no reload can (rollback --offline)."""
         return await self.executors[target].manual(level, reason)
 
     async def resolve(self, incident: str, note: str) -> tuple[str, bool]:
         """The target, and whether the closing is in the state file (a kill -9 now would not reopen it)."""
-        for ex in self.executors.values():
-            inc = ex.machine.incident
-            if inc is not None and inc.id == incident:
-                await ex.resolve(note)
-                return ex.target.name, await self._stored()
-        raise KeyError(incident)
+        with self.gate.commanding():
+            for ex in self.executors.values():
+                inc = ex.machine.incident
+                if inc is not None and inc.id == incident:
+                    await ex.resolve(note)
+                    break
+            else:
+                raise KeyError(incident)
+        return ex.target.name, await self._stored()
 
     async def _stored(self) -> bool:
         """Wait (a while) for what was written so far: an operator told "paused" must not lose it to a kill -9.

@@ -7,10 +7,12 @@ the demo, and the tests; a reload builds its parts with the same helpers (`board
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -101,8 +103,7 @@ async def build_runtime(
         for src in started.values():
             undo.push_async_callback(src.close)
         pausing = PauseKeeper(journal, metrics, clock, targets)
-        record = cfg.watchdog.record
-        recorder: Recorder = FileRecorder(record) if record is not None else NoRecorder()
+        recorder = recorder_for(cfg.watchdog.record, metrics)  # RecordingUnwritable: one line, before any poll
         undo.callback(recorder.close)
         if runners is None:
             runners = build_runners(session, process_environment())
@@ -187,6 +188,13 @@ async def start_sources(cfg: Config, board: SignalBoard, deps: SourceDeps,
     return started
 
 
+def recorder_for(path: Path | None, metrics: Metrics, fd: int | None = None) -> Recorder:
+    """The recording at `path` (opened now unless `fd` is open on it already), or none."""
+    if path is None:
+        return NoRecorder()
+    return FileRecorder(path, dropped=metrics.recording_lines_dropped.inc, fd=fd)
+
+
 def executor_for(runtime: Runtime, t: Target) -> TargetExecutor:
     machine = TargetMachine(t.name, t.max_level, t.escalation.verify_window, t.escalation.max_rollbacks_per_hour,
                             runtime.new_incident_id)
@@ -203,7 +211,7 @@ async def close_runtime(runtime: Runtime) -> None:
         await src.close()
     await runtime.notifier.close()
     await runtime.session.close()
-    runtime.recorder.close()
+    await asyncio.to_thread(runtime.recorder.close)  # its queued lines land (bounded) off the loop
     if runtime.lock is None:  # a store handed in is the caller's to close
         return
     lost = await runtime.writer.stop(timeout=5)
