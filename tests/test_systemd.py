@@ -162,6 +162,16 @@ def test_the_unit_says_what_the_daemon_needs():
     assert one["CapabilityBoundingSet"] == "" and one["AmbientCapabilities"] == ""
 
 
+def test_the_unit_sets_a_descriptor_limit_with_room_for_the_http_cap_and_the_outbound_reserve():
+    """Issue 19: at systemd's default soft limit of 1 024, 1 100 idle connections to the HTTP port left no
+    descriptor for a poll, a level or a page. The unit sets the limit (soft = hard: nothing left to raise);
+    the daemon keeps 512 for its outbound side and holds at most http_max_connections (256) inbound."""
+    one = {k: v[-1] for k, v in service(UNIT.read_text()).items()}
+    soft, _, hard = one["LimitNOFILE"].partition(":")
+    assert int(soft) == int(hard or soft) == 4096
+    assert int(soft) - 512 >= 256 * 4, "the default cap with room to raise it, beside the outbound reserve"
+
+
 def test_the_syscall_filter_keeps_what_the_daemon_uses():
     """A level-3 command is fork+exec+wait; SQLite needs flock/fsync; the HTTP server and clients
     need sockets; sd_notify is sendto on AF_UNIX; a timed-out command's group is killed."""

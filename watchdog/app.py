@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watchdog.config.models import Config
+from watchdog.httpserver import HttpServer
 from watchdog.recovery import recover
 from watchdog.reload import apply_reload
 from watchdog.runtime import Runtime
@@ -37,7 +37,9 @@ class App:
         self.sd = sd or SystemdNotifier()
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         runtime.scheduler_running = lambda: bool(self.scheduler.running)
-        self.runner = web.AppRunner(build_web(runtime), access_log=None, handle_signals=False)
+        # The HTTP face with its cap and timeouts; it reads them from the live config (a reload applies them).
+        self.http = HttpServer(runtime.metrics, lambda: self.runtime.cfg.watchdog,
+                               lambda guard: build_web(runtime, guard))
         self.bound_port = 0  # set once the HTTP server listens (0: not serving)
 
     @classmethod
@@ -66,11 +68,8 @@ class App:
                  dry_run=rt.dry_run, listen=f"{cfg.watchdog.listen_host}:{self.bound_port}" if self.bound_port else None)
 
     async def _serve(self) -> None:
-        await self.runner.setup()
         cfg = self.runtime.cfg.watchdog
-        site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
-        await site.start()
-        self.bound_port = int(self.runner.addresses[0][1]) if self.runner.addresses else cfg.listen_port
+        self.bound_port = await self.http.start(cfg.listen_host, cfg.listen_port)
 
     def _add_jobs(self) -> None:
         now = datetime.now(timezone.utc)
@@ -141,8 +140,7 @@ class App:
         return wait
 
     async def _unserve(self) -> None:
-        if self.runner.server is not None:  # set up, whether or not the bind then succeeded
-            await self.runner.cleanup()
+        await self.http.stop()
 
     async def _shutdown_scheduler(self) -> None:
         if self.scheduler.running:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from watchdog.config.types import format_duration, parse_duration
+from watchdog.httpguard import BodyTimeout, read_body
 from watchdog.status import to_json
 
 if TYPE_CHECKING:
@@ -92,9 +93,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if request.method != "POST" or not request.can_read_body:
         return {}
     try:
-        raw = await request.read()
+        raw = await read_body(request)  # within watchdog.http_body_timeout: a stalled body holds nothing long
     except web.HTTPRequestEntityTooLarge:
         raise _BadInput(f"the body is larger than {MAX_BODY} bytes (1 MiB)", 413) from None
+    except BodyTimeout as exc:
+        raise _BadInput(str(exc), 408) from None
     body = _parse_json(_decode(raw, _charset(request)))
     if not isinstance(body, dict):
         raise _BadInput("the body must be a JSON object")

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from watchdog.control import MAX_BODY, add_routes
+from watchdog.httpguard import GUARD_KEY, ConnectionGuard
 from watchdog.status import to_json
 
 if TYPE_CHECKING:
@@ -18,10 +19,13 @@ if TYPE_CHECKING:
 APP_KEY: web.AppKey["Runtime"] = web.AppKey("watchdog", object)  # type: ignore[arg-type]
 
 
-def build_web(app: "Runtime") -> web.Application:
+def build_web(app: "Runtime", guard: ConnectionGuard) -> web.Application:
+    """The endpoints; `guard` (the listening server's) is told while a handler runs, so that a connection
+    being served is never closed to make room, and it bounds how long a body may take (control._body)."""
     # Stated, not left to aiohttp's default: the control API's 413 answer names this limit.
-    wa = web.Application(client_max_size=MAX_BODY, middlewares=[api_errors_as_json])
+    wa = web.Application(client_max_size=MAX_BODY, middlewares=[guard.middleware(), api_errors_as_json])
     wa[APP_KEY] = app
+    wa[GUARD_KEY] = guard
     wa.router.add_get("/metrics", metrics)
     wa.router.add_get("/healthz", healthz)
     wa.router.add_get("/readyz", readyz)

@@ -32,7 +32,11 @@ from watchdog.config.types import (
     Timeout,
     VerifyWindow,
     parse_threshold,
+    said,
 )
+
+# The longest http_*_timeout (README "HTTP endpoints").
+MAX_HTTP_TIMEOUT = timedelta(minutes=10)
 
 
 class WatchdogSection(BaseSettings):
@@ -49,6 +53,12 @@ class WatchdogSection(BaseSettings):
     shutdown_grace: ShutdownGrace = timedelta(seconds=30)
     # Append every poll's answer to this JSON-lines file, for `replay` (like `run --record FILE`).
     record: Path | None = None
+    # The HTTP face's own protection (watchdog/httpserver.py, README "HTTP endpoints"): anyone who can reach
+    # the port, token or not, must not be able to hold descriptors the polls and levels need.
+    http_max_connections: int = Field(256, ge=1, le=65536)
+    http_header_timeout: Timeout = timedelta(seconds=10)  # from a request's first byte to its last header
+    http_body_timeout: Timeout = timedelta(seconds=10)  # a control API body, from its head to its last byte
+    http_idle_timeout: Timeout = timedelta(seconds=30)  # open with no request, before the first or between
 
     @classmethod
     def settings_customise_sources(
@@ -76,6 +86,15 @@ class WatchdogSection(BaseSettings):
             raise ValueError(f"unusable: {exc.strerror or exc}") from None
         if is_dir:
             raise ValueError("is a directory: name the state file inside it, like <dir>/watchdog.db")
+        return v
+
+    @field_validator("http_header_timeout", "http_body_timeout", "http_idle_timeout")
+    @classmethod
+    def _http_timeout(cls, v: timedelta) -> timedelta:
+        # Longer, and a few hundred silent connections hold their descriptors long enough to matter again.
+        if v > MAX_HTTP_TIMEOUT:
+            raise ValueError(f"at most {said(MAX_HTTP_TIMEOUT)}: a longer wait no longer protects "
+                             f"the HTTP port (got {said(v)})")
         return v
 
     @field_validator("listen")
