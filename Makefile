@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install dev clean bench bench-soak bench-profile bench-replay
+.PHONY: demo test install dev clean bench bench-soak bench-profile bench-replay bench-demo mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,22 @@ bench-soak: $(VENV)/.dev-installed
 bench-profile: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet py-spy
 	$(BIN)/python -m bench.profile
+
+# How long `rollback-watchdog demo` takes (bench/README.md, "The demo"): a measure, not a test.
+bench-demo: $(VENV)/.installed
+	$(BIN)/python -m bench.demo_time $(BENCH_ARGS)
+
+# Mutation testing of the pure decision core (rules, escalation, signals) with its fast tests: mutmut is
+# installed into .venv here, and this is not part of `make test`. The whole run takes about 10 minutes on 2
+# cores; MUTANTS='watchdog.signals*' runs a subset. Score and the surviving mutants: bench/mutants.md.
+MUTANTS ?=
+MUTANT_JOBS ?= 2
+mutants: $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet 'mutmut>=3.8,<4'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $(MUTANT_JOBS) $(MUTANTS)
+	@echo "mutants by outcome:"; $(BIN)/mutmut results --all true | awk '{print $$NF}' | sort | uniq -c
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

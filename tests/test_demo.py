@@ -1,4 +1,8 @@
-"""`rollback-watchdog demo` tells the story of SPEC 3.6 and exits 0 (about a minute)."""
+"""`rollback-watchdog demo` tells the story of SPEC 3.6 and exits 0.
+
+How long it takes ("about one minute", README) is measured by `make bench-demo` (bench/demo_time.py), not
+asserted here: a wall-time bound in a test fails on a loaded machine and proves nothing about the story.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_tells_the_story_and_ends_mitigated_at_level_2():
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "watchdog", "demo"], capture_output=True, text=True, timeout=180,
+    # The timeout only stops a hung demo; the demo's length is bench/demo_time.py's to measure.
+    r = subprocess.run([sys.executable, "-m", "watchdog", "demo"], capture_output=True, text=True, timeout=600,
                        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
-    took = time.monotonic() - t0
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "Traceback" not in r.stderr
@@ -52,4 +54,3 @@ def test_demo_tells_the_story_and_ends_mitigated_at_level_2():
     assert would <= live, (would, live)
     fault_at = float(re.search(r"\[\s*([\d.]+)s\] FAULT", out).group(1))
     assert 15 <= fault_at <= 25
-    assert took < 120, f"the demo took {took:.0f}s"

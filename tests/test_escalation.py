@@ -225,24 +225,49 @@ def test_one_blip_of_a_bystander_rule_does_not_escalate() -> None:
     assert kinds(w.observe()) == ["RunChecks"]
 
 
-def test_old_breaching_points_do_not_fail_verification() -> None:
-    """The key property: only datapoints newer than the action count."""
+@pytest.mark.parametrize("after", ["good-then-bad", "nothing"])
+def test_old_breaching_points_do_not_fail_verification(after: str) -> None:
+    """The key property: only datapoints newer than the action count, and the bucket in which the action
+    ended holds older ones, so none of it counts (fresh buckets start at or after the action's end).
+
+    The rule is > 100, M = 2 of N = 3, 1-minute buckets. Level 1's actions end at 12:00:40, inside the
+    12:00 bucket, which breaches only before that (12:00:20, 12:00:39).
+    - good-then-bad: 12:01 holds 50 and 12:02 holds 900. Judged at 12:03:40 on the fresh buckets 12:01 and
+      12:02: 1 of 2 breach, and the watched rule's M is min(2, 2) = 2, so it is ok: the checks run. Were the
+      12:00 bucket counted, 2 of 3 would breach (M = 2): level 2.
+    - nothing: no datapoint after 12:00:40. At 12:02:40 the machine is blind (a page, no action). Were the
+      12:00 bucket counted, 1 of 1 would breach (M = min(2, 1) = 1): level 2.
+    """
     w = World()
     w.to_verifying()
-    w.now = w.at(minutes=2, seconds=40)
-    # Before the action ended (12:00:40): breaching, in the bucket the action ended in.
+    assert w.machine.incident.actions_ended_at == w.at(seconds=40)
     w.point("latency", BAD, w.at(seconds=20))
     w.point("latency", BAD, w.at(seconds=39))
-    w.point("latency", GOOD, w.at(minutes=1, seconds=5))  # after the action
+    if after == "good-then-bad":
+        w.point("latency", GOOD, w.at(minutes=1, seconds=5))
+        w.point("latency", BAD, w.at(minutes=2, seconds=5))
+        w.now = w.at(minutes=3, seconds=40)
+    else:
+        w.now = w.at(minutes=2, seconds=40)
     views = w.views()
-    assert views["latency"].evaluation.state is RuleState.ALARM  # the plain M-of-N still alarms
-    assert w.machine.observe(w.now, views, None) == [RunChecks(w.incident, 1)]
-    assert w.machine.phase is Phase.CHECKING
+    assert views["latency"].evaluation.state is RuleState.ALARM  # the plain M-of-N alarms on the same points
+    cmds = w.machine.observe(w.now, views, None)
+    if after == "good-then-bad":
+        assert cmds == [RunChecks(w.incident, 1)]
+        assert w.machine.phase is Phase.CHECKING
+    else:
+        assert [(c.kind, c.why) for c in cmds] == [("blind", "no datapoint newer than level 1's actions for latency")]
+        assert (w.machine.phase, w.machine.level) == (Phase.VERIFYING, 1)
 
 
 @pytest.mark.parametrize("first_level_failed", [False, True])
 def test_breaches_during_a_slow_action_do_not_fail_verification(first_level_failed: bool) -> None:
-    """Points after the alarm but before the actions ended are not evidence either."""
+    """Points after the alarm but before the actions ended are not evidence either, the one in the bucket
+    where they ended included.
+
+    The actions end at 12:02:30; 12:01 and 12:02 breach before that (12:01:05, 12:02:10). After: 12:03
+    holds 50, 12:04 holds 900. At 12:05:30 the fresh buckets are 12:03 and 12:04: 1 of 2 breach, M =
+    min(2, 2) = 2, ok: the checks run. Counting the 12:02 bucket would make it 2 of 3: the next level."""
     w = World()
     w.open()  # 12:00:10
     if first_level_failed:
@@ -254,7 +279,8 @@ def test_breaches_during_a_slow_action_do_not_fail_verification(first_level_fail
     w.finish(ok=True)  # the actions took until 12:02:30
     level = w.machine.level
     w.point("latency", GOOD, w.at(minutes=3, seconds=5))
-    w.now = w.at(minutes=4, seconds=30)
+    w.point("latency", BAD, w.at(minutes=4, seconds=5))
+    w.now = w.at(minutes=5, seconds=30)
     views = w.views()
     assert views["latency"].evaluation.state is RuleState.ALARM  # 2 of 3 in the plain window
     assert w.machine.observe(w.now, views, None) == [RunChecks(w.incident, level)]
@@ -397,6 +423,10 @@ def test_new_alarm_on_a_mitigated_incident_escalates() -> None:
 
 
 def test_mitigated_ignores_pre_action_breaches() -> None:
+    """A mitigated incident is watched on the buckets after the actions' end only. They end at 12:02:30;
+    12:01 and 12:02 breach before that (12:02:05 in the bucket where they ended). After: 12:03 holds 50,
+    12:04 holds 900. At 12:05:10 the fresh buckets give 1 of 2, M = min(2, 2) = 2: still mitigated.
+    Counting the 12:02 bucket would give 2 of 3: a realarm and level 2."""
     w = World()
     w.open()
     w.point("latency", BAD, w.at(minutes=1, seconds=5))  # while the actions ran
@@ -410,7 +440,11 @@ def test_mitigated_ignores_pre_action_breaches() -> None:
     w.advance(seconds=10)
     assert w.views()["latency"].evaluation.state is RuleState.ALARM
     assert w.observe() == []
-    assert w.machine.phase is Phase.MITIGATED
+    w.point("latency", BAD, w.at(minutes=4, seconds=5))
+    w.now = w.at(minutes=5, seconds=10)
+    assert w.views()["latency"].evaluation.state is RuleState.ALARM  # 12:02, 12:03, 12:04: 2 of 3
+    assert w.observe() == []
+    assert (w.machine.phase, w.machine.level) == (Phase.MITIGATED, 1)
 
 
 @pytest.mark.parametrize("setup", ["running", "verifying", "mitigated", "exhausted"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from aws_proxy import Reply, aws_error, running_proxy
 from configs import CLOSED, http, hybrid_routing, level, make_target, metric_rule, parsed
@@ -208,24 +209,55 @@ async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> No
 
 
 async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and_health_fails(tmp_path) -> None:
+    """README, Health: /healthz fails when a source has made no progress (a try of its poll started, or its
+    evaluation ended) for its deadline plus two intervals. Here the interval is 1h and the deadline is the
+    timeout (200ms) + max_backoff (100ms) + 2s of slack = 2.3s: the limit is 2h 2.3s.
+
+    Each target's evaluation takes 10 minutes of the fake clock, so a poll whose only try starts at S ends
+    its evaluation at S + 20m. Checked at S + 2h 1m 2.3s, a poll that was judged made progress 1h 41m 2.3s
+    ago (healthy) and one whose evaluation crashed last made progress at S, 2h 1m 2.3s = 7262.3s ago: past
+    the limit. A crash must not count as an evaluation that ended, or a bug would hide from systemd."""
     from timing import FakeClock
 
     clock = FakeClock(datetime.now(timezone.utc))
     app = await started(tmp_path, Paging(timedelta(hours=1), pages=1, each=0), clock)
-    real, judged = app.runtime.evaluate, []
+    real, judged, crashing = app.runtime.evaluate, [], set()
 
     async def evaluate(target: str) -> None:
-        if target == "web":
+        clock.advance(minutes=10)
+        if target in crashing:
             raise RuntimeError("a bug")
         judged.append(target)
         await real(target)
 
-    app.runtime.evaluate = evaluate  # type: ignore[method-assign]
-    try:
+    async def poll_then_look_at_s_plus_2h_1m_2_3s() -> tuple[bool, str]:
+        poll_started = clock.now()
         await app.runtime.poll("cloudwatch")
+        clock.set(poll_started + timedelta(hours=2, minutes=1, seconds=2.3))
+        return app.runtime.health()
+
+    app.runtime.evaluate = evaluate  # type: ignore[method-assign]
+    healthy = (True, "polling and evaluating on schedule")
+    try:
+        # Nothing crashes: the point checked is inside the limit for a poll that was judged.
+        assert await poll_then_look_at_s_plus_2h_1m_2_3s() == healthy
+        assert judged == ["other", "web"]
+
+        judged.clear()
+        crashing.add("web")
+        with structlog.testing.capture_logs() as logs:
+            health = await poll_then_look_at_s_plus_2h_1m_2_3s()
         assert judged == ["other"]  # the crash did not skip it
-        clock.advance(hours=2, seconds=5)
-        ok, why = app.runtime.health()
-        assert not ok and "the scheduler, the evaluation or the event loop has stopped" in why
+        assert health == (False, "source cloudwatch: no poll for 7262s (every 1h, each try within 2300ms): "
+                                 "the scheduler, the evaluation or the event loop has stopped")
+        [crashed] = [entry for entry in logs if entry["event"] == "evaluation_crashed"]
+        assert {k: v for k, v in crashed.items() if k != "exc_info"} == {
+            "event": "evaluation_crashed", "log_level": "error", "target": "web", "source": "cloudwatch",
+            "error": "RuntimeError: a bug"}
+        assert isinstance(crashed["exc_info"], RuntimeError)  # rendered as `exception`, with its traceback
+
+        # The bug gone, the next poll is judged and health comes back.
+        crashing.clear()
+        assert await poll_then_look_at_s_plus_2h_1m_2_3s() == healthy
     finally:
         await app.stop()

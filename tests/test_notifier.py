@@ -57,9 +57,15 @@ class Recording:
 
 
 class Hanging(Recording):
+    in_flight = 0  # sends begun and not ended (answered, cut off or cancelled)
+
     async def send(self, msg: Message) -> str | None:
         self.tries.append(time.monotonic())
-        await asyncio.sleep(60)
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(60)
+        finally:
+            self.in_flight -= 1
         return None
 
 
@@ -122,10 +128,12 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 async def test_publish_only_writes_the_outbox_and_a_hanging_channel_holds_up_no_other(make) -> None:
     good, hanging = Recording("good"), Hanging("hanging")
     n, metrics = make((cfg("hanging"), hanging), (cfg("good"), good))
-    started = time.monotonic()
     for kind in ("incident_opened", "level_started", "level_failed", "exhausted"):
         n.publish(event(kind), dry_run=kind == "exhausted")
-    assert time.monotonic() - started < 0.05  # no send happens inside publish
+    # No send happens inside publish: when it returns, no channel has been tried, and all four wait in
+    # each channel's outbox (proved by what the channels saw, not by how long publish took).
+    assert good.tries == [] and hanging.tries == []
+    assert [n.status()[name]["pending"] for name in ("good", "hanging")] == [4, 4]
     await until(lambda: len(good.got) == 4)
     assert good.kinds == ["incident_opened", "level_started", "level_failed", "exhausted"]
     assert [m.dry_run for m in good.got] == [False, False, False, True]
@@ -270,12 +278,17 @@ async def test_waiting_messages_survive_a_restart_and_are_sent_once(make, tmp_pa
 
 
 async def test_drain_returns_at_its_deadline_and_leaves_the_rest_waiting(make) -> None:
+    """drain(0.2) gives the send 0.2 s and returns with the send still in flight: it does not wait for the
+    channel's 30 s timeout (the send is not over when drain returns), nor return before its own deadline."""
     hanging = Hanging("hanging")
-    n, _ = make((cfg("hanging", timeout="5s"), hanging))
+    n, _ = make((cfg("hanging", timeout="30s"), hanging))
     n.publish(event("incident_opened"))
+    await until(lambda: hanging.tries, what="the send under way")
     started = time.monotonic()
-    await n.drain(0.2)
-    assert time.monotonic() - started < 1.0
+    async with asyncio.timeout(20):  # a bound for the test only, well short of the channel's timeout
+        await n.drain(0.2)
+    assert time.monotonic() - started >= 0.2
+    assert hanging.in_flight == 1 and len(hanging.tries) == 1  # the one send, not ended nor retried
     assert n.status()["hanging"]["pending"] == 1
 
 

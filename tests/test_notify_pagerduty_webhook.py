@@ -50,6 +50,8 @@ class Receiver:
     status: int = 202
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # set: every answer waits for it (what a timeout must not wait for)
+    answered: int = 0
     seen: list[Seen] = field(default_factory=list)
 
 
@@ -61,6 +63,9 @@ async def receiver() -> AsyncIterator[Receiver]:
         recv.seen.append(Seen(request.path_qs, dict(request.headers), await request.read()))
         if recv.delay:
             await asyncio.sleep(recv.delay)
+        if recv.hold is not None:
+            await recv.hold.wait()
+        recv.answered += 1
         echo = f"bad request to {request.url} key {ROUTING_KEY} secret {SECRET}"
         return web.Response(status=recv.status, headers=recv.headers, text=echo)
 
@@ -201,11 +206,15 @@ async def test_pagerduty_connection_refused_is_retryable(session: aiohttp.Client
 async def test_pagerduty_timeout_is_retryable_and_close_keeps_the_session(
     receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    receiver.delay = 1.0
+    receiver.hold = asyncio.Event()  # no answer until the test says so
     ch = PagerDuty(pd(receiver.url, timeout="100ms"), session)
-    started = time.monotonic()
-    exc = await failure(ch, msg(event()))
-    assert time.monotonic() - started < 0.9
+    try:
+        async with asyncio.timeout(30):  # a bound for the test only: the channel's 100 ms must end it
+            exc = await failure(ch, msg(event()))
+        # The request arrived and was never answered: the channel's own timeout ended the send.
+        assert len(receiver.seen) == 1 and receiver.answered == 0
+    finally:
+        receiver.hold.set()
     assert not exc.permanent and "Timeout" in exc.reason
     assert_no_secrets(exc.reason, ROUTING_KEY, receiver.url)
     await ch.close()

@@ -47,6 +47,7 @@ class Reply:
     body: Any  # a dict is sent as JSON, a str as is
     status: int = 200
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # set: the answer waits for it (order proved without timing)
 
 
 def vector(*values: str | float) -> Reply:
@@ -77,6 +78,7 @@ class FakeProm:
     # promql -> replies in order (the last one repeats)
     script: dict[str, list[Reply]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)  # the queries answered, in order
 
     def count(self, promql: str) -> int:
         return sum(1 for c in self.calls if c.query == promql)
@@ -88,6 +90,9 @@ class FakeProm:
         reply = replies.pop(0) if len(replies) > 1 else replies[0]
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hold is not None:
+            await reply.hold.wait()
+        self.answered.append(q)
         text = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
         return web.Response(status=reply.status, text=text, content_type="application/json")
 
@@ -272,12 +277,17 @@ async def test_non_2xx_is_a_source_error(prom: FakeProm, session: aiohttp.Client
 
 
 async def test_timeout_is_retried_then_a_source_error(prom: FakeProm, session: aiohttp.ClientSession) -> None:
-    prom.script["q"] = [Reply(vector(1).body, delay=0.5)]
+    """Each try is cut at its 100 ms: both tries arrived and neither was answered when the poll failed."""
+    never = asyncio.Event()
+    prom.script["q"] = [Reply(vector(1).body, hold=never)]
     src = make(prom.url, session, [rule("r", "q")], attempts=2, timeout="100ms")
-    t = time.monotonic()
-    with pytest.raises(SourceError, match=r"no answer within 0.1s"):
-        await src.poll(T0)
-    assert prom.count("q") == 2 and time.monotonic() - t < 0.45
+    try:
+        with pytest.raises(SourceError, match=r"no answer within 0.1s"):
+            async with asyncio.timeout(30):  # a bound for the test only
+                await src.poll(T0)
+        assert prom.count("q") == 2 and prom.answered == []
+    finally:
+        never.set()
 
 
 async def test_unreachable_server_is_a_source_error(session: aiohttp.ClientSession) -> None:
@@ -293,24 +303,36 @@ async def test_unreachable_server_is_a_source_error(session: aiohttp.ClientSessi
 
 
 async def test_rules_are_queried_concurrently(prom: FakeProm, session: aiohttp.ClientSession) -> None:
+    """No query is answered until all three have arrived: a poll that asked one at a time would never send
+    the second (its first try would wait out the 30 s timeout)."""
+    all_arrived = asyncio.Event()
     for q in ("a", "b", "c"):
-        prom.script[q] = [Reply(vector(1).body, delay=0.3)]
-    src = make(prom.url, session, [rule(q, q) for q in ("a", "b", "c")])
-    t = time.monotonic()
-    got = await src.poll(T0)
-    assert time.monotonic() - t < 0.75  # sequentially it would take 0.9s
+        prom.script[q] = [Reply(vector(1).body, hold=all_arrived)]
+    src = make(prom.url, session, [rule(q, q) for q in ("a", "b", "c")], timeout="30s")
+    poll = asyncio.ensure_future(src.poll(T0))
+    try:
+        await until(lambda: sorted(c.query for c in prom.calls) == ["a", "b", "c"], timeout=20,
+                    what="the three queries in flight at once")
+        assert prom.answered == []
+    finally:
+        all_arrived.set()
+    got = await asyncio.wait_for(poll, 20)
     assert got == {"t/a": [(T0, 1.0)], "t/b": [(T0, 1.0)], "t/c": [(T0, 1.0)]}
 
 
 async def test_one_failing_rule_fails_the_whole_poll(prom: FakeProm, session: aiohttp.ClientSession) -> None:
     prom.script["good"] = [vector(0.5)]
-    prom.script["slow"] = [Reply(vector(0.6).body, delay=0.5)]
+    held = asyncio.Event()
+    prom.script["slow"] = [Reply(vector(0.6).body, hold=held)]
     prom.script["bad"] = [error(400, "bad_data", "parse error"), vector(0.7)]
-    src = make(prom.url, session, [rule("good", "good"), rule("slow", "slow"), rule("bad", "bad")])
-    t = time.monotonic()
-    with pytest.raises(SourceError, match="rule bad: HTTP 400 bad_data: parse error"):
-        await src.poll(T0)
-    assert time.monotonic() - t < 0.4  # the slow query was not waited for
+    src = make(prom.url, session, [rule("good", "good"), rule("slow", "slow"), rule("bad", "bad")], timeout="30s")
+    try:
+        with pytest.raises(SourceError, match="rule bad: HTTP 400 bad_data: parse error"):
+            async with asyncio.timeout(20):  # a bound for the test only, short of the 30 s timeout
+                await src.poll(T0)
+        assert "slow" not in prom.answered and prom.count("slow") == 1  # asked, and not waited for
+    finally:
+        held.set()
     t1 = T0 + timedelta(seconds=1)
     prom.script["slow"] = [vector(0.6)]
     # Nothing from the failed poll was kept, although "good" had answered.

@@ -25,9 +25,15 @@ def config(state: Path | str, channels: list[dict[str, Any]], aws: str, admin: s
                           levels=[level(1, "one", http(f"{admin}/x"), deadline="1m")], notifications=channels)
 
 
-async def run_validate(path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def run_validate(path: Path, *args: str, env: dict[str, str] | None = None,
+                       unprivileged: bool = False) -> tuple[int, str, str]:
+    """`unprivileged`: as root, the command runs as root with no capabilities, so file modes bind it as they
+    bind any user (`setpriv` empties its bounding set: after exec it holds none). Not `nobody`: the
+    interpreter may live under a directory only its owner can enter (/root/.pyenv here). Not root: as is."""
+    wrap = [] if not unprivileged or os.geteuid() != 0 else [
+        "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watchdog", "validate", "-c", str(path), *args,
+        *wrap, sys.executable, "-m", "watchdog", "validate", "-c", str(path), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -39,9 +45,9 @@ def env(moto_url: str, aws_env: dict[str, str], admin_api: Any) -> dict[str, str
 
 
 async def validate(tmp_path: Path, channels: list[dict[str, Any]], state: str | None = None, *args: str,
-                   aws: str = "", admin: str = CLOSED) -> tuple[int, str, str]:
+                   aws: str = "", admin: str = CLOSED, unprivileged: bool = False) -> tuple[int, str, str]:
     path = write(tmp_path, config(state or tmp_path / "state" / "w.db", channels, aws, admin))
-    return await run_validate(Path(path), *args)
+    return await run_validate(Path(path), *args, unprivileged=unprivileged)
 
 
 def row(out: str, name: str) -> str:
@@ -96,13 +102,17 @@ async def test_no_channel_fails_and_a_bad_config_is_exit_2(tmp_path, env) -> Non
     assert err.strip() == f"notifications[0]: set exactly one of webhook_url or token (line {line})"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only directory")
 async def test_an_existing_state_file_that_is_read_only_fails(tmp_path, env) -> None:
+    """Runs in CI as root too: there validate runs without capabilities (run_validate), which is what
+    makes mode 0400 bind. The same file with its write bit is a pass, so the mode is what failed it."""
     state = tmp_path / "w.db"
     state.write_bytes(b"")
+    state.chmod(0o600)
+    code, out, _ = await validate(tmp_path, [], str(state), **env, unprivileged=True)
+    assert row(out, "state path") == "pass  exists and is writable"
     state.chmod(0o400)
-    code, out, _ = await validate(tmp_path, [], str(state), **env)
-    assert row(out, "state path") == "FAIL  exists but is not readable and writable by this user"
+    code, out, _ = await validate(tmp_path, [], str(state), **env, unprivileged=True)
+    assert code == 1 and row(out, "state path") == "FAIL  exists but is not readable and writable by this user"
 
 
 async def test_bad_credentials_are_named(tmp_path, aws_env) -> None:
