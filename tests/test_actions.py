@@ -61,11 +61,12 @@ async def test_http_expect_status_overrides_any_2xx(admin_api, http_session) -> 
 
 
 async def test_http_timeout_is_a_retryable_failure(admin_api, http_session) -> None:
-    admin_api.delay["/slow"] = 0.6
+    admin_api.delay["/slow"] = 3.0
     started = time.monotonic()
     with pytest.raises(ActionFailed) as err:
         await HttpRunner(http_session).run(http(f"{admin_api.url}/slow", timeout="150ms"))
-    assert time.monotonic() - started < 0.5
+    # Cut at the timeout (0.15 s), not at the answer (3 s): the slack is for a loaded machine.
+    assert time.monotonic() - started < 2.5
     assert err.value.retryable and err.value.detail == "no answer within 0.15s"
 
 

@@ -80,13 +80,14 @@ async def test_4xx_is_not_retried_and_escalates(admin_api, http_session) -> None
 
 
 async def test_level_past_its_deadline_escalates_and_records_unknown(admin_api, http_session) -> None:
-    admin_api.delay["/l1"] = 1.0  # the action's own timeout (5s) is longer than the deadline
+    admin_api.delay["/l1"] = 4.0  # the action's own timeout (5s) is longer than the deadline
     h = Harness(build_target(default_levels(admin_api.url, l1=level(1, [http_action(f"{admin_api.url}/l1")],
                                                                       deadline="300ms"))), http_session)
     started = time.monotonic()
     await h.open()
     elapsed = time.monotonic() - started
-    assert 0.25 < elapsed < 0.9, elapsed  # cut at the deadline, not at the answer
+    # Cut at the deadline (0.3 s), not at the answer (4 s); the upper slack is for a loaded machine.
+    assert 0.25 < elapsed < 3.0, elapsed
     assert admin_api.count("/l1") == 1 and admin_api.count("/l2") == 1
     assert_intent_before_outcome(h, 1, ["unknown"])  # no retry once the deadline has passed
     assert "cancelled" in h.records("outcome", 1)[0].data["detail"]
