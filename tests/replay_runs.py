@@ -1,5 +1,7 @@
 """`rollback-watchdog replay` run as a user runs it (`python -m watchdog replay ...`), with the peak memory
-of that process (its own ru_maxrss, from wait4: not the test's, nor another child's).
+of that process: its VmHWM (the high-water mark of its own address space since exec), read while it runs.
+Not ru_maxrss from wait4: Linux carries the forking process's high-water mark over into the child's at
+exec, so a child of a pytest process of 380 MB reported 380 MB whatever it used itself.
 
 A guard kills the child when its resident memory passes GUARD_MB or it outlives its timeout, so a test of
 an unbounded input fails in seconds on a build without the bound instead of taking the machine's memory.
@@ -48,15 +50,19 @@ def _logged(line: str) -> bool:
     return isinstance(doc, dict) and "event" in doc
 
 
-def _rss_mb(pid: int) -> float:
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a running process in MB; zeros once it is gone."""
+    rss = hwm = 0.0
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                    rss = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return rss, hwm
 
 
 def replay_measured(*args: str, timeout: float = 120, tty: bool = False, until: str | None = None,
@@ -71,9 +77,12 @@ def replay_measured(*args: str, timeout: float = 120, tty: bool = False, until: 
             os.close(slave)
         seen = b""
         killed = None
+        peak = 0.0
         deadline = time.monotonic() + timeout
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            rss, hwm = _memory_mb(proc.pid)  # before the reap: a zombie has no address space to read
+            peak = max(peak, hwm, rss)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if tty and select.select([master], [], [], 0)[0]:
@@ -82,7 +91,6 @@ def replay_measured(*args: str, timeout: float = 120, tty: bool = False, until: 
                 except OSError:  # the child closed its side
                     pass
             if killed is None:
-                rss = _rss_mb(proc.pid)
                 if rss > GUARD_MB:
                     killed = f"killed at {rss:.0f} MB resident (the guard's limit is {GUARD_MB} MB)"
                 elif time.monotonic() > deadline:
@@ -106,7 +114,9 @@ def replay_measured(*args: str, timeout: float = 120, tty: bool = False, until: 
         else:
             err.seek(0)
             seen = err.read()
+        # Python's start alone takes far longer than one 20 ms round: a run never ends unread.
+        assert peak > 0, "the replay ended before its memory could be read"
         out.seek(0)
         stopped = killed is not None and killed.startswith("stopped")
         return Run(None if killed else proc.returncode, out.read().decode("utf-8", "replace"),
-                   seen.decode("utf-8", "replace"), usage.ru_maxrss / 1024, None if stopped else killed)
+                   seen.decode("utf-8", "replace"), peak, None if stopped else killed)
