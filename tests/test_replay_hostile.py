@@ -2,7 +2,7 @@
 
 Each input runs `python -m watchdog replay` as a user runs it (tests/replay_runs.py), and gets its
 documented line and exit code, no traceback, and a peak resident memory under 200 MB (the child's own
-ru_maxrss). AWS is moto in server mode; the answers moto cannot give (a 200 that is not a GetMetricData
+high-water mark, VmHWM). AWS is moto in server mode; the answers moto cannot give (a 200 that is not a GetMetricData
 document, NaN values: moto refuses NaN in PutMetricData) come from the recording proxy in front of it
 (tests/aws_proxy.py), a real aiohttp server on loopback speaking CloudWatch's query protocol. The full disk
 is a 64 KiB tmpfs, mounted by the test (root only; skipped, with the reason, where mounting is refused).
