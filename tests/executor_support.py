@@ -152,7 +152,7 @@ class Harness:
         return {self.rule.name: RuleView(self.rule.name, self.rule.level, self.spec, pts, ev)}
 
     async def observe(self) -> None:
-        await self.executor.observe(self.views())
+        await self.executor.observe(self.views(), self.clock.now())
         await self.settle()
 
     async def open(self) -> None:

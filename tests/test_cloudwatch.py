@@ -354,7 +354,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
     await app.start()
     try:
         proxy.rewrite = _partial
-        await app.runtime.poll("cw")
+        await app.runtime.poll("cw", app.runtime.clock.now())
         doc = app.runtime.status()
         assert app.runtime.board is not None and app.runtime.board.sources["cw"].up is False
         assert "PartialData" in (app.runtime.board.sources["cw"].last_error or "")
@@ -363,7 +363,7 @@ async def test_a_breaching_rule_does_not_alarm_on_partial_data(proxy: RecordingP
         assert app.runtime.executors["hybrid"].machine.incident is None and admin_api.calls == []
 
         proxy.rewrite = None
-        await app.runtime.poll("cw")
+        await app.runtime.poll("cw", app.runtime.clock.now())
         assert app.runtime.executors["hybrid"].machine.incident is not None
         await until(lambda: admin_api.count("/flags"), 4, "level 1's request")
         assert admin_api.count("/flags") == 1

@@ -36,7 +36,7 @@ class Harness:
     async def breach(self) -> None:
         minute = self.clock.at.replace(second=0, microsecond=0)
         self.app.runtime.board.source_ok("cloudwatch", {"web/latency": [(minute - timedelta(minutes=1), 500.0)]}, self.clock.at)
-        await self.app.runtime.evaluate("web")
+        await self.app.runtime.evaluate("web", self.app.runtime.clock.now())
 
     async def settle(self) -> None:
         ex = self.app.runtime.executors["web"]

@@ -50,7 +50,8 @@ def test_fewer_than_n_datapoints_are_judged_and_the_reason_says_how() -> None:
     # not_breaching: 1 real breach and the 2 newest gaps filled as not breaching: 1 of 3, ok.
     ev = evaluate(spec(missing="not_breaching"), [minute(1, BAD)], NOW)
     assert (ev.state, ev.reason) == (
-        RuleState.OK, "1 of 3 datapoints breach > 100 (alarm at 2; 2 missing counted as not breaching)")
+        RuleState.OK, "1 of 3 datapoints breach > 100 (alarm at 2; 2 missing counted as not breaching: 11:57:00Z, "
+                      "11:58:00Z)")
 
 
 def test_fresh_evaluation_says_what_it_judged() -> None:

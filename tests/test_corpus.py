@@ -113,3 +113,30 @@ def test_the_corpus_holds_30_labelled_traces_of_hours_at_one_minute() -> None:
     assert len(traces) >= 30
     assert sum(1 for t in traces if t.get("labels")) >= 25
     assert len({t["name"] for t in traces}) == len(traces)
+
+
+async def test_a_target_decides_the_same_to_the_millisecond_alone_and_beside_a_neighbour_that_acts() -> None:
+    """Issue 20: the corpus trace a-neighbour-acts-where-verification-falls-due, once as it is and once
+    without `api`. hybrid-routing's incident is the same to the microsecond, and its times are the ones the
+    README's rule gives by hand: opened at the poll of minute 63, level 1 started then and over a replayed
+    action's millisecond later, verified (2 of 3 fresh buckets breach, M = 3: held) at the poll of 67, and
+    resolved an hour after that (`resolve_after`) at the poll of 127."""
+    [trace] = [t for t in CORPUS["traces"] if t["name"] == "a-neighbour-acts-where-verification-falls-due"]
+    alone = copy.deepcopy(trace)
+    alone["config"]["targets"] = [t for t in alone["config"]["targets"] if t["name"] == "hybrid-routing"]
+    del alone["series"]["api/latency"]
+
+    async def incident_of(t: dict[str, Any]) -> Any:
+        cfg = config_of(t)
+        r = await replay(cfg, at(10), at(180), sources_of(cfg, t), resolve_after=timedelta(minutes=60))
+        [inc] = [i for i in outcome_of(r, []).incidents if i.target == "hybrid-routing"]
+        return inc
+
+    beside, by_itself = await incident_of(trace), await incident_of(alone)
+    ms = timedelta(milliseconds=1)
+    expected = (at(63), [(1, at(63), at(63) + ms, "succeeded")], at(67), at(127))
+    for inc in (beside, by_itself):
+        got = (inc.opened_at, [(r.level, r.started, r.finished, r.outcome) for r in inc.runs], inc.mitigated_at,
+               inc.closed_at)
+        assert got == expected
+    assert beside.id == by_itself.id  # derived from the target and the time it opened

@@ -159,12 +159,14 @@ def test_blind_names_every_watched_rule_without_fresh_data() -> None:
                               "not escalating on missing evidence; a human must look")]
 
 
-def test_a_rule_alarming_on_missing_data_says_its_value_is_none() -> None:
+def test_a_rule_alarming_on_missing_data_says_which_datapoints_were_missing() -> None:
     w = World()
     w.spec = RuleSpec(w.spec.threshold, w.spec.period, 3, 2, missing_data="breaching")
-    reason = "3 of 3 datapoints breach > 100 (alarm at 2; 3 missing counted as breaching)"
+    # At 12:00:10 the range is 11:55-11:59, all empty: the three newest buckets are counted as breaching.
+    reason = ("3 of 3 datapoints breach > 100 (alarm at 2; 3 missing counted as breaching: 11:57:00Z, 11:58:00Z, "
+              "11:59:00Z)")
     [opened, *_] = w.observe()
-    assert opened.why == f"alarm: latency = None ({reason})"
+    assert opened.why == f"alarm: latency = missing ({reason})"
     assert opened.details["trigger"]["latency"] == {"value": None, "threshold": "> 100", "at": None, "reason": reason}
 
 

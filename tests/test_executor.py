@@ -285,12 +285,12 @@ async def test_no_level_starts_once_shutdown_began(admin_api, http_session) -> N
 async def test_a_blind_source_pages_once_and_its_return_is_announced(admin_api, http_session) -> None:
     h = Harness(build_target(default_levels(admin_api.url)), http_session)
     why = "source compliance down since 12:01:00Z: HTTP 500"
-    h.executor.set_blind_sources({"compliance": why})
-    h.executor.set_blind_sources({"compliance": why})  # still blind: no second page
+    h.executor.set_blind_sources({"compliance": why}, h.clock.now())
+    h.executor.set_blind_sources({"compliance": why}, h.clock.now())  # still blind: no second page
     assert [(ev.kind, ev.severity, ev.why) for ev, _ in h.events] == [("blind", "critical", why)]
     assert "no action on rules of source compliance" in h.events[0][0].next
     assert h.sample("watchdog_target_blind", target=TARGET) == 1.0
-    h.executor.set_blind_sources({})
+    h.executor.set_blind_sources({}, h.clock.now())
     assert [ev.kind for ev, _ in h.events] == ["blind", "sight_restored"]
     assert h.sample("watchdog_target_blind", target=TARGET) == 0.0
     assert [r.data["event"] for r in h.records("event")] == ["blind", "sight_restored"]
@@ -306,7 +306,7 @@ async def test_no_second_level_starts_beside_a_running_one(admin_api, http_sessi
     admin_api.delay["/l1"] = 0.5
     h = Harness(build_target(default_levels(admin_api.url)), http_session)
     h.breach_history()
-    await h.executor.observe(h.views())  # level 1 starts; its request is in flight
+    await h.executor.observe(h.views(), h.clock.now())  # level 1 starts; its request is in flight
     while admin_api.count("/l1") == 0:
         await asyncio.sleep(0.01)
     assert h.executor.busy

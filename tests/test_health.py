@@ -95,7 +95,7 @@ async def test_a_hanging_poll_is_cut_at_its_deadline_and_the_target_is_still_jud
     await app.runtime.sources["cloudwatch"].close()
     app.runtime.sources["cloudwatch"] = hanging  # type: ignore[assignment]
     try:
-        await asyncio.wait_for(app.runtime.poll("cloudwatch"), timeout=10)  # ends: 200 ms + 100 ms + 2 s
+        await asyncio.wait_for(app.runtime.poll("cloudwatch", app.runtime.clock.now()), timeout=10)  # ends: 200 ms + 100 ms + 2 s
         assert hanging.polls == 1
         source = app.runtime.board.sources["cloudwatch"]  # type: ignore[union-attr]
         assert not source.up and source.last_error == ("no try started or answered within 2300ms (one try's "
@@ -183,7 +183,7 @@ async def test_a_long_poll_that_keeps_making_calls_is_not_cut_off(tmp_path) -> N
     paging = Paging(timedelta(hours=1), pages=30, each=0.1)  # 3 s of calls; one try's deadline is 2.3 s
     app = await started(tmp_path, paging)
     try:
-        await asyncio.wait_for(app.runtime.poll("cloudwatch"), timeout=20)
+        await asyncio.wait_for(app.runtime.poll("cloudwatch", app.runtime.clock.now()), timeout=20)
         assert app.runtime.board.sources["cloudwatch"].up  # type: ignore[union-attr]
     finally:
         await app.stop()
@@ -198,7 +198,7 @@ async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> No
     hanging = Hanging(timedelta(hours=1))
     app = await started(tmp_path, hanging, clock)
     try:
-        polling = asyncio.ensure_future(app.runtime.poll("cloudwatch"))
+        polling = asyncio.ensure_future(app.runtime.poll("cloudwatch", app.runtime.clock.now()))
         await until(lambda: hanging.polls == 1, what="the poll under way")
         app.runtime._deadlines["cloudwatch"] = timedelta(milliseconds=10)  # what a reload's pace_polls would set
         clock.advance(hours=2, seconds=1)  # past the new limit (10 ms + 2 h), within the old one (2.3 s + 2 h)
@@ -223,16 +223,16 @@ async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and
     app = await started(tmp_path, Paging(timedelta(hours=1), pages=1, each=0), clock)
     real, judged, crashing = app.runtime.evaluate, [], set()
 
-    async def evaluate(target: str) -> None:
+    async def evaluate(target: str, now: datetime) -> None:
         clock.advance(minutes=10)
         if target in crashing:
             raise RuntimeError("a bug")
         judged.append(target)
-        await real(target)
+        await real(target, now)
 
     async def poll_then_look_at_s_plus_2h_1m_2_3s() -> tuple[bool, str]:
         poll_started = clock.now()
-        await app.runtime.poll("cloudwatch")
+        await app.runtime.poll("cloudwatch", app.runtime.clock.now())
         clock.set(poll_started + timedelta(hours=2, minutes=1, seconds=2.3))
         return app.runtime.health()
 

@@ -268,7 +268,7 @@ async def test_record_on_the_command_line_wins_over_the_files_value_at_reload(tm
     try:
         await cli._reload(app, path, str(chosen))
         await cli._reopen_recording(app)
-        await app.runtime.poll("cloudwatch")
+        await app.runtime.poll("cloudwatch", app.runtime.clock.now())
         await until(lambda: chosen.exists() and chosen.read_text().count("\n") >= 1, 10, "a line in chosen.jsonl")
         assert not in_file.exists()
     finally:

@@ -107,7 +107,7 @@ async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources
         with pytest.raises(ReloadRefused, match="source cloudwatch cannot start: ProfileNotFound"):
             await app.reload(broken)
         assert app.runtime.sources == before and app.runtime.cfg.aws.profile is None  # the old config runs on
-        await app.runtime.poll("cloudwatch")  # and still polls (its endpoint is down: a failed poll, no KeyError)
+        await app.runtime.poll("cloudwatch", app.runtime.clock.now())  # and still polls (its endpoint is down: a failed poll, no KeyError)
         assert app.runtime.board.sources["cloudwatch"].last_error
     finally:
         await app.stop()
@@ -197,7 +197,7 @@ async def test_a_reload_keeps_an_answering_source_up_in_the_metrics(tmp_path, ad
         try:
             up = lambda: app.runtime.metrics.registry.get_sample_value("watchdog_source_up", {"source": "c"})  # noqa: E731
             assert up() == 0.0  # not polled yet
-            await app.runtime.poll("c")
+            await app.runtime.poll("c", app.runtime.clock.now())
             assert up() == 1.0
             await app.reload(cfg("!= true"))
             assert up() == 1.0 and app.runtime.board.sources["c"].up

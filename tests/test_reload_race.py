@@ -309,11 +309,11 @@ async def test_a_poll_in_flight_ends_on_its_own_source_which_closes_after_it_and
     try:
         hold.poll_gate = asyncio.Event()
         with structlog.testing.capture_logs() as logs:
-            first = asyncio.create_task(app.runtime.poll("c"))
+            first = asyncio.create_task(app.runtime.poll("c", app.runtime.clock.now()))
             await until(hold.polling.is_set, what="the poll reading")
             reload = asyncio.create_task(app.reload(targets_config(tmp_path, ok_source, admin_api.url, "web")))
             await until(lambda: app.runtime.gate.reloading, what="the reload waiting at the gate")
-            second = asyncio.create_task(app.runtime.poll("c"))
+            second = asyncio.create_task(app.runtime.poll("c", app.runtime.clock.now()))
             # A command does not wait for the reload: pausing `web` answers while the poll still reads.
             code, _ = await post(app.bound_port, "/api/v1/pause", {"duration": "5m", "reason": "t", "target": "web"})
             assert code == 200 and not hold.poll_gate.is_set()
@@ -339,7 +339,7 @@ async def test_a_rollback_while_the_reload_waits_for_a_poll_refuses_the_reload(t
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")
     try:
         hold.poll_gate = asyncio.Event()
-        poll = asyncio.create_task(app.runtime.poll("c"))
+        poll = asyncio.create_task(app.runtime.poll("c", app.runtime.clock.now()))
         await until(hold.polling.is_set, what="the poll reading")
         reload = asyncio.create_task(app.reload(targets_config(tmp_path, ok_source, admin_api.url, "web")))
         await until(lambda: app.runtime.gate.reloading, what="the reload waiting at the gate")
@@ -393,7 +393,7 @@ async def test_a_poll_that_outlasts_its_bound_refuses_the_reload_and_the_old_con
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")
     try:
         hold.poll_gate = asyncio.Event()
-        poll = asyncio.create_task(app.runtime.poll("c"))
+        poll = asyncio.create_task(app.runtime.poll("c", app.runtime.clock.now()))
         await until(hold.polling.is_set, what="the poll reading")
         app.runtime.drain_bound = lambda: 0.3  # as if the poll's deadline had passed
         with pytest.raises(ReloadRefused, match=r"a poll still ran 0.3s after the reload began waiting for it \(c\)"):

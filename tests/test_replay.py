@@ -13,6 +13,7 @@ import boto3
 from aws_proxy import running_proxy
 from configs import hybrid_routing, metric_rule, parsed
 from watchdog.replay.command import Options, run_replay
+from watchdog.rules import EPOCH
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -55,18 +56,15 @@ async def test_a_replay_prints_its_cost_first_fetches_in_batches_and_then_only_f
         first = text.splitlines()[0]
         assert first.startswith("cost: source cloudwatch:"), text
         # By hand, from the documented rule (README "Replay"): a call returns at most 100 800 datapoints, so
-        # a batch of 30 one-minute queries gets 100 800 / 30 = 3 360 buckets, 56 h a window, on a grid aligned
-        # to the epoch. The range starts N + 2 = 5 buckets before --from (the first poll's window) and ends at
-        # --to: one window, or two where a grid line falls inside it; 30 queries are one batch (at most 500).
-        span = 100_800 // RULES * 60
-        assert span == 56 * 3600
-        lo, hi = int((start - 5 * MIN).timestamp()) // span, (int(opt.end.timestamp()) - 1) // span
-        assert hi - lo + 1 in (1, 2)
-        assert len(proxy.calls) == hi - lo + 1
+        # a batch of 30 one-minute queries gets 100 800 / 30 = 3 360 buckets, 56 h a window, the windows laid
+        # from the range's start. The range starts N + 2 = 5 buckets before --from (the first poll's window)
+        # and ends at --to, 20 minutes before now: 2 h 45 min, one window; 30 queries are one batch (at most
+        # 500): one call.
+        assert len(proxy.calls) == 1
         assert all(size <= 500 for size in proxy.sizes)
         assert f"{len(proxy.calls)} GetMetricData calls, {sum(proxy.sizes)} metrics requested" in first
         assert "would-be incidents: 1" in text
-        assert "r0 = 2000 > 1500" in text
+        assert "trigger: r0 = 2000 (3 of 3 datapoints breach > 1500 (alarm at 3))" in text
         # Another threshold: the same queries, all from the cache.
         before = len(proxy.calls)
         cfg2 = config(proxy.url, ns, RULES, threshold="> 150", tmp=tmp_path)
@@ -78,4 +76,29 @@ async def test_a_replay_prints_its_cost_first_fetches_in_batches_and_then_only_f
         # "> 150" over values of 100 and 2000: still only r0, from the same cached datapoints
         assert [set(i["trigger"]) for i in doc["incidents"]] == [{"r0"}]
         assert doc["incidents"][0]["levels"][0]["level"] == 1
+
+
+async def test_four_hours_across_a_line_of_the_epoch_grid_request_each_metric_once(
+        moto_url: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    """Windows used to lie on a grid fixed to the epoch (56 h apart for 30 one-minute rules): a range across
+    one of its lines was two windows, every metric requested twice and paid twice. Laid from the range's
+    start, a range shorter than a window is one call per batch, whatever time of day it covers."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    span = timedelta(hours=56)  # 100 800 datapoints / 30 queries = 3 360 one-minute buckets
+    line = EPOCH + span * ((now - timedelta(hours=3) - EPOCH) // span)  # a line of the old grid, >= 3 h ago
+    start, end = line - timedelta(hours=2), line + timedelta(hours=2)
+    ns = "REPLAY4H"
+    put_history(moto_url, ns, RULES, start - timedelta(minutes=10), 250, breach=(100, 110))
+    async with running_proxy(moto_url) as proxy:
+        cfg = config(proxy.url, ns, RULES, tmp=tmp_path)
+        out = io.StringIO()
+        opt = Options(start=start, end=end, now=now, cache=tmp_path / "cache.db")
+        assert await run_replay(cfg, opt, out=out) == 0, out.getvalue()
+        first = out.getvalue().splitlines()[0]
+        # One batch of the 30 queries over the range (5 buckets before --from to --to: 4 h 5 min, one window).
+        assert proxy.sizes == [RULES]
+        sent = sorted(v for form in proxy.calls for k, [v] in form.items() if k.endswith(".Dimensions.member.1.Value"))
+        assert sent == sorted(f"r{i}" for i in range(RULES))  # each metric once
+        assert first == (f"cost: source cloudwatch: 1 GetMetricData calls, {RULES} metrics requested, $0.0003 at $0.01 "
+                         f"per 1 000 (0 of {RULES} query-windows already cached)")
 

@@ -147,7 +147,9 @@ def test_value_and_reason() -> None:
     assert (ev.value, ev.value_at) == (9.0, T0 - 3 * MIN)
     assert ev.reason == "1 of 3 datapoints breach > 100 (alarm at 3)"
     ev = evaluate(spec(3, 3, "breaching"), series(_, _, 9.0, _, _), NOW)
-    assert ev.reason == "2 of 3 datapoints breach > 100 (alarm at 3; 2 missing counted as breaching)"
+    # The range is 11:55-11:59; 9.0 sits in 11:57, so the two newest gaps are the ones filled.
+    assert ev.reason == ("2 of 3 datapoints breach > 100 (alarm at 3; 2 missing counted as breaching: 11:58:00Z, "
+                         "11:59:00Z)")
     ev = evaluate(spec(3, 3), series(_, _, _, B, B), NOW)
     assert ev.reason == "2 of 2 datapoints breach > 100, too recent to decide (the oldest 2 of 3 periods ago)"
     ev = evaluate(spec(3, 3), series(_, _, B, _, _), NOW)

@@ -69,7 +69,7 @@ async def test_a_runtime_built_with_its_own_sources_and_runners_decides_as_run_d
     cfg = parsed(hybrid_routing(rule={"evaluation_periods": 3, "datapoints_to_alarm": 2}))
     rt = await build_runtime(cfg, clock=clock, store=MemoryStore(), sources=scripted, runners=runners)
     try:
-        await rt.poll("cloudwatch")
+        await rt.poll("cloudwatch", rt.clock.now())
         await until(lambda: recorded.steps, what="level 1's action, recorded")
         assert built[0].polls == 1
         assert recorded.steps == ["PUT http://127.0.0.1:9/l1"]  # no request left the process

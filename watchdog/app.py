@@ -15,12 +15,15 @@ from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from watchdog.config.models import Config
+from watchdog.config.models import Source as SourceConfig
 from watchdog.httpserver import HttpServer
 from watchdog.recovery import recover
 from watchdog.reload import apply_reload
 from watchdog.runtime import Runtime
+from watchdog.schedule import Paced, catch_up, first_due, next_due
 from watchdog.sdnotify import SystemdNotifier
 from watchdog.tasks import finish, stop_in_order
 from watchdog.web import build_web
@@ -41,6 +44,7 @@ class App:
         self.http = HttpServer(runtime.metrics, lambda: self.runtime.cfg.watchdog,
                                lambda guard: build_web(runtime, guard))
         self.bound_port = 0  # set once the HTTP server listens (0: not serving)
+        self._ticked: dict[str, datetime] = {}  # per source, the tick its last scheduled poll stood for
 
     @classmethod
     async def create(cls, cfg: Config, *, serve_http: bool = True, schedule: bool = True,
@@ -72,12 +76,21 @@ class App:
         self.bound_port = await self.http.start(cfg.listen_host, cfg.listen_port)
 
     def _add_jobs(self) -> None:
-        now = datetime.now(timezone.utc)
+        """A job per source, from now: APScheduler fires it at the schedule's ticks on the system clock, and each
+        run polls at its tick on the runtime's clock (the same times, unless a test injects a clock)."""
+        start, fires = self.runtime.clock.now(), datetime.now(timezone.utc)
+        self._ticked.clear()
         for s in self.runtime.cfg.sources:
             self.scheduler.add_job(
-                self.runtime.poll, "interval", seconds=s.interval.total_seconds(), args=[s.name],
-                id=f"poll:{s.name}", max_instances=1, coalesce=True, next_run_time=now, misfire_grace_time=None,
+                self._tick, DueTrigger(s, fires), args=[s, start], id=f"poll:{s.name}", max_instances=1,
+                coalesce=True, misfire_grace_time=None,
             )
+
+    async def _tick(self, source: SourceConfig, start: datetime) -> None:
+        rt = self.runtime
+        due = catch_up(source, self._ticked.get(source.name), start, rt.clock.now())
+        self._ticked[source.name] = due
+        await rt.poll(source.name, due)
 
     async def reload(self, new: Config) -> list[str]:
         """Apply a validated config (SIGHUP); ReloadRefused keeps the old one running."""
@@ -145,6 +158,19 @@ class App:
     async def _shutdown_scheduler(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+
+class DueTrigger(BaseTrigger):
+    """APScheduler's trigger over the one schedule (watchdog/schedule.py): it fires at a source's ticks, as
+    the replay polls at them."""
+
+    def __init__(self, source: Paced, start: datetime):
+        self.source, self.start = source, start
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        if previous_fire_time is None:
+            return first_due(self.source, self.start)
+        return next_due(self.source, previous_fire_time)
 
 
 def _finishing(tasks: Callable[[], Any], grace: float) -> Callable[[], Any]:

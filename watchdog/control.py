@@ -69,8 +69,9 @@ async def alertmanager(app: "Runtime", request: web.Request, body: dict[str, Any
         taken = app.alerts.receive(body)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
+    pushed = app.clock.now()  # the push is the tick of the polls it brings forward
     for name in app.alert_sources():  # each pushed poll passes the reload gate as a scheduled one does
-        app.tasks.spawn(app.poll(name), f"poll:{name}:pushed")
+        app.tasks.spawn(app.poll(name, pushed), f"poll:{name}:pushed")
     return web.json_response({"received": taken})
 
 

@@ -389,5 +389,11 @@ def _describe(names: Sequence[str], evals: Mapping[str, Evaluation]) -> str:
     parts = []
     for n in sorted(names):
         e = evals.get(n)
-        parts.append(f"{n} = {format_value(e.value, 'None')} ({e.reason})" if e else n)
+        parts.append(evidence(n, e.value, e.reason) if e else n)
     return "; ".join(parts)
+
+
+def evidence(rule: str, value: float | bool | None, reason: str) -> str:
+    """A rule's evidence as every text says it (an event's why, a replayed trigger): its newest real value and
+    the reason, never `value threshold` side by side: under `breaching` that value need not breach."""
+    return f"{rule} = {format_value(value, 'missing')} ({reason})"

@@ -82,9 +82,10 @@ class TargetExecutor:
     def blind_sources(self) -> Mapping[str, str]:
         return self.machine.blind_sources
 
-    async def observe(self, views: Mapping[str, RuleView]) -> None:
+    async def observe(self, views: Mapping[str, RuleView], now: datetime) -> None:
+        """The rules' views as judged at `now` (the poll's time): the machine decides at that time, whatever
+        time it is when the lock is free, so another target's level running meanwhile moves nothing here."""
         async with self._lock:
-            now = self._clock.now()
             self._dispatch(self.machine.observe(now, views, self._hold(now)))
 
     async def resolve(self, note: str) -> None:
@@ -105,8 +106,8 @@ class TargetExecutor:
             inc = self.machine.incident
             return inc.id if inc else ""
 
-    def set_blind_sources(self, blind: Mapping[str, str]) -> None:
-        self._dispatch(self.machine.sources_blind(self._clock.now(), blind))
+    def set_blind_sources(self, blind: Mapping[str, str], now: datetime) -> None:
+        self._dispatch(self.machine.sources_blind(now, blind))
 
     def pause_changed(self, paused: bool, why: str, nxt: str) -> None:
         self._dispatch(self.machine.pause_changed(self._clock.now(), paused, why, nxt))

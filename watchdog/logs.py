@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from watchdog.clock import Clock
 
 
 def _log_level(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
@@ -56,3 +61,34 @@ def setup_logging(level: str = "info", stream: TextIO | None = None, redactor: A
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+
+
+# The methods that log at error level or above (a critical event is logged with `error`).
+_PAGES = frozenset({"error", "exception", "critical", "fatal"})
+
+
+@contextmanager
+def replay_log(clock: Clock) -> Iterator[list[dict[str, Any]]]:
+    """While a replay runs, the runtime's lines are the replay's and say so: each is stamped with the
+    simulated time it was logged at (`ts`) and `replay: true`. Its error and critical lines (a `blind` or
+    `exhausted` page) are kept in the list given out, for the replay's outcome, and never written: on stderr,
+    with today's time, they would read as live pages. The logging set up before is back afterwards."""
+    kept: list[dict[str, Any]] = []
+
+    def stamp(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        event_dict["ts"] = clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        event_dict["replay"] = True
+        return event_dict
+
+    def keep(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        if method in _PAGES:
+            kept.append(json.loads(json.dumps(event_dict, default=str)))  # as it would have been written
+            raise structlog.DropEvent
+        return event_dict
+
+    before = structlog.get_config()["processors"]
+    structlog.configure(processors=[*before[:-1], stamp, keep, *before[-1:]])  # the renderer stays last
+    try:
+        yield kept
+    finally:
+        structlog.configure(processors=before)

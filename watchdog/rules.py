@@ -186,8 +186,12 @@ def evaluate(
         hits = real_breaching + (fill if mode == "breaching" else 0)
         marked = _mark(buckets, present, gaps, mode == "breaching")
         state = RuleState.ALARM if hits >= m else RuleState.OK
+        # Which buckets were filled: the value shown beside this reason is the newest real datapoint, which
+        # may well not breach when the missing ones made the alarm.
+        filled = ", ".join(f"{buckets[k].start:%H:%M:%S}Z" for k in gaps)
         return _result(state, marked, newest, hits, len(present), m, f"{hits} of {n} datapoints breach "
-                       f"{spec.threshold} (alarm at {m}; {fill} missing counted as {mode.replace('_', ' ')})")
+                       f"{spec.threshold} (alarm at {m}; {fill} missing counted as {mode.replace('_', ' ')}: "
+                       f"{filled})")
     marked = _mark(buckets, present, (), False)
     kept = " (state kept: ignore)" if mode == "ignore" else ""
     undecided = previous if mode == "ignore" else RuleState.INSUFFICIENT_DATA

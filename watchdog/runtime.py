@@ -91,10 +91,10 @@ class Runtime:
     def alert_sources(self) -> list[str]:
         return [s.name for s in self.cfg.sources if s.type == "alertmanager"]
 
-    async def poll(self, name: str) -> None:
-        """The scheduler's job (and a pushed poll's): poll one source, then evaluate the targets that use it.
-        The whole of it holds the gate: a reload never closes the source under its read, nor swaps the board
-        and the executors between its read and its evaluation."""
+    async def poll(self, name: str, due: datetime) -> None:
+        """The scheduler's job (and a pushed poll's): poll one source at its tick `due`, then evaluate the
+        targets that use it. The whole of it holds the gate: a reload never closes the source under its read,
+        nor swaps the board and the executors between its read and its evaluation."""
         task = asyncio.current_task()
         if task is not None:
             self._polls.add(task)
@@ -102,7 +102,7 @@ class Runtime:
             async with self.gate.polling():
                 if name not in self.sources:  # a reload removed the source while this poll waited at the gate
                     return
-                await self._poll(name)
+                await self._poll(name, due)
         finally:
             if task is not None:
                 self._polls.discard(task)
@@ -119,39 +119,44 @@ class Runtime:
         return longest.total_seconds() + 5.0  # and the evaluation after the read, on a loaded loop
 
     async def once(self) -> dict[str, dict[str, RuleView]]:
-        """One poll of every source and one evaluation, with no action: `run --once`."""
-        await asyncio.gather(*(self._poll(name, evaluate=False) for name in self.sources))
-        now = self.clock.now()
-        return {t.name: self.board.evaluate(t.name, now) for t in self.cfg.targets}
+        """One poll of every source and one evaluation, with no action: `run --once`. Its one tick is now."""
+        due = self.clock.now()
+        over = await asyncio.gather(*(self._poll(name, due, evaluate=False) for name in self.sources))
+        at = max(over, default=due)  # when the last read was over
+        return {t.name: self.board.evaluate(t.name, at) for t in self.cfg.targets}
 
-    async def _poll(self, name: str, evaluate: bool = True) -> None:
+    async def _poll(self, name: str, due: datetime, evaluate: bool = True) -> datetime:
+        """Read the source at the tick `due`, then judge its targets, every one of them at the same time: when
+        the read was over (`due` + how long it took). A level one target starts here runs on (its actions
+        take what they take) while the next target is judged, at that same time, never at a later one the
+        action's own duration would give it. Returns the time the targets were judged at."""
         board, src = self.board, self.sources[name]
         started = self.clock.monotonic()
-        now = self.clock.now()
         deadline = self._deadlines[name]
         self._inflight[name] = deadline  # judged by the deadline it started with, whatever a reload sets
         try:
-            data = await self._read(name, src, now, deadline)
+            data = await self._read(name, src, due, deadline)
         except SourceError as exc:
-            self._source_failed(name, src, str(exc), now)
+            self._source_failed(name, src, str(exc), due, started)
         except TimeoutError:
             self._source_failed(name, src, f"no try started or answered within {format_duration(deadline)} (one "
-                                "try's timeout and backoff): cut off", now)
+                                "try's timeout and backoff): cut off", due, started)
         except Exception as exc:  # an unexpected failure is still only a failed poll
-            self._source_failed(name, src, f"{type(exc).__name__}: {exc}", now)
+            self._source_failed(name, src, f"{type(exc).__name__}: {exc}", due, started)
         else:
-            board.source_ok(name, dict(data), now)
+            board.source_ok(name, dict(data), due)
             self.metrics.source_up.labels(name).set(1)
-            took = (self.clock.now() - now).total_seconds()
-            self.recorder.polled(name, board.sources[name].type, src.sampled, now, took, data, None)
+            self.recorder.polled(name, board.sources[name].type, src.sampled, due, self._took(started), data, None)
         finally:
             self._inflight.pop(name, None)
-        self.metrics.source_poll_duration.labels(name).observe(self.clock.monotonic() - started)
+        took = self._took(started)
+        self.metrics.source_poll_duration.labels(name).observe(took)
+        at = due + timedelta(seconds=took)
         judged = True
         if evaluate:
             for target in board.targets_of(name):
                 try:
-                    await self.evaluate(target)
+                    await self.evaluate(target, at)
                 except Exception as exc:  # a bug: the other targets are still judged, and /healthz says it
                     judged = False
                     log.error("evaluation_crashed", target=target, source=name, error=f"{type(exc).__name__}: {exc}",
@@ -161,32 +166,37 @@ class Runtime:
                 await asyncio.sleep(0)
         if judged:
             self._progress[name] = self.clock.now()
+        return at
 
-    async def _read(self, name: str, src: Source, now: datetime, deadline: timedelta) -> Mapping[str, Any]:
+    def _took(self, started: float) -> float:
+        """Seconds since `started` (the clock's monotonic time): how long the read took. The replay's clock
+        moves on by a recorded read's `took` while it answers, so it judges when the live read was over."""
+        return max(0.0, self.clock.monotonic() - started)
+
+    async def _read(self, name: str, src: Source, due: datetime, deadline: timedelta) -> Mapping[str, Any]:
         """The poll, cut off when no try has started for `deadline`: a hanging source is then a failed poll,
         like one that answers 500, and its targets are judged (blind, paged) instead of waiting on it."""
         loop, secs = asyncio.get_running_loop(), deadline.total_seconds()
-        self._progress[name] = now
+        self._progress[name] = self.clock.now()
         async with asyncio.timeout(secs) as cut:
             def attempt_started() -> None:
                 cut.reschedule(loop.time() + secs)
                 self._progress[name] = self.clock.now()
 
             with on_attempt(attempt_started):
-                return await src.poll(now)
+                return await src.poll(due)
 
-    def _source_failed(self, name: str, src: Source, error: str, now: datetime) -> None:
+    def _source_failed(self, name: str, src: Source, error: str, due: datetime, started: float) -> None:
         error = self.redactor.text(error)
-        self.board.source_failed(name, error, now)
-        took = (self.clock.now() - now).total_seconds()
-        self.recorder.polled(name, self.board.sources[name].type, src.sampled, now, took, None, error)
+        self.board.source_failed(name, error, due)
+        self.recorder.polled(name, self.board.sources[name].type, src.sampled, due, self._took(started), None, error)
         self.metrics.source_up.labels(name).set(0)
         self.metrics.source_errors.labels(name).inc()
         log.warning("source_poll_failed", source=name, error=error)
 
-    async def evaluate(self, target: str) -> None:
+    async def evaluate(self, target: str, now: datetime) -> None:
+        """Judge `target` at `now`: its poll's time (when the read was over), or an operator's command's."""
         board = self.board
-        now = self.clock.now()
         self.pausing.expire(now)
         views = board.evaluate(target, now)
         record = self.rule_series.record
@@ -196,8 +206,8 @@ class Runtime:
                    None if ev.value is None else float(ev.value))
         self.metrics.last_evaluation.set(now.timestamp())
         ex = self.executors[target]
-        ex.set_blind_sources(board.blind_sources(target, now))
-        await ex.observe(views)
+        ex.set_blind_sources(board.blind_sources(target, now), now)
+        await ex.observe(views, now)
 
     # --- operator control (the control API calls these) ----------------------------------------
 
@@ -220,8 +230,9 @@ class Runtime:
         stored = await self._stored()
         if pause is not None:
             with self.gate.commanding():
+                now = self.clock.now()
                 for name in self.pausing.scope_targets(pause.scope):  # the targets in force now
-                    await self.evaluate(name)  # act on what is alarming now, not at the next poll
+                    await self.evaluate(name, now)  # act on what is alarming now, not at the next poll
         return pause, stored
 
     async def manual_rollback(self, target: str, level: int, reason: str) -> str:

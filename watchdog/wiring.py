@@ -64,6 +64,7 @@ async def build_runtime(
     failpoints: Failpoints | None = None,
     sources: SourceFactory = build_source,
     runners: Mapping[str, Runner] | None = None,
+    incident_id: Callable[[str, datetime], str] | None = None,
 ) -> Runtime:
     """Without a `store`, the state file at `state_path`: its lock taken first, then the file, then every
     write handed to the writer thread. StoreError or LockHeld (one line) before any network is touched.
@@ -113,7 +114,7 @@ async def build_runtime(
             redactor=redactor_for(cfg), alerts=alerts, board=board, sources=started, source_factory=sources,
             executors=executors,
             pausing=pausing, statewatch=watch, tasks=tasks, failpoints=failpoints or Failpoints(),
-            new_incident_id=incident_ids(), runners=runners, recorder=recorder)
+            new_incident_id=incident_id or incident_ids(), runners=runners, recorder=recorder)
         for t in cfg.targets:
             executors[t.name] = executor_for(runtime, t)
         holder.append(runtime)

@@ -1,17 +1,21 @@
 """The replay: the runtime `run` builds (wiring.build_runtime), driven over history on a simulated clock.
 
 Nothing here decides: the sources answer from history (replay/sources.py), the actions and checks only
-record and succeed at once, the journal is in memory, no notification channel is built, and the clock
-moves from one poll to the next as the scheduler would have run them. What the runtime decided is read
-back from its own journal (replay/outcome.py).
+record and succeed at once, the journal is in memory, no notification channel is built, and the polls come
+at the ticks the daemon's scheduler fires at (watchdog/schedule.py), each handed to the runtime as its
+tick. What the runtime decided is read back from its own journal (replay/outcome.py); what it logged at
+error level, stamped with the simulated time, is kept for the outcome instead of going to stderr.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from watchdog.actions.base import ActionFailed, Step
 from watchdog.config.models import Config
@@ -20,8 +24,10 @@ from watchdog.escalation import Phase
 from watchdog.config.models import Source as SourceConfig
 from watchdog.events import Event
 from watchdog.journal import MemoryStore
+from watchdog.logs import replay_log
 from watchdog.replay.sources import HistorySource
 from watchdog.runtime import Runtime
+from watchdog.schedule import count, ticks
 from watchdog.signals import Query
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
@@ -29,17 +35,29 @@ from watchdog.wiring import build_runtime, close_runtime
 
 
 class SimClock:
+    """The replay's clock: the engine sets it to each poll's tick, a read moves it on by the time the read took
+    live. A replayed action moves only the time of the task it runs in (its level or its checks, and the
+    levels that task goes on to start): the targets judged beside it in the same poll, and their own levels,
+    never see it (issue 20: one target's decisions must not depend on its neighbours)."""
+
     def __init__(self, start: datetime):
         self._start = self._now = start
+        # Per asyncio task: a task starts with the time spent by the task that spawned it, and what it spends
+        # itself is its own (a task runs in a copy of its parent's context).
+        self._spent: ContextVar[timedelta] = ContextVar(f"replay_spent_{id(self)}", default=timedelta(0))
 
     def now(self) -> datetime:
-        return self._now
+        return self._now + self._spent.get()
 
     def monotonic(self) -> float:
-        return (self._now - self._start).total_seconds()
+        return (self.now() - self._start).total_seconds()
 
     def set(self, now: datetime) -> None:
-        self._now = max(self._now, now)
+        self._now = now
+
+    def spend(self, took: timedelta) -> None:
+        """The running task's own work took `took`: its time, and only its, moves on."""
+        self._spent.set(self._spent.get() + took)
 
 
 ACTION_TAKES = timedelta(milliseconds=1)
@@ -61,7 +79,7 @@ class RecordingRunner:
 
     async def run(self, action: Step) -> str:
         now = self.clock.now()
-        self.clock.set(now + ACTION_TAKES)
+        self.clock.spend(ACTION_TAKES)
         target, level = self.where.get(id(action), ("", 0))
         if any(t == target and lv == level and a <= now <= b for t, lv, a, b in self.failures):
             raise ActionFailed(f"replayed: the labels say level {level} failed then", retryable=False)
@@ -89,6 +107,7 @@ class Replayed:
     end: datetime
     states: dict[str, list[Transition]]  # per rule key, each change of its state
     sources: dict[str, HistorySource]
+    logged: list[dict[str, Any]] = field(default_factory=list)  # the runtime's error and critical lines
 
 
 @dataclass(frozen=True)
@@ -107,8 +126,9 @@ Poll = tuple[datetime, int, str]  # when, the source's place in the config, its 
 
 def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Sequence[datetime]],
              skip: Collection[str] = ()) -> Iterator[Poll]:
-    """When each source is polled, in time order: at its recorded times where there are some, else every
-    `interval`. Made as it is consumed, never a list: a 100 ms interval over two weeks is 12 M polls."""
+    """When each source is polled, in time order: at its recorded times where there are some, else at the
+    ticks the daemon's scheduler fires at (watchdog/schedule.py). Made as it is consumed, never a list: a
+    100 ms interval over two weeks is 12 M polls."""
     runs: list[Iterator[Poll]] = []
     for order, s in enumerate(cfg.sources):
         if s.name in skip:
@@ -116,7 +136,7 @@ def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Se
         if s.name in polls:
             runs.append(_recorded(sorted(polls[s.name]), start, end, order, s.name))
         else:
-            runs.append(_every(s.interval, start, end, order, s.name))
+            runs.append(_ticked(s, start, end, order))
     return heapq.merge(*runs)
 
 
@@ -130,7 +150,7 @@ def count_polls(cfg: Config, start: datetime, end: datetime, polls: Mapping[str,
         if s.name in polls:
             out[s.name] = sum(1 for t in polls[s.name] if start <= t <= end)
         else:
-            out[s.name] = (end - start) // s.interval + 1 if end >= start else 0
+            out[s.name] = count(s, start, end)
     return out
 
 
@@ -140,11 +160,28 @@ def _recorded(times: Sequence[datetime], start: datetime, end: datetime, order: 
             yield t, order, name
 
 
-def _every(interval: timedelta, start: datetime, end: datetime, order: int, name: str) -> Iterator[Poll]:
-    t = start
-    while t <= end:
-        yield t, order, name
-        t += interval
+def _ticked(source: SourceConfig, start: datetime, end: datetime, order: int) -> Iterator[Poll]:
+    for t in ticks(source, start, end):
+        yield t, order, source.name
+
+
+def derived_incident_ids() -> Callable[[str, datetime], str]:
+    """A replay's incident ids: the daemon's shape (target, the second it opened, six hex digits), the tail a
+    hash of the target and the exact time instead of a random one, so that two replays of the same history
+    give the same ids and a diff of their `--json` shows only what changed."""
+    given: set[str] = set()
+
+    def new(target: str, opened: datetime) -> str:
+        tail = hashlib.sha256(f"{target}\n{opened.isoformat()}".encode()).hexdigest()[:6]
+        base = f"{target}-{opened:%Y%m%dT%H%M%SZ}-{tail}"
+        ident, k = base, 1
+        while ident in given:  # resolved and opened again at the same instant: the same time, a new incident
+            k += 1
+            ident = f"{base}-{k}"
+        given.add(ident)
+        return ident
+
+    return new
 
 
 Progress = Callable[[int], None]  # polls done so far
@@ -170,35 +207,36 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
         return src
 
     store = MemoryStore(keep=10_000_000)
-    rt = await build_runtime(quiet, clock=clock, dry_run=False, store=store, sources=sources,
-                             runners={"http": runner, "command": runner},
-                             listeners=[lambda ev, _dry: events.append(ev)])
-    states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
-    keys_of = {t.name: [k for k, slot in rt.board.slots.items() if slot.target == t.name] for t in quiet.targets}
-    todo = sorted(pauses, key=lambda p: p.start)
-    try:
-        for done, (at, _, name) in enumerate(schedule(quiet, start, end, polls or {}, skip)):
-            if progress is not None and done % PROGRESS_EVERY == 0:
-                progress(done)
-            clock.set(at)
-            while todo and todo[0].start <= at:
-                p = todo.pop(0)
-                await rt.pause(p.target, p.end - p.start, p.reason)
-            if resolve_after is not None:
-                await _resolve_mitigated(rt, at, resolve_after)
-            await rt.poll(name)
+    with replay_log(clock) as logged:
+        rt = await build_runtime(quiet, clock=clock, dry_run=False, store=store, sources=sources,
+                                 runners={"http": runner, "command": runner},
+                                 listeners=[lambda ev, _dry: events.append(ev)], incident_id=derived_incident_ids())
+        states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
+        keys_of = {t.name: [k for k, slot in rt.board.slots.items() if slot.target == t.name] for t in quiet.targets}
+        todo = sorted(pauses, key=lambda p: p.start)
+        try:
+            for done, (at, _, name) in enumerate(schedule(quiet, start, end, polls or {}, skip)):
+                if progress is not None and done % PROGRESS_EVERY == 0:
+                    progress(done)
+                clock.set(at)
+                while todo and todo[0].start <= at:
+                    p = todo.pop(0)
+                    await rt.pause(p.target, p.end - p.start, p.reason)
+                if resolve_after is not None:
+                    await _resolve_mitigated(rt, at, resolve_after)
+                await rt.poll(name, at)
+                await rt.tasks.settle(("level:", "checks:"))
+                for target in rt.board.targets_of(name):
+                    for key in keys_of[target]:
+                        ev = rt.board.slots[key].evaluation
+                        seen = states[key]
+                        if ev is not None and (not seen or seen[-1].state != ev.state.value):
+                            seen.append(Transition(at, ev.state.value, ev.reason,
+                                                   tuple(b.start for b in ev.buckets if b.judged)))
+        finally:
             await rt.tasks.settle(("level:", "checks:"))
-            for target in rt.board.targets_of(name):
-                for key in keys_of[target]:
-                    ev = rt.board.slots[key].evaluation
-                    seen = states[key]
-                    if ev is not None and (not seen or seen[-1].state != ev.state.value):
-                        seen.append(Transition(at, ev.state.value, ev.reason,
-                                               tuple(b.start for b in ev.buckets if b.judged)))
-    finally:
-        await rt.tasks.settle(("level:", "checks:"))
-        await close_runtime(rt)
-    return Replayed(store, events, start, end, states, built)
+            await close_runtime(rt)
+    return Replayed(store, events, start, end, states, built, logged)
 
 
 async def _resolve_mitigated(rt: Runtime, at: datetime, after: timedelta) -> None:

@@ -1,8 +1,9 @@
 """CloudWatch history for a replay: what it will cost, what the cache already holds, and the fetch.
 
-The range is cut into windows on a fixed grid (aligned to the epoch and to every rule's period), each
-small enough that one GetMetricData call of a full batch (500 queries) stays inside the API's 100 800
-datapoints; every window of a batch is one call (more only if CloudWatch pages). A window's datapoints
+The range is cut into windows laid from its start (aligned to every rule's period), each small enough that
+one GetMetricData call of a full batch (500 queries) stays inside the API's 100 800 datapoints; every window
+of a batch is one call (more only if CloudWatch pages), so a range one window can hold is one call per batch
+and no metric is requested twice for it. A window's datapoints
 go into the cache per query and bucket, and the window is marked fetched for that query, so the next
 replay (other thresholds, other levels) asks only for what the cache lacks. A query's cache key is what
 is sent for it (metric, statistic, period, expression), never its threshold.
@@ -103,10 +104,15 @@ def window_span(queries: Sequence[Query]) -> timedelta:
     batch of B queries gets 100 800 / B buckets of the shortest period, rounded down to whole multiples of
     every period (at least one of them). Fewer rules, longer windows, fewer calls."""
     periods = [int(_period(q).total_seconds()) for q in queries]
-    grid = math.lcm(*periods)
+    grid = int(_grid(queries).total_seconds())
     batch = min(MAX_QUERIES_PER_CALL, sum(len(rule_queries("q", q)) for q in queries))
     span = max(grid, MAX_DATAPOINTS_PER_CALL // batch * min(periods) // grid * grid)
     return timedelta(seconds=span)
+
+
+def _grid(queries: Sequence[Query]) -> timedelta:
+    """Every rule's buckets start on it: the least common multiple of their periods."""
+    return timedelta(seconds=math.lcm(*(int(_period(q).total_seconds()) for q in queries)))
 
 
 def check_retention(queries: Sequence[Query], start: datetime, now: datetime) -> None:
@@ -127,7 +133,7 @@ def plan(source: str, queries: Sequence[Query], start: datetime, end: datetime, 
     todo: dict[datetime, list[Query]] = {}
     cached = total = 0
     keys = {q.key: query_key(q) for q in queries}
-    for w in windows(start, end, span):
+    for w in windows(start, end, span, _grid(queries)):
         a, b = _clip(w, span, start, end)
         for q in queries:
             total += 1
@@ -138,9 +144,12 @@ def plan(source: str, queries: Sequence[Query], start: datetime, end: datetime, 
     return Plan(source, start, end, span, todo, cached, total)
 
 
-def windows(start: datetime, end: datetime, span: timedelta) -> list[datetime]:
-    """The grid's windows that meet [start, end): aligned to the epoch, so two replays share them."""
-    w = EPOCH + span * ((start - EPOCH) // span)
+def windows(start: datetime, end: datetime, span: timedelta, grid: timedelta) -> list[datetime]:
+    """The windows that cover [start, end): laid from `start` (down to the rules' bucket grid), `span` apart.
+    A range no longer than `span` is one window, wherever it lies; on a grid fixed to the epoch a short range
+    across one of its lines was two, each metric requested twice. The cache still spares what a replay before
+    fetched: a window it covers whole is not asked for again (`plan`)."""
+    w = EPOCH + grid * ((start - EPOCH) // grid)
     out = []
     while w < end:
         out.append(w)

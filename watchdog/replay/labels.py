@@ -88,8 +88,14 @@ class Score:
         delay = ""
         if self.delays:
             ds = sorted(self.delays)
-            delay = f"; detection delay median {format_duration(ds[len(ds) // 2])}, max {format_duration(ds[-1])}"
+            delay = f"; detection delay median {_seconds(ds[len(ds) // 2])}, max {_seconds(ds[-1])}"
         return f"score: {len(self.false)} false, {len(self.missed)} missed, {len(self.wrong)} wrong level{delay}"
+
+
+def _seconds(d: timedelta) -> str:
+    """A delay to the second (`3m`, `185s`): labels are written to the second or the minute, and an incident
+    opened by a recorded poll carries that read's milliseconds (`180012ms` says nothing more)."""
+    return format_duration(timedelta(seconds=round(d.total_seconds())))
 
 
 def failures(labels: list[Label]) -> list[tuple[str, int, datetime, datetime]]:

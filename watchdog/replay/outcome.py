@@ -10,10 +10,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from watchdog.codec import decode_incident
-from watchdog.escalation import Incident
+from watchdog.escalation import Incident, evidence
 from watchdog.events import Event
 from watchdog.replay.engine import Replayed
-from watchdog.rules import format_value
 
 
 @dataclass(frozen=True)
@@ -25,6 +24,9 @@ class Spell:
 
 
 SHOWN_ERRORS = 5  # per source in the text; the JSON has them all
+# The runtime's error and critical lines that the outcome already shows: a `blind` page is a blind spell, an
+# `exhausted` one how an incident ended. Any other (a crashed evaluation, a crashed level) is listed as logged.
+SHOWN_ELSEWHERE = frozenset({"blind", "exhausted"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Outcome:
     unseen: list[Unseen] = field(default_factory=list)
     failed: dict[str, Failed] = field(default_factory=dict)  # per source with a failed poll
     unreadable: dict[str, dict[str, int]] = field(default_factory=dict)  # per rule: buckets with no number, per why
+    logged: list[dict[str, Any]] = field(default_factory=list)  # error lines of the replayed runtime, not shown above
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class Outcome:
             "failed_polls": {name: {"failed": f.failed, "polls": f.polls, "errors": f.errors}
                              for name, f in self.failed.items()},
             "unreadable": self.unreadable,
+            "logged": self.logged,
         }
 
 
@@ -78,8 +82,9 @@ def outcome_of(r: Replayed, notes: list[str], unreadable: dict[str, dict[str, in
     polls = {name: src.polls for name, src in r.sources.items()}
     failed = {name: Failed(sum(src.failed.values()), src.polls, dict(sorted(src.failed.items())))
               for name, src in sorted(r.sources.items()) if src.failed}
+    logged = [line for line in r.logged if not (line.get("event") in SHOWN_ELSEWHERE and "severity" in line)]
     return Outcome(r.start, r.end, incidents, blind_spells(r), polls, notes, held, unseen_rules(r), failed,
-                   dict(sorted((unreadable or {}).items())))
+                   dict(sorted((unreadable or {}).items())), logged)
 
 
 def unseen_rules(r: Replayed) -> list[Unseen]:
@@ -137,7 +142,7 @@ def render_text(o: Outcome) -> list[str]:
     lines.extend(f"note: {n}" for n in o.notes)
     lines.append(f"would-be incidents: {len(o.incidents)}")
     for inc in o.incidents:
-        trig = "; ".join(f"{n} = {format_value(t.value)} {t.threshold} ({t.reason})" for n, t in sorted(inc.trigger.items()))
+        trig = "; ".join(evidence(n, t.value, t.reason) for n, t in sorted(inc.trigger.items()))
         lines.append(f"  {inc.target}  opened {_iso(inc.opened_at)}  trigger: {trig}")
         runs = ", ".join(f"level {run.level} at {run.started:%m-%d %H:%M:%S}Z ({run.outcome or 'running'})"
                          for run in inc.runs)
@@ -150,6 +155,19 @@ def render_text(o: Outcome) -> list[str]:
         for b in o.blind:
             lines.append(f"  {b.target}  {_iso(b.start)} .. {_iso(b.end) or 'the end'}  {b.why}")
     lines.extend(unseen_lines(o))
+    lines.extend(logged_lines(o))
+    return lines
+
+
+def logged_lines(o: Outcome) -> list[str]:
+    """The replayed runtime's error and critical lines the outcome does not show otherwise, at the simulated
+    time they were logged: kept off stderr, where they would read as live pages, and not lost either."""
+    if not o.logged:
+        return []
+    lines = [f"logged by the replayed runtime: {len(o.logged)} error lines"]
+    for entry in o.logged:
+        rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("ts", "event", "replay", "log_level"))
+        lines.append(f"  {entry.get('ts', '')}  {entry.get('event', '')}: {rest}")
     return lines
 
 

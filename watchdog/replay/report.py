@@ -18,8 +18,9 @@ from watchdog.config.models import Config, Rule
 from watchdog.config.types import format_duration
 from watchdog.replay.engine import Replayed, Transition
 from watchdog.replay.labels import Label, Score
-from watchdog.replay.outcome import Outcome, end_state, render_text, unseen_lines
-from watchdog.rules import Datapoint, change_points, format_value
+from watchdog.escalation import evidence
+from watchdog.replay.outcome import Outcome, end_state, logged_lines, render_text, unseen_lines
+from watchdog.rules import Datapoint, change_points
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24
 COLUMNS = 480
@@ -78,6 +79,9 @@ def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Sc
     unseen = unseen_lines(o)
     if unseen:
         parts.append("<h2>What it could not see</h2><pre id=unseen>" + escape("\n".join(unseen)) + "</pre>")
+    logged = logged_lines(o)
+    if logged:
+        parts.append("<h2>What the replayed runtime logged</h2><pre id=logged>" + escape("\n".join(logged)) + "</pre>")
     parts.append("<h2>Rules</h2><p class=legend><span><i class=sw style='background:#2f6fdf'></i>value</span>"
                  "<span><i class=sw style='background:#b42318'></i>threshold</span><span><i class=sw style='background:"
                  "#f0443840'></i>in alarm</span><span><i class=sw style='background:#f79009'></i>judged when it went "
@@ -105,8 +109,7 @@ def _incidents(o: Outcome) -> str:
     rows = ["<h2>Incidents</h2><table id=incidents><tr><th>target</th><th>opened</th><th>trigger</th><th>levels</th>"
             "<th>end</th></tr>"]
     for inc in o.incidents:
-        trig = "<br>".join(escape(f"{n} = {format_value(tr.value)} {tr.threshold}: {tr.reason}")
-                           for n, tr in sorted(inc.trigger.items()))
+        trig = "<br>".join(escape(evidence(n, tr.value, tr.reason)) for n, tr in sorted(inc.trigger.items()))
         levels = "<br>".join(escape(f"level {run.level} at {run.started:%m-%d %H:%M:%S} ({run.outcome or 'running'})")
                              for run in inc.runs)
         rows.append(f"<tr class=incident><td>{escape(inc.target)}</td><td>{_t(inc.opened_at)}</td><td>{trig}</td>"
