@@ -23,14 +23,14 @@ from datetime import datetime, timedelta, timezone
 
 def build(n: int):  # type: ignore[no-untyped-def]
     from watchdog.config import parse_config
-    from watchdog.signals import SignalBoard
+    from watchdog.wiring import board_for
 
     from bench.synth import PERIOD_S, config_text, fetch_window, rules
 
     text = config_text(n, endpoint="http://127.0.0.1:9", admin="http://127.0.0.1:9",
                        state_path="/nonexistent/state.db", interval="60s")
     cfg = parse_config(text, {})
-    board = SignalBoard(cfg, {"cw": False})
+    board = board_for(cfg)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start, end = fetch_window(now)
     stamps = []

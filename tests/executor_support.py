@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 import yaml
 
-from watchdog.actions import build_runners
+from watchdog.actions import RunnerDeps, build_runners
 from watchdog.config import parse_config
-from watchdog.config.models import Target
+from watchdog.config.models import AwsSection, Target
 from watchdog.escalation import RuleView, TargetMachine
 from watchdog.events import Event
 from watchdog.executor import TargetExecutor
@@ -114,7 +114,7 @@ class Harness:
             target.escalation.max_rollbacks_per_hour, new_id=lambda t, now: "inc-1",
         )
         self.executor = TargetExecutor(
-            target, self.machine, build_runners(session), self.journal, self.notifier, self.metrics,
+            target, self.machine, build_runners(RunnerDeps(session, {}, AwsSection())), self.journal, self.notifier, self.metrics,
             self.clock, self.spawn, dry_run, hold=lambda now: self.pause,
         )
         self.rule = target.rules[0]

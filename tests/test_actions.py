@@ -12,9 +12,9 @@ import pytest
 
 from executor_support import http_session, process_gone  # noqa: F401  (http_session is a fixture)
 from watchdog.actions import ActionFailed
-from watchdog.actions.command import CommandRunner
-from watchdog.actions.http import HttpRunner
-from watchdog.config.models import CommandAction, HttpAction, HttpCheck
+from watchdog.actions.command import CommandAction, CommandRunner
+from watchdog.actions.http import HttpAction, HttpRunner
+from watchdog.actions.http_check import HttpCheck, HttpCheckRunner
 from loopback import free_port
 
 PY = sys.executable
@@ -80,7 +80,7 @@ async def test_http_connection_refused_is_retryable_and_hides_path_and_query(htt
 
 
 async def test_http_check_expects_its_status(admin_api, http_session) -> None:
-    runner = HttpRunner(http_session)
+    runner = HttpCheckRunner(http_session)
     check = HttpCheck.model_validate({"type": "http", "url": f"{admin_api.url}/health"})
     assert await runner.run(check) == "HTTP 200"
     admin_api.script["/health"] = [503]

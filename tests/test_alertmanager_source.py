@@ -12,10 +12,10 @@ import pytest
 
 from timing import FakeClock
 from watchdog.config.models import Rule
-from watchdog.config.sources import AlertmanagerSource
+from watchdog.config.schema import rule_model
 from watchdog.rules import RuleState, evaluate
 from watchdog.signals import spec_for
-from watchdog.sources.alertmanager import Alertmanager, AlertStore
+from watchdog.sources.alertmanager import Alertmanager, AlertmanagerSource, AlertStore
 from watchdog.sources.base import Query
 
 UTC = timezone.utc
@@ -63,7 +63,7 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
 
 
 def rule(name: str = "checkout-5xx", evaluation_periods: int = 1, **matchers: str) -> Rule:
-    return Rule(
+    return rule_model()(
         name=name, category="performance", source="am", evaluation_periods=evaluation_periods,
         alert=matchers or {"alertname": "HighErrorRate", "service": "checkout"},
     )
@@ -386,12 +386,12 @@ def test_default_cap_holds_ten_thousand() -> None:
 
 
 def test_registry_builds_the_source_on_the_shared_store() -> None:
-    from watchdog.sources import REGISTRY, SourceDeps
+    from watchdog.sources import SourceDeps, build_source
 
     store = AlertStore(FakeClock())
     deps = SourceDeps(aws=None, session=None, metrics=None, alerts=store)  # type: ignore[arg-type]
     cfg = AlertmanagerSource(name="am", type="alertmanager")
-    src = REGISTRY["alertmanager"](cfg, [Query("shop/r", rule())], deps)
+    src = build_source(cfg, [Query("shop/r", rule())], deps)
     assert isinstance(src, Alertmanager)
     store.receive(payload(alert()))
     assert src._alerts.firing({"service": "checkout"}, T0)  # reads the store it was given

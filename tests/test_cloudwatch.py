@@ -17,12 +17,12 @@ from botocore.parsers import ResponseParserError
 from watchdog.app import App
 from watchdog.config import Config
 from watchdog.config.models import AwsSection, Rule
-from watchdog.config.sources import CloudWatchSource
+from watchdog.config.schema import rule_model
 from watchdog.metrics import Metrics
 from watchdog.rules import RuleSpec, RuleState, window
-from watchdog.signals import SignalBoard
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch import CloudWatch, fetch_window, is_retryable, pack, rule_queries
+from watchdog.sources.cloudwatch import CloudWatch, CloudWatchSource, fetch_window, is_retryable, pack, reads, rule_queries
+from watchdog.wiring import board_for
 
 from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path
@@ -50,7 +50,7 @@ def cw_cfg(attempts: int = 3, timeout: str = "5s", max_backoff: str = "50ms") ->
 
 
 def rule(name: str, namespace: str, metric: str = "Latency", stat: str = "Average", n: int = 5, period: str = "60s") -> Rule:
-    return Rule.model_validate({
+    return rule_model().model_validate({
         "name": name, "category": "performance", "source": "cw", "threshold": "> 100", "evaluation_periods": n,
         "metric": {"namespace": namespace, "name": metric, "dimensions": {"Service": namespace}, "stat": stat, "period": period},
     })
@@ -93,18 +93,18 @@ def test_batches_and_window_alignment() -> None:
     assert start == datetime(2024, 1, 1, 11, 45, tzinfo=UTC)
     assert end == now.replace(microsecond=0)
     for q in qs:  # every rule's window lies inside
-        spec = RuleSpec(q.rule.judged_by, q.rule.period, q.rule.evaluation_periods, q.rule.m)
+        spec = RuleSpec(q.rule.judged_by, reads(q).period, q.rule.evaluation_periods, q.rule.m)
         assert [b.start for b in window(spec, [], now)][0] >= start
-    change = Rule.model_validate({"name": "c", "category": "cost", "source": "cw", "evaluation_periods": 5,
+    change = rule_model().model_validate({"name": "c", "category": "cost", "source": "cw", "evaluation_periods": 5,
                                   "change": {"over": "1h", "percent": "> 50"},
                                   "metric": {"namespace": "X", "name": "Cost", "stat": "Sum", "period": "60s"}})
     start, _ = fetch_window([Query("t/c", change)], now)
     assert start == datetime(2024, 1, 1, 11, 0, tzinfo=UTC)  # 12:07 - the range (5 + 2 min) - 1 h
     # `over` of 90 s on 60 s buckets: the base of the range's first bucket (12:00) is align(11:58:30) = 11:58
-    odd = Rule.model_validate({**change.model_dump(mode="json", exclude_none=True), "change": {"over": "90s", "percent": "> 50"}})
+    odd = rule_model().model_validate({**change.model_dump(mode="json", exclude_none=True), "change": {"over": "90s", "percent": "> 50"}})
     start, _ = fetch_window([Query("t/odd", odd)], now)
     assert start == datetime(2024, 1, 1, 11, 58, tzinfo=UTC)
-    ratio = Rule.model_validate({"name": "r", "category": "performance", "source": "cw", "evaluation_periods": 5,
+    ratio = rule_model().model_validate({"name": "r", "category": "performance", "source": "cw", "evaluation_periods": 5,
                                  "threshold": "> 5", "expression": "100 * RATE(errors)",
                                  "metrics": {"errors": {"namespace": "X", "name": "Errors", "stat": "Sum", "period": "60s"}}})
     start, _ = fetch_window([Query("t/r", ratio)], now)
@@ -390,7 +390,7 @@ def board_config(ns: str) -> Config:
 @pytest.mark.parametrize("failure", ["throttled", "unreachable"])
 async def test_failed_poll_makes_rules_insufficient_never_alarm(proxy: RecordingProxy, failure: str) -> None:
     cfg = board_config(f"Board{uuid.uuid4().hex[:8]}")
-    board = SignalBoard(cfg, {"cw": False, "compliance": True})
+    board = board_for(cfg)
     url = proxy.url if failure == "throttled" else f"http://127.0.0.1:{free_port()}"
     src = CloudWatch(cfg.sources[0], board.queries("cw"), AwsSection(endpoint_url=url), Metrics(), sleep=Sleeps())  # type: ignore[arg-type]
     now = datetime.now(UTC)
@@ -461,7 +461,7 @@ def test_the_form_encoded_once_is_botocores_own_body() -> None:
 
     client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     model = client.meta.service_model.operation_model("GetMetricData")
-    odd = Rule.model_validate({
+    odd = rule_model().model_validate({
         "name": "odd", "category": "performance", "source": "cw", "threshold": "> 1",
         "metric": {"namespace": "Odd/ns é", "name": "Lat&ency=1+2", "dimensions": {"Service": "a b/ü?#%", "Z": "~*'"},
                    "stat": "p99", "period": "60s", "unit": "Milliseconds"},

@@ -16,6 +16,7 @@ import pytest
 from aws_proxy import RecordingProxy, running_proxy
 from test_cloudwatch import cw_cfg, minute, put
 from watchdog.config.models import AwsSection, Rule
+from watchdog.config.schema import rule_model
 from watchdog.metrics import Metrics
 from watchdog.sources.base import Query
 from watchdog.sources.cloudwatch import CloudWatch, pack, rule_queries
@@ -42,7 +43,7 @@ def ratio_rule(ns: str, name: str = "error_rate", min_samples: int | None = None
     }
     if min_samples:
         doc |= {"min_samples": min_samples, "samples": "requests"}
-    return Rule.model_validate(doc)
+    return rule_model().model_validate(doc)
 
 
 def form_queries(form: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -83,7 +84,7 @@ async def test_the_ratio_is_fetched_in_one_call_and_few_requests_count_as_missin
     put(moto_url, ns, [("Errors", b1 + timedelta(seconds=5), 15.0), ("Requests", b1 + timedelta(seconds=5), 100.0),
                        ("Errors", b2 + timedelta(seconds=5), 1.0), ("Requests", b2 + timedelta(seconds=5), 5.0),
                        ("Errors", b3 + timedelta(seconds=5), 2.0), ("Requests", b3 + timedelta(seconds=5), 200.0)])
-    latency = Rule.model_validate({
+    latency = rule_model().model_validate({
         "name": "latency", "category": "performance", "source": "cw", "threshold": "> 100",
         "metric": {"namespace": ns, "name": "Latency", "dimensions": {"Service": ns}, "stat": "Average"}})
     queries = [Query("web/error_rate", ratio_rule(ns, min_samples=20)), Query("web/latency", latency)]

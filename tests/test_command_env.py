@@ -15,9 +15,8 @@ import pytest
 
 from configs import hybrid_routing, level, write
 from tests.daemon import Daemon
-from watchdog.actions.command import CommandRunner
+from watchdog.actions.command import CommandAction, CommandRunner
 from watchdog.config import process_environment
-from watchdog.config.models import CommandAction
 
 TOKEN = "cmd-env-t0ken-0123"
 WEBHOOK = "https://hooks.slack.example/services/T000/B000/XXXXSECRET"

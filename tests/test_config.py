@@ -10,8 +10,10 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from watchdog.config import Config, ConfigError, load_config, parse_config
-from watchdog.config.models import CommandAction, HttpAction
-from watchdog.config.sources import CloudWatchSource, HttpJsonSource
+from watchdog.actions.command import CommandAction
+from watchdog.actions.http import HttpAction
+from watchdog.sources.cloudwatch import CloudWatchSource
+from watchdog.sources.http_json import HttpJsonSource
 from watchdog.config.types import Threshold
 
 BASE = """\

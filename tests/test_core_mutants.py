@@ -14,6 +14,7 @@ from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule
 from watchdog.config.types import parse_threshold
 from watchdog.rules import RuleSpec, RuleState, align, change_points, evaluate, evaluate_fresh, format_value, window
 from watchdog.signals import SignalBoard
+from watchdog.wiring import board_for
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -99,7 +100,7 @@ def board_config(missing_data: str = "missing", **latency: Any) -> Any:
 
 
 def board(missing_data: str = "missing", **latency: Any) -> SignalBoard:
-    return SignalBoard(board_config(missing_data, **latency), {"cw": False, "compliance": True})
+    return board_for(board_config(missing_data, **latency))
 
 
 def test_the_board_names_its_sources_and_targets_and_knows_nothing_of_others() -> None:

@@ -22,7 +22,7 @@ from watchdog.replay.labels import Label, failures, score
 from watchdog.replay.outcome import end_state, outcome_of
 from watchdog.replay.sources import HistorySource, Outage, Series
 from watchdog.signals import Query
-from watchdog.sources import SAMPLED
+from watchdog.sources import source_kind
 from watchdog.sources.cloudwatch import enough_samples
 
 CORPUS = read_data(Path(__file__).parent / "corpus" / "decisions.yaml")
@@ -77,7 +77,7 @@ def sources_of(cfg: Config, trace: dict[str, Any]):
         series[key] = Series.of(kept)
 
     def build(c: SourceConfig, queries: list[Query]) -> HistorySource:
-        return HistorySource(c.name, c.interval, SAMPLED[c.type], queries, series, outages.get(c.name, ()))
+        return HistorySource(c.name, c.interval, source_kind(c).sampled, queries, series, outages.get(c.name, ()))
 
     return build
 

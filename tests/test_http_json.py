@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from watchdog.config.models import Rule
-from watchdog.config.sources import HttpJsonSource
+from watchdog.config.schema import rule_model
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.http_json import HttpJson, pick
+from watchdog.sources.http_json import HttpJson, HttpJsonSource, pick
 from loopback import serving_get
 from sleeps import Sleeps
 
@@ -70,7 +70,7 @@ async def server() -> AsyncIterator[JsonServer]:
 
 
 def rule(name: str, path: str, n: int = 1) -> Rule:
-    return Rule.model_validate({
+    return rule_model().model_validate({
         "name": name, "category": "security", "source": "compliance", "field": path,
         "threshold": "== false", "evaluation_periods": n,
     })

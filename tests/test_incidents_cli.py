@@ -283,7 +283,7 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
         assert isinstance(app.runtime.journal, SqliteStore) and path.is_file()
         # Drive the real executor with breaching views, as an evaluation would.
         rule = cfg.targets[0].rules[0]
-        spec = spec_for(rule, sampled=False, interval_s=30)
+        spec = spec_for(rule, sampled=False, interval_s=30, period=MIN)  # the rule's metric period
         current = align(clock.now(), MIN)
         points = tuple((current - k * MIN + timedelta(seconds=5), BAD * 10) for k in (3, 2, 1))
         views = {rule.name: RuleView(rule.name, rule.level, spec, points, evaluate(spec, points, clock.now()))}

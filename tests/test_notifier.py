@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from watchdog.clock import SystemClock
-from watchdog.config.notifications import WebhookNotification
+from watchdog.notify.webhook import WebhookNotification
 from watchdog.events import Event
 from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, Notifier

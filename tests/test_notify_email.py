@@ -22,10 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from watchdog.config.notifications import EmailNotification
 from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
-from watchdog.notify.email import Email
+from watchdog.notify.email import Email, EmailNotification
 from loopback import free_port
 
 UTC = dt.timezone.utc

@@ -19,11 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from watchdog import __version__
-from watchdog.config.notifications import PagerDutyNotification, WebhookNotification
 from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
-from watchdog.notify.pagerduty import PagerDuty
-from watchdog.notify.webhook import Webhook
+from watchdog.notify.pagerduty import PagerDuty, PagerDutyNotification
+from watchdog.notify.webhook import Webhook, WebhookNotification
 
 ROUTING_KEY = "R0UTINGKEY0123456789abcdef012345"
 SECRET = "whsec-s3cr3t-value"

@@ -25,6 +25,7 @@ from executor_support import BAD, GOOD, MIN, TARGET, Harness, build_target, defa
 from receivers import Receivers, receivers  # noqa: F401  (fixture)
 from watchdog.clock import SystemClock
 from watchdog.config.notifications import Notification
+from watchdog.config.schema import schema
 from watchdog.escalation import Phase
 from watchdog.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
@@ -72,7 +73,7 @@ def channels(url: str, smtp_port: int | None = None, only: tuple[str, ...] = ())
                      "sender": "watchdog@example.com", "to": ["oncall@example.com"], "retry": FAST, "timeout": "2s"})
     if only:
         docs = [d for d in docs if d["name"] in only]
-    return TypeAdapter(list[Notification]).validate_python(docs)
+    return TypeAdapter(schema().config.model_fields["notifications"].annotation).validate_python(docs)  # every kind's
 
 
 async def run_scenario(admin_api: Any, session: Any, cfgs: list[Notification]) -> tuple[Harness, Notifier, dict[str, float]]:

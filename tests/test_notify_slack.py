@@ -21,10 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watchdog.config.notifications import SlackNotification
 from watchdog.events import Event
 from watchdog.notify.base import DeliveryFailed, Message, render_text
-from watchdog.notify.slack import SlackBot, SlackWebhook, build_slack
+from watchdog.notify.slack import SlackBot, SlackNotification, SlackWebhook, build_slack
 
 HOOK_PATH = "/services/T000/B000/hooksecretXYZ"
 TOKEN = "xoxb-1111-2222-tokensecretABC"

@@ -30,9 +30,9 @@ from sleeps import Sleeps
 from tests.daemon import Daemon, polled, status
 from timing import until
 from watchdog.config.models import Rule
-from watchdog.config.sources import PrometheusSource
+from watchdog.config.schema import rule_model
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.prometheus import Prometheus
+from watchdog.sources.prometheus import Prometheus, PrometheusSource
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -105,7 +105,7 @@ async def prom() -> AsyncIterator[FakeProm]:
 
 
 def rule(name: str, promql: str, reduce: str = "single", n: int = 1) -> Rule:
-    return Rule.model_validate({
+    return rule_model().model_validate({
         "name": name, "category": "performance", "source": "prom", "promql": promql, "reduce": reduce,
         "threshold": "> 0.1", "evaluation_periods": n,
     })

@@ -23,10 +23,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from watchdog.config.models import AwsSection, Rule
-from watchdog.config.sources import CostExplorerSource, SecurityHubSource
+from watchdog.config.schema import rule_model
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cost_explorer import CostExplorer
-from watchdog.sources.securityhub import MAX_PAGES, SecurityHub
+from watchdog.sources.cost_explorer import CostExplorer, CostExplorerSource
+from watchdog.sources.securityhub import MAX_PAGES, SecurityHub, SecurityHubSource
 
 from configs import health_check, http, hybrid_routing, level, make_target, write
 from loopback import free_port
@@ -59,7 +59,7 @@ def sh_cfg(region: str | None = None, attempts: int = 3) -> SecurityHubSource:
 
 
 def sh_rule(name: str, severity: list[str], product: str | None = None, n: int = 1) -> Rule:
-    return Rule.model_validate({
+    return rule_model().model_validate({
         "name": name, "category": "security", "source": "sh", "threshold": "> 0", "evaluation_periods": n,
         "findings": {"severity": severity, "product": product},
     })
@@ -216,7 +216,7 @@ def ce_cfg(days: int = 3, attempts: int = 3) -> CostExplorerSource:
 
 
 def cost_rule(name: str, metric: str = "UnblendedCost", service: str | None = None) -> Rule:
-    return Rule.model_validate({
+    return rule_model().model_validate({
         "name": name, "category": "cost", "source": "ce", "change": {"over": "24h", "percent": "> 50"},
         "cost": {"metric": metric, "service": service},
     })

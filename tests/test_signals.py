@@ -9,6 +9,7 @@ from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule
 from watchdog.config import Config
 from watchdog.rules import RuleState
 from watchdog.signals import SignalBoard
+from watchdog.wiring import board_for
 
 FLAGS = [level(1, "flags", http(f"{CLOSED}/x", method=None), deadline="1m")]
 
@@ -34,7 +35,7 @@ T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def board() -> SignalBoard:
-    return SignalBoard(config(), {"cw": False, "compliance": True})
+    return board_for(config())
 
 
 def test_a_rule_whose_source_never_answered_is_insufficient_even_with_missing_data_breaching():
@@ -76,7 +77,7 @@ def more_config() -> Config:
 
 
 def more() -> SignalBoard:
-    return SignalBoard(more_config(), {"cost": False, "compliance": True, "score": True})
+    return board_for(more_config())
 
 
 def days(*values: float, until: datetime = T0) -> list[tuple[datetime, float]]:
@@ -108,7 +109,7 @@ def test_a_change_rule_keeps_its_history_through_a_failed_poll():
 
 
 def test_a_value_older_than_max_age_is_missing():
-    b = SignalBoard(config(missing_data="missing", max_age="2m"), {"cw": False, "compliance": True})
+    b = board_for(config(missing_data="missing", max_age="2m"))
     # The metric stopped being published: its last three minutes are all there is, the newest 3 minutes old.
     b.source_ok("cw", {"t/latency": [(T0 - timedelta(minutes=k), 2000.0) for k in (3, 4, 5)]}, T0)
     ev = b.evaluate("t", T0 + timedelta(seconds=10))["latency"].evaluation

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from configs import hybrid_routing, parsed
 from timing import FakeClock, until
 
-from watchdog.actions.base import Step
+from watchdog.actions import Runners
+from watchdog.actions.base import NothingToOpen, Step
 from watchdog.config.models import Source as SourceConfig
 from watchdog.journal import MemoryStore
 from watchdog.rules import Datapoint, align
@@ -21,7 +21,7 @@ T0 = datetime(2026, 12, 1, 3, 0, 10, tzinfo=timezone.utc)
 MIN = timedelta(minutes=1)
 
 
-class Recorded:
+class Recorded(NothingToOpen):
     """Runs nothing: each action or check is written down and said to have worked."""
 
     def __init__(self) -> None:
@@ -65,7 +65,7 @@ async def test_a_runtime_built_with_its_own_sources_and_runners_decides_as_run_d
         return src
 
     recorded = Recorded()
-    runners: dict[str, Any] = {"http": recorded, "command": recorded}
+    runners = Runners.standing_in(recorded)
     cfg = parsed(hybrid_routing(rule={"evaluation_periods": 3, "datapoints_to_alarm": 2}))
     rt = await build_runtime(cfg, clock=clock, store=MemoryStore(), sources=scripted, runners=runners)
     try:

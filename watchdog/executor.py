@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from watchdog.actions import ActionFailed, Runner
+from watchdog.actions import ActionFailed, Runners
 from watchdog.clock import Clock
 from watchdog.codec import encode_incident
-from watchdog.config.models import CommandAction, HttpAction, Target
+from watchdog.config.models import Action, Target
 from watchdog.escalation import (
     Command,
     Incident,
@@ -45,7 +45,7 @@ class TargetExecutor:
         self,
         target: Target,
         machine: TargetMachine,
-        runners: Mapping[str, Runner],
+        runners: Runners,
         journal: Store,
         notifier: Notifier,
         metrics: Metrics,
@@ -237,7 +237,7 @@ class TargetExecutor:
             if when is not None:
                 deadline.reschedule(when + (loop.time() - started))
 
-    async def _run_action(self, cmd: RunLevel, index: int, action: HttpAction | CommandAction, deadline: asyncio.Timeout,
+    async def _run_action(self, cmd: RunLevel, index: int, action: Action, deadline: asyncio.Timeout,
                           first: bool = False) -> str:
         name = self._mask(f"#{index + 1} {action.type}: {action.describe()}")
         tname, inc, lvl = self.target.name, cmd.incident, cmd.level
@@ -247,7 +247,7 @@ class TargetExecutor:
             self._metrics.action_attempts.labels(tname, str(lvl), "dry_run").inc()
             log.info("action_skipped_dry_run", target=tname, incident=inc, level=lvl, action=name)
             return f"{name}: dry run"
-        runner = self._runners[action.type]
+        runner = self._runners.action(action)
         attempt = 0
 
         def retryable(exc: BaseException) -> bool:
@@ -307,7 +307,7 @@ class TargetExecutor:
         results = []
         for check in checks:
             try:
-                detail = await self._runners[check.type].run(check)
+                detail = await self._runners.check(check).run(check)
                 ok = True
             except ActionFailed as exc:
                 ok, detail = False, exc.detail

@@ -3,9 +3,9 @@
 One JSON object per line, per poll: `{"at", "source", "took", "points": {key: [[time, value], ...]}}`,
 or `{"at", "source", "took", "error"}` for a failed poll; `took` is how long the read took in seconds
 (the rules are judged after it: a replay judges them as late). A sampled source's line holds only the readings new since
-its previous line in the same file (the replay keeps the same short history the live source keeps); a CloudWatch line holds
-no points (`"points": null`: polled, the data comes from CloudWatch's own history), so a recording stays
-small. Lines are appended and written per poll: a crash loses at most the line being written.
+its previous line in the same file (the replay keeps the same short history the live source keeps); the line of a source whose kind keeps its
+own history (CloudWatch) holds no points (`"points": null`: polled, the data comes from that history), so a
+recording stays small. Lines are appended and written per poll: a crash loses at most the line being written.
 
 No write happens on the event loop. The loop builds each line and hands it to a bounded queue; one thread
 writes them in order. A file that takes writes slower than polls come (a pipe whose reader stopped reading,
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from watchdog.rules import Datapoint
+from watchdog.sources import source_kind
 
 log = structlog.get_logger("watchdog.recording")
 
@@ -135,7 +136,7 @@ class FileRecorder:
         line: dict[str, Any] = {"at": at.isoformat(), "source": source, "took": round(took, 6)}
         if error is not None:
             line["error"] = error
-        elif kind == "cloudwatch" or data is None:
+        elif data is None or source_kind(kind).history:  # the kind keeps its history: the replay fetches it
             line["points"] = None
         else:
             points: dict[str, list[list[Any]]] = {}

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from watchdog.actions import Runner
+from watchdog.actions import Runners
 from watchdog.clock import Clock
 from watchdog.config.models import Config
 from watchdog.config.types import format_duration
@@ -34,7 +34,7 @@ from watchdog.redact import Redactor
 from watchdog.reloadgate import ReloadGate
 from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
-from watchdog.sources import AlertStore, SourceError, SourceFactory
+from watchdog.sources import AlertStore, SourceError, SourceFactory, source_kind
 from watchdog.sources.base import Source
 from watchdog.statewatch import StateWatch
 from watchdog.statewriter import StateWriter
@@ -52,7 +52,7 @@ class Runtime:
                  source_factory: SourceFactory,
                  executors: dict[str, TargetExecutor], pausing: PauseKeeper, statewatch: StateWatch, tasks: Tasks,
                  failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
-                 runners: Mapping[str, Runner], recorder: Recorder):
+                 runners: Runners, recorder: Recorder):
         self.cfg, self.clock, self.dry_run, self.metrics = cfg, clock, dry_run, metrics
         self.rule_series = RuleSeries(metrics)
         self.journal, self.writer, self.lock, self.session = journal, writer, lock, session
@@ -89,7 +89,8 @@ class Runtime:
         self._progress = {name: self._progress.get(name, now) for name in self._deadlines}
 
     def alert_sources(self) -> list[str]:
-        return [s.name for s in self.cfg.sources if s.type == "alertmanager"]
+        """The sources whose data is pushed to the watchdog: each push polls them (control.py)."""
+        return [s.name for s in self.cfg.sources if source_kind(s).pushed]
 
     async def poll(self, name: str, due: datetime) -> None:
         """The scheduler's job (and a pushed poll's): poll one source at its tick `due`, then evaluate the

@@ -7,9 +7,10 @@ a breach.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.escalation import RuleView
@@ -64,7 +65,8 @@ def rule_key(target: str, rule: str) -> str:
 
 
 def spec_for(rule: Rule, sampled: bool, interval_s: float, period: timedelta | None = None) -> RuleSpec:
-    period = rule.period or period or timedelta(seconds=interval_s)
+    """`period`: what the rule's source buckets its readings by (SourceShape.bucket); None: the interval."""
+    period = period or timedelta(seconds=interval_s)
     return RuleSpec(
         threshold=rule.judged_by,
         period=period,
@@ -75,12 +77,18 @@ def spec_for(rule: Rule, sampled: bool, interval_s: float, period: timedelta | N
     )
 
 
-# Readings that are one per day whatever the poll interval.
-DAILY = {"cost_explorer": timedelta(days=1)}
+class SourceShape(Protocol):
+    """What the board needs of a source's kind (its descriptor, watchdog/sources/kind.py, is one)."""
+
+    @property
+    def sampled(self) -> bool: ...  # each reading complete on arrival (no still-filling bucket)
+
+    def bucket(self, rule: Rule, /) -> timedelta | None: ...  # a rule's bucket period; None: the interval
 
 
 class SignalBoard:
-    def __init__(self, cfg: Config, sampled: dict[str, bool]):
+    def __init__(self, cfg: Config, shapes: Mapping[str, SourceShape]):
+        """`shapes`: the kind of each source, by source name."""
         self.sources = {
             s.name: SourceHealth(s.name, s.type, s.interval.total_seconds()) for s in cfg.sources
         }
@@ -88,8 +96,8 @@ class SignalBoard:
         self.slots: dict[str, RuleSlot] = {}
         for t in cfg.targets:
             for r in t.rules:
-                src = self.sources[r.source]
-                slot = RuleSlot(t.name, r, spec_for(r, sampled[r.source], src.interval_s, DAILY.get(src.type)))
+                src, shape = self.sources[r.source], shapes[r.source]
+                slot = RuleSlot(t.name, r, spec_for(r, shape.sampled, src.interval_s, shape.bucket(r)))
                 # Until its source answers, a rule knows nothing: never judge it on an empty window.
                 slot.note = f"source {r.source} has not answered yet"
                 self.slots[rule_key(t.name, r.name)] = slot

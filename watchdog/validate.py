@@ -1,8 +1,9 @@
 """`rollback-watchdog validate`: the prerequisites check, one row per check.
 
-Nothing here changes the protected system: sources get one real read each (a
-Cost Explorer call is billed, so only with `--include-cost`), actions are only
-reached (a TCP connect, or a GET of their `probe` URL), never run.
+Nothing here changes the protected system: sources get one real read each (unless
+their kind checks them otherwise: a billed one only with `--include-cost`, a pushed
+one by the API token its pushes need), actions are only reached (their kind's
+`probe`: a TCP connect, an executable file, or a GET of their `probe` URL), never run.
 `--send-test` sends one test message through each notification channel (for
 PagerDuty, a trigger followed at once by its resolve, so nobody is left with an
 open alert).
@@ -12,22 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from yarl import URL
 
+from watchdog.actions import action_kind
 from watchdog.clock import SystemClock
 from watchdog.config import Config
 from watchdog.events import Event
 from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, build_channels
 from watchdog.redact import redactor_for
-from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, build_source
+from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, Validating, build_source, source_kind
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ async def send_tests(cfg: Config, session: aiohttp.ClientSession, now: datetime)
         try:
             async with asyncio.timeout(cfg_ch.timeout.total_seconds()):
                 await channel.send(Message(0, cfg_ch.channel_name, test, False))
-                if cfg_ch.type == "pagerduty":
+                if "resolved" in cfg_ch.always_events:  # a channel that keeps alerts open until resolved
                     resolved = Event("resolved", "info", test.target, incident, 0, now, "test done", "nothing")
                     await channel.send(Message(0, cfg_ch.channel_name, resolved, False))
         except DeliveryFailed as exc:
@@ -94,17 +93,15 @@ async def send_tests(cfg: Config, session: aiohttp.ClientSession, now: datetime)
 async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cost: bool) -> list[Check]:
     """One real read per source, through the same code the daemon polls with, on its first rule only."""
     deps = SourceDeps(cfg.aws, session, Metrics(), AlertStore(SystemClock()))
+    told = Validating(include_cost=include_cost, api_token=cfg.watchdog.api_token is not None)
     out = []
     for s in cfg.sources:
         name = f"source {s.name} ({s.type})"
         rules = [Query(f"{t.name}/{r.name}", r) for t in cfg.targets for r in t.rules if r.source == s.name]
-        if s.type == "cost_explorer" and not include_cost:
-            out.append(Check(name, True, "skipped: every Cost Explorer call is billed (--include-cost to check)"))
-            continue
-        if s.type == "alertmanager":
-            ok = cfg.watchdog.api_token is not None
-            out.append(Check(name, ok, "pushes go to POST /api/v1/alertmanager with the API token" if ok
-                             else "watchdog.api_token is not set: Alertmanager's pushes would be refused (403)"))
+        kind = source_kind(s)
+        verdict = kind.validation(kind.of(s), told)
+        if verdict is not None:  # checked without a read
+            out.append(Check(name, *verdict))
             continue
         if not rules:
             out.append(Check(name, True, "no rule reads it"))
@@ -134,33 +131,12 @@ async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Che
         for lv in t.levels:
             for i, action in enumerate(lv.actions):
                 name = f"action {t.name} L{lv.level} #{i + 1} ({action.type})"
-                out.append(Check(name, *await _reach(action, session)))
+                kind = action_kind(action)
+                try:
+                    out.append(Check(name, *await kind.probe(kind.of(action), session)))
+                except Exception as exc:  # a kind's probe that broke is a failed check, never a traceback
+                    out.append(Check(name, False, f"the probe failed: {type(exc).__name__}"))
     return out
-
-
-async def _reach(action: Any, session: aiohttp.ClientSession) -> tuple[bool, str]:
-    if action.probe:
-        try:
-            async with session.get(action.probe, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False) as r:
-                return True, f"probe answered HTTP {r.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return False, f"probe unreachable: {type(exc).__name__}"
-    if action.type == "command":
-        exe = action.argv[0]
-        path = exe if "/" in exe else shutil.which(exe)
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return True, f"{path} is executable"
-        return False, f"{exe}: not found or not executable"
-    url = URL(action.url)
-    if not url.host:
-        return False, "the URL has no host"
-    try:
-        async with asyncio.timeout(5):
-            _, writer = await asyncio.open_connection(url.host, url.port)
-        writer.close()
-        return True, f"{url.host}:{url.port} accepts connections"
-    except (OSError, TimeoutError) as exc:
-        return False, f"{url.host}:{url.port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
 
 
 async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from watchdog.actions import Runner, build_runners
+from watchdog.actions import RunnerDeps, Runners, build_runners
 from watchdog.clock import Clock, SystemClock
 from watchdog.codec import event_from_audit
 from watchdog.config import process_environment
@@ -36,7 +36,7 @@ from watchdog.recording import FileRecorder, NoRecorder, Recorder
 from watchdog.redact import redactor_for
 from watchdog.runtime import Runtime
 from watchdog.signals import SignalBoard
-from watchdog.sources import SAMPLED, AlertStore, SourceDeps, SourceFactory, build_source
+from watchdog.sources import AlertStore, SourceDeps, SourceFactory, build_source, source_kind
 from watchdog.sources.base import Source
 from watchdog.statewatch import StateWatch
 from watchdog.statewriter import StateWriter
@@ -63,7 +63,7 @@ async def build_runtime(
     listeners: Sequence[Callable[[Event, bool], None]] = (),
     failpoints: Failpoints | None = None,
     sources: SourceFactory = build_source,
-    runners: Mapping[str, Runner] | None = None,
+    runners: Runners | None = None,
     incident_id: Callable[[str, datetime], str] | None = None,
 ) -> Runtime:
     """Without a `store`, the state file at `state_path`: its lock taken first, then the file, then every
@@ -107,7 +107,9 @@ async def build_runtime(
         recorder = recorder_for(cfg.watchdog.record, metrics)  # RecordingUnwritable: one line, before any poll
         undo.callback(recorder.close)
         if runners is None:
-            runners = build_runners(session, process_environment())
+            runners = build_runners(RunnerDeps(session, process_environment(), cfg.aws))
+        await runners.start()
+        undo.push_async_callback(runners.close)
         runtime = Runtime(
             cfg=cfg, clock=clock, dry_run=cfg.watchdog.dry_run if dry_run is None else dry_run, metrics=metrics,
             journal=journal, writer=writer, lock=lock, session=session, notifier=notifier,
@@ -163,7 +165,7 @@ def _replay_unqueued(store: SqliteStore, outbox: SqliteOutbox, notifier: Notifie
 
 
 def board_for(cfg: Config) -> SignalBoard:
-    return SignalBoard(cfg, {s.name: SAMPLED[s.type] for s in cfg.sources})
+    return SignalBoard(cfg, {s.name: source_kind(s) for s in cfg.sources})
 
 
 class SourceStartFailed(Exception):
@@ -210,6 +212,7 @@ async def close_runtime(runtime: Runtime) -> None:
     """What build_runtime opened, last to first; the state file after everything that may still write to it."""
     for src in runtime.sources.values():
         await src.close()
+    await runtime.runners.close()
     await runtime.notifier.close()
     await runtime.session.close()
     await asyncio.to_thread(runtime.recorder.close)  # its queued lines land (bounded) off the loop

@@ -1,18 +1,10 @@
-"""Action kinds, keyed by the config `type`."""
+"""Action and check kinds: one module each, with one descriptor (`KIND`, watchdog/actions/kind.py), registered
+by `type` in watchdog.kinds.ACTIONS and CHECKS. This package names none of them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from watchdog.actions.base import ActionFailed, Runner, Step
+from watchdog.actions.kind import ActionKind, CheckKind, RunnerDeps, Runners, action_kind, build_runners, check_kind
 
-import aiohttp
-
-from watchdog.actions.base import ActionFailed, Runner
-from watchdog.actions.command import CommandRunner
-from watchdog.actions.http import HttpRunner
-
-
-def build_runners(session: aiohttp.ClientSession, base_env: Mapping[str, str] | None = None) -> dict[str, Runner]:
-    return {"http": HttpRunner(session), "command": CommandRunner(base_env)}
-
-
-__all__ = ["ActionFailed", "Runner", "build_runners"]
+__all__ = ["ActionFailed", "ActionKind", "CheckKind", "Runner", "RunnerDeps", "Runners", "Step", "action_kind",
+           "build_runners", "check_kind"]

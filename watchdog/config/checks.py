@@ -1,16 +1,23 @@
-"""Cross-field checks that need the whole configuration."""
+"""Cross-field checks that need the whole configuration.
+
+What a rule may read depends on its source's kind: the kind's descriptor (watchdog.kinds.SOURCES) says which
+reading keys its rules take and checks what their types cannot.
+"""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 from watchdog.config.models import Config, Rule
-from watchdog.config.types import format_duration, said
+from watchdog.config.types import said
+from watchdog.kinds import SOURCES, SourceSchema
 
 Problem = tuple[tuple[str | int, ...], str]
+
+# Both turn "no evidence" into missing buckets; counting those as breaches would roll back on quiet traffic.
+BREACHING_MISSING = ("breaching cannot go with min_samples or max_age: they make periods missing on purpose "
+                     "(too little traffic, too old), and those must not count as breaches")
 
 
 def cross_check(cfg: Config) -> list[Problem]:
@@ -18,6 +25,8 @@ def cross_check(cfg: Config) -> list[Problem]:
     sources = {s.name: s for s in cfg.sources}
     problems += _duplicates(("sources",), [s.name for s in cfg.sources], "source")
     problems += _duplicates(("targets",), [t.name for t in cfg.targets], "target")
+    kinds = {s.name: SOURCES.get(s.type) for s in cfg.sources}
+    reading = _reading_keys()
     for ti, target in enumerate(cfg.targets):
         base = ("targets", ti)
         problems += _duplicates(base + ("rules",), [r.name for r in target.rules], "rule")
@@ -32,8 +41,8 @@ def cross_check(cfg: Config) -> list[Problem]:
             if source is None:
                 problems.append((at + ("source",), f"no source named {rule.source!r} (sources: {', '.join(sources) or 'none'})"))
             else:
-                problems += _reads(at, rule, source)
-            problems += _judged(at, rule, source)
+                problems += _reads(at, rule, source, kinds[source.name], reading)
+            problems += _judged(at, rule, kinds.get(rule.source))
             if rule.m > rule.evaluation_periods:
                 problems.append(
                     (
@@ -43,10 +52,6 @@ def cross_check(cfg: Config) -> list[Problem]:
                 )
             if target.level(rule.level) is None:
                 problems.append((at + ("level",), f"level {rule.level} is not defined in this target's levels"))
-    for si, s in enumerate(cfg.sources):
-        if s.type == "cost_explorer" and s.interval < timedelta(hours=1):
-            problems.append((("sources", si, "interval"),
-                             f"at least 1h: every Cost Explorer call is billed (got {format_duration(s.interval)})"))
     problems += _duplicates(("notifications",), [n.channel_name for n in cfg.notifications], "channel")
     targets = [t.name for t in cfg.targets]
     for ni, channel in enumerate(cfg.notifications):
@@ -56,76 +61,48 @@ def cross_check(cfg: Config) -> list[Problem]:
     return problems
 
 
-# What a rule of each source type reads; every other reading key is refused on it.
-READS = {
-    "cloudwatch": ("metric", "expression"),
-    "http_json": ("field",),
-    "prometheus": ("promql",),
-    "securityhub": ("findings",),
-    "cost_explorer": ("cost",),
-    "alertmanager": ("alert",),
-}
-ALL_READS = ("metric", "expression", "metrics", "field", "promql", "findings", "cost", "alert")
+def _reading_keys() -> tuple[str, ...]:
+    """Every key some source kind reads, in the order the kinds declare them."""
+    return tuple(dict.fromkeys(key for kind in SOURCES for key in kind.reads.model_fields))
 
 
-def _reads(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
+def _reads(at: tuple[str | int, ...], rule: Rule, source: Any, kind: SourceSchema,
+           reading: tuple[str, ...]) -> list[Problem]:
     out: list[Problem] = []
-    wanted = READS[source.type]
-    allowed = set(wanted) | ({"metrics"} if source.type == "cloudwatch" else set())
-    for key in ALL_READS:
-        if getattr(rule, key) is not None and key not in allowed:
-            out.append((at + (key,), f"not used by {source.type} source {source.name!r}; use {' or '.join(wanted)}"))
-    present = [k for k in wanted if getattr(rule, k) is not None]
-    if not present:
-        out.append((at + (wanted[0],), f"required: source {source.name!r} is a {source.type} source"
-                    + (" (or expression with metrics)" if source.type == "cloudwatch" else "")))
-    elif len(present) > 1:
-        out.append((at, f"set one of {' or '.join(wanted)}, not both"))
-    if source.type == "cloudwatch":
-        out += _math(at, rule)
-    if rule.max_age is not None and source.type not in ("cloudwatch", "cost_explorer"):
+    takes, wanted = kind.reads.model_fields, kind.requires
+    use = f"; use {' or '.join(wanted)}" if wanted else ""
+    for key in reading:
+        if key not in takes and getattr(rule, key, None) is not None:
+            out.append((at + (key,), f"not used by {source.type} source {source.name!r}{use}"))
+    present = [k for k in wanted if getattr(rule, k, None) is not None]
+    if wanted and not present:
+        out.append((at + (wanted[0],), f"required: source {source.name!r} is a {source.type} source{use}"))
+    else:
+        if len(present) > 1:
+            out.append((at, f"set one of {' or '.join(wanted)}, not both"))
+        out += kind.check(at, rule, source)  # on what the rule reads: only once it reads something
+    if rule.max_age is not None and kind.sampled:
         # A sampled reading is stamped when it is read, so it is never "old": the key would promise what it cannot.
+        aged = _listed([k.type for k in SOURCES if not k.sampled])
         out.append((at + ("max_age",), f"a {source.type} reading is stamped when read, so it is never old; "
-                    "max_age applies to cloudwatch and cost_explorer rules (a stuck source is caught by blind_after)"))
-    if source.type == "alertmanager" and rule.alert == {}:
-        # No matcher would match every alert, and any unrelated alert would roll this target back.
-        out.append((at + ("alert",), "at least one label matcher, e.g. {alertname: HighErrorRate}"))
+                    f"max_age applies to {aged} rules (a stuck source is caught by blind_after)"))
     return out
 
 
-def _math(at: tuple[str | int, ...], rule: Rule) -> list[Problem]:
-    out: list[Problem] = []
-    if rule.expression is not None and not rule.metrics:
-        out.append((at + ("metrics",), "required with expression: the named metrics it uses"))
-    if rule.metrics and rule.expression is None:
-        out.append((at + ("expression",), "required with metrics"))
-    if rule.metrics:
-        periods = {m.period for m in rule.metrics.values()}
-        if len(periods) > 1:
-            out.append((at + ("metrics",), "every metric of an expression needs the same period"))
-        unused = [n for n in rule.metrics if rule.expression and not re.search(rf"\b{n}\b", rule.expression)]
-        if unused:
-            out.append((at + ("expression",), f"does not use {', '.join(unused)} from metrics"))
-    if (rule.min_samples is None) != (rule.samples is None):
-        out.append((at + ("min_samples" if rule.min_samples is None else "samples",),
-                    "min_samples and samples go together (samples: the metric that counts requests)"))
-    elif rule.samples is not None and rule.samples not in (rule.metrics or {}):
-        out.append((at + ("samples",), f"{rule.samples!r} is not one of this rule's metrics"))
-    return out
+def _listed(names: list[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
-def _judged(at: tuple[str | int, ...], rule: Rule, source: Any) -> list[Problem]:
-    alert = source is not None and source.type == "alertmanager"
+def _judged(at: tuple[str | int, ...], rule: Rule, kind: SourceSchema | None) -> list[Problem]:
+    alarms = kind is not None and kind.alarms
     if rule.threshold is not None and rule.change is not None:
         return [(at, "set threshold or change, not both")]
-    if alert and rule.change is not None:
+    if alarms and rule.change is not None:
         return [(at + ("change",), "an alert rule is in alarm while its alert fires; it has no change")]
-    if not alert and rule.threshold is None and rule.change is None:
+    if not alarms and rule.threshold is None and rule.change is None:
         return [(at + ("threshold",), 'required (or change: {over: 24h, percent: "> 50"})')]
-    if rule.missing_data == "breaching" and (rule.min_samples is not None or rule.max_age is not None):
-        # Both turn "no evidence" into missing buckets; counting those as breaches would roll back on quiet traffic.
-        return [(at + ("missing_data",), "breaching cannot go with min_samples or max_age: they make periods "
-                 "missing on purpose (too little traffic, too old), and those must not count as breaches")]
+    if rule.missing_data == "breaching" and rule.max_age is not None:
+        return [(at + ("missing_data",), BREACHING_MISSING)]
     return []
 
 
@@ -134,7 +111,7 @@ def budget_warnings(cfg: Config) -> list[Problem]:
     then due before this one has given up, so a slow source looks like a stalled one."""
     out: list[Problem] = []
     for si, s in enumerate(cfg.sources):
-        if s.type == "alertmanager":  # pushed to the watchdog: it never calls out, so it has no budget
+        if SOURCES.get(s.type).pushed:  # pushed to the watchdog: it never calls out, so it has no budget
             continue
         budget = s.timeout * s.retry.attempts
         if budget > s.interval:

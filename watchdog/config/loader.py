@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from watchdog.config import models, notifications, sources
 from watchdog.config.checks import budget_warnings, cross_check
 from watchdog.config.models import Config, WatchdogSection
 from watchdog.config.reading import (
@@ -29,6 +28,7 @@ from watchdog.config.reading import (
     read_bytes,
     refuse_anchors,
 )
+from watchdog.config.schema import schema
 from watchdog.redact import Redactor
 
 _LOADER = BASE_LOADER
@@ -119,6 +119,7 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
 def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]) -> Config:
     """`secrets` gains the values of secret-typed fields as soon as they are known, for the error lines."""
     env_secrets = frozenset(secrets)
+    shape = schema()  # the models of the kinds registered now
     data = _read_yaml(text, origin)
     if not isinstance(data, dict):
         raise ConfigError([f"{origin}: expected a mapping at the top (watchdog:, sources:, targets:, ...)"])
@@ -126,7 +127,7 @@ def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]
 
     problems: list[str] = []
     data = _expand(data, (), environ, problems, lines)
-    secrets |= _literal_secrets(data)
+    secrets |= _literal_secrets(data, shape.secret_keys)
     # A field emptied by an unset ${VAR} reports only that, not also "bad duration ''".
     unset = {p.split(": ", 1)[0] for p in problems}
 
@@ -141,7 +142,7 @@ def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]
     except ValidationError as exc:
         problems += [p for p in _format(exc, ("watchdog",), section, lines) if p.split(": ", 1)[0] not in unset]
     try:
-        cfg = Config.model_validate(data)
+        cfg = shape.config.model_validate(data)
     except ValidationError as exc:
         # The watchdog: section was reported above; keep e.g. a top-level typo `watchdogs:`.
         problems += [
@@ -180,24 +181,8 @@ def _read_yaml(text: str, origin: str) -> Any:
         raise ConfigError([f"{origin}: YAML syntax error: {problem}{where}"]) from None
 
 
-def _secret_field_names() -> frozenset[str]:
-    """The keys whose values are secret-typed wherever they appear (`url` is secret only on a webhook
-    channel, and its error never quotes it, so it is left out: masking every URL would garble lines)."""
-    secret: set[str] = set()
-    plain: set[str] = set()
-    for module in (models, sources, notifications):
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, BaseModel):
-                for name, field in obj.model_fields.items():
-                    (secret if "SecretStr" in repr(field.annotation) else plain).add(field.alias or name)
-    return frozenset(secret - plain)
-
-
-_SECRET_FIELDS = _secret_field_names()
-
-
-def _literal_secrets(data: Any) -> set[str]:
-    """Every string under a secret-typed key, before validation has said which model holds it."""
+def _literal_secrets(data: Any, keys: frozenset[str]) -> set[str]:
+    """Every string under a secret-typed key (`keys`), before validation has said which model holds it."""
     out: set[str] = set()
     stack: list[tuple[Any, bool]] = [(data, False)]
     while stack:
@@ -206,7 +191,7 @@ def _literal_secrets(data: Any) -> set[str]:
             if secret:
                 out.add(cur)
         elif isinstance(cur, dict):
-            stack.extend((v, secret or (isinstance(k, str) and k in _SECRET_FIELDS)) for k, v in cur.items())
+            stack.extend((v, secret or (isinstance(k, str) and k in keys)) for k, v in cur.items())
         elif isinstance(cur, list):
             stack.extend((v, secret) for v in cur)
     return out

@@ -1,17 +1,18 @@
 """The configuration's shape: frozen pydantic models, unknown keys rejected.
 
-Cross-field rules that need the whole document (a rule's source exists, levels
-have no gaps, ...) live in `checks.py` so each problem gets its own path.
+These are the keys every config has. The kinds (sources, actions, checks, channels: watchdog.kinds) add
+theirs: the models a config is parsed with are built from these and the registries (`schema.py`), so a
+`Config` in hand holds each kind's own model. Cross-field rules that need the whole document (a rule's
+source exists, levels have no gaps, ...) live in `checks.py` so each problem gets its own path.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Literal, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,8 +25,6 @@ from watchdog.config.sources import Source
 from watchdog.config.types import (
     Age,
     Deadline,
-    Duration,
-    HttpUrl,
     ShutdownGrace,
     Threshold,
     ThresholdField,
@@ -120,35 +119,9 @@ class AwsSection(Model):
     profile: str | None = None
 
 
-# --- sources: config/sources.py -------------------------------------------------
+# --- sources: config/sources.py (each kind's own model: its module, watchdog.kinds) ------------------
 
 # --- rules -------------------------------------------------------------------
-
-_STAT = re.compile(r"^(SampleCount|Average|Sum|Minimum|Maximum|IQM|p\d{1,2}(\.\d+)?|(tm|wm|tc|ts)\d{1,2}(\.\d+)?|p100)$")
-
-
-class MetricSpec(Model):
-    namespace: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    dimensions: dict[str, str] = {}
-    stat: str = "Average"
-    period: Duration = timedelta(seconds=60)
-    unit: str | None = None
-
-    @field_validator("stat")
-    @classmethod
-    def _stat(cls, v: str) -> str:
-        if not _STAT.match(v):
-            raise ValueError(f"unknown statistic {v!r}: use Average, Sum, Minimum, Maximum, SampleCount or pNN")
-        return v
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, v: timedelta) -> timedelta:
-        secs = v.total_seconds()
-        if secs != int(secs) or not (int(secs) in (1, 5, 10, 30) or (secs >= 60 and secs % 60 == 0)):
-            raise ValueError("CloudWatch periods are 1s, 5s, 10s, 30s or a multiple of 60s")
-        return v
 
 
 class ChangeSpec(Model):
@@ -158,63 +131,26 @@ class ChangeSpec(Model):
     percent: ThresholdField
 
 
-FindingSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
-
-
-def _serious() -> list[FindingSeverity]:
-    return ["CRITICAL", "HIGH"]
-
-
-class FindingsSpec(Model):
-    """Active Security Hub findings counted by severity label (securityhub sources)."""
-
-    severity: list[FindingSeverity] = Field(default_factory=_serious, min_length=1)
-    product: str | None = None  # e.g. "GuardDuty"; None: every product
-
-
-class CostSpec(Model):
-    """Daily cost from Cost Explorer (cost_explorer sources)."""
-
-    metric: Literal["UnblendedCost", "AmortizedCost", "BlendedCost", "NetUnblendedCost"] = "UnblendedCost"
-    service: str | None = None  # e.g. "Amazon Bedrock"; None: the whole account
-
-
-_METRIC_ID = re.compile(r"^[a-z][A-Za-z0-9_]{0,63}$")
+R = TypeVar("R", bound=BaseModel)
 
 
 class Rule(Model):
+    """The keys every rule has. What a rule reads from its source (`metric`, `promql`, ...) is written flat on
+    the rule too, but declared by the source's kind (its `reads` model): the model that parses a config adds
+    those keys (watchdog/config/schema.py), and `reads` gives them back as the kind's own model."""
+
     name: Name
     category: Literal["performance", "security", "cost"]
     source: str
-    # What the rule reads; which one depends on its source's type (config.checks says so):
-    metric: MetricSpec | None = None  # cloudwatch: one metric
-    expression: str | None = None  # cloudwatch: metric math over the named `metrics`, e.g. 100 * errors / requests
-    metrics: dict[str, MetricSpec] | None = None
-    field: str | None = None  # http_json: a dotted path into the JSON answer
-    promql: str | None = None  # prometheus: an instant query
-    reduce: Literal["single", "max", "min"] = "single"  # prometheus: one series, or the max/min over all
-    findings: FindingsSpec | None = None  # securityhub: count of active findings
-    cost: CostSpec | None = None  # cost_explorer: daily cost
-    alert: dict[str, str] | None = None  # alertmanager: label matchers; in alarm while a matching alert fires
     # How it is judged: a threshold on the value, or on its change.
     threshold: ThresholdField | None = None
     change: ChangeSpec | None = None
-    min_samples: int | None = Field(None, ge=1)  # with `expression`: fewer `samples` in a period = missing
-    samples: str | None = None  # the name in `metrics` that counts requests
     max_age: Age | None = None  # a value older than this is missing
     datapoints_to_alarm: int | None = Field(None, ge=1)  # default: evaluation_periods
     evaluation_periods: int = Field(1, ge=1, le=100)
     missing_data: Literal["missing", "ignore", "breaching", "not_breaching"] = "missing"
     level: int = Field(1, ge=1)
     description: str | None = None
-
-    @field_validator("metrics")
-    @classmethod
-    def _metric_ids(cls, v: dict[str, MetricSpec] | None) -> dict[str, MetricSpec] | None:
-        for name in v or {}:
-            if not _METRIC_ID.match(name):
-                raise ValueError(f"metric name {name!r}: start with a lowercase letter; letters, digits and _ only")
-        return v
 
     @property
     def m(self) -> int:
@@ -227,83 +163,42 @@ class Rule(Model):
             return self.change.percent
         if self.threshold is not None:
             return self.threshold
-        return parse_threshold("== true")  # an alert rule: alarm while a matching alert fires
+        return parse_threshold("== true")  # a rule on readings that are alarms already: alarm while one fires
 
-    @property
-    def period(self) -> timedelta | None:
-        if self.metric is not None:
-            return self.metric.period
-        if self.metrics:
-            return next(iter(self.metrics.values())).period
-        return None
+    def reads(self, model: type[R]) -> R:
+        """The keys of `model` (a source kind's `reads`) this rule sets, as that model; the rest at their
+        defaults. Built on each call (the sources keep what they need of it): the values were validated
+        when the config was, by the same field types."""
+        given = {name: value for name in model.model_fields if (value := getattr(self, name, None)) is not None}
+        return model.model_construct(**given)
 
 
 # --- levels, actions, checks ---------------------------------------------------
 
 
-class HttpAction(Model):
-    type: Literal["http"]
+class Action(Model):
+    """The keys every action has; a kind's model (its module, watchdog.kinds) adds `type: Literal[...]`,
+    its own keys and its defaults."""
+
+    type: str
     name: str | None = None
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    url: HttpUrl
-    headers: dict[str, SecretStr] = {}
-    json_body: Any = Field(None, alias="json")
-    expect_status: list[int] = Field(default_factory=list)  # empty: any 2xx
     timeout: Timeout = timedelta(seconds=10)
     retry: RetrySchedule = RetrySchedule()
     idempotent: bool = False
-    probe: HttpUrl | None = None  # `validate` GETs this (any answer but a connection error passes); default: TCP connect
-
-    @field_validator("expect_status", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else v
 
     def describe(self) -> str:
-        return self.name or f"{self.method} {self.url}"
+        return self.name or self.type
 
 
-class CommandAction(Model):
-    type: Literal["command"]
+class Check(Model):
+    """The keys every check (a level's `checks:`) has; a kind's model adds the rest."""
+
+    type: str
     name: str | None = None
-    argv: list[str] = Field(min_length=1)
-    timeout: Timeout = timedelta(seconds=60)
-    env: dict[str, SecretStr] = {}
-    cwd: Path | None = None
-    retry: RetrySchedule = RetrySchedule(attempts=1)
-    idempotent: bool = False
-    probe: HttpUrl | None = None  # `validate` runs nothing; it checks argv[0] is executable (or GETs this URL)
-
-    @field_validator("argv")
-    @classmethod
-    def _argv(cls, v: list[str]) -> list[str]:
-        if not v[0].strip():
-            raise ValueError("argv[0] is empty: it must name the program to run")
-        if any("\0" in arg for arg in v):
-            raise ValueError("an argument contains a NUL byte, which no program can receive")
-        return v
-
-    def describe(self) -> str:
-        return self.name or " ".join(self.argv)
-
-
-Action = Annotated[Union[HttpAction, CommandAction], Field(discriminator="type")]
-
-
-class HttpCheck(Model):
-    type: Literal["http"]
-    name: str | None = None
-    method: Literal["GET", "HEAD", "POST"] = "GET"
-    url: HttpUrl
-    headers: dict[str, SecretStr] = {}
-    expect_status: int = 200
     timeout: Timeout = timedelta(seconds=5)
 
     def describe(self) -> str:
-        return self.name or f"{self.method} {self.url}"
-
-
-Check = Annotated[Union[HttpCheck], Field(discriminator="type")]
+        return self.name or self.type
 
 
 class Level(Model):
@@ -337,6 +232,8 @@ class Target(Model):
 
 
 class Config(Model):
+    """A whole config; the one a config is parsed with is built by schema.py (its lists hold the kinds' models)."""
+
     # Values of secret-named ${VAR}s, filled by the loader for the redactor.
     _secret_env: frozenset[str] = PrivateAttr(default_factory=frozenset)
     # Legal but likely wrong (config.checks.budget_warnings), one line each, filled by the loader.

@@ -1,29 +1,24 @@
-"""Notification channels (one module per kind, a registry keyed by the config `type`) and the notifier."""
+"""Notification channels (one module per kind, each with one descriptor, `KIND`, registered by `type` in
+watchdog.kinds.CHANNELS) and the notifier."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import aiohttp
 
 from watchdog.config.notifications import Notification
-from watchdog.notify.base import Channel, DeliveryFailed, Message, render_text
-from watchdog.notify.email import Email
+from watchdog.notify.base import Channel, ChannelKind, DeliveryFailed, Message, channel_kind, render_text
 from watchdog.notify.notifier import Notifier
-from watchdog.notify.pagerduty import PagerDuty
-from watchdog.notify.slack import build_slack
-from watchdog.notify.webhook import Webhook
-
-REGISTRY: dict[str, Callable[..., Channel]] = {
-    "slack": build_slack,
-    "pagerduty": PagerDuty,
-    "email": Email,
-    "webhook": Webhook,
-}
 
 
 def build_channels(cfgs: Sequence[Notification], session: aiohttp.ClientSession) -> list[tuple[Notification, Channel]]:
-    return [(c, REGISTRY[c.type](c, session)) for c in cfgs]
+    out: list[tuple[Notification, Channel]] = []
+    for c in cfgs:
+        kind = channel_kind(c)
+        out.append((c, kind.build(kind.of(c), session)))
+    return out
 
 
-__all__ = ["Channel", "DeliveryFailed", "Message", "Notifier", "build_channels", "render_text"]
+__all__ = ["Channel", "ChannelKind", "DeliveryFailed", "Message", "Notifier", "build_channels", "channel_kind",
+           "render_text"]

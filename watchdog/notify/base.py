@@ -7,15 +7,18 @@ dead-lettering, so a channel never retries by itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from watchdog.codec import jsonable
+from watchdog.config.notifications import Notification
 from watchdog.events import Event
+from watchdog.kinds import CHANNELS, Descriptor, find
 from watchdog.rules import format_value
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -52,6 +55,22 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+N = TypeVar("N", bound=Notification)
+
+
+@dataclass(frozen=True)
+class ChannelKind(Descriptor[N]):
+    """A channel kind's descriptor (its module's `KIND`, registered in watchdog.kinds.CHANNELS): its config
+    model, and how a configured channel is built on the runtime's HTTP session."""
+
+    build: Callable[[N, aiohttp.ClientSession], Channel]
+
+
+def channel_kind(of: Notification | str) -> ChannelKind[Any]:
+    kind: ChannelKind[Any] = find(CHANNELS, of, ChannelKind)
+    return kind
 
 
 class Posting:

@@ -11,15 +11,41 @@ import ssl
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import aiosmtplib
 import structlog
+from pydantic import Field, SecretStr, model_validator
 
-from watchdog.config.notifications import EmailNotification
-from watchdog.notify.base import DeliveryFailed, Message, render_text, trigger_lines
+from watchdog.config.notifications import Notification
+from watchdog.events import Severity
+from watchdog.notify.base import ChannelKind, DeliveryFailed, Message, render_text, trigger_lines
 
 log = structlog.get_logger("watchdog.notify.email")
+
+
+class EmailNotification(Notification):
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)  # default by `security`: 587 starttls, 465 tls, 25 none
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    ca_file: Path | None = None  # a CA bundle to trust for the server's certificate; default: the system store
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(min_length=3, pattern=r"@")
+    to: list[Annotated[str, Field(pattern=r"@")]] = Field(min_length=1)
+    min_severity: Severity = "warning"
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> "EmailNotification":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
 class Email:
@@ -123,3 +149,6 @@ def _failure(where: str, exc: Exception) -> DeliveryFailed:
         # No STARTTLS or no AUTH offered: the server does not do what the config requires; retrying will not change it.
         return DeliveryFailed(f"{where}: {exc.message} ({kind})", permanent=True)
     return DeliveryFailed(f"{where}: {kind}")
+
+
+KIND = ChannelKind(type="email", config=EmailNotification, build=Email)

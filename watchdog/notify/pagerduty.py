@@ -7,13 +7,25 @@ incident id as `dedup_key` (PagerDuty folds repeats into the open alert), and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import aiohttp
+from pydantic import SecretStr
 
-from watchdog.config.notifications import PagerDutyNotification
-from watchdog.events import Event
-from watchdog.notify.base import Message, Posting, post, render_text, trigger_lines
+from watchdog.config.notifications import Notification
+from watchdog.config.types import HttpUrl
+from watchdog.events import Event, Severity
+from watchdog.notify.base import ChannelKind, Message, Posting, post, render_text, trigger_lines
+
+
+class PagerDutyNotification(Notification):
+    """Events API v2: trigger with dedup_key = incident id, resolve when the incident is resolved."""
+
+    type: Literal["pagerduty"]
+    always_events: ClassVar[frozenset[str]] = frozenset({"resolved", "sight_restored", "resumed"})
+    routing_key: SecretStr
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"  # EU accounts: events.eu.pagerduty.com
+    min_severity: Severity = "warning"
 
 SOURCE = "rollback-watchdog"
 SUMMARY_LIMIT = 1024  # PagerDuty rejects a longer summary with 400
@@ -74,3 +86,6 @@ class PagerDuty(Posting):
     async def send(self, msg: Message) -> None:
         body = pd_event(self._cfg.routing_key.get_secret_value(), msg)
         await post(self._session, self._cfg.url, "PagerDuty", self._timeout, json=body)
+
+
+KIND = ChannelKind(type="pagerduty", config=PagerDutyNotification, build=PagerDuty)

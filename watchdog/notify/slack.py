@@ -11,17 +11,20 @@ import asyncio
 import logging
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
+from pydantic import SecretStr, model_validator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from watchdog.config.notifications import SlackNotification
+from watchdog.config.notifications import Notification
+from watchdog.config.types import HttpUrl
 from watchdog.events import Event
 from watchdog.notify.base import (
     Channel,
+    ChannelKind,
     DeliveryFailed,
     Message,
     check_status,
@@ -30,6 +33,27 @@ from watchdog.notify.base import (
     title,
     trigger_lines,
 )
+
+
+class SlackNotification(Notification):
+    """An incoming webhook (`webhook_url`), or a bot token with `channel` (threads one incident together)."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    api_url: HttpUrl = "https://slack.com/api/"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "SlackNotification":
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set exactly one of webhook_url or token")
+        if self.token is not None and not self.channel:
+            raise ValueError("a bot token needs `channel` (e.g. '#ops' or a channel id)")
+        if self.webhook_url is not None and self.channel:
+            raise ValueError("`channel` is for a bot token; an incoming webhook posts to its own channel")
+        return self
+
 
 EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 # The outcome of an incident (and anything critical) is broadcast from its thread so the channel sees it.
@@ -174,3 +198,6 @@ def build_slack(cfg: SlackNotification, session: aiohttp.ClientSession) -> Chann
 
 
 __all__ = ["SlackBot", "SlackWebhook", "blocks", "build_slack"]
+
+
+KIND = ChannelKind(type="slack", config=SlackNotification, build=build_slack)

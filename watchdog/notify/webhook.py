@@ -9,15 +9,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
+from typing import Literal
 
 import aiohttp
 from multidict import CIMultiDict
+from pydantic import SecretStr, field_validator
 from yarl import URL
 
 from watchdog import __version__
-from watchdog.config.notifications import WebhookNotification
-from watchdog.notify.base import DeliveryFailed, Message, Posting, payload, post
+from watchdog.config.notifications import Notification
+from watchdog.notify.base import ChannelKind, DeliveryFailed, Message, Posting, payload, post
+
+
+class WebhookNotification(Notification):
+    """A JSON POST of each event (README "Webhook payload"), optionally signed with HMAC-SHA256."""
+
+    type: Literal["webhook"]
+    url: SecretStr  # a URL often carries a token in its path or query
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^\s/]+", v.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")  # not echoed: it may hold a token
+        return v
+
 
 USER_AGENT = f"rollback-watchdog/{__version__}"
 _BAD_URL = "webhook URL is not a valid http(s) URL"
@@ -66,3 +86,6 @@ class Webhook(Posting):
         url = _http_url(self._cfg.url.get_secret_value())
         body, headers = self.request(msg)
         await post(self._session, url, "webhook", self._timeout, data=body, headers=headers)
+
+
+KIND = ChannelKind(type="webhook", config=WebhookNotification, build=Webhook)

@@ -21,7 +21,6 @@ from typing import TextIO
 
 from watchdog.config.models import Config
 from watchdog.config.models import Source as SourceConfig
-from watchdog.config.sources import CloudWatchSource
 from watchdog.metrics import Metrics
 from watchdog.replay import history
 from watchdog.replay.cache import CacheError, HistoryCache
@@ -31,7 +30,7 @@ from watchdog.replay.outcome import outcome_of, render_text
 from watchdog.replay.recorded import Recorded, Recording, RecordingError, read_recording
 from watchdog.replay.sources import HistorySource, Series
 from watchdog.signals import Query
-from watchdog.sources import SAMPLED
+from watchdog.sources import source_kind
 from watchdog.sources.base import SourceError
 from watchdog.sources.cloudwatch import fetch_window
 from watchdog.wiring import board_for
@@ -92,9 +91,10 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
     recorded: dict[str, Recorded] = recording.sources
     board = board_for(cfg)
     queries = {s.name: board.queries(s.name) for s in cfg.sources}
-    cw = [s for s in cfg.sources if isinstance(s, CloudWatchSource) and queries[s.name]]
+    kinds = {s.name: source_kind(s) for s in cfg.sources}  # a kind with a history of its own has it fetched
+    cw = [kinds[s.name].of(s) for s in cfg.sources if kinds[s.name].history and queries[s.name]]
     notes: list[str] = list(recording.notes)
-    skip = [s.name for s in cfg.sources if s.name not in recorded and not isinstance(s, CloudWatchSource)]
+    skip = [s.name for s in cfg.sources if s.name not in recorded and not kinds[s.name].history]
     for name in skip:
         notes.append(f"source {name} skipped: it has no history of its own and the recording has none of it "
                      "(record it with `run --record FILE`); its rules stay without data")
@@ -137,7 +137,7 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
     def build(c: SourceConfig, qs: Sequence[Query]) -> HistorySource:
         rec = recorded.get(c.name)
         data = series.get(c.name) or (rec.series if rec else {})
-        return HistorySource(c.name, c.interval, SAMPLED[c.type], qs, data, rec.outages if rec else (),
+        return HistorySource(c.name, c.interval, source_kind(c).sampled, qs, data, rec.outages if rec else (),
                              rec.took if rec else None)
 
     shown = ProgressLine(total, err) if opt.progress else None

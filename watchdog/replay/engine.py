@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from watchdog.actions.base import ActionFailed, Step
+from watchdog.actions import Runners
+from watchdog.actions.base import ActionFailed, NothingToOpen, Step
 from watchdog.config.models import Config
 from watchdog.config.types import format_duration
 from watchdog.escalation import Phase
@@ -67,7 +68,7 @@ Failure = tuple[str, int, datetime, datetime]  # target, level, from, to: that l
 
 
 @dataclass
-class RecordingRunner:
+class RecordingRunner(NothingToOpen):
     """Runs nothing: notes the step and succeeds, a millisecond later, unless a failure (from the labels)
     covers its target, level and time. No real action is instant, and a verify window that is a whole
     number of poll intervals must end just after a poll, as it does live, not on it (then the level would
@@ -209,7 +210,7 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
     store = MemoryStore(keep=10_000_000)
     with replay_log(clock) as logged:
         rt = await build_runtime(quiet, clock=clock, dry_run=False, store=store, sources=sources,
-                                 runners={"http": runner, "command": runner},
+                                 runners=Runners.standing_in(runner),
                                  listeners=[lambda ev, _dry: events.append(ev)], incident_id=derived_incident_ids())
         states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
         keys_of = {t.name: [k for k, slot in rt.board.slots.items() if slot.target == t.name] for t in quiet.targets}

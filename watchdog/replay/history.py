@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog.config.models import AwsSection
-from watchdog.config.sources import CloudWatchSource
 from watchdog.metrics import Metrics
 from watchdog.replay.cache import HistoryCache
 from watchdog.rules import EPOCH, Datapoint
 from watchdog.signals import Query
-from watchdog.sources.cloudwatch import MAX_QUERIES_PER_CALL, CloudWatch, pack, rule_queries
+from watchdog.sources.cloudwatch import MAX_QUERIES_PER_CALL, CloudWatch, CloudWatchSource, pack, reads, rule_queries
 
 MAX_DATAPOINTS_PER_CALL = 100_800
 DOLLARS_PER_1000_METRICS = 0.01
@@ -51,15 +50,13 @@ def retention(period: timedelta) -> timedelta:
 def query_key(q: Query) -> str:
     """What is asked of CloudWatch for this rule, hashed: the cache's key."""
     sent = rule_queries("q", q)
-    what = {"queries": sent, "min_samples": q.rule.min_samples, "samples": q.rule.samples}
+    r = reads(q)
+    what = {"queries": sent, "min_samples": r.min_samples, "samples": r.samples}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _period(q: Query) -> timedelta:
-    rule = q.rule
-    if rule.metric is not None:
-        return rule.metric.period
-    return next(iter((rule.metrics or {}).values())).period
+    return reads(q).period
 
 
 @dataclass(frozen=True)

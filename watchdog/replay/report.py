@@ -15,12 +15,14 @@ from html import escape
 from pathlib import Path
 
 from watchdog.config.models import Config, Rule
+from watchdog.config.models import Source as SourceConfig
 from watchdog.config.types import format_duration
 from watchdog.replay.engine import Replayed, Transition
 from watchdog.replay.labels import Label, Score
 from watchdog.escalation import evidence
 from watchdog.replay.outcome import Outcome, end_state, logged_lines, render_text, unseen_lines
 from watchdog.rules import Datapoint, change_points
+from watchdog.sources import source_kind
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24
 COLUMNS = 480
@@ -97,7 +99,7 @@ def render(cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Sc
             series = src.series.get(key) if src is not None else None
             points = list(zip(series.times, series.values)) if series is not None else []
             parts.append(f"<p class=rule><b>{escape(rule.name)}</b> <span class=meta>{escape(_judged(rule))}</span></p>")
-            parts.append(chart(t.name, rule, points, r.states.get(key, []), runs,
+            parts.append(chart(t.name, rule, cfg.source(rule.source), points, r.states.get(key, []), runs,
                                [lb for lb in labels if lb.target == t.name], o.start, o.end))
     parts.append("<h2>As text</h2><pre>" + escape("\n".join(render_text(o))) + "</pre></body></html>")
     return "".join(parts)
@@ -117,10 +119,11 @@ def _incidents(o: Outcome) -> str:
     return "".join(rows) + "</table>"
 
 
-def chart(target: str, rule: Rule, points: list[Datapoint], states: list[Transition], runs: list[tuple[datetime, int]],
-          labels: list[Label], start: datetime, end: datetime) -> str:
-    if rule.change is not None and rule.metric is not None:
-        points = change_points(points, rule.change.over, rule.metric.period)
+def chart(target: str, rule: Rule, source: SourceConfig, points: list[Datapoint], states: list[Transition],
+          runs: list[tuple[datetime, int]], labels: list[Label], start: datetime, end: datetime) -> str:
+    period = source_kind(source).bucket(rule)  # the period its readings are judged in
+    if rule.change is not None and period is not None:
+        points = change_points(points, rule.change.over, period)
     values = [(ts, float(v)) for ts, v in points if start <= ts <= end]
     threshold = rule.judged_by
     limit = float(threshold.value)

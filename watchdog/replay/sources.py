@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from watchdog.rules import Datapoint, Value, evaluation_range
 from watchdog.signals import Query
 from watchdog.sources.base import SourceError
-from watchdog.sources.cloudwatch import fetch_window
+from watchdog.sources.cloudwatch import Window
 
 
 @dataclass
@@ -71,6 +71,7 @@ class HistorySource:
         self.series = {q.key: series.get(q.key, Series()) for q in self._queries}
         self._outages = sorted(outages, key=lambda o: o.start)
         self._keep = evaluation_range(max((q.rule.evaluation_periods for q in self._queries), default=1)) + 2
+        self._window = Window.of(self._queries) if self._queries and not sampled else None  # once, not per poll
         self.polls = 0
         # What the replay could not see, for its output: per query the polls that gave it a datapoint, and
         # per error the polls that failed with it.
@@ -99,7 +100,7 @@ class HistorySource:
                 out[key] = s.between(s.times[max(0, hi - self._keep)] if hi else None, now, now)[-self._keep:]
         else:
             # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
-            start, end = fetch_window(self._queries, now)
+            start, end = (self._window or Window.of(self._queries)).at(now)
             out = {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
         for key, points in out.items():
             if points:

@@ -1,74 +1,27 @@
-"""What the AWS-backed sources share: one client per source, botocore's retries off (tenacity owns them,
-so the two never multiply), which errors are worth another try, and every error a one-line SourceError."""
+"""What the AWS-backed sources share: one client per source (watchdog/aws.py opens it), each call under the
+source's retry schedule, and every error a one-line SourceError."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-import aioboto3
-from aiobotocore.session import AioSession
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from watchdog.aws import aws_client, is_retryable
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import AwsSection
-from watchdog.config.sources import (
-    CloudWatchSource,
-    CostExplorerSource,
-    SecurityHubSource,
-)
+from watchdog.config.sources import Source as SourceConfig
 from watchdog.retrying import Sleep, retrying
 from watchdog.signals import Query
 from watchdog.sources.base import SourceError
 
-AwsSourceConfig = CloudWatchSource | CostExplorerSource | SecurityHubSource
+__all__ = ["AwsSource", "aws_call", "aws_client", "is_retryable"]
 
 T = TypeVar("T")
-
-
-_RETRY_CODES = {
-    "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-    "RequestThrottled", "ServiceUnavailable", "InternalFailure", "InternalError", "InternalServiceError",
-}
-_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError, ResponseParserError)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return err.get("Code") in _RETRY_CODES or status >= 500 or status == 429
-    # An HTML 5xx page from a proxy or a local endpoint fails to parse; it is still a 5xx.
-    return isinstance(exc, _TRANSIENT)
-
-
-async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsSection, timeout: timedelta, *,
-                     validate: bool = True, timestamps: Callable[[str], datetime] | None = None) -> Any:
-    """An aioboto3 client with botocore's retries off (tenacity owns them), closed with `stack`.
-    `validate=False` skips botocore's check of each request against the API model (for requests built once
-    from a validated config); `timestamps` parses this client's answer times (per session, not global)."""
-    core = AioSession()
-    if timestamps is not None:
-        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamps)
-    session = aioboto3.Session(botocore_session=core, profile_name=aws.profile)
-    secs = timeout.total_seconds()
-    cfg = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=secs, read_timeout=secs,
-                     parameter_validation=validate)
-    return await stack.enter_async_context(
-        session.client(service, region_name=region, endpoint_url=aws.endpoint_url, config=cfg)
-    )
 
 
 class AwsSource:
@@ -77,7 +30,7 @@ class AwsSource:
 
     service: ClassVar[str]
 
-    def __init__(self, cfg: AwsSourceConfig, queries: Sequence[Query], aws: AwsSection, sleep: Sleep | None = None,
+    def __init__(self, cfg: SourceConfig, queries: Sequence[Query], aws: AwsSection, sleep: Sleep | None = None,
                  client: Any = None):
         self.name = cfg.name
         self.interval = cfg.interval

@@ -8,14 +8,16 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import aiohttp
+from pydantic import SecretStr
 
-from watchdog.config.sources import HttpJsonSource, PrometheusSource
+from watchdog.config.base import RetrySchedule
+from watchdog.config.sources import Source as SourceConfig
+from watchdog.config.types import HttpUrl, Timeout
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint, align, evaluation_range
 from watchdog.signals import Query
 
-__all__ = ["HttpSampled", "Query", "Readings", "Source", "SourceError"]
-HttpSourceConfig = HttpJsonSource | PrometheusSource
+__all__ = ["HttpSampled", "HttpSourceConfig", "Query", "Readings", "Source", "SourceError"]
 
 
 class SourceError(Exception):
@@ -35,6 +37,15 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class HttpSourceConfig(SourceConfig):
+    """The keys of a source read over HTTP (its kind adds its `type`)."""
+
+    url: HttpUrl
+    headers: dict[str, SecretStr] = {}
+    timeout: Timeout = timedelta(seconds=5)
+    retry: RetrySchedule = RetrySchedule(attempts=2)
 
 
 class HttpSampled:

@@ -11,22 +11,121 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote_plus
 
 from botocore.utils import parse_timestamp
+from pydantic import AfterValidator, Field, field_validator
 
-from watchdog.config.models import AwsSection
-from watchdog.config.sources import CloudWatchSource
+from watchdog.aws import aws_client, is_retryable
+from watchdog.config.base import Model
+from watchdog.config.checks import BREACHING_MISSING, Problem
+from watchdog.config.models import AwsSection, Rule
+from watchdog.config.sources import Source as SourceConfig
+from watchdog.config.types import Duration
 from watchdog.metrics import Metrics
 from watchdog.retrying import Sleep
 from watchdog.rules import EPOCH, Datapoint, evaluation_range
-from watchdog.sources.aws import AwsSource, aws_client, is_retryable
+from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
+from watchdog.sources.kind import SourceDeps, SourceKind
 
-__all__ = ["CloudWatch", "fetch_window", "is_retryable", "pack", "rule_queries"]
+__all__ = ["KIND", "CloudWatch", "CloudWatchReads", "CloudWatchSource", "MetricSpec", "Window", "fetch_window",
+           "is_retryable", "pack", "rule_queries"]
+
+
+# --- config: the source, and what a rule on it reads -------------------------------------------------
+
+class CloudWatchSource(SourceConfig):
+    type: Literal["cloudwatch"]
+    region: str | None = None  # defaults to aws.region; AWS/Billing metrics live in us-east-1
+
+
+_STAT = re.compile(r"^(SampleCount|Average|Sum|Minimum|Maximum|IQM|p\d{1,2}(\.\d+)?|(tm|wm|tc|ts)\d{1,2}(\.\d+)?|p100)$")
+
+
+class MetricSpec(Model):
+    namespace: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    dimensions: dict[str, str] = {}
+    stat: str = "Average"
+    period: Duration = timedelta(seconds=60)
+    unit: str | None = None
+
+    @field_validator("stat")
+    @classmethod
+    def _stat(cls, v: str) -> str:
+        if not _STAT.match(v):
+            raise ValueError(f"unknown statistic {v!r}: use Average, Sum, Minimum, Maximum, SampleCount or pNN")
+        return v
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: timedelta) -> timedelta:
+        secs = v.total_seconds()
+        if secs != int(secs) or not (int(secs) in (1, 5, 10, 30) or (secs >= 60 and secs % 60 == 0)):
+            raise ValueError("CloudWatch periods are 1s, 5s, 10s, 30s or a multiple of 60s")
+        return v
+
+
+_METRIC_ID = re.compile(r"^[a-z][A-Za-z0-9_]{0,63}$")
+
+
+def _metric_ids(v: dict[str, MetricSpec]) -> dict[str, MetricSpec]:
+    for name in v:
+        if not _METRIC_ID.match(name):
+            raise ValueError(f"metric name {name!r}: start with a lowercase letter; letters, digits and _ only")
+    return v
+
+
+class CloudWatchReads(Model):
+    metric: MetricSpec | None = None  # one metric
+    expression: str | None = None  # metric math over the named `metrics`, e.g. 100 * errors / requests
+    metrics: Annotated[dict[str, MetricSpec], AfterValidator(_metric_ids)] | None = None
+    min_samples: int | None = Field(None, ge=1)  # with `expression`: fewer `samples` in a period = missing
+    samples: str | None = None  # the name in `metrics` that counts requests
+
+    @property
+    def period(self) -> timedelta:
+        if self.metric is not None:
+            return self.metric.period
+        return next(iter((self.metrics or {}).values())).period  # config.checks: metric or metrics
+
+
+def reads(q: Query) -> CloudWatchReads:
+    return q.rule.reads(CloudWatchReads)
+
+
+def _bucket(rule: Rule) -> timedelta:
+    return rule.reads(CloudWatchReads).period
+
+
+def _math(at: tuple[str | int, ...], rule: Rule, source: CloudWatchSource) -> list[Problem]:
+    r = rule.reads(CloudWatchReads)
+    out: list[Problem] = []
+    if r.expression is not None and not r.metrics:
+        out.append((at + ("metrics",), "required with expression: the named metrics it uses"))
+    if r.metrics and r.expression is None:
+        out.append((at + ("expression",), "required with metrics"))
+    if r.metrics:
+        periods = {m.period for m in r.metrics.values()}
+        if len(periods) > 1:
+            out.append((at + ("metrics",), "every metric of an expression needs the same period"))
+        unused = [n for n in r.metrics if r.expression and not re.search(rf"\b{n}\b", r.expression)]
+        if unused:
+            out.append((at + ("expression",), f"does not use {', '.join(unused)} from metrics"))
+    if (r.min_samples is None) != (r.samples is None):
+        out.append((at + ("min_samples" if r.min_samples is None else "samples",),
+                    "min_samples and samples go together (samples: the metric that counts requests)"))
+    elif r.samples is not None and r.samples not in (r.metrics or {}):
+        out.append((at + ("samples",), f"{r.samples!r} is not one of this rule's metrics"))
+    if rule.missing_data == "breaching" and r.min_samples is not None and rule.max_age is None:
+        out.append((at + ("missing_data",), BREACHING_MISSING))  # (with max_age, config.checks says it)
+    return out
+
 
 MAX_QUERIES_PER_CALL = 500
 MAX_PAGES_PER_BATCH = 50
@@ -83,34 +182,51 @@ def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> l
     return calls
 
 
+@dataclass(frozen=True)
+class Window:
+    """Where the fetch window of a set of queries starts: `lookback` seconds back, on a grid of `grid` seconds
+    that every period divides, so buckets line up. Computed once per source (its queries change only with the
+    config), then placed at each poll's time."""
+
+    lookback: int
+    grid: int
+
+    @classmethod
+    def of(cls, queries: Sequence[Query]) -> Window:
+        """Back to the first bucket of each rule's evaluation range, and no further for a plain metric rule (an
+        older bucket is never judged, and each is another datapoint per query to fetch, parse and scan). A
+        change rule also needs the bucket `over` before each judged one (whole periods, rounded up); an
+        expression one period more, since CloudWatch computes RATE, DIFF and the like only inside the range
+        asked for."""
+        shapes = [(reads(q), q.rule) for q in queries]
+        periods = [int(r.period.total_seconds()) for r, _ in shapes]
+        lookback = max(_lookback(rule, r, p) for (r, rule), p in zip(shapes, periods))
+        return cls(lookback, math.lcm(*periods))
+
+    def at(self, now: datetime) -> tuple[datetime, datetime]:
+        start_s = ((now - EPOCH).total_seconds() - self.lookback) // self.grid * self.grid
+        end = now.replace(microsecond=0)
+        if end <= EPOCH + timedelta(seconds=start_s):
+            end = EPOCH + timedelta(seconds=start_s + 1)
+        return EPOCH + timedelta(seconds=start_s), end
+
+
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
-    """One window for all queries, its start aligned to every period so buckets line up: back to the first
-    bucket of each rule's evaluation range, and no further for a plain metric rule (an older bucket is never
-    judged, and each is another datapoint per query to fetch, parse and scan). A change rule also needs the
-    bucket `over` before each judged one (whole periods, rounded up); an expression one period more, since
-    CloudWatch computes RATE, DIFF and the like only inside the range asked for."""
-    periods = [int(q.rule.period.total_seconds()) for q in queries]  # type: ignore[union-attr]
-    lookback = max(_lookback(q, p) for q, p in zip(queries, periods))
-    grid = math.lcm(*periods)
-    start_s = ((now - EPOCH).total_seconds() - lookback) // grid * grid
-    end = now.replace(microsecond=0)
-    if end <= EPOCH + timedelta(seconds=start_s):
-        end = EPOCH + timedelta(seconds=start_s + 1)
-    return EPOCH + timedelta(seconds=start_s), end
+    """One window for all queries at `now` (Window)."""
+    return Window.of(queries).at(now)
 
 
-def _lookback(q: Query, period_s: int) -> int:
-    rule = q.rule
+def _lookback(rule: Rule, r: CloudWatchReads, period_s: int) -> int:
     periods = evaluation_range(rule.evaluation_periods)
     if rule.change is not None:
         periods += math.ceil(rule.change.over.total_seconds() / period_s)
-    if rule.expression is not None:
+    if r.expression is not None:
         periods += 1
     return periods * period_s
 
 
 def metric_query(qid: str, q: Query) -> dict[str, Any]:
-    m = q.rule.metric
+    m = reads(q).metric
     if m is None:  # config.checks refuses this; kept so a bad query never reaches AWS
         raise SourceError(f"{q.key}: a cloudwatch rule needs a metric")
     return stat_query(qid, m, True)
@@ -119,7 +235,7 @@ def metric_query(qid: str, q: Query) -> dict[str, Any]:
 def rule_queries(qid: str, q: Query) -> list[dict[str, Any]]:
     """One query for a metric rule; for an expression, its metrics (ids `<qid>_<name>`, data returned
     only for the `samples` one) and the expression, rewritten to those ids, as `<qid>`."""
-    rule = q.rule
+    rule = reads(q)
     if rule.expression is None:
         return [metric_query(qid, q)]
     metrics = rule.metrics or {}
@@ -174,8 +290,11 @@ class CloudWatch(AwsSource):
         self._metrics = metrics
         # The queries only change with the config (reload builds a new source): build them once.
         qids = [f"q{i}" for i in range(len(self._queries))]
+        read = [reads(q) for q in self._queries]
+        self._window = Window.of(self._queries) if self._queries else None
         self._ids = {qid: q.key for qid, q in zip(qids, self._queries)}
-        self._counts = {f"{qid}_{q.rule.samples}": q.key for qid, q in zip(qids, self._queries) if q.rule.samples}
+        self._counts = {f"{qid}_{r.samples}": q.key for qid, q, r in zip(qids, self._queries, read) if r.samples}
+        self._min_samples = {q.key: r.min_samples for q, r in zip(self._queries, read) if r.min_samples is not None}
         self._ids.update(self._counts)
         self._batches = pack([rule_queries(qid, q) for qid, q in zip(qids, self._queries)])
         # The last fetch's buckets answered with NaN (or an infinity) per query, and which: left out of its
@@ -200,9 +319,9 @@ class CloudWatch(AwsSource):
         self._metrics.cloudwatch_metrics_requested.inc(len(kwargs["MetricDataQueries"]))
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
-        if not self._queries:
+        if self._window is None:
             return {}
-        return await self.fetch(*fetch_window(self._queries, now))
+        return await self.fetch(*self._window.at(now))
 
     async def fetch(self, start: datetime, end: datetime) -> dict[str, list[Datapoint]]:
         """Every query's datapoints in [start, end): a poll's window, or a window of history (replay)."""
@@ -237,9 +356,8 @@ class CloudWatch(AwsSource):
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for points in out.values():
             points.sort(key=itemgetter(0))  # by time, stable; already in order unless pages interleave
-        for q in self._queries:
-            if q.rule.min_samples is not None:
-                out[q.key] = enough_samples(out[q.key], samples[q.key], q.rule.min_samples)
+        for key, minimum in self._min_samples.items():
+            out[key] = enough_samples(out[key], samples[key], minimum)
         return out
 
     async def _page(self, batch: Sequence[dict[str, Any]], start: datetime, end: datetime,
@@ -253,3 +371,11 @@ class CloudWatch(AwsSource):
         if token:
             kwargs["NextToken"] = token
         return await self._call("GetMetricData", "get_metric_data", kwargs)
+
+
+def _build(cfg: CloudWatchSource, queries: Sequence[Query], deps: SourceDeps) -> CloudWatch:
+    return CloudWatch(cfg, queries, deps.aws, deps.metrics)
+
+
+KIND = SourceKind(type="cloudwatch", config=CloudWatchSource, reads=CloudWatchReads, requires=("metric", "expression"),
+                  build=_build, sampled=False, bucket=_bucket, history=True, check=_math)

@@ -11,21 +11,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
-from watchdog.config.sources import CostExplorerSource
+from pydantic import Field, field_validator
+
+from watchdog.config.base import Model
+from watchdog.config.models import Rule
+from watchdog.config.sources import Source as SourceConfig
+from watchdog.config.types import CostInterval, format_duration
 from watchdog.rules import Datapoint
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
+from watchdog.sources.kind import SourceDeps, SourceKind, Validating, Verdict
 
 REGION = "us-east-1"  # Cost Explorer's only endpoint
 MAX_PAGES = 5  # DAILY without GroupBy fits one page; a token is followed, never forever
+MIN_INTERVAL = timedelta(hours=1)  # every call is billed
+
+
+class CostExplorerSource(SourceConfig):
+    """Daily cost from AWS Cost Explorer. Every call is billed, so the interval is at least 1h."""
+
+    type: Literal["cost_explorer"]
+    interval: CostInterval = timedelta(hours=6)  # at least 1h, at most 7d
+    days: int = Field(14, ge=2, le=90)  # how many days back each call asks for
+
+    @field_validator("interval")
+    @classmethod
+    def _billed(cls, v: timedelta) -> timedelta:
+        if v < MIN_INTERVAL:
+            raise ValueError(f"at least 1h: every Cost Explorer call is billed (got {format_duration(v)})")
+        return v
+
+
+class CostSpec(Model):
+    """Daily cost from Cost Explorer."""
+
+    metric: Literal["UnblendedCost", "AmortizedCost", "BlendedCost", "NetUnblendedCost"] = "UnblendedCost"
+    service: str | None = None  # e.g. "Amazon Bedrock"; None: the whole account
+
+
+class CostExplorerReads(Model):
+    cost: CostSpec  # daily cost
 
 
 def cost_request(q: Query, now: datetime, days: int) -> dict[str, Any]:
-    spec = q.rule.cost
-    if spec is None:  # config.checks refuses this; kept so a bad query never reaches AWS
-        raise SourceError(f"{q.key}: a cost_explorer rule needs cost")
+    spec = q.rule.reads(CostExplorerReads).cost
     today = now.astimezone(timezone.utc).date()
     req: dict[str, Any] = {
         "TimePeriod": {"Start": (today - timedelta(days=days)).isoformat(),
@@ -73,3 +104,21 @@ class CostExplorer(AwsSource):
                 return daily_points(q, kwargs["Metrics"][0], results)
             kwargs["NextPageToken"] = token
         raise SourceError(f"GetCostAndUsage: {q.key}: still paging after {MAX_PAGES} pages")
+
+
+def _build(cfg: CostExplorerSource, queries: Sequence[Query], deps: SourceDeps) -> CostExplorer:
+    return CostExplorer(cfg, queries, deps.aws)
+
+
+def _daily(rule: Rule) -> timedelta:
+    return timedelta(days=1)  # one reading per UTC day, whatever the poll interval
+
+
+def _billed(cfg: CostExplorerSource, validating: Validating) -> Verdict | None:
+    if validating.include_cost:
+        return None
+    return True, "skipped: every Cost Explorer call is billed (--include-cost to check)"
+
+
+KIND = SourceKind(type="cost_explorer", config=CostExplorerSource, reads=CostExplorerReads, requires=("cost",),
+                  build=_build, sampled=False, bucket=_daily, validation=_billed)

@@ -10,14 +10,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
-from watchdog.config.sources import HttpJsonSource
+from watchdog.config.base import Model
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import HttpSampled, Query, SourceError
+from watchdog.sources.base import HttpSampled, HttpSourceConfig, Query, SourceError
+from watchdog.sources.kind import SourceDeps, SourceKind
+
+
+class HttpJsonSource(HttpSourceConfig):
+    type: Literal["http_json"]
+
+
+class HttpJsonReads(Model):
+    field: str  # a dotted path into the JSON answer
 
 
 class _Transient(SourceError):
@@ -45,10 +54,11 @@ class HttpJson(HttpSampled):
                  sleep: Sleep | None = None):
         super().__init__(cfg, queries, session, sleep)
         self._cfg = cfg
+        self._fields = {q.key: q.rule.reads(HttpJsonReads).field for q in self._queries}
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         doc = await self._fetch()
-        values = {q.key: pick(doc, q.rule.field or "") for q in self._queries}
+        values = {key: pick(doc, field) for key, field in self._fields.items()}
         for key, value in values.items():
             self._readings.add(key, now, value)
         return self._readings.all()
@@ -73,3 +83,11 @@ class HttpJson(HttpSampled):
                 except aiohttp.ClientError as exc:
                     raise _Transient(f"{type(exc).__name__}") from None
         raise SourceError("no attempt made")
+
+
+def _build(cfg: HttpJsonSource, queries: Sequence[Query], deps: SourceDeps) -> HttpJson:
+    return HttpJson(cfg, queries, deps.session)
+
+
+KIND = SourceKind(type="http_json", config=HttpJsonSource, reads=HttpJsonReads, requires=("field",), build=_build,
+                  sampled=True)

@@ -14,16 +14,29 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import aiohttp
 
-from watchdog.config.models import Rule
-from watchdog.config.sources import PrometheusSource
+from watchdog.config.base import Model
+from watchdog.config.types import Interval
 from watchdog.retrying import Sleep, retrying
 from watchdog.rules import Datapoint
-from watchdog.sources.base import HttpSampled, Query, SourceError
+from watchdog.sources.base import HttpSampled, HttpSourceConfig, Query, SourceError
+from watchdog.sources.kind import SourceDeps, SourceKind
+
+
+class PrometheusSource(HttpSourceConfig):
+    """PromQL instant queries against a Prometheus server's HTTP API (`/api/v1/query`)."""
+
+    type: Literal["prometheus"]
+    interval: Interval = timedelta(seconds=30)
+
+
+class PrometheusReads(Model):
+    promql: str  # an instant query
+    reduce: Literal["single", "max", "min"] = "single"  # one series, or the max/min over all
 
 
 class _Transient(SourceError):
@@ -44,7 +57,7 @@ def _number(sample: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def reading(data: Any, rule: Rule) -> float | None:
+def reading(data: Any, rule: PrometheusReads) -> float | None:
     """The one value a `data` object of a query answer gives for `rule`; None: no reading."""
     if not isinstance(data, dict):
         raise SourceError("unexpected answer: no data")
@@ -69,6 +82,7 @@ class Prometheus(HttpSampled):
         super().__init__(cfg, queries, session, sleep)
         self._cfg = cfg
         self._endpoint = cfg.url.rstrip("/") + "/api/v1/query"
+        self._reads = {q.key: q.rule.reads(PrometheusReads) for q in self._queries}
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
         tasks = [asyncio.ensure_future(self._read(q, now)) for q in self._queries]
@@ -86,7 +100,8 @@ class Prometheus(HttpSampled):
 
     async def _read(self, q: Query, now: datetime) -> float | None:
         try:
-            return reading(await self._query(q.rule.promql or "", now), q.rule)
+            r = self._reads[q.key]
+            return reading(await self._query(r.promql, now), r)
         except SourceError as exc:
             raise SourceError(f"rule {q.rule.name}: {exc}") from None
 
@@ -126,3 +141,11 @@ def _answer(status: int, doc: Any) -> Any:
     if why:
         raise SourceError(why)
     return doc.get("data")
+
+
+def _build(cfg: PrometheusSource, queries: Sequence[Query], deps: SourceDeps) -> Prometheus:
+    return Prometheus(cfg, queries, deps.session)
+
+
+KIND = SourceKind(type="prometheus", config=PrometheusSource, reads=PrometheusReads, requires=("promql",),
+                  build=_build, sampled=True)

@@ -10,15 +10,46 @@ tenacity owns the retries; botocore's own are off so the two do not multiply.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from watchdog.config.models import AwsSection, FindingsSpec
-from watchdog.config.sources import SecurityHubSource
+from pydantic import Field
+
+from watchdog.config.base import Model
+from watchdog.config.models import AwsSection
+from watchdog.config.sources import Source as SourceConfig
+from watchdog.config.types import Interval
 from watchdog.retrying import Sleep
 from watchdog.rules import Datapoint
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, Readings, SourceError
+from watchdog.sources.kind import SourceDeps, SourceKind
+
+
+class SecurityHubSource(SourceConfig):
+    """Active AWS Security Hub findings, counted per rule by severity."""
+
+    type: Literal["securityhub"]
+    region: str | None = None
+    interval: Interval = timedelta(minutes=5)
+
+
+FindingSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+
+
+def _serious() -> list[FindingSeverity]:
+    return ["CRITICAL", "HIGH"]
+
+
+class FindingsSpec(Model):
+    """Active Security Hub findings counted by severity label."""
+
+    severity: list[FindingSeverity] = Field(default_factory=_serious, min_length=1)
+    product: str | None = None  # e.g. "GuardDuty"; None: every product
+
+
+class SecurityHubReads(Model):
+    findings: FindingsSpec  # the count of active findings
 
 MAX_PAGES = 100  # 10,000 findings per rule and poll; more is an error, not a silent undercount
 OPEN_WORKFLOW = ("NEW", "NOTIFIED")
@@ -61,6 +92,7 @@ class SecurityHub(AwsSource):
                  sleep: Sleep | None = None, client: Any = None):
         super().__init__(cfg, queries, aws, sleep, client)
         self._readings = Readings(self._queries)
+        self._specs = {q.key: q.rule.reads(SecurityHubReads).findings for q in self._queries}
 
     def _region(self) -> str:
         return self._cfg.region or self._aws.region
@@ -72,9 +104,7 @@ class SecurityHub(AwsSource):
         return self._readings.all()
 
     async def count(self, q: Query) -> int:
-        spec = q.rule.findings
-        if spec is None:  # config.checks refuses this; kept so a bad query never reaches AWS
-            raise SourceError(f"{q.key}: a securityhub rule needs findings")
+        spec = self._specs.get(q.key) or q.rule.reads(SecurityHubReads).findings
         kwargs: dict[str, Any] = {"Filters": findings_filters(spec), "MaxResults": 100}
         total = 0
         for _page in range(MAX_PAGES):
@@ -85,3 +115,11 @@ class SecurityHub(AwsSource):
                 return total
             kwargs["NextToken"] = token
         raise SourceError(f"GetFindings: {q.key}: still paging after {MAX_PAGES} pages")
+
+
+def _build(cfg: SecurityHubSource, queries: Sequence[Query], deps: SourceDeps) -> SecurityHub:
+    return SecurityHub(cfg, queries, deps.aws)
+
+
+KIND = SourceKind(type="securityhub", config=SecurityHubSource, reads=SecurityHubReads, requires=("findings",),
+                  build=_build, sampled=True)
