@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-import aiohttp
 from pydantic import SecretStr
 
-from watchdog.actions.base import NothingToOpen, Step
-from watchdog.actions.http import request
+from watchdog.actions.base import Step
+from watchdog.actions.http import HttpRunner, request
 from watchdog.actions.kind import CheckKind, RunnerDeps
 from watchdog.config.models import Check
 from watchdog.config.types import HttpUrl, Timeout
@@ -27,9 +26,8 @@ class HttpCheck(Check):
         return self.name or f"{self.method} {self.url}"
 
 
-class HttpCheckRunner(NothingToOpen):
-    def __init__(self, session: aiohttp.ClientSession):
-        self._session = session
+class HttpCheckRunner(HttpRunner):
+    """The same request as an http action's, judged by the check's one expected status."""
 
     async def run(self, check: Step) -> str:
         if not isinstance(check, HttpCheck):
