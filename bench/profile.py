@@ -138,13 +138,13 @@ async def go():
     await app.start()
     out["started"] = kb("VmRSS")
     t = time.monotonic()
-    await app.runtime._poll("cw")
+    await app.runtime._poll("cw", app.runtime.clock.now())
     out["poll_s"] = time.monotonic() - t
     out["after_poll"] = kb("VmRSS")
     out["hwm_after_poll"] = kb("VmHWM")
     import tracemalloc
     tracemalloc.start()
-    await app.runtime._poll("cw")
+    await app.runtime._poll("cw", app.runtime.clock.now())
     cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out["poll2_traced_peak"] = peak // 1024

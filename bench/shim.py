@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import datetime
 
 
 def main() -> int:
@@ -24,10 +25,10 @@ def main() -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         original = rtmod.Runtime.poll
 
-        async def poll(self: rtmod.Runtime, name: str) -> None:
+        async def poll(self: rtmod.Runtime, name: str, due: datetime) -> None:
             t0, c0 = time.monotonic(), time.thread_time()
             try:
-                await original(self, name)
+                await original(self, name, due)
             finally:
                 t1, c1 = time.monotonic(), time.thread_time()
                 os.write(fd, f"{t0:.6f} {t1:.6f} {c1 - c0:.6f}\n".encode())
