@@ -71,7 +71,8 @@ async def build_runtime(
     `sources` builds each configured source (a reload uses it too) and `runners` run the actions and checks
     by `type`: the real ones unless a caller (a replay: sources answering from history, actions that only
     record) hands in its own, so that it runs this very runtime and not a copy of it. With `watchdog.record`
-    set, every poll's answer is appended to that file, for a later `replay`."""
+    set, every poll's answer is appended to that file, for a later `replay`. `incident_id` names a new incident
+    from its target and the time it opened (the daemon's: incident_ids, with a random tail)."""
     clock = clock or SystemClock()
     metrics = Metrics()
     tasks = Tasks()
