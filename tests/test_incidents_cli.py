@@ -288,7 +288,7 @@ async def test_the_app_opens_the_store_at_state_path_and_closes_it_on_stop(tmp_p
         points = tuple((current - k * MIN + timedelta(seconds=5), BAD * 10) for k in (3, 2, 1))
         views = {rule.name: RuleView(rule.name, rule.level, spec, points, evaluate(spec, points, clock.now()))}
         ex = app.runtime.executors["hybrid-routing"]
-        await ex.observe(views)
+        await ex.observe(views, clock.now())
         assert ex.level_task is not None
         await ex.level_task
     finally:
