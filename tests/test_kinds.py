@@ -2,7 +2,7 @@
 and a registry refuses what would make the config ambiguous.
 
 The source of every module under watchdog/ is parsed with `ast`: a comparison of a `type` (a source's, an
-action's, a check's, a channel's) with a kind's name, or a dict or set literal holding a kind's name, is only
+action's, a check's, a channel's, a state backend's) with a kind's name, or a dict or set literal holding a kind's name, is only
 allowed in that kind's module and in the registry. The checker is shown to catch both on planted code."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from watchdog.config import ConfigError, parse_config
-from watchdog.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, Registry, UnknownKind
+from watchdog.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, STATES, Registry, UnknownKind
 
 PACKAGE = Path(__file__).resolve().parent.parent / "watchdog"
 REGISTRY = PACKAGE / "kinds.py"
@@ -76,7 +76,7 @@ def named_kinds(source: str, kinds: set[str]) -> list[tuple[int, str, str]]:
 
 def test_no_module_but_a_kinds_own_and_its_registry_names_it() -> None:
     owners = kind_modules()
-    assert {"cloudwatch", "alertmanager", "http", "command", "pagerduty"} <= set(owners)  # the registries are read
+    assert {"cloudwatch", "alertmanager", "http", "command", "pagerduty", "sqlite"} <= set(owners)  # registries read
     offences = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.resolve() == REGISTRY:
@@ -99,6 +99,12 @@ def budget(s, runners, r):
     local = {"http", "command"}
     fine = parts.scheme in ("http", "https") and args.command == "run"
     return {"type": "http"}
+
+
+def open_state(cfg, deps):
+    if cfg.watchdog.state.type == "sqlite":
+        return SqliteStore(cfg.watchdog.state.path)
+    return {"sqlite": open_sqlite}[cfg.watchdog.state.type](cfg, deps)
 '''
 
 
@@ -115,6 +121,8 @@ def test_the_checker_finds_each_way_of_naming_a_kind() -> None:
         (9, "http", "a dict key"),
         (10, "command", "a set element"),
         (10, "http", "a set element"),
+        (16, "sqlite", "compared with a type"),
+        (18, "sqlite", "a dict key"),
     ]  # and nothing of line 11 (a URL scheme, a command-line verb) or 12 (a config written as data)
 
 
@@ -153,6 +161,7 @@ def test_the_built_ins_load_in_their_order_which_the_unknown_type_line_lists() -
     assert SOURCES.types() == ("cloudwatch", "http_json", "prometheus", "securityhub", "cost_explorer", "alertmanager")
     assert ACTIONS.types() == ("http", "command") and CHECKS.types() == ("http",)
     assert CHANNELS.types() == ("slack", "pagerduty", "email", "webhook")
+    assert STATES.types() == ("sqlite",)
 
 
 def test_a_reading_key_of_one_kind_is_refused_on_a_rule_of_another() -> None:

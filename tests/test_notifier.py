@@ -89,8 +89,8 @@ async def make():
 
     def build(*pairs: tuple[WebhookNotification, Any], outbox: Any = None, journal: Any = None) -> tuple[Notifier, Metrics]:
         metrics = Metrics()
-        n = Notifier(metrics, SystemClock(), rng=random.Random(1))
-        n.bind(outbox if outbox is not None else MemoryOutbox(), journal if journal is not None else Journal())
+        n = Notifier(metrics, SystemClock(), outbox if outbox is not None else MemoryOutbox(),
+                     journal if journal is not None else Journal(), rng=random.Random(1))
         n.set_channels(list(pairs))
         n.start()
         made.append(n)
@@ -462,8 +462,7 @@ async def test_a_worker_that_crashes_is_started_again_and_delivers(caplog) -> No
             return super().head(channel)
 
     ch = Recording("ch")
-    n = Notifier(Metrics(), SystemClock(), rng=random.Random(1), restart_after=0.01)
-    n.bind(Flaky(), Journal())
+    n = Notifier(Metrics(), SystemClock(), Flaky(), Journal(), rng=random.Random(1), restart_after=0.01)
     n.set_channels([(cfg("ch"), ch)])
     n.publish(event("incident_opened"))
     n.start()
@@ -486,9 +485,8 @@ async def test_a_reload_does_not_resend_a_failed_message_whose_retry_mark_is_on_
 
     flaky = Recording("ch", fail=[DeliveryFailed("HTTP 503")])
     slow_cfg = cfg("ch", retry={"attempts": 3, "initial_backoff": "10s", "max_backoff": "10s"})
-    n = Notifier(Metrics(), SystemClock(), rng=random.Random(1))
     outbox = SlowMarks()
-    n.bind(outbox, Journal())
+    n = Notifier(Metrics(), SystemClock(), outbox, Journal(), rng=random.Random(1))
     n.set_channels([(slow_cfg, flaky)])
     n.start()
     try:

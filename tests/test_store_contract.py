@@ -1,7 +1,11 @@
-"""One contract for every store backend: the in-memory one, the SQLite file written at once, and the SQLite
-file written through the daemon's writer thread. What the executor, recovery and the runtime rely on
-(watchdog/storage.py's Protocols and watchdog/outbox.py's Outbox) gives the same results on each,
-`details` of an event included. A new backend (the shared table of several watchdogs) joins the list."""
+"""One contract for every store backend: the in-memory one, the SQLite file written at once, the SQLite
+file written through the daemon's writer thread, and every state backend as the runtime gets it, opened
+through its descriptor (watchdog/statebackend.py): each one registered in watchdog.kinds STATES, the
+in-memory opener of `run --once` and the replay, and the toy JSON-file backend the tests define
+(tests/toy_state.py). What the executor, recovery and the runtime rely on (watchdog/storage.py's Protocols and
+watchdog/outbox.py's Outbox) gives the same results on each, `details` of an event included. A registered
+backend must say here how a test configures it (OPENED), or the contract fails; a durable one must give back
+what was written once it has been closed and opened again, and its read-only view (`incidents`) must show it."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configs import hybrid_routing, parsed
+from toy_state import TOY_STATE
+from timing import FakeClock
 
 from watchdog.codec import encode_incident
 from watchdog.escalation import Incident, LevelRun, Phase, Trigger
@@ -19,7 +26,10 @@ from watchdog.events import Event
 from watchdog.journal import MemoryStore
 from watchdog.outbox import MemoryOutbox, Outbox
 from watchdog.outbox_sqlite import SqliteOutbox
+from watchdog.kinds import STATES
 from watchdog.pause import Pause
+from watchdog.state_memory import in_memory
+from watchdog.statebackend import OpenState, StateDeps, state_kind
 from watchdog.statewriter import StateWriter
 from watchdog.storage import AuditJournal, IncidentStore, PauseStore, Store
 from watchdog.store import SqliteStore
@@ -28,16 +38,46 @@ T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
 
 
+# How a test configures each state backend: its config's keys besides `type`, in a fresh directory.
+OPENED: dict[str, Any] = {
+    "sqlite": lambda tmp: {"path": tmp / "state" / "w.db"},
+    "toy_json": lambda tmp: {"file": tmp / "toy" / "state.json"},
+}
+DURABLE = [*STATES.types(), TOY_STATE.type]  # every registered backend, and the tests' own
+
+
 @dataclass
 class Backend:
     store: Store
     outbox: Outbox
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-writer"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def opened(type_: str, tmp_path: Path) -> tuple[Any, OpenState]:
+    """The backend as build_runtime gets it: its descriptor's `open`, on a config parsed by its own model."""
+    kind = state_kind(type_)
+    cfg = kind.config.model_validate({"type": type_, **OPENED[type_](tmp_path)})
+    return cfg, await kind.open(cfg, StateDeps("the contract test", FakeClock(T0)))
+
+
+@pytest.fixture
+def toy_registered() -> Any:
+    with STATES.registered(TOY_STATE):  # type: ignore[arg-type]
+        yield
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-writer", "opened:memory", *(f"opened:{t}" for t in DURABLE)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path, toy_registered: None) -> AsyncIterator[Backend]:
     if request.param == "memory":
         yield Backend(MemoryStore(), MemoryOutbox())
+        return
+    if request.param.startswith("opened:"):
+        type_ = request.param.removeprefix("opened:")
+        if type_ == "memory":
+            state = await in_memory()(parsed(hybrid_routing()), StateDeps("the contract test", FakeClock(T0)))
+        else:
+            _, state = await opened(type_, tmp_path)
+        yield Backend(state.store, state.outbox)
+        await state.aclose()
         return
     store = SqliteStore(tmp_path / "state.db")
     writer = StateWriter()
@@ -144,3 +184,39 @@ async def test_the_outbox_behaves_alike(backend: Backend) -> None:
     o.strand({"slack"}, T0 + 13 * S, stranded.append)  # "pager" is no longer configured
     await backend.store.flush()
     assert stranded == [1] and o.counts("pager") == {"pending": 0, "sent": 0, "dead": 1}
+
+
+def test_every_registered_backend_is_held_to_the_contract() -> None:
+    assert "sqlite" in STATES.types() and set(STATES.types()) <= set(OPENED)
+
+
+@pytest.mark.parametrize("type_", DURABLE)
+async def test_a_durable_backend_gives_back_what_it_kept_once_opened_again(type_: str, tmp_path: Path,
+                                                                          toy_registered: None) -> None:
+    """Closed and opened again (a restart), and read-only (the `incidents` commands): the same records,
+    incidents and pauses."""
+    cfg, state = await opened(type_, tmp_path)
+    s = state.store
+    made = [s.event(Event("incident_opened", "warning", "svc", "svc-1", 1, T0, "why", "next")),
+            s.intent(T0 + S, "svc", "svc-1", 1, "#1 http: PUT /l1", 1, False)]
+    first = incident("svc-1", T0)
+    s.save_incident(encode_incident(first))
+    s.save_pause(Pause("svc", T0 + timedelta(hours=2), "router upgrade"))
+    await s.flush()
+    await state.aclose()
+
+    cfg, again = await opened(type_, tmp_path)
+    try:
+        assert again.store.records() == made
+        assert [r["id"] for r in again.store.open_incidents()] == ["svc-1"]
+        assert again.store.pauses() == ([Pause("svc", T0 + timedelta(hours=2), "router upgrade")], [])
+    finally:
+        await again.aclose()
+    reader = state_kind(type_).read(cfg)
+    try:
+        row = reader.incident("svc-1")
+        assert row is not None and row["snapshot"] == encode_incident(first)
+        assert [r["id"] for r in reader.list_incidents(10)] == ["svc-1"] and reader.records() == made
+        assert reader.check_chain() == (2, []) and reader.where
+    finally:
+        reader.close()

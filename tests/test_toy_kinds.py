@@ -1,12 +1,15 @@
 """A kind of each family, defined here and nowhere else, runs end to end: a source (`toy`: reads a number from
-a file), an action (`toy_poke`) and a check (`toy_check`). No module of watchdog/ changes for them: they are
-registered for the test (watchdog.kinds) and gone after it.
+a file), an action (`toy_poke`), a check (`toy_check`) and a state backend (`toy_json`: one JSON file,
+tests/toy_state.py). No module of watchdog/ changes for them: they are registered for the test
+(watchdog.kinds) and gone after it.
 
 They go through `check-config`, `validate`, `run --once --record`, the daemon's own runtime (a level runs the
 toy action through its runner, the check verifies it, the runners start and close with the runtime) and
 `replay` of the recording (the replay's stand-in runs the toy action). The commands run in this process,
 through watchdog.cli.main (the replay through the function its command calls): a subprocess could not see a
-kind defined in a test."""
+kind defined in a test. The toy state goes through `validate`, `run --once` (which keeps its state in memory and
+so never creates the file), `rollback --offline`, the daemon (which resumes the incident the offline rollback
+left open in the file) and `incidents list|show|verify-log`."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import structlog
 
 from configs import to_yaml
 from timing import until
+from toy_state import TOY_STATE, ToyState
 from watchdog.actions import ActionKind, CheckKind, action_kind
 from watchdog.actions.base import Step
 from watchdog.app import App
@@ -34,12 +38,12 @@ from watchdog.config import ConfigError, load_config
 from watchdog.config.base import Model
 from watchdog.config.models import Action, Check
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.journal import MemoryStore
-from watchdog.kinds import ACTIONS, CHECKS, SOURCES
+from watchdog.kinds import ACTIONS, CHECKS, SOURCES, STATES
 from watchdog.replay.command import Options, run_replay
 from watchdog.rules import Datapoint
 from watchdog.sources import Query, SourceError, SourceKind
 from watchdog.sources.base import Readings
+from watchdog.state_memory import in_memory
 
 # --- the toy kinds: each what a kind's own module would hold ---------------------------------------------
 
@@ -139,11 +143,13 @@ def logging_kept() -> Iterator[None]:
     logging.getLogger().handlers[:] = handlers
 
 
-def config(tmp_path: Path, value: float, interval: str = "1m", verify_window: str = "1m") -> Path:
+def config(tmp_path: Path, value: float, interval: str = "1m", verify_window: str = "1m",
+           state: dict[str, Any] | None = None) -> Path:
     reading = tmp_path / "reading"
     reading.write_text(str(value))
+    where = {"state": state} if state is not None else {"state_path": str(tmp_path / "state" / "w.db")}
     doc = {
-        "watchdog": {"state_path": str(tmp_path / "state" / "w.db"), "listen": "127.0.0.1:0"},
+        "watchdog": {**where, "listen": "127.0.0.1:0"},
         "sources": [{"name": "toys", "type": "toy", "file": str(reading), "interval": interval}],
         "targets": [{
             "name": "t",
@@ -212,7 +218,7 @@ async def test_the_daemon_runs_the_toy_action_and_check_and_closes_their_runners
     source runs level 1's toy action through the toy runner; once the reading recovers, the toy check verifies
     it; the runners start with the runtime and close with it."""
     path = config(tmp_path, 600, interval="100ms", verify_window="1s")
-    app = await App.create(load_config(path), serve_http=False, store=MemoryStore())
+    app = await App.create(load_config(path), serve_http=False, state=in_memory())
     try:
         await app.start()
         assert seen.lines[:2] == ["poke started", "check started"]
@@ -244,3 +250,60 @@ def test_a_kind_that_reads_a_rules_own_key_is_refused(tmp_path: Path) -> None:
                         build=lambda cfg, queries, deps: Toy(cfg, queries))
     with SOURCES.registered(shadow), pytest.raises(ConfigError, match="reads 'threshold', which is a rule's own key"):  # type: ignore[arg-type]
         load_config(config(tmp_path, 1))
+
+
+@pytest.fixture
+def toy_state() -> Iterator[None]:
+    with STATES.registered(TOY_STATE):  # type: ignore[arg-type]
+        yield
+    assert "toy_json" not in STATES
+
+
+def test_a_toy_state_backend_runs_through_every_command(tmp_path: Path, seen: Seen, toy_state: None,
+                                                       capsys: pytest.CaptureFixture[str], logging_kept: None) -> None:
+    file = tmp_path / "toy" / "state.json"
+    path = config(tmp_path, 600, interval="100ms", verify_window="1s", state={"type": "toy_json", "file": str(file)})
+    cfg = load_config(path)
+    assert type(cfg.watchdog.state) is ToyState and cfg.watchdog.state.file == file
+
+    code, out, err = run(["validate", "-c", str(path)], capsys)
+    assert code == 0, out + err
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in out.splitlines())}
+    assert rows[f"toy state {file}"] == ["pass", f"{tmp_path} can be written"]  # the backend's own probe
+
+    code, out, err = run(["run", "--once", "-c", str(path)], capsys)
+    assert code == 1, out + err  # an alarm, judged with the state in memory:
+    assert not file.parent.exists()  # the configured state was never opened
+
+    code, out, err = run(["rollback", "--offline", "-c", str(path), "--target", "t", "--level", "1",
+                          "--reason", "the watchdog host is down"], capsys)
+    assert code == 0, out + err
+    [incident] = re.findall(r"\(incident (\S+); not verified offline\)", out)
+    assert "poke ran the service" in seen.lines and file.is_file()  # journaled into the toy file
+    (tmp_path / "reading").write_text("1")  # the poke worked
+
+    async def daemon() -> str:
+        app = await App.create(load_config(path), serve_http=False)  # the state the config names: the toy's
+        try:
+            await app.start()  # resumes the incident the offline rollback left open, and verifies it
+            machine = app.runtime.executors["t"].machine
+            await until(lambda: machine.incident is None or machine.incident.phase.value == "mitigated",
+                        timeout=30, what="the resumed incident mitigated")
+            return "" if machine.incident is None else machine.incident.id
+        finally:
+            await app.stop()
+
+    assert asyncio.run(daemon()) == incident
+    assert seen.lines.count("poke ran the service") == 1 and "check ran still poked" in seen.lines
+
+    code, out, err = run(["incidents", "list", "-c", str(path)], capsys)
+    assert code == 0, out + err
+    [row] = [line.split() for line in out.splitlines()[1:]]
+    assert row[:4] == [incident, "t", "mitigated", "1"]
+    code, out, err = run(["incidents", "show", incident, "-c", str(path)], capsys)
+    assert code == 0 and "the watchdog host is down" in out and '"outcome": "succeeded"' in out, out + err
+    code, out, err = run(["incidents", "verify-log", "-c", str(path)], capsys)
+    records = len(json.loads(file.read_text())["records"])
+    assert (code, out.strip()) == (0, f"audit log intact: {records} records") and records > 4
+    code, out, err = run(["incidents", "show", "nope", "-c", str(path)], capsys)
+    assert (code, err.strip()) == (1, f"rollback-watchdog incidents: no incident 'nope' in {file}")

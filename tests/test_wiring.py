@@ -12,9 +12,9 @@ from timing import FakeClock, until
 from watchdog.actions import Runners
 from watchdog.actions.base import NothingToOpen, Step
 from watchdog.config.models import Source as SourceConfig
-from watchdog.journal import MemoryStore
 from watchdog.rules import Datapoint, align
 from watchdog.sources import Query, Source, SourceDeps
+from watchdog.state_memory import in_memory
 from watchdog.wiring import build_runtime
 
 T0 = datetime(2026, 12, 1, 3, 0, 10, tzinfo=timezone.utc)
@@ -67,7 +67,7 @@ async def test_a_runtime_built_with_its_own_sources_and_runners_decides_as_run_d
     recorded = Recorded()
     runners = Runners.standing_in(recorded)
     cfg = parsed(hybrid_routing(rule={"evaluation_periods": 3, "datapoints_to_alarm": 2}))
-    rt = await build_runtime(cfg, clock=clock, store=MemoryStore(), sources=scripted, runners=runners)
+    rt = await build_runtime(cfg, clock=clock, state=in_memory(), sources=scripted, runners=runners)
     try:
         await rt.poll("cloudwatch", rt.clock.now())
         await until(lambda: recorded.steps, what="level 1's action, recorded")

@@ -33,13 +33,12 @@ log = structlog.get_logger("watchdog.app")
 
 
 class App:
-    def __init__(self, runtime: Runtime, *, serve_http: bool = True, schedule: bool = True,
-                 sd: SystemdNotifier | None = None):
+    def __init__(self, runtime: Runtime, scheduler: AsyncIOScheduler, *, serve_http: bool = True,
+                 schedule: bool = True, sd: SystemdNotifier | None = None):
         self.runtime = runtime
         self.serve_http, self.schedule = serve_http, schedule
         self.sd = sd or SystemdNotifier()
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
-        runtime.scheduler_running = lambda: bool(self.scheduler.running)
+        self.scheduler = scheduler  # the runtime was built seeing it (its `running`: liveness)
         # The HTTP face with its cap and timeouts; it reads them from the live config (a reload applies them).
         self.http = HttpServer(runtime.metrics, lambda: self.runtime.cfg.watchdog,
                                lambda guard: build_web(runtime, guard))
@@ -49,8 +48,11 @@ class App:
     @classmethod
     async def create(cls, cfg: Config, *, serve_http: bool = True, schedule: bool = True,
                      sd: SystemdNotifier | None = None, **build: Any) -> App:
-        """The runtime from `cfg` (see wiring.build_runtime for `build`), and its lifecycle around it."""
-        return cls(await build_runtime(cfg, **build), serve_http=serve_http, schedule=schedule, sd=sd)
+        """The runtime from `cfg` (see wiring.build_runtime for `build`), and its lifecycle around it. The
+        scheduler comes first: the runtime is built with a view of it (whether it runs), not told later."""
+        scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        runtime = await build_runtime(cfg, scheduler=scheduler, **build)
+        return cls(runtime, scheduler, serve_http=serve_http, schedule=schedule, sd=sd)
 
     # --- starting ---------------------------------------------------------------------------
 

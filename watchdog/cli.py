@@ -270,11 +270,11 @@ async def _reopen_recording(app: App) -> None:
 
 async def _once(cfg: Config) -> int:
     from watchdog.app import App
-    from watchdog.journal import MemoryStore
+    from watchdog.state_memory import in_memory
     from watchdog.wiring import SourceStartFailed
 
-    try:  # --once acts on nothing: no state file
-        app = await App.create(cfg, serve_http=False, schedule=False, store=MemoryStore())
+    try:  # --once acts on nothing: its state is in memory, the configured one is not opened
+        app = await App.create(cfg, serve_http=False, schedule=False, state=in_memory())
     except SourceStartFailed as exc:
         print(f"rollback-watchdog: cannot run: {exc}", file=sys.stderr)
         return EXIT_FAIL

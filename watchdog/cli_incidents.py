@@ -1,8 +1,9 @@
 """`rollback-watchdog incidents list|show ID|report ID|verify-log -c CONFIG`.
 
-These read the SQLite store at the config's `state_path` directly (the daemon
-may be running: WAL lets them read alongside it). They never create a state
-file: a missing one is a one-line error, exit 1.
+These read the state the config names (`watchdog.state`, or `state_path`), opened
+read-only by its backend (watchdog/statebackend.py): the SQLite file also while the
+daemon runs (WAL lets them read alongside it) and on a read-only mount. They never
+create a state: a missing one is a one-line error, exit 1.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 from watchdog.config import ConfigError, load_config
 from watchdog.report import render_report
-from watchdog.storage import StoreError
-from watchdog.store import SqliteStore
+from watchdog.statebackend import read_configured
+from watchdog.storage import StateReader, StoreError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 PROG = "rollback-watchdog incidents"
@@ -26,7 +27,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="incidents_command", required=True, metavar="{list,show,report,verify-log}")
 
     def common(q: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        q.add_argument("-c", "--config", required=True, help="path to config.yaml (for watchdog.state_path)")
+        q.add_argument("-c", "--config", required=True, help="path to config.yaml (for its watchdog.state)")
         return q
 
     lst = common(sub.add_parser("list", help="incidents, newest first"))
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return EXIT_USAGE
     try:
-        store = SqliteStore(cfg.watchdog.state_path, readonly=True)  # also on a read-only mount
+        store = read_configured(cfg)
     except StoreError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except Exception as exc:  # a damaged file must still end in one line, not a traceback
-        print(f"{PROG}: cannot read {cfg.watchdog.state_path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot read {store.where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     finally:
         store.close()
@@ -74,7 +75,7 @@ def _state(row: dict[str, Any]) -> str:
     return f"resolved ({row['phase']})" if row.get("closed_at") else str(row["phase"])
 
 
-def _list(store: SqliteStore, limit: int) -> int:
+def _list(store: StateReader, limit: int) -> int:
     rows = store.list_incidents(max(limit, 1))
     if not rows:
         print("no incidents")
@@ -88,14 +89,14 @@ def _list(store: SqliteStore, limit: int) -> int:
     return EXIT_OK
 
 
-def _find(store: SqliteStore, incident_id: str) -> dict[str, Any] | None:
+def _find(store: StateReader, incident_id: str) -> dict[str, Any] | None:
     row = store.incident(incident_id)
     if row is None:
-        print(f"{PROG}: no incident {incident_id!r} in {store.path}", file=sys.stderr)
+        print(f"{PROG}: no incident {incident_id!r} in {store.where}", file=sys.stderr)
     return row
 
 
-def _show(store: SqliteStore, incident_id: str) -> int:
+def _show(store: StateReader, incident_id: str) -> int:
     row = _find(store, incident_id)
     if row is None:
         return EXIT_FAIL
@@ -122,7 +123,7 @@ def _show(store: SqliteStore, incident_id: str) -> int:
     return EXIT_OK
 
 
-def _report(store: SqliteStore, incident_id: str) -> int:
+def _report(store: StateReader, incident_id: str) -> int:
     row = _find(store, incident_id)
     if row is None:
         return EXIT_FAIL
@@ -130,7 +131,7 @@ def _report(store: SqliteStore, incident_id: str) -> int:
     return EXIT_OK
 
 
-def _verify(store: SqliteStore) -> int:
+def _verify(store: StateReader) -> int:
     count, problems = store.check_chain()
     if problems:
         for p in problems:

@@ -2,7 +2,8 @@
 
 The capabilities a store has (the audit journal, incidents, pauses) are the
 Protocols in watchdog/storage.py. `MemoryStore` has them all in memory (tests,
-`run --once`); `watchdog.store.SqliteStore` is the durable one the daemon uses.
+`run --once`, the replay: watchdog/state_memory.py); `watchdog.store.SqliteStore`
+is the SQLite backend's (watchdog/state_sqlite.py), the one the daemon uses today.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A kind is one module holding one descriptor named `KIND`: its config model and everything the rest of the
 watchdog asks of it (sources: watchdog/sources/kind.py; actions and checks: watchdog/actions/kind.py;
-notification channels: watchdog/notify/base.py). Nothing outside that module and its registry names the kind:
+notification channels: watchdog/notify/base.py; state backends: watchdog/statebackend.py). Nothing outside that module and its registry names the kind:
 the config's unions, the executor's runners, validate, the recording and the replay all come from here.
 
 The config sits below the edges (sources, actions, notify), so it never imports a kind module: a registry
@@ -54,6 +54,13 @@ class SourceSchema(Kind, Protocol):
 
     @property
     def check(self) -> Callable[..., list[tuple[tuple[str | int, ...], str]]]: ...  # (at, rule, source) -> problems
+
+
+class StateSchema(Kind, Protocol):
+    """What the config needs of a state backend kind (the whole descriptor: watchdog/statebackend.py)."""
+
+    @property
+    def shorthand(self) -> str | None: ...  # the key of its model `watchdog.state_path` sets (one kind has it)
 
 
 K = TypeVar("K", bound=Kind)
@@ -134,10 +141,11 @@ CHECKS: Registry[Kind] = Registry("check", ["watchdog.actions.http_check"])
 CHANNELS: Registry[Kind] = Registry("notification channel", [
     "watchdog.notify.slack", "watchdog.notify.pagerduty", "watchdog.notify.email", "watchdog.notify.webhook",
 ])
+STATES: Registry[StateSchema] = Registry("state backend", ["watchdog.state_sqlite"])
 
 
-# Every family (a new one is added here, with the config list its kinds fill: config/schema.py).
-FAMILIES: tuple[Registry[Any], ...] = (SOURCES, ACTIONS, CHECKS, CHANNELS)
+# Every family (a new one is added here, with the config key its kinds fill: config/schema.py).
+FAMILIES: tuple[Registry[Any], ...] = (SOURCES, ACTIONS, CHECKS, CHANNELS, STATES)
 
 
 def versions() -> tuple[int, ...]:

@@ -12,11 +12,9 @@ import fcntl
 import os
 from pathlib import Path
 
-from watchdog.storage import StoreError, make_parent
+from watchdog.storage import LockHeld, StoreError, make_parent
 
-
-class LockHeld(Exception):
-    """Another process holds the state lock; the message names its pid."""
+__all__ = ["LockHeld", "StateLock"]
 
 
 class StateLock:

@@ -1,7 +1,8 @@
 """`rollback --offline`: run one level without the daemon, for when the watchdog itself is down.
 
-It takes the daemon's state lock first, so the two never both act; it journals to
-the same state file and announces on the same channels. It does not verify (that
+It opens the configured state as the daemon does (watchdog/statebackend.py; the SQLite
+file's lock first), so the two never both act; it journals to the same state and
+announces on the same channels. It does not verify (that
 needs polling over the verify window): the incident stays open for the daemon,
 or a human, to judge.
 """
@@ -12,7 +13,7 @@ import asyncio
 import sys
 
 from watchdog.config import Config, ConfigError, load_config
-from watchdog.lock import LockHeld
+from watchdog.storage import LockHeld
 
 
 def run_offline(path: str, target: str, level: int, reason: str) -> int:

@@ -6,12 +6,14 @@ running level), pauses, rule data of unchanged rules, source health of unchanged
 sources. Rebuilt: sources, the scheduler's jobs, notification channels, the
 redactor. Refused, with the reason: removing a target that has an open incident, a source
 that cannot start, a poll that does not end within its bound. Needing a restart
-(logged, the old value stays): `listen`, `state_path`, `dry_run`.
+(logged, the old value stays): `listen`, `state` (or its shorthand `state_path`), `dry_run`.
 
-The swap is atomic against polls and the operators' commands: the new sources start
-first, then the runtime's gate keeps new polls out, waits for the polls and commands
-inside, and swaps in one step; the old sources close after, when no poll uses them.
-`reopen_recording` (every SIGHUP, after the config) opens the recording's file again.
+The new parts are built with the composition's own helpers (watchdog/wiring.py) and handed to
+the runtime's `swap`: nothing here assigns to the runtime. The swap is atomic against polls and
+the operators' commands: the new sources start first, then the runtime's gate keeps new polls
+out, waits for the polls and commands inside, and swaps in one step; the old sources close after,
+when no poll uses them. `reopen_recording` (every SIGHUP, after the config) opens the recording's
+file again and hands it to the runtime.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from watchdog.metrics import rule_labels
 from watchdog.notify import build_channels
 from watchdog.notify.base import Channel
 from watchdog.recording import FileRecorder, NoRecorder, RecordingUnwritable, open_recording
-from watchdog.redact import redactor_for
+from watchdog.redact import Redactor, redactor_for
 from watchdog.runtime import Runtime
 from watchdog.signals import SignalBoard
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
-from watchdog.wiring import SourceStartFailed, board_for, executor_for, recorder_for, start_sources
+from watchdog.wiring import SourceStartFailed, board_for, executor_for, executor_parts, recorder_for, start_sources
 
 log = structlog.get_logger("watchdog.reload")
 
@@ -47,7 +49,7 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
     old = rt.cfg
     _refuse_orphans(rt, new)  # early, so a refused reload starts nothing; again under the gate below
     notes = [f"{key} changed: it takes effect at the next restart"
-             for key in ("listen", "state_path", "dry_run") if getattr(old.watchdog, key) != getattr(new.watchdog, key)]
+             for key in ("listen", "state", "dry_run") if getattr(old.watchdog, key) != getattr(new.watchdog, key)]
     board = _carried_over(rt.board, board_for(new))
     # The new sources start before the old ones close, outside the gate (polls and commands go on while
     # they start): one that cannot start refuses the reload.
@@ -61,13 +63,12 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
         # One step of the loop, nothing inside the gate: a command has either opened its incident already
         # (then this refuses) or will see the new targets; every poll read and judged on one config.
         _refuse_orphans(rt, new)
-        gone = rt.sources
-        rt.sources, rt.board, rt.cfg, rt.redactor = sources, _carried_over(rt.board, board), new, redactor_for(new)
+        redactor = redactor_for(new)
         replaced = rt.notifier.set_channels(build_channels(new.notifications, rt.session))
-        rt.executors = _executors(rt, new)
+        gone = rt.swap(new, sources=sources, board=_carried_over(rt.board, board), redactor=redactor,
+                       executors=_executors(rt, new, redactor))
         rt.pausing.drop_removed()
         rt.rule_series.keep(rule_labels(new))
-        rt.pace_polls()
         return gone, replaced
 
     within = rt.drain_bound()
@@ -117,14 +118,14 @@ def _carried_over(old: SignalBoard, board: SignalBoard) -> SignalBoard:
     return board
 
 
-def _executors(rt: Runtime, new: Config) -> dict[str, TargetExecutor]:
+def _executors(rt: Runtime, new: Config, redactor: Redactor) -> dict[str, TargetExecutor]:
     executors: dict[str, TargetExecutor] = {}
     for t in new.targets:
         ex = rt.executors.get(t.name)
         if ex is None:
-            ex = executor_for(rt, t)
+            ex = executor_for(executor_parts(rt), t, redactor)
         else:
-            ex.reconfigure(t, rt.redactor)
+            ex.reconfigure(t, redactor)
         executors[t.name] = ex
     for gone in set(rt.executors) - set(executors):  # its series would report a level and incident forever
         for gauge in (rt.metrics.target_level, rt.metrics.incidents_open, rt.metrics.target_exhausted,
@@ -144,7 +145,7 @@ async def reopen_recording(rt: Runtime) -> None:
     path, current = rt.cfg.watchdog.record, rt.recorder
     if path is None:
         if isinstance(current, FileRecorder):
-            rt.recorder = NoRecorder()
+            rt.use_recorder(NoRecorder())
             log.info("recording_stopped", path=str(current.path), why="watchdog.record is no longer set")
             await asyncio.to_thread(current.close)
         return
@@ -159,5 +160,5 @@ async def reopen_recording(rt: Runtime) -> None:
     if isinstance(current, FileRecorder):
         current.switch(path, fd)  # its writer thread closes the old file
     else:
-        rt.recorder = recorder_for(path, rt.metrics, fd)
+        rt.use_recorder(recorder_for(path, rt.metrics, fd))
     log.info("recording_reopened", path=str(path), previous=None if previous is None else str(previous))

@@ -1,9 +1,10 @@
 """The running watchdog: polling and evaluating, the operators' commands, health, readiness and status.
 
-Built whole by watchdog/wiring.py (nothing here is optional) and run by the lifecycle in app.py, which
-owns the scheduler, the web runner and the order of the stop. The HTTP face (web, control, status),
-reload and recovery work on this object and never on the lifecycle. A poll and an operator's command hold
-`gate` while they run, and a reload swaps its parts in only when none is inside (watchdog/reloadgate.py).
+Built whole by watchdog/wiring.py (nothing here is optional, nothing is filled in later) and run by the
+lifecycle in app.py, which owns the scheduler, the web runner and the order of the stop; of the scheduler
+this sees only whether it runs (`SchedulerView`). The HTTP face (web, control, status), reload and recovery
+work on this object and never on the lifecycle. A poll and an operator's command hold `gate` while they run,
+and a reload swaps its parts in (`swap`) only when none is inside (watchdog/reloadgate.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -24,7 +25,6 @@ from watchdog.escalation import RuleView
 from watchdog.executor import TargetExecutor
 from watchdog.failpoints import Failpoints
 from watchdog.health import PollPace, attempt_deadline, judge
-from watchdog.lock import StateLock
 from watchdog.metrics import Metrics, RuleSeries
 from watchdog.notify import Notifier
 from watchdog.pause import Pause
@@ -36,8 +36,8 @@ from watchdog.retrying import on_attempt
 from watchdog.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceError, SourceFactory, source_kind
 from watchdog.sources.base import Source
+from watchdog.statebackend import OpenState
 from watchdog.statewatch import StateWatch
-from watchdog.statewriter import StateWriter
 from watchdog.status import incident_documents, status_document
 from watchdog.storage import Store
 from watchdog.tasks import Tasks
@@ -45,31 +45,94 @@ from watchdog.tasks import Tasks
 log = structlog.get_logger("watchdog.runtime")
 
 
+class SchedulerView(Protocol):
+    """What the runtime may know of the lifecycle's scheduler (APScheduler's has it): whether it runs."""
+
+    @property
+    def running(self) -> bool: ...
+
+
+class Unscheduled:
+    """No scheduler (`run --once`, `rollback --offline` without one, the replay): never running."""
+
+    running = False
+
+
 class Runtime:
-    def __init__(self, *, cfg: Config, clock: Clock, dry_run: bool, metrics: Metrics, journal: Store,
-                 writer: StateWriter, lock: StateLock | None, session: aiohttp.ClientSession, notifier: Notifier,
-                 redactor: Redactor, alerts: AlertStore, board: SignalBoard, sources: dict[str, Source],
-                 source_factory: SourceFactory,
+    # Every attribute, typed: none may be None (tests/test_wiring.py holds a built runtime to that).
+    cfg: Config
+    clock: Clock
+    dry_run: bool
+    metrics: Metrics
+    rule_series: RuleSeries
+    journal: Store
+    state: OpenState
+    session: aiohttp.ClientSession
+    notifier: Notifier
+    redactor: Redactor
+    alerts: AlertStore
+    board: SignalBoard
+    sources: dict[str, Source]
+    executors: dict[str, TargetExecutor]
+    source_factory: SourceFactory
+    pausing: PauseKeeper
+    statewatch: StateWatch
+    tasks: Tasks
+    failpoints: Failpoints
+    new_incident_id: Callable[[str, datetime], str]
+    runners: Runners
+    recorder: Recorder
+    scheduler: SchedulerView
+    store_wait: float
+    gate: ReloadGate
+    _polls: set[asyncio.Task[Any]]
+    _progress: dict[str, datetime]
+    _deadlines: dict[str, timedelta]
+    _inflight: dict[str, timedelta]
+
+    def __init__(self, *, cfg: Config, clock: Clock, dry_run: bool, metrics: Metrics, state: OpenState,
+                 session: aiohttp.ClientSession, notifier: Notifier, redactor: Redactor, alerts: AlertStore,
+                 board: SignalBoard, sources: dict[str, Source], source_factory: SourceFactory,
                  executors: dict[str, TargetExecutor], pausing: PauseKeeper, statewatch: StateWatch, tasks: Tasks,
                  failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
-                 runners: Runners, recorder: Recorder):
+                 runners: Runners, recorder: Recorder, scheduler: SchedulerView):
         self.cfg, self.clock, self.dry_run, self.metrics = cfg, clock, dry_run, metrics
         self.rule_series = RuleSeries(metrics)
-        self.journal, self.writer, self.lock, self.session = journal, writer, lock, session
+        self.state, self.journal, self.session = state, state.store, session
         self.notifier, self.redactor, self.alerts = notifier, redactor, alerts
-        self.board, self.sources, self.executors = board, sources, executors
+        self.board, self.sources = board, sources
+        # Kept as this one mapping, whose contents `swap` replaces: the pauses and the state watch read it.
+        self.executors = executors
         self.source_factory = source_factory  # how a reload builds its sources: the same kind as at start
         self.pausing, self.statewatch, self.tasks = pausing, statewatch, tasks
         self.failpoints, self.new_incident_id, self.runners = failpoints, new_incident_id, runners
         self.recorder = recorder  # every poll's answer, for a later replay (watchdog/recording.py)
-        self.scheduler_running: Callable[[], bool] = lambda: False  # the lifecycle says (app.py)
+        self.scheduler = scheduler  # the lifecycle's (app.py), for liveness
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
         self.gate = ReloadGate()
-        self._polls: set[asyncio.Task[Any]] = set()
-        self._progress: dict[str, datetime] = {}  # per source: a try started or an evaluation ended (health.py)
-        self._deadlines: dict[str, timedelta] = {}
-        self._inflight: dict[str, timedelta] = {}  # the deadline each running poll started with
+        self._polls = set()
+        self._progress = {}  # per source: a try started or an evaluation ended (health.py)
+        self._deadlines = {}
+        self._inflight = {}  # the deadline each running poll started with
         self.pace_polls()
+
+    # --- what a reload swaps in (watchdog/reload.py builds it; the gate keeps polls and commands out) --------
+
+    def swap(self, cfg: Config, *, sources: dict[str, Source], board: SignalBoard, redactor: Redactor,
+             executors: Mapping[str, TargetExecutor]) -> dict[str, Source]:
+        """The new config and the parts built for it, in one step; returns the sources swapped out (the caller
+        closes them once no poll uses them). The poll pace follows the new config."""
+        gone = self.sources
+        self.cfg, self.sources, self.board, self.redactor = cfg, sources, board, redactor
+        kept = dict(executors)
+        self.executors.clear()
+        self.executors.update(kept)
+        self.pace_polls()
+        return gone
+
+    def use_recorder(self, recorder: Recorder) -> None:
+        """From the next poll on, its answers go to `recorder` (a reopened or changed `watchdog.record`)."""
+        self.recorder = recorder
 
     # --- polling and evaluating -------------------------------------------------------------
 
@@ -266,23 +329,24 @@ class Runtime:
 
     def health(self) -> tuple[bool, str]:
         """/healthz: alive (`liveness`) and able to record what it decides."""
-        failure = self.writer.failure
+        health = self.state.health
+        failure = health.failure
         if failure is not None:
             return False, (f"state file not writable since {failure.since:%H:%M:%S}Z: {failure.error} "
-                           f"({self.writer.pending} writes waiting)")
+                           f"({health.pending} writes waiting)")
         return self.liveness()
 
     def liveness(self) -> tuple[bool, str]:
         """What the systemd watchdog is told: a restart cannot fix a full disk or another process's lock, and
         would drop the writes waiting for it, so a state file failure does not count here; a file changed
         under the watchdog (StateConflict) does, since only a restart reads it again."""
-        failure = self.writer.failure
+        failure = self.state.health.failure
         if failure is not None and failure.fatal:
             return False, f"the state file changed under the watchdog ({failure.error}): restart it"
         paces = [PollPace(s.name, s.interval, max(self._deadlines[s.name], self._inflight.get(s.name, timedelta(0))),
                           self._progress[s.name])
                  for s in self.cfg.sources if s.name in self._progress]
-        return judge(self.clock.now(), self.scheduler_running(), paces)
+        return judge(self.clock.now(), self.scheduler.running, paces)
 
     def readiness(self) -> tuple[bool, str]:
         waiting = [h.name for h in self.board.sources.values() if not h.answered]

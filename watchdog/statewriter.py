@@ -21,22 +21,14 @@ import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from watchdog.storage import StateConflict, StoreError
+from watchdog.storage import StateConflict, StoreError, WriteFailure
 
 T = TypeVar("T")
 _STOP = object()
-
-
-@dataclass(frozen=True)
-class WriteFailure:
-    since: datetime
-    error: str
-    attempts: int
-    fatal: bool = False  # retrying cannot help (watchdog.storage.StateConflict): the writer has stopped
+__all__ = ["StateWriter", "WriteFailure"]
 
 
 class StateWriter:

@@ -2,11 +2,13 @@
 
 The executor, recovery and the runtime use these and nothing else of a backend, so the in-memory store,
 the SQLite file and the shared table of several watchdogs are interchangeable; each passes the one
-contract test (tests/test_store_contract.py). The notification outbox is watchdog/outbox.py's `Outbox`.
+contract test (tests/test_store_contract.py). The notification outbox is watchdog/outbox.py's `Outbox`;
+how a backend is chosen, opened and closed: watchdog/statebackend.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -24,6 +26,20 @@ class StoreError(Exception):
 class StateConflict(StoreError):
     """The state file is not what this process wrote (its audit head moved under it): retrying cannot help,
     only a restart that reads the file again can."""
+
+
+class LockHeld(Exception):
+    """Another process holds the state (the SQLite file's lock): the message names the holder."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """The state cannot be written: since when, why, after how many tries."""
+
+    since: datetime
+    error: str
+    attempts: int
+    fatal: bool = False  # retrying cannot help (StateConflict): nothing more is written
 
 
 def make_parent(state_path: Path, directory: Path) -> None:
@@ -88,3 +104,37 @@ class PauseStore(Protocol):
 @runtime_checkable
 class Store(AuditJournal, IncidentStore, PauseStore, Protocol):
     """A whole backend."""
+
+
+class StateHealth(Protocol):
+    """Whether the state takes writes: what /healthz, the systemd ping and the state gauge read."""
+
+    @property
+    def failure(self) -> WriteFailure | None: ...  # None while writes land
+
+    @property
+    def pending(self) -> int: ...  # writes made and not landed yet
+
+
+class StateListener(Protocol):
+    """Told on the event loop when writing starts failing, when its error changes, and when writes land
+    again (watchdog/statewatch.py)."""
+
+    def changed(self, failure: WriteFailure | None) -> None: ...
+
+
+class StateReader(Protocol):
+    """The state opened read-only, for the `incidents` commands (never created, never written)."""
+
+    @property
+    def where(self) -> str: ...  # what their lines name it by (the SQLite file's path)
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None: ...
+
+    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    def records(self, incident: str | None = None) -> list[Record]: ...
+
+    def check_chain(self) -> tuple[int, list[str]]: ...  # (records checked, problems of the audit chain)
+
+    def close(self) -> None: ...

@@ -63,6 +63,11 @@ class SqliteStore:
     # --- schema -------------------------------------------------------------------
 
     @property
+    def where(self) -> str:
+        """What a reader's lines name the state by (watchdog.storage.StateReader)."""
+        return str(self.path)
+
+    @property
     def schema_version(self) -> int:
         return int(self._rdb.execute("PRAGMA user_version").fetchone()[0])
 

@@ -1,6 +1,7 @@
 """`rollback-watchdog validate`: the prerequisites check, one row per check.
 
-Nothing here changes the protected system: sources get one real read each (unless
+Nothing here changes the protected system: the state is probed by its backend (the
+SQLite file: writable, or can be made), sources get one real read each (unless
 their kind checks them otherwise: a billed one only with `--include-cost`, a pushed
 one by the API token its pushes need), actions are only reached (their kind's
 `probe`: a TCP connect, an executable file, or a GET of their `probe` URL), never run.
@@ -12,10 +13,8 @@ open alert).
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import aiohttp
 
@@ -27,6 +26,7 @@ from watchdog.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, build_channels
 from watchdog.redact import redactor_for
 from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, Validating, build_source, source_kind
+from watchdog.statebackend import configured
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,14 @@ class Check:
     detail: str
 
 
-def state_path_check(cfg: Config) -> Check:
-    path = Path(cfg.watchdog.state_path)
-    name = f"state path {path}"
-    if path.exists():
-        if not path.is_file():
-            return Check(name, False, "exists and is not a file")
-        if not os.access(path, os.R_OK | os.W_OK):
-            return Check(name, False, "exists but is not readable and writable by this user")
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            return Check(name, False, f"{path.parent} is not writable (SQLite needs it for the WAL files)")
-        return Check(name, True, "exists and is writable")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return Check(name, False, f"{parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return Check(name, False, f"cannot be created: {parent} is not writable by this user")
-    return Check(name, True, "will be created" + ("" if parent == path.parent else f" (with the directories under {parent})"))
+async def state_check(cfg: Config) -> Check:
+    """The configured state backend's own probe (the SQLite file: can it be written or made)."""
+    kind, state = configured(cfg)
+    name = kind.describe(state)
+    try:
+        return Check(name, *await kind.probe(state))
+    except Exception as exc:  # a backend's probe that broke is a failed check, never a traceback
+        return Check(name, False, f"the probe failed: {type(exc).__name__}")
 
 
 def channels_check(cfg: Config) -> Check:
@@ -140,7 +129,7 @@ async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Che
 
 
 async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:
-    checks = [state_path_check(cfg)]
+    checks = [await state_check(cfg)]
     mask = redactor_for(cfg).text  # an error from a source or channel may quote a URL with its token
     async with aiohttp.ClientSession() as session:
         checks += await source_checks(cfg, session, include_cost)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from watchdog.config.checks import budget_warnings, cross_check
-from watchdog.config.models import Config, WatchdogSection
+from watchdog.config.models import Config
 from watchdog.config.reading import (
     BASE_LOADER,
     DuplicateKey,
@@ -138,7 +138,7 @@ def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]
         odd = [k for k in section if not isinstance(k, str)]
         problems += [_line(("watchdog", k), "unknown key (a typo?)", lines) for k in odd]
         # pydantic-settings layers WATCHDOG_* (from os.environ) over the YAML values here.
-        data["watchdog"] = WatchdogSection(**{k: v for k, v in section.items() if isinstance(k, str)})
+        data["watchdog"] = shape.watchdog(**{k: v for k, v in section.items() if isinstance(k, str)})
     except ValidationError as exc:
         problems += [p for p in _format(exc, ("watchdog",), section, lines) if p.split(": ", 1)[0] not in unset]
     try:

@@ -38,13 +38,42 @@ from watchdog.config.types import (
 MAX_HTTP_TIMEOUT = timedelta(minutes=10)
 
 
+def state_file(v: Path) -> Path:
+    """A path the state file can have: a file's name, not the working directory or another directory."""
+    # Path("") is Path("."): the working directory, which SQLite cannot open as a file.
+    if str(v) in ("", "."):
+        raise ValueError("must name a file, like ./state/watchdog.db")
+    if "\0" in str(v):
+        raise ValueError("contains a NUL byte")
+    try:
+        is_dir = v.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ValueError(f"unusable: {exc.strerror or exc}") from None
+    if is_dir:
+        raise ValueError("is a directory: name the state file inside it, like <dir>/watchdog.db")
+    return v
+
+
+class State(Model):
+    """The keys every state backend has; a backend's model (its module, watchdog.kinds STATES) adds
+    `type: Literal[...]` and its own keys."""
+
+    type: str
+
+
 class WatchdogSection(BaseSettings):
     """The daemon itself. `WATCHDOG_<KEY>` environment variables override these."""
 
     model_config = SettingsConfigDict(env_prefix="WATCHDOG_", extra="forbid", frozen=True)
 
     listen: str = "127.0.0.1:9718"
+    # The shorthand of `state` for the backend whose descriptor names it (the SQLite file's `path`).
     state_path: Path = Path("./state/watchdog.db")
+    # Where incidents, the audit log, pauses and the outbox are kept: a backend by `type`. The model a config
+    # is parsed with (schema.py) types it as the union of the registered backends and fills it from
+    # `state_path` when it is not given, so a parsed config always has one; only a section made by hand
+    # (a test's WatchdogSection()) has none.
+    state: State | None = None
     dry_run: bool = False
     api_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -74,18 +103,7 @@ class WatchdogSection(BaseSettings):
     @field_validator("state_path")
     @classmethod
     def _state_path(cls, v: Path) -> Path:
-        # Path("") is Path("."): the working directory, which SQLite cannot open as a file.
-        if str(v) in ("", "."):
-            raise ValueError("must name a file, like ./state/watchdog.db")
-        if "\0" in str(v):
-            raise ValueError("contains a NUL byte")
-        try:
-            is_dir = v.is_dir()
-        except OSError as exc:  # e.g. a name too long for the file system
-            raise ValueError(f"unusable: {exc.strerror or exc}") from None
-        if is_dir:
-            raise ValueError("is a directory: name the state file inside it, like <dir>/watchdog.db")
-        return v
+        return state_file(v)
 
     @field_validator("http_header_timeout", "http_body_timeout", "http_idle_timeout")
     @classmethod

@@ -79,6 +79,8 @@ class Notifier:
         self._tasks = tasks or Tasks()  # the runtime's, so that its stop sees the workers too
         self._restart_after = restart_after  # a worker that crashed starts again after this many seconds
         self._started = False
+        # The outbox and the audit log of the runtime's state (watchdog/statebackend.py), given whole at
+        # construction; without them (a test's notifier) an outbox in memory and no audit records.
         self._outbox: Outbox = outbox or MemoryOutbox()
         self._journal = journal
         self._rng = rng or random.Random()
@@ -91,10 +93,6 @@ class Notifier:
         self._settles: set[asyncio.Future[Any]] = set()  # marks (and their audit records) still on their way
         self._settling: set[int] = set()  # ids whose new state (sent, retry, dead) has not landed yet
         self._last_counts: dict[str, dict[str, int]] = {}  # outbox ids sent whose "sent" mark has not landed yet
-
-    def bind(self, outbox: Outbox, journal: AuditJournal) -> None:
-        """At start: the durable outbox and the audit log, once the store is open."""
-        self._outbox, self._journal = outbox, journal
 
     def set_channels(self, channels: Sequence[tuple[Notification, Channel]]) -> list[Channel]:
         """At start and on reload. Waiting messages stay in the outbox for a channel of the same name.

@@ -32,6 +32,7 @@ from watchdog.schedule import count, ticks
 from watchdog.signals import Query
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
+from watchdog.state_memory import in_memory
 from watchdog.wiring import build_runtime, close_runtime
 
 
@@ -209,7 +210,7 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
 
     store = MemoryStore(keep=10_000_000)
     with replay_log(clock) as logged:
-        rt = await build_runtime(quiet, clock=clock, dry_run=False, store=store, sources=sources,
+        rt = await build_runtime(quiet, clock=clock, dry_run=False, state=in_memory(store), sources=sources,
                                  runners=Runners.standing_in(runner),
                                  listeners=[lambda ev, _dry: events.append(ev)], incident_id=derived_incident_ids())
         states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
