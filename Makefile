@@ -52,7 +52,7 @@ bench-demo: $(VENV)/.installed
 
 # Mutation testing of the pure decision core (rules, escalation, signals) with its fast tests: mutmut is
 # installed into .venv here, and this is not part of `make test`. The whole run takes about 10 minutes on 2
-# cores; MUTANTS='watchdog.signals*' runs a subset. Score and the surviving mutants: bench/mutants.md.
+# cores; MUTANTS='watchdog.core.signals*' runs a subset. Score and the surviving mutants: bench/mutants.md.
 MUTANTS ?=
 MUTANT_JOBS ?= 2
 mutants: $(VENV)/.dev-installed

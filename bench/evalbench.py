@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 def build(n: int):  # type: ignore[no-untyped-def]
     from watchdog.config import parse_config
-    from watchdog.wiring import board_for
+    from watchdog.runtime.wiring import board_for
 
     from bench.synth import PERIOD_S, config_text, fetch_window, rules
 
@@ -49,7 +49,7 @@ def main() -> int:
     n, repeats = int(sys.argv[1]), int(sys.argv[2])
     profile = "--profile" in sys.argv
     cfg, board, now = build(n)
-    gc.freeze()  # as the daemon does once started (watchdog/cli.py): the config and board stay out of GC scans
+    gc.freeze()  # as the daemon does once started (watchdog/cli/main.py): the config and board stay out of GC scans
     targets = [t.name for t in cfg.targets]
     for _ in range(3):  # warm-up
         for t in targets:

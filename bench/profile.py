@@ -36,7 +36,7 @@ PROFILE_MD = ROOT / "bench" / "profile.md"
 
 # Frames whose cumulative share tells the story of a poll (py-spy shows paths relative to sys.path).
 KEY_FRAMES = [
-    ("watchdog/runtime.py", "Runtime._poll", "a whole poll (fetch + evaluation)"),
+    ("watchdog/runtime/runtime.py", "Runtime._poll", "a whole poll (fetch + evaluation)"),
     ("watchdog/sources/cloudwatch.py", "CloudWatch.poll", "the CloudWatch fetch"),
     ("aiobotocore/client.py", "AioBaseClient._make_api_call", "one GetMetricData through aiobotocore"),
     ("botocore/serialize.py", "QuerySerializer.serialize_to_request", "  request: serialize the 500 queries (validation is off)"),
@@ -46,11 +46,11 @@ KEY_FRAMES = [
     ("aiobotocore/parsers.py", "AioResponseParser.parse", "  answer: XML parsing into dicts"),
     ("botocore/utils.py", "parse_timestamp", "    of which timestamps by botocore's dateutil path"),
     ("watchdog/sources/cloudwatch.py", "fast_timestamp", "    of which timestamps by the daemon's parser (since a4b77fe)"),
-    ("watchdog/signals.py", "SignalBoard.source_ok", "storing the datapoints"),
-    ("watchdog/runtime.py", "Runtime.evaluate", "evaluation, metrics and the escalation machine"),
-    ("watchdog/signals.py", "SignalBoard.evaluate", "  rule evaluation (board)"),
-    ("watchdog/metrics.py", "RuleSeries.record", "  per-rule series (state, value)"),
-    ("watchdog/executor.py", "TargetExecutor.observe", "  escalation machine"),
+    ("watchdog/core/signals.py", "SignalBoard.source_ok", "storing the datapoints"),
+    ("watchdog/runtime/runtime.py", "Runtime.evaluate", "evaluation, metrics and the escalation machine"),
+    ("watchdog/core/signals.py", "SignalBoard.evaluate", "  rule evaluation (board)"),
+    ("watchdog/support/metrics.py", "RuleSeries.record", "  per-rule series (state, value)"),
+    ("watchdog/runtime/executor.py", "TargetExecutor.observe", "  escalation machine"),
 ]
 
 
@@ -122,10 +122,10 @@ def kb(key):
         if line.startswith(key + ":"):
             return int(line.split()[1])
 out = {"start": kb("VmRSS")}
-from watchdog.app import App
-from watchdog.cli import main as _cli
+from watchdog.lifecycle.app import App
+from watchdog.cli.main import main as _cli
 from watchdog.config import parse_config
-from watchdog.logs import setup_logging
+from watchdog.support.logs import setup_logging
 out["imports"] = kb("VmRSS")
 text = open(sys.argv[1]).read()
 t = time.monotonic()
@@ -251,7 +251,7 @@ def render(r: dict[str, Any]) -> str:
         mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
         lines += [f"## Memory, {n} rules (one process, /proc/self/status)", "", "| stage | RSS | step |", "|---|---|---|",
                   f"| interpreter | {mb(mem['start'])} | |",
-                  f"| + imports (watchdog.app, cli: aiohttp, aioboto3/botocore, pydantic, ...) | {mb(mem['imports'])} | +{mb(mem['imports'] - mem['start'])} |",
+                  f"| + imports (watchdog.lifecycle.app, cli: aiohttp, aioboto3/botocore, pydantic, ...) | {mb(mem['imports'])} | +{mb(mem['imports'] - mem['start'])} |",
                   f"| + config loaded and validated ({mem['config_s']:.1f} s) | {mb(mem['config'])} | +{mb(mem['config'] - mem['imports'])} |",
                   f"| + App.start (state, sources, board, executors, metrics) | {mb(mem['started'])} | +{mb(mem['started'] - mem['config'])} |",
                   f"| after one poll (RSS / peak VmHWM) | {mb(mem['after_poll'])} / {mb(mem['hwm_after_poll'])} | peak +{mb(mem['hwm_after_poll'] - mem['started'])} over started |",

@@ -1,4 +1,4 @@
-"""`python -m bench.shim run -c CONFIG`: the daemon (watchdog.cli.main, unchanged) with each poll timed.
+"""`python -m bench.shim run -c CONFIG`: the daemon (watchdog.cli.main.main, unchanged) with each poll timed.
 
 The scheduler's job `Runtime.poll` (one source's poll plus the evaluation of every
 target that reads it) is wrapped to append one line per poll to the file named
@@ -17,8 +17,8 @@ from datetime import datetime
 
 
 def main() -> int:
-    from watchdog import runtime as rtmod
-    from watchdog.cli import main as cli_main
+    from watchdog.runtime import runtime as rtmod
+    from watchdog.cli.main import main as cli_main
 
     path = os.environ.get("BENCH_POLL_LOG")
     if path:

@@ -21,15 +21,15 @@ import yaml
 from watchdog.actions import RunnerDeps, build_runners
 from watchdog.config import parse_config
 from watchdog.config.models import AwsSection, Target
-from watchdog.escalation import RuleView, TargetMachine
-from watchdog.events import Event
-from watchdog.executor import TargetExecutor
-from watchdog.journal import MemoryStore, Record
-from watchdog.storage import Store
-from watchdog.metrics import Metrics
+from watchdog.core.escalation import RuleView, TargetMachine
+from watchdog.shared.events import Event
+from watchdog.runtime.executor import TargetExecutor
+from watchdog.state.journal import MemoryStore, Record
+from watchdog.state.storage import Store
+from watchdog.support.metrics import Metrics
 from watchdog.notify import Notifier
-from watchdog.rules import Datapoint, align, evaluate
-from watchdog.signals import spec_for
+from watchdog.core.rules import Datapoint, align, evaluate
+from watchdog.core.signals import spec_for
 from timing import FakeClock  # noqa: F401  (importers of this module use it)
 
 UTC = timezone.utc

@@ -13,7 +13,7 @@ from alarm_tables import PROSE, PUBLISHED, RETAIN, TREATMENTS, cells
 from binaries import cli
 from configs import hybrid_routing, metric_rule, to_yaml
 from watchdog.config.types import parse_threshold
-from watchdog.rules import RuleSpec, RuleState, evaluate
+from watchdog.core.rules import RuleSpec, RuleState, evaluate
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)

@@ -13,8 +13,8 @@ import pytest
 from timing import FakeClock
 from watchdog.config.models import Rule
 from watchdog.config.schema import rule_model
-from watchdog.rules import RuleState, evaluate
-from watchdog.signals import spec_for
+from watchdog.core.rules import RuleState, evaluate
+from watchdog.core.signals import spec_for
 from watchdog.sources.alertmanager import Alertmanager, AlertmanagerSource, AlertStore
 from watchdog.sources.base import Query
 

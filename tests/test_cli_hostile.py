@@ -13,7 +13,7 @@ import pytest
 
 from configs import CLOSED, http, hybrid_routing, insert_after, level, to_yaml
 from hostile import COMMON, alias_rows, anchored, refused
-from watchdog.cli import main
+from watchdog.cli.main import main
 
 COMMANDS = {
     "check-config": ["check-config", "-c"],

@@ -14,15 +14,15 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.parsers import ResponseParserError
 
-from watchdog.app import App
+from watchdog.lifecycle.app import App
 from watchdog.config import Config
 from watchdog.config.models import AwsSection, Rule
 from watchdog.config.schema import rule_model
-from watchdog.metrics import Metrics
-from watchdog.rules import RuleSpec, RuleState, window
+from watchdog.support.metrics import Metrics
+from watchdog.core.rules import RuleSpec, RuleState, window
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cloudwatch import CloudWatch, CloudWatchSource, fetch_window, is_retryable, pack, reads, rule_queries
-from watchdog.wiring import board_for
+from watchdog.runtime.wiring import board_for
 
 from moto_process import moto_process
 from aws_proxy import FORWARD, RecordingProxy, Reply, aws_error, running_proxy  # tests/ is on sys.path

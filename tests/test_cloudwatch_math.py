@@ -17,7 +17,7 @@ from aws_proxy import RecordingProxy, running_proxy
 from test_cloudwatch import cw_cfg, minute, put
 from watchdog.config.models import AwsSection, Rule
 from watchdog.config.schema import rule_model
-from watchdog.metrics import Metrics
+from watchdog.support.metrics import Metrics
 from watchdog.sources.base import Query
 from watchdog.sources.cloudwatch import CloudWatch, pack, rule_queries
 

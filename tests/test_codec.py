@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from watchdog.codec import decode_incident, decode_pause, encode_incident, encode_pause
-from watchdog.escalation import Incident, LevelRun, Phase, Trigger
-from watchdog.pause import Pause
+from watchdog.state.codec import decode_incident, decode_pause, encode_incident, encode_pause
+from watchdog.core.escalation import Incident, LevelRun, Phase, Trigger
+from watchdog.core.pause import Pause
 
 # Aware datetimes with microseconds and non-UTC offsets: what the clock and a restored file can hold.
 offsets = st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])

@@ -388,7 +388,7 @@ def test_a_budget_that_fits_the_interval_is_no_warning() -> None:
 
 
 def test_check_config_prints_the_warning_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from watchdog.cli import main
+    from watchdog.cli.main import main
 
     path = tmp_path / "c.yaml"
     path.write_text(edit("interval: 30s}", "interval: 5s, timeout: 10s}"))
@@ -499,7 +499,7 @@ def check_config_of(path: Path, raw: bytes) -> None:
     import contextlib
     import io
 
-    from watchdog.cli import main
+    from watchdog.cli.main import main
 
     path.write_bytes(raw)
     out, err = io.StringIO(), io.StringIO()

@@ -13,8 +13,8 @@ import pytest
 
 from configs import hybrid_routing, parsed
 from timing import FakeClock, until
-from watchdog.app import App
-from watchdog.events import Event
+from watchdog.lifecycle.app import App
+from watchdog.shared.events import Event
 
 TOKEN = "s3cret-t0ken"
 

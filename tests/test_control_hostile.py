@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from configs import cloudwatch, hybrid_routing, metric_rule, parsed
-from watchdog.app import App
+from watchdog.lifecycle.app import App
 
 TOKEN = "h0stile-t0ken"
 GOOD = f"Bearer {TOKEN}".encode()

@@ -12,9 +12,9 @@ from typing import Any
 
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from watchdog.config.types import parse_threshold
-from watchdog.rules import RuleSpec, RuleState, align, change_points, evaluate, evaluate_fresh, format_value, window
-from watchdog.signals import SignalBoard
-from watchdog.wiring import board_for
+from watchdog.core.rules import RuleSpec, RuleState, align, change_points, evaluate, evaluate_fresh, format_value, window
+from watchdog.core.signals import SignalBoard
+from watchdog.runtime.wiring import board_for
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from watchdog.replay.engine import PauseWindow, replay
 from watchdog.replay.labels import Label, failures, score
 from watchdog.replay.outcome import end_state, outcome_of
 from watchdog.replay.sources import HistorySource, Outage, Series
-from watchdog.signals import Query
+from watchdog.core.signals import Query
 from watchdog.sources import source_kind
 from watchdog.sources.cloudwatch import enough_samples
 

@@ -180,7 +180,7 @@ async def test_kill_with_undelivered_notifications_delivers_each_once_after_rest
     import sqlite3
 
     from watchdog.notify import render_text
-    from watchdog.outbox import event_from_json
+    from watchdog.state.outbox import event_from_json
 
     ns = f"CRASHN{time.monotonic_ns()}"
     hook = "/slack/hook-crash"

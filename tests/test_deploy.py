@@ -2,7 +2,7 @@
 install.sh; and, end to end, a real Prometheus scraping the real daemon through a rollback.
 
 Metric names in the alerts and the dashboard are checked against the daemon's own exposition
-(watchdog.metrics.Metrics with every metric given a label set), so a renamed metric or label
+(watchdog.support.metrics.Metrics with every metric given a label set), so a renamed metric or label
 breaks these tests rather than a dashboard in production.
 
 promtool and prometheus: missing, the tests fail when CI is set and skip otherwise.
@@ -37,7 +37,7 @@ from configs import write
 from loopback import free_ports
 from story import Publisher
 from tests.daemon import Daemon
-from watchdog.metrics import Metrics
+from watchdog.support.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

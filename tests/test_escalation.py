@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from watchdog.config.types import parse_threshold
-from watchdog.escalation import Phase, RuleView, RunChecks, RunLevel, TargetMachine
-from watchdog.events import Event
-from watchdog.rules import RuleSpec, RuleState, align, evaluate
+from watchdog.core.escalation import Phase, RuleView, RunChecks, RunLevel, TargetMachine
+from watchdog.shared.events import Event
+from watchdog.core.rules import RuleSpec, RuleState, align, evaluate
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from watchdog.escalation import Incident, LevelRun, Phase, RunChecks, RunLevel, TargetMachine, Trigger
-from watchdog.events import Event
-from watchdog.rules import RuleSpec
+from watchdog.core.escalation import Incident, LevelRun, Phase, RunChecks, RunLevel, TargetMachine, Trigger
+from watchdog.shared.events import Event
+from watchdog.core.rules import RuleSpec
 
 from test_escalation import BAD, GOOD, T0, TARGET, World  # tests/ is on sys.path
 

@@ -21,8 +21,8 @@ from executor_support import (  # noqa: F401  (http_session is a fixture)
     level,
     process_gone,
 )
-from watchdog.escalation import Phase
-from watchdog.rules import align
+from watchdog.core.escalation import Phase
+from watchdog.core.rules import align
 
 
 def assert_intent_before_outcome(h: Harness, lvl: int, outcomes: list[str]) -> None:
@@ -301,7 +301,7 @@ async def test_no_second_level_starts_beside_a_running_one(admin_api, http_sessi
     """At most one level per target, ever: not through resolve, not through a direct start (issue 12, defect 3)."""
     import asyncio
 
-    from watchdog.escalation import RunLevel
+    from watchdog.core.escalation import RunLevel
 
     admin_api.delay["/l1"] = 0.5
     h = Harness(build_target(default_levels(admin_api.url)), http_session)

@@ -25,7 +25,7 @@ from tests.daemon import Daemon
 from timing import until
 from watchdog.config import Config
 from watchdog.config.base import RetrySchedule
-from watchdog.health import PollPace, attempt_deadline, judge
+from watchdog.core.health import PollPace, attempt_deadline, judge
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
@@ -86,7 +86,7 @@ class Hanging:
 
 
 async def test_a_hanging_poll_is_cut_at_its_deadline_and_the_target_is_still_judged(tmp_path) -> None:
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     cfg = config(tmp_path, "1s", 2, quiet("web", "M", f"{CLOSED}/x"))
     app = await App.create(cfg, serve_http=False, schedule=False)
@@ -155,7 +155,7 @@ class Paging(Hanging):
         self.pages, self.each = pages, each
 
     async def poll(self, now: datetime) -> dict:
-        from watchdog.retrying import retrying
+        from watchdog.support.retrying import retrying
 
         self.polls += 1
         for _ in range(self.pages):
@@ -166,7 +166,7 @@ class Paging(Hanging):
 
 
 async def started(tmp_path, source, clock=None):
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     cfg = config(tmp_path, "1h", 1, quiet("web", "M", f"{CLOSED}/x"), quiet("other", "M2", f"{CLOSED}/y"))
     app = await App.create(cfg, serve_http=False, clock=clock)

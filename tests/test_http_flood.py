@@ -37,9 +37,9 @@ from story import FLAGS, Publisher, render
 from test_logs import lines, log_stream  # noqa: F401  (fixture: the daemon's logging into a buffer)
 from tests.daemon import Daemon
 from timing import until
-from watchdog.app import App
-from watchdog.logs import setup_logging
-from watchdog.metrics import Metrics
+from watchdog.lifecycle.app import App
+from watchdog.support.logs import setup_logging
+from watchdog.support.metrics import Metrics
 
 # The daemon's limit in the flood, and what the README derives from it: 1 024 - 512 (the outbound reserve).
 NOFILE, CAP_AT_1024 = 1024, 512
@@ -319,7 +319,7 @@ async def test_a_flood_is_one_log_line_and_the_rest_is_summed_up_not_a_line_each
 
 
 def test_one_line_a_window_counts_what_it_held_back():
-    from watchdog.logwindow import OncePerWindow  # noqa: PLC0415 (new in issue 19: the file collects on older code)
+    from watchdog.support.logwindow import OncePerWindow  # noqa: PLC0415 (new in issue 19: the file collects on older code)
 
     timers: list[tuple[float, Any]] = []
     summaries: list[dict[str, int]] = []
@@ -357,9 +357,9 @@ EMFILE_CHILD = r"""
 import asyncio, json, os, sys
 from aiohttp import web
 from watchdog.config.models import WatchdogSection
-from watchdog.httpserver import HttpServer
-from watchdog.logs import setup_logging
-from watchdog.metrics import Metrics
+from watchdog.http.server import HttpServer
+from watchdog.support.logs import setup_logging
+from watchdog.support.metrics import Metrics
 
 async def main():
     setup_logging("info")

@@ -26,15 +26,15 @@ from executor_support import (  # noqa: F401  (http_session is a fixture)
     default_levels,
     http_session,
 )
-from watchdog.app import App
-from watchdog.escalation import Incident, LevelRun, Phase, RuleView, Trigger
-from watchdog.events import Event
-from watchdog.report import render_report
-from watchdog.rules import align, evaluate
-from watchdog.signals import spec_for
-from watchdog.codec import encode_incident as snapshot
-from watchdog.storage import StoreError
-from watchdog.store import SqliteStore
+from watchdog.lifecycle.app import App
+from watchdog.core.escalation import Incident, LevelRun, Phase, RuleView, Trigger
+from watchdog.shared.events import Event
+from watchdog.state.report import render_report
+from watchdog.core.rules import align, evaluate
+from watchdog.core.signals import spec_for
+from watchdog.state.codec import encode_incident as snapshot
+from watchdog.state.storage import StoreError
+from watchdog.state.sqlite.store import SqliteStore
 
 UTC = timezone.utc
 OPENED = datetime(2024, 3, 1, 2, 0, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The kind registries (watchdog/kinds.py): nothing outside a kind's own module and its registry names the kind,
+"""The kind registries (watchdog/shared/kinds.py): nothing outside a kind's own module and its registry names the kind,
 and a registry refuses what would make the config ambiguous.
 
 The source of every module under watchdog/ is parsed with `ast`: a comparison of a `type` (a source's, an
@@ -15,10 +15,10 @@ import pytest
 from pydantic import BaseModel
 
 from watchdog.config import ConfigError, parse_config
-from watchdog.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, STATES, Registry, UnknownKind
+from watchdog.shared.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, STATES, Registry, UnknownKind
 
 PACKAGE = Path(__file__).resolve().parent.parent / "watchdog"
-REGISTRY = PACKAGE / "kinds.py"
+REGISTRY = PACKAGE / "shared" / "kinds.py"
 
 
 def kind_modules() -> dict[str, set[Path]]:

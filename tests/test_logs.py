@@ -14,9 +14,9 @@ import pytest
 import structlog
 
 from configs import hybrid_routing, parsed
-from watchdog.app import App
-from watchdog.logs import setup_logging
-from watchdog.redact import redactor_for
+from watchdog.lifecycle.app import App
+from watchdog.support.logs import setup_logging
+from watchdog.shared.redact import redactor_for
 
 SECRET = "very-secret-token-42"
 

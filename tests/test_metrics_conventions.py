@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.metrics import Metrics
+from watchdog.support.metrics import Metrics
 
 # Every label a metric may carry; each is bounded by the configuration (targets, rules, sources,
 # channels, levels) or by the code (outcomes, categories). Incident ids and error texts are not.
@@ -36,7 +36,7 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
 
 def test_rule_series_keeps_one_series_per_rule_when_its_category_changes() -> None:
     """A reload may change a rule's category while a poll is evaluating it: the old series goes at once."""
-    from watchdog.metrics import Metrics, RuleSeries
+    from watchdog.support.metrics import Metrics, RuleSeries
 
     m = Metrics()
     series = RuleSeries(m)

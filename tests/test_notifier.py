@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from watchdog.clock import SystemClock
+from watchdog.shared.clock import SystemClock
 from watchdog.notify.webhook import WebhookNotification
-from watchdog.events import Event
-from watchdog.metrics import Metrics
+from watchdog.shared.events import Event
+from watchdog.support.metrics import Metrics
 from watchdog.notify import DeliveryFailed, Message, Notifier
 from watchdog.notify.notifier import accepts, backoff
-from watchdog.outbox import MemoryOutbox
-from watchdog.outbox_sqlite import SqliteOutbox
-from watchdog.store import SqliteStore
+from watchdog.state.outbox import MemoryOutbox
+from watchdog.state.sqlite.outbox import SqliteOutbox
+from watchdog.state.sqlite.store import SqliteStore
 from receivers import receivers  # noqa: F401  (fixture)
 from timing import until
 
@@ -300,7 +300,7 @@ def test_a_huge_retry_after_is_capped() -> None:
 
 
 async def test_an_outbox_that_cannot_be_written_loses_the_message_not_the_caller(make) -> None:
-    from watchdog.storage import StoreError
+    from watchdog.state.storage import StoreError
 
     class Full(MemoryOutbox):
         def enqueue(self, *args: Any) -> int | None:
@@ -348,7 +348,7 @@ async def test_a_stored_message_that_cannot_be_read_back_is_dead_lettered_and_th
 
 async def test_an_audit_event_that_cannot_be_read_back_does_not_stop_the_start(tmp_path, receivers) -> None:
     """The replay of events the outbox missed skips one it cannot decode (logged critical) and sends the rest."""
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
     from watchdog.config import parse_config
 
     store = SqliteStore(tmp_path / "w.db")
@@ -368,7 +368,7 @@ async def test_an_audit_event_that_cannot_be_read_back_does_not_stop_the_start(t
 
 async def test_events_the_audit_has_but_the_outbox_missed_are_queued_at_start(tmp_path, receivers) -> None:
     """A kill between the audit write and the outbox write: the next start queues what was missed, once."""
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
     from watchdog.config import parse_config
 
     text = svc_config(tmp_path, receivers.url, "attempts: 3, initial_backoff: 10ms")
@@ -392,7 +392,7 @@ async def test_events_the_audit_has_but_the_outbox_missed_are_queued_at_start(tm
 async def test_the_first_event_of_a_new_state_file_is_not_lost_to_a_kill(tmp_path, receivers) -> None:
     """The outbox's mark starts at 0 in a new file: an event recorded before any message was ever queued (a
     kill between the two writes) is still queued by the next start."""
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
     from watchdog.config import parse_config
 
     text = svc_config(tmp_path, receivers.url, "attempts: 3, initial_backoff: 10ms")
@@ -415,7 +415,7 @@ async def test_a_restart_after_the_prune_does_not_send_old_messages_again(tmp_pa
     from datetime import timedelta
 
     from timing import FakeClock
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
     from watchdog.config import parse_config
 
     text = svc_config(tmp_path, receivers.url, "attempts: 1")

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from watchdog.events import Event
+from watchdog.shared.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
 from watchdog.notify.email import Email, EmailNotification
 from loopback import free_port

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from watchdog import __version__
-from watchdog.events import Event
+from watchdog.shared.events import Event
 from watchdog.notify.base import DeliveryFailed, Message
 from watchdog.notify.pagerduty import PagerDuty, PagerDutyNotification
 from watchdog.notify.webhook import Webhook, WebhookNotification

@@ -23,13 +23,13 @@ from pydantic import TypeAdapter
 
 from executor_support import BAD, GOOD, MIN, TARGET, Harness, build_target, default_levels, http_session  # noqa: F401
 from receivers import Receivers, receivers  # noqa: F401  (fixture)
-from watchdog.clock import SystemClock
+from watchdog.shared.clock import SystemClock
 from watchdog.config.notifications import Notification
 from watchdog.config.schema import schema
-from watchdog.escalation import Phase
-from watchdog.metrics import Metrics
+from watchdog.core.escalation import Phase
+from watchdog.support.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
-from watchdog.rules import align
+from watchdog.core.rules import align
 
 SCENARIO = ["incident_opened", "level_started", "level_succeeded", "verification_failed", "level_started",
             "level_succeeded", "mitigated", "resolved"]
@@ -229,7 +229,7 @@ async def test_a_429_is_retried_no_sooner_than_its_retry_after(http_session, rec
     notifier.start()
     try:
         from executor_support import T0
-        from watchdog.events import Event
+        from watchdog.shared.events import Event
         notifier.publish(Event("exhausted", "critical", TARGET, "inc-9", 3, T0, "no level left", "page a human"))
         await delivered(notifier, timeout=10)
     finally:

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watchdog.events import Event
+from watchdog.shared.events import Event
 from watchdog.notify.base import DeliveryFailed, Message, render_text
 from watchdog.notify.slack import SlackBot, SlackNotification, SlackWebhook, build_slack
 

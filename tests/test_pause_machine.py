@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from watchdog.escalation import Phase, RunLevel
-from watchdog.pause import GLOBAL, Pauses
+from watchdog.core.escalation import Phase, RunLevel
+from watchdog.core.pause import GLOBAL, Pauses
 
 from test_escalation import BAD, TARGET, World, kinds  # tests/ is on sys.path
 

@@ -98,7 +98,7 @@ async def test_a_pause_that_ended_while_stopped_is_dropped_not_restored(tmp_path
 async def test_a_damaged_pause_row_is_said_and_does_not_stop_the_start(tmp_path, moto_url, aws_env, admin_api):
     import sqlite3
 
-    from watchdog.store import SqliteStore
+    from watchdog.state.sqlite.store import SqliteStore
 
     path = render(tmp_path, moto_url, admin_api, f"PAUSED{time.monotonic_ns()}")
     SqliteStore(tmp_path / "watchdog.db").close()

@@ -94,7 +94,7 @@ def sampled(i: int, size: int = 6000) -> dict[str, list[tuple[datetime, Any]]]:
 
 
 def test_a_fifo_without_a_reader_is_refused_at_once_in_one_line(fifo: Path) -> None:
-    from watchdog.recording import FileRecorder, RecordingUnwritable
+    from watchdog.runtime.recording import FileRecorder, RecordingUnwritable
 
     try:
         with pytest.raises(RecordingUnwritable) as info:
@@ -112,7 +112,7 @@ def test_a_stalled_reader_never_holds_the_caller_lines_are_dropped_counted_and_s
     return, about a quarter of the lines are queued, the rest dropped and counted, one critical line says
     so. Then the reader reads: what was queued arrives whole and in order, and the next line says the
     dropping ended, with the count."""
-    from watchdog.recording import FileRecorder
+    from watchdog.runtime.recording import FileRecorder
 
     reader = stalled_reader(fifo)
     dropped: list[int] = []
@@ -151,7 +151,7 @@ def test_a_stalled_reader_never_holds_the_caller_lines_are_dropped_counted_and_s
 
 def test_close_lands_what_is_queued_and_gives_up_on_a_stalled_pipe_at_its_deadline(tmp_path: Path,
                                                                                      fifo: Path) -> None:
-    from watchdog.recording import FileRecorder
+    from watchdog.runtime.recording import FileRecorder
 
     path = tmp_path / "polls.jsonl"
     rec = FileRecorder(path)
@@ -182,7 +182,7 @@ def test_close_lands_what_is_queued_and_gives_up_on_a_stalled_pipe_at_its_deadli
 def test_what_may_be_a_recording(tmp_path: Path) -> None:
     """A regular file, a character device (/dev/null discards) and a FIFO with its reader are taken; a
     socket, a directory and a block device are refused in one line, at once."""
-    from watchdog.recording import FileRecorder, RecordingUnwritable
+    from watchdog.runtime.recording import FileRecorder, RecordingUnwritable
 
     bounded(lambda: FileRecorder(Path("/dev/null")).close(), 10)
     sock_path = tmp_path / "s.sock"
@@ -212,8 +212,8 @@ def test_a_moved_file_is_said_once_and_a_switch_follows_the_name(tmp_path: Path,
     """mv FILE FILE.1 with no SIGHUP: one error line (after a grace logrotate's own gap stays under; 0 here).
     Then the switch SIGHUP makes: new lines go to a new FILE, FILE.1 stops growing, and the first new line
     for a sampled source holds its readings again (a file read alone replays from its own first line)."""
-    from watchdog import recording
-    from watchdog.recording import FileRecorder, open_recording
+    from watchdog.runtime import recording
+    from watchdog.runtime.recording import FileRecorder, open_recording
 
     monkeypatch.setattr(recording, "_LOOK_EVERY", 0.0)
     monkeypatch.setattr(recording, "_MOVED_GRACE", 0.0)
@@ -251,8 +251,8 @@ def until_lines(path: Path, n: int, timeout: float = 10.0) -> None:
 
 async def test_record_on_the_command_line_wins_over_the_files_value_at_reload(tmp_path: Path, admin_api: Any) -> None:
     """`run --record C` with `watchdog.record: B` in the reloaded file: C goes on, B is never created."""
-    from watchdog import cli
-    from watchdog.app import App
+    from watchdog.cli import main as cli
+    from watchdog.lifecycle.app import App
 
     chosen, in_file = tmp_path / "chosen.jsonl", tmp_path / "in-file.jsonl"
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from watchdog.journal import Record
-from watchdog.recovery import action_states, plan_resume
+from watchdog.state.journal import Record
+from watchdog.runtime.recovery import action_states, plan_resume
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc)
 
@@ -61,10 +61,10 @@ async def test_an_open_incident_that_cannot_be_read_back_is_paged_and_the_start_
 
     from configs import hybrid_routing, parsed
 
-    from watchdog.app import App
-    from watchdog.codec import encode_incident
-    from watchdog.escalation import Incident, Phase
-    from watchdog.store import SqliteStore
+    from watchdog.lifecycle.app import App
+    from watchdog.state.codec import encode_incident
+    from watchdog.core.escalation import Incident, Phase
+    from watchdog.state.sqlite.store import SqliteStore
 
     path = tmp_path / "w.db"
     store = SqliteStore(path)

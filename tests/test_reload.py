@@ -76,8 +76,8 @@ async def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(tmp_path, 
 
 
 async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, admin_api):
-    from watchdog.app import App
-    from watchdog.reload import ReloadRefused
+    from watchdog.lifecycle.app import App
+    from watchdog.runtime.reload import ReloadRefused
 
     def cfg(target: str):
         return parsed(config(tmp_path, admin_api.url, threshold="> 1", target=target))
@@ -96,8 +96,8 @@ async def test_reload_refuses_to_drop_a_target_with_an_open_incident(tmp_path, a
 
 
 async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources_run_on(tmp_path, admin_api):
-    from watchdog.app import App
-    from watchdog.reload import ReloadRefused
+    from watchdog.lifecycle.app import App
+    from watchdog.runtime.reload import ReloadRefused
 
     app = await App.create(parsed(config(tmp_path, admin_api.url, threshold="> 1")), schedule=False)
     await app.start()
@@ -116,7 +116,7 @@ async def test_a_source_that_cannot_start_refuses_the_reload_and_the_old_sources
 async def test_a_new_source_interval_gives_its_sampled_rules_the_new_period(tmp_path, admin_api):
     from datetime import timedelta
 
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     def cfg(interval: str):
         flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]
@@ -136,7 +136,7 @@ async def test_a_new_source_interval_gives_its_sampled_rules_the_new_period(tmp_
 async def test_reload_drops_the_series_of_removed_rules_and_targets(tmp_path, admin_api):
     """A rule or target the new config no longer has leaves /metrics (it would report its last state forever);
     a new one appears as insufficient_data; a rule that changed category is exported under the new one only."""
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     def cfg(*targets: tuple[str, list[dict[str, Any]]]):
         flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]
@@ -179,7 +179,7 @@ async def test_a_reload_keeps_an_answering_source_up_in_the_metrics(tmp_path, ad
     from aiohttp import web
 
     from loopback import serving_get
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     async def ok(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -210,7 +210,7 @@ async def test_the_pause_of_a_target_a_reload_removed_ends_without_an_error(tmp_
     name, and its expiry raised KeyError in the expiry job), and the other target's pause runs on and ends."""
     from datetime import timedelta
 
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     def cfg(*names: str):
         flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]

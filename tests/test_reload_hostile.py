@@ -99,7 +99,7 @@ async def test_reload_survives_whatever_reading_the_config_raises(tmp_path: Path
     """The last guard behind load_config: an exception of any kind is a rejected reload, not the daemon's end."""
     import structlog
 
-    from watchdog import cli
+    from watchdog.cli import main as cli
 
     def explode(path: str) -> None:
         raise MemoryError("no room for the new config")

@@ -6,7 +6,7 @@ close before it swapped the executors, and nothing held the control API or a pol
 no longer listed, a poll in flight read from a source already closed (source_poll_failed), and its
 evaluation asked for a removed target (evaluation_crashed KeyError).
 
-The gate (watchdog/reloadgate.py) first, with orderings the test sets; then an in-process App whose
+The gate (watchdog/runtime/reloadgate.py) first, with orderings the test sets; then an in-process App whose
 sources the test holds at chosen points (its start, its read); then the real daemon: a sweep of rollbacks
 0-200 ms after the SIGHUP, and a burst of 20 reloads while polls run.
 """
@@ -41,7 +41,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def test_polls_and_commands_pass_together_and_the_swap_waits_for_both_then_runs_alone():
-    from watchdog.reloadgate import ReloadGate
+    from watchdog.runtime.reloadgate import ReloadGate
 
     gate, seen = ReloadGate(), []
     poll_may_end, command_may_end = asyncio.Event(), asyncio.Event()
@@ -82,7 +82,7 @@ async def test_polls_and_commands_pass_together_and_the_swap_waits_for_both_then
 
 
 async def test_a_swap_that_waits_past_its_bound_never_runs_and_the_gate_opens_again():
-    from watchdog.reloadgate import ReloadGate
+    from watchdog.runtime.reloadgate import ReloadGate
 
     gate, stuck = ReloadGate(), asyncio.Event()
 
@@ -106,7 +106,7 @@ async def test_a_swap_that_waits_past_its_bound_never_runs_and_the_gate_opens_ag
 
 
 async def test_two_reloads_swap_one_after_the_other():
-    from watchdog.reloadgate import ReloadGate
+    from watchdog.runtime.reloadgate import ReloadGate
 
     gate, order, hold = ReloadGate(), [], asyncio.Event()
 
@@ -134,7 +134,7 @@ def test_any_interleaving_swaps_only_with_nothing_inside_and_every_actor_finishe
     """Generated polls, commands and reloads, each starting after some loop steps and holding for some
     more: a swap never runs with a poll or a command inside, no poll enters between a reload closing the
     gate and its swap, reloads swap one at a time, and everyone gets through (no deadlock)."""
-    from watchdog.reloadgate import ReloadGate
+    from watchdog.runtime.reloadgate import ReloadGate
 
     async def play() -> None:
         gate, trace = ReloadGate(), []
@@ -265,7 +265,7 @@ async def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[st
 
 
 async def started_app(tmp_path: Path, ok_source: str, admin: str, hold: Hold, *names: str) -> Any:
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     app = await App.create(targets_config(tmp_path, ok_source, admin, *names), schedule=False,
                            sources=hold.factory())
@@ -277,7 +277,7 @@ async def test_a_rollback_while_the_new_sources_start_opens_its_incident_and_the
         tmp_path, ok_source, admin_api):
     """The rollback lands between the reload's first look at the incidents and the swap (the old code
     checked only there, then removed the target under the incident it had just opened)."""
-    from watchdog.reload import ReloadRefused
+    from watchdog.runtime.reload import ReloadRefused
 
     hold = Hold()
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")
@@ -333,7 +333,7 @@ async def test_a_poll_in_flight_ends_on_its_own_source_which_closes_after_it_and
 async def test_a_rollback_while_the_reload_waits_for_a_poll_refuses_the_reload(tmp_path, ok_source, admin_api):
     """The command is not held at the gate: it opens its incident at once, and the reload, swapping only
     once the poll has ended, finds it and is refused; the level goes on."""
-    from watchdog.reload import ReloadRefused
+    from watchdog.runtime.reload import ReloadRefused
 
     hold = Hold()
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")
@@ -362,7 +362,7 @@ async def test_a_rollback_suspended_after_its_target_check_holds_the_swap_until_
     holds) when the reload comes: the swap waits for it, so it opens its incident on a target still
     configured and the reload is refused. Without the hold across check and command, the reload would
     remove the target in between and the level would start on a target no longer configured."""
-    from watchdog.reload import ReloadRefused
+    from watchdog.runtime.reload import ReloadRefused
 
     hold = Hold()
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")
@@ -387,7 +387,7 @@ async def test_a_rollback_suspended_after_its_target_check_holds_the_swap_until_
 
 async def test_a_poll_that_outlasts_its_bound_refuses_the_reload_and_the_old_config_runs_on(
         tmp_path, ok_source, admin_api):
-    from watchdog.reload import ReloadRefused
+    from watchdog.runtime.reload import ReloadRefused
 
     hold = Hold()
     app = await started_app(tmp_path, ok_source, admin_api.url, hold, "web", "app")

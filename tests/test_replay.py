@@ -13,7 +13,7 @@ import boto3
 from aws_proxy import running_proxy
 from configs import hybrid_routing, metric_rule, parsed
 from watchdog.replay.command import Options, run_replay
-from watchdog.rules import EPOCH
+from watchdog.core.rules import EPOCH
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)

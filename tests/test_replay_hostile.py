@@ -145,8 +145,8 @@ async def test_a_200_that_is_not_a_getmetricdata_document_is_a_failed_fetch(moto
                                                                             tmp_path: Path) -> None:
     """The replay's fetch: one line, exit 1 (the history could not be fetched). The live daemon's poll goes
     through the same call: a SourceError, so a failed poll like any other."""
-    from watchdog.metrics import Metrics
-    from watchdog.signals import Query
+    from watchdog.support.metrics import Metrics
+    from watchdog.core.signals import Query
     from watchdog.sources.base import SourceError
     from watchdog.sources.cloudwatch import CloudWatch
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from binaries import cli
 from configs import cloudwatch, hybrid_routing, metric_rule, parsed, write
 from hostile import alias_rows
-from watchdog.cli_replay import BadTime, parse_time
+from watchdog.cli.replay import BadTime, parse_time
 from watchdog.replay.labels import LabelsError, read_labels
 from watchdog.replay.recorded import RecordingError, read_recording
 
@@ -216,7 +216,7 @@ def test_a_recording_that_cannot_be_written_says_so_once_and_polling_goes_on(tmp
     """/dev/full: every write fails with ENOSPC, as on a full disk."""
     import structlog
 
-    from watchdog.recording import FileRecorder, RecordingUnwritable
+    from watchdog.runtime.recording import FileRecorder, RecordingUnwritable
 
     full = Path("/dev/full")
     if not full.exists():
@@ -289,7 +289,7 @@ async def test_generated_recordings_and_cache_rows_never_give_a_traceback(tmp_pa
     from watchdog.replay.cache import HistoryCache
     from watchdog.replay.command import Options, run_replay
     from watchdog.replay.history import query_key
-    from watchdog.signals import Query
+    from watchdog.core.signals import Query
 
     work = Path(tmp_path) / f"gen{next(_examples)}"
     work.mkdir()

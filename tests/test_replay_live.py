@@ -25,10 +25,10 @@ from configs import parsed
 from story import FLAGS, dimensions
 from story import config as story_config
 from timing import until
-from watchdog.app import App
-from watchdog.codec import decode_incident
-from watchdog.escalation import Incident, Phase
-from watchdog.events import Event
+from watchdog.lifecycle.app import App
+from watchdog.state.codec import decode_incident
+from watchdog.core.escalation import Incident, Phase
+from watchdog.shared.events import Event
 from watchdog.replay.command import Options, run_replay
 
 UTC = timezone.utc

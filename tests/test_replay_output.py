@@ -15,7 +15,7 @@ import structlog
 
 from configs import CLOSED, hybrid_routing, parsed, write
 from replay_runs import replay_measured
-from watchdog.logs import setup_logging
+from watchdog.support.logs import setup_logging
 from watchdog.replay.engine import replay
 from watchdog.replay.labels import Score
 from watchdog.replay.outcome import outcome_of, render_text

@@ -30,7 +30,7 @@ def test_modules_stay_small_and_the_lifecycle_smaller() -> None:
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert sizes, "no module found: the scan is broken"
     assert {p: n for p, n in sizes.items() if n > 400} == {}
-    assert sizes["watchdog/app.py"] < 250
+    assert sizes["watchdog/lifecycle/app.py"] < 250
 
 
 async def test_nothing_of_the_runtime_or_its_lifecycle_is_left_unbuilt(tmp_path) -> None:
@@ -38,7 +38,7 @@ async def test_nothing_of_the_runtime_or_its_lifecycle_is_left_unbuilt(tmp_path)
     waits to be filled in by start() (the old hub had nine `X | None` attributes and guards for them)."""
     from configs import hybrid_routing, parsed
 
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     app = await App.create(parsed(hybrid_routing(state_path=tmp_path / "w.db")), serve_http=False, schedule=False)
     try:

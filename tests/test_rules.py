@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchdog.config.types import Threshold, format_duration, parse_duration, parse_threshold
-from watchdog.rules import RuleSpec, RuleState, align, evaluate, evaluate_fresh, window
+from watchdog.core.rules import RuleSpec, RuleState, align, evaluate, evaluate_fresh, window
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -414,7 +414,7 @@ def test_parse_threshold_rejects(bad, message: str) -> None:
 
 
 def test_change_points_compare_each_value_with_the_one_over_earlier():
-    from watchdog.rules import change_points
+    from watchdog.core.rules import change_points
 
     day = timedelta(days=1)
     t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""One schedule (watchdog/schedule.py) for the daemon and the replay: the ticks of a source, and the daemon
+"""One schedule (watchdog/core/schedule.py) for the daemon and the replay: the ticks of a source, and the daemon
 polling at the very ticks the replay computes (README "How it decides": every `interval` from the start).
 
 The live side runs the real App with its APScheduler scheduler and an injected clock that stands still at
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from configs import CLOSED, hybrid_routing, parsed
 from timing import FakeClock, until
-from watchdog.app import App
+from watchdog.lifecycle.app import App
 from watchdog.replay.engine import count_polls, schedule
-from watchdog.schedule import catch_up, count, first_due, next_due, ticks
+from watchdog.core.schedule import catch_up, count, first_due, next_due, ticks
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ import pytest
 from aws_proxy import Reply, running_proxy
 from tests.daemon import Daemon
 from story import Publisher, render
-from watchdog.sdnotify import SystemdNotifier
+from watchdog.lifecycle.sdnotify import SystemdNotifier
 
 
 class Listener:
@@ -146,7 +146,7 @@ async def test_the_pings_stop_when_the_polls_stop_coming_round(tmp_path: Path, l
 
     from configs import hybrid_routing, parsed
     from timing import FakeClock, until
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     cfg = parsed(hybrid_routing(state_path=tmp_path / "w.db", timeout="1s", retry={"attempts": 1}))
     clock = FakeClock(datetime.now(timezone.utc))

@@ -16,10 +16,10 @@ import aiohttp
 
 from configs import CLOSED, http, hybrid_routing, level, parsed
 from timing import until
-from watchdog.app import App
-from watchdog.logs import setup_logging
-from watchdog.redact import redactor_for
-from watchdog.report import render_report
+from watchdog.lifecycle.app import App
+from watchdog.support.logs import setup_logging
+from watchdog.shared.redact import redactor_for
+from watchdog.state.report import render_report
 
 SECRETS = {
     "WATCHDOG_API_TOKEN": "api-7c1d5e9f",

@@ -7,9 +7,9 @@ from typing import Any
 
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from watchdog.config import Config
-from watchdog.rules import RuleState
-from watchdog.signals import SignalBoard
-from watchdog.wiring import board_for
+from watchdog.core.rules import RuleState
+from watchdog.core.signals import SignalBoard
+from watchdog.runtime.wiring import board_for
 
 FLAGS = [level(1, "flags", http(f"{CLOSED}/x", method=None), deadline="1m")]
 

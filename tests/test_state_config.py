@@ -1,4 +1,4 @@
-"""`watchdog.state`: a backend chosen by `type` from the registry (watchdog.kinds STATES), and `state_path`,
+"""`watchdog.state`: a backend chosen by `type` from the registry (watchdog.shared.kinds STATES), and `state_path`,
 its shorthand for the SQLite file (README "`watchdog:`"). Existing configs and the WATCHDOG_STATE_PATH
 override keep their meaning; giving both is refused naming both; anything else wrong is one line with its
 path. A reload that changes where the state is says it needs a restart."""
@@ -16,7 +16,7 @@ from test_config_hostile import SMALL
 from toy_state import TOY_STATE, ToyState
 
 from watchdog.config import ConfigError, parse_config
-from watchdog.kinds import STATES
+from watchdog.shared.kinds import STATES
 
 BOTH = ("watchdog: state_path and state both say where the state is kept: give one (state_path: P is short for "
         "state: {type: sqlite, path: P}) (line 1)")
@@ -125,7 +125,7 @@ def test_whatever_is_given_as_state_is_a_config_or_one_line_problems(state: Any,
 async def test_a_reload_that_moves_the_state_says_it_takes_a_restart(tmp_path: Path) -> None:
     from configs import hybrid_routing, parsed
 
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     app = await App.create(parsed(hybrid_routing(state_path=tmp_path / "w.db")), serve_http=False, schedule=False)
     try:

@@ -185,7 +185,7 @@ class FullDisk:
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> type[FullDisk]:
     """Every state file's writing connection is a FullDisk, full until the test sets `full = False`."""
-    from watchdog.store import SqliteStore
+    from watchdog.state.sqlite.store import SqliteStore
 
     real_attach = SqliteStore.attach
 
@@ -215,9 +215,9 @@ async def test_an_injected_full_disk_in_process(tmp_path, admin_api, full_disk):
     import io
     import json
 
-    from watchdog.app import App
-    from watchdog.logs import setup_logging
-    from watchdog.store import SqliteStore
+    from watchdog.lifecycle.app import App
+    from watchdog.support.logs import setup_logging
+    from watchdog.state.sqlite.store import SqliteStore
 
     # The cloudwatch source's client start yields: the file fails before the targets exist.
     quiet = make_target("quiet", [metric_rule(source="cw", namespace="N", metric="M", threshold="> 1")],
@@ -265,8 +265,8 @@ async def test_an_injected_full_disk_in_process(tmp_path, admin_api, full_disk):
 async def test_a_reload_while_a_sent_mark_waits_for_the_file_does_not_send_it_again(tmp_path, admin_api, full_disk):
     """A reload cancels the channel workers. One waiting for its "sent" mark to land (the disk is full) was
     cancelled there, and the next worker read the message as still waiting and sent it again, once per reload."""
-    from watchdog.app import App
-    from watchdog.store import SqliteStore
+    from watchdog.lifecycle.app import App
+    from watchdog.state.sqlite.store import SqliteStore
 
     full_disk.full = False
     hook = webhook(admin_api, events=["incident_opened"], retry={"attempts": 3, "initial_backoff": "10ms"})
@@ -299,7 +299,7 @@ async def test_a_pause_that_comes_while_the_intent_waits_holds_the_level(tmp_pat
     """The disk is full when level 1 is decided; an operator pauses; the disk is freed. The level must not
     run inside the pause (it once did, as soon as its intent landed), and at resume it is level 1 that runs,
     not level 2: nothing of level 1 ever ran."""
-    from watchdog.app import App
+    from watchdog.lifecycle.app import App
 
     app = await App.create(signal_config(tmp_path, admin_api, levels=2), serve_http=False)
     app.runtime.store_wait = 0.2

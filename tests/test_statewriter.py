@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from watchdog.statewriter import StateWriter, WriteFailure
-from watchdog.storage import StoreError
+from watchdog.state.sqlite.writer import StateWriter, WriteFailure
+from watchdog.state.storage import StoreError
 from timing import until
 
 
@@ -100,8 +100,8 @@ async def test_a_record_with_text_utf8_cannot_hold_lands_and_the_chain_goes_on(t
     writer thread: its sequence number was never written and every later record waited behind the gap."""
     from datetime import datetime, timezone
 
-    from watchdog.events import Event
-    from watchdog.store import SqliteStore
+    from watchdog.shared.events import Event
+    from watchdog.state.sqlite.store import SqliteStore
 
     store = SqliteStore(tmp_path / "s.db")
     writer = StateWriter()
@@ -128,7 +128,7 @@ async def test_a_file_changed_under_the_writer_stops_it_for_good(tmp_path) -> No
     import sqlite3
     from datetime import datetime, timezone
 
-    from watchdog.store import SqliteStore
+    from watchdog.state.sqlite.store import SqliteStore
 
     path = tmp_path / "s.db"
     store = SqliteStore(path)

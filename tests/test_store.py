@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from watchdog import auditchain, statefile as store_mod
-from watchdog.escalation import Incident, LevelRun, Phase, Trigger
-from watchdog.events import Event
-from watchdog.journal import MemoryStore
-from watchdog.storage import Store
-from watchdog.codec import encode_incident as snapshot
-from watchdog.auditchain import GENESIS
-from watchdog.store import SqliteStore, StoreError
+from watchdog.state import auditchain
+
+from watchdog.state.sqlite import file as store_mod
+from watchdog.core.escalation import Incident, LevelRun, Phase, Trigger
+from watchdog.shared.events import Event
+from watchdog.state.journal import MemoryStore
+from watchdog.state.storage import Store
+from watchdog.state.codec import encode_incident as snapshot
+from watchdog.state.auditchain import GENESIS
+from watchdog.state.sqlite.store import SqliteStore, StoreError
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -95,7 +97,7 @@ def test_an_intent_written_before_kill_9_survives(db: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from datetime import datetime, timezone\n"
-        "from watchdog.store import SqliteStore\n"
+        "from watchdog.state.sqlite.store import SqliteStore\n"
         "s = SqliteStore(sys.argv[1])\n"
         "s.intent(datetime.now(timezone.utc), 'svc', 'inc-1', 1, '#1 http: PUT /l1', 1, False)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

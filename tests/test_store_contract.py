@@ -1,9 +1,9 @@
 """One contract for every store backend: the in-memory one, the SQLite file written at once, the SQLite
 file written through the daemon's writer thread, and every state backend as the runtime gets it, opened
-through its descriptor (watchdog/statebackend.py): each one registered in watchdog.kinds STATES, the
+through its descriptor (watchdog/state/backend.py): each one registered in watchdog.shared.kinds STATES, the
 in-memory opener of `run --once` and the replay, and the toy JSON-file backend the tests define
-(tests/toy_state.py). What the executor, recovery and the runtime rely on (watchdog/storage.py's Protocols and
-watchdog/outbox.py's Outbox) gives the same results on each, `details` of an event included. A registered
+(tests/toy_state.py). What the executor, recovery and the runtime rely on (watchdog/state/storage.py's Protocols and
+watchdog/state/outbox.py's Outbox) gives the same results on each, `details` of an event included. A registered
 backend must say here how a test configures it (OPENED), or the contract fails; a durable one must give back
 what was written once it has been closed and opened again, and its read-only view (`incidents`) must show it."""
 
@@ -20,19 +20,19 @@ from configs import hybrid_routing, parsed
 from toy_state import TOY_STATE
 from timing import FakeClock
 
-from watchdog.codec import encode_incident
-from watchdog.escalation import Incident, LevelRun, Phase, Trigger
-from watchdog.events import Event
-from watchdog.journal import MemoryStore
-from watchdog.outbox import MemoryOutbox, Outbox
-from watchdog.outbox_sqlite import SqliteOutbox
-from watchdog.kinds import STATES
-from watchdog.pause import Pause
-from watchdog.state_memory import in_memory
-from watchdog.statebackend import OpenState, StateDeps, state_kind
-from watchdog.statewriter import StateWriter
-from watchdog.storage import AuditJournal, IncidentStore, PauseStore, Store
-from watchdog.store import SqliteStore
+from watchdog.state.codec import encode_incident
+from watchdog.core.escalation import Incident, LevelRun, Phase, Trigger
+from watchdog.shared.events import Event
+from watchdog.state.journal import MemoryStore
+from watchdog.state.outbox import MemoryOutbox, Outbox
+from watchdog.state.sqlite.outbox import SqliteOutbox
+from watchdog.shared.kinds import STATES
+from watchdog.core.pause import Pause
+from watchdog.state.memory import in_memory
+from watchdog.state.backend import OpenState, StateDeps, state_kind
+from watchdog.state.sqlite.writer import StateWriter
+from watchdog.state.storage import AuditJournal, IncidentStore, PauseStore, Store
+from watchdog.state.sqlite.store import SqliteStore
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)

@@ -1,12 +1,12 @@
 """A kind of each family, defined here and nowhere else, runs end to end: a source (`toy`: reads a number from
 a file), an action (`toy_poke`), a check (`toy_check`) and a state backend (`toy_json`: one JSON file,
 tests/toy_state.py). No module of watchdog/ changes for them: they are registered for the test
-(watchdog.kinds) and gone after it.
+(watchdog.shared.kinds) and gone after it.
 
 They go through `check-config`, `validate`, `run --once --record`, the daemon's own runtime (a level runs the
 toy action through its runner, the check verifies it, the runners start and close with the runtime) and
 `replay` of the recording (the replay's stand-in runs the toy action). The commands run in this process,
-through watchdog.cli.main (the replay through the function its command calls): a subprocess could not see a
+through watchdog.cli.main.main (the replay through the function its command calls): a subprocess could not see a
 kind defined in a test. The toy state goes through `validate`, `run --once` (which keeps its state in memory and
 so never creates the file), `rollback --offline`, the daemon (which resumes the incident the offline rollback
 left open in the file) and `incidents list|show|verify-log`."""
@@ -32,18 +32,18 @@ from timing import until
 from toy_state import TOY_STATE, ToyState
 from watchdog.actions import ActionKind, CheckKind, action_kind
 from watchdog.actions.base import Step
-from watchdog.app import App
-from watchdog.cli import main
+from watchdog.lifecycle.app import App
+from watchdog.cli.main import main
 from watchdog.config import ConfigError, load_config
 from watchdog.config.base import Model
 from watchdog.config.models import Action, Check
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.kinds import ACTIONS, CHECKS, SOURCES, STATES
+from watchdog.shared.kinds import ACTIONS, CHECKS, SOURCES, STATES
 from watchdog.replay.command import Options, run_replay
-from watchdog.rules import Datapoint
+from watchdog.core.rules import Datapoint
 from watchdog.sources import Query, SourceError, SourceKind
 from watchdog.sources.base import Readings
-from watchdog.state_memory import in_memory
+from watchdog.state.memory import in_memory
 
 # --- the toy kinds: each what a kind's own module would hold ---------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from configs import CLOSED, http, hybrid_routing, level, parsed
 from timing import FakeClock, until
-from watchdog.app import App
+from watchdog.lifecycle.app import App
 from watchdog.config import Config
 
 

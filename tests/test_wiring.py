@@ -12,10 +12,10 @@ from timing import FakeClock, until
 from watchdog.actions import Runners
 from watchdog.actions.base import NothingToOpen, Step
 from watchdog.config.models import Source as SourceConfig
-from watchdog.rules import Datapoint, align
+from watchdog.core.rules import Datapoint, align
 from watchdog.sources import Query, Source, SourceDeps
-from watchdog.state_memory import in_memory
-from watchdog.wiring import build_runtime
+from watchdog.state.memory import in_memory
+from watchdog.runtime.wiring import build_runtime
 
 T0 = datetime(2026, 12, 1, 3, 0, 10, tzinfo=timezone.utc)
 MIN = timedelta(minutes=1)
@@ -77,7 +77,7 @@ async def test_a_runtime_built_with_its_own_sources_and_runners_decides_as_run_d
         assert machine.incident is not None and machine.level == 1
         events = [r.data["event"] for r in rt.journal.records() if r.kind == "event"]
         assert events[:2] == ["incident_opened", "level_started"]
-        from watchdog.reload import apply_reload
+        from watchdog.runtime.reload import apply_reload
 
         await apply_reload(rt, cfg)  # a reload builds its sources the same way, not the real kind
         assert len(built) == 2 and rt.sources["cloudwatch"] is built[1]
@@ -85,6 +85,6 @@ async def test_a_runtime_built_with_its_own_sources_and_runners_decides_as_run_d
         for ex in rt.executors.values():
             if ex.level_task is not None:
                 await ex.level_task
-        from watchdog.wiring import close_runtime
+        from watchdog.runtime.wiring import close_runtime
 
         await close_runtime(rt)

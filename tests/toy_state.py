@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from watchdog.codec import decode_pause, encode_pause
+from watchdog.state.codec import decode_pause, encode_pause
 from watchdog.config.models import State
-from watchdog.journal import MemoryStore, Record
-from watchdog.pause import Pause
-from watchdog.state_memory import MemoryState
-from watchdog.statebackend import OpenState, StateDeps, StateKind, Verdict
-from watchdog.storage import StoreError
+from watchdog.state.journal import MemoryStore, Record
+from watchdog.core.pause import Pause
+from watchdog.state.memory import MemoryState
+from watchdog.state.backend import OpenState, StateDeps, StateKind, Verdict
+from watchdog.state.storage import StoreError
 
 
 class ToyState(State):
@@ -90,7 +90,7 @@ class ToyStore(MemoryStore):
 
 
 async def open_toy(cfg: ToyState, deps: StateDeps) -> OpenState:
-    """The in-memory state's handle (watchdog/state_memory.py) over the JSON-backed store."""
+    """The in-memory state's handle (watchdog/state/memory.py) over the JSON-backed store."""
     cfg.file.parent.mkdir(parents=True, exist_ok=True)
     return MemoryState(ToyStore(cfg.file, create=True))
 

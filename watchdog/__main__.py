@@ -1,3 +1,3 @@
-from watchdog.cli import main
+from watchdog.cli.main import main
 
 raise SystemExit(main())

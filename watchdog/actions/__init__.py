@@ -1,5 +1,5 @@
 """Action and check kinds: one module each, with one descriptor (`KIND`, watchdog/actions/kind.py), registered
-by `type` in watchdog.kinds.ACTIONS and CHECKS. This package names none of them."""
+by `type` in watchdog.shared.kinds.ACTIONS and CHECKS. This package names none of them."""
 
 from __future__ import annotations
 

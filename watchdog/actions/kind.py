@@ -1,4 +1,4 @@
-"""The descriptors of action and check kinds (one per kind module, its `KIND`), registered in watchdog.kinds
+"""The descriptors of action and check kinds (one per kind module, its `KIND`), registered in watchdog.shared.kinds
 ACTIONS and CHECKS, and the runners the runtime builds from them.
 
 An action kind gives its config model, a factory for the runner that runs its steps (started and closed with
@@ -17,7 +17,7 @@ import aiohttp
 
 from watchdog.actions.base import Runner
 from watchdog.config.models import Action, AwsSection, Check
-from watchdog.kinds import ACTIONS, CHECKS, Descriptor, find
+from watchdog.shared.kinds import ACTIONS, CHECKS, Descriptor, find
 
 A = TypeVar("A", bound=Action)
 C = TypeVar("C", bound=Check)
@@ -27,7 +27,7 @@ Verdict = tuple[bool, str]
 @dataclass(frozen=True)
 class RunnerDeps:
     """What a runner may use: the runtime's HTTP session, the base environment of every command it starts
-    (config.process_environment), and the AWS settings its clients are opened with (watchdog/aws.py)."""
+    (config.process_environment), and the AWS settings its clients are opened with (watchdog/support/aws.py)."""
 
     session: aiohttp.ClientSession
     environment: Mapping[str, str]

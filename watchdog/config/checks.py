@@ -1,6 +1,6 @@
 """Cross-field checks that need the whole configuration.
 
-What a rule may read depends on its source's kind: the kind's descriptor (watchdog.kinds.SOURCES) says which
+What a rule may read depends on its source's kind: the kind's descriptor (watchdog.shared.kinds.SOURCES) says which
 reading keys its rules take and checks what their types cannot.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from watchdog.config.models import Config, Rule
 from watchdog.config.types import said
-from watchdog.kinds import SOURCES, SourceSchema
+from watchdog.shared.kinds import SOURCES, SourceSchema
 
 Problem = tuple[tuple[str | int, ...], str]
 

@@ -29,7 +29,7 @@ from watchdog.config.reading import (
     refuse_anchors,
 )
 from watchdog.config.schema import schema
-from watchdog.redact import Redactor
+from watchdog.shared.redact import Redactor
 
 _LOADER = BASE_LOADER
 
@@ -79,7 +79,7 @@ def systemd_environment() -> tuple[str | None, int | None]:
 
 
 def armed_failpoints() -> list[str]:
-    """Test-only crash instants (see watchdog/failpoints.py); unknown names are a config error."""
+    """Test-only crash instants (see watchdog/runtime/failpoints.py); unknown names are a config error."""
     raw = os.environ.get("WATCHDOG_TEST_FAILPOINTS", "")
     return [n.strip() for n in raw.split(",") if n.strip()]
 

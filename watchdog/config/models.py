@@ -1,6 +1,6 @@
 """The configuration's shape: frozen pydantic models, unknown keys rejected.
 
-These are the keys every config has. The kinds (sources, actions, checks, channels: watchdog.kinds) add
+These are the keys every config has. The kinds (sources, actions, checks, channels: watchdog.shared.kinds) add
 theirs: the models a config is parsed with are built from these and the registries (`schema.py`), so a
 `Config` in hand holds each kind's own model. Cross-field rules that need the whole document (a rule's
 source exists, levels have no gaps, ...) live in `checks.py` so each problem gets its own path.
@@ -55,7 +55,7 @@ def state_file(v: Path) -> Path:
 
 
 class State(Model):
-    """The keys every state backend has; a backend's model (its module, watchdog.kinds STATES) adds
+    """The keys every state backend has; a backend's model (its module, watchdog.shared.kinds STATES) adds
     `type: Literal[...]` and its own keys."""
 
     type: str
@@ -81,7 +81,7 @@ class WatchdogSection(BaseSettings):
     shutdown_grace: ShutdownGrace = timedelta(seconds=30)
     # Append every poll's answer to this JSON-lines file, for `replay` (like `run --record FILE`).
     record: Path | None = None
-    # The HTTP face's own protection (watchdog/httpserver.py, README "HTTP endpoints"): anyone who can reach
+    # The HTTP face's own protection (watchdog/http/server.py, README "HTTP endpoints"): anyone who can reach
     # the port, token or not, must not be able to hold descriptors the polls and levels need.
     http_max_connections: int = Field(256, ge=1, le=65536)
     http_header_timeout: Timeout = timedelta(seconds=10)  # from a request's first byte to its last header
@@ -137,7 +137,7 @@ class AwsSection(Model):
     profile: str | None = None
 
 
-# --- sources: config/sources.py (each kind's own model: its module, watchdog.kinds) ------------------
+# --- sources: config/sources.py (each kind's own model: its module, watchdog.shared.kinds) ------------------
 
 # --- rules -------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class Rule(Model):
 
 
 class Action(Model):
-    """The keys every action has; a kind's model (its module, watchdog.kinds) adds `type: Literal[...]`,
+    """The keys every action has; a kind's model (its module, watchdog.shared.kinds) adds `type: Literal[...]`,
     its own keys and its defaults."""
 
     type: str

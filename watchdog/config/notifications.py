@@ -3,7 +3,7 @@
 Every channel filters by `min_severity`, and optionally by `targets` and
 `events`; delivery goes through the durable outbox with the channel's `retry`
 schedule (SPEC 3.2 keys; README "Notifications"). These are the keys every
-channel has; each kind's own model is in its module (watchdog.kinds.CHANNELS).
+channel has; each kind's own model is in its module (watchdog.shared.kinds.CHANNELS).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchdog.config.base import Backoffs
 from watchdog.config.types import Backoff, Timeout
-from watchdog.events import EventKind, Severity
+from watchdog.shared.events import EventKind, Severity
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 

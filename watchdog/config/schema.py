@@ -1,4 +1,4 @@
-"""The models a config is parsed with, built from models.py and the kind registries (watchdog.kinds).
+"""The models a config is parsed with, built from models.py and the kind registries (watchdog.shared.kinds).
 
 Each list a kind fills (`sources`, a level's `actions` and `checks`, `notifications`), and `watchdog.state`,
 is a union of the registered kinds' models, told apart by `type`, so an unknown type is refused while parsing
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, SecretStr, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from watchdog.config import models, notifications, sources
-from watchdog.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, STATES, Kind, Registry, versions
+from watchdog.shared.kinds import ACTIONS, CHANNELS, CHECKS, FAMILIES, SOURCES, STATES, Kind, Registry, versions
 
 
 @dataclass(frozen=True)

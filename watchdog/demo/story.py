@@ -19,14 +19,14 @@ from typing import TextIO
 
 import aioboto3
 
-from watchdog.app import App
+from watchdog.lifecycle.app import App
 from watchdog.config import Config, parse_config
 from watchdog.demo.service import HybridRoutingService, ServiceState, publish_metrics
-from watchdog.escalation import Phase
-from watchdog.events import Event
-from watchdog.logs import setup_logging
+from watchdog.core.escalation import Phase
+from watchdog.shared.events import Event
+from watchdog.support.logs import setup_logging
 from watchdog.replay.command import Options, run_replay
-from watchdog.report import incident_report
+from watchdog.state.report import incident_report
 
 FAULT_AT = 20.0
 GIVE_UP_AFTER = 100.0

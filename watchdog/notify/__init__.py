@@ -1,5 +1,5 @@
 """Notification channels (one module per kind, each with one descriptor, `KIND`, registered by `type` in
-watchdog.kinds.CHANNELS) and the notifier."""
+watchdog.shared.kinds.CHANNELS) and the notifier."""
 
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
-from watchdog.codec import jsonable
+from watchdog.state.codec import jsonable
 from watchdog.config.notifications import Notification
-from watchdog.events import Event
-from watchdog.kinds import CHANNELS, Descriptor, find
-from watchdog.rules import format_value
+from watchdog.shared.events import Event
+from watchdog.shared.kinds import CHANNELS, Descriptor, find
+from watchdog.core.rules import format_value
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 PAYLOAD_SCHEMA = "rollback-watchdog.event/v1"
@@ -62,7 +62,7 @@ N = TypeVar("N", bound=Notification)
 
 @dataclass(frozen=True)
 class ChannelKind(Descriptor[N]):
-    """A channel kind's descriptor (its module's `KIND`, registered in watchdog.kinds.CHANNELS): its config
+    """A channel kind's descriptor (its module's `KIND`, registered in watchdog.shared.kinds.CHANNELS): its config
     model, and how a configured channel is built on the runtime's HTTP session."""
 
     build: Callable[[N, aiohttp.ClientSession], Channel]

@@ -19,7 +19,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from watchdog.config.notifications import Notification
-from watchdog.events import Severity
+from watchdog.shared.events import Severity
 from watchdog.notify.base import ChannelKind, DeliveryFailed, Message, render_text, trigger_lines
 
 log = structlog.get_logger("watchdog.notify.email")

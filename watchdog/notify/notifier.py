@@ -21,15 +21,15 @@ from typing import Any
 
 import structlog
 
-from watchdog.clock import Clock
+from watchdog.shared.clock import Clock
 from watchdog.config.notifications import Notification
-from watchdog.events import Event
-from watchdog.metrics import Metrics
+from watchdog.shared.events import Event
+from watchdog.support.metrics import Metrics
 from watchdog.notify.base import SEVERITY_RANK, Channel, DeliveryFailed, Message
-from watchdog.outbox import MemoryOutbox, Outbox, Pending
-from watchdog.retrying import backoff as retry_backoff
-from watchdog.storage import AuditJournal, StoreError
-from watchdog.tasks import Tasks
+from watchdog.state.outbox import MemoryOutbox, Outbox, Pending
+from watchdog.support.retrying import backoff as retry_backoff
+from watchdog.state.storage import AuditJournal, StoreError
+from watchdog.support.tasks import Tasks
 
 log = structlog.get_logger("watchdog.notify")
 
@@ -79,7 +79,7 @@ class Notifier:
         self._tasks = tasks or Tasks()  # the runtime's, so that its stop sees the workers too
         self._restart_after = restart_after  # a worker that crashed starts again after this many seconds
         self._started = False
-        # The outbox and the audit log of the runtime's state (watchdog/statebackend.py), given whole at
+        # The outbox and the audit log of the runtime's state (watchdog/state/backend.py), given whole at
         # construction; without them (a test's notifier) an outbox in memory and no audit records.
         self._outbox: Outbox = outbox or MemoryOutbox()
         self._journal = journal

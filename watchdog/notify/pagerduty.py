@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from watchdog.config.notifications import Notification
 from watchdog.config.types import HttpUrl
-from watchdog.events import Event, Severity
+from watchdog.shared.events import Event, Severity
 from watchdog.notify.base import ChannelKind, Message, Posting, post, render_text, trigger_lines
 
 

@@ -21,7 +21,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from watchdog.config.notifications import Notification
 from watchdog.config.types import HttpUrl
-from watchdog.events import Event
+from watchdog.shared.events import Event
 from watchdog.notify.base import (
     Channel,
     ChannelKind,

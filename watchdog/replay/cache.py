@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from watchdog.rules import Datapoint
+from watchdog.core.rules import Datapoint
 
 SCHEMA_VERSION = 1
 _SCHEMA = """

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from watchdog.config.models import Config
 from watchdog.config.models import Source as SourceConfig
-from watchdog.metrics import Metrics
+from watchdog.support.metrics import Metrics
 from watchdog.replay import history
 from watchdog.replay.cache import CacheError, HistoryCache
 from watchdog.replay.engine import PauseWindow, count_polls, replay
@@ -29,11 +29,11 @@ from watchdog.replay.labels import Label, LabelsError, failures, read_labels, sc
 from watchdog.replay.outcome import outcome_of, render_text
 from watchdog.replay.recorded import Recorded, Recording, RecordingError, read_recording
 from watchdog.replay.sources import HistorySource, Series
-from watchdog.signals import Query
+from watchdog.core.signals import Query
 from watchdog.sources import source_kind
 from watchdog.sources.base import SourceError
 from watchdog.sources.cloudwatch import fetch_window
-from watchdog.wiring import board_for
+from watchdog.runtime.wiring import board_for
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNSEEN = 0, 1, 2, 3
 MAX_POLLS = 1_000_000  # simulated polls a replay runs without --yes (or a yes on a terminal)

@@ -2,7 +2,7 @@
 
 Nothing here decides: the sources answer from history (replay/sources.py), the actions and checks only
 record and succeed at once, the journal is in memory, no notification channel is built, and the polls come
-at the ticks the daemon's scheduler fires at (watchdog/schedule.py), each handed to the runtime as its
+at the ticks the daemon's scheduler fires at (watchdog/core/schedule.py), each handed to the runtime as its
 tick. What the runtime decided is read back from its own journal (replay/outcome.py); what it logged at
 error level, stamped with the simulated time, is kept for the outcome instead of going to stderr.
 """
@@ -21,19 +21,19 @@ from watchdog.actions import Runners
 from watchdog.actions.base import ActionFailed, NothingToOpen, Step
 from watchdog.config.models import Config
 from watchdog.config.types import format_duration
-from watchdog.escalation import Phase
+from watchdog.core.escalation import Phase
 from watchdog.config.models import Source as SourceConfig
-from watchdog.events import Event
-from watchdog.journal import MemoryStore
-from watchdog.logs import replay_log
+from watchdog.shared.events import Event
+from watchdog.state.journal import MemoryStore
+from watchdog.support.logs import replay_log
 from watchdog.replay.sources import HistorySource
-from watchdog.runtime import Runtime
-from watchdog.schedule import count, ticks
-from watchdog.signals import Query
+from watchdog.runtime.runtime import Runtime
+from watchdog.core.schedule import count, ticks
+from watchdog.core.signals import Query
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
-from watchdog.state_memory import in_memory
-from watchdog.wiring import build_runtime, close_runtime
+from watchdog.state.memory import in_memory
+from watchdog.runtime.wiring import build_runtime, close_runtime
 
 
 class SimClock:
@@ -129,7 +129,7 @@ Poll = tuple[datetime, int, str]  # when, the source's place in the config, its 
 def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Sequence[datetime]],
              skip: Collection[str] = ()) -> Iterator[Poll]:
     """When each source is polled, in time order: at its recorded times where there are some, else at the
-    ticks the daemon's scheduler fires at (watchdog/schedule.py). Made as it is consumed, never a list: a
+    ticks the daemon's scheduler fires at (watchdog/core/schedule.py). Made as it is consumed, never a list: a
     100 ms interval over two weeks is 12 M polls."""
     runs: list[Iterator[Poll]] = []
     for order, s in enumerate(cfg.sources):

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog.config.models import AwsSection
-from watchdog.metrics import Metrics
+from watchdog.support.metrics import Metrics
 from watchdog.replay.cache import HistoryCache
-from watchdog.rules import EPOCH, Datapoint
-from watchdog.signals import Query
+from watchdog.core.rules import EPOCH, Datapoint
+from watchdog.core.signals import Query
 from watchdog.sources.cloudwatch import MAX_QUERIES_PER_CALL, CloudWatch, CloudWatchSource, pack, reads, rule_queries
 
 MAX_DATAPOINTS_PER_CALL = 100_800

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from watchdog.config.reading import Refused, read_data
 from watchdog.config.types import format_duration
-from watchdog.escalation import Incident
+from watchdog.core.escalation import Incident
 from watchdog.replay.outcome import highest_level
 
 

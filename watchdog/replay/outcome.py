@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from watchdog.codec import decode_incident
-from watchdog.escalation import Incident, evidence
-from watchdog.events import Event
+from watchdog.state.codec import decode_incident
+from watchdog.core.escalation import Incident, evidence
+from watchdog.shared.events import Event
 from watchdog.replay.engine import Replayed
 
 

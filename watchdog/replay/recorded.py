@@ -1,4 +1,4 @@
-"""Reading a recording of the daemon's polls (written by watchdog/recording.py) into replay sources."""
+"""Reading a recording of the daemon's polls (written by watchdog/runtime/recording.py) into replay sources."""
 
 from __future__ import annotations
 

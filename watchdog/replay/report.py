@@ -19,9 +19,9 @@ from watchdog.config.models import Source as SourceConfig
 from watchdog.config.types import format_duration
 from watchdog.replay.engine import Replayed, Transition
 from watchdog.replay.labels import Label, Score
-from watchdog.escalation import evidence
+from watchdog.core.escalation import evidence
 from watchdog.replay.outcome import Outcome, end_state, logged_lines, render_text, unseen_lines
-from watchdog.rules import Datapoint, change_points
+from watchdog.core.rules import Datapoint, change_points
 from watchdog.sources import source_kind
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from watchdog.rules import Datapoint, Value, evaluation_range
-from watchdog.signals import Query
+from watchdog.core.rules import Datapoint, Value, evaluation_range
+from watchdog.core.signals import Query
 from watchdog.sources.base import SourceError
 from watchdog.sources.cloudwatch import Window
 

@@ -1,5 +1,5 @@
 """Source kinds: one module each, with one descriptor (`KIND`, watchdog/sources/kind.py), registered by `type`
-in watchdog.kinds.SOURCES. This package names none of them."""
+in watchdog.shared.kinds.SOURCES. This package names none of them."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from watchdog.config.checks import Problem
 from watchdog.config.models import Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import AlertTtl, Interval
-from watchdog.rules import Datapoint
+from watchdog.core.rules import Datapoint
 from watchdog.sources.alertstore import AlertStore
 from watchdog.sources.base import Query, Readings
 from watchdog.sources.kind import SourceDeps, SourceKind, Validating, Verdict

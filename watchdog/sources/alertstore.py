@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from watchdog.clock import Clock
+from watchdog.shared.clock import Clock
 
 # Go's zero time.Time: Alertmanager's "no end" (it blanks endsAt of every firing alert).
 _NO_END = datetime(1, 1, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""What the AWS-backed sources share: one client per source (watchdog/aws.py opens it), each call under the
+"""What the AWS-backed sources share: one client per source (watchdog/support/aws.py opens it), each call under the
 source's retry schedule, and every error a one-line SourceError."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any, ClassVar, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from watchdog.aws import aws_client, is_retryable
+from watchdog.support.aws import aws_client, is_retryable
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import AwsSection
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.retrying import Sleep, retrying
-from watchdog.signals import Query
+from watchdog.support.retrying import Sleep, retrying
+from watchdog.core.signals import Query
 from watchdog.sources.base import SourceError
 
 __all__ = ["AwsSource", "aws_call", "aws_client", "is_retryable"]

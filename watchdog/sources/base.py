@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from watchdog.config.base import RetrySchedule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import HttpUrl, Timeout
-from watchdog.retrying import Sleep
-from watchdog.rules import Datapoint, align, evaluation_range
-from watchdog.signals import Query
+from watchdog.support.retrying import Sleep
+from watchdog.core.rules import Datapoint, align, evaluation_range
+from watchdog.core.signals import Query
 
 __all__ = ["HttpSampled", "HttpSourceConfig", "Query", "Readings", "Source", "SourceError"]
 

@@ -20,15 +20,15 @@ from urllib.parse import quote_plus
 from botocore.utils import parse_timestamp
 from pydantic import AfterValidator, Field, field_validator
 
-from watchdog.aws import aws_client, is_retryable
+from watchdog.support.aws import aws_client, is_retryable
 from watchdog.config.base import Model
 from watchdog.config.checks import BREACHING_MISSING, Problem
 from watchdog.config.models import AwsSection, Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import Duration
-from watchdog.metrics import Metrics
-from watchdog.retrying import Sleep
-from watchdog.rules import EPOCH, Datapoint, evaluation_range
+from watchdog.support.metrics import Metrics
+from watchdog.support.retrying import Sleep
+from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind

@@ -19,7 +19,7 @@ from watchdog.config.base import Model
 from watchdog.config.models import Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import CostInterval, format_duration
-from watchdog.rules import Datapoint
+from watchdog.core.rules import Datapoint
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind, Validating, Verdict

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import aiohttp
 
 from watchdog.config.base import Model
-from watchdog.retrying import Sleep, retrying
-from watchdog.rules import Datapoint
+from watchdog.support.retrying import Sleep, retrying
+from watchdog.core.rules import Datapoint
 from watchdog.sources.base import HttpSampled, HttpSourceConfig, Query, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind
 

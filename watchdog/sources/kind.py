@@ -1,4 +1,4 @@
-"""A source kind's descriptor: one per kind module (its `KIND`), registered in watchdog.kinds.SOURCES.
+"""A source kind's descriptor: one per kind module (its `KIND`), registered in watchdog.shared.kinds.SOURCES.
 
 It says everything the rest of the watchdog asks of a kind: the config model and the keys a rule on it reads
 (with their checks), how a configured source is built, whether its readings are sampled and how they are
@@ -18,8 +18,8 @@ import aiohttp
 from watchdog.config.base import Model
 from watchdog.config.models import AwsSection, Rule
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.kinds import SOURCES, Descriptor, find
-from watchdog.metrics import Metrics
+from watchdog.shared.kinds import SOURCES, Descriptor, find
+from watchdog.support.metrics import Metrics
 from watchdog.sources.alertstore import AlertStore
 from watchdog.sources.base import Query, Source
 

@@ -21,8 +21,8 @@ import aiohttp
 
 from watchdog.config.base import Model
 from watchdog.config.types import Interval
-from watchdog.retrying import Sleep, retrying
-from watchdog.rules import Datapoint
+from watchdog.support.retrying import Sleep, retrying
+from watchdog.core.rules import Datapoint
 from watchdog.sources.base import HttpSampled, HttpSourceConfig, Query, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind
 

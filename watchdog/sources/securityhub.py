@@ -19,8 +19,8 @@ from watchdog.config.base import Model
 from watchdog.config.models import AwsSection
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import Interval
-from watchdog.retrying import Sleep
-from watchdog.rules import Datapoint
+from watchdog.support.retrying import Sleep
+from watchdog.core.rules import Datapoint
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, Readings, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind

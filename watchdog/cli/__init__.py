@@ -1,0 +1,1 @@
+"""The commands and their exit codes: the only place that exits."""

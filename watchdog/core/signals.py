@@ -1,0 +1,187 @@
+"""The latest readings per rule and the health of each source. No I/O.
+
+A source that failed its last poll gives its rules no datapoints at all, so they
+evaluate to insufficient_data whatever `missing_data` says: a failed poll is never
+a breach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from watchdog.config.models import Config, Rule, Target
+from watchdog.core.escalation import RuleView
+from watchdog.core.rules import (
+    Datapoint,
+    Evaluation,
+    RuleSpec,
+    RuleState,
+    change_points,
+    evaluate,
+    evaluation_range,
+    grid,
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one rule asks of its source; the sources answer per key."""
+
+    key: str  # "target/rule", unique across the config
+    rule: Rule
+
+
+@dataclass
+class SourceHealth:
+    name: str
+    type: str
+    interval_s: float
+    up: bool = False
+    answered: bool = False
+    last_poll: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    failing_since: datetime | None = None
+
+
+@dataclass
+class RuleSlot:
+    target: str
+    rule: Rule
+    spec: RuleSpec
+    points: Sequence[Datapoint] = ()
+    evaluation: Evaluation | None = None
+    state: RuleState = RuleState.INSUFFICIENT_DATA
+    last_datapoint: datetime | None = None
+    note: str = field(default="")
+    history: list[Datapoint] = field(default_factory=list)
+
+
+def rule_key(target: str, rule: str) -> str:
+    return f"{target}/{rule}"
+
+
+def spec_for(rule: Rule, sampled: bool, interval_s: float, period: timedelta | None = None) -> RuleSpec:
+    """`period`: what the rule's source buckets its readings by (SourceShape.bucket); None: the interval."""
+    period = period or timedelta(seconds=interval_s)
+    return RuleSpec(
+        threshold=rule.judged_by,
+        period=period,
+        evaluation_periods=rule.evaluation_periods,
+        datapoints_to_alarm=rule.m,
+        missing_data=rule.missing_data,
+        complete_buckets_only=not sampled,
+    )
+
+
+class SourceShape(Protocol):
+    """What the board needs of a source's kind (its descriptor, watchdog/sources/kind.py, is one)."""
+
+    @property
+    def sampled(self) -> bool: ...  # each reading complete on arrival (no still-filling bucket)
+
+    def bucket(self, rule: Rule, /) -> timedelta | None: ...  # a rule's bucket period; None: the interval
+
+
+class SignalBoard:
+    def __init__(self, cfg: Config, shapes: Mapping[str, SourceShape]):
+        """`shapes`: the kind of each source, by source name."""
+        self.sources = {
+            s.name: SourceHealth(s.name, s.type, s.interval.total_seconds()) for s in cfg.sources
+        }
+        self._blind_after = {s.name: s.blind_limit for s in cfg.sources}
+        self.slots: dict[str, RuleSlot] = {}
+        for t in cfg.targets:
+            for r in t.rules:
+                src, shape = self.sources[r.source], shapes[r.source]
+                slot = RuleSlot(t.name, r, spec_for(r, shape.sampled, src.interval_s, shape.bucket(r)))
+                # Until its source answers, a rule knows nothing: never judge it on an empty window.
+                slot.note = f"source {r.source} has not answered yet"
+                self.slots[rule_key(t.name, r.name)] = slot
+        self._targets = {t.name: t for t in cfg.targets}
+        # Keys, not slots: reload swaps a kept rule's slot object in under the same key.
+        self._keys_of_target = {t.name: [rule_key(t.name, r.name) for r in t.rules] for t in cfg.targets}
+        self._keys_of_source: dict[str, list[str]] = {s.name: [] for s in cfg.sources}
+        for key, slot in self.slots.items():
+            self._keys_of_source[slot.rule.source].append(key)
+        self._sources_of_target = {t.name: sorted({r.source for r in t.rules}) for t in cfg.targets}
+
+    def queries(self, source: str) -> list[Query]:
+        return [Query(k, self.slots[k].rule) for k in self._keys_of_source.get(source, ())]
+
+    def targets_of(self, source: str) -> list[str]:
+        return sorted({self.slots[k].target for k in self._keys_of_source.get(source, ())})
+
+    def source_ok(self, name: str, data: dict[str, Sequence[Datapoint]], now: datetime) -> None:
+        h = self.sources[name]
+        h.up, h.answered, h.last_poll, h.last_success, h.last_error, h.failing_since = True, True, now, now, None, None
+        for key, points in data.items():
+            slot = self.slots[key]
+            slot.points = self._keep(slot, points, now) if slot.rule.change is not None else points
+            slot.note = ""
+            if points:
+                slot.last_datapoint = max(ts for ts, _ in points)
+
+    @staticmethod
+    def _keep(slot: RuleSlot, points: Sequence[Datapoint], now: datetime) -> list[Datapoint]:
+        """A change rule looks `over` back, further than a sampled source's own short history: the board
+        keeps the readings it needs (merged by time, older ones dropped)."""
+        change = slot.rule.change
+        if change is None:
+            return list(points)
+        horizon = now - change.over - slot.spec.period * (evaluation_range(slot.spec.evaluation_periods) + 2)
+        merged = {ts: v for ts, v in slot.history if ts >= horizon}
+        merged.update((ts, v) for ts, v in points if ts >= horizon)
+        slot.history = sorted(merged.items())  # kept through failed polls, unlike `points`
+        return slot.history
+
+    def blind_sources(self, target: str, now: datetime) -> dict[str, str]:
+        """The sources this target reads that have failed for longer than their `blind_after`, with why."""
+        out = {}
+        for name in self._sources_of_target.get(target, ()):
+            h = self.sources[name]
+            if h.failing_since is not None and now - h.failing_since >= self._blind_after[name]:
+                out[name] = f"source {name} down since {h.failing_since:%H:%M:%SZ}: {h.last_error}"
+        return out
+
+    def source_failed(self, name: str, error: str, now: datetime) -> None:
+        h = self.sources[name]
+        h.up, h.last_poll, h.last_error = False, now, error
+        h.failing_since = h.failing_since or now
+        for key in self._keys_of_source.get(name, ()):
+            slot = self.slots[key]
+            slot.points = ()
+            slot.note = f"source {name} down: {error}"
+
+    def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
+        views = {}
+        slots, sources = self.slots, self.sources
+        grids: dict[tuple[timedelta, int, bool, datetime], list[datetime]] = {}
+        for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
+            slot = slots[key]
+            rule, spec = slot.rule, slot.spec
+            # A sampled source's window ends at its own last reading: evaluating it because
+            # another source polled must not see a gap where the next reading is not due yet.
+            at = now
+            if not spec.complete_buckets_only:
+                at = sources[rule.source].last_success or now
+            points = slot.points
+            if rule.change is not None:
+                points = change_points(points, rule.change.over, spec.period)
+            if rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
+                points = [p for p in points if p[0] >= now - rule.max_age]
+            edges = grids.get((spec.period, spec.evaluation_periods, spec.complete_buckets_only, at))
+            if edges is None:
+                edges = grids[spec.period, spec.evaluation_periods, spec.complete_buckets_only, at] = grid(spec, at)
+            ev = evaluate(spec, points, at, slot.state, edges)
+            if slot.note:
+                ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
+            slot.evaluation, slot.state = ev, ev.state
+            views[rule.name] = RuleView(rule.name, rule.level, spec, points, ev)
+        return views
+
+    def target(self, name: str) -> Target:
+        return self._targets[name]

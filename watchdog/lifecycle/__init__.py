@@ -1,0 +1,1 @@
+"""What runs a built runtime: the daemon's start and ordered stop (app), rollback --offline, validate, systemd notification."""

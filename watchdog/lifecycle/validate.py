@@ -1,0 +1,149 @@
+"""`rollback-watchdog validate`: the prerequisites check, one row per check.
+
+Nothing here changes the protected system: the state is probed by its backend (the
+SQLite file: writable, or can be made), sources get one real read each (unless
+their kind checks them otherwise: a billed one only with `--include-cost`, a pushed
+one by the API token its pushes need), actions are only reached (their kind's
+`probe`: a TCP connect, an executable file, or a GET of their `probe` URL), never run.
+`--send-test` sends one test message through each notification channel (for
+PagerDuty, a trigger followed at once by its resolve, so nobody is left with an
+open alert).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import aiohttp
+
+from watchdog.actions import action_kind
+from watchdog.shared.clock import SystemClock
+from watchdog.config import Config
+from watchdog.shared.events import Event
+from watchdog.support.metrics import Metrics
+from watchdog.notify import DeliveryFailed, Message, build_channels
+from watchdog.shared.redact import redactor_for
+from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, Validating, build_source, source_kind
+from watchdog.state.backend import configured
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def state_check(cfg: Config) -> Check:
+    """The configured state backend's own probe (the SQLite file: can it be written or made)."""
+    kind, state = configured(cfg)
+    name = kind.describe(state)
+    try:
+        return Check(name, *await kind.probe(state))
+    except Exception as exc:  # a backend's probe that broke is a failed check, never a traceback
+        return Check(name, False, f"the probe failed: {type(exc).__name__}")
+
+
+def channels_check(cfg: Config) -> Check:
+    if not cfg.notifications:
+        return Check("notification channels", False, "none configured: nobody would hear of a rollback")
+    names = ", ".join(f"{n.channel_name} ({n.type})" for n in cfg.notifications)
+    return Check("notification channels", True, names)
+
+
+async def send_tests(cfg: Config, session: aiohttp.ClientSession, now: datetime) -> list[Check]:
+    incident = f"validate-test-{now:%Y%m%dT%H%M%SZ}"
+    test = Event("test", "info", "rollback-watchdog", incident, 0, now,
+                 "a test message from `rollback-watchdog validate --send-test`", "nothing: this is only a test")
+    out = []
+    for cfg_ch, channel in build_channels(cfg.notifications, session):
+        name = f"send test to {cfg_ch.channel_name} ({cfg_ch.type})"
+        try:
+            async with asyncio.timeout(cfg_ch.timeout.total_seconds()):
+                await channel.send(Message(0, cfg_ch.channel_name, test, False))
+                if "resolved" in cfg_ch.always_events:  # a channel that keeps alerts open until resolved
+                    resolved = Event("resolved", "info", test.target, incident, 0, now, "test done", "nothing")
+                    await channel.send(Message(0, cfg_ch.channel_name, resolved, False))
+        except DeliveryFailed as exc:
+            out.append(Check(name, False, exc.reason))
+        except TimeoutError:
+            out.append(Check(name, False, f"no answer within {cfg_ch.timeout.total_seconds():g}s"))
+        except Exception as exc:  # the type only: a message may quote a URL with a token in it
+            out.append(Check(name, False, f"unexpected {type(exc).__name__}"))
+        else:
+            out.append(Check(name, True, "delivered"))
+        finally:
+            await channel.close()
+    return out
+
+
+async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cost: bool) -> list[Check]:
+    """One real read per source, through the same code the daemon polls with, on its first rule only."""
+    deps = SourceDeps(cfg.aws, session, Metrics(), AlertStore(SystemClock()))
+    told = Validating(include_cost=include_cost, api_token=cfg.watchdog.api_token is not None)
+    out = []
+    for s in cfg.sources:
+        name = f"source {s.name} ({s.type})"
+        rules = [Query(f"{t.name}/{r.name}", r) for t in cfg.targets for r in t.rules if r.source == s.name]
+        kind = source_kind(s)
+        verdict = kind.validation(kind.of(s), told)
+        if verdict is not None:  # checked without a read
+            out.append(Check(name, *verdict))
+            continue
+        if not rules:
+            out.append(Check(name, True, "no rule reads it"))
+            continue
+        src = build_source(s, rules[:1], deps)
+        try:
+            async with asyncio.timeout(s.timeout.total_seconds() * (s.retry.attempts + 1) + 5):
+                await src.start()
+                await src.poll(datetime.now(timezone.utc))
+        except SourceError as exc:
+            out.append(Check(name, False, str(exc)))
+        except TimeoutError:
+            out.append(Check(name, False, "no answer in time"))
+        except Exception as exc:  # e.g. an unknown AWS profile, missing credentials
+            out.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
+        else:
+            out.append(Check(name, True, f"answered ({rules[0].rule.name})"))
+        finally:
+            await src.close()
+    return out
+
+
+async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Check]:
+    """Each action can be reached; none is run."""
+    out = []
+    for t in cfg.targets:
+        for lv in t.levels:
+            for i, action in enumerate(lv.actions):
+                name = f"action {t.name} L{lv.level} #{i + 1} ({action.type})"
+                kind = action_kind(action)
+                try:
+                    out.append(Check(name, *await kind.probe(kind.of(action), session)))
+                except Exception as exc:  # a kind's probe that broke is a failed check, never a traceback
+                    out.append(Check(name, False, f"the probe failed: {type(exc).__name__}"))
+    return out
+
+
+async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:
+    checks = [await state_check(cfg)]
+    mask = redactor_for(cfg).text  # an error from a source or channel may quote a URL with its token
+    async with aiohttp.ClientSession() as session:
+        checks += await source_checks(cfg, session, include_cost)
+        checks += await action_checks(cfg, session)
+        checks.append(channels_check(cfg))
+        if send_test and cfg.notifications:
+            checks += await send_tests(cfg, session, datetime.now(timezone.utc))
+    return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
+
+
+def render(checks: list[Check]) -> str:
+    rows = [("CHECK", "RESULT", "DETAIL")] + [(c.name, "pass" if c.ok else "FAIL", c.detail) for c in checks]
+    w0, w1 = (max(len(r[i]) for r in rows) for i in range(2))
+    lines = [f"{a.ljust(w0)}  {b.ljust(w1)}  {c}" for a, b, c in rows]
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - failed}/{len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))
+    return "\n".join(lines)

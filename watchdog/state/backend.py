@@ -1,0 +1,105 @@
+"""State backends: the descriptor of a kind (one per backend module, its `KIND`, registered in watchdog.shared.kinds
+STATES by the `type` of `watchdog.state`), and what an opened backend hands the runtime.
+
+A backend kind gives its config model and says how to
+- `open` it for the daemon (and `rollback --offline`): the stores (watchdog/state/storage.py's Protocols), the
+  outbox, a health view, the replay of notifications the outbox never got, and `aclose`, which closes what it
+  opened in its own order (the SQLite file: its writer, the file, then the lock);
+- `read` it for the `incidents` commands, never creating or writing it;
+- `probe` it for `validate` (the SQLite file: can it be written), under the name `describe` gives.
+
+Nothing else of the watchdog knows which backend it runs on. `run --once` and the replay keep their state in
+memory (watchdog/state/memory.py): an opener through the same seam, not a kind, since a daemon configured
+without a durable state would forget every incident and audit record at its next start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from watchdog.shared.clock import Clock
+from watchdog.config.models import Config, State
+from watchdog.shared.events import Event
+from watchdog.shared.kinds import STATES, Descriptor, find
+from watchdog.state.outbox import Outbox
+from watchdog.state.storage import StateHealth, StateListener, StateReader, Store
+
+S = TypeVar("S", bound=State)
+Verdict = tuple[bool, str]
+# The notifier's `replay`: (audit seq, event, dry_run) of each event to queue; returns how many were queued.
+Requeue = Callable[[Sequence[tuple[int, Event, bool]]], int]
+
+
+@dataclass(frozen=True)
+class StateDeps:
+    """What opening a backend may use: who opens it (another process refused names it) and the clock (the
+    outbox's delivered rows are pruned by age)."""
+
+    owner: str
+    clock: Clock
+
+
+class OpenState(Protocol):
+    """A backend opened for writing, whole: nothing is filled in after `open` returns."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def health(self) -> StateHealth: ...
+
+    def watch(self, listener: StateListener) -> None:
+        """From now on `listener` hears of the state's failures; one already under way it is told at once.
+        (It pages through the notifier, which is built on this backend's outbox: so it comes after.)"""
+        ...
+
+    def requeue(self, replay: Requeue) -> None:
+        """Queue the events the audit log has and the outbox never got (the process died between the two)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what `open` opened, once nothing writes any more (the runtime's last step)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StateKind(Descriptor[S]):
+    open: Callable[[S, StateDeps], Awaitable[OpenState]]  # StoreError or LockHeld, each one line
+    read: Callable[[S], StateReader]  # StoreError (one line) when there is nothing to read
+    describe: Callable[[S], str]  # the state's name in validate's table, e.g. "state path ./state/watchdog.db"
+    probe: Callable[[S], Awaitable[Verdict]]  # validate: could the daemon open it; changes nothing
+    # The key of `config` that `watchdog.state_path` sets: the one backend that has such a shorthand.
+    shorthand: str | None = None
+
+
+def state_kind(of: State | str) -> StateKind[Any]:
+    kind: StateKind[Any] = find(STATES, of, StateKind)
+    return kind
+
+
+def configured(cfg: Config) -> tuple[StateKind[Any], State]:
+    """The backend the config names, with its model (`state_path` has become one when parsing)."""
+    state = cfg.watchdog.state
+    if state is None:
+        raise TypeError("the config was not parsed (watchdog.config.parse_config): its watchdog.state is unset")
+    kind = state_kind(state)
+    return kind, kind.of(state)
+
+
+# How build_runtime gets its state: the configured backend, or (run --once, the replay) one in memory.
+Opener = Callable[[Config, StateDeps], Awaitable[OpenState]]
+
+
+async def open_configured(cfg: Config, deps: StateDeps) -> OpenState:
+    kind, state = configured(cfg)
+    return await kind.open(state, deps)
+
+
+def read_configured(cfg: Config) -> StateReader:
+    kind, state = configured(cfg)
+    return kind.read(state)
