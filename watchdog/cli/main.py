@@ -163,7 +163,7 @@ async def _daemon(cfg: Config, dry_run: bool | None, path: str, record: str | No
     from watchdog.lifecycle.app import App
     from watchdog.config import armed_failpoints, systemd_environment
     from watchdog.runtime.failpoints import KNOWN, Failpoints
-    from watchdog.state.sqlite.lock import LockHeld
+    from watchdog.state.storage import LockHeld
     from watchdog.runtime.recording import RecordingUnwritable
     from watchdog.lifecycle.sdnotify import SystemdNotifier
     from watchdog.runtime.wiring import SourceStartFailed
