@@ -144,3 +144,19 @@ async def test_passes_against_the_demo_environment(tmp_path, moto_url, aws_env) 
     assert [row(out, f"action hybrid-routing L{n} #1 (http)")[:4] for n in (1, 2, 3)] == ["pass"] * 3
     assert row(out, "send test to demo-webhook (webhook)") == "pass  delivered"
     assert state.notifications == ["test"] and state.calls == []  # reached, never run
+
+
+async def test_a_source_that_cannot_start_is_its_own_failed_row_and_the_rest_is_checked(tmp_path, env) -> None:
+    """validate builds the runtime as `run` does (the one composition), where a source that cannot start stops
+    the whole start; here it is that source's row: an AWS profile that does not exist, and every other check
+    still made, the state file still untouched."""
+    doc = config(tmp_path / "state" / "w.db", [], env["aws"], env["admin"])
+    doc["aws"]["profile"] = "no-such-profile"
+    path = write(tmp_path, doc)
+    code, out, err = await run_validate(Path(path), env={"AWS_CONFIG_FILE": str(tmp_path / "none"),
+                                                         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    assert code == 1 and "Traceback" not in err, out + err
+    assert row(out, "source cw (cloudwatch)").startswith("FAIL  ProfileNotFound"), out
+    assert row(out, "action web L1 #1 (http)").startswith("pass"), out
+    assert row(out, "notification channels").startswith("FAIL  none configured"), out
+    assert not (tmp_path / "state").exists()  # probed, never created

@@ -8,25 +8,35 @@ one by the API token its pushes need), actions are only reached (their kind's
 `--send-test` sends one test message through each notification channel (for
 PagerDuty, a trigger followed at once by its resolve, so nobody is left with an
 open alert).
+
+The sources, the HTTP session and the action runners are the runtime's: `validate` builds it with the one
+composition function (runtime/wiring.py), as `run` does, with the state in memory (the configured state is
+only probed), no recording, and each source built on its first rule (one read, one metric billed). A source
+that cannot even start (an unknown AWS profile) is that source's failed row, not the end of the check.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import aiohttp
 
 from watchdog.actions import action_kind
-from watchdog.shared.clock import SystemClock
 from watchdog.config import Config
-from watchdog.shared.events import Event
-from watchdog.support.metrics import Metrics
+from watchdog.config.models import Source as SourceConfig
+from watchdog.core.rules import Datapoint
 from watchdog.notify import DeliveryFailed, Message, build_channels
+from watchdog.runtime.runtime import Runtime
+from watchdog.runtime.wiring import build_runtime, close_runtime
+from watchdog.shared.events import Event
 from watchdog.shared.redact import redactor_for
-from watchdog.sources import AlertStore, Query, SourceDeps, SourceError, Validating, build_source, source_kind
+from watchdog.sources import Query, SourceDeps, SourceError, Validating, build_source, source_kind
+from watchdog.sources.base import Source
 from watchdog.state.backend import configured
+from watchdog.state.memory import in_memory
 
 
 @dataclass(frozen=True)
@@ -79,14 +89,41 @@ async def send_tests(cfg: Config, session: aiohttp.ClientSession, now: datetime)
     return out
 
 
-async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cost: bool) -> list[Check]:
-    """One real read per source, through the same code the daemon polls with, on its first rule only."""
-    deps = SourceDeps(cfg.aws, session, Metrics(), AlertStore(SystemClock()))
+class _StartsWhenPolled:
+    """A source whose start is tried at its first poll: one that cannot start fails its own row of the check,
+    where the daemon's composition would refuse to start at all."""
+
+    def __init__(self, inner: Source):
+        self._inner = inner
+        self.name, self.interval, self.sampled = inner.name, inner.interval, inner.sampled
+        self._started = False
+
+    async def start(self) -> None:
+        return None
+
+    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        if not self._started:
+            await self._inner.start()
+            self._started = True
+        return await self._inner.poll(now)
+
+    async def close(self) -> None:
+        if self._started:
+            await self._inner.close()
+
+
+def _first_rule_only(c: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
+    return _StartsWhenPolled(build_source(c, queries[:1], deps))
+
+
+async def source_checks(rt: Runtime, include_cost: bool) -> list[Check]:
+    """One real read per source, through the runtime's own source (the daemon's code), on its first rule."""
+    cfg = rt.cfg
     told = Validating(include_cost=include_cost, api_token=cfg.watchdog.api_token is not None)
     out = []
     for s in cfg.sources:
         name = f"source {s.name} ({s.type})"
-        rules = [Query(f"{t.name}/{r.name}", r) for t in cfg.targets for r in t.rules if r.source == s.name]
+        rules = [r for t in cfg.targets for r in t.rules if r.source == s.name]
         kind = source_kind(s)
         verdict = kind.validation(kind.of(s), told)
         if verdict is not None:  # checked without a read
@@ -95,11 +132,9 @@ async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cos
         if not rules:
             out.append(Check(name, True, "no rule reads it"))
             continue
-        src = build_source(s, rules[:1], deps)
         try:
             async with asyncio.timeout(s.timeout.total_seconds() * (s.retry.attempts + 1) + 5):
-                await src.start()
-                await src.poll(datetime.now(timezone.utc))
+                await rt.sources[s.name].poll(datetime.now(timezone.utc))
         except SourceError as exc:
             out.append(Check(name, False, str(exc)))
         except TimeoutError:
@@ -107,9 +142,7 @@ async def source_checks(cfg: Config, session: aiohttp.ClientSession, include_cos
         except Exception as exc:  # e.g. an unknown AWS profile, missing credentials
             out.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
         else:
-            out.append(Check(name, True, f"answered ({rules[0].rule.name})"))
-        finally:
-            await src.close()
+            out.append(Check(name, True, f"answered ({rules[0].name})"))
     return out
 
 
@@ -131,12 +164,21 @@ async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Che
 async def validate(cfg: Config, send_test: bool = False, include_cost: bool = False) -> list[Check]:
     checks = [await state_check(cfg)]
     mask = redactor_for(cfg).text  # an error from a source or channel may quote a URL with its token
-    async with aiohttp.ClientSession() as session:
-        checks += await source_checks(cfg, session, include_cost)
-        checks += await action_checks(cfg, session)
+    # Nothing kept, nothing recorded: the configured state is only probed above.
+    checked = cfg.model_copy(update={"watchdog": cfg.watchdog.model_copy(update={"record": None})})
+    try:
+        rt = await build_runtime(checked, state=in_memory(), sources=_first_rule_only)
+    except Exception as exc:  # e.g. an action's AWS client that cannot be made: a row, never a traceback
+        checks.append(Check("the runtime", False, f"cannot be built: {type(exc).__name__}: {exc}"))
+        return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
+    try:
+        checks += await source_checks(rt, include_cost)
+        checks += await action_checks(cfg, rt.session)
         checks.append(channels_check(cfg))
         if send_test and cfg.notifications:
-            checks += await send_tests(cfg, session, datetime.now(timezone.utc))
+            checks += await send_tests(cfg, rt.session, datetime.now(timezone.utc))
+    finally:
+        await close_runtime(rt)
     return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
 
 
