@@ -34,8 +34,8 @@ class Run:
 
     def one_line(self) -> str:
         """The one line a bad input gets on stderr; fails on a traceback or a second line. The config's
-        warnings and the replayed runtime's own log lines (structlog JSON: `exhausted` is logged at error
-        level) are not that line."""
+        warnings and the replayed runtime's own log lines below error level (structlog JSON, stamped
+        `replay: true`; its error and critical lines go into the outcome, not stderr) are not that line."""
         lines = [ln for ln in self.err.splitlines() if ln.strip() and not ln.startswith("warning: ") and not _logged(ln)]
         assert self.killed is None, self.killed
         assert "Traceback" not in self.err and len(lines) == 1, self.err[-3000:]

@@ -1,4 +1,4 @@
-"""The listening HTTP server: its descriptors, its connection cap and timeouts (httpguard.py), and what it
+"""The listening HTTP server: its descriptors, its connection cap and timeouts (guard.py), and what it
 logs under a flood (README "HTTP endpoints").
 
 At start the soft RLIMIT_NOFILE is raised to the hard limit (one `descriptor_limit` line). Inbound

@@ -9,7 +9,7 @@ unique: the same event is never queued twice for a channel. A message whose
 send was cut by a crash is sent again after the restart (at least once: the
 delivery id lets a receiver drop the repeat, and PagerDuty's dedup key does).
 
-`SqliteOutbox` (outbox_sqlite.py) writes through the store (queued to its writer thread in the
+`SqliteOutbox` (state/sqlite/outbox.py) writes through the store (queued to its writer thread in the
 daemon; a worker awaits its marks, so it never reads a message it has sent as
 still waiting) and reads on the caller's thread; `MemoryOutbox` is the same
 thing without a file (tests, `run --once`).

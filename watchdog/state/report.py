@@ -1,6 +1,6 @@
 """An incident as Markdown: what triggered it, what ran (every attempt), what held.
 
-Works from what the store keeps: an incident row (`SqliteStore.incident`, whose
+Works from what the store keeps: an incident row (`Store.incident`, whose
 `snapshot` is `codec.encode_incident(Incident)`) or a bare snapshot, and the incident's
 journal records. Used by `rollback-watchdog incidents report` and the demo.
 """
