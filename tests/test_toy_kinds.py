@@ -1,11 +1,12 @@
 """A kind of each family, defined here and nowhere else, runs end to end: a source (`toy`: reads a number from
-a file), an action (`toy_poke`), a check (`toy_check`) and a state backend (`toy_json`: one JSON file,
-tests/toy_state.py). No module of watchdog/ changes for them: they are registered for the test
+a file), an action (`toy_poke`), a check (`toy_check`), a notification channel (`toy_pager`: keeps what it is
+sent) and a state backend (`toy_json`: one JSON file, tests/toy_state.py). No module of watchdog/ changes for them: they are registered for the test
 (watchdog.shared.kinds) and gone after it.
 
 They go through `check-config`, `validate`, `run --once --record`, the daemon's own runtime (a level runs the
 toy action through its runner, the check verifies it, the runners start and close with the runtime) and
-`replay` of the recording (the replay's stand-in runs the toy action). The commands run in this process,
+`replay` of the recording (the replay's stand-in runs the toy action). The toy channel takes `validate
+--send-test`'s message and the daemon's pages, through the durable outbox. The commands run in this process,
 through watchdog.cli.main.main (the replay through the function its command calls): a subprocess could not see a
 kind defined in a test. The toy state goes through `validate`, `run --once` (which keeps its state in memory and
 so never creates the file), `rollback --offline`, the daemon (which resumes the incident the offline rollback
@@ -37,10 +38,12 @@ from watchdog.cli.main import main
 from watchdog.config import ConfigError, load_config
 from watchdog.config.base import Model
 from watchdog.config.models import Action, Check
+from watchdog.config.notifications import Notification
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.shared.kinds import ACTIONS, CHECKS, SOURCES, STATES
+from watchdog.shared.kinds import ACTIONS, CHANNELS, CHECKS, SOURCES, STATES
 from watchdog.replay.command import Options, run_replay
 from watchdog.core.rules import Datapoint
+from watchdog.notify import ChannelKind, Message
 from watchdog.sources import Query, SourceError, SourceKind
 from watchdog.sources.base import Readings
 from watchdog.state.memory import in_memory
@@ -94,11 +97,33 @@ class ToyCheck(Check):
     type: Literal["toy_check"]
 
 
+class ToyPager(Notification):
+    type: Literal["toy_pager"]
+    prefix: str  # a key of this kind alone, put in front of every page it keeps
+
+
 class Seen:
-    """What the toy runners did, in order (the kinds are the test's, so is this)."""
+    """What the toy runners did, in order, and what the toy channel was sent (the kinds are the test's, so is
+    this)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.pages: list[str] = []
+
+    def channel(self, cfg: ToyPager) -> Any:
+        seen = self
+
+        class Pager:
+            name = cfg.channel_name
+
+            async def send(self, msg: Message) -> str | None:
+                seen.pages.append(f"{cfg.prefix} {msg.event.kind} {msg.event.target}")
+                return None
+
+            async def close(self) -> None:
+                return None
+
+        return Pager()
 
     def runner(self, name: str) -> Any:
         seen = self
@@ -128,10 +153,12 @@ def seen() -> Iterator[Seen]:
                         build=lambda cfg, queries, deps: Toy(cfg, queries))
     action = ActionKind(type="toy_poke", config=ToyPoke, factory=lambda deps: seen.runner("poke"), probe=reach)
     check = CheckKind(type="toy_check", config=ToyCheck, factory=lambda deps: seen.runner("check"))
-    before = [r.types() for r in (SOURCES, ACTIONS, CHECKS)]
-    with SOURCES.registered(source), ACTIONS.registered(action), CHECKS.registered(check):  # type: ignore[arg-type]
+    channel = ChannelKind(type="toy_pager", config=ToyPager, build=lambda cfg, session: seen.channel(cfg))
+    before = [r.types() for r in (SOURCES, ACTIONS, CHECKS, CHANNELS)]
+    with (SOURCES.registered(source), ACTIONS.registered(action), CHECKS.registered(check),
+          CHANNELS.registered(channel)):
         yield seen
-    assert [r.types() for r in (SOURCES, ACTIONS, CHECKS)] == before
+    assert [r.types() for r in (SOURCES, ACTIONS, CHECKS, CHANNELS)] == before
 
 
 @pytest.fixture
@@ -160,7 +187,7 @@ def config(tmp_path: Path, value: float, interval: str = "1m", verify_window: st
                         "actions": [{"type": "toy_poke", "note": "the service"}],
                         "checks": [{"type": "toy_check", "name": "still poked"}]}],
         }],
-        "notifications": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        "notifications": [{"type": "toy_pager", "name": "pager", "prefix": "PAGE"}],
     }
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(doc))
@@ -178,16 +205,21 @@ def test_toy_kinds_run_through_every_command(tmp_path: Path, seen: Seen, capsys:
     path = config(tmp_path, 600)  # 600 x 2 = 1200 > 100: alarm
     cfg = load_config(path)
     assert type(cfg.sources[0]) is ToySource and type(cfg.targets[0].levels[0].actions[0]) is ToyPoke
+    assert type(cfg.notifications[0]) is ToyPager
     assert cfg.targets[0].levels[0].actions[0].idempotent  # the kind's default, which its descriptor says
     assert action_kind("toy_poke").idempotent and not action_kind("http").idempotent
 
     assert run(["check-config", "-c", str(path)], capsys)[0] == 0
 
-    code, out, err = run(["validate", "-c", str(path)], capsys)
+    code, out, err = run(["validate", "--send-test", "-c", str(path)], capsys)
     assert code == 0, out + err
     rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in out.splitlines())}
     assert rows["source toys (toy)"] == ["pass", "answered (temp)"]  # one real read, through the toy source
     assert rows["action t L1 #1 (toy_poke)"] == ["pass", "would poke the service"]  # its probe, not a run
+    assert rows["notification channels"] == ["pass", "pager (toy_pager)"]
+    assert rows["send test to pager (toy_pager)"] == ["pass", "delivered"]
+    assert seen.pages == ["PAGE test rollback-watchdog"]
+    seen.pages.clear()
     # validate builds the runtime as `run` does: its runners start and close, and run nothing
     assert seen.lines == ["poke started", "check started", "check closed", "poke closed"]
     seen.lines.clear()
@@ -200,6 +232,7 @@ def test_toy_kinds_run_through_every_command(tmp_path: Path, seen: Seen, capsys:
     [line] = [json.loads(x) for x in record.read_text().splitlines()]
     assert line["source"] == "toys" and [p[1] for p in line["points"]["t/temp"]] == [1200.0]
     assert seen.lines == ["poke started", "check started", "check closed", "poke closed"]  # acted on nothing
+    assert seen.pages == []  # and sent nothing
 
     # What `replay --json --recording` runs (cli_replay.run), given its own streams: the command's default ones
     # are the sys.stdout of whenever its module was first imported, which in a test run is not capsys'.
@@ -213,6 +246,7 @@ def test_toy_kinds_run_through_every_command(tmp_path: Path, seen: Seen, capsys:
     assert incident["target"] == "t" and [r["level"] for r in incident["levels"]] == [1]
     assert incident["levels"][0]["outcome"] == "succeeded"  # the replay's stand-in ran the toy action
     assert not any(" ran " in line for line in seen.lines)  # and the toy runner nothing
+    assert seen.pages == []  # a replay sends nothing
 
 
 async def test_the_daemon_runs_the_toy_action_and_check_and_closes_their_runners(tmp_path: Path, seen: Seen) -> None:
@@ -230,9 +264,13 @@ async def test_the_daemon_runs_the_toy_action_and_check_and_closes_their_runners
         machine = app.runtime.executors["t"].machine
         await until(lambda: machine.incident is not None and machine.incident.phase.value == "mitigated",
                     timeout=30, what="the incident mitigated")
+        # the pages, through the outbox to the toy channel, in the order they happened
+        await until(lambda: "PAGE mitigated t" in seen.pages, timeout=30, what="the mitigated page")
     finally:
         await app.stop()
     assert seen.lines.count("poke ran the service") == 1 and seen.lines[-2:] == ["check closed", "poke closed"]
+    assert [p for p in seen.pages if p in ("PAGE incident_opened t", "PAGE level_started t", "PAGE mitigated t")] \
+        == ["PAGE incident_opened t", "PAGE level_started t", "PAGE mitigated t"]
 
 
 def test_once_unregistered_a_toy_type_is_unknown_again(tmp_path: Path) -> None:
