@@ -16,11 +16,16 @@ $(VENV)/.dev-installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# The demo's local AWS (moto, with Flask and Werkzeug) is the `demo` extra: the daemon's own install leaves it out.
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(BIN)/rollback-watchdog demo
 
 # The import contracts and the type check (pyproject.toml) first: a broken architecture fails in seconds.
@@ -47,7 +52,7 @@ bench-profile: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.profile
 
 # How long `rollback-watchdog demo` takes (bench/README.md, "The demo"): a measure, not a test.
-bench-demo: $(VENV)/.installed
+bench-demo: $(VENV)/.demo-installed
 	$(BIN)/python -m bench.demo_time $(BENCH_ARGS)
 
 # Mutation testing of the pure decision core (rules, escalation, signals) with its fast tests: mutmut is

@@ -126,7 +126,8 @@ else
         say created "venv $VENV"
     fi
     # Installs the checkout (an upgrade when it is newer; the same files when it is not),
-    # built from a copy so that the checkout gets no build/ or *.egg-info.
+    # built from a copy so that the checkout gets no build/ or *.egg-info. The daemon alone: no extra,
+    # so none of the demo's local AWS (moto, Flask, Werkzeug) lands on an ops host.
     build="$(mktemp -d)"
     tar -C "$SOURCE" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' \
         --exclude=./state --exclude=__pycache__ -cf - . | tar -C "$build" -xf -

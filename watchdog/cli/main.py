@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_incidents.add_parser(sub)
     cli_replay.add_parser(sub)
 
-    demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service)")
+    demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service; needs the demo extra)")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -84,9 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return cmd_replay(args)
         if args.command == "demo":
+            from watchdog.demo.emulator import EmulatorMissing
             from watchdog.demo.story import run_demo
 
-            return asyncio.run(run_demo())
+            try:
+                return asyncio.run(run_demo())
+            except EmulatorMissing as exc:
+                print(f"rollback-watchdog demo: {exc}", file=sys.stderr)
+                return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAIL
     return EXIT_USAGE

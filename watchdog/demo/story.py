@@ -21,6 +21,7 @@ import aioboto3
 
 from watchdog.lifecycle.app import App
 from watchdog.config import Config, parse_config
+from watchdog.demo.emulator import moto_server_class
 from watchdog.demo.service import HybridRoutingService, ServiceState, publish_metrics
 from watchdog.core.escalation import Phase
 from watchdog.shared.events import Event
@@ -95,8 +96,8 @@ class Timeline:
 
 
 async def run_demo(out: TextIO = sys.stdout, fault_at: float = FAULT_AT) -> int:
-    from moto.server import ThreadedMotoServer
-
+    """The story; EmulatorMissing (before anything starts) when the demo extra is not installed."""
+    ThreadedMotoServer = moto_server_class()
     # The SDK's standard credential chain reads these; moto accepts any value.
     for key, value in (("AWS_ACCESS_KEY_ID", "demo"), ("AWS_SECRET_ACCESS_KEY", "demo"), ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(key, value)
