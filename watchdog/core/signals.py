@@ -3,18 +3,25 @@
 A source that failed its last poll gives its rules no datapoints at all, so they
 evaluate to insufficient_data whatever `missing_data` says: a failed poll is never
 a breach.
+
+Each rule also keeps a ring (`RuleRing`), bounded by count so that memory stays flat whatever runs for
+how long: its recent judged values, its recent state transitions and the buckets its last judgement
+used. The status page draws it; the replay collects the transitions from it.
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.core.escalation import RuleView
 from watchdog.core.rules import (
+    Bucket,
     Datapoint,
     Evaluation,
     RuleSpec,
@@ -47,6 +54,74 @@ class SourceHealth:
     failing_since: datetime | None = None
 
 
+# What a ring keeps per rule. 120 values are two hours of 1-minute buckets; as two arrays of doubles they
+# take about 2 KB a rule (10 MB at 5 000 rules), where datetime and float objects would take ten times that.
+VALUES_KEPT = 120
+TRANSITIONS_KEPT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: datetime  # when the board judged it (a poll's time)
+    state: RuleState
+    reason: str
+    judged: tuple[Bucket, ...]  # the buckets the new state was decided on (real datapoints and filled gaps)
+
+
+class RuleRing:
+    """A rule's recent history, bounded by count: the values its judgements saw (one per bucket, the newest
+    reading of each, oldest first), its state transitions, and the buckets its last judgement used."""
+
+    __slots__ = ("_times", "_values", "_transitions", "changes", "last")
+
+    def __init__(self) -> None:
+        self._times = array("d")  # bucket starts, seconds since the epoch, ascending
+        self._values = array("d")
+        self._transitions: list[Transition] = []
+        self.changes = 0  # transitions ever recorded: `since` counts from it
+        self.last: tuple[Bucket, ...] = ()  # the evaluation range of the last judgement, judged ones marked
+
+    def judged(self, ev: Evaluation, now: datetime, previous: RuleState) -> None:
+        """One judgement: its buckets' values join the ring, and a change of state is a transition (the
+        first judgement is one too: it leaves the state the rule started in)."""
+        self.last = ev.buckets
+        times, values = self._times, self._values
+        for b in ev.buckets:
+            if b.value is None:
+                continue
+            t, v = b.start.timestamp(), float(b.value)
+            if not times or t > times[-1]:
+                times.append(t)
+                values.append(v)
+                continue
+            k = bisect_left(times, t)
+            if times[k] == t:
+                values[k] = v  # a late datapoint replaced the bucket's value
+            elif k > 0:  # older than everything kept: not worth keeping (k == 0)
+                times.insert(k, t)
+                values.insert(k, v)
+        if len(times) > VALUES_KEPT:
+            del times[:len(times) - VALUES_KEPT]
+            del values[:len(values) - VALUES_KEPT]
+        if ev.state != previous or self.changes == 0:
+            self._transitions.append(Transition(now, ev.state, ev.reason, tuple(b for b in ev.buckets if b.judged)))
+            self.changes += 1
+            if len(self._transitions) > TRANSITIONS_KEPT:
+                del self._transitions[0]
+
+    def values(self) -> list[tuple[datetime, float]]:
+        return [(datetime.fromtimestamp(t, timezone.utc), v) for t, v in zip(self._times, self._values)]
+
+    def transitions(self) -> tuple[Transition, ...]:
+        """The newest TRANSITIONS_KEPT, oldest first."""
+        return tuple(self._transitions)
+
+    def since(self, seen: int) -> tuple[Transition, ...]:
+        """The transitions after the first `seen` ever recorded (those still kept)."""
+        fresh = self.changes - seen
+        return tuple(self._transitions[-fresh:]) if fresh > 0 else ()
+
+
 @dataclass
 class RuleSlot:
     target: str
@@ -58,6 +133,7 @@ class RuleSlot:
     last_datapoint: datetime | None = None
     note: str = field(default="")
     history: list[Datapoint] = field(default_factory=list)
+    ring: RuleRing = field(default_factory=RuleRing)
 
 
 def rule_key(target: str, rule: str) -> str:
@@ -179,6 +255,7 @@ class SignalBoard:
             ev = evaluate(spec, points, at, slot.state, edges)
             if slot.note:
                 ev = Evaluation(RuleState.INSUFFICIENT_DATA, None, None, 0, 0, ev.needed, ev.buckets, slot.note)
+            slot.ring.judged(ev, now, slot.state)
             slot.evaluation, slot.state = ev, ev.state
             views[rule.name] = RuleView(rule.name, rule.level, spec, points, ev)
         return views

@@ -29,7 +29,7 @@ from watchdog.support.logs import replay_log
 from watchdog.replay.sources import HistorySource
 from watchdog.runtime.runtime import Runtime
 from watchdog.core.schedule import count, ticks
-from watchdog.core.signals import Query
+from watchdog.core.signals import Query, Transition
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
 from watchdog.state.memory import in_memory
@@ -107,17 +107,9 @@ class Replayed:
     events: list[Event]
     start: datetime
     end: datetime
-    states: dict[str, list[Transition]]  # per rule key, each change of its state
+    states: dict[str, list[Transition]]  # per rule key, each change of its state (from the board's rings)
     sources: dict[str, HistorySource]
     logged: list[dict[str, Any]] = field(default_factory=list)  # the runtime's error and critical lines
-
-
-@dataclass(frozen=True)
-class Transition:
-    at: datetime
-    state: str
-    reason: str
-    judged: tuple[datetime, ...]  # the buckets the new state was decided on
 
 
 Builder = Callable[[SourceConfig, Sequence[Query]], HistorySource]
@@ -229,12 +221,9 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
                 await rt.poll(name, at)
                 await rt.tasks.settle(("level:", "checks:"))
                 for target in rt.board.targets_of(name):
-                    for key in keys_of[target]:
-                        ev = rt.board.slots[key].evaluation
+                    for key in keys_of[target]:  # the ring keeps a few: collected after every poll, all are kept
                         seen = states[key]
-                        if ev is not None and (not seen or seen[-1].state != ev.state.value):
-                            seen.append(Transition(at, ev.state.value, ev.reason,
-                                                   tuple(b.start for b in ev.buckets if b.judged)))
+                        seen.extend(rt.board.slots[key].ring.since(len(seen)))
         finally:
             await rt.tasks.settle(("level:", "checks:"))
             await close_runtime(rt)

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 
 from watchdog.config.models import Config, Rule
 from watchdog.config.models import Source as SourceConfig
-from watchdog.config.types import format_duration
-from watchdog.replay.engine import Replayed, Transition
+from watchdog.config.types import Threshold, format_duration
+from watchdog.core.signals import Transition
+from watchdog.replay.engine import Replayed
 from watchdog.replay.labels import Label, Score
 from watchdog.core.escalation import evidence
 from watchdog.replay.outcome import Outcome, end_state, logged_lines, render_text, unseen_lines
-from watchdog.core.rules import Datapoint, change_points
+from watchdog.core.rules import Bucket, Datapoint, change_points
 from watchdog.sources import source_kind
-
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 960, 180, 64, 16, 14, 24
-COLUMNS = 480
+from watchdog.views.chart import CHART_STYLE, Band, Chart, Marker, svg
+from watchdog.views.chart import Bucket as ChartBucket
+from watchdog.views.chart import Threshold as ChartThreshold
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#1d2430;
@@ -33,14 +35,10 @@ background:#fafbfc}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28p
 padding-bottom:4px}h3{font-size:14px;margin:18px 0 4px}.meta{color:#5b6675}table{border-collapse:collapse;width:100%;
 background:#fff}td,th{border:1px solid #dde2e8;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f0f3f6}
 .score{font-size:16px;padding:8px 12px;background:#fff;border:1px solid #dde2e8;display:inline-block}
-.ok{color:#1a7f37}.bad{color:#b42318}svg.chart{background:#fff;border:1px solid #dde2e8;display:block}
-.values{fill:none;stroke:#2f6fdf;stroke-width:1.3}.threshold{stroke:#b42318;stroke-dasharray:5 4;stroke-width:1.2}
-.alarm-band{fill:#f04438;fill-opacity:.16}.label-band.right{fill:#12b76a;fill-opacity:.14}
-.label-band.wrong{fill:#667085;fill-opacity:.14}.level-marker{stroke:#7a2e0e;stroke-width:1.5}
-.level-text{font-size:11px;fill:#7a2e0e}.judged{fill:#f79009;stroke:#7a2e0e;stroke-width:.6}.axis{font-size:11px;
-fill:#5b6675}.grid{stroke:#eef1f4}.legend span{margin-right:14px}.rule{margin:12px 0 4px}.limit{fill:#b42318}.sw{display:inline-block;width:12px;height:12px;
-vertical-align:-2px;margin-right:4px}pre{white-space:pre-wrap;background:#fff;border:1px solid #dde2e8;padding:8px}
-"""
+.ok{color:#1a7f37}.bad{color:#b42318}.legend span{margin-right:14px}.rule{margin:12px 0 4px}.sw{display:inline-block;
+width:12px;height:12px;vertical-align:-2px;margin-right:4px}pre{white-space:pre-wrap;background:#fff;border:1px solid #dde2e8;
+padding:8px}
+""" + CHART_STYLE
 
 
 def write_report(path: Path, cfg: Config, r: Replayed, o: Outcome, labels: list[Label], graded: Score | None) -> None:
@@ -121,59 +119,30 @@ def _incidents(o: Outcome) -> str:
 
 def chart(target: str, rule: Rule, source: SourceConfig, points: list[Datapoint], states: list[Transition],
           runs: list[tuple[datetime, int]], labels: list[Label], start: datetime, end: datetime) -> str:
+    """The rule's chart (watchdog/views/chart.py): its values (a change rule's: the change) against the
+    threshold, shaded where it was in alarm from the moment it went into alarm, the buckets each alarm was
+    decided on marked, a marker where each level started, and the labelled incidents behind."""
     period = source_kind(source).bucket(rule)  # the period its readings are judged in
     if rule.change is not None and period is not None:
         points = change_points(points, rule.change.over, period)
-    values = [(ts, float(v)) for ts, v in points if start <= ts <= end]
-    threshold = rule.judged_by
-    limit = float(threshold.value)
-    ys = [v for _, v in values] + [limit]
-    lo, hi = min(ys), max(ys)
-    if hi == lo:
-        lo, hi = lo - 1, hi + 1
-    span = (end - start).total_seconds()
+    width = period or timedelta(seconds=source.interval.total_seconds())
+    bands = [Band(lb.start, lb.end, "label-band " + ("right" if lb.rollback else "wrong")) for lb in labels]
+    bands += [Band(a, b) for a, b in alarm_spans(states, end)]
+    return svg(Chart(
+        series=[(ts, float(v)) for ts, v in points], start=start, end=end,
+        threshold=threshold_of(rule.judged_by), bands=bands,
+        markers=[Marker(at, f"L{level}") for at, level in runs],
+        judged=[judged_bucket(b, width) for tr in states if tr.state == "alarm" for b in tr.judged],
+        title=rule.name, data={"target": target, "rule": rule.name}))
 
-    def x(ts: datetime) -> float:
-        return PAD_L + (W - PAD_L - PAD_R) * max(0.0, min(1.0, (ts - start).total_seconds() / span))
 
-    def y(v: float) -> float:
-        return PAD_T + (H - PAD_T - PAD_B) * (1 - (v - lo) / (hi - lo))
+def threshold_of(t: Threshold) -> ChartThreshold:
+    return ChartThreshold(float(t.value), str(t))
 
-    out = [f"<svg class=chart data-target='{escape(target, True)}' data-rule='{escape(rule.name, True)}' "
-           f"viewBox='0 0 {W} {H}' width='100%' role=img aria-label='{escape(rule.name, True)} against "
-           f"{escape(str(threshold), True)}'><title>{escape(rule.name)} {escape(str(threshold))}</title>"]
-    for lb in labels:
-        cls = "right" if lb.rollback else "wrong"
-        out.append(f"<rect class='label-band {cls}' x='{x(lb.start):.1f}' y='{PAD_T}' "
-                   f"width='{max(1.0, x(lb.end) - x(lb.start)):.1f}' height='{H - PAD_T - PAD_B}'/>")
-    for a, b in _alarm_spans(states, end):
-        out.append(f"<rect class=alarm-band x='{x(a):.1f}' y='{PAD_T}' width='{max(1.0, x(b) - x(a)):.1f}' "
-                   f"height='{H - PAD_T - PAD_B}'/>")
-    for k in range(5):
-        gy = PAD_T + (H - PAD_T - PAD_B) * k / 4
-        out.append(f"<line class=grid x1='{PAD_L}' x2='{W - PAD_R}' y1='{gy:.1f}' y2='{gy:.1f}'/>"
-                   f"<text class=axis x='{PAD_L - 4}' y='{gy + 4:.1f}' text-anchor=end>{_num(hi - (hi - lo) * k / 4)}</text>")
-    for k in range(5):
-        ts = start + (end - start) * k / 4
-        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
-        out.append(f"<text class=axis x='{x(ts):.1f}' y='{H - 6}' text-anchor={anchor}>{ts:%m-%d %H:%M}</text>")
-    if values:
-        pts = " ".join(f"{px:.1f},{y(v):.1f}" for px, v in _envelope([(x(ts), v) for ts, v in values]))
-        out.append(f"<polyline class=values points='{pts}'/>")
-    out.append(f"<line class=threshold x1='{PAD_L}' x2='{W - PAD_R}' y1='{y(limit):.1f}' y2='{y(limit):.1f}'/>"
-               f"<text class='axis limit' x='{W - PAD_R}' y='{y(limit) - 4:.1f}' text-anchor=end>"
-               f"{escape(str(threshold))}</text>")
-    value_at = dict(values)
-    for tr in states:
-        if tr.state == "alarm":
-            for b in tr.judged:
-                if b in value_at:
-                    out.append(f"<circle class=judged cx='{x(b):.1f}' cy='{y(value_at[b]):.1f}' r='3'/>")
-    for at, level in runs:
-        out.append(f"<line class=level-marker x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{PAD_T}' y2='{H - PAD_B}'/>"
-                   f"<text class=level-text x='{x(at) + 3:.1f}' y='{PAD_T + 10}'>L{level}</text>")
-    out.append("</svg>")
-    return "".join(out)
+
+def judged_bucket(b: Bucket, width: timedelta) -> ChartBucket:
+    return ChartBucket(b.start, b.start + width, bool(b.breaching),
+                       None if b.value is None else float(b.value), filled=b.value is None)
 
 
 def _judged(rule: Rule) -> str:
@@ -185,7 +154,8 @@ def _judged(rule: Rule) -> str:
             f"starts at level {rule.level}")
 
 
-def _alarm_spans(states: list[Transition], end: datetime) -> list[tuple[datetime, datetime]]:
+def alarm_spans(states: Sequence[Transition], end: datetime) -> list[tuple[datetime, datetime]]:
+    """From each transition into alarm to the next one out of it (or `end`)."""
     spans, since = [], None
     for tr in states:
         if tr.state == "alarm" and since is None:
@@ -196,25 +166,6 @@ def _alarm_spans(states: list[Transition], end: datetime) -> list[tuple[datetime
     if since is not None:
         spans.append((since, end))
     return spans
-
-
-def _envelope(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """At most two points (the min and the max, in time order) per pixel column."""
-    if len(pts) <= 2 * COLUMNS:
-        return pts
-    cols: dict[int, list[tuple[float, float]]] = {}
-    for px, v in pts:
-        cols.setdefault(int(px * COLUMNS / W), []).append((px, v))
-    out: list[tuple[float, float]] = []
-    for col in sorted(cols):
-        group = cols[col]
-        a, b = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
-        out.extend(sorted({a, b}))
-    return out
-
-
-def _num(v: float) -> str:
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def _t(ts: datetime | None) -> str:

@@ -115,6 +115,7 @@ def _carried_over(old: SignalBoard, board: SignalBoard) -> SignalBoard:
                 board.slots[key] = prev_slot
             else:
                 slot.points, slot.history, slot.state = prev_slot.points, prev_slot.history, prev_slot.state
+                slot.ring = prev_slot.ring  # its recent values and transitions, for the status page
     return board
 
 
