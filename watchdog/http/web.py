@@ -1,4 +1,4 @@
-"""The HTTP face: /metrics, /healthz, /readyz, /status (SPEC 3.3)."""
+"""The HTTP face: the status page (/, page.py), /metrics, /healthz, /readyz, /status (SPEC 3.3)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from watchdog.http.control import MAX_BODY, add_routes
 from watchdog.http.guard import GUARD_KEY, ConnectionGuard
+from watchdog.http.page import page
 from watchdog.runtime.status import to_json
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def build_web(app: "Runtime", guard: ConnectionGuard) -> web.Application:
     wa = web.Application(client_max_size=MAX_BODY, middlewares=[guard.middleware(), api_errors_as_json])
     wa[APP_KEY] = app
     wa[GUARD_KEY] = guard
+    wa.router.add_get("/", status_page)
     wa.router.add_get("/metrics", metrics)
     wa.router.add_get("/healthz", healthz)
     wa.router.add_get("/readyz", readyz)
@@ -49,6 +51,10 @@ async def api_errors_as_json(request: web.Request, handler: Handler) -> web.Stre
 def _kept(exc: web.HTTPException) -> dict[str, str]:
     # A 405 must still say which methods the path takes.
     return {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+
+
+async def status_page(request: web.Request) -> web.Response:
+    return await page(request, request.app[APP_KEY])
 
 
 async def metrics(request: web.Request) -> web.Response:

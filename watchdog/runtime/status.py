@@ -1,20 +1,27 @@
-"""The /status document: targets, rules, sources. Secrets never appear here."""
+"""The /status document: targets, rules, sources. Secrets never appear here.
+
+Beside it, what the status page draws and /status leaves out (it would make that document large at 5 000
+rules): each rule's ring from the signal board (`rule_histories`) and an open incident's timeline from the
+journal (`incident_timeline`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from watchdog import __version__
 from watchdog.config.models import Rule
-from watchdog.config.types import format_duration
+from watchdog.config.types import Threshold, format_duration
+from watchdog.core.rules import Bucket
 from watchdog.core.escalation import Incident
 from watchdog.runtime.executor import TargetExecutor
 from watchdog.core.pause import Pauses
-from watchdog.core.signals import SignalBoard
+from watchdog.core.signals import SignalBoard, Transition
+from watchdog.state.storage import AuditJournal
 
 # JSON for HTTP answers: datetimes and other values as strings, never a crash.
 to_json = partial(json.dumps, default=str)
@@ -38,6 +45,7 @@ def status_document(*, now: datetime, board: SignalBoard, executors: Mapping[str
         targets.append(
             {
                 "name": name,
+                "role": "single",  # leader or standby once several watchdogs share the state (SPEC 4.5)
                 "phase": m.phase.value,
                 "level": m.level,
                 "paused": pause is not None,
@@ -93,6 +101,33 @@ def status_document(*, now: datetime, board: SignalBoard, executors: Mapping[str
             for name, ch in notifications.items()
         ],
     }
+
+
+@dataclass(frozen=True)
+class RuleHistory:
+    """One rule's ring (watchdog/core/signals.py RuleRing), copied out for a reader on the event loop."""
+
+    values: list[tuple[datetime, float]]
+    transitions: tuple[Transition, ...]
+    last: tuple[Bucket, ...]  # the last judgement's evaluation range, the judged ones marked
+    period: timedelta  # a bucket's length
+    threshold: Threshold  # what the values are held against (a change rule's: the percent)
+    evaluation_periods: int
+
+
+def rule_histories(board: SignalBoard, targets: set[str] | None = None) -> dict[str, RuleHistory]:
+    """By rule key ("target/rule"); only the rules of `targets` when given."""
+    return {key: RuleHistory(slot.ring.values(), slot.ring.transitions(), slot.ring.last, slot.spec.period,
+                             slot.rule.judged_by, slot.spec.evaluation_periods)
+            for key, slot in board.slots.items() if targets is None or slot.target in targets}
+
+
+def incident_timeline(journal: AuditJournal, incident: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The incident's events as the journal holds them, oldest first (the newest `limit`): each with its
+    time, kind, level, why and next."""
+    events = [r for r in journal.records(incident) if r.kind == "event"][-limit:]
+    return [{"at": r.at, "event": r.data.get("event", ""), "level": r.level, "why": r.data.get("why", ""),
+             "next": r.data.get("next", ""), "dry_run": r.dry_run} for r in events]
 
 
 def describe_threshold(rule: Rule) -> str:
