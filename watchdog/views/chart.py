@@ -88,6 +88,7 @@ class Frame:
     right: int = 16
     top: int = 14
     bottom: int = 24
+    rows: int = 4  # horizontal grid lines, each with its value, between the top and the bottom
 
     @property
     def columns(self) -> int:
@@ -118,16 +119,15 @@ def svg(c: Chart, frame: Frame = Frame()) -> str:
            f"aria-label='{escape(said, True)}'><title>{escape(said)}</title>"]
     for band in c.bands:
         out.append(f"<rect class='{escape(band.style, True)}' x='{x(band.start):.1f}' y='{f.top}' "
-                   f"width='{max(1.0, x(band.end) - x(band.start)):.1f}' height='{plot_h}' "
-                   f"data-start='{band.start.isoformat()}'/>")
-    for k in range(5):
-        gy = f.top + plot_h * k / 4
+                   f"width='{max(1.0, x(band.end) - x(band.start)):.1f}' height='{plot_h}'/>")
+    rows = frame.rows
+    for k in range(rows + 1):
+        gy = f.top + plot_h * k / rows
         out.append(f"<line class=grid x1='{f.left}' x2='{f.width - f.right}' y1='{gy:.1f}' y2='{gy:.1f}'/>"
                    f"<text class=axis x='{f.left - 4}' y='{gy + 4:.1f}' text-anchor=end>"
-                   f"{_num(hi - (hi - lo) * k / 4)}</text>")
+                   f"{_num(hi - (hi - lo) * k / rows)}</text>")
     for ts, text in time_ticks(c.start, c.end):
-        out.append(f"<line class='grid tick' x1='{x(ts):.1f}' x2='{x(ts):.1f}' y1='{f.top}' y2='{f.top + plot_h}'/>"
-                   f"<text class='axis time' x='{x(ts):.1f}' y='{f.height - 6}' text-anchor=middle>{text}</text>")
+        out.append(f"<text class='axis time' x='{x(ts):.1f}' y='{f.height - 6}' text-anchor=middle>{text}</text>")
     if values:
         pts = " ".join(f"{px:.1f},{y(v):.1f}" for px, v in envelope([(x(ts), v) for ts, v in values], f.columns))
         out.append(f"<polyline class=values points='{pts}'/>")
