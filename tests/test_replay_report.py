@@ -1,6 +1,6 @@
 """The replay's HTML report, opened in headless Chromium (Debian's `chromium`; CI installs it) over its
 DevTools protocol: one self-contained page that requests nothing but itself, a screenshot taken, and the
-charts checked in the page's DOM as the browser built it."""
+charts (watchdog/views/chart.py, the status page's too) checked in the page's DOM as the browser built it."""
 
 from __future__ import annotations
 
@@ -53,9 +53,13 @@ async def test_the_report_opens_offline_in_chromium_with_a_chart_per_rule(tmp_pa
         dom = await browser.evaluate("document.documentElement.outerHTML")
         drawn = await browser.evaluate("JSON.stringify([...document.querySelectorAll('svg.chart')].map("
                                        "s => [s.dataset.rule, Math.round(s.getBoundingClientRect().width)]))")
+        ticks = await browser.evaluate("JSON.stringify([...document.querySelectorAll('svg.chart text.time')]"
+                                       ".map(t => t.textContent))")
         await browser.screenshot(shot)
     assert browser.requests == [path.as_uri()], browser.requests  # the page itself, nothing else
     assert json.loads(drawn)[0][0] == "latency" and json.loads(drawn)[0][1] > 500  # laid out, not collapsed
+    # 00:10 to 03:00 is 170 minutes: ticks every 30 minutes (15 would make 11, over the chart's 7), no date
+    assert json.loads(ticks) == ["00:30", "01:00", "01:30", "02:00", "02:30", "03:00"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     page = Elements()
     page.feed(dom)
