@@ -67,5 +67,11 @@ mutants: $(VENV)/.dev-installed
 	@echo "mutants by outcome:"; $(BIN)/mutmut results --all true | awk '{print $$NF}' | sort | uniq -c
 	$(BIN)/mutmut results
 
+# The pictures in docs/img/ (the status page normal, at level 2, paused, blind; the replay report), taken from
+# the real daemon on moto in Debian's chromium (tools/screenshots.py; about a minute).
+.PHONY: screenshots
+screenshots: $(VENV)/.dev-installed
+	$(BIN)/python -m tools.screenshots
+
 clean:
 	rm -rf $(VENV) build *.egg-info

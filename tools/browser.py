@@ -16,7 +16,7 @@ from playwright.async_api import BrowserContext, Dialog, Page, Route, async_play
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1200, "height": 900}
+VIEWPORT = {"width": 1100, "height": 800}
 
 
 def chromium_path() -> str | None:

@@ -29,7 +29,7 @@ from watchdog.views.chart import Band, Bucket, Chart, Frame, Marker, Threshold, 
 if TYPE_CHECKING:
     from watchdog.runtime.runtime import Runtime
 
-FRAME = Frame(width=760, height=120, left=50, right=10, top=10, bottom=20, rows=2)
+FRAME = Frame(width=760, height=130, left=50, right=10, top=10, bottom=28, rows=2)
 STATE_WORDS = {"ok": "OK", "alarm": "ALARM", "insufficient_data": "INSUFFICIENT DATA"}
 
 

@@ -39,7 +39,8 @@ SCRIPT = """
 (function () {
   "use strict";
   var token = "";  // the API token: only here, never stored, never in a URL
-  var opened = new Set(), closed = new Set();  // sections the reader opened or closed by hand
+  var asked = new URLSearchParams(location.search);  // ?open=NAME: a section opened from a link
+  var opened = new Set(asked.getAll("open")), closed = new Set(asked.getAll("closed"));  // or by hand
   var busy = false;
   var tokenField = document.getElementById("token");
   tokenField.addEventListener("input", function () { token = tokenField.value; });

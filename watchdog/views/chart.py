@@ -58,7 +58,7 @@ class Marker:
 @dataclass(frozen=True)
 class Bucket:
     """A bucket a judgement used: breaching or not, a real datapoint (`value`) or a gap the missing-data
-    treatment filled (`filled`, no value)."""
+    treatment filled (`filled`, no value). Its dot sits at its start, where the series draws its value."""
 
     start: datetime
     end: datetime
@@ -133,8 +133,9 @@ def svg(c: Chart, frame: Frame = Frame()) -> str:
         out.append(f"<polyline class=values points='{pts}'/>")
     if c.threshold is not None:
         ty = y(c.threshold.value)
+        ly = ty - 4 if ty - 4 >= f.top + 10 else ty + 12  # under the line when above it would be cut off
         out.append(f"<line class=threshold x1='{f.left}' x2='{f.width - f.right}' y1='{ty:.1f}' y2='{ty:.1f}'/>"
-                   f"<text class='axis limit' x='{f.width - f.right}' y='{ty - 4:.1f}' text-anchor=end>"
+                   f"<text class='axis limit' x='{f.width - f.right}' y='{ly:.1f}' text-anchor=end>"
                    f"{escape(c.threshold.text)}</text>")
     for b in c.judged:
         kind = ("breach" if b.breaching else "fine") + (" filled" if b.filled else "")
@@ -142,7 +143,7 @@ def svg(c: Chart, frame: Frame = Frame()) -> str:
         out.append(f"<rect class='bucket {kind}' x='{bx:.1f}' y='{f.top + plot_h + 1}' "
                    f"width='{max(2.0, x(b.end) - bx - 1):.1f}' height='4'/>")
         if b.value is not None:
-            out.append(f"<circle class='judged {kind}' cx='{x(b.start + (b.end - b.start) / 2):.1f}' "
+            out.append(f"<circle class='judged {kind}' cx='{bx:.1f}' "
                        f"cy='{y(b.value):.1f}' r='3'/>")
     for m in c.markers:
         mx = x(m.at)
