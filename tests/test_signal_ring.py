@@ -29,18 +29,22 @@ def poll(b: SignalBoard, now: datetime, points: list[tuple[datetime, float]]) ->
     return b.slots[KEY].ring
 
 
-def test_the_ring_keeps_each_buckets_newest_value_and_replaces_a_late_one() -> None:
+def test_the_ring_keeps_each_buckets_value_and_the_newest_takes_a_new_one() -> None:
     b = board()
     # At 12:05:10 the range is the five complete buckets 12:00..12:04 (N + 2); 12:05 is still filling.
     pts = [(T0 + k * MINUTE, 100.0 + k) for k in range(5)]
     ring = poll(b, T0 + 5 * MINUTE + timedelta(seconds=10), pts)
     assert ring.values() == pts
-    # A minute later the 12:02 bucket was revised and 12:05 is complete: one new value, one replaced.
-    pts2 = [(T0 + k * MINUTE, 100.0 + k) for k in range(1, 6)]
-    pts2[1] = (T0 + 2 * MINUTE, 999.0)
-    ring = poll(b, T0 + 6 * MINUTE + timedelta(seconds=10), pts2)
-    assert ring.values() == [(T0, 100.0), (T0 + MINUTE, 101.0), (T0 + 2 * MINUTE, 999.0),
-                             (T0 + 3 * MINUTE, 103.0), (T0 + 4 * MINUTE, 104.0), (T0 + 5 * MINUTE, 105.0)]
+    # Ten seconds later the newest bucket (12:04) reads 444 and an older one (12:02) 999: the newest is
+    # replaced, the older revision is not taken (the ring compares only from its newest bucket on).
+    pts2 = [(T0 + k * MINUTE, 100.0 + k) for k in range(5)]
+    pts2[2], pts2[4] = (T0 + 2 * MINUTE, 999.0), (T0 + 4 * MINUTE, 444.0)
+    ring = poll(b, T0 + 5 * MINUTE + timedelta(seconds=20), pts2)
+    assert ring.values() == [(T0, 100.0), (T0 + MINUTE, 101.0), (T0 + 2 * MINUTE, 102.0),
+                             (T0 + 3 * MINUTE, 103.0), (T0 + 4 * MINUTE, 444.0)]
+    # A minute later 12:05 is complete: appended.
+    ring = poll(b, T0 + 6 * MINUTE + timedelta(seconds=10), pts2[1:] + [(T0 + 5 * MINUTE, 105.0)])
+    assert ring.values()[-2:] == [(T0 + 4 * MINUTE, 444.0), (T0 + 5 * MINUTE, 105.0)] and len(ring.values()) == 6
 
 
 def test_values_are_bounded_by_count_and_the_oldest_go_first() -> None:

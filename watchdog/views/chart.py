@@ -89,6 +89,7 @@ class Frame:
     top: int = 14
     bottom: int = 24
     rows: int = 4  # horizontal grid lines, each with its value, between the top and the bottom
+    digits: int = 1  # decimals of a coordinate (0 for a small chart: many of them must stay small)
 
     @property
     def columns(self) -> int:
@@ -96,7 +97,7 @@ class Frame:
 
 
 def svg(c: Chart, frame: Frame = Frame()) -> str:
-    f = frame
+    f, d = frame, frame.digits
     span = max((c.end - c.start).total_seconds(), 1e-9)
     values = [(ts, v) for ts, v in c.series if c.start <= ts <= c.end]
     ys = [v for _, v in values] + [b.value for b in c.judged if b.value is not None]
@@ -118,37 +119,37 @@ def svg(c: Chart, frame: Frame = Frame()) -> str:
     out = [f"<svg class=chart{attrs} viewBox='0 0 {f.width} {f.height}' width='100%' role=img "
            f"aria-label='{escape(said, True)}'><title>{escape(said)}</title>"]
     for band in c.bands:
-        out.append(f"<rect class='{escape(band.style, True)}' x='{x(band.start):.1f}' y='{f.top}' "
-                   f"width='{max(1.0, x(band.end) - x(band.start)):.1f}' height='{plot_h}'/>")
+        out.append(f"<rect class='{escape(band.style, True)}' x='{x(band.start):.{d}f}' y='{f.top}' "
+                   f"width='{max(1.0, x(band.end) - x(band.start)):.{d}f}' height='{plot_h}'/>")
     rows = frame.rows
     for k in range(rows + 1):
         gy = f.top + plot_h * k / rows
-        out.append(f"<line class=grid x1='{f.left}' x2='{f.width - f.right}' y1='{gy:.1f}' y2='{gy:.1f}'/>"
-                   f"<text class=axis x='{f.left - 4}' y='{gy + 4:.1f}' text-anchor=end>"
+        out.append(f"<line class=grid x1='{f.left}' x2='{f.width - f.right}' y1='{gy:.{d}f}' y2='{gy:.{d}f}'/>"
+                   f"<text class=axis x='{f.left - 4}' y='{gy + 4:.{d}f}' text-anchor=end>"
                    f"{_num(hi - (hi - lo) * k / rows)}</text>")
     for ts, text in time_ticks(c.start, c.end):
-        out.append(f"<text class='axis time' x='{x(ts):.1f}' y='{f.height - 6}' text-anchor=middle>{text}</text>")
+        out.append(f"<text class='axis time' x='{x(ts):.{d}f}' y='{f.height - 6}' text-anchor=middle>{text}</text>")
     if values:
-        pts = " ".join(f"{px:.1f},{y(v):.1f}" for px, v in envelope([(x(ts), v) for ts, v in values], f.columns))
+        pts = " ".join(f"{px:.{d}f},{y(v):.{d}f}" for px, v in envelope([(x(ts), v) for ts, v in values], f.columns))
         out.append(f"<polyline class=values points='{pts}'/>")
     if c.threshold is not None:
         ty = y(c.threshold.value)
         ly = ty - 4 if ty - 4 >= f.top + 10 else ty + 12  # under the line when above it would be cut off
-        out.append(f"<line class=threshold x1='{f.left}' x2='{f.width - f.right}' y1='{ty:.1f}' y2='{ty:.1f}'/>"
-                   f"<text class='axis limit' x='{f.width - f.right}' y='{ly:.1f}' text-anchor=end>"
+        out.append(f"<line class=threshold x1='{f.left}' x2='{f.width - f.right}' y1='{ty:.{d}f}' y2='{ty:.{d}f}'/>"
+                   f"<text class='axis limit' x='{f.width - f.right}' y='{ly:.{d}f}' text-anchor=end>"
                    f"{escape(c.threshold.text)}</text>")
     for b in c.judged:
         kind = ("breach" if b.breaching else "fine") + (" filled" if b.filled else "")
         bx = x(b.start)
-        out.append(f"<rect class='bucket {kind}' x='{bx:.1f}' y='{f.top + plot_h + 1}' "
-                   f"width='{max(2.0, x(b.end) - bx - 1):.1f}' height='4'/>")
+        out.append(f"<rect class='bucket {kind}' x='{bx:.{d}f}' y='{f.top + plot_h + 1}' "
+                   f"width='{max(2.0, x(b.end) - bx - 1):.{d}f}' height='4'/>")
         if b.value is not None:
-            out.append(f"<circle class='judged {kind}' cx='{bx:.1f}' "
-                       f"cy='{y(b.value):.1f}' r='3'/>")
+            out.append(f"<circle class='judged {kind}' cx='{bx:.{d}f}' "
+                       f"cy='{y(b.value):.{d}f}' r='3'/>")
     for m in c.markers:
         mx = x(m.at)
-        out.append(f"<line class=level-marker x1='{mx:.1f}' x2='{mx:.1f}' y1='{f.top}' y2='{f.top + plot_h}'/>"
-                   f"<text class=level-text x='{mx + 3:.1f}' y='{f.top + 10}'>{escape(m.label)}</text>")
+        out.append(f"<line class=level-marker x1='{mx:.{d}f}' x2='{mx:.{d}f}' y1='{f.top}' y2='{f.top + plot_h}'/>"
+                   f"<text class=level-text x='{mx + 3:.{d}f}' y='{f.top + 10}'>{escape(m.label)}</text>")
     out.append("</svg>")
     return "".join(out)
 
