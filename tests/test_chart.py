@@ -6,30 +6,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from html.parser import HTMLParser
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from test_replay_report import Elements
 from watchdog.views.chart import Band, Bucket, Chart, Marker, Threshold, svg, time_ticks
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
 
-class Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def of(self, tag: str, cls: str) -> list[dict[str, str | None]]:
-        return [a for t, a in self.tags if t == tag and cls in (a.get("class") or "").split()]
-
-
-def parsed(text: str) -> Tags:
-    t = Tags()
+def parsed(text: str) -> Elements:
+    t = Elements()
     t.feed(text)
     return t
 
@@ -89,7 +77,7 @@ def test_every_text_is_escaped(text: str) -> None:
     c = Chart([(T0, 1.0)], T0, T0 + timedelta(minutes=1), Threshold(1.0, text), bands=[Band(T0, T0, text)],
               markers=[Marker(T0, text)], title=text, data={"rule": text})
     out = svg(c)
-    tags = parsed(out).tags
+    tags = parsed(out).found
     assert {tag for tag, _ in tags} <= {"svg", "title", "rect", "line", "text", "polyline", "circle"}
     assert all(a.get("data-rule") in (None, text) for tag, a in tags if tag == "svg")
 
@@ -99,4 +87,4 @@ def test_a_hostile_rule_name_is_text() -> None:
     out = svg(Chart([(T0, 1.0)], T0, T0 + timedelta(minutes=1), Threshold(1.0, "> 1"), title=name,
                     data={"rule": name}, markers=[Marker(T0, name)]))
     assert "<img" not in out and re.search(r"&lt;img src=x onerror=alert\(1\)&gt;", out)
-    assert [t for t, _ in parsed(out).tags].count("img") == 0
+    assert [t for t, _ in parsed(out).found].count("img") == 0
