@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import hashlib
 import re
 from datetime import datetime, timedelta, timezone
@@ -104,8 +105,10 @@ async def test_the_page_shows_the_target_its_rule_chart_and_the_incident_timelin
         clock.set(T0 + timedelta(minutes=3))
         await feed(app, T0 + timedelta(minutes=3), 2500.0)  # every bucket breaches: alarm, an incident opens
         status, headers, body = await get(app.bound_port)
+        _, _, doc = await get(app.bound_port, "/status")
     finally:
         await app.stop()
+    assert json.loads(doc)["targets"][0]["role"] == "single"  # leader or standby once HA lands (SPEC 4.5)
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
     page = tree(body)
