@@ -30,7 +30,7 @@ border:1px solid #dde2e8;margin:8px 0;padding:4px 10px}details.rules summary{cur
 ol.timeline li{margin:2px 0}.next{color:#5b6675}form{background:#fff;border:1px solid #dde2e8;padding:8px 10px;margin:8px 0;
 display:flex;flex-wrap:wrap;gap:6px 10px;align-items:end}form b{width:100%}label{display:flex;flex-direction:column;
 font-size:12px;color:#5b6675}input,select,button{font:inherit;padding:3px 6px}.answer{width:100%;margin:0;
-white-space:pre-wrap;font-family:ui-monospace,monospace}.answer.ok{color:#085d3a}.answer.bad{color:#b42318}
+white-space:pre-wrap;overflow-wrap:anywhere;font-family:ui-monospace,monospace}.answer.ok{color:#085d3a}.answer.bad{color:#b42318}
 #forms{display:grid;grid-template-columns:repeat(auto-fit,minmax(270px,1fr));gap:0 12px}.off{background:#fef0c7;
 padding:6px 10px;border:1px solid #fec84b}.banner{background:#fee4e2;padding:6px 10px;border:1px solid #fda29b}
 """ + CHART_STYLE
