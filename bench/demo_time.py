@@ -1,6 +1,6 @@
 """How long `rollback-watchdog demo` takes: `python -m bench.demo_time` (what `make bench-demo` runs).
 
-The README promises "about one minute". tests/test_demo.py checks the story the demo tells; its length is a
+The README promises "about one minute" ("Set up"). tests/test_demo.py checks the story the demo tells; its length is a
 measure, and measures belong here, not in a test that a loaded machine would fail. Each run is the real
 command in a process of its own, as a user starts it; wall time and the CPU the process used are printed
 per run, then the median.

@@ -28,7 +28,7 @@ PUBLISHED = [
     ("- - - X -", 2, ALARM, RETAIN, ALARM, OK),
     # The guide's own example under "Avoiding premature transitions to alarm state": a breach too recent
     # to alarm on. It says only "not ALARM"; with nothing decided, missing gives insufficient_data and
-    # ignore keeps the state (the README's differences table).
+    # ignore keeps the state (docs/deciding.md "Where it differs from CloudWatch").
     ("- - - - X", 3, INSUF, RETAIN, ALARM, OK),
 ]
 

@@ -261,8 +261,9 @@ def test_any_request_is_answered_2xx_or_4xx_never_5xx(served: Served, route: tup
         assert got.status == 401 or (got.status == 404 and got.error() == "Not Found"), got
 
 
-# The README's rule, written out here rather than asked of the product: a duration is a number (a fraction
-# allowed) and a unit of ms, s, m, h or d; the control API answers 400 for one of 0 or longer than 3650d.
+# The documented rule (docs/configuration.md, Durations; docs/http.md, the control API's 400), written out
+# here rather than asked of the product: a duration is a number (a fraction allowed) and a unit of ms, s, m,
+# h or d; the control API answers 400 for one of 0 or longer than 3650d.
 # Decimal, not float: the bound is exact, 3650d = 315 360 000 s.
 _WRITTEN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
 _UNIT_SECONDS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}

@@ -1,6 +1,7 @@
 """The decision core's rules and signal board, where the mutation run (`make mutants`, bench/mutants.md) found
 behaviour no test pinned down: boundaries, reasons as written, names nobody asked for. Each expectation
-is derived by hand from the rule it cites (README, the modules' docstrings), never from the product.
+is derived by hand from the rule it cites (docs/deciding.md, docs/configuration.md, the modules'
+docstrings), never from the product.
 
 1-minute buckets throughout; NOW = 12:00:30, so the complete buckets judged are 11:55 to 11:59 (N + 2 = 5).
 """
@@ -149,7 +150,7 @@ def test_a_cloudwatch_window_ends_now_and_a_sampled_one_at_its_last_reading() ->
 
 
 def test_a_value_exactly_max_age_old_is_still_judged() -> None:
-    """README: with max_age, a value *older* than it is missing; one exactly that old is not."""
+    """docs/configuration.md, Rules: with max_age, a value *older* than it is missing; one exactly that old is not."""
     b = board(max_age="2m")
     b.source_ok("cw", {"t/latency": [(NOW - 2 * MIN, BAD)]}, NOW)
     ev = b.evaluate("t", NOW)["latency"].evaluation

@@ -118,7 +118,7 @@ def test_the_corpus_holds_30_labelled_traces_of_hours_at_one_minute() -> None:
 async def test_a_target_decides_the_same_to_the_millisecond_alone_and_beside_a_neighbour_that_acts() -> None:
     """Issue 20: the corpus trace a-neighbour-acts-where-verification-falls-due, once as it is and once
     without `api`. hybrid-routing's incident is the same to the microsecond, and its times are the ones the
-    README's rule gives by hand: opened at the poll of minute 63, level 1 started then and over a replayed
+    docs/deciding.md's rule gives by hand: opened at the poll of minute 63, level 1 started then and over a replayed
     action's millisecond later, verified (2 of 3 fresh buckets breach, M = 3: held) at the poll of 67, and
     resolved an hour after that (`resolve_after`) at the poll of 127."""
     [trace] = [t for t in CORPUS["traces"] if t["name"] == "a-neighbour-acts-where-verification-falls-due"]

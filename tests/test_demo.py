@@ -1,6 +1,6 @@
 """`rollback-watchdog demo` tells the story of SPEC 3.6 and exits 0.
 
-How long it takes ("about one minute", README) is measured by `make bench-demo` (bench/demo_time.py), not
+How long it takes ("about one minute", README "Set up") is measured by `make bench-demo` (bench/demo_time.py), not
 asserted here: a wall-time bound in a test fails on a loaded machine and proves nothing about the story.
 """
 

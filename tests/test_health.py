@@ -209,7 +209,7 @@ async def test_a_running_poll_keeps_the_deadline_it_started_with(tmp_path) -> No
 
 
 async def test_an_evaluation_that_crashes_is_logged_the_other_targets_judged_and_health_fails(tmp_path) -> None:
-    """README, Health: /healthz fails when a source has made no progress (a try of its poll started, or its
+    """docs/http.md, Health: /healthz fails when a source has made no progress (a try of its poll started, or its
     evaluation ended) for its deadline plus two intervals. Here the interval is 1h and the deadline is the
     timeout (200ms) + max_backoff (100ms) + 2s of slack = 2.3s: the limit is 2h 2.3s.
 

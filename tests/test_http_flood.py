@@ -41,7 +41,8 @@ from watchdog.lifecycle.app import App
 from watchdog.support.logs import setup_logging
 from watchdog.support.metrics import Metrics
 
-# The daemon's limit in the flood, and what the README derives from it: 1 024 - 512 (the outbound reserve).
+# The daemon's limit in the flood, and what docs/operations.md (Exposure) derives from it: 1 024 - 512
+# (the outbound reserve).
 NOFILE, CAP_AT_1024 = 1024, 512
 SLACK = 5.0  # seconds on top of a timeout: a loaded 2-core machine fires timers late, never early
 

@@ -166,7 +166,7 @@ def test_the_built_ins_load_in_their_order_which_the_unknown_type_line_lists() -
 
 def test_a_reading_key_of_one_kind_is_refused_on_a_rule_of_another() -> None:
     """The descriptor says which keys its rules take: `reduce` (prometheus) on a cloudwatch rule is named, as
-    `promql` always was (README: `promql`, `reduce`: prometheus sources)."""
+    `promql` always was (docs/configuration.md, Rules: `promql`, `reduce`: prometheus sources)."""
     text = """
 sources: [{name: cw, type: cloudwatch}]
 targets:

@@ -227,7 +227,7 @@ SCHEMA_KEYS = {"schema", "delivery_id", "event", "severity", "target", "incident
 
 
 def verify(secret: str, headers: dict[str, str], raw: bytes) -> bool:
-    """What a receiver does (README "Webhook payload")."""
+    """What a receiver does (docs/configuration.md "Webhook payload")."""
     expected = hmac.new(secret.encode(), headers["X-Watchdog-Timestamp"].encode() + b"." + raw, hashlib.sha256).hexdigest()
     return hmac.compare_digest("sha256=" + expected, headers["X-Watchdog-Signature"])
 

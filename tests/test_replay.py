@@ -55,7 +55,7 @@ async def test_a_replay_prints_its_cost_first_fetches_in_batches_and_then_only_f
         text = out.getvalue()
         first = text.splitlines()[0]
         assert first.startswith("cost: source cloudwatch:"), text
-        # By hand, from the documented rule (README "Replay"): a call returns at most 100 800 datapoints, so
+        # By hand, from the documented rule (docs/replay.md): a call returns at most 100 800 datapoints, so
         # a batch of 30 one-minute queries gets 100 800 / 30 = 3 360 buckets, 56 h a window, the windows laid
         # from the range's start. The range starts N + 2 = 5 buckets before --from (the first poll's window)
         # and ends at --to, 20 minutes before now: 2 h 45 min, one window; 30 queries are one batch (at most

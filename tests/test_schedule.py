@@ -1,5 +1,5 @@
 """One schedule (watchdog/core/schedule.py) for the daemon and the replay: the ticks of a source, and the daemon
-polling at the very ticks the replay computes (README "How it decides": every `interval` from the start).
+polling at the very ticks the replay computes (docs/deciding.md "When it polls": every `interval` from the start).
 
 The live side runs the real App with its APScheduler scheduler and an injected clock that stands still at
 T0 (tests/timing.py): APScheduler fires on the system clock, the polls must still be at T0, T0 + 200 ms, ...

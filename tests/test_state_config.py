@@ -1,5 +1,5 @@
 """`watchdog.state`: a backend chosen by `type` from the registry (watchdog.shared.kinds STATES), and `state_path`,
-its shorthand for the SQLite file (README "`watchdog:`"). Existing configs and the WATCHDOG_STATE_PATH
+its shorthand for the SQLite file (docs/configuration.md "`watchdog:`"). Existing configs and the WATCHDOG_STATE_PATH
 override keep their meaning; giving both is refused naming both; anything else wrong is one line with its
 path. A reload that changes where the state is says it needs a restart."""
 

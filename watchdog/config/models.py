@@ -34,7 +34,7 @@ from watchdog.config.types import (
     said,
 )
 
-# The longest http_*_timeout (README "HTTP endpoints").
+# The longest http_*_timeout (docs/configuration.md "`watchdog:`").
 MAX_HTTP_TIMEOUT = timedelta(minutes=10)
 
 
@@ -81,7 +81,7 @@ class WatchdogSection(BaseSettings):
     shutdown_grace: ShutdownGrace = timedelta(seconds=30)
     # Append every poll's answer to this JSON-lines file, for `replay` (like `run --record FILE`).
     record: Path | None = None
-    # The HTTP face's own protection (watchdog/http/server.py, README "HTTP endpoints"): anyone who can reach
+    # The HTTP face's own protection (watchdog/http/server.py, docs/operations.md "Exposure"): anyone who can reach
     # the port, token or not, must not be able to hold descriptors the polls and levels need.
     http_max_connections: int = Field(256, ge=1, le=65536)
     http_header_timeout: Timeout = timedelta(seconds=10)  # from a request's first byte to its last header

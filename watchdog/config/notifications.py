@@ -2,7 +2,7 @@
 
 Every channel filters by `min_severity`, and optionally by `targets` and
 `events`; delivery goes through the durable outbox with the channel's `retry`
-schedule (SPEC 3.2 keys; README "Notifications"). These are the keys every
+schedule (SPEC 3.2 keys; docs/configuration.md "notifications:"). These are the keys every
 channel has; each kind's own model is in its module (watchdog.shared.kinds.CHANNELS).
 """
 

@@ -1,4 +1,5 @@
-"""What every source's config has (README "sources:"); each kind's own model is in its module (watchdog.shared.kinds).
+"""What every source's config has (docs/configuration.md "sources:"); each kind's own model is in its module
+(watchdog.shared.kinds).
 
 Every source polls at its own `interval`. `blind_after`: after failing for that
 long, the targets whose rules read it are reported blind and a human is paged

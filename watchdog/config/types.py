@@ -77,7 +77,7 @@ def _between(low: timedelta, high: timedelta, why: str = "") -> AfterValidator:
     return AfterValidator(check)
 
 
-# The bounds of each kind of duration (README "Durations"). A zero or near-zero value does not mean
+# The bounds of each kind of duration (docs/configuration.md "Durations"). A zero or near-zero value does not mean
 # "immediately": it broke the daemon (a 0s interval never let /healthz see an evaluation, a 0s deadline
 # ran every level to `exhausted` in 15 ms without sending a request). The lower bounds stay low enough
 # for tests and benchmarks that run the real daemon on short clocks.

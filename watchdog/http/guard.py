@@ -1,4 +1,4 @@
-"""What a connection to the HTTP port may hold, and for how long (README "HTTP endpoints").
+"""What a connection to the HTTP port may hold, and for how long (docs/operations.md "Exposure").
 
 Anyone who can reach the port can open connections, with a token or without. Each holds a descriptor of
 the kind the polls, the levels and the pages need: at the process's limit every outbound connect fails,
@@ -213,7 +213,7 @@ class ConnectionGuard:
                     cap=self._limits().cap, every_s=SHED_LOG_EVERY,
                     why="more connections than the cap, or connections that sent nothing in time",
                     next="counted in watchdog_http_connections_rejected_total; keep the port on loopback "
-                         "or behind a reverse proxy (README: HTTP endpoints)")
+                         "or behind a reverse proxy (docs/operations.md: Exposure)")
 
 
 class _Guarded(asyncio.Protocol):

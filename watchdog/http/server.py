@@ -1,5 +1,5 @@
 """The listening HTTP server: its descriptors, its connection cap and timeouts (guard.py), and what it
-logs under a flood (README "HTTP endpoints").
+logs under a flood (docs/operations.md "Exposure").
 
 At start the soft RLIMIT_NOFILE is raised to the hard limit (one `descriptor_limit` line). Inbound
 connections may hold at most `soft limit - OUTBOUND_RESERVE` descriptors, whatever

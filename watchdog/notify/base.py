@@ -159,7 +159,7 @@ def trigger_lines(event: Event) -> list[str]:
 
 
 def payload(msg: Message) -> dict[str, Any]:
-    """The webhook body (README "Webhook payload"); stable, versioned by `schema`."""
+    """The webhook body (docs/configuration.md "Webhook payload"); stable, versioned by `schema`."""
     ev = msg.event
     return {
         "schema": PAYLOAD_SCHEMA,

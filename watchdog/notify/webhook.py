@@ -1,4 +1,4 @@
-"""A generic webhook: one signed JSON POST per event (README "Webhook payload").
+"""A generic webhook: one signed JSON POST per event (docs/configuration.md "Webhook payload").
 
 The signature covers the timestamp and the exact body bytes, so a receiver
 verifies before parsing and can reject replays by the timestamp's age.
@@ -24,7 +24,7 @@ from watchdog.notify.base import ChannelKind, DeliveryFailed, Message, Posting, 
 
 
 class WebhookNotification(Notification):
-    """A JSON POST of each event (README "Webhook payload"), optionally signed with HMAC-SHA256."""
+    """A JSON POST of each event (docs/configuration.md "Webhook payload"), optionally signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
     url: SecretStr  # a URL often carries a token in its path or query
