@@ -88,7 +88,8 @@ async def test_the_page_shows_the_incident_and_its_pause_form_pauses(tmp_path: P
 
             # A wrong token: the API's 401, shown on the page.
             await page.fill("#token", "not-the-token")
-            await page.fill("#pause-form [name=reason]", "deploying the fix by hand")
+            # The reason is hostile markup: it travels through the real API and journal back onto the page.
+            await page.fill("#pause-form [name=reason]", f"deploying the fix by hand {HOSTILE}")
             await page.click("#pause-form button")
             assert re.match(r"401 Unauthorized: missing or wrong bearer token", await answer(page, "pause-form"))
 
@@ -97,7 +98,7 @@ async def test_the_page_shows_the_incident_and_its_pause_form_pauses(tmp_path: P
             await page.evaluate("window.before = document.querySelector('#targets')")
             await shown(page, "document.querySelector('#targets') !== window.before")
             assert await page.input_value("#resume-form [name=reason]") == "half-typed"
-            assert await page.input_value("#pause-form [name=reason]") == "deploying the fix by hand"
+            assert await page.input_value("#pause-form [name=reason]") == f"deploying the fix by hand {HOSTILE}"
 
             await page.fill("#token", TOKEN)
             await page.evaluate("document.querySelector('#pause-form .answer').textContent = ''")
@@ -105,10 +106,12 @@ async def test_the_page_shows_the_incident_and_its_pause_form_pauses(tmp_path: P
             said = await answer(page, "pause-form")
             assert said.startswith("200 OK: ") and '"paused":"*"' in said, said
             await shown(page, "document.querySelector('#targets td.paused').textContent.includes("
-                              "'deploying the fix by hand')")
+                              "'deploying the fix by hand <img src=x onerror=alert(1)>')")
+            assert await page.locator("img").count() == 0  # the reason is text, not an element
             assert await page.evaluate("localStorage.length + sessionStorage.length") == 0
             assert await page.evaluate("document.cookie") == ""
         assert b.outside == [], b.outside
+        assert b.dialogs == []  # no script of the reason's ran
         assert b.requests and all(u.startswith(origin + "/") for u in b.requests), b.requests
         assert not [u for u in b.requests if TOKEN in u]
         async with aiohttp.ClientSession() as s, s.get(f"{origin}/metrics") as r:
