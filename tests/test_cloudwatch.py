@@ -49,10 +49,12 @@ def cw_cfg(attempts: int = 3, timeout: str = "5s", max_backoff: str = "50ms") ->
     })
 
 
-def rule(name: str, namespace: str, metric: str = "Latency", stat: str = "Average", n: int = 5, period: str = "60s") -> Rule:
+def rule(name: str, namespace: str, metric: str = "Latency", stat: str = "Average", n: int = 5, period: str = "60s",
+         service: str | None = None) -> Rule:
     return rule_model().model_validate({
         "name": name, "category": "performance", "source": "cw", "threshold": "> 100", "evaluation_periods": n,
-        "metric": {"namespace": namespace, "name": metric, "dimensions": {"Service": namespace}, "stat": stat, "period": period},
+        "metric": {"namespace": namespace, "name": metric, "dimensions": {"Service": service or namespace}, "stat": stat,
+                   "period": period},
     })
 
 
@@ -64,6 +66,15 @@ def put(url: str, namespace: str, points: list[tuple[str, datetime, float]], ser
         cw.put_metric_data(Namespace=namespace, MetricData=[{
             "MetricName": metric, "Dimensions": [{"Name": "Service", "Value": service or namespace}], "Value": value, "Timestamp": ts,
         }])
+
+
+def put_each(url: str, namespace: str, points: list[tuple[str, str, datetime, float]]) -> None:
+    """(metric, service, time, value): many series in few calls (a query per series, as rules that differ send)."""
+    cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
+    data = [{"MetricName": metric, "Dimensions": [{"Name": "Service", "Value": service}], "Value": value, "Timestamp": ts}
+            for metric, service, ts, value in points]
+    for k in range(0, len(data), 1000):
+        cw.put_metric_data(Namespace=namespace, MetricData=data[k:k + 1000])
 
 
 def counter(m: Metrics, name: str) -> float:
@@ -164,10 +175,12 @@ async def test_round_trip_against_moto(moto_url: str, aws_env: dict[str, str]) -
 
 @pytest.mark.parametrize(("n", "sizes"), [(1, [1]), (500, [500]), (501, [500, 1]), (1200, [500, 500, 200])])
 async def test_batching_is_ceil_n_over_500_calls(proxy: RecordingProxy, moto_url: str, n: int, sizes: list[int]) -> None:
+    # Each rule its own series (identical queries are read once, issue 22): n queries for n rules.
     ns = f"Batch{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    put(moto_url, ns, [("A", minute(now) - MIN + timedelta(seconds=5), 1.0), ("B", minute(now) - MIN + timedelta(seconds=5), 2.0)])
-    qs = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="AB"[i % 2], n=1)) for i in range(n)]
+    at = minute(now) - MIN + timedelta(seconds=5)
+    put_each(moto_url, ns, [("AB"[i % 2], f"{ns}-{i}", at, 1.0 if i % 2 == 0 else 2.0) for i in range(n)])
+    qs = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="AB"[i % 2], n=1, service=f"{ns}-{i}")) for i in range(n)]
     metrics = Metrics()
     src = source(proxy.url, qs, metrics)
     async with started(src):
@@ -216,9 +229,10 @@ async def test_next_token_pages_are_followed_and_merged(proxy: RecordingProxy, m
 async def test_pages_within_several_batches(proxy: RecordingProxy, moto_url: str) -> None:
     ns = f"PagesBatch{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    put(moto_url, ns, [("Latency", minute(now) - k * MIN + timedelta(seconds=3), float(k)) for k in (1, 2)])
+    put_each(moto_url, ns, [("Latency", f"{ns}-{i}", minute(now) - k * MIN + timedelta(seconds=3), float(k))
+                            for i in range(501) for k in (1, 2)])
     proxy.paginate = True
-    src = source(proxy.url, [Query(f"t/r{i}", rule(f"r{i}", ns)) for i in range(501)])
+    src = source(proxy.url, [Query(f"t/r{i}", rule(f"r{i}", ns, service=f"{ns}-{i}")) for i in range(501)])
     async with started(src):
         got = await src.poll(now)
     assert proxy.sizes == [500, 500, 1, 1]  # each batch: a first page, then its NextToken page

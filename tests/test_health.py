@@ -19,7 +19,7 @@ import pytest
 import structlog
 
 from aws_proxy import Reply, aws_error, running_proxy
-from configs import CLOSED, http, hybrid_routing, level, make_target, metric_rule, parsed
+from configs import CLOSED, cloudwatch, http, hybrid_routing, level, make_target, metric_rule, parsed
 from story import Publisher, render
 from tests.daemon import Daemon
 from timing import until
@@ -53,15 +53,19 @@ def test_health_judges_progress_not_what_the_source_answered() -> None:
 
 
 def quiet(name: str, metric: str, url: str) -> dict[str, Any]:
-    """A target whose one rule never alarms here: CloudWatch is a closed port."""
-    return make_target(name, [metric_rule(namespace="N", metric=metric, threshold="> 1")],
+    """A target whose one rule never alarms here: CloudWatch is a closed port. Its period is an hour, so the
+    source is polled hourly (a CloudWatch source polls on its rules' periods, issue 22: not every interval)."""
+    return make_target(name, [metric_rule(namespace="N", metric=metric, threshold="> 1", period="1h")],
                        [level(1, "one", http(url, method=None), deadline="5s")])
 
 
 def config(tmp_path: Path, interval: str, attempts: int, *targets: dict[str, Any]) -> Config:
     retry = {"attempts": attempts, "initial_backoff": "50ms", "max_backoff": "100ms"}
+    # The hourly grid's ticks half an hour from now (settle shifts them): no scheduled poll comes during a test.
+    settle = f"{(datetime.now(timezone.utc).minute + 30) % 60}m"
     return parsed(hybrid_routing(state_path=tmp_path / "w.db", interval=interval, timeout="200ms", retry=retry,
-                                 targets=list(targets)))
+                                 targets=list(targets), sources=[cloudwatch(interval=interval, timeout="200ms",
+                                                                            retry=retry, settle=settle)]))
 
 
 class Hanging:
@@ -170,7 +174,7 @@ async def started(tmp_path, source, clock=None):
 
     cfg = config(tmp_path, "1h", 1, quiet("web", "M", f"{CLOSED}/x"), quiet("other", "M2", f"{CLOSED}/y"))
     app = await App.create(cfg, serve_http=False, clock=clock)
-    await app.start()  # the scheduler runs (health asks); the first poll, at once, fails fast; then hourly
+    await app.start()  # the scheduler runs (health asks); the first poll, at once, fails fast; then hourly, half an hour off
     await until(lambda: app.runtime.board.sources["cloudwatch"].last_poll is not None and not app.runtime.polling)  # type: ignore[union-attr]
     await app.runtime.sources["cloudwatch"].close()
     app.runtime.sources["cloudwatch"] = source

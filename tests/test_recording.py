@@ -357,8 +357,9 @@ async def test_a_rotation_then_sighup_starts_a_new_file_and_a_changed_record_swi
     first, rotated, second = tmp_path / "polls.jsonl", tmp_path / "polls.jsonl.1", tmp_path / "other.jsonl"
 
     def config(record: Path) -> str:
-        # A CloudWatch source at a closed port: every 200 ms a failed poll, each one a recorded line.
-        return write(tmp_path, hybrid_routing(state_path=tmp_path / "w.db", interval="200ms", timeout="1s",
+        # A CloudWatch source at a closed port: every second (its rule's period; a CloudWatch source polls on
+        # its rules' periods, issue 22) a failed poll, each one a recorded line.
+        return write(tmp_path, hybrid_routing(state_path=tmp_path / "w.db", period="1s", timeout="1s",
                                               retry={"attempts": 1}, admin=admin_api.url,
                                               watchdog={"record": str(record)}))
 

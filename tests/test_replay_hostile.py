@@ -28,7 +28,7 @@ import boto3
 import pytest
 
 from aws_proxy import NS, Reply, running_proxy
-from configs import CLOSED, hybrid_routing, metric_rule, parsed, write
+from configs import CLOSED, cloudwatch, hybrid_routing, metric_rule, parsed, write
 from replay_runs import Run, replay_measured
 
 UTC = timezone.utc
@@ -318,16 +318,24 @@ def test_an_escaped_lone_surrogate_in_a_recorded_error_is_printed_escaped(tmp_pa
 # --- the number of simulated polls ----------------------------------------------------------------
 
 def fast_config(tmp: Path, endpoint: str) -> str:
-    return write(tmp, hybrid_routing(aws_endpoint=endpoint, interval="100ms", retry={"attempts": 1},
-                                     state_path=tmp / "w.db"))
+    """The latency rule's source polls on its 60 s period, 2 s after each minute (issue 22: a CloudWatch source
+    reads on its rules' periods); `fast`, a CloudWatch source with no rule yet, polls on its 100 ms interval."""
+    sources = [cloudwatch(retry={"attempts": 1}, settle="2s"), cloudwatch("fast", interval="100ms", retry={"attempts": 1})]
+    return write(tmp, hybrid_routing(aws_endpoint=endpoint, sources=sources, state_path=tmp / "w.db"))
+
+
+# By hand, over 14 days from a start that is not on the minute grid (it is now, less 14 days, to the microsecond,
+# and the grid's ticks are at second 2): the start, then each of the 20 160 minutes' ticks, 20 161; and 14 days
+# of 100 ms, both ends included, 12 096 001.
+POLLS = "polls: 12 116 162 to simulate (cloudwatch 20 161, fast 12 096 001)"
 
 
 def test_twelve_million_polls_are_estimated_first_and_refused_without_yes(tmp_path: Path) -> None:
     run = replay_measured("-c", fast_config(tmp_path, CLOSED), "--from", "-14d", "--cache", str(tmp_path / "c.db"),
                           timeout=90)
     line = said(run, 2)
-    assert run.out.splitlines()[-1] == "polls: 12 096 001 to simulate (cloudwatch 12 096 001)"
-    assert line == ("rollback-watchdog replay: 12 096 001 polls to simulate, above the limit of 1 000 000: re-run "
+    assert run.out.splitlines()[-1] == POLLS
+    assert line == ("rollback-watchdog replay: 12 116 162 polls to simulate, above the limit of 1 000 000: re-run "
                     "with --yes to simulate them all, or give a shorter range")
 
 
@@ -339,8 +347,8 @@ def test_twelve_million_polls_with_yes_run_in_bounded_memory_and_show_progress(m
                           str(tmp_path / "c.db"), tty=True, until=" polls (", timeout=180)
     assert run.killed is None, (run.killed, run.err[-2000:])
     assert "Traceback" not in run.err
-    assert "of 12 096 001 polls (" in run.err, run.err[-2000:]
-    assert run.out.splitlines()[-1] == "polls: 12 096 001 to simulate (cloudwatch 12 096 001)"
+    assert "of 12 116 162 polls (" in run.err, run.err[-2000:]
+    assert run.out.splitlines()[-1] == POLLS
     assert run.peak_mb < PEAK_MB, run.peak_mb
 
 

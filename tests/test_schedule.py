@@ -1,5 +1,7 @@
 """One schedule (watchdog/core/schedule.py) for the daemon and the replay: the ticks of a source, and the daemon
-polling at the very ticks the replay computes (docs/deciding.md "When it polls": every `interval` from the start).
+polling at the very ticks the replay computes (docs/deciding.md "When it polls": once at the start, then every
+`interval` for a source without a period, and on the grid of its rules' periods, `settle` after each boundary,
+for a CloudWatch source).
 
 The live side runs the real App with its APScheduler scheduler and an injected clock that stands still at
 T0 (tests/timing.py): APScheduler fires on the system clock, the polls must still be at T0, T0 + 200 ms, ...
@@ -8,24 +10,24 @@ on the injected one, which is what the recording (`watchdog.record`) says they w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from configs import CLOSED, hybrid_routing, parsed
+from configs import CLOSED, cloudwatch, hybrid_routing, metric_rule, parsed
 from timing import FakeClock, until
-from watchdog.lifecycle.app import App
+from watchdog.lifecycle.app import App, DueTrigger
 from watchdog.replay.engine import count_polls, schedule
-from watchdog.core.schedule import catch_up, count, first_due, next_due, ticks
+from watchdog.core.schedule import Pace, catch_up, count, detection_delay, due, first_due, latest, next_due, ticks
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
+S = timedelta(seconds=1)
+MIN = timedelta(minutes=1)
 
 
-@dataclass
-class Every:
-    interval: timedelta
+def Every(interval: timedelta) -> Pace:  # noqa: N802 (a source without a period)
+    return Pace(interval)
 
 
 def test_every_interval_from_the_start() -> None:
@@ -49,6 +51,89 @@ def test_a_scheduler_run_stands_for_the_next_tick_or_the_newest_one_missed() -> 
     assert catch_up(s, T0, T0, T0 + timedelta(seconds=45)) == T0 + timedelta(seconds=40)
     # Never a tick already polled, whatever the clock says.
     assert catch_up(s, T0 + timedelta(seconds=40), T0, T0) == T0 + timedelta(seconds=50)
+
+
+# --- aligned reads (issue 22) -----------------------------------------------------------------
+
+def test_a_source_with_periods_ticks_on_their_grid_settle_after_each_boundary() -> None:
+    """60 s and 300 s rules: the grid's step is 60 s (their greatest common divisor), the interval plays no part.
+    Started at 12:00:30: a first poll at once, then 2 s after each whole minute."""
+    p = Pace.aligned(timedelta(seconds=30), [MIN, 5 * MIN], 2 * S)
+    assert p.step == MIN and p.settle == 2 * S and p.gap == MIN
+    start = T0 + 30 * S
+    assert first_due(p, start) == start
+    assert next_due(p, start) == T0 + MIN + 2 * S  # 12:01:02
+    assert next_due(p, T0 + MIN + 2 * S) == T0 + 2 * MIN + 2 * S  # on the grid: a step on
+    assert list(ticks(p, start, T0 + 3 * MIN + 2 * S)) == [start] + [T0 + k * MIN + 2 * S for k in (1, 2, 3)]
+    assert count(p, start, T0 + 3 * MIN + 2 * S) == 4
+    assert count(p, start, T0 + 3 * MIN + S) == 3  # 12:03:01: the 12:03:02 tick has not come
+    assert count(p, start, start) == 1 and count(p, start, start - MS) == 0
+    # A settle of whole periods (CloudWatch's 2m on 1-minute rules) falls on the boundaries themselves.
+    two = Pace.aligned(timedelta(seconds=30), [MIN], 2 * MIN)
+    assert list(ticks(two, start, T0 + 2 * MIN)) == [start, T0 + MIN, T0 + 2 * MIN]
+    # 300 s rules alone with a 2m settle: 12:02, 12:07, 12:12 after a start at 12:00.
+    five = Pace.aligned(MIN, [5 * MIN], 2 * MIN)
+    assert list(ticks(five, T0, T0 + 12 * MIN)) == [T0, T0 + 2 * MIN, T0 + 7 * MIN, T0 + 12 * MIN]
+    assert count(five, T0, T0 + 12 * MIN) == 4
+    # 10 s and 60 s: every 10 s. No rule yet: every interval, as a source without a period.
+    assert Pace.aligned(MIN, [10 * S, MIN], 2 * MIN).step == 10 * S
+    assert Pace.aligned(timedelta(seconds=30), [], 2 * MIN) == Pace(timedelta(seconds=30))
+
+
+def test_a_missed_run_polls_at_the_newest_grid_tick() -> None:
+    p = Pace.aligned(timedelta(seconds=30), [MIN], 2 * S)
+    start = T0 + 30 * S
+    assert catch_up(p, None, start, start) == start
+    assert catch_up(p, T0 + MIN + 2 * S, start, T0 + MIN + 30 * S) == T0 + 2 * MIN + 2 * S  # the next
+    # 12:02:02 .. 12:05:02 missed, the run comes at 12:05:40: it stands for 12:05:02.
+    assert catch_up(p, T0 + MIN + 2 * S, start, T0 + 5 * MIN + 40 * S) == T0 + 5 * MIN + 2 * S
+    assert catch_up(p, T0 + 5 * MIN + 2 * S, start, T0) == T0 + 6 * MIN + 2 * S  # never one already polled
+
+
+def test_a_query_is_due_once_per_bucket_or_per_read_every() -> None:
+    settle = 2 * S
+    assert latest(MIN, settle, T0 + MIN + 50 * S) == T0 + MIN + 2 * S
+    assert due(MIN, settle, None, T0 + 30 * S)  # never read: polling started, or the last read failed
+    assert not due(MIN, settle, T0 + MIN + 2 * S, T0 + MIN + 50 * S)  # read at 12:01:02; 12:02:02 not come
+    assert due(MIN, settle, T0 + MIN + 2 * S, T0 + 2 * MIN + 2 * S)
+    # read_every 5m: read at 12:00:02, then not at 12:01:02 .. 12:04:02, and at 12:05:02.
+    assert not any(due(5 * MIN, settle, T0 + settle, T0 + k * MIN + settle) for k in (1, 2, 3, 4))
+    assert due(5 * MIN, settle, T0 + settle, T0 + 5 * MIN + settle)
+    # Read at the start, 12:00:30, mid-grid: the next read is the grid's next tick, 12:05:02.
+    assert not due(5 * MIN, settle, T0 + 30 * S, T0 + 5 * MIN + S) and due(5 * MIN, settle, T0 + 30 * S, T0 + 5 * MIN + settle)
+    # Ticks a stalled scheduler skipped (12:02:02, 12:03:02) are made up at the next poll, 12:03:30.
+    assert due(MIN, settle, T0 + MIN + settle, T0 + 3 * MIN + 30 * S)
+
+
+def test_the_worst_case_detection_delay() -> None:
+    """By hand: 3 of 3 one-minute buckets with a 2m settle. The first breaching datapoint is at the start of its
+    bucket (12:03), the third bucket closes at 12:06 and is read at 12:08: 3 x 1m + 2m = 5m. Read every 5m
+    (reads at 12:02, 12:07, 12:12), the third bucket closing at 12:06 is readable at 12:08 and read at 12:12:
+    9m, 4m (5m less one period) more."""
+    assert detection_delay(MIN, 3, 2 * MIN) == 5 * MIN
+    assert detection_delay(MIN, 3, 2 * MIN, 5 * MIN) == 9 * MIN
+    assert detection_delay(5 * MIN, 2, 2 * MIN) == 12 * MIN
+    assert detection_delay(MIN, 3, 2 * MIN, MIN) == 5 * MIN  # read_every of one period: as without it
+    # The same by brute force over every minute a breach can start in (plain arithmetic, not the schedule):
+    # reads at k x 5m + 2m; the M-th bucket of a breach starting at minute s closes at s + 3 and is read at
+    # the first read at or after s + 3 + 2.
+    worst = 0
+    for s in range(0, 10):
+        readable = s + 3 + 2
+        read = next(t for t in range(0, 60) if t % 5 == 2 and t >= readable)
+        worst = max(worst, read - s)
+    assert timedelta(minutes=worst) == detection_delay(MIN, 3, 2 * MIN, 5 * MIN)
+
+
+def test_the_scheduler_trigger_fires_at_the_grid_ticks() -> None:
+    """APScheduler's trigger: the first run when polling starts, then the grid's ticks (wall-clock times)."""
+    started = T0 + 30 * S + 123 * MS
+    trigger = DueTrigger(Pace.aligned(timedelta(seconds=30), [MIN, 5 * MIN], 2 * S), started)
+    first = trigger.get_next_fire_time(None, started)
+    assert first == started
+    second = trigger.get_next_fire_time(first, first)
+    assert second == T0 + MIN + 2 * S
+    assert trigger.get_next_fire_time(second, second) == T0 + 2 * MIN + 2 * S
 
 
 def test_the_replay_polls_at_the_ticks_and_counts_them_without_making_them(tmp_path: Path) -> None:
@@ -87,6 +172,25 @@ async def test_the_daemon_polls_at_the_ticks_the_replay_computes(tmp_path: Path)
         after = [t for t in recorded(record) if t >= jumped][:2]
         assert after == [jumped, jumped + 200 * MS]
         assert set(recorded(record)) <= set(t for t, _, _ in schedule(cfg, T0, after[-1], {}))
+    finally:
+        await app.stop()
+
+
+async def test_the_daemon_polls_a_cloudwatch_source_at_the_grid_ticks_the_replay_computes(tmp_path: Path) -> None:
+    """1 s rules, a 300 ms settle and an hourly interval (which no longer paces a source with periods): the
+    daemon's scheduler fires at 300 ms past each wall-clock second, and each run polls at the replay's tick."""
+    record = tmp_path / "polls.jsonl"
+    cw = cloudwatch("cw", interval="1h", timeout="1s", retry={"attempts": 1}, settle="300ms")
+    cfg = parsed(hybrid_routing(state_path=tmp_path / "w.db", sources=[cw], watchdog={"record": str(record)},
+                                rules=[metric_rule(source="cw", period="1s")]))
+    app = await App.create(cfg, clock=FakeClock(T0), serve_http=False)
+    await app.start()
+    try:
+        await until(lambda: len(recorded(record)) >= 4, timeout=20, what="four polls recorded")
+        live = recorded(record)
+        # By hand: at the start (12:00:00), then 12:00:00.300, 12:00:01.300, 12:00:02.300.
+        assert live[:4] == [T0, T0 + 300 * MS, T0 + 1300 * MS, T0 + 2300 * MS]
+        assert live == [t for t, _, _ in schedule(cfg, T0, live[-1], {})]
     finally:
         await app.stop()
 

@@ -94,6 +94,9 @@ MIN_BACKOFF = timedelta(milliseconds=10)
 MIN_BLIND_AFTER = timedelta(seconds=1)
 MIN_ALERT_TTL = timedelta(minutes=1)  # Alertmanager re-sends firing alerts no faster than its group_interval
 MIN_AGE = timedelta(seconds=1)  # a rule's max_age and a change's `over`
+# CloudWatch revises a bucket for a few minutes after it closes; waiting longer than an hour only makes
+# every alarm that much later.
+MAX_SETTLE = timedelta(hours=1)
 
 Interval = Annotated[Duration, _between(MIN_INTERVAL, MAX_INTERVAL)]
 CostInterval = Annotated[Duration, _between(MIN_INTERVAL, MAX_COST_INTERVAL)]
@@ -105,6 +108,8 @@ Backoff = Annotated[Duration, _between(MIN_BACKOFF, MAX_DURATION)]
 BlindAfter = Annotated[Duration, _between(MIN_BLIND_AFTER, MAX_DURATION)]
 AlertTtl = Annotated[Duration, _between(MIN_ALERT_TTL, MAX_DURATION)]
 Age = Annotated[Duration, _between(MIN_AGE, MAX_DURATION)]
+Settle = Annotated[Duration, _between(timedelta(0), MAX_SETTLE)]
+ReadEvery = Annotated[Duration, _between(timedelta(seconds=1), MAX_INTERVAL)]  # CloudWatch's shortest period
 
 
 def check_http_url(value: str) -> str:

@@ -130,6 +130,7 @@ class RuleSlot:
     evaluation: Evaluation | None = None
     state: RuleState = RuleState.INSUFFICIENT_DATA
     last_datapoint: datetime | None = None
+    read_at: datetime | None = None  # the tick of the poll that last read its query (docs/deciding.md)
     note: str = field(default="")
     history: list[Datapoint] = field(default_factory=list)
     ring: RuleRing = field(default_factory=RuleRing)
@@ -196,7 +197,7 @@ class SignalBoard:
         for key, points in data.items():
             slot = self.slots[key]
             slot.points = self._keep(slot, points, now) if slot.rule.change is not None else points
-            slot.note = ""
+            slot.note, slot.read_at = "", now
             if points:
                 slot.last_datapoint = max(ts for ts, _ in points)
 
@@ -238,10 +239,12 @@ class SignalBoard:
         for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
             slot = slots[key]
             rule, spec = slot.rule, slot.spec
-            # A sampled source's window ends at its own last reading: evaluating it because
-            # another source polled must not see a gap where the next reading is not due yet.
-            at = now
-            if not spec.complete_buckets_only:
+            # A sampled source's window ends at its own last reading, an aggregated rule's at its own last read
+            # (a poll reads only the queries due): judged because another source polled, or between two reads
+            # of a seldom-read query, it must not see a gap where the next reading is not due yet.
+            if spec.complete_buckets_only:
+                at = slot.read_at or now
+            else:
                 at = sources[rule.source].last_success or now
             points = slot.points
             if rule.change is not None:

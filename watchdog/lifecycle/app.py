@@ -18,12 +18,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from watchdog.config.models import Config
-from watchdog.config.models import Source as SourceConfig
 from watchdog.http.server import HttpServer
 from watchdog.runtime.recovery import recover
 from watchdog.runtime.reload import apply_reload
 from watchdog.runtime.runtime import Runtime
-from watchdog.core.schedule import Paced, catch_up, first_due, next_due
+from watchdog.core.schedule import Pace, catch_up, first_due, next_due
+from watchdog.sources.kind import pace_of
 from watchdog.lifecycle.sdnotify import SystemdNotifier
 from watchdog.support.tasks import finish, stop_in_order
 from watchdog.http.web import build_web
@@ -82,17 +82,19 @@ class App:
         run polls at its tick on the runtime's clock (the same times, unless a test injects a clock)."""
         start, fires = self.runtime.clock.now(), datetime.now(timezone.utc)
         self._ticked.clear()
-        for s in self.runtime.cfg.sources:
+        cfg = self.runtime.cfg
+        for s in cfg.sources:
+            pace = pace_of(cfg, s)
             self.scheduler.add_job(
-                self._tick, DueTrigger(s, fires), args=[s, start], id=f"poll:{s.name}", max_instances=1,
-                coalesce=True, misfire_grace_time=None,
+                self._tick, DueTrigger(pace, fires), args=[s.name, pace, start], id=f"poll:{s.name}",
+                max_instances=1, coalesce=True, misfire_grace_time=None,
             )
 
-    async def _tick(self, source: SourceConfig, start: datetime) -> None:
+    async def _tick(self, name: str, pace: Pace, start: datetime) -> None:
         rt = self.runtime
-        due = catch_up(source, self._ticked.get(source.name), start, rt.clock.now())
-        self._ticked[source.name] = due
-        await rt.poll(source.name, due)
+        due = catch_up(pace, self._ticked.get(name), start, rt.clock.now())
+        self._ticked[name] = due
+        await rt.poll(name, due)
 
     async def reload(self, new: Config) -> list[str]:
         """Apply a validated config (SIGHUP); ReloadRefused keeps the old one running."""
@@ -164,15 +166,15 @@ class App:
 
 class DueTrigger(BaseTrigger):
     """APScheduler's trigger over the one schedule (watchdog/core/schedule.py): it fires at a source's ticks, as
-    the replay polls at them."""
+    the replay polls at them (on the grid of its rules' periods: at the same wall-clock times)."""
 
-    def __init__(self, source: Paced, start: datetime):
-        self.source, self.start = source, start
+    def __init__(self, pace: Pace, start: datetime):
+        self.pace, self.start = pace, start
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
         if previous_fire_time is None:
-            return first_due(self.source, self.start)
-        return next_due(self.source, previous_fire_time)
+            return first_due(self.pace, self.start)
+        return next_due(self.pace, previous_fire_time)
 
 
 def _finishing(tasks: Callable[[], Any], grace: float) -> Callable[[], Any]:

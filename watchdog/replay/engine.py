@@ -28,9 +28,10 @@ from watchdog.state.journal import MemoryStore
 from watchdog.support.logs import replay_log
 from watchdog.replay.sources import HistorySource
 from watchdog.runtime.runtime import Runtime
-from watchdog.core.schedule import count, ticks
+from watchdog.core.schedule import Pace, count, ticks
 from watchdog.core.signals import Query, Transition
-from watchdog.sources import SourceDeps
+from watchdog.sources import SourceDeps, source_kind
+from watchdog.sources.kind import pace_of
 from watchdog.sources.base import Source
 from watchdog.state.memory import in_memory
 from watchdog.runtime.wiring import build_runtime, close_runtime
@@ -130,7 +131,7 @@ def schedule(cfg: Config, start: datetime, end: datetime, polls: Mapping[str, Se
         if s.name in polls:
             runs.append(_recorded(sorted(polls[s.name]), start, end, order, s.name))
         else:
-            runs.append(_ticked(s, start, end, order))
+            runs.append(_ticked(pace_of(cfg, s), start, end, order, s.name))
     return heapq.merge(*runs)
 
 
@@ -144,7 +145,7 @@ def count_polls(cfg: Config, start: datetime, end: datetime, polls: Mapping[str,
         if s.name in polls:
             out[s.name] = sum(1 for t in polls[s.name] if start <= t <= end)
         else:
-            out[s.name] = count(s, start, end)
+            out[s.name] = count(pace_of(cfg, s), start, end)
     return out
 
 
@@ -154,9 +155,9 @@ def _recorded(times: Sequence[datetime], start: datetime, end: datetime, order: 
             yield t, order, name
 
 
-def _ticked(source: SourceConfig, start: datetime, end: datetime, order: int) -> Iterator[Poll]:
-    for t in ticks(source, start, end):
-        yield t, order, source.name
+def _ticked(pace: Pace, start: datetime, end: datetime, order: int, name: str) -> Iterator[Poll]:
+    for t in ticks(pace, start, end):
+        yield t, order, name
 
 
 def derived_incident_ids() -> Callable[[str, datetime], str]:
@@ -198,6 +199,9 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
     def sources(c: SourceConfig, queries: Sequence[Query], _deps: SourceDeps) -> Source:
         src = built[c.name] = build(c, queries)
         src.answered = clock.set  # the rules are judged when the read is over, as live
+        kind = source_kind(c)
+        if kind.plan is not None:  # reads the queries due at each tick, as the live source does
+            src.plan = kind.plan(kind.of(c), queries)
         return src
 
     store = MemoryStore(keep=10_000_000)

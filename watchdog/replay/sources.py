@@ -5,14 +5,16 @@ given at that time, from CloudWatch's history (the cache), a recording of the da
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from watchdog.core.rules import Datapoint, Value, evaluation_range
 from watchdog.core.signals import Query
 from watchdog.sources.base import SourceError
-from watchdog.sources.cloudwatch import Window
+from watchdog.sources.cloudwatch import Window, window_of
+from watchdog.sources.periodic import ReadPlan
 
 
 @dataclass
@@ -67,6 +69,10 @@ class HistorySource:
         # are judged, as the daemon's did (replay/engine.py reads it).
         self.took = dict(took or {})
         self.answered: Callable[[datetime], None] = lambda _at: None
+        # A source read on its rules' periods reads the queries its plan says are due, as the live one does
+        # (the replay's engine gives it the live kind's plan); None: every query at every poll.
+        self.plan: ReadPlan | None = None
+        self._windows: dict[Any, Window] = {}  # per Due.key
         self._queries = list(queries)
         self.series = {q.key: series.get(q.key, Series()) for q in self._queries}
         self._outages = sorted(outages, key=lambda o: o.start)
@@ -84,13 +90,36 @@ class HistorySource:
     async def close(self) -> None:
         return None
 
-    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+    async def poll_due(self, now: datetime, hot: Collection[str]) -> Mapping[str, Sequence[Datapoint]]:
+        plan = self.plan
+        if plan is None:
+            return await self.poll(now)
+        due = plan.due(now, hot)
+        try:
+            self._begin(now)
+        except SourceError:
+            plan.forget()
+            raise
+        if not due.shared:
+            return {}
+        window = self._windows.get(due.key)
+        if window is None:
+            window = self._windows[due.key] = window_of(due.shared)
+        start, end = window.at(now)
+        plan.read(due, now)
+        return self._count({q.key: self.series[q.key].between(start, end, now, before_end=True)
+                            for s in due.shared for q in s.queries})
+
+    def _begin(self, now: datetime) -> None:
         self.polls += 1
         self.answered(now + timedelta(seconds=self.took.get(now, 0.0)))
         for o in self._outages:
             if o.start <= now < o.end:
                 self.failed[o.error] = self.failed.get(o.error, 0) + 1
                 raise SourceError(o.error)
+
+    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        self._begin(now)
         if not self._queries:
             return {}
         if self.sampled:
@@ -102,6 +131,9 @@ class HistorySource:
             # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
             start, end = (self._window or Window.of(self._queries)).at(now)
             out = {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
+        return self._count(out)
+
+    def _count(self, out: dict[str, list[Datapoint]]) -> dict[str, list[Datapoint]]:
         for key, points in out.items():
             if points:
                 self.seen[key] += 1

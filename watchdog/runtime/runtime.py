@@ -36,6 +36,8 @@ from watchdog.support.retrying import on_attempt
 from watchdog.core.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceError, SourceFactory, source_kind
 from watchdog.sources.base import Source
+from watchdog.sources.kind import pace_of
+from watchdog.sources.periodic import Periodic
 from watchdog.state.backend import OpenState
 from watchdog.runtime.statewatch import StateWatch
 from watchdog.runtime.status import incident_documents, status_document
@@ -88,6 +90,7 @@ class Runtime:
     _polls: set[asyncio.Task[Any]]
     _progress: dict[str, datetime]
     _deadlines: dict[str, timedelta]
+    _gaps: dict[str, timedelta]
     _inflight: dict[str, timedelta]
 
     def __init__(self, *, cfg: Config, clock: Clock, dry_run: bool, metrics: Metrics, state: OpenState,
@@ -146,8 +149,10 @@ class Runtime:
         return set(self._polls)
 
     def pace_polls(self) -> None:
-        """Each source's poll deadline, from its config (built, reloaded)."""
+        """Each source's poll deadline and the longest time between its ticks, from its config (built,
+        reloaded)."""
         self._deadlines = {s.name: attempt_deadline(s.timeout, s.retry) for s in self.cfg.sources}
+        self._gaps = {s.name: pace_of(self.cfg, s).gap for s in self.cfg.sources}
         now = self.clock.now()
         self._progress = {name: self._progress.get(name, now) for name in self._deadlines}
 
@@ -248,7 +253,14 @@ class Runtime:
                 self._progress[name] = self.clock.now()
 
             with on_attempt(attempt_started):
+                if isinstance(src, Periodic):  # it reads what is due at `due`, every period for a hot target
+                    return await src.poll_due(due, self.hot_targets())
                 return await src.poll(due)
+
+    def hot_targets(self) -> frozenset[str]:
+        """The targets with an open incident (a level running, being verified, mitigated): their queries are
+        read every period whatever `read_every` says, so verification never waits on a seldom read."""
+        return frozenset(name for name, ex in self.executors.items() if ex.machine.incident is not None)
 
     def _source_failed(self, name: str, src: Source, error: str, due: datetime, started: float) -> None:
         error = self.redactor.text(error)
@@ -343,7 +355,7 @@ class Runtime:
         failure = self.state.health.failure
         if failure is not None and failure.fatal:
             return False, f"the state file changed under the watchdog ({failure.error}): restart it"
-        paces = [PollPace(s.name, s.interval, max(self._deadlines[s.name], self._inflight.get(s.name, timedelta(0))),
+        paces = [PollPace(s.name, self._gaps[s.name], max(self._deadlines[s.name], self._inflight.get(s.name, timedelta(0))),
                           self._progress[s.name])
                  for s in self.cfg.sources if s.name in self._progress]
         return judge(self.clock.now(), self.scheduler.running, paces)

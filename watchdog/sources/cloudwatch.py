@@ -1,130 +1,46 @@
-"""CloudWatch: every rule of one source in as few GetMetricData calls as possible.
+"""CloudWatch: the rules of one source in as few GetMetricData calls as possible, each query once per bucket.
 
-At most 500 queries go into one call (the API's limit), so a poll costs
-ceil(queries / 500) calls, plus one per NextToken page. tenacity owns the
-retries (throttling, 5xx, connection errors); botocore's own are off so the two
-do not multiply.
+A poll reads the queries due at its tick (watchdog/sources/periodic.py: each query once its bucket has
+closed and settled, rules asking the same sharing one query). At most 500 queries go into one call (the
+API's limit), so a read costs ceil(queries due / 500) calls, plus one per NextToken page. tenacity owns the
+retries (throttling, 5xx, connection errors); botocore's own are off so the two do not multiply.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
-from typing import Annotated, Any, Literal
+from typing import Any
 from urllib.parse import quote_plus
 
 from botocore.utils import parse_timestamp
-from pydantic import AfterValidator, Field, field_validator
 
-from watchdog.support.aws import aws_client, is_retryable
-from watchdog.config.base import Model
-from watchdog.config.checks import BREACHING_MISSING, Problem
 from watchdog.config.models import AwsSection, Rule
-from watchdog.config.sources import Source as SourceConfig
-from watchdog.config.types import Duration
-from watchdog.support.metrics import Metrics
-from watchdog.support.retrying import Sleep
 from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
+from watchdog.sources.cloudwatch_config import (
+    CloudWatchReads,
+    CloudWatchSource,
+    MetricSpec,
+    bucket,
+    cadence,
+    check,
+    reads,
+)
 from watchdog.sources.kind import SourceDeps, SourceKind
+from watchdog.sources.periodic import Due, ReadPlan, Shared
+from watchdog.support.aws import aws_client, is_retryable
+from watchdog.support.metrics import Metrics
+from watchdog.support.retrying import Sleep
 
 __all__ = ["KIND", "CloudWatch", "CloudWatchReads", "CloudWatchSource", "MetricSpec", "Window", "fetch_window",
-           "is_retryable", "pack", "rule_queries"]
-
-
-# --- config: the source, and what a rule on it reads -------------------------------------------------
-
-class CloudWatchSource(SourceConfig):
-    type: Literal["cloudwatch"]
-    region: str | None = None  # defaults to aws.region; AWS/Billing metrics live in us-east-1
-
-
-_STAT = re.compile(r"^(SampleCount|Average|Sum|Minimum|Maximum|IQM|p\d{1,2}(\.\d+)?|(tm|wm|tc|ts)\d{1,2}(\.\d+)?|p100)$")
-
-
-class MetricSpec(Model):
-    namespace: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    dimensions: dict[str, str] = {}
-    stat: str = "Average"
-    period: Duration = timedelta(seconds=60)
-    unit: str | None = None
-
-    @field_validator("stat")
-    @classmethod
-    def _stat(cls, v: str) -> str:
-        if not _STAT.match(v):
-            raise ValueError(f"unknown statistic {v!r}: use Average, Sum, Minimum, Maximum, SampleCount or pNN")
-        return v
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, v: timedelta) -> timedelta:
-        secs = v.total_seconds()
-        if secs != int(secs) or not (int(secs) in (1, 5, 10, 30) or (secs >= 60 and secs % 60 == 0)):
-            raise ValueError("CloudWatch periods are 1s, 5s, 10s, 30s or a multiple of 60s")
-        return v
-
-
-_METRIC_ID = re.compile(r"^[a-z][A-Za-z0-9_]{0,63}$")
-
-
-def _metric_ids(v: dict[str, MetricSpec]) -> dict[str, MetricSpec]:
-    for name in v:
-        if not _METRIC_ID.match(name):
-            raise ValueError(f"metric name {name!r}: start with a lowercase letter; letters, digits and _ only")
-    return v
-
-
-class CloudWatchReads(Model):
-    metric: MetricSpec | None = None  # one metric
-    expression: str | None = None  # metric math over the named `metrics`, e.g. 100 * errors / requests
-    metrics: Annotated[dict[str, MetricSpec], AfterValidator(_metric_ids)] | None = None
-    min_samples: int | None = Field(None, ge=1)  # with `expression`: fewer `samples` in a period = missing
-    samples: str | None = None  # the name in `metrics` that counts requests
-
-    @property
-    def period(self) -> timedelta:
-        if self.metric is not None:
-            return self.metric.period
-        return next(iter((self.metrics or {}).values())).period  # config.checks: metric or metrics
-
-
-def reads(q: Query) -> CloudWatchReads:
-    return q.rule.reads(CloudWatchReads)
-
-
-def _bucket(rule: Rule) -> timedelta:
-    return rule.reads(CloudWatchReads).period
-
-
-def _math(at: tuple[str | int, ...], rule: Rule, source: CloudWatchSource) -> list[Problem]:
-    r = rule.reads(CloudWatchReads)
-    out: list[Problem] = []
-    if r.expression is not None and not r.metrics:
-        out.append((at + ("metrics",), "required with expression: the named metrics it uses"))
-    if r.metrics and r.expression is None:
-        out.append((at + ("expression",), "required with metrics"))
-    if r.metrics:
-        periods = {m.period for m in r.metrics.values()}
-        if len(periods) > 1:
-            out.append((at + ("metrics",), "every metric of an expression needs the same period"))
-        unused = [n for n in r.metrics if r.expression and not re.search(rf"\b{n}\b", r.expression)]
-        if unused:
-            out.append((at + ("expression",), f"does not use {', '.join(unused)} from metrics"))
-    if (r.min_samples is None) != (r.samples is None):
-        out.append((at + ("min_samples" if r.min_samples is None else "samples",),
-                    "min_samples and samples go together (samples: the metric that counts requests)"))
-    elif r.samples is not None and r.samples not in (r.metrics or {}):
-        out.append((at + ("samples",), f"{r.samples!r} is not one of this rule's metrics"))
-    if rule.missing_data == "breaching" and r.min_samples is not None and rule.max_age is None:
-        out.append((at + ("missing_data",), BREACHING_MISSING))  # (with max_age, config.checks says it)
-    return out
+           "identity", "is_retryable", "pack", "read_plan", "reads", "rule_queries", "window_of"]
 
 
 MAX_QUERIES_PER_CALL = 500
@@ -192,16 +108,16 @@ class Window:
     grid: int
 
     @classmethod
-    def of(cls, queries: Sequence[Query]) -> Window:
+    def of(cls, queries: Sequence[Query], reach: timedelta = timedelta(0)) -> Window:
         """Back to the first bucket of each rule's evaluation range, and no further for a plain metric rule (an
         older bucket is never judged, and each is another datapoint per query to fetch, parse and scan). A
         change rule also needs the bucket `over` before each judged one (whole periods, rounded up); an
         expression one period more, since CloudWatch computes RATE, DIFF and the like only inside the range
-        asked for."""
+        asked for. `reach`: at least that far (a rule read every 5m fetches the 5 minutes it missed)."""
         shapes = [(reads(q), q.rule) for q in queries]
         periods = [int(r.period.total_seconds()) for r, _ in shapes]
         lookback = max(_lookback(rule, r, p) for (r, rule), p in zip(shapes, periods))
-        return cls(lookback, math.lcm(*periods))
+        return cls(max(lookback, int(reach.total_seconds())), math.lcm(*periods))
 
     def at(self, now: datetime) -> tuple[datetime, datetime]:
         start_s = ((now - EPOCH).total_seconds() - self.lookback) // self.grid * self.grid
@@ -214,6 +130,23 @@ class Window:
 def fetch_window(queries: Sequence[Query], now: datetime) -> tuple[datetime, datetime]:
     """One window for all queries at `now` (Window)."""
     return Window.of(queries).at(now)
+
+
+def window_of(shared: Sequence[Shared]) -> Window:
+    """The window of a read of these queries: every rule asking them, and the buckets a seldom read missed."""
+    return Window.of([q for s in shared for q in s.queries], max(s.every for s in shared))
+
+
+def identity(q: Query) -> str:
+    """What is asked of CloudWatch for this rule (metric, dimensions, statistic, period, unit; an expression
+    and its metrics; min_samples): rules with the same identity share one query."""
+    r = reads(q)
+    return json.dumps({"queries": rule_queries("q", q), "min_samples": r.min_samples, "samples": r.samples},
+                      sort_keys=True, default=str)
+
+
+def read_plan(cfg: CloudWatchSource, queries: Sequence[Query]) -> ReadPlan:
+    return ReadPlan(queries, cfg.settle, cfg.interval, identity, lambda q: cadence(cfg, q))
 
 
 def _lookback(rule: Rule, r: CloudWatchReads, period_s: int) -> int:
@@ -288,16 +221,22 @@ class CloudWatch(AwsSource):
         super().__init__(cfg, queries, aws, sleep, client)
         self._region_override = cfg.region  # AWS/Billing metrics live in us-east-1
         self._metrics = metrics
-        # The queries only change with the config (reload builds a new source): build them once.
-        qids = [f"q{i}" for i in range(len(self._queries))]
-        read = [reads(q) for q in self._queries]
-        self._window = Window.of(self._queries) if self._queries else None
-        self._ids = {qid: q.key for qid, q in zip(qids, self._queries)}
-        self._counts = {f"{qid}_{r.samples}": q.key for qid, q, r in zip(qids, self._queries, read) if r.samples}
-        self._min_samples = {q.key: r.min_samples for q, r in zip(self._queries, read) if r.min_samples is not None}
+        # The queries only change with the config (reload builds a new source): build them once, one per
+        # distinct query (`q<index>`), whatever number of rules share it.
+        self.plan = read_plan(cfg, self._queries)
+        shared = self.plan.shared
+        self._sent = [rule_queries(f"q{s.index}", s.first) for s in shared]
+        self._ids = {f"q{s.index}": s.index for s in shared}
+        self._counts: dict[str, int] = {}  # the id of a ratio's request count -> its query
+        self._min_samples: dict[int, int] = {}
+        for s in shared:
+            r = reads(s.first)
+            if r.samples and r.min_samples is not None:
+                self._counts[f"q{s.index}_{r.samples}"] = s.index
+                self._min_samples[s.index] = r.min_samples
         self._ids.update(self._counts)
-        self._batches = pack([rule_queries(qid, q) for qid, q in zip(qids, self._queries)])
-        # The last fetch's buckets answered with NaN (or an infinity) per query, and which: left out of its
+        self._reads: dict[Any, tuple[Window, list[list[dict[str, Any]]]]] = {}  # per Due.key
+        # The last fetch's buckets answered with NaN (or an infinity) per rule, and which: left out of its
         # answer as missing datapoints, and kept here for the replay to say how many.
         self.not_numbers: dict[str, list[tuple[datetime, str]]] = {}
 
@@ -319,45 +258,78 @@ class CloudWatch(AwsSource):
         self._metrics.cloudwatch_metrics_requested.inc(len(kwargs["MetricDataQueries"]))
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
-        if self._window is None:
+        """Every query at once, whatever is due (`validate`'s one real read)."""
+        return await self._read(self.plan.everything, now)
+
+    async def poll_due(self, now: datetime, hot: Collection[str]) -> Mapping[str, Sequence[Datapoint]]:
+        """The queries due at the tick `now` (`hot`: the targets read every period, periodic.py). Nothing due:
+        no request at all."""
+        due = self.plan.due(now, hot)
+        if not due.shared:
             return {}
-        return await self.fetch(*self._window.at(now))
+        try:
+            out = await self._read(due, now)
+        except BaseException:  # cut off by the deadline too: the board wipes every rule of a failed poll
+            self.plan.forget()
+            raise
+        self.plan.read(due, now)
+        return out
+
+    async def _read(self, due: Due, now: datetime) -> dict[str, list[Datapoint]]:
+        if not due.shared:
+            return {}
+        known = self._reads.get(due.key)
+        if known is None:
+            if len(self._reads) >= 64:  # a few patterns recur (the 1-minute queries; all of them); hot ones vary
+                self._reads.clear()
+            known = self._reads[due.key] = (window_of(due.shared), pack([self._sent[s.index] for s in due.shared]))
+        window, batches = known
+        return await self._fetch(batches, due.shared, *window.at(now))
 
     async def fetch(self, start: datetime, end: datetime) -> dict[str, list[Datapoint]]:
-        """Every query's datapoints in [start, end): a poll's window, or a window of history (replay)."""
+        """Every query's datapoints in [start, end): a window of history (replay)."""
+        shared = self.plan.shared
+        return await self._fetch(pack(self._sent), shared, start, end)
+
+    async def _fetch(self, batches: Sequence[Sequence[dict[str, Any]]], due: Sequence[Shared], start: datetime,
+                     end: datetime) -> dict[str, list[Datapoint]]:
+        """The datapoints of the queries in `batches` (those of `due`), answered to every rule asking them."""
         ids, counts = self._ids, self._counts
-        out: dict[str, list[Datapoint]] = {key: [] for key in ids.values()}
-        samples: dict[str, list[Datapoint]] = {key: [] for key in counts.values()}
-        self.not_numbers = {}
-        for batch in self._batches:
+        got: dict[int, list[Datapoint]] = {s.index: [] for s in due}
+        samples: dict[int, list[Datapoint]] = {k: [] for k in self._min_samples if k in got}
+        odd: dict[int, list[tuple[datetime, str]]] = {}
+        for batch in batches:
             token: str | None = None
             for _page in range(MAX_PAGES_PER_BATCH):
                 page = await self._page(batch, start, end, token)
                 token = page.get("NextToken")
                 for result in page.get("MetricDataResults", []):
-                    key = ids.get(result.get("Id"))
-                    if key is None:
+                    k = ids.get(result.get("Id"))
+                    if k is None or k not in got:
                         continue
-                    _check_complete(key, result.get("StatusCode"), bool(token))
-                    into = samples if result["Id"] in counts else out
+                    _check_complete(self.plan.shared[k].first.key, result.get("StatusCode"), bool(token))
+                    into = samples if result["Id"] in counts else got
                     pairs = zip(result.get("Timestamps", []), values := result.get("Values", []))
                     if all(map(math.isfinite, values)):  # the hot path at a thousand rules: no Python loop
-                        into[key].extend(pairs)
+                        into[k].extend(pairs)
                         continue
                     for ts, value in pairs:
                         if math.isfinite(value):
-                            into[key].append((ts, value))
-                        elif into is out:  # NaN is no value: a missing datapoint, as Prometheus' NaN is
-                            self.not_numbers.setdefault(key, []).append((ts, "NaN" if value != value else "infinite"))
+                            into[k].append((ts, value))
+                        elif into is got:  # NaN is no value: a missing datapoint, as Prometheus' NaN is
+                            odd.setdefault(k, []).append((ts, "NaN" if value != value else "infinite"))
                 if not token:
                     break
             else:
                 # Every page is billed; an endpoint that never stops paging must not bill forever.
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
-        for points in out.values():
+        for k, points in got.items():
             points.sort(key=itemgetter(0))  # by time, stable; already in order unless pages interleave
-        for key, minimum in self._min_samples.items():
-            out[key] = enough_samples(out[key], samples[key], minimum)
+            if k in samples:
+                got[k] = enough_samples(points, samples[k], self._min_samples[k])
+        # One list per query, shared by the rules asking it: nothing downstream changes a poll's points.
+        out = {q.key: got[s.index] for s in due for q in s.queries}
+        self.not_numbers = {q.key: odd[s.index] for s in due if s.index in odd for q in s.queries}
         return out
 
     async def _page(self, batch: Sequence[dict[str, Any]], start: datetime, end: datetime,
@@ -378,4 +350,4 @@ def _build(cfg: CloudWatchSource, queries: Sequence[Query], deps: SourceDeps) ->
 
 
 KIND = SourceKind(type="cloudwatch", config=CloudWatchSource, reads=CloudWatchReads, requires=("metric", "expression"),
-                  build=_build, sampled=False, bucket=_bucket, history=True, check=_math)
+                  build=_build, sampled=False, bucket=bucket, history=True, check=check, plan=read_plan)

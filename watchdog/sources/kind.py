@@ -16,12 +16,15 @@ from typing import Any, TypeVar
 import aiohttp
 
 from watchdog.config.base import Model
-from watchdog.config.models import AwsSection, Rule
+from watchdog.config.models import AwsSection, Config, Rule
 from watchdog.config.sources import Source as SourceConfig
+from watchdog.core.schedule import Pace
+from watchdog.core.signals import rule_key
 from watchdog.shared.kinds import SOURCES, Descriptor, find
 from watchdog.support.metrics import Metrics
 from watchdog.sources.alertstore import AlertStore
 from watchdog.sources.base import Query, Source
+from watchdog.sources.periodic import ReadPlan
 
 C = TypeVar("C", bound=SourceConfig)
 Path_ = tuple[str | int, ...]
@@ -81,6 +84,9 @@ class SourceKind(Descriptor[C]):
     check: Callable[[Path_, Rule, C], list[Problem]] = _no_problems
     # How `validate` checks a source of this kind: a verdict without reading it, or None for one real read.
     validation: Callable[[C, Validating], Verdict | None] = _read
+    # A kind read on its rules' periods: which of its queries each poll reads (watchdog/sources/periodic.py).
+    # None: every poll reads every query, `interval` apart.
+    plan: Callable[[C, Sequence[Query]], ReadPlan] | None = None
 
 
 def source_kind(of: SourceConfig | str) -> SourceKind[Any]:
@@ -92,6 +98,16 @@ def source_kind(of: SourceConfig | str) -> SourceKind[Any]:
 def build_source(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
     kind = source_kind(cfg)
     return kind.build(kind.of(cfg), queries, deps)
+
+
+def pace_of(cfg: Config, source: SourceConfig) -> Pace:
+    """When `source` is polled (watchdog/core/schedule.py): on its rules' periods for a kind that has a plan,
+    else every `interval`."""
+    kind = source_kind(source)
+    if kind.plan is None:
+        return Pace(source.interval)
+    queries = [Query(rule_key(t.name, r.name), r) for t in cfg.targets for r in t.rules if r.source == source.name]
+    return kind.plan(kind.of(source), queries).pace
 
 
 SourceFactory = Callable[[SourceConfig, Sequence[Query], SourceDeps], Source]  # build_source, or a replay's own

@@ -1,0 +1,271 @@
+"""Issue 22, period-aligned reads: what a CloudWatch source asks for, poll by poll, on the real runtime.
+
+moto in server mode is AWS; the recording proxy (tests/aws_proxy.py) in front of it counts the metrics each
+GetMetricData call requests (every query is billed). The clock is injected: each poll is handed its tick, as
+the daemon's scheduler hands it (the ticks themselves are tests/test_schedule.py's). Every expected count is
+derived by hand in the test's docstring, from docs/deciding.md "When it polls" and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from aws_proxy import RecordingProxy, running_proxy
+from configs import cloudwatch, http, level, make_target, metric_rule, parsed
+from timing import FakeClock
+from watchdog.core.escalation import Phase
+from watchdog.core.rules import RuleState
+from watchdog.core.schedule import ticks
+from watchdog.lifecycle.app import App
+from watchdog.sources.kind import pace_of
+
+UTC = timezone.utc
+MIN = timedelta(minutes=1)
+SETTLE = 2 * MIN  # the default
+
+
+@pytest.fixture
+async def proxy(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[RecordingProxy]:
+    async with running_proxy(moto_url) as p:
+        yield p
+
+
+def five_minute_mark() -> datetime:
+    """A boundary of the 5-minute grid an hour back (moto keeps what is put, whatever its time)."""
+    now = datetime.now(UTC) - timedelta(hours=1)
+    return now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+
+
+def requested(proxy: RecordingProxy, metric: str | None = None) -> list[int]:
+    """Per GetMetricData call, the metrics it requested (only those of `metric`, when given)."""
+    if metric is None:
+        return proxy.sizes
+    return [sum(1 for k, v in form.items() if k.endswith(".MetricStat.Metric.MetricName") and v == [metric])
+            for form in proxy.calls]
+
+
+def config(tmp_path: Path, url: str, ns: str, source: dict[str, Any] | None = None) -> Any:
+    """Two targets on one source. web: 100 rules at 60 s on metrics L0..L99 and 100 at 300 s on the same
+    metrics (another period: another query). api: 30 rules asking exactly what web's first 30 60 s rules ask
+    (other thresholds, other N: the same query) and 20 asking what web's first 20 300 s rules ask. 250 rules,
+    200 distinct queries: 100 at 60 s and 100 at 300 s."""
+    dims = {"Service": ns}
+
+    def rule(name: str, k: int, period: str, **extra: Any) -> dict[str, Any]:
+        return metric_rule(name, source="cw", namespace=ns, metric=f"L{k}", dimensions=dims, stat="Maximum",
+                           period=period, **extra)
+
+    web = [rule(f"m{k}-1m", k, "60s") for k in range(100)] + [rule(f"m{k}-5m", k, "300s") for k in range(100)]
+    api = [rule(f"dup{k}-1m", k, "60s", threshold="> 9", evaluation_periods=3) for k in range(30)]
+    api += [rule(f"dup{k}-5m", k, "300s", threshold="< 0", evaluation_periods=2) for k in range(20)]
+    levels = [level(1, "flags", http("http://127.0.0.1:9/flags"))]
+    return parsed({
+        "watchdog": {"listen": "127.0.0.1:0", "state_path": str(tmp_path / "w.db")},
+        "aws": {"region": "us-east-1", "endpoint_url": url},
+        "sources": [cloudwatch("cw", interval="30s", retry={"attempts": 1}, **(source or {}))],
+        "targets": [make_target("web", web, levels), make_target("api", api, levels)],
+    })
+
+
+async def test_each_query_is_read_once_per_period_and_identical_ones_once(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """By hand. Polling starts at B + 2m (B on the 5-minute grid), so the first poll, which reads every query,
+    is also a tick of every grid. The source's grid: each whole minute + 2m settle = each whole minute (an
+    interval of 30s plays no part): over 30 minutes, B+2m .. B+31m, 30 polls. The 60 s queries are due at
+    each (30 x 100); the 300 s ones at B+2m, +7m, +12m, +17m, +22m, +27m (6 x 100). The 50 rules of api add
+    nothing: their queries are web's. 200 queries at most in a poll: one call each (ceil(200/500)).
+    Then polls inside the next minute (before B+32m) find nothing due: no call at all."""
+    ns = f"Aligned{uuid.uuid4().hex[:8]}"
+    b = five_minute_mark()
+    start = b + SETTLE
+    cfg = config(tmp_path, proxy.url, ns)
+    minutes = [start + k * MIN for k in range(30)]
+    assert list(ticks(pace_of(cfg, cfg.sources[0]), start, start + 29 * MIN)) == minutes
+    # A datapoint of L0 (60 s) in the minute before the first poll: each of the rules asking L0 gets it.
+    put(proxy.upstream, ns, [("L0", start - MIN + timedelta(seconds=10), 7.0)])
+    clock = FakeClock(start)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
+    try:
+        for tick in minutes:
+            clock.set(tick)
+            await app.runtime.poll("cw", tick)
+            if tick == start:
+                slots = app.runtime.board.slots
+                assert [v for _, v in slots["web/m0-1m"].points] == [7.0] == [v for _, v in slots["api/dup0-1m"].points]
+        assert app.runtime.board.sources["cw"].up, app.runtime.board.sources["cw"].last_error
+        every_fifth = {0, 5, 10, 15, 20, 25}
+        assert requested(proxy) == [200 if k in every_fifth else 100 for k in range(30)]
+        assert sum(requested(proxy)) == 30 * 100 + 6 * 100
+        metrics = app.runtime.metrics.registry
+        assert metrics.get_sample_value("watchdog_cloudwatch_metrics_requested_total") == 3600
+        assert metrics.get_sample_value("watchdog_cloudwatch_requests_total") == 30
+
+        for second in (15, 30, 45, 59):  # an idle minute: pushed or early polls read nothing
+            tick = start + 29 * MIN + timedelta(seconds=second)
+            clock.set(tick)
+            await app.runtime.poll("cw", tick)
+        assert len(proxy.calls) == 30
+    finally:
+        await app.stop()
+
+
+async def test_read_every_reads_a_fifth_as_often(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """`read_every: 5m` on the source: the 60 s queries join the 300 s ones on the 5-minute grid (+2m):
+    B+2m, +7m, ..., +27m, 6 reads of 100 + 100; the 24 polls between them send nothing."""
+    ns = f"Seldom{uuid.uuid4().hex[:8]}"
+    start = five_minute_mark() + SETTLE
+    cfg = config(tmp_path, proxy.url, ns, {"read_every": "5m"})
+    clock = FakeClock(start)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
+    try:
+        for k in range(30):
+            clock.set(start + k * MIN)
+            await app.runtime.poll("cw", start + k * MIN)
+        assert requested(proxy) == [200] * 6
+        assert sum(requested(proxy)) == 6 * 100 + 6 * 100
+        assert app.runtime.board.sources["cw"].up
+    finally:
+        await app.stop()
+
+
+def put(url: str, namespace: str, points: list[tuple[str, datetime, float]]) -> None:
+    cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
+    cw.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": m, "Dimensions": [{"Name": "Service", "Value": namespace}], "Value": v, "Timestamp": ts}
+        for m, ts, v in points])
+
+
+async def test_a_target_with_an_open_incident_is_read_every_period(proxy: RecordingProxy, admin_api: Any,
+                                                                   tmp_path: Path) -> None:
+    """read_every 5m on the source. api's errors (1 of 1 above 100) breach in the buckets B+3m .. B+6m and are
+    fine after. Reads of the 5-minute grid: B+2m (the start: the newest bucket, B+1m, is fine), B+7m (the
+    newest, B+6m, breaches): the incident opens and level 1 runs, then the level is verified: from B+8m on,
+    errors is read every minute (8, 9, ..., 16) while web's latency keeps to its grid (12). Resolved at B+16m,
+    errors goes back to the grid: read at B+17m, not at 18 or 19."""
+    ns = f"Hot{uuid.uuid4().hex[:8]}"
+    b = five_minute_mark()
+    start = b + SETTLE
+    put(proxy.upstream, ns, [("ApiErrors", b + k * MIN + timedelta(seconds=5), 500.0 if 3 <= k <= 6 else 1.0)
+                             for k in range(0, 20)] + [("WebLatency", b + timedelta(seconds=5), 1.0)])
+    errors = metric_rule("errors", source="cw", namespace=ns, metric="ApiErrors", dimensions={"Service": ns},
+                         stat="Maximum", threshold="> 100")
+    latency = metric_rule("latency", source="cw", namespace=ns, metric="WebLatency", dimensions={"Service": ns},
+                          stat="Maximum", threshold="> 100")
+    cfg = parsed({
+        "watchdog": {"listen": "127.0.0.1:0", "state_path": str(tmp_path / "w.db")},
+        "aws": {"region": "us-east-1", "endpoint_url": proxy.url},
+        "sources": [cloudwatch("cw", retry={"attempts": 1}, read_every="5m")],
+        "targets": [make_target("api", [errors], [level(1, "flags", http(f"{admin_api.url}/flags"))],
+                                verify_window="3m"),
+                    make_target("web", [latency], [level(1, "flags", http(f"{admin_api.url}/web"))])],
+    })
+    clock = FakeClock(start)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
+    rt = app.runtime
+    phases: dict[int, Phase] = {}
+    try:
+        for k in range(2, 20):
+            tick = b + k * MIN
+            clock.set(tick)
+            await rt.poll("cw", tick)
+            await rt.tasks.settle(("level:", "checks:"))
+            phases[k] = rt.executors["api"].machine.phase
+            if k == 16:
+                inc = rt.executors["api"].machine.incident
+                assert inc is not None
+                await rt.resolve(inc.id, "test: resolved")
+        # One poll per minute from B+2m: call j is the poll at B+(2+j)m, when it sent one.
+        reads = {"ApiErrors": [], "WebLatency": []}
+        polls = [k for k in range(2, 20) if k in (2, 7, 12, 17) or 8 <= k <= 16]
+        assert len(proxy.calls) == len(polls)
+        for k, form_errors, form_latency in zip(polls, requested(proxy, "ApiErrors"), requested(proxy, "WebLatency")):
+            if form_errors:
+                reads["ApiErrors"].append(k)
+            if form_latency:
+                reads["WebLatency"].append(k)
+        assert reads == {"ApiErrors": [2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17], "WebLatency": [2, 7, 12, 17]}
+        assert admin_api.count("/flags") == 1 and admin_api.count("/web") == 0
+        assert phases[8] is Phase.VERIFYING  # read every period during the verify window
+    finally:
+        await app.stop()
+
+
+async def test_a_late_datapoint_changes_the_state_at_the_next_read(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """3 of 3 above 100, one-minute buckets, read at each whole minute (+2m settle). At the poll of minute T
+    the range holds T-3m: 500, T-2m: 500, T-1m: 50: two of three breach, ok. Then a datapoint of 500 arrives
+    late for T-1m (Maximum: the bucket is now 500). At T+1m no bucket is newer (T holds nothing), so the
+    three judged are again T-3m, T-2m, T-1m, now all breaching: alarm. Its twin, the same data without the
+    late datapoint, stays ok: the alarm is the late datapoint's doing."""
+    ns = f"Late{uuid.uuid4().hex[:8]}"
+    t = five_minute_mark() + SETTLE
+    series = [(t - 3 * MIN, 500.0), (t - 2 * MIN, 500.0), (t - MIN, 50.0)]
+    put(proxy.upstream, ns, [(m, at + timedelta(seconds=5), v) for m in ("Late", "Twin") for at, v in series])
+    rules = [metric_rule(name, source="cw", namespace=ns, metric=name.title(), dimensions={"Service": ns},
+                         stat="Maximum", threshold="> 100", evaluation_periods=3, datapoints_to_alarm=3)
+             for name in ("late", "twin")]
+    cfg = parsed({
+        "watchdog": {"listen": "127.0.0.1:0", "state_path": str(tmp_path / "w.db")},
+        "aws": {"region": "us-east-1", "endpoint_url": proxy.url},
+        "sources": [cloudwatch("cw", retry={"attempts": 1})],
+        "targets": [make_target("web", rules, [level(1, "flags", http("http://127.0.0.1:9/flags"))])],
+    })
+    clock = FakeClock(t)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
+    slots = app.runtime.board.slots
+    try:
+        await app.runtime.poll("cw", t)
+        assert (slots["web/late"].state, slots["web/twin"].state) == (RuleState.OK, RuleState.OK)
+        put(proxy.upstream, ns, [("Late", t - MIN + timedelta(seconds=50), 500.0)])
+        clock.set(t + MIN)
+        await app.runtime.poll("cw", t + MIN)
+        assert slots["web/late"].state is RuleState.ALARM, slots["web/late"].evaluation
+        assert slots["web/twin"].state is RuleState.OK
+    finally:
+        await app.stop()
+
+
+async def test_between_two_reads_a_rule_is_judged_as_of_its_last_read(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """A rule read every 5m that counts a missing bucket as breaching (1 of 1), on a metric fine in every
+    minute. The source also polls in between (its other rule is read every minute), and each poll judges
+    both rules. Judged at B+5m, the seldom-read rule's range (its 3 newest complete buckets, B+2m .. B+4m)
+    would hold no bucket anybody has read: all missing, so breaching. It is judged as of its last read
+    (B+2m: buckets B-1m .. B+1m, fine): ok at every poll, and no incident."""
+    ns = f"Between{uuid.uuid4().hex[:8]}"
+    b = five_minute_mark()
+    start = b + SETTLE
+    put(proxy.upstream, ns, [(m, b + k * MIN + timedelta(seconds=5), 1.0) for m in ("Seldom", "Often")
+                             for k in range(-5, 15)])
+    rules = [metric_rule("seldom", source="cw", namespace=ns, metric="Seldom", dimensions={"Service": ns},
+                         stat="Maximum", threshold="> 100", missing_data="breaching", read_every="5m"),
+             metric_rule("often", source="cw", namespace=ns, metric="Often", dimensions={"Service": ns},
+                         stat="Maximum", threshold="> 100")]
+    cfg = parsed({
+        "watchdog": {"listen": "127.0.0.1:0", "state_path": str(tmp_path / "w.db")},
+        "aws": {"region": "us-east-1", "endpoint_url": proxy.url},
+        "sources": [cloudwatch("cw", retry={"attempts": 1})],
+        "targets": [make_target("web", rules, [level(1, "flags", http("http://127.0.0.1:9/flags"))])],
+    })
+    clock = FakeClock(start)
+    app = await App.create(cfg, clock=clock, serve_http=False, schedule=False)
+    await app.start()
+    try:
+        states = []
+        for k in range(2, 13):
+            clock.set(b + k * MIN)
+            await app.runtime.poll("cw", b + k * MIN)
+            states.append(app.runtime.board.slots["web/seldom"].state)
+        assert states == [RuleState.OK] * 11
+        assert requested(proxy, "Seldom") == [1 if k in (2, 7, 12) else 0 for k in range(2, 13)]
+        assert app.runtime.executors["web"].machine.incident is None
+    finally:
+        await app.stop()
