@@ -263,7 +263,7 @@ CASES = [
      'type: shell'),
     ('unknown-source-type', 'type: http_json', 'type: graphite',
      "sources[1].type: unknown type 'graphite' (expected one of 'cloudwatch', 'http_json', 'prometheus', "
-     "'securityhub', 'cost_explorer', 'alertmanager') (line {line})",
+     "'securityhub', 'cost_explorer', 'alertmanager', 'cloudwatch_alarms') (line {line})",
      'type: graphite'),
     ('unknown-key-inside-tagged-union', 'timeout: 8m}', 'timeout: 8m, tmeout: 1m}',
      'targets[0].levels[2].actions[0].tmeout: unknown key (a typo?) (line {line})',

@@ -47,6 +47,7 @@ ALERTS = PROM / "alerts.yml"
 ALERTS_TEST = PROM / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "rollback-watchdog.json"
 POLICY = DEPLOY / "iam" / "policy.json"
+QUEUE_ARN = "arn:aws:sqs:*:*:rollback-watchdog-alarm-events"  # the queue deploy/cloudformation/alarm-events.yaml makes
 INSTALL = DEPLOY / "install.sh"
 
 # Labels Prometheus adds to every scraped series.
@@ -381,18 +382,22 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     assert len(sids) == len(set(sids)) and all(re.fullmatch(r"[A-Za-z0-9]+", s) for s in sids)
     actions: dict[str, str] = {}
     for s in statements:
-        assert s["Effect"] == "Allow" and s["Resource"] == "*"  # none of them has resource-level permissions
+        # None of them has resource-level permissions but SQS's, which name the queue deploy/cloudformation makes.
+        queue = s["Sid"] == "OptionalAlarmEventsQueue"
+        assert s["Effect"] == "Allow" and s["Resource"] == (QUEUE_ARN if queue else "*"), s["Sid"]
         assert set(s) == {"Sid", "Effect", "Action", "Resource"}, s["Sid"]
         acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         for a in acts:
             assert "*" not in a, f"{s['Sid']}: wildcard action {a}"
             actions[a] = s["Sid"]
-    assert set(actions) == {"cloudwatch:GetMetricData", "ce:GetCostAndUsage", "securityhub:GetFindings"}
+    assert set(actions) == {"cloudwatch:GetMetricData", "ce:GetCostAndUsage", "securityhub:GetFindings",
+                            "cloudwatch:DescribeAlarms", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                            "sqs:GetQueueAttributes"}
     # The optional ones are separate statements, so they can be dropped one by one.
-    assert len({actions[a] for a in actions}) == 3
+    assert len({actions[a] for a in actions}) == 5
     readme = (DEPLOY / "iam" / "README.md").read_text()
     assert "drop" in readme.lower()
-    for a in ("ce:GetCostAndUsage", "securityhub:GetFindings"):
+    for a in ("ce:GetCostAndUsage", "securityhub:GetFindings", "cloudwatch:DescribeAlarms", "sqs:ReceiveMessage"):
         assert actions[a] in readme, f"the README names statement {actions[a]}"
     # Every AWS API the daemon's sources call is granted (CamelCase of the boto3 method).
     called = set()

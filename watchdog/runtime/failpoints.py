@@ -3,8 +3,10 @@
 Crash safety is claimed for every instant of a rollback, and two of them are
 too short to hit from outside: just after an intent is written but before the
 request leaves, and just after the request returned but before its outcome is
-written. An armed failpoint logs `failpoint_reached` and then holds that one
-task forever, so the test can SIGKILL the process at that exact point. Nothing
+written. A third is the `cloudwatch_alarms` source's: messages received from its
+queue, not yet recorded (`after_receive`, watchdog/sources/alarm_queue.py). An
+armed failpoint logs `failpoint_reached` and then holds that one task forever,
+so the test can SIGKILL the process at that exact point. Nothing
 is armed unless WATCHDOG_TEST_FAILPOINTS names it; the daemon warns at start
 when one is.
 """
@@ -19,7 +21,7 @@ import structlog
 
 log = structlog.get_logger("watchdog.runtime.failpoints")
 
-KNOWN = frozenset({"after_intent", "before_outcome"})
+KNOWN = frozenset({"after_intent", "before_outcome", "after_receive"})
 
 
 class Failpoints:

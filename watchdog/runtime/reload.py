@@ -34,7 +34,8 @@ from watchdog.runtime.runtime import Runtime
 from watchdog.core.signals import SignalBoard
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
-from watchdog.runtime.wiring import SourceStartFailed, board_for, executor_for, executor_parts, recorder_for, start_sources
+from watchdog.runtime.wiring import (SourceStartFailed, board_for, executor_for, executor_parts, hooks_of,
+                                      recorder_for, start_sources)
 
 log = structlog.get_logger("watchdog.runtime.reload")
 
@@ -54,7 +55,7 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
     # The new sources start before the old ones close, outside the gate (polls and commands go on while
     # they start): one that cannot start refuses the reload.
     try:
-        sources = await start_sources(new, board, SourceDeps(new.aws, rt.session, rt.metrics, rt.alerts),
+        sources = await start_sources(new, board, SourceDeps(new.aws, rt.session, rt.metrics, rt.alerts, hooks_of(rt)),
                                       rt.source_factory)
     except SourceStartFailed as exc:
         raise ReloadRefused(str(exc)) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +25,7 @@ from watchdog.actions import RunnerDeps, Runners, build_runners
 from watchdog.shared.clock import Clock, SystemClock
 from watchdog.config import process_environment
 from watchdog.config.models import Config, Target
-from watchdog.core.escalation import TargetMachine
+from watchdog.core.escalation import Phase, TargetMachine
 from watchdog.shared.events import Event
 from watchdog.runtime.executor import TargetExecutor
 from watchdog.runtime.failpoints import Failpoints
@@ -38,9 +38,10 @@ from watchdog.runtime.runtime import Runtime, SchedulerView, Unscheduled
 from watchdog.core.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceDeps, SourceFactory, build_source, source_kind
 from watchdog.sources.base import Source
+from watchdog.sources.hooks import Doorbell, SourceHooks, Verifying
 from watchdog.state.backend import Opener, StateDeps, open_configured
 from watchdog.runtime.statewatch import StateWatch
-from watchdog.state.storage import Store
+from watchdog.state.storage import AlarmLedger, Store
 from watchdog.support.tasks import Tasks
 
 log = structlog.get_logger("watchdog.runtime.wiring")
@@ -91,7 +92,11 @@ async def build_runtime(
         opened.requeue(notifier.replay)
         alerts = AlertStore(clock)  # fed by POST /api/v1/alertmanager, read by alertmanager sources
         board = board_for(cfg)
-        started = await start_sources(cfg, board, SourceDeps(cfg.aws, session, metrics, alerts), sources)
+        executors: dict[str, TargetExecutor] = {}  # filled below; the runtime keeps this very mapping
+        failpoints = failpoints or Failpoints()
+        bell = Doorbell()  # answered by the runtime's polls once it exists (below)
+        hooks = source_hooks(opened.store, executors, failpoints, bell)
+        started = await start_sources(cfg, board, SourceDeps(cfg.aws, session, metrics, alerts, hooks), sources)
         for src in started.values():
             undo.push_async_callback(src.close)
         recorder = recorder_for(cfg.watchdog.record, metrics)  # RecordingUnwritable: one line, before any poll
@@ -101,11 +106,10 @@ async def build_runtime(
         await runners.start()
         undo.push_async_callback(runners.close)
         redactor = redactor_for(cfg)
-        executors: dict[str, TargetExecutor] = {}  # filled below; the runtime keeps this very mapping
         pausing = PauseKeeper(opened.store, metrics, clock, lambda: executors)
         parts = ExecutorParts(runners, opened.store, notifier, metrics, clock, tasks,
                               cfg.watchdog.dry_run if dry_run is None else dry_run, pausing,
-                              failpoints or Failpoints(), incident_id or incident_ids())
+                              failpoints, incident_id or incident_ids())
         for t in cfg.targets:
             executors[t.name] = executor_for(parts, t, redactor)
         watch = StateWatch(metrics, notifier, clock, executors, opened.health)
@@ -114,6 +118,7 @@ async def build_runtime(
             notifier=notifier, redactor=redactor, alerts=alerts, board=board, sources=started, source_factory=sources,
             executors=executors, pausing=pausing, statewatch=watch, tasks=tasks, failpoints=parts.failpoints,
             new_incident_id=parts.new_incident_id, runners=runners, recorder=recorder, scheduler=scheduler)
+        bell.answer(pushed_polls(runtime))
         runtime.rule_series.keep(rule_labels(cfg))
         metrics.paused.set(0)
         metrics.state_writable.set(1)
@@ -127,6 +132,42 @@ async def build_runtime(
 
 def board_for(cfg: Config) -> SignalBoard:
     return SignalBoard(cfg, {s.name: source_kind(s) for s in cfg.sources})
+
+
+def source_hooks(store: AlarmLedger, executors: Mapping[str, TargetExecutor], failpoints: Failpoints,
+                 bell: Doorbell) -> SourceHooks:
+    """What a source whose data arrives between polls may ask of the runtime (watchdog/sources/hooks.py)."""
+    return SourceHooks(ledger=store, verifying=verifying_in(executors), wake=bell.ring, reach=failpoints.reach)
+
+
+def hooks_of(rt: Runtime) -> SourceHooks:
+    """The same, for the sources a reload builds: the runtime exists, so its polls answer at once."""
+    bell = Doorbell()
+    bell.answer(pushed_polls(rt))
+    return source_hooks(rt.journal, rt.executors, rt.failpoints, bell)
+
+
+def pushed_polls(rt: Runtime) -> Callable[[str], None]:
+    """A poll of a source now, as a push to the control API brings one (watchdog/http/control.py)."""
+    def poll(name: str) -> None:
+        rt.tasks.spawn(rt.poll(name, rt.clock.now()), f"poll:{name}:pushed")
+
+    return poll
+
+
+def verifying_in(executors: Mapping[str, TargetExecutor]) -> Callable[[str], Verifying | None]:
+    """Per target: from when a level's evidence counts and when it is judged (escalation.TargetMachine._fresh
+    judges datapoints from the actions' end, or the incident's opening when no level ran)."""
+    watched = (Phase.VERIFYING, Phase.CHECKING, Phase.MITIGATED)
+
+    def verifying(target: str) -> Verifying | None:
+        ex = executors.get(target)
+        inc = ex.machine.incident if ex is not None else None
+        if inc is None or inc.phase not in watched:
+            return None
+        return inc.actions_ended_at or inc.opened_at, inc.verify_due if inc.phase is Phase.VERIFYING else None
+
+    return verifying
 
 
 class SourceStartFailed(Exception):

@@ -135,6 +135,7 @@ class Registry(Generic[K]):
 SOURCES: Registry[SourceSchema] = Registry("source", [
     "watchdog.sources.cloudwatch", "watchdog.sources.http_json", "watchdog.sources.prometheus",
     "watchdog.sources.securityhub", "watchdog.sources.cost_explorer", "watchdog.sources.alertmanager",
+    "watchdog.sources.cloudwatch_alarms",
 ])
 ACTIONS: Registry[Kind] = Registry("action", ["watchdog.actions.http", "watchdog.actions.command"])
 CHECKS: Registry[Kind] = Registry("check", ["watchdog.actions.http_check"])

@@ -24,6 +24,7 @@ from watchdog.shared.kinds import SOURCES, Descriptor, find
 from watchdog.support.metrics import Metrics
 from watchdog.sources.alertstore import AlertStore
 from watchdog.sources.base import Query, Source
+from watchdog.sources.hooks import SourceHooks
 from watchdog.sources.periodic import ReadPlan
 
 C = TypeVar("C", bound=SourceConfig)
@@ -40,6 +41,7 @@ class SourceDeps:
     session: aiohttp.ClientSession
     metrics: Metrics
     alerts: AlertStore
+    hooks: SourceHooks = SourceHooks()  # what a source whose data arrives between polls asks of the runtime
 
 
 @dataclass(frozen=True)

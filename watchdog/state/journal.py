@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,7 @@ class MemoryStore:
         self._seq = itertools.count(1)
         self._incidents: dict[str, dict[str, Any]] = {}
         self._pauses: dict[str, Pause] = {}
+        self._alarms: dict[tuple[str, str], tuple[str, datetime, str]] = {}
 
     def _add(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
              data: dict[str, Any]) -> Record:
@@ -104,6 +106,22 @@ class MemoryStore:
 
     def pauses(self) -> tuple[list[Pause], list[tuple[str, str]]]:
         return [self._pauses[s] for s in sorted(self._pauses)], []
+
+    # --- the alarm ledger: gone with the process, so no queue is consumed into it ------------------
+
+    durable = False
+
+    def record_alarm(self, source: str, alarm: str, state: str, at: datetime, reason_data: str) -> None:
+        kept = self._alarms.get((source, alarm))
+        if kept is None or at > kept[1]:
+            self._alarms[source, alarm] = (state, at, reason_data)
+
+    def alarm_records(self, source: str) -> list[tuple[str, str, datetime, str]]:
+        return [(a, *self._alarms[s, a]) for s, a in sorted(self._alarms) if s == source]
+
+    def forget_alarms(self, source: str, alarms: Collection[str]) -> None:
+        for alarm in alarms:
+            self._alarms.pop((source, alarm), None)
 
 
 

@@ -8,6 +8,7 @@ how a backend is chosen, opened and closed: watchdog/state/backend.py.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,7 +103,29 @@ class PauseStore(Protocol):
 
 
 @runtime_checkable
-class Store(AuditJournal, IncidentStore, PauseStore, Protocol):
+class AlarmLedger(Protocol):
+    """The newest state change of each CloudWatch alarm a `cloudwatch_alarms` source heard of through its queue
+    (watchdog/sources/alarm_queue.py), kept so that a message is deleted only once what it said is durable.
+    One row per source and alarm; a change replaces it only when newer (a late or repeated one changes nothing)."""
+
+    # False: kept in memory only (`run --once`, the replay): a source must not consume its queue into it.
+    durable: bool
+
+    def record_alarm(self, source: str, alarm: str, state: str, at: datetime, reason_data: str) -> None: ...
+
+    def alarm_records(self, source: str) -> list[tuple[str, str, datetime, str]]:
+        """(alarm, state, at, reason_data) of every alarm kept for `source`."""
+        ...
+
+    def forget_alarms(self, source: str, alarms: Collection[str]) -> None:
+        """Drop these alarms of `source` (CloudWatch has them no more, or no rule names them now)."""
+        ...
+
+    async def flush(self) -> None: ...
+
+
+@runtime_checkable
+class Store(AuditJournal, IncidentStore, PauseStore, AlarmLedger, Protocol):
     """A whole backend."""
 
 

@@ -49,6 +49,11 @@ class Metrics:
             "watchdog_cloudwatch_metrics_requested_total", "Metric queries sent in GetMetricData calls (billed per metric).",
             registry=r,
         )
+        self.alarm_source_requests = Counter(
+            "watchdog_cloudwatch_alarms_requests_total",
+            "Requests a cloudwatch_alarms source sent, by API (DescribeAlarms, GetMetricData, GetQueueAttributes, "
+            "ReceiveMessage, DeleteMessage), retries included.", ["source", "api"], registry=r,
+        )
         self.target_level = Gauge(
             "watchdog_target_level", "Rollback level a target is at (0 = normal).", ["target"], registry=r
         )

@@ -96,6 +96,16 @@ MIGRATIONS: list[list[str]] = [
         # at 0, so its very first event, if a kill cut it off from the outbox, is queued at the next start.
         "INSERT INTO outbox_mark (id, audit_seq) VALUES (1, coalesce((SELECT seq FROM audit_head WHERE id = 1), 0))",
     ],
+    [  # 4: the newest state change of each alarm a cloudwatch_alarms source took from its queue
+        """CREATE TABLE alarm_states (
+            source TEXT NOT NULL,
+            alarm TEXT NOT NULL,
+            state TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            reason_data TEXT NOT NULL,
+            PRIMARY KEY (source, alarm)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

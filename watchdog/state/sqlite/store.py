@@ -12,6 +12,8 @@
 - `pauses`: the operator's pauses with their expiry, so a restart keeps them.
 - `outbox`, `notify_threads`, `outbox_mark`: notifications waiting, sent or
   dead-lettered, each channel's thread per incident (watchdog/state/outbox.py).
+- `alarm_states`: the newest state change of each alarm a `cloudwatch_alarms` source took from its
+  queue (watchdog/sources/alarm_queue.py): a message is deleted only once its row has landed.
 
 Two ways to write. Without a writer (the CLI, tests, start-up) each write runs
 at once and raises StoreError when it fails. The daemon `attach`es a
@@ -28,8 +30,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -287,6 +289,35 @@ class SqliteStore:
             except ValueError as exc:  # ValidationError is a ValueError
                 bad.append((str(scope), f"the stored pause cannot be read: {type(exc).__name__}"))
         return out, bad
+
+    # --- the alarm ledger (watchdog/sources/alarm_queue.py) ----------------------------------------
+
+    durable = True
+
+    def record_alarm(self, source: str, alarm: str, state: str, at: datetime, reason_data: str) -> None:
+        args = (source, alarm, state, _micros(at), reason_data)
+        self.write(f"record the state of alarm {alarm}", lambda db: db.execute(
+            "INSERT INTO alarm_states (source, alarm, state, at, reason_data) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (source, alarm) DO UPDATE SET state = excluded.state, at = excluded.at,"
+            " reason_data = excluded.reason_data WHERE excluded.at > alarm_states.at", args))
+
+    def alarm_records(self, source: str) -> list[tuple[str, str, datetime, str]]:
+        rows = self._rdb.execute("SELECT alarm, state, at, reason_data FROM alarm_states WHERE source = ?"
+                                 " ORDER BY alarm", (source,))
+        return [(alarm, state, _EPOCH + timedelta(microseconds=at), data) for alarm, state, at, data in rows]
+
+    def forget_alarms(self, source: str, alarms: Collection[str]) -> None:
+        rows = [(source, alarm) for alarm in alarms]
+        self.write(f"forget {len(rows)} alarms of source {source}", lambda db: db.executemany(
+            "DELETE FROM alarm_states WHERE source = ? AND alarm = ?", rows))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(at: datetime) -> int:
+    """Kept as microseconds since the epoch: compared as numbers, whatever zone a time came in."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 
