@@ -43,7 +43,9 @@ aws:
   region: us-east-1
   endpoint_url: {aws}
 sources:
-  - {{name: cloudwatch, type: cloudwatch, interval: 2s, timeout: 3s}}
+  # Read each 5 s bucket 1 s after it closes (not CloudWatch's 2m: the publisher's last datapoint of a bucket is
+  # in moto within a second).
+  - {{name: cloudwatch, type: cloudwatch, interval: 2s, timeout: 3s, settle: 1s}}
 targets:
   - name: hybrid-routing
     rules:
