@@ -9,7 +9,7 @@ derived by hand in the test's docstring, from docs/deciding.md "When it polls" a
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,13 @@ from aws_proxy import RecordingProxy, running_proxy
 from configs import cloudwatch, http, level, make_target, metric_rule, parsed
 from timing import FakeClock
 from watchdog.core.escalation import Phase
-from watchdog.core.rules import RuleState
+from watchdog.core.rules import Datapoint, RuleState
 from watchdog.core.schedule import ticks
+from watchdog.core.signals import Query
 from watchdog.lifecycle.app import App
+from watchdog.replay.engine import replay
+from watchdog.replay.outcome import outcome_of
+from watchdog.replay.sources import HistorySource, Series
 from watchdog.sources.kind import pace_of
 
 UTC = timezone.utc
@@ -269,3 +273,53 @@ async def test_between_two_reads_a_rule_is_judged_as_of_its_last_read(proxy: Rec
         assert app.runtime.executors["web"].machine.incident is None
     finally:
         await app.stop()
+
+
+# --- the replay reads as the daemon does ---------------------------------------------------------------
+
+class Reading(HistorySource):
+    """A history source that notes, per poll, the rules it answered (what the live source would have read)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.answered_at: list[tuple[datetime, tuple[str, ...]]] = []
+
+    async def poll_due(self, now: datetime, hot: Collection[str]) -> Mapping[str, Sequence[Datapoint]]:
+        got = await super().poll_due(now, hot)
+        self.answered_at.append((now, tuple(sorted(got))))
+        return got
+
+
+async def test_the_replay_reads_seldom_then_every_period_once_the_incident_opens() -> None:
+    """The replay's history source follows the live source's plan (tests/test_schedule.py: the same ticks).
+    read_every 5m, settle 2m, 3 of 3 above 1500; the errors breach in minutes 61 .. 66 and are fine from 67.
+    From minute 10: read at 10 (the start), then 12, 17, ..., 62 (newest bucket 61: 1 of 3), 67 (64, 65, 66
+    breach): the incident opens at 67 and level 1 runs (a replayed action ends a millisecond later). Hot from
+    then: read every minute, 68 .. 80. The verify window (3m) ends at 70 and a millisecond: the level is
+    judged at 71 on the buckets after the action, 68 .. 70, fine: mitigated at 71 (read every 5m, it would be
+    72, the next read)."""
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def at(minute: int) -> datetime:
+        return start + minute * MIN
+
+    errors = metric_rule("errors", source="cw", namespace="N", metric="Errors", threshold="> 1500",
+                         evaluation_periods=3, datapoints_to_alarm=3)
+    cfg = parsed({
+        "sources": [cloudwatch("cw", read_every="5m")],
+        "targets": [make_target("api", [errors], [level(1, "flags", http("http://127.0.0.1:9/flags"))],
+                                verify_window="3m")],
+    })
+    series = {"api/errors": Series.of([(at(k), 2000.0 if 61 <= k <= 66 else 120.0) for k in range(0, 90)])}
+    built: list[Reading] = []
+
+    def build(c: Any, queries: Sequence[Query]) -> HistorySource:
+        built.append(Reading(c.name, c.interval, False, queries, series))
+        return built[-1]
+
+    r = await replay(cfg, at(10), at(80), build)
+    [inc] = outcome_of(r, []).incidents
+    assert (inc.opened_at, [(run.level, run.started, run.outcome) for run in inc.runs], inc.mitigated_at) == \
+        (at(67), [(1, at(67), "succeeded")], at(71))
+    read = [t for t, keys in built[0].answered_at if keys]
+    assert read == [at(10)] + [at(m) for m in range(12, 68, 5)] + [at(m) for m in range(68, 81)]
