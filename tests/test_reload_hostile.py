@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 def config(tmp_path: Path, aws: str, admin: str, threshold: str = "> 1500", timeout: str = "1s",
            **overrides: Any) -> str:
-    settings = dict(state_path=tmp_path / "w.db", aws_endpoint=aws, interval="1s", timeout=timeout,
+    # A poll every second: the rule's 1 s period (a CloudWatch source polls on its rules' periods, issue 22).
+    settings = dict(state_path=tmp_path / "w.db", aws_endpoint=aws, interval="1s", timeout=timeout, period="1s",
                     retry={"attempts": 1}, target="web", namespace="RELOADHOSTILE", threshold=threshold,
                     verify_window="10m", levels=[level(1, "flags", http(f"{admin}/l1"))])
     return to_yaml(hybrid_routing(**{**settings, **overrides}))

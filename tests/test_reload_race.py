@@ -512,7 +512,8 @@ async def test_a_burst_of_20_reloads_while_polls_run_fails_no_poll_and_crashes_n
         tmp_path, moto_url, aws_env, receiver):
     """Reloads that each remove (or bring back) target `app` and the two sources it is judged on, while
     their polls are in flight: a CloudWatch answer held 150 ms by a proxy, an HTTP source answering in 100 ms,
-    both polled every 200 ms. Before, a reload closed the CloudWatch client under a poll (AttributeError:
+    the HTTP source polled every 200 ms, the CloudWatch ones every second (their rules' 1 s period: a CloudWatch
+    source polls on its rules' periods, issue 22) and at once after each reload. Before, a reload closed the CloudWatch client under a poll (AttributeError:
     'NoneType' ... get_metric_data) and a poll judged a target the reload had just removed (KeyError)."""
     from aws_proxy import Reply, running_proxy
 
@@ -526,14 +527,16 @@ async def test_a_burst_of_20_reloads_while_polls_run_fails_no_poll_and_crashes_n
         proxy.script = [Reply(delay=0.15)]  # forwarded to moto after the delay
 
         def config(with_app: bool) -> str:
-            web_target = make_target("web", [metric_rule(namespace="RACE", source="cw", threshold="> 1000000")],
+            web_target = make_target("web", [metric_rule(namespace="RACE", source="cw", threshold="> 1000000",
+                                                         period="1s")],
                                      [level(1, "flags", http(f"{receiver.url}/web/l1"))])
             sources = [cloudwatch("cw", interval="200ms", timeout="2s", retry={"attempts": 1})]
             targets = [web_target]
             if with_app:
                 sources += [cloudwatch("cw2", interval="200ms", timeout="2s", retry={"attempts": 1}),
                             {"name": "c", "type": "http_json", "url": f"{slow_url}/c", "interval": "200ms"}]
-                targets.append(make_target("app", [metric_rule(namespace="RACE", source="cw2", threshold="> 1000000"),
+                targets.append(make_target("app", [metric_rule(namespace="RACE", source="cw2", threshold="> 1000000",
+                                                               period="1s"),
                                                    field_rule()],
                                            [level(1, "flags", http(f"{receiver.url}/app/l1"))]))
             return write(tmp_path, hybrid_routing(state_path=tmp_path / "w.db", api_token=TOKEN,
