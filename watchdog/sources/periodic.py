@@ -7,8 +7,9 @@ period apart (`read_every` apart when a rule sets it, its most frequent user dec
 boundary; while one of its rules' targets is hot (an open incident, a level being verified) at each of its
 period's ticks whatever `read_every` says. A failed read leaves every query owed: the next poll reads all.
 
-The plan keeps one thing between polls: when each query was last read. The live source and the replay's
-history source each hold one, so both read the same queries at the same ticks.
+The plan keeps one thing between polls: when each grid (and each hot query read apart from its grid) was
+last read. The live source and the replay's history source each hold one, so both read the same queries at
+the same ticks.
 """
 
 from __future__ import annotations
