@@ -17,11 +17,14 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aws_proxy import RecordingProxy, running_proxy
-from configs import CLOSED, cloudwatch, http, level, make_target, metric_rule, parsed
+from binaries import cli
+from configs import CLOSED, cloudwatch, http, hybrid_routing, level, make_target, metric_rule, parsed, to_yaml
 from timing import FakeClock
-from watchdog.config import Config
+from watchdog.config import Config, ConfigError, parse_config
 from watchdog.core.escalation import Phase
 from watchdog.core.rules import Datapoint, RuleState
 from watchdog.core.schedule import ticks
@@ -288,3 +291,47 @@ async def test_the_replay_reads_seldom_then_every_period_once_the_incident_opens
         (at(67), [(1, at(67), "succeeded")], at(71))
     read = [t for t, keys in built[0].answered_at if keys]
     assert read == [at(10)] + [at(m) for m in range(12, 68, 5)] + [at(m) for m in range(68, 81)]
+
+
+# --- the keys: settle and read_every ------------------------------------------------------------------
+
+def problems(**overrides: Any) -> list[str]:
+    try:
+        parse_config(to_yaml(hybrid_routing(**overrides)), {})
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def test_settle_and_read_every_are_checked_with_one_line_each() -> None:
+    assert problems(sources=[cloudwatch(settle="2m", read_every="5m")]) == []
+    assert problems(sources=[cloudwatch(settle="0s")]) == []
+    assert problems(sources=[cloudwatch(settle="2h")]) == ["sources[0].settle: at most 1h (got 2h) (line 10)"]
+    assert problems(sources=[cloudwatch(read_every="0s")]) == ["sources[0].read_every: at least 1s (got 0s) (line 10)"]
+    assert problems(rule={"read_every": "90s"}) == [
+        "targets[0].rules[0].read_every: 90s is not a whole number of this rule's 1m periods (line 22)"]
+    # A source's read_every shorter than a rule's period reads that rule every period; one that the period
+    # does not divide is the rule's problem (it may set its own).
+    assert problems(sources=[cloudwatch(read_every="5m")], period="1h") == []
+    assert problems(sources=[cloudwatch(read_every="5m")], period="120s") == [
+        "targets[0].rules[0].metric: its 2m period does not divide source cloudwatch's read_every 5m: give the rule "
+        "a read_every of its own (line 17)"]
+    assert problems(sources=[cloudwatch(read_every="5m")], period="120s", rule={"read_every": "4m"}) == []
+
+
+def test_a_bad_read_every_is_one_line_and_exit_2_from_check_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(hybrid_routing(rule={"read_every": "45s"})))
+    r = cli("check-config", "-c", str(path))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "targets[0].rules[0].read_every: 45s is not a whole number "
+                                                          "of this rule's 1m periods (line 22)\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(period=st.sampled_from([1, 5, 10, 30, 60, 120, 300, 3600]), every=st.integers(1, 7200))
+def test_any_read_every_is_taken_when_whole_periods_and_refused_in_one_line_otherwise(period: int, every: int) -> None:
+    got = problems(period=f"{period}s", rule={"read_every": f"{every}s"})
+    if every % period == 0:
+        assert got == []
+    else:
+        assert len(got) == 1 and got[0].startswith("targets[0].rules[0].read_every: ") and "Traceback" not in got[0]
