@@ -48,9 +48,11 @@ def cw(url: str, region: str) -> Any:
     return boto3.client("cloudwatch", region_name=region, endpoint_url=url)
 
 
-def put_alarm(client: Any, name: str, metric: str = "Errors", period: int = 60, threshold: float = 5.0) -> None:
+def put_alarm(client: Any, name: str, metric: str = "Errors", period: int = 60, threshold: float = 5.0,
+              n: int = 1, m: int = 1) -> None:
     client.put_metric_alarm(AlarmName=name, Namespace="Shop", MetricName=metric, Statistic="Average", Period=period,
-                            EvaluationPeriods=1, Threshold=threshold, ComparisonOperator="GreaterThanThreshold")
+                            EvaluationPeriods=n, DatapointsToAlarm=m, Threshold=threshold,
+                            ComparisonOperator="GreaterThanThreshold")
 
 
 def values(points: Any) -> list[Any]:
@@ -196,10 +198,12 @@ async def test_a_misnamed_alarm_fails_the_first_poll(moto_url, aws_env):
 
 
 async def test_verification_counts_only_datapoints_judged_after_the_actions(moto_url, aws_env):
+    """While a level is verified, a reading is what the values newer than the actions say, by the alarm's own
+    M of N (here 2 of 3, "> 5"), stamped when read; never the alarm's state, which may stand on older ones."""
     region = "sa-east-1"
     client = cw(moto_url, region)
     metric = f"Errors{uuid.uuid4().hex[:8]}"
-    put_alarm(client, "api", metric=metric, period=10, threshold=5.0)
+    put_alarm(client, "api", metric=metric, period=10, threshold=5.0, n=3, m=2)
     since = align(datetime.now(UTC), 10 * S) - 30 * S  # on the metric's 10 s grid, as the actions' end need not be
     verifying: dict[str, Verifying | None] = {"t": None}
     async with counting(moto_url) as proxy:
@@ -209,37 +213,43 @@ async def test_verification_counts_only_datapoints_judged_after_the_actions(moto
             client.set_alarm_state(AlarmName="api", StateValue="ALARM", StateReason="test",
                                    StateReasonData=reason_data([(since - 20 * S, 9.0)]))
             now = datetime.now(UTC)
-            assert values((await src.poll(now))["t/api"]) == [True]  # not verifying: the state itself
+            assert (await src.poll(now))["t/api"] == [(now, True)]  # not verifying: the state itself
 
-            # CloudWatch went OK after the actions: the datapoints it judged then, each held against the
-            # alarm's own "> 5"; the one from before the actions is not evidence.
+            # CloudWatch went OK after the actions on [9 (before them), 9, 1]: of those after, 1 of 2 breach,
+            # short of 2: not in alarm. (Counting the one before would make it 2 of 3: in alarm.)
             client.set_alarm_state(AlarmName="api", StateValue="OK", StateReason="test", StateReasonData=reason_data(
-                [(since - 10 * S, 1.0), (since + 5 * S, 2.0), (since + 12 * S, 9.0)]))
+                [(since - 10 * S, 9.0), (since + 5 * S, 9.0), (since + 12 * S, 1.0)]))
             verifying["t"] = (since, now + 60 * S)
-            got = await src.poll(now)
-            assert got["t/api"] == [(since + 5 * S, False), (since + 12 * S, True)]
+            assert (await src.poll(now + 1 * S))["t/api"][-1] == (now + 1 * S, False)
+            # Back in ALARM on [9, 8] after them: 2 of 2.
+            client.set_alarm_state(AlarmName="api", StateValue="ALARM", StateReason="test", StateReasonData=reason_data(
+                [(since + 5 * S, 9.0), (since + 12 * S, 8.0)]))
+            assert (await src.poll(now + 2 * S))["t/api"][-1] == (now + 2 * S, True)
             assert proxy.count("GetMetricData") == 0
 
             # Still in ALARM on a change from before the actions: nothing CloudWatch said counts. Before the
-            # verification is due nothing is read; when it is, one GetMetricData of the alarm's own metric.
+            # verification is due, nothing is read and there is no reading; when it is, one GetMetricData of the
+            # alarm's own metric decides.
             client.set_alarm_state(AlarmName="api", StateValue="ALARM", StateReason="test",
                                    StateReasonData=reason_data([(since - 10 * S, 8.0)]))
-            got = await src.poll(now + 1 * S)
-            assert got["t/api"] == [] and proxy.count("GetMetricData") == 0
-            stamps = [since - 20 * S, since + 10 * S, since + 20 * S]
+            got = await src.poll(now + 3 * S)
+            assert got["t/api"][-1][0] == now + 2 * S and proxy.count("GetMetricData") == 0
+            stamps = [since - 20 * S, since - 10 * S, since + 10 * S, since + 20 * S]
             client.put_metric_data(Namespace="Shop", MetricData=[
-                {"MetricName": metric, "Timestamp": ts, "Value": v} for ts, v in zip(stamps, [9.0, 1.0, 7.0])])
-            verifying["t"] = (since, now + 2 * S)
-            got = await src.poll(now + 2 * S)
+                {"MetricName": metric, "Timestamp": ts, "Value": v} for ts, v in zip(stamps, [9.0, 9.0, 1.0, 7.0])])
+            verifying["t"] = (since, now + 4 * S)
+            got = await src.poll(now + 4 * S)
             assert proxy.count("GetMetricData") == 1
             [gmd] = proxy.of("GetMetricData")
             assert gmd["MetricDataQueries.member.1.MetricStat.Metric.MetricName"] == metric
             assert gmd["MetricDataQueries.member.1.MetricStat.Period"] == "10"
-            # The 10 s buckets of the metric after the actions, judged "> 5": 1 is not, 7 is.
-            assert got["t/api"] == [(since + 10 * S, False), (since + 20 * S, True)]
+            # The 10 s buckets after the actions, 1 and 7: 1 of 2 breach "> 5": not in alarm (with the two 9s
+            # from before them it would be).
+            assert got["t/api"][-1] == (now + 4 * S, False)
 
             client.set_alarm_state(AlarmName="api", StateValue="INSUFFICIENT_DATA", StateReason="test")
-            assert (await src.poll(now + 3 * S))["t/api"] == [] and proxy.count("GetMetricData") == 1
+            got = await src.poll(now + 5 * S)
+            assert got["t/api"][-1][0] == now + 4 * S and proxy.count("GetMetricData") == 1  # no evidence, no read
 
 
 async def test_a_mitigated_incidents_alarm_still_in_alarm_is_read_at_every_poll(moto_url, aws_env):

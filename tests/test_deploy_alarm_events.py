@@ -1,7 +1,8 @@
 """deploy/cloudformation/alarm-events.yaml: the EventBridge rule and SQS queue a `cloudwatch_alarms` source with
 `queue_url:` reads. Parsed as YAML and checked statement by statement; then deployed on moto, whose EventBridge
 delivers to an SQS target, and an alarm state change put on its bus reaches the queue as the source reads it.
-(moto ignores AWS::SQS::QueuePolicy when it deploys: the policy is checked from the template alone.)"""
+(moto ignores AWS::SQS::QueuePolicy when it deploys: the policy is checked from the template alone, and
+cfn-lint checks every resource against CloudFormation's own specification.)"""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def test_every_reference_names_a_resource_or_parameter() -> None:
     doc = template()
     known = set(doc["Resources"]) | set(doc.get("Parameters", {}))
     assert refs(doc) and set(refs(doc)) <= known, set(refs(doc)) - known
+
+
+def test_cloudformation_lint_finds_nothing() -> None:
+    # cfn-lint comes with moto's server extra (the tests' AWS); it knows every resource type's properties.
+    from cfnlint.api import lint_file
+
+    assert [str(m) for m in lint_file(TEMPLATE)] == []
 
 
 def test_the_rule_sends_alarm_state_changes_and_nothing_else_to_the_queue() -> None:

@@ -14,7 +14,7 @@ import json
 import math
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -55,11 +55,22 @@ class AlarmShape:
     period: int  # seconds
     queries: tuple[dict[str, Any], ...]  # empty: nothing this source can read again
     returned: str  # the Id of the query whose values the alarm judges
+    n: int = 1  # EvaluationPeriods
+    m: int = 1  # DatapointsToAlarm (default: EvaluationPeriods)
 
     def breaching(self, value: float) -> bool | None:
         if self.compare is None or self.threshold is None:
             return None
         return self.compare(value, self.threshold)
+
+    def verdict(self, points: Sequence[tuple[datetime, float]]) -> bool | None:
+        """The alarm's own M of N over `points` (values of its metric, any order): in alarm when M of the newest
+        N breach; with fewer than N, when M of them do or, fewer than M, all of them (as a watched rule's
+        verification in the decision core: a rule that must prove it recovered). None: nothing to judge."""
+        hits = [h for _, h in judged(self, sorted(points))][-self.n:]
+        if not hits:
+            return None
+        return sum(hits) >= min(self.m, len(hits))
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ def from_describe(alarm: Mapping[str, Any]) -> tuple[AlarmRecord, AlarmShape]:
 
 
 def _shape(alarm: Mapping[str, Any]) -> AlarmShape:
+    shape = _reading(alarm)
+    n = alarm.get("EvaluationPeriods")
+    n = n if isinstance(n, int) and n >= 1 else 1
+    m = alarm.get("DatapointsToAlarm")
+    return replace(shape, n=n, m=m if isinstance(m, int) and 1 <= m <= n else n)
+
+
+def _reading(alarm: Mapping[str, Any]) -> AlarmShape:
     compare = _COMPARE.get(str(alarm.get("ComparisonOperator")))
     threshold = alarm.get("Threshold")
     threshold = float(threshold) if isinstance(threshold, (int, float)) and compare is not None else None
@@ -131,8 +150,10 @@ def _shape(alarm: Mapping[str, Any]) -> AlarmShape:
         returned = next((q for q in queries if q.get("ReturnData", True)), None)
         if returned is None or compare is None:
             return AlarmShape(compare, threshold, 60, (), "")
-        period = returned.get("Period") or (returned.get("MetricStat") or {}).get("Period") or 60
-        return AlarmShape(compare, threshold, int(period), queries, str(returned.get("Id")))
+        # An expression's period is its metrics' (they share one).
+        periods = [q.get("Period") or (q.get("MetricStat") or {}).get("Period") for q in (returned, *queries)]
+        period = next((p for p in periods if isinstance(p, int) and p > 0), 60)
+        return AlarmShape(compare, threshold, period, queries, str(returned.get("Id")))
     stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
     if not alarm.get("MetricName") or not stat or compare is None:
         return AlarmShape(compare, threshold, int(alarm.get("Period") or 60), (), "")
@@ -244,21 +265,16 @@ class AlarmBook:
             return None
         return False
 
-    def evidence(self, want: Want, since: datetime) -> tuple[list[Datapoint], list[str]]:
-        """The datapoints CloudWatch judged at `since` or later, each as breaching or not by its alarm's own
-        comparison; and the alarms (in OK or ALARM) that have none, whose metric must be read to know."""
-        points: list[Datapoint] = []
-        unseen: list[str] = []
+    def fresh(self, want: Want, since: datetime) -> list[tuple[str, AlarmShape, list[tuple[datetime, float]]]]:
+        """Per member that can be judged (in OK or ALARM, its shape known): the values CloudWatch judged for its last
+        change that are at `since` or later (StateReasonData's evaluatedDatapoints); empty when there are none."""
+        out = []
         for rec in self.members(want):
             shape = self.shapes.get(rec.name)
             if rec.state == INSUFFICIENT or shape is None:
                 continue  # no evidence; and without its shape nothing it judged can be judged again
-            fresh = judged(shape, [(ts, v) for ts, v in evaluated(rec.reason_data) if ts >= since])
-            if fresh:
-                points += fresh
-            else:
-                unseen.append(rec.name)
-        return points, unseen
+            out.append((rec.name, shape, [(ts, v) for ts, v in evaluated(rec.reason_data) if ts >= since]))
+        return out
 
 
 def judged(shape: AlarmShape, values: Sequence[tuple[datetime, float]]) -> list[Datapoint]:
@@ -269,14 +285,3 @@ def judged(shape: AlarmShape, values: Sequence[tuple[datetime, float]]) -> list[
         if hit is not None:
             out.append((ts, hit))
     return out
-
-
-def any_per_bucket(points: Sequence[Datapoint], bucket: timedelta) -> list[Datapoint]:
-    """One datapoint per bucket, breaching when any in it does (a family is in alarm while any member is),
-    stamped with the newest time in it: the rule keeps only the newest datapoint of a bucket."""
-    merged: dict[datetime, tuple[datetime, bool]] = {}
-    for ts, hit in points:
-        start = align(ts, bucket)
-        newest, any_hit = merged.get(start, (ts, False))
-        merged[start] = (max(newest, ts), any_hit or bool(hit))
-    return [merged[k] for k in sorted(merged)]

@@ -19,17 +19,20 @@ A rule whose alarm (or every member of its family) no longer exists has no evide
 it, so the source's rules are insufficient_data and, after `blind_after`, a human is paged; it answers again
 once the alarm exists or the rule is changed.
 
-Verification (a level's actions have ended: hooks.verifying says since when): a rule's readings are then
-only datapoints newer than the actions, never the alarm's state, which may still stand on datapoints from
-before them. They are the datapoints CloudWatch judged for the alarm's last change (its StateReasonData),
-each judged by the alarm's own comparison; when the last change is older than the actions, one GetMetricData
-of the alarm's metric, when the verification is due (or while a mitigated incident's alarm stays in ALARM).
+Verification (a level's actions have ended: hooks.verifying says since when): a rule's reading is then what
+the values newer than the actions say, never the alarm's state, which may still stand on values from before
+them: those CloudWatch judged for the alarm's last change (its StateReasonData), or, when that change is
+older than the actions, one GetMetricData of the alarm's metric, made when the verification is due (and at
+every poll while a mitigated incident's alarm stays in ALARM). Each alarm judges them by its own comparison
+and M of N; the reading is stamped when read, as every reading of this sampled source is: it stands on
+nothing older than the actions, and without such values there is none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -45,7 +48,7 @@ from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import HttpUrl, Interval
 from watchdog.core.rules import Datapoint, align, evaluation_range
 from watchdog.sources.alarm_book import (ALARM, INSUFFICIENT, MAX_NAME, OK, AlarmBook, AlarmRecord, AlarmShape, Want,
-                                         any_per_bucket, from_describe, judged, utc_time)
+                                         from_describe, utc_time)
 from watchdog.sources.alarm_queue import WAIT, AlarmQueue
 from watchdog.sources.aws import AwsSource, aws_call, aws_client
 from watchdog.sources.base import Query, SourceError
@@ -172,7 +175,10 @@ class CloudWatchAlarms(AwsSource):
         elif not pushed:
             await self._by_state()
         if self.queue is not None and self._listening is None:  # once the alarms' shapes are known
-            self._listening = asyncio.create_task(self.queue.run(), name=f"queue:{self.name}")
+            # In a context of its own: this poll's (its deadline's hook on each try, retrying.on_attempt) must
+            # not reach the polls and levels the queue's events start long after this poll has ended.
+            self._listening = asyncio.create_task(self.queue.run(), name=f"queue:{self.name}",
+                                                  context=contextvars.Context())
 
     async def _whole(self) -> None:
         """Every named alarm (100 names a call) and every family (by prefix), whatever their state."""
@@ -220,23 +226,32 @@ class CloudWatchAlarms(AwsSource):
     # --- readings ----------------------------------------------------------------------------
 
     async def _readings(self, now: datetime) -> dict[str, list[Datapoint]]:
-        out: dict[str, list[Datapoint]] = {}
-        read: dict[str, list[Datapoint]] = {}  # alarm -> its metric, judged, read once this poll
+        read: dict[str, list[tuple[datetime, float]]] = {}  # alarm -> its metric, read once this poll
         for key, want in self._wants.items():
-            self._remember(key, now, self.book.reading(want))
             verifying = self._hooks.verifying(key.split("/", 1)[0])
             if verifying is None:
-                out[key] = list(self._history[key])
+                self._remember(key, now, self.book.reading(want))
                 continue
-            since, due = verifying
-            points, unseen = self.book.evidence(want, since)
-            for name in unseen:
-                if self._metric_decides(name, due, now):
-                    if name not in read:
-                        read[name] = await self._read_metric(name, now)
-                    points += [p for p in read[name] if p[0] >= since]
-            out[key] = any_per_bucket(points, self.interval)
-        return out
+            verdict = await self._verdict(want, *verifying, now, read)
+            if verdict is not None:  # evidence older than the actions is left out by the verification itself
+                self._remember(key, now, verdict)
+        return {key: list(history) for key, history in self._history.items()}
+
+    async def _verdict(self, want: Want, since: datetime, due: datetime | None, now: datetime,
+                       read: dict[str, list[tuple[datetime, float]]]) -> bool | None:
+        """What the values newer than the actions say, each alarm judged by its own M of N; a family is in alarm
+        when any member is. Stamped now (a reading of this sampled source): the verification counts it, since it
+        stands only on what came after the actions."""
+        verdicts = []
+        for name, shape, values in self.book.fresh(want, since):
+            if not values and self._metric_decides(name, due, now):
+                if name not in read:
+                    read[name] = await self._read_metric(name, now)
+                values = [(ts, v) for ts, v in read[name] if ts >= since]
+            verdicts.append(shape.verdict(values))
+        if True in verdicts:
+            return True
+        return False if False in verdicts else None
 
     def _remember(self, key: str, now: datetime, value: bool | None) -> None:
         history = self._history[key]
@@ -254,7 +269,7 @@ class CloudWatchAlarms(AwsSource):
             return now >= due - self.interval
         return self.book.records[name].state == ALARM
 
-    async def _read_metric(self, name: str, now: datetime) -> list[Datapoint]:
+    async def _read_metric(self, name: str, now: datetime) -> list[tuple[datetime, float]]:
         shape = self.book.shapes[name]
         if not shape.queries:
             return []  # an anomaly band or a shape this source cannot read again: no evidence
@@ -266,8 +281,8 @@ class CloudWatchAlarms(AwsSource):
         for result in page.get("MetricDataResults") or []:
             if result.get("Id") == shape.returned:
                 values = zip(result.get("Timestamps") or [], result.get("Values") or [])
-                return judged(shape, [(utc_time(ts, "Timestamps"), float(v)) for ts, v in values
-                                      if isinstance(v, (int, float)) and math.isfinite(v)])
+                return [(utc_time(ts, "Timestamps"), float(v)) for ts, v in values
+                        if isinstance(v, (int, float)) and math.isfinite(v)]
         return []
 
     # --- requests -----------------------------------------------------------------------------
