@@ -133,14 +133,20 @@ def test_a_failed_source_gives_its_rules_nothing_whatever_missing_data_says() ->
         RuleState.INSUFFICIENT_DATA, None, None, 0, 0, 2, "source cw down: HTTP 500")
 
 
-def test_a_cloudwatch_window_ends_now_and_a_sampled_one_at_its_last_reading() -> None:
+def test_a_cloudwatch_window_ends_at_its_last_read_and_a_sampled_one_at_its_last_reading() -> None:
+    """Issue 22: a poll reads only the queries due, so an aggregated rule is judged as of the tick that last read
+    its query (docs/deciding.md "When it polls"), as a sampled one is as of its source's last reading."""
     b = board()
     b.source_ok("cw", {"t/latency": [minute(3, BAD), minute(2, BAD), minute(1, BAD)]}, T0)
     # Non-compliant readings at 12:01:01 and 12:02:01, the last poll at 12:02:01.
     b.source_ok("compliance", {"t/gdpr": [(T0 + timedelta(minutes=k, seconds=1), False) for k in (1, 2)]},
                 T0 + timedelta(minutes=2, seconds=1))
     views = b.evaluate("t", T0 + timedelta(minutes=10))
-    # CloudWatch, at 12:10: its buckets are 12:05 to 12:09, and the 11:5x datapoints are out of them.
+    # CloudWatch, judged at 12:10 on its read of 12:00: its buckets are 11:55 to 11:59, the last three breach.
+    assert views["latency"].evaluation.reason == "3 of 3 datapoints breach > 100 (alarm at 2)"
+    # Read again at 12:10 with the same points: its buckets are 12:05 to 12:09, and the 11:5x ones are out.
+    b.source_ok("cw", {"t/latency": [minute(3, BAD), minute(2, BAD), minute(1, BAD)]}, T0 + timedelta(minutes=10))
+    views = b.evaluate("t", T0 + timedelta(minutes=10, seconds=1))
     assert views["latency"].evaluation.reason == "no datapoints in the last 5 periods"
     # Compliance: its window ends with the 12:02 bucket (11:58 to 12:02): the oldest reading is 2 of M = 3
     # periods old, too recent to alarm on 2 readings, and not older because nothing was polled since.
