@@ -156,6 +156,20 @@ async def test_read_every_reads_a_fifth_as_often(proxy: RecordingProxy, tmp_path
         assert app.runtime.board.sources["cw"].up
 
 
+async def test_the_queries_due_together_go_500_to_a_call(proxy: RecordingProxy, tmp_path: Path) -> None:
+    """501 distinct 60 s queries and one 300 s query. At B+2m (a tick of both grids) 502 are due: two calls,
+    500 and 2; at B+3m the 501 60 s ones: 500 and 1."""
+    ns = f"Calls{uuid.uuid4().hex[:8]}"
+    start = five_minute_mark() + SETTLE
+    rules = [on(ns, f"r{k}", f"L{k}") for k in range(501)] + [on(ns, "slow", "L0", period="300s")]
+    async with running(daemon_config(tmp_path, proxy.url, [flags("web", rules)]), start) as (app, clock):
+        for tick in (start, start + MIN):
+            clock.set(tick)
+            await app.runtime.poll("cw", tick)
+        assert app.runtime.board.sources["cw"].up
+    assert requested(proxy) == [500, 2, 500, 1]
+
+
 def put(url: str, namespace: str, points: list[tuple[str, datetime, float]]) -> None:
     cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
     cw.put_metric_data(Namespace=namespace, MetricData=[
