@@ -9,7 +9,9 @@ makes is tests/test_deploy_alarm_events.py's). moto keeps alarms and queues per 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -221,6 +223,30 @@ async def test_an_event_on_the_queue_opens_an_incident_within_one_long_poll(tmp_
         await d.stop()
 
 
+async def test_after_a_reload_the_new_source_takes_the_events_of_its_new_rule(tmp_path, moto_url, aws_env, admin_api):
+    region = "ap-south-2"
+    # The old source's long poll is cut short at the reload, and SQS may still hand it the next message
+    # (its server side waits on): that message comes back after its visibility timeout, 2 s here.
+    cw, sqs, url = pushed(moto_url, region, ("web-errors", "api-errors"), visibility=2)
+    path = config(tmp_path, moto_url, region, admin_api.url, {"web": "web-errors"}, interval="1h", queue_url=url)
+    d = await Daemon(path).start()
+    try:
+        port = await d.port()
+        await until(lambda: _is(rule_state(port, "web"), "ok"), 20, "the read at start")
+        config(tmp_path, moto_url, region, admin_api.url, {"web": "web-errors", "api": "api-errors"}, interval="1h",
+               queue_url=url)
+        d.signal(signal.SIGHUP)
+        await d.wait_for("reloaded", timeout=20)
+        await until(lambda: _is(rule_state(port, "api"), "ok"), 20, "the new source's read")
+        await asyncio.sleep(1)
+        sqs.send_message(QueueUrl=url, MessageBody=state_change("api-errors", "ALARM", datetime.now(UTC)))
+        await d.wait_for("level_started", timeout=20 + 2 + 5, target="api", level=1)  # no full read for 1 h
+        await until(lambda: messages_left(sqs, url) == 0, 10, "the message deleted")
+        assert ledger(tmp_path) == {"api-errors": "ALARM"}
+    finally:
+        await d.stop()
+
+
 async def test_duplicate_late_and_lost_events_leave_every_rule_right_after_the_next_reconcile(
         tmp_path, moto_url, aws_env, admin_api):
     region = "ap-southeast-1"
@@ -289,3 +315,35 @@ async def test_killed_between_the_receive_and_the_record_the_event_is_handled_on
         assert ledger(tmp_path) == {"ship-errors": "ALARM"}
     finally:
         await second.stop()
+
+
+# --- validate --------------------------------------------------------------------------------------
+
+
+async def validate(path: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "watchdog", "validate", "-c", path,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    row = next(ln for ln in out.decode().splitlines() if ln.startswith("source alarms (cloudwatch_alarms)"))
+    return proc.returncode or 0, " ".join(row.split())
+
+
+async def test_validate_reads_the_alarms_by_name_and_the_queue_and_takes_nothing_from_it(tmp_path, moto_url, aws_env,
+                                                                                          admin_api):
+    region = "af-south-1"
+    cw, sqs, url = pushed(moto_url, region, ("inv-errors",))
+    sqs.send_message(QueueUrl=url, MessageBody=state_change("inv-errors", "ALARM", datetime.now(UTC)))
+    async with counting(moto_url) as proxy:
+        code, row = await validate(config(tmp_path, proxy.url, region, admin_api.url, {"inv": "inv-errors"},
+                                          queue_url=url))
+        assert "pass answered (inv-alarm)" in row, row
+        assert [(api, p.get("AlarmNames.member.1") or p.get("QueueUrl")) for api, p in proxy.requests] == [
+            ("GetQueueAttributes", url), ("DescribeAlarms", "inv-errors")]
+        assert messages_left(sqs, url) == 1  # the event stays for the daemon
+
+        code, row = await validate(config(tmp_path, proxy.url, region, admin_api.url, {"inv": "inv-erors"},
+                                          queue_url=url))
+        assert code == 1 and "FAIL alarm 'inv-erors' (rule inv/inv-alarm): not in CloudWatch" in row, row
+        code, row = await validate(config(tmp_path, proxy.url, region, admin_api.url, {"inv": "inv-errors"},
+                                          queue_url=url + "-gone"))
+        assert code == 1 and "FAIL GetQueueAttributes: QueueDoesNotExist: The specified queue does not exist." in row, row
