@@ -133,7 +133,8 @@ class CloudWatchAlarms(AwsSource):
                 self.book.offer(AlarmRecord(alarm, state, at, data))
             else:
                 unnamed.append(alarm)
-        ledger.forget_alarms(self.name, unnamed)  # no rule names them any more
+        if unnamed:
+            ledger.forget_alarms(self.name, unnamed)  # no rule names them any more
         self.queue = AlarmQueue(self.name, url, self._sqs, ledger, self.book.wanted, self._heard, self._hooks.wake,
                                 self._hooks.reach, lambda op: self._count(op, {}))
 
