@@ -45,10 +45,12 @@ async def test_health_readiness_and_status(moto_url, aws_env, reachable, tmp_pat
 
         status, body = await _get(port, "/healthz")
         assert status == 200, body
-        # No poll for longer than its deadline and two intervals: the scheduler stopped. Unhealthy.
+        # No poll for longer than its deadline and two steps of its schedule: the scheduler stopped. Unhealthy.
+        # The source's `interval` is 1h, but a CloudWatch source polls on its rules' periods (60s here), so its
+        # step is 1m (docs/deciding.md "When it polls") and the limit 22s + 2 x 1m.
         clock.advance(hours=2, seconds=30)
         status, body = await _get(port, "/healthz")
-        assert status == 503 and "source cloudwatch: no poll for 7230s (every 1h, each try within 22s)" in body["why"], body
+        assert status == 503 and "source cloudwatch: no poll for 7230s (every 1m, each try within 22s)" in body["why"], body
 
         status, doc = await _get(port, "/status")
         assert status == 200
