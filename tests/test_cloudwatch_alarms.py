@@ -40,7 +40,8 @@ def source(url: str, region: str, rules: dict[str, Rule], interval: str = "10s",
     cfg = CloudWatchAlarmsSource.model_validate({"name": "alarms", "type": "cloudwatch_alarms", "interval": interval,
                                                  "timeout": "5s", "retry": {"attempts": 1}})
     hooks = SourceHooks(verifying=verifying) if verifying else SourceHooks()
-    return CloudWatchAlarms(cfg, [Query(f"t/{k}", r) for k, r in rules.items()],
+    # A rule's key is "target/rule"; a bare rule name is of target t.
+    return CloudWatchAlarms(cfg, [Query(k if "/" in k else f"t/{k}", r) for k, r in rules.items()],
                             AwsSection(region=region, endpoint_url=url), Metrics(), hooks)
 
 
@@ -69,13 +70,16 @@ async def test_a_rule_is_in_alarm_while_its_alarm_is_and_insufficient_data_is_no
         put_alarm(client, name)
     src = source(moto_url, region, {"one": rule("one", alarm="checkout-5xx"), "fam": rule("fam", alarm_prefix="node-")})
     t = datetime.now(UTC)
+    # Target t is hot (an open incident): its alarms are read by name at every poll, so a change between OK and
+    # INSUFFICIENT_DATA shows at the next poll (for a calm target, at the next reconcile: the test below).
+    hot = {"t"}
     async with started(src):
-        got = await src.poll(t)
+        got = await src.poll_due(t, hot)
         assert values(got["t/one"]) == [False] and values(got["t/fam"]) == [False]  # OK is ok
 
         client.set_alarm_state(AlarmName="checkout-5xx", StateValue="ALARM", StateReason="test")
         client.set_alarm_state(AlarmName="node-2", StateValue="INSUFFICIENT_DATA", StateReason="test")
-        got = await src.poll(t + 10 * S)
+        got = await src.poll_due(t + 10 * S, hot)
         assert values(got["t/one"]) == [False, True]
         # A family with a member that cannot be judged and none in ALARM: nothing is known of it; the reading
         # it had stands for nothing now either.
@@ -83,47 +87,89 @@ async def test_a_rule_is_in_alarm_while_its_alarm_is_and_insufficient_data_is_no
 
         client.set_alarm_state(AlarmName="node-1", StateValue="ALARM", StateReason="test")
         client.set_alarm_state(AlarmName="checkout-5xx", StateValue="INSUFFICIENT_DATA", StateReason="test")
-        got = await src.poll(t + 20 * S)
+        got = await src.poll_due(t + 20 * S, hot)
         assert values(got["t/fam"]) == [True]  # any member in ALARM is the family's alarm
         assert got["t/one"] == []  # INSUFFICIENT_DATA: the rule has no datapoint, so it is insufficient_data
 
         client.set_alarm_state(AlarmName="unrelated", StateValue="ALARM", StateReason="test")
         client.set_alarm_state(AlarmName="node-1", StateValue="OK", StateReason="test")
         client.set_alarm_state(AlarmName="node-2", StateValue="OK", StateReason="test")
-        got = await src.poll(t + 30 * S)
+        got = await src.poll_due(t + 30 * S, hot)
         assert values(got["t/fam"]) == [True, False] and "unrelated" not in src.book.records
 
 
-async def test_a_calm_account_of_1000_alarms_costs_one_request_per_state_asked(moto_url, aws_env):
+def asked(requests: list[tuple[str, dict[str, str]]]) -> list[str]:
+    """Each DescribeAlarms request by what it selects: a state, the first name, or a prefix."""
+    return [p.get("StateValue") or p.get("AlarmNames.member.1") or f"prefix {p['AlarmNamePrefix']}"
+            for api, p in requests if api == "DescribeAlarms"]
+
+
+async def test_a_calm_account_of_1000_alarms_costs_one_request_per_poll(moto_url, aws_env):
     region = "ap-south-1"
     client = cw(moto_url, region)
     names = [f"svc-{i:04d}" for i in range(1000)]
     for name in names:
         put_alarm(client, name)
     rules = {"a": rule("a", alarm="svc-0007"), "b": rule("b", alarm="svc-0512"), "fam": rule("fam", alarm_prefix="svc-09")}
+    assert RECONCILE_EVERY == 10 * 60 * S  # the hand count below rests on it
     async with counting(moto_url) as proxy:
-        src = source(proxy.url, region, rules)
+        src = source(proxy.url, region, rules, interval="60s")
         t = datetime.now(UTC)
         async with started(src):
-            await src.poll(t)  # the first poll reads every named alarm whole: one call by name, one by prefix
-            assert [p.get("StateValue") for p in proxy.of("DescribeAlarms")] == [None, None]
-            for k in range(1, 6):
+            # 30 minutes polled each minute: 31 polls (0..30). The reconciles are at minutes 0, 10, 20 and 30,
+            # each 2 requests (the 2 names in one, the family svc-09* by its prefix: 100 alarms, one page); the
+            # other 27 polls ask ALARM only, 1 request each: 4 * 2 + 27 = 35.
+            for k in range(31):
                 before = len(proxy.requests)
-                await src.poll(t + k * 10 * S)
-                asked = proxy.requests[before:]
-                # Per poll: one request per state asked, 100 a page, whatever the account holds.
-                assert [(api, p["StateValue"], p["MaxRecords"]) for api, p in asked] == [
-                    ("DescribeAlarms", "ALARM", "100"), ("DescribeAlarms", "INSUFFICIENT_DATA", "100")]
+                await src.poll(t + k * 60 * S)
+                polled = proxy.requests[before:]
+                if k % 10 == 0:
+                    assert asked(polled) == ["svc-0007", "prefix svc-09"], k
+                else:
+                    assert [(api, p["StateValue"], p["MaxRecords"]) for api, p in polled] == [
+                        ("DescribeAlarms", "ALARM", "100")], k
+            assert proxy.count("DescribeAlarms") == 35 == len(proxy.requests)
+
             # An alarm that leaves ALARM costs one read by name, in that poll only.
             client.set_alarm_state(AlarmName="svc-0512", StateValue="ALARM", StateReason="test")
-            await src.poll(t + 60 * S)
+            await src.poll(t + 31 * 60 * S)
             client.set_alarm_state(AlarmName="svc-0512", StateValue="OK", StateReason="test")
             before = len(proxy.requests)
-            got = await src.poll(t + 70 * S)
-            assert [p.get("StateValue") or p.get("AlarmNames.member.1") for _, p in proxy.requests[before:]] == [
-                "ALARM", "INSUFFICIENT_DATA", "svc-0512"]
+            got = await src.poll(t + 32 * 60 * S)
+            assert asked(proxy.requests[before:]) == ["ALARM", "svc-0512"]
             assert values(got["t/b"])[-2:] == [True, False]
+            before = len(proxy.requests)
+            await src.poll(t + 33 * 60 * S)
+            assert asked(proxy.requests[before:]) == ["ALARM"]
             assert proxy.count("GetMetricData") == 0
+
+
+async def test_a_calm_alarm_gone_insufficient_shows_at_the_next_reconcile(moto_url, aws_env):
+    """A calm rule's INSUFFICIENT_DATA (no evidence, never an action) is learned at the reconcile, not by a second
+    request at every poll; a hot target's is learned at the next poll, by name."""
+    region = "ap-northeast-2"
+    client = cw(moto_url, region)
+    for name in ("calm-1", "calm-2", "hot-1"):
+        put_alarm(client, name)
+    rules = {"quiet/calm": rule("calm", alarm="calm-1"), "quiet/fam": rule("fam", alarm_prefix="calm-"),
+             "busy/hot": rule("hot", alarm="hot-1")}
+    async with counting(moto_url) as proxy:
+        src = source(proxy.url, region, rules, interval="60s")
+        t = datetime.now(UTC)
+        async with started(src):
+            got = await src.poll_due(t, {"busy"})
+            assert values(got["quiet/calm"]) == values(got["busy/hot"]) == [False]
+            for name in ("calm-2", "hot-1"):
+                client.set_alarm_state(AlarmName=name, StateValue="INSUFFICIENT_DATA", StateReason="test")
+            for k in range(1, 10):  # minutes 1..9: the calm alarm's change is not asked for
+                before = len(proxy.requests)
+                got = await src.poll_due(t + k * 60 * S, {"busy"})
+                assert asked(proxy.requests[before:]) == ["ALARM", "hot-1"], k  # the hot target's alarm by name
+                assert got["busy/hot"] == [], k  # insufficient at once: hot
+                assert values(got["quiet/fam"])[-1] is False, k  # still the OK read at minute 0
+            got = await src.poll_due(t + 10 * 60 * S, {"busy"})  # the reconcile
+            assert got["quiet/fam"] == []  # a member in INSUFFICIENT_DATA, none in ALARM: no evidence
+            assert values(got["quiet/calm"])[-1] is False  # calm-1 itself stayed OK
 
 
 async def test_describe_alarms_pages_are_followed_on_an_endpoint_that_pages(aws_env):
@@ -141,10 +187,9 @@ async def test_describe_alarms_pages_are_followed_on_an_endpoint_that_pages(aws_
                 (None, None), ("b-", None), ("b-", "100")]
             assert values(got["t/last"]) == [True] and values(got["t/fam"]) == [False]
             cloud.forms.clear()
-            got = await src.poll(t + 10 * S)  # 249 alarms in ALARM: three pages of 100; one in INSUFFICIENT_DATA
+            got = await src.poll(t + 10 * S)  # 249 alarms in ALARM: three pages of 100; nothing else asked
             assert [(f["StateValue"], f["MaxRecords"], f.get("NextToken")) for f in cloud.forms] == [
-                ("ALARM", "100", None), ("ALARM", "100", "100"), ("ALARM", "100", "200"),
-                ("INSUFFICIENT_DATA", "100", None)]
+                ("ALARM", "100", None), ("ALARM", "100", "100"), ("ALARM", "100", "200")]
             assert values(got["t/first"]) == [True, True] and values(got["t/last"]) == [True, True]
 
 
@@ -247,9 +292,44 @@ async def test_verification_counts_only_datapoints_judged_after_the_actions(moto
             # from before them it would be).
             assert got["t/api"][-1] == (now + 4 * S, False)
 
+            # INSUFFICIENT_DATA: no evidence, no read, and no reading of before it stands (the rule is insufficient).
             client.set_alarm_state(AlarmName="api", StateValue="INSUFFICIENT_DATA", StateReason="test")
             got = await src.poll(now + 5 * S)
-            assert got["t/api"][-1][0] == now + 4 * S and proxy.count("GetMetricData") == 1  # no evidence, no read
+            assert got["t/api"] == [] and proxy.count("GetMetricData") == 1
+
+
+@pytest.mark.parametrize("path", [("ALARM", "INSUFFICIENT_DATA"), ("ALARM", "OK", "INSUFFICIENT_DATA")])
+async def test_an_alarm_gone_insufficient_during_verification_leaves_the_rule_insufficient(moto_url, aws_env, path):
+    """While level 1 is verified, the alarm goes INSUFFICIENT_DATA (straight from ALARM, or after an OK judged on
+    datapoints after the actions): the next poll has the rule without a datapoint, so it is insufficient and
+    nothing (no mitigated) rests on the OK before it. Its other target, calm, costs nothing more."""
+    region = "eu-central-1" if len(path) == 2 else "eu-south-1"
+    client = cw(moto_url, region)
+    put_alarm(client, "api", period=10)
+    put_alarm(client, "quiet", period=10)
+    since = datetime.now(UTC).replace(microsecond=0) - 30 * S
+    verifying: dict[str, Verifying | None] = {"t": None, "calm": None}
+    async with counting(moto_url) as proxy:
+        src = source(proxy.url, region, {"api": rule("api", alarm="api"), "calm/quiet": rule("quiet", alarm="quiet")},
+                     interval="1s", verifying=lambda target: verifying[target])
+        async with started(src):
+            now = datetime.now(UTC)
+            await src.poll(now)
+            client.set_alarm_state(AlarmName="api", StateValue="ALARM", StateReason="test",
+                                   StateReasonData=reason_data([(since - 10 * S, 9.0)]))
+            assert values((await src.poll(now + 1 * S))["t/api"])[-1] is True
+            verifying["t"] = (since, now + 60 * S)  # level 1's actions ended at `since`; judged in a minute
+            for k, state in enumerate(path[1:], start=2):
+                client.set_alarm_state(AlarmName="api", StateValue=state, StateReason="test",
+                                       StateReasonData=reason_data([(since + 5 * S, 1.0)]))
+                before = len(proxy.requests)
+                got = await src.poll(now + k * S)
+                # Verified: its alarm by name at every poll besides the ALARM answer; calm's alarm never.
+                assert asked(proxy.requests[before:]) == ["ALARM", "api"]
+                if state == "OK":  # judged on 1.0 after the actions: not in alarm
+                    assert got["t/api"][-1] == (now + k * S, False)
+            assert got["t/api"] == []
+            assert values(got["calm/quiet"])[-1] is False
 
 
 async def test_a_mitigated_incidents_alarm_still_in_alarm_is_read_at_every_poll(moto_url, aws_env):

@@ -77,14 +77,15 @@ async def test_the_daemon_acts_on_alarm_and_never_on_insufficient_data(tmp_path,
     region = "eu-north-1"
     cw, _ = clients(moto_url, region)
     put_alarm(cw, "pay-errors")
+    # INSUFFICIENT_DATA from the start: the read at start learns it (a calm alarm's later change to it waits for
+    # the 10-minute reconcile, tests/test_cloudwatch_alarms.py).
+    cw.set_alarm_state(AlarmName="pay-errors", StateValue="INSUFFICIENT_DATA", StateReason="no data")
     d = await Daemon(config(tmp_path, moto_url, region, admin_api.url, {"pay": "pay-errors"})).start()
     try:
         port = await d.port()
-        await until(lambda: _is(rule_state(port, "pay"), "ok"), 20, "the first poll")
-
-        cw.set_alarm_state(AlarmName="pay-errors", StateValue="INSUFFICIENT_DATA", StateReason="no data")
-        await until(lambda: _is(rule_state(port, "pay"), "insufficient_data"), 10, "the rule insufficient_data")
+        await until(lambda: _is(rule_state(port, "pay"), "insufficient_data"), 20, "the rule insufficient_data")
         doc = await polled(port, 5)  # five more polls of a rule without evidence: nothing is done
+        assert await rule_state(port, "pay") == "insufficient_data"
         assert doc["targets"][0]["level"] == 0 and not d.events("incident_opened")
         assert admin_api.count("/pay/l1") == 0
 
@@ -131,6 +132,35 @@ async def test_level_1_is_verified_from_the_datapoints_judged_after_its_actions(
         assert "no datapoint newer than level 1's actions" in blind["why"]
         assert admin_api.count("/cured/l2") == 0 and admin_api.count("/stale/l2") == 0
         assert not [e for e in d.events("mitigated") if e.get("target") == "stale"]
+    finally:
+        await d.stop()
+
+
+async def test_an_alarm_gone_insufficient_during_verification_mitigates_nothing(tmp_path, moto_url, aws_env,
+                                                                               admin_api):
+    """Level 1 ran; CloudWatch went OK on a datapoint after the actions, then INSUFFICIENT_DATA before the
+    verification is judged. The verified target's alarm is read by name at every poll, so the rule is
+    insufficient at the next one: no mitigated rests on the OK before it; blind and paged instead."""
+    region = "ap-southeast-2"
+    cw, _ = clients(moto_url, region)
+    put_alarm(cw, "gone-errors", metric=f"E{uuid.uuid4().hex[:8]}")
+    d = await Daemon(config(tmp_path, moto_url, region, admin_api.url, {"gone": "gone-errors"},
+                            verify_window="15s")).start()
+    try:
+        port = await d.port()
+        await until(lambda: _is(rule_state(port, "gone"), "ok"), 20, "the first poll")
+        cw.set_alarm_state(AlarmName="gone-errors", StateValue="ALARM", StateReason="threshold crossed",
+                           StateReasonData=reason_data([(datetime.now(UTC) - 10 * S, 9.0)]))
+        await d.wait_for("level_succeeded", timeout=20, target="gone", level=1)
+        after = next_second(datetime.now(UTC))
+        cw.set_alarm_state(AlarmName="gone-errors", StateValue="OK", StateReason="recovered",
+                           StateReasonData=reason_data([(after, 1.0)]))
+        await until(lambda: _is(rule_state(port, "gone"), "ok"), 10, "the OK judged after the actions")
+        cw.set_alarm_state(AlarmName="gone-errors", StateValue="INSUFFICIENT_DATA", StateReason="no data")
+        await until(lambda: _is(rule_state(port, "gone"), "insufficient_data"), 10, "the rule insufficient_data")
+        blind = await d.wait_for("blind", timeout=30, target="gone")
+        assert "no datapoint newer than level 1's actions" in blind["why"]
+        assert not d.events("mitigated") and admin_api.count("/gone/l2") == 0
     finally:
         await d.stop()
 

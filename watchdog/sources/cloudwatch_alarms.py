@@ -2,12 +2,14 @@
 any member is), and is in alarm while CloudWatch says ALARM. INSUFFICIENT_DATA is no evidence: the rule is
 insufficient_data and nothing is done on it. What is known of each alarm: watchdog/sources/alarm_book.py.
 
-Polled (no `queue_url`): each poll asks DescribeAlarms for the alarms in ALARM, then for those in
-INSUFFICIENT_DATA (`StateValue`, 100 a page), so a calm account costs one request per state asked however
-many alarms it holds. A named alarm in neither answer is OK; one that was in one and has left it is read
-once by name, which tells OK (with the datapoints of that change) from deleted. A full read of every named
-alarm and family, by name and by prefix, is made at the first poll and every RECONCILE_EVERY: an alarm
-deleted while OK is found then.
+Polled (no `queue_url`): each poll asks DescribeAlarms for the alarms in ALARM only (`StateValue`, 100 a
+page), so a calm account costs one request per poll however many alarms it holds. One that was in that answer
+and has left it is read once by name, which tells OK (with the datapoints of that change) from
+INSUFFICIENT_DATA from deleted. A hot target's alarms (an open incident, or a level verified or watched) are
+read by name at every poll, so its verification and decisions never stand on a state older than the poll. A
+full read of every named alarm and family, by name and by prefix, is made at the first poll and every
+RECONCILE_EVERY: a calm alarm's OK <-> INSUFFICIENT_DATA (no evidence either way, never an action) and an
+alarm deleted while OK are found then.
 
 Pushed (`queue_url`): the queue an EventBridge rule fills is long-polled (watchdog/sources/alarm_queue.py); a
 change heard there polls the source at once. Each scheduled poll (`interval`) is the full read, so a lost,
@@ -35,7 +37,7 @@ import contextlib
 import contextvars
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -47,7 +49,7 @@ from watchdog.config.models import AwsSection, Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import HttpUrl, Interval
 from watchdog.core.rules import Datapoint, align, evaluation_range
-from watchdog.sources.alarm_book import (ALARM, INSUFFICIENT, MAX_NAME, OK, AlarmBook, AlarmRecord, AlarmShape, Want,
+from watchdog.sources.alarm_book import (ALARM, MAX_NAME, AlarmBook, AlarmRecord, AlarmShape, Want,
                                          from_describe, utc_time)
 from watchdog.sources.alarm_queue import WAIT, AlarmQueue
 from watchdog.sources.aws import AwsSource, aws_call, aws_client
@@ -153,15 +155,32 @@ class CloudWatchAlarms(AwsSource):
     # --- polling ----------------------------------------------------------------------------
 
     async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
+        return await self.poll_due(now, ())
+
+    async def poll_due(self, now: datetime, hot: Collection[str]) -> Mapping[str, Sequence[Datapoint]]:
+        """A poll told which targets are hot (the runtime's open incidents, sources/periodic.py); a target whose
+        level is verified or watched (hooks.verifying) is hot too, whoever polls."""
         async with self._lock:
-            await self._read(now)
+            await self._read(now, self._hot_names(hot))
         gone = [f"{want} (rule {key})" for key, want in self._wants.items() if self.book.gone(want)]
         if gone:
             raise SourceError(f"{'; '.join(gone[:3])}{' and more' if len(gone) > 3 else ''}: not in CloudWatch "
                               "(deleted or misnamed): no evidence for these rules")
         return await self._readings(now)
 
-    async def _read(self, now: datetime) -> None:
+    def _hot_names(self, hot: Collection[str]) -> set[str]:
+        """The alarms hot targets' rules name: each named one, and a family's known members (a new member is
+        found by the ALARM answer once in ALARM, by the reconcile otherwise)."""
+        names: set[str] = set()
+        for key, want in self._wants.items():
+            target = key.split("/", 1)[0]
+            if target in hot or self._hooks.verifying(target) is not None:
+                names.update(r.name for r in self.book.members(want))
+                if want.prefix is None and want.alarm is not None:
+                    names.add(want.alarm)  # known or not: the read by name says which
+        return names
+
+    async def _read(self, now: datetime, hot: set[str]) -> None:
         pushed = self._cfg.queue_url is not None
         if pushed and not self._queue_seen:
             await self._call("GetQueueAttributes", "get_queue_attributes", {
@@ -174,7 +193,7 @@ class CloudWatchAlarms(AwsSource):
             await self._whole()
             self._whole_at = now
         elif not pushed:
-            await self._by_state()
+            await self._by_state(hot)
         if self.queue is not None and self._listening is None:  # once the alarms' shapes are known
             # In a context of its own: this poll's (its deadline's hook on each try, retrying.on_attempt) must
             # not reach the polls and levels the queue's events start long after this poll has ended.
@@ -194,13 +213,15 @@ class CloudWatchAlarms(AwsSource):
         if dropped and self.queue is not None:
             self.queue.ledger.forget_alarms(self.name, dropped)
 
-    async def _by_state(self) -> None:
+    async def _by_state(self, hot: set[str]) -> None:
+        """ALARM only: one request when calm. INSUFFICIENT_DATA is asked by name where it matters (below)."""
         answer = await self._describe({"StateValue": ALARM})
-        answer |= await self._describe({"StateValue": INSUFFICIENT})
-        left = sorted(n for n, r in self.book.records.items() if r.state != OK and n not in answer)
+        left = {n for n, r in self.book.records.items() if r.state == ALARM and n not in answer}
+        left |= {n for n in hot if n not in answer}
         self.book.take(answer)
-        for i in range(0, len(left), NAMES_PER_CALL):  # OK now, or deleted: only a read by name can tell
-            chunk = left[i:i + NAMES_PER_CALL]
+        names = sorted(left)
+        for i in range(0, len(names), NAMES_PER_CALL):  # OK, INSUFFICIENT_DATA or deleted: a read by name tells
+            chunk = names[i:i + NAMES_PER_CALL]
             found = await self._describe({"AlarmNames": chunk})
             self.book.take(found)
             self.book.forget(n for n in chunk if n not in found)
@@ -232,6 +253,9 @@ class CloudWatchAlarms(AwsSource):
             verifying = self._hooks.verifying(key.split("/", 1)[0])
             if verifying is None:
                 self._remember(key, now, self.book.reading(want))
+                continue
+            if self.book.reading(want) is None:  # INSUFFICIENT_DATA now: no reading of before it may decide
+                self._remember(key, now, None)
                 continue
             verdict = await self._verdict(want, *verifying, now, read)
             if verdict is not None:  # evidence older than the actions is left out by the verification itself
