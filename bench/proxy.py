@@ -11,7 +11,11 @@ Two modes on top of forwarding:
   starts there);
 * replay (soak only): moto's answer to a request is kept and handed back again
   for the same request, until moto's data would answer differently (the next
-  datum becomes visible every minute), so a long soak does not measure moto.
+  datum becomes visible every minute), so a long soak does not measure moto;
+* churn: every value of every answer gets one more digit, another at each call
+  (284.214 -> 284.2143), so that each poll brings every rule new values, as a
+  read at a period boundary does (a new bucket for every query): the daemon
+  judges every rule again at every poll, not only when moto's minute turns.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RecordingProxy:
     breach_qid: bytes | None = None  # rewrite this query id's values
     breach_at: float | None = None  # when the first rewritten answer was handed back
     replay: bool = False
+    churn: bool = False
     _cache: dict[bytes, bytes] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
     _runner: web.AppRunner | None = None
@@ -104,6 +109,8 @@ class RecordingProxy:
                     self._cache.clear()  # moto sees another minute's datum now: older answers are stale
                 self._cache[key] = body
         breached = False
+        if gmd and status == 200 and self.churn:
+            body = _churn(body, len(self.calls))
         if gmd and status == 200 and self.breach_qid is not None:
             body, breached = _rewrite(body, self.breach_qid)
         t_out = time.monotonic()
@@ -125,6 +132,16 @@ class RecordingProxy:
         end = datetime.fromisoformat(unquote_plus(m.group(1).decode()).replace("Z", "+00:00")).timestamp()
         visible = int((end - DATUM_SECOND - 1) // 60)  # datum at mm:30 is in [start, end) once end > mm:30
         return hashlib.sha256(_END.sub(b"", raw)).digest() + visible.to_bytes(8, "big", signed=True)
+
+
+_VALUES = re.compile(rb"<Values>.*?</Values>", re.S)
+
+
+def _churn(body: bytes, call: int) -> bytes:
+    """Every value one digit longer, the digit the call's (1..9): the bench's values (80..400 with three decimals,
+    SampleCount's 1.0) stay far below their thresholds."""
+    digit = str(call % 9 + 1).encode() + b"</member>"
+    return _VALUES.sub(lambda m: m.group(0).replace(b"</member>", digit), body)
 
 
 def _rewrite(body: bytes, qid: bytes) -> tuple[bytes, bool]:

@@ -67,15 +67,17 @@ PLANS = {
     5000: Plan(runs=3, interval="8s", warmup=1, polls=2, scrapes=10, baseline_sweeps=1, baseline_rules=500),
 }
 EVAL_REPEATS = {10: 400, 100: 200, 1000: 40, 5000: 15}
-TARGETS = {
+TARGETS = {  # issue 22's table
     "calls_per_poll": "= ceil(N/500)",
     "fewer_requests_than_per_metric_at_1000": ">= 250x",
-    "evaluation_5000_ms": "< 20 ms",
-    "cpu_per_poll_1000_ms": "< 50 ms",
-    "reaction_ms": "< 50 ms",
-    "peak_rss_5000_mb": "< 120 MB",
+    "evaluation_5000_ms": "< 10 ms",
+    "cpu_per_poll_1000_ms": "< 25 ms",
+    "reaction_5000_ms": "< 30 ms",
+    "peak_rss_5000_mb": "< 110 MB",
     "soak": "no growth",
 }
+# The daemon reads every query at every poll, `interval` apart (bench/shim.py), on an older daemon as on a newer.
+SHIM_ENV = {"BENCH_EVERY_INTERVAL": "1"}
 
 
 def log(msg: str) -> None:
@@ -204,7 +206,7 @@ async def one_run(n: int, run: int, plan: Plan, proxy: RecordingProxy, admin: Ad
     admin.hits.clear()
     interval = seconds(plan.interval)
     t_launch = time.monotonic()
-    d = await Daemon.shim(str(cfg), poll_log, str(ROOT), {**os.environ, **AWS_ENV}).start()
+    d = await Daemon.shim(str(cfg), poll_log, str(ROOT), {**os.environ, **AWS_ENV, **SHIM_ENV}).start()
     out: dict[str, Any] = {"n": n, "run": run}
     try:
         port = await d.port()
@@ -361,6 +363,7 @@ async def evaluation(n: int, repeats: int, profile: bool) -> dict[str, Any]:
         raise RuntimeError(f"evalbench {n} failed: {err.decode()[-2000:]}")
     d = json.loads(out)
     d["rounds"] = spread(d.pop("rounds_s"))
+    d["scenarios"] = {k: spread(v) for k, v in d.get("scenarios", {}).items()}
     return d
 
 
@@ -380,8 +383,8 @@ async def soak(polls: int, interval: str, moto: Moto, proxy: RecordingProxy, adm
     cfg.write_text(synth.config_text(n, endpoint=proxy.url, admin=admin.url,
                                      state_path=str(rundir / "state" / "watchdog.db"), interval=interval))
     proxy.reset()
-    proxy.replay = True
-    d = await Daemon.plain(str(cfg), str(ROOT), {**os.environ, **AWS_ENV}).start()
+    proxy.replay, proxy.churn = True, False
+    d = await Daemon.shim(str(cfg), str(rundir / "polls.log"), str(ROOT), {**os.environ, **AWS_ENV, **SHIM_ENV}).start()
     samples: list[dict[str, Any]] = []
     warmup = min(10, polls // 10)
     try:
@@ -513,7 +516,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError("moto self-check failed: " + results["moto_self_check"])
     moto = Moto()
     moto.start()
-    proxy = await RecordingProxy(moto.url).start()
+    proxy = await RecordingProxy(moto.url, churn=not args.no_churn).start()
+    results["churn"] = proxy.churn
+    results["fast_parse"] = bool(os.environ.get("BENCH_FAST_PARSE"))
     admin = await AdminStub().start()
     http = aiohttp.ClientSession()
     try:
@@ -607,9 +612,15 @@ def main() -> int:
     p.add_argument("--soak-only", action="store_true")
     p.add_argument("--no-soak", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print JSON, leave results.json and README.md alone")
+    p.add_argument("--fast-parse", action="store_true", help="the daemon parses GetMetricData's answers with "
+                   "watchdog/sources/cloudwatch_parse.py (bench/shim.py plugs it in; the daemon does not yet)")
+    p.add_argument("--no-churn", action="store_true", help="hand the daemon moto's answers as they are (a new value "
+                   "only when moto's minute turns), not one with every value new at each poll (bench/proxy.py)")
     args = p.parse_args()
     for k, v in AWS_ENV.items():
         os.environ.setdefault(k, v)
+    if args.fast_parse:
+        os.environ["BENCH_FAST_PARSE"] = "1"  # the daemons inherit it (bench/shim.py)
     if args.soak_max_seconds is None and not args.soak_only:
         args.soak_max_seconds = 90.0  # make bench: a short soak, so the whole run stays under 10 minutes
     results = asyncio.run(main_async(args))
