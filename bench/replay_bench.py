@@ -207,12 +207,15 @@ def main() -> int:
     p.add_argument("--rules", type=int, default=100)
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--json", help="also write the result to this file (with --no-write: another commit's run)")
     p.add_argument("--moto", action="store_true", help="against moto (loaded with every datum first) through the "
                    "recording proxy, instead of the synthetic endpoint")
     args = p.parse_args()
     res = asyncio.run(run(args))
     text = table(res)
     print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if not args.no_write:
         (ROOT / "bench" / "results-replay.json").write_text(json.dumps(res, indent=2) + "\n")
         readme = ROOT / "bench" / "README.md"

@@ -612,6 +612,7 @@ def main() -> int:
     p.add_argument("--soak-only", action="store_true")
     p.add_argument("--no-soak", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print JSON, leave results.json and README.md alone")
+    p.add_argument("--json", help="also write every sample to this file (with --no-write: another commit's run)")
     p.add_argument("--fast-parse", action="store_true", help="the daemon parses GetMetricData's answers with "
                    "watchdog/sources/cloudwatch_parse.py (bench/shim.py plugs it in; the daemon does not yet)")
     p.add_argument("--no-churn", action="store_true", help="hand the daemon moto's answers as they are (a new value "
@@ -624,6 +625,8 @@ def main() -> int:
     if args.soak_max_seconds is None and not args.soak_only:
         args.soak_max_seconds = 90.0  # make bench: a short soak, so the whole run stays under 10 minutes
     results = asyncio.run(main_async(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
     if args.no_write:
         print(json.dumps(results, indent=1, default=str)[:20000])
         return 0

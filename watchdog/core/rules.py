@@ -57,8 +57,11 @@ class Bucket(NamedTuple):
     judged: bool = False  # one of the N the state was decided on (a real datapoint or a filled gap)
 
 
-Column = list[Value | None]  # one entry per bucket of the range, oldest first
-Hits = list[bool | None]
+# One entry per bucket of the range, oldest first. Tuples of numbers, booleans and None, which the garbage
+# collector stops tracking: a board keeps two per rule, and lists made its full collections a sixth slower at
+# 5 000 rules (bench/README.md, "Issue 22").
+Column = tuple[Value | None, ...]
+Hits = tuple[bool | None, ...]
 # What the range's Buckets are made of, when they are read: edges, values, hits, the judged indexes, the
 # filled gaps and what they were filled with.
 Parts = tuple[Sequence[datetime], Column, Hits, Sequence[int], Sequence[int], bool]
@@ -151,7 +154,7 @@ def window(spec: RuleSpec, points: Sequence[Datapoint], now: datetime, since: da
     return list(_buckets(edges, vals, hits, (), (), False))
 
 
-def grid(spec: RuleSpec, now: datetime) -> list[datetime]:
+def grid(spec: RuleSpec, now: datetime) -> tuple[datetime, ...]:
     """The evaluation range's bucket edges (N + 3 of them), oldest first. Rules that share period, N and
     `now` share it (the board computes it once for them)."""
     period = spec.period
@@ -160,7 +163,7 @@ def grid(spec: RuleSpec, now: datetime) -> list[datetime]:
     if not spec.complete_buckets_only:
         end += period
     first = end - period * r
-    return [first + period * k for k in range(r + 1)]
+    return tuple([first + period * k for k in range(r + 1)])
 
 
 def columns(spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetime],
@@ -178,7 +181,7 @@ def columns(spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetim
         if held is None or held <= ts:
             newest_ts[k], newest_v[k] = ts, value
     vals = newest_v[1:n + 1]
-    hits: Hits = [None] * n
+    hits: list[bool | None] = [None] * n
     threshold = spec.threshold
     compare, limit = threshold.compare, threshold.value
     wants_bool = limit.__class__ is bool
@@ -190,7 +193,7 @@ def columns(spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetim
             vals[k] = None
         else:
             hits[k] = compare(v, limit)
-    return vals, hits
+    return tuple(vals), tuple(hits)
 
 
 def change_points(points: Sequence[Datapoint], over: timedelta, period: timedelta) -> list[Datapoint]:
@@ -241,8 +244,9 @@ def decide(spec: RuleSpec, edges: Sequence[datetime], vals: Column, hits: Hits,
     CloudWatch's rule against premature alarms: with fewer than M datapoints, all of them breaching, the
     rule alarms once the oldest of them is at least M buckets old, and not before.
     """
+    # The threshold as its text: the reason's arguments are then all strings and numbers.
     n, m, mode, r, threshold = spec.evaluation_periods, spec.datapoints_to_alarm, spec.missing_data, len(vals), \
-        spec.threshold
+        str(spec.threshold)
     if None not in hits:  # every bucket holds a datapoint, the common case: the N newest are judged
         count = hits[r - n:].count(True)  # in C, not a loop over the buckets
         return Evaluation.made(RuleState.ALARM if count >= m else RuleState.OK, vals[r - 1], edges[r - 1], count, n,
@@ -297,12 +301,13 @@ def _buckets(edges: Sequence[datetime], vals: Column, hits: Hits, judged: Sequen
     marks = [False] * len(vals)
     for k in judged:
         marks[k] = True
+    shown: Sequence[bool | None] = hits
     if gaps:
-        hits = list(hits)
+        shown = list(hits)
         for k in gaps:
-            hits[k], marks[k] = filled, True
+            shown[k], marks[k] = filled, True
     # tuple.__new__ as Bucket._make does it, without NamedTuple's Python-level __new__ per bucket.
-    return tuple([_new_tuple(Bucket, b) for b in zip(edges, vals, hits, marks)])
+    return tuple([_new_tuple(Bucket, b) for b in zip(edges, vals, shown, marks)])
 
 
 def evaluate_fresh(
@@ -330,7 +335,7 @@ def evaluate_fresh(
     return Evaluation.made(RuleState.ALARM if count >= needed else RuleState.OK, vals[present[-1]],
                            edges[present[-1]], count, len(judged), needed, (edges, vals, hits, judged, (), False),
                            "{} of {} datapoints since the action breach {} (alarm at {})", count, len(judged),
-                           spec.threshold, needed)
+                           str(spec.threshold), needed)
 
 
 def format_value(v: Value | None, missing: str = "-") -> str:

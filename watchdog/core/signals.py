@@ -159,10 +159,10 @@ def _zero_signs(values: Sequence[Value | None]) -> list[float]:
 
 
 class Basis(NamedTuple):
-    """What a rule's last judgement was made of. The same range, note and columns give the same judgement
-    (rules.decide is a function of them and of the state it left), so the board need not make it again."""
+    """What a rule's last judgement was made of (with its view's points). The same range, note and columns give
+    the same judgement (rules.decide is a function of them and of the state it left), so the board need not
+    make it again. Only datetimes, strings and tuples of scalars: the garbage collector does not track it."""
 
-    points: Sequence[Datapoint]
     first: datetime  # the range's first bucket (the rule's period and N fix the rest)
     note: str
     vals: Column
@@ -299,7 +299,7 @@ class SignalBoard:
     def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
         views = {}
         slots, sources = self.slots, self.sources
-        grids: dict[tuple[timedelta, int, bool, datetime], list[datetime]] = {}
+        grids: dict[tuple[timedelta, int, bool, datetime], tuple[datetime, ...]] = {}
         for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
             slot = slots[key]
             rule, spec = slot.rule, slot.spec
@@ -322,11 +322,11 @@ class SignalBoard:
         return views
 
     @staticmethod
-    def _judge(slot: RuleSlot, points: Sequence[Datapoint], edges: list[datetime], now: datetime) -> RuleView:
+    def _judge(slot: RuleSlot, points: Sequence[Datapoint], edges: tuple[datetime, ...], now: datetime) -> RuleView:
         """The rule's view at `now`, judged again only if its range or what falls in it changed (its state
         is then the same: rules.decide gives the same answer to the same columns and the state it left)."""
         spec, last = slot.spec, slot.last_judged(edges[0])
-        if last is not None and points is last[0].points:  # the same answer object: nothing new at all
+        if last is not None and points is last[1].points:  # the same answer object: nothing new at all
             return last[1]
         vals, hits = columns(spec, points, edges)
         # Equal columns: what changed lies outside the range (the still-filling bucket, an older point). The hits
@@ -342,7 +342,7 @@ class SignalBoard:
             slot.evaluation, slot.state = ev, ev.state
         rule = slot.rule
         # tuple.__new__ as _make does it: NamedTuple's own __new__ is Python code (0.4 µs a rule for the two).
-        slot.basis = _new_tuple(Basis, (points, edges[0], slot.note, vals, hits))
+        slot.basis = _new_tuple(Basis, (edges[0], slot.note, vals, hits))
         view = slot.view = _new_tuple(RuleView, (rule.name, rule.level, spec, points, ev))
         return view
 
