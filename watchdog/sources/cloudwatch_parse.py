@@ -1,5 +1,5 @@
-"""GetMetricData's answer read straight from its bytes (issue 22), several times faster than botocore's generic
-parser (bench/README.md, "Parsing GetMetricData's answer").
+"""GetMetricData's answer read straight from its bytes (issue 22): a 5 000-rule poll's ten answers in 31 ms of CPU
+where botocore's generic parser takes 119 (bench/README.md, "Parsing GetMetricData's answer").
 
 Our botocore speaks the query protocol to CloudWatch (its service model says `protocols: ["query"]`): the answer
 is XML. botocore builds an ElementTree of it and walks the tree against the API model node by node in Python: at
@@ -56,7 +56,7 @@ _FIELD = (rf"{_W}(?:<(?P<list>Timestamps|Values)>(?P<items>(?:{_W}<member>[^<]*<
           r"|<(?P<empty>Id|Label|StatusCode|Timestamps|Values)/>)")
 _RESULT = re.compile(rf"{_W}<member>((?:{_FIELD})*){_W}</member>")
 # A result in moto's order of fields (Id, Label, Timestamps, Values, StatusCode), likely AWS's too: every field from
-# one match, no findall and no loop over the fields (5.2 ms an answer of 500 results without it, 2.9 with it).
+# one match, no findall and no loop over the fields (an answer of 500 results: 5.4 ms without it, 3.0 with it).
 _ORDERED = re.compile(
     rf"{_W}<member>{_W}<Id>([^<]*)</Id>{_W}<Label>([^<]*)</Label>"
     rf"{_W}(?:<Timestamps>((?:{_W}<member>[^<]*</member>)*){_W}</Timestamps>|<Timestamps/>)"
@@ -106,7 +106,7 @@ def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise NotCanonical("not UTF-8") from None
     head = _HEAD.match(text)
-    # bytes.translate deleting them and comparing lengths: a fifth of a regular expression's search
+    # bytes.translate deleting them and comparing lengths: 0.14 ms over an answer, a regular expression 0.73
     if head is None or len(body.translate(None, _UNSURE_BYTES)) != len(body) or b"]]>" in body \
             or (not body.isascii() and ("\ufffe" in text or "\uffff" in text)):
         raise NotCanonical("not the envelope, or something only an XML parser reads")
@@ -199,7 +199,7 @@ def _numbers(members: str) -> list[float]:
 
 def _texts(members: str) -> list[str]:
     """The texts of a list's members: split at the tags in C when they follow each other with no whitespace, as
-    AWS and moto write them (half of findall's time)."""
+    AWS and moto write them (0.5 µs for six members, findall 0.9)."""
     if members.startswith("<member>") and members.endswith("</member>"):
         texts = members[8:-9].split("</member><member>")
         if len(texts) == members.count("<member>"):
@@ -209,7 +209,7 @@ def _texts(members: str) -> list[str]:
 
 class _Times:
     """Each distinct time of an answer parsed once, and each distinct list of them too: the results of an answer
-    mostly share theirs, member for member (1.2 ms of 5 at 500 results)."""
+    mostly share theirs, member for member (0.5 ms of an answer's 5 at 500 results)."""
 
     def __init__(self, parse_one: Timestamps):
         self._parse_one = parse_one
