@@ -22,8 +22,7 @@ AWS_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
+def _moto_server() -> Iterator[str]:
     """A moto server in a thread, bound to 127.0.0.1 on a free port."""
     from moto.server import ThreadedMotoServer
 
@@ -36,6 +35,18 @@ def moto_url() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    yield from _moto_server()
+
+
+@pytest.fixture
+def own_moto_url() -> Iterator[str]:
+    """A moto server of the test's own: moto answers GetMetricData by scanning every datapoint it holds, so a
+    test reading a long range from the shared server slows down with whatever earlier tests put there."""
+    yield from _moto_server()
 
 
 @pytest.fixture

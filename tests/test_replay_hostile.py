@@ -339,11 +339,12 @@ def test_twelve_million_polls_are_estimated_first_and_refused_without_yes(tmp_pa
                     "with --yes to simulate them all, or give a shorter range")
 
 
-def test_twelve_million_polls_with_yes_run_in_bounded_memory_and_show_progress(moto_url: str, aws_env: dict[str, str],
+def test_twelve_million_polls_with_yes_run_in_bounded_memory_and_show_progress(own_moto_url: str,
+                                                                               aws_env: dict[str, str],
                                                                                tmp_path: Path) -> None:
     """On a terminal the progress line shows within seconds (the schedule is made as it is consumed); the run
     is stopped there: the 12 M polls themselves would take a quarter of an hour."""
-    run = replay_measured("-c", fast_config(tmp_path, moto_url), "--from", "-14d", "--yes", "--cache",
+    run = replay_measured("-c", fast_config(tmp_path, own_moto_url), "--from", "-14d", "--yes", "--cache",
                           str(tmp_path / "c.db"), tty=True, until=" polls (", timeout=180)
     assert run.killed is None, (run.killed, run.err[-2000:])
     assert "Traceback" not in run.err
