@@ -518,7 +518,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     moto.start()
     proxy = await RecordingProxy(moto.url, churn=not args.no_churn).start()
     results["churn"] = proxy.churn
-    results["fast_parse"] = bool(os.environ.get("BENCH_FAST_PARSE"))
+    results["fast_parse"] = False  # the daemon's own parser since it was plugged in: nothing to switch
     admin = await AdminStub().start()
     http = aiohttp.ClientSession()
     try:
@@ -613,15 +613,16 @@ def main() -> int:
     p.add_argument("--no-soak", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print JSON, leave results.json and README.md alone")
     p.add_argument("--json", help="also write every sample to this file (with --no-write: another commit's run)")
-    p.add_argument("--fast-parse", action="store_true", help="the daemon parses GetMetricData's answers with "
-                   "watchdog/sources/cloudwatch_parse.py (bench/shim.py plugs it in; the daemon does not yet)")
+    p.add_argument("--fast-parse", action="store_true", help="does nothing: the daemon's CloudWatch client parses "
+                   "GetMetricData's answers with watchdog/sources/cloudwatch_parse.py itself (kept for old commands)")
     p.add_argument("--no-churn", action="store_true", help="hand the daemon moto's answers as they are (a new value "
                    "only when moto's minute turns), not one with every value new at each poll (bench/proxy.py)")
     args = p.parse_args()
     for k, v in AWS_ENV.items():
         os.environ.setdefault(k, v)
     if args.fast_parse:
-        os.environ["BENCH_FAST_PARSE"] = "1"  # the daemons inherit it (bench/shim.py)
+        print("--fast-parse does nothing: the daemon parses GetMetricData's answers with "
+              "watchdog/sources/cloudwatch_parse.py itself", file=sys.stderr)
     if args.soak_max_seconds is None and not args.soak_only:
         args.soak_max_seconds = 90.0  # make bench: a short soak, so the whole run stays under 10 minutes
     results = asyncio.run(main_async(args))

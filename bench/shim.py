@@ -15,8 +15,8 @@ and every query is due at each (what a read at a period boundary does, when ever
 query is due). A daemon without period-aligned reads (the commit before) is run as
 it is.
 
-With BENCH_FAST_PARSE set, the daemon's AWS clients parse GetMetricData's answers with
-watchdog/sources/cloudwatch_parse.py (not wired into the daemon yet).
+The daemon's CloudWatch client parses GetMetricData's answers with
+watchdog/sources/cloudwatch_parse.py itself now; BENCH_FAST_PARSE changes nothing.
 """
 
 from __future__ import annotations
@@ -47,23 +47,7 @@ def main() -> int:
         rtmod.Runtime.poll = poll  # type: ignore[method-assign]
     if os.environ.get("BENCH_EVERY_INTERVAL"):
         every_interval()
-    if os.environ.get("BENCH_FAST_PARSE"):
-        fast_parse()
     return cli_main()
-
-
-def fast_parse() -> None:
-    """GetMetricData's answers read by watchdog/sources/cloudwatch_parse.py, plugged in as its docstring says
-    (the daemon does not use it yet): what wiring it in would gain, measured before it is wired."""
-    from watchdog.sources.cloudwatch_parse import ParserFactory
-    from watchdog.support import aws
-
-    class Session(aws.AioSession):  # type: ignore[misc]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            self.register_component("response_parser_factory", ParserFactory())
-
-    aws.AioSession = Session  # type: ignore[misc]
 
 
 def every_interval() -> None:

