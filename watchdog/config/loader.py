@@ -7,7 +7,6 @@ This is the only module that reads the process environment.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +20,10 @@ from watchdog.config.models import Config
 from watchdog.config.reading import (
     BASE_LOADER,
     DuplicateKey,
-    Loader,
     Refused,
     decode,
     duplicate_path,
+    load_yaml,
     read_bytes,
     refuse_anchors,
 )
@@ -167,7 +166,7 @@ def _parse(text: str, environ: Mapping[str, str], origin: str, secrets: set[str]
 def _read_yaml(text: str, origin: str) -> Any:
     try:
         refuse_anchors(text)
-        return _compact(yaml.load(text, Loader=Loader))
+        return load_yaml(text)
     except Refused as exc:
         raise ConfigError([f"{origin}: {exc}"]) from None
     except DuplicateKey as dup:
@@ -219,16 +218,6 @@ def _expand(value: Any, path: Path_, env: Mapping[str, str], problems: list[str]
     if isinstance(value, list):
         return [_expand(v, path + (i,), env, problems, lines) for i, v in enumerate(value)]
     return value
-
-
-def _compact(data: Any) -> Any:
-    """The same tree, re-made after PyYAML's node graph (several times the data: 67 MB for a 10 MB tree of
-    5 000 rules) is gone. Built while that graph was alive, the tree and the models validated from it pin
-    half-empty memory arenas for the daemon's lifetime (bench: +69 MB of RSS, +28 MB once re-made).
-    A safe-loaded tree holds only plain types, which pickle round-trips exactly."""
-    blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-    del data  # a YAML alias can make a cycle; then the collector frees the old tree a little later
-    return pickle.loads(blob)
 
 
 class LineIndex:
