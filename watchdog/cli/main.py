@@ -131,13 +131,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from watchdog.lifecycle.validate import render, validate
+    from watchdog.lifecycle.validate import projected, render, validate
 
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
     checks = asyncio.run(validate(cfg, send_test=args.send_test, include_cost=args.include_cost))
-    print(render(checks))
+    print(render(checks, projected(cfg)))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAIL
 
 
@@ -281,6 +281,7 @@ async def _reopen_recording(app: App) -> None:
 
 async def _once(cfg: Config) -> int:
     from watchdog.lifecycle.app import App
+    from watchdog.lifecycle.validate import projected
     from watchdog.state.memory import in_memory
     from watchdog.runtime.wiring import SourceStartFailed
 
@@ -315,5 +316,6 @@ async def _once(cfg: Config) -> int:
     for h in app.runtime.board.sources.values():
         if not h.up:
             print(f"source {h.name} is down: {h.last_error}")
+    print("\n".join(projected(cfg)))  # what running it as the daemon would cost
     return EXIT_FAIL if alarm else EXIT_OK
 

@@ -13,6 +13,7 @@ The sources, the HTTP session and the action runners are the runtime's: `validat
 composition function (runtime/wiring.py), as `run` does, with the state in memory (the configured state is
 only probed), no recording, and each source built on its first rule (one read, one metric billed). A source
 that cannot even start (an unknown AWS profile) is that source's failed row, not the end of the check.
+Below the table, what the config's polling will cost a month (`projected`), as `run --once` prints it too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from watchdog.shared.events import Event
 from watchdog.shared.redact import redactor_for
 from watchdog.sources import Query, SourceDeps, SourceError, Validating, build_source, source_kind
 from watchdog.sources.base import Source
+from watchdog.sources.cost import project
+from watchdog.core.cost import total
 from watchdog.state.backend import configured
 from watchdog.state.memory import in_memory
 
@@ -182,10 +185,18 @@ async def validate(cfg: Config, send_test: bool = False, include_cost: bool = Fa
     return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
 
 
-def render(checks: list[Check]) -> str:
+def projected(cfg: Config) -> list[str]:
+    """Per billed source, its requests and metrics per 30 days, dollars and worst-case detection delay; then
+    the total (docs/cost.md)."""
+    usages = project(cfg)
+    return [u.describe() for u in usages] + [total(usages)]
+
+
+def render(checks: list[Check], notes: Sequence[str] = ()) -> str:
+    """The table, then `notes` (the projected cost), then the count of checks passed, last."""
     rows = [("CHECK", "RESULT", "DETAIL")] + [(c.name, "pass" if c.ok else "FAIL", c.detail) for c in checks]
     w0, w1 = (max(len(r[i]) for r in rows) for i in range(2))
-    lines = [f"{a.ljust(w0)}  {b.ljust(w1)}  {c}" for a, b, c in rows]
+    lines = [f"{a.ljust(w0)}  {b.ljust(w1)}  {c}" for a, b, c in rows] + list(notes)
     failed = sum(not c.ok for c in checks)
     lines.append(f"{len(checks) - failed}/{len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))
     return "\n".join(lines)

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from watchdog.config.models import AwsSection
 from watchdog.support.metrics import Metrics
 from watchdog.replay.cache import HistoryCache
+from watchdog.core.cost import DOLLARS_PER_1000_METRICS, dollars  # the prices and their formatting: one copy
 from watchdog.core.rules import EPOCH, Datapoint
 from watchdog.core.signals import Query
 from watchdog.sources.cloudwatch import MAX_QUERIES_PER_CALL, CloudWatch, CloudWatchSource, pack, reads, rule_queries
 
 MAX_DATAPOINTS_PER_CALL = 100_800
-DOLLARS_PER_1000_METRICS = 0.01
 # How far back CloudWatch keeps each resolution (User Guide, "Metrics retention").
 RETENTION = [
     (timedelta(seconds=60), timedelta(hours=3)),  # high resolution: periods under a minute
@@ -87,13 +87,6 @@ class Plan:
         return (f"source {self.source}: {self.calls} GetMetricData calls, {self.metrics_requested} metrics requested, "
                 f"{dollars(self.dollars)} at $0.01 per 1 000 ({self.cached} of {self.total} "
                 f"query-windows already cached)")
-
-
-def dollars(amount: float) -> str:
-    """$1.25, $0.01; below a cent as many digits as it takes ($0.00003): never a misleading $0.00."""
-    if amount == 0:
-        return "$0"
-    return f"${amount:.2f}" if amount >= 0.01 else f"${amount:.8f}".rstrip("0")
 
 
 def window_span(queries: Sequence[Query]) -> timedelta:

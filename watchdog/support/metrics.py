@@ -54,6 +54,18 @@ class Metrics:
             "Requests a cloudwatch_alarms source sent, by API (DescribeAlarms, GetMetricData, GetQueueAttributes, "
             "ReceiveMessage, DeleteMessage), retries included.", ["source", "api"], registry=r,
         )
+        # What the configured polling will cost per 30 days at list price (watchdog/sources/cost.py, docs/cost.md):
+        # the contract name holds the total, with no label; each billed source has its own series beside it.
+        self.projected_cost = Gauge(
+            "watchdog_cloudwatch_projected_monthly_cost_dollars",
+            "Projected dollars per 30 days of every source's billed AWS requests at list price (GetMetricData "
+            "metrics, DescribeAlarms, SQS, Cost Explorer), as the current schedule makes them.", registry=r,
+        )
+        self.source_projected_cost = Gauge(
+            "watchdog_source_projected_monthly_cost_dollars",
+            "The same, per billed source (they add up to watchdog_cloudwatch_projected_monthly_cost_dollars).",
+            ["source"], registry=r,
+        )
         self.target_level = Gauge(
             "watchdog_target_level", "Rollback level a target is at (0 = normal).", ["target"], registry=r
         )
