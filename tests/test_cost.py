@@ -8,17 +8,20 @@ polls", docs/configuration.md "cloudwatch_alarms") and AWS's list prices (docs/c
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from binaries import cli
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, make_target, metric_rule, parsed, to_yaml
 from watchdog.config import Config
 from watchdog.core.cost import Usage, dollars
-from watchdog.sources.cost import project, show
+from watchdog.sources.cost import CYCLE_TICKS, project, show
 from watchdog.support.metrics import Metrics
 
 MINUTES = 43_200  # in 30 days
@@ -222,3 +225,35 @@ def test_validate_and_run_once_print_each_source_and_the_total(tmp_path: Path, a
         assert ("projected cost: $0.86 per 30 days at list price, 2 billed sources (docs/cost.md: prices and free "
                 "tier)") in lines, r.stdout
         assert lines[0].split()[0] in ("CHECK", "TARGET")  # the table first, the cost after it
+
+
+# --- generated configs -------------------------------------------------------------------------
+
+PERIODS = (60, 120, 300, 420, 660, 780, 1020, 3600)  # 7, 11, 13 and 17 minutes: grids of little common measure
+
+
+@settings(max_examples=40, deadline=None)
+@example([(0, 420, 1), (1, 660, 1), (2, 780, 1), (3, 1020, 1), (4, 60, 19)])  # 323 323 ticks: the walk stops
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(PERIODS), st.integers(1, 7)), min_size=1, max_size=25))
+def test_any_plan_is_billed_month_over_every_for_each_distinct_query(shapes: list[tuple[int, int, int]]) -> None:
+    """By hand: a distinct query (metric, period) is read once per `read_every` of its most frequent rule (its
+    period when none), so 30 days bill month / every metrics for it, whatever the other queries do. A cycle
+    of grids longer than CYCLE_TICKS polls is walked that far and scaled: each grid's count in the walk is off
+    by at most one read, so the projection is off by at most one read's metrics per grid, times month / walk."""
+    rules = [cw_rule(k, f"{period}s", metric=f"M{metric}", read_every=f"{period * times}s")
+             for k, (metric, period, times) in enumerate(shapes)]
+    every: dict[tuple[int, int], int] = {}
+    for metric, period, times in shapes:
+        every[metric, period] = min(every.get((metric, period), period * times), period * times)
+    month = 30 * 86_400
+    exact = sum(month / e for e in every.values())
+    u = only(config([cloudwatch("cw")], [target(rules)]))
+    grids = set(every.values())
+    step = math.gcd(*(p for _, p in every))
+    ticks = math.lcm(*grids) // step
+    if ticks <= CYCLE_TICKS:
+        assert u.metrics == pytest.approx(exact)
+    else:
+        walked = CYCLE_TICKS * step
+        per_grid = {g: sum(1 for e in every.values() if e == g) for g in grids}
+        assert abs(u.metrics - exact) <= sum(per_grid.values()) * month / walked + 1e-6
