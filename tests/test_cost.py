@@ -169,13 +169,13 @@ def test_the_gauge_holds_the_total_and_each_source_and_forgets_a_source_gone() -
     metrics = Metrics()
     both = config([cloudwatch("cw"), alarms_source(interval="60s")],
                   [target([cw_rule(0)] + alarm_rules(["a"]))])
-    show(metrics, both)
+    show(metrics, project(both))
     r = metrics.registry
     assert r.get_sample_value("watchdog_cloudwatch_projected_monthly_cost_dollars") == pytest.approx(0.864)
     for source in ("cw", "alarms"):
         assert r.get_sample_value("watchdog_source_projected_monthly_cost_dollars",
                                   {"source": source}) == pytest.approx(0.432)
-    show(metrics, config([cloudwatch("cw")], [target([cw_rule(0)])]))
+    show(metrics, project(config([cloudwatch("cw")], [target([cw_rule(0)])])))
     assert r.get_sample_value("watchdog_cloudwatch_projected_monthly_cost_dollars") == pytest.approx(0.432)
     assert r.get_sample_value("watchdog_source_projected_monthly_cost_dollars", {"source": "alarms"}) is None
 

@@ -34,7 +34,7 @@ from watchdog.runtime.runtime import Runtime
 from watchdog.core.signals import SignalBoard
 from watchdog.sources import SourceDeps
 from watchdog.sources.base import Source
-from watchdog.sources.cost import show as show_cost
+from watchdog.sources.cost import project, show as show_cost
 from watchdog.runtime.wiring import (SourceStartFailed, board_for, executor_for, executor_parts, hooks_of,
                                       recorder_for, start_sources)
 
@@ -88,7 +88,8 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
     await _close(gone.values())
     for channel in replaced:
         await channel.close()
-    show_cost(rt.metrics, new)  # outside the gate: 5 000 rules take a while to project, and no poll waits on it
+    # Off the loop: 5 000 rules take 0.3 s of CPU to project, which the polls going on meanwhile need not wait for.
+    show_cost(rt.metrics, await asyncio.to_thread(project, new))
     return notes
 
 

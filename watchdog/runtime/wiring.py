@@ -38,7 +38,7 @@ from watchdog.runtime.runtime import Runtime, SchedulerView, Unscheduled
 from watchdog.core.signals import SignalBoard
 from watchdog.sources import AlertStore, SourceDeps, SourceFactory, build_source, source_kind
 from watchdog.sources.base import Source
-from watchdog.sources.cost import show as show_cost
+from watchdog.sources.cost import project, show as show_cost
 from watchdog.sources.hooks import Doorbell, SourceHooks, Verifying
 from watchdog.state.backend import Opener, StateDeps, open_configured
 from watchdog.runtime.statewatch import StateWatch
@@ -121,7 +121,7 @@ async def build_runtime(
             new_incident_id=parts.new_incident_id, runners=runners, recorder=recorder, scheduler=scheduler)
         bell.answer(pushed_polls(runtime))
         runtime.rule_series.keep(rule_labels(cfg))
-        show_cost(metrics, cfg)
+        show_cost(metrics, project(cfg))
         metrics.paused.set(0)
         metrics.state_writable.set(1)
         # From here the watch hears of the state's failures; one under way already (before the targets existed

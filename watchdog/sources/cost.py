@@ -47,10 +47,9 @@ def project(cfg: Config) -> list[Usage]:
     return out
 
 
-def show(metrics: Metrics, cfg: Config) -> list[Usage]:
+def show(metrics: Metrics, usages: Sequence[Usage]) -> None:
     """The gauges, at start and after a reload: the total under the contract name, each billed source under
     its name (a source gone, or no longer billed, loses its series)."""
-    usages = project(cfg)
     metrics.projected_cost.set(sum(u.dollars for u in usages))
     kept = {u.source for u in usages}
     shown = {sample.labels["source"] for m in metrics.source_projected_cost.collect() for sample in m.samples}
@@ -58,7 +57,6 @@ def show(metrics: Metrics, cfg: Config) -> list[Usage]:
         metrics.source_projected_cost.remove(name)
     for u in usages:
         metrics.source_projected_cost.labels(u.source).set(u.dollars)
-    return usages
 
 
 def _queries(cfg: Config, s: SourceConfig) -> list[Query]:
@@ -70,7 +68,9 @@ def cloudwatch_usage(cfg: CloudWatchSource, queries: Sequence[Query]) -> Usage:
     packed into calls as the source packs them (ceil(n / 500), an expression's metrics kept together), each
     metric sent counted."""
     plan = read_plan(cfg, queries)
-    sent = [rule_queries(f"q{s.index}", s.first) for s in plan.shared]
+    # Only how many queries each sends, which is all the packing reads: 5 000 rules' queries held at once
+    # took the projection's peak from 5 MB to 8 MB (tracemalloc), at start, for nothing.
+    sent = [(None,) * len(rule_queries(f"q{s.index}", s.first)) for s in plan.shared]
     if not sent:
         return Usage(cfg.name, cfg.type, {"GetMetricData": 0})
     cycle = math.lcm(*(s.every // US for s in plan.shared)) * US
