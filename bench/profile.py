@@ -41,7 +41,7 @@ KEY_FRAMES = [
     ("aiobotocore/client.py", "AioBaseClient._make_api_call", "one GetMetricData through aiobotocore"),
     ("botocore/serialize.py", "QuerySerializer.serialize_to_request", "  request: serialize the 500 queries (validation is off)"),
     ("aiobotocore/endpoint.py", "AioEndpoint.create_request", "  request: form body + SigV4 signing"),
-    ("watchdog/sources/cloudwatch.py", "FormEncoder.__call__", "    form body, encoded once (quoted query fields kept)"),
+    ("watchdog/sources/cloudwatch_request.py", "EncodedQueries.serialize_to_request", "    form body, the queries encoded once per batch"),
     ("botocore/auth.py", "SigV4Auth.add_auth", "    SigV4 signing"),
     ("aiobotocore/parsers.py", "AioResponseParser.parse", "  answer: XML parsing into dicts"),
     ("botocore/utils.py", "parse_timestamp", "    of which timestamps by botocore's dateutil path"),

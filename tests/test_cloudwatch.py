@@ -465,36 +465,7 @@ def test_the_fast_timestamp_parser_agrees_with_botocore() -> None:
     assert fast_timestamp("2026-11-29T00:46:00Z").tzinfo is not None
 
 
-def test_the_form_encoded_once_is_botocores_own_body() -> None:
-    """`FormEncoder` replaces botocore's dict body by its urlencoded text before signing: the bytes must be
-    exactly what botocore would have sent (and signed), unicode and reserved characters included, on the
-    first call and on later ones (which reuse the quoted query fields) with new times."""
-    from botocore.awsrequest import AWSRequest
-
-    from watchdog.sources.cloudwatch import FormEncoder
-
-    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
-    model = client.meta.service_model.operation_model("GetMetricData")
-    odd = rule_model().model_validate({
-        "name": "odd", "category": "performance", "source": "cw", "threshold": "> 1",
-        "metric": {"namespace": "Odd/ns é", "name": "Lat&ency=1+2", "dimensions": {"Service": "a b/ü?#%", "Z": "~*'"},
-                   "stat": "p99", "period": "60s", "unit": "Milliseconds"},
-    })
-    queries = pack([rule_queries(f"q{i}", Query(f"t/{i}", odd)) for i in range(600)])[0]
-    encode = FormEncoder()
-    for minute_ in range(3):
-        params = {"MetricDataQueries": queries, "StartTime": datetime(2026, 1, 1, 0, minute_, tzinfo=UTC),
-                  "EndTime": datetime(2026, 1, 1, 0, 5 + minute_, tzinfo=UTC), "ScanBy": "TimestampAscending",
-                  **({"NextToken": f"tok+/={minute_}"} if minute_ else {})}
-        serialized = client._serializer.serialize_to_request(params, model)
-        theirs = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
-        ours = AWSRequest(method="POST", url="https://x", data=dict(serialized["body"]))
-        encode(ours)
-        assert isinstance(ours.data, str) and len(queries) == 500
-        assert ours.body == theirs.body and ours.prepare().body == theirs.prepare().body
-
-
-async def test_requests_are_signed_right_with_the_form_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_requests_are_signed_right_with_the_queries_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """moto checking signatures (INITIAL_NO_AUTH_ACTION_COUNT: the first 3 calls set up a user) accepts the
     daemon's two 500+ query calls signed with that user's keys, and refuses them under a wrong secret."""
     async with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="3") as url:

@@ -13,12 +13,20 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from types import SimpleNamespace
+
+import boto3
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config as BotoConfig
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watchdog.config.models import AwsSection
 from watchdog.sources import cloudwatch_parse
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch import CloudWatch, fast_timestamp
+from watchdog.sources.cloudwatch import CloudWatch, fast_timestamp, stat_query
+from watchdog.sources.cloudwatch_request import Batch, EncodedQueries
 from watchdog.support.aws import aws_client
 from watchdog.support.metrics import Metrics
 
@@ -37,7 +45,7 @@ async def proxy(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[Recordi
 
 
 def _source(url: str, queries: list[Query], client: Any = None) -> CloudWatch:
-    return CloudWatch(cw_cfg(attempts=1), queries, AwsSection(region="us-east-1", endpoint_url=url), Metrics(),
+    return CloudWatch(cw_cfg(attempts=1, timeout="30s"), queries, AwsSection(region="us-east-1", endpoint_url=url), Metrics(),
                       client=client)
 
 
@@ -70,7 +78,7 @@ async def test_the_sources_client_reads_answers_with_the_scanner_as_botocore_wou
     monkeypatch.setattr(cloudwatch_parse, "scan", counted)
     async with AsyncExitStack() as stack:
         plain = await aws_client(stack, "cloudwatch", "us-east-1", AwsSection(region="us-east-1", endpoint_url=proxy.url),
-                                 timedelta(seconds=5), validate=False, timestamps=fast_timestamp)
+                                 timedelta(seconds=30), validate=False, timestamps=fast_timestamp)
         ours, theirs = _source(proxy.url, queries), _source(proxy.url, queries, client=plain)
         async with started(ours), started(theirs):
             seen = []
@@ -90,3 +98,92 @@ async def test_the_sources_client_reads_answers_with_the_scanner_as_botocore_wou
     assert seen[0] == seen[1]  # the two pages merged
     assert scanned[1:] == ["page2-of-call3", ""]  # the first page said its token, the second none
     assert refused == ("GetMetricData: AccessDenied: not for you & yours",) * 2
+
+
+# --- the request: each batch's queries encoded once ----------------------------------------------------------
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10)
+METRICS = st.builds(
+    SimpleNamespace, namespace=TEXT, name=TEXT, dimensions=st.dictionaries(TEXT, TEXT, max_size=3),
+    stat=st.sampled_from(["Average", "Sum", "p99", "p99.9", "TM(10%:90%)", "IQM"]),
+    period=st.sampled_from([timedelta(seconds=s) for s in (1, 10, 60, 300, 3600)]),
+    unit=st.sampled_from([None, "Milliseconds", "Count/Second"]))
+QUERIES = st.lists(st.one_of(
+    st.tuples(METRICS, st.booleans()).map(lambda m: ("stat", m)),
+    st.tuples(TEXT, st.sampled_from([60, 300])).map(lambda e: ("expr", e))), min_size=0, max_size=40)
+TIMES = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))
+TOKENS = st.one_of(st.none(), st.text(max_size=20))
+
+
+def _queries(drawn: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i, (kind, spec) in enumerate(drawn):
+        if kind == "stat":
+            out.append(stat_query(f"q{i}", *spec))
+        else:
+            out.append({"Id": f"q{i}", "Expression": spec[0], "Period": spec[1], "ReturnData": True})
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(drawn=QUERIES, calls=st.lists(st.tuples(TIMES, TIMES, TOKENS), min_size=1, max_size=3))
+def test_a_batch_encoded_once_is_the_body_botocore_sends(drawn: list[tuple[str, Any]],
+                                                         calls: list[tuple[datetime, datetime, str | None]]) -> None:
+    """Over generated queries (any text in names, dimensions and expressions; units, percentiles, expressions) and
+    calls (times, paging tokens of any text), the body of each call through EncodedQueries is botocore's own body,
+    as it is prepared to be signed and sent; the batch's fields are encoded at its first call and kept."""
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y",
+                          config=BotoConfig(parameter_validation=False))
+    model = client.meta.service_model.operation_model("GetMetricData")
+    plain, ours = client._serializer, EncodedQueries(client._serializer)
+    batch = Batch(_queries(drawn))
+    kept = None
+    for start, end, token in calls:
+        params: dict[str, Any] = {"MetricDataQueries": batch, "StartTime": start, "EndTime": end,
+                                  "ScanBy": "TimestampAscending", **({"NextToken": token} if token is not None else {})}
+        theirs = plain.serialize_to_request({**params, "MetricDataQueries": list(batch)}, model)
+        mine = ours.serialize_to_request(params, model)
+        assert mine["headers"] == theirs["headers"] and mine["method"] == theirs["method"]
+        body = [AWSRequest(method="POST", url="https://x", data=r["body"]).prepare().body for r in (theirs, mine)]
+        assert body[1] == body[0]
+        assert batch.form is not None and (kept is None or batch.form is kept)
+        kept = batch.form
+
+
+async def test_the_source_sends_botocores_bodies_and_moto_answers_them_alike(own_moto_url: str,
+                                                                           aws_env: dict[str, str]) -> None:
+    """The daemon's source (its batches encoded once) and the same source with a client of botocore's alone poll
+    the same 501 queries, whole and paged (a NextToken call): the bytes each sends, as signed, are the same, and so
+    are moto's answers. The batches' encoded fields were made once and reused (no other path fills them)."""
+    async with running_proxy(own_moto_url) as proxy:  # moto's GetMetricData scans all it holds: a server of its own
+        await _same_bodies(proxy, own_moto_url)
+
+
+async def _same_bodies(proxy: RecordingProxy, moto_url: str) -> None:
+    ns = f"Body{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    put(moto_url, ns, [("Latency é&=+", minute(now) - 2 * MIN + timedelta(seconds=3), 5.0)], service=f"{ns} ü/?#%")
+    queries = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="Latency é&=+", service=f"{ns} ü/?#%" if i == 0 else f"{ns}-{i}"))
+               for i in range(501)]
+    sent: dict[str, list[bytes]] = {"ours": [], "theirs": []}
+    async with AsyncExitStack() as stack:
+        plain = await aws_client(stack, "cloudwatch", "us-east-1", AwsSection(region="us-east-1", endpoint_url=proxy.url),
+                                 timedelta(seconds=30), validate=False, timestamps=fast_timestamp)
+        ours, theirs = _source(proxy.url, queries), _source(proxy.url, queries, client=plain)
+        async with started(ours), started(theirs):
+            for name, src in (("ours", ours), ("theirs", theirs)):
+                src._client.meta.events.register(  # the prepared request, as signed and sent
+                    "before-send.cloudwatch.GetMetricData", lambda request, into=sent[name], **_: into.append(request.body))
+            answers = []
+            for paginate in (False, True, False):
+                proxy.paginate = paginate
+                got = []
+                for src in (ours, theirs):
+                    proxy.calls.clear()  # the proxy's page token names the call's number: the same for both
+                    got.append(await src.poll(now))
+                answers.append(tuple(got))
+    assert [len(b) for b in sent["ours"]] == [len(b) for b in sent["theirs"]] and len(sent["ours"]) == 2 + 4 + 2
+    assert sent["ours"] == sent["theirs"]
+    assert all(a == b for a, b in answers) and [v for _, v in answers[0][0]["t/r0"]] == [5.0]
+    batches = [b for _, bs in ours._reads.values() for b in bs]
+    assert [len(b) for b in batches] == [500, 1] and all(isinstance(b, Batch) and b.form for b in batches)

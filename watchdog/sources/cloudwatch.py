@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
-from urllib.parse import quote_plus
 
 from botocore.utils import parse_timestamp
 
@@ -25,6 +24,7 @@ from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.cloudwatch_parse import ParserFactory
+from watchdog.sources.cloudwatch_request import Batch, encode_queries_once
 from watchdog.sources.cloudwatch_config import (
     CloudWatchReads,
     CloudWatchSource,
@@ -55,36 +55,6 @@ def fast_timestamp(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return parse_timestamp(value)
-
-
-class FormEncoder:
-    """botocore keeps a query-protocol body as a dict and urlencodes it each time the body is read: once to
-    sign it, once to send it. 500 queries make ~6 000 form fields, nearly all the same on every poll. This
-    encodes the body once, before signing, exactly as botocore would (AWSRequestPreparer._prepare_body:
-    urlencode with quote_plus), remembering the quoted text of the query fields, which only change with the
-    config (each source has its own encoder, so the memory is bounded by its queries)."""
-
-    def __init__(self) -> None:
-        self._quoted: dict[str, str] = {}
-
-    def __call__(self, request: Any, **_: Any) -> None:
-        if not isinstance(request.data, dict):
-            return
-        known = self._quoted
-        parts = []
-        for key, value in request.data.items():
-            text = value if isinstance(value, str) else str(value)
-            if key.startswith("MetricDataQueries."):
-                qk = known.get(key)
-                if qk is None:
-                    qk = known[key] = quote_plus(key)
-                qv = known.get(text)
-                if qv is None:
-                    qv = known[text] = quote_plus(text)
-            else:  # times and paging tokens change on every call
-                qk, qv = quote_plus(key), quote_plus(text)
-            parts.append(f"{qk}={qv}")
-        request.data = "&".join(parts)
 
 
 def pack(groups: Sequence[Sequence[Any]], size: int = MAX_QUERIES_PER_CALL) -> list[list[Any]]:
@@ -250,8 +220,9 @@ class CloudWatch(AwsSource):
         # are read by cloudwatch_parse (a 5 000-rule poll's ten answers: 138 -> 33 ms of CPU).
         client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
                                   validate=False, timestamps=fast_timestamp, parsers=ParserFactory())
-        # Runs before the signer (botocore calls the more specific event's handlers first).
-        client.meta.events.register("request-created.cloudwatch.GetMetricData", FormEncoder())
+        # Each batch's queries encoded once, botocore serializing only the times and the token: 500 queries
+        # are ~6 000 form fields, serialized and encoded at every call before (cloudwatch_request.py).
+        encode_queries_once(client)
         return client
 
     def _trying(self, kwargs: Mapping[str, Any]) -> None:
@@ -284,14 +255,15 @@ class CloudWatch(AwsSource):
         if known is None:
             if len(self._reads) >= 64:  # a few patterns recur (the 1-minute queries; all of them); hot ones vary
                 self._reads.clear()
-            known = self._reads[due.key] = (window_of(due.shared), pack([self._sent[s.index] for s in due.shared]))
+            known = self._reads[due.key] = (window_of(due.shared),
+                                            [Batch(b) for b in pack([self._sent[s.index] for s in due.shared])])
         window, batches = known
         return await self._fetch(batches, due.shared, *window.at(now))
 
     async def fetch(self, start: datetime, end: datetime) -> dict[str, list[Datapoint]]:
         """Every query's datapoints in [start, end): a window of history (replay)."""
         shared = self.plan.shared
-        return await self._fetch(pack(self._sent), shared, start, end)
+        return await self._fetch([Batch(b) for b in pack(self._sent)], shared, start, end)
 
     async def _fetch(self, batches: Sequence[Sequence[dict[str, Any]]], due: Sequence[Shared], start: datetime,
                      end: datetime) -> dict[str, list[Datapoint]]:
@@ -337,7 +309,7 @@ class CloudWatch(AwsSource):
     async def _page(self, batch: Sequence[dict[str, Any]], start: datetime, end: datetime,
                     token: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "MetricDataQueries": list(batch),
+            "MetricDataQueries": batch,  # first: a Batch's fields are encoded once (cloudwatch_request.py)
             "StartTime": start,
             "EndTime": end,
             "ScanBy": "TimestampAscending",
