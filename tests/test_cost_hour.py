@@ -81,3 +81,36 @@ async def test_the_gauge_matches_an_hour_of_describe_alarms_within_one_poll(moto
         assert proxy.count("DescribeAlarms") == len(proxy.requests) == 72
         assert per_poll == [3 if k % 10 == 0 else 1 for k in range(60)]
         assert abs(monthly / HOURS_PER_MONTH - 72 * PER_DESCRIBE) <= max(per_poll) * PER_DESCRIBE
+
+
+async def test_pushed_alarms_reconcile_an_hour_as_the_gauge_projects(moto_url: str, aws_env: dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    """Pushed (`queue_url`, `interval: 5m`), the same 101 alarms and family: each scheduled poll is the whole read,
+    3 requests. Per 30 days 8 640 x 3 = 25 920 DescribeAlarms ($0.2592) and 129 600 ReceiveMessage, one per 20 s
+    long poll ($0.05184): $0.31104 on the gauge. An hour of polls at minutes 0, 5, ..., 55: 12 x 3 = 36
+    DescribeAlarms, the projection's 25 920 / 720. The long polls run on the real clock, not the injected one,
+    and moto's SQS is no measure of AWS's waiting: they are not counted here."""
+    region = "eu-central-2"
+    cw = boto3.client("cloudwatch", region_name=region, endpoint_url=moto_url)
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=moto_url)
+    names = [f"svc-{k:03d}" for k in range(101)] + ["fam-a", "fam-b", "fam-c"]
+    for name in names:
+        cw.put_metric_alarm(AlarmName=name, Namespace="Shop", MetricName="Errors", Statistic="Average", Period=60,
+                            EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanThreshold")
+    queue = sqs.create_queue(QueueName="alarm-events")["QueueUrl"]
+    async with counting(moto_url) as proxy:
+        source = {"name": "alarms", "type": "cloudwatch_alarms", "interval": "5m", "timeout": "5s",
+                  "retry": {"attempts": 1}, "queue_url": queue}
+        cfg = parsed(hybrid_routing(state_path=tmp_path / "w.db", aws_endpoint=proxy.url, aws={"region": region},
+                                    sources=[source], targets=[target(alarm_rules(names[:101], ["fam-"]))]))
+        start = five_minute_mark()
+        async with running(cfg, start) as (app, clock):
+            assert app.runtime.metrics.registry.get_sample_value(GAUGE) == pytest.approx(0.2592 + 0.05184)
+            for k in range(12):
+                clock.set(start + 5 * k * MIN)
+                await app.runtime.poll("alarms", start + 5 * k * MIN)
+            assert app.runtime.board.sources["alarms"].up, app.runtime.board.sources["alarms"].last_error
+        [usage] = project(cfg)
+        assert proxy.count("DescribeAlarms") == 36 == usage.requests["DescribeAlarms"] / HOURS_PER_MONTH
+        # The source has stopped, but the proxy would wait out its last long poll (20 s): a message ends it.
+        sqs.send_message(QueueUrl=queue, MessageBody="the end of the test")
