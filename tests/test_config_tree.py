@@ -176,3 +176,37 @@ def test_the_parse_holds_little_beyond_the_tree() -> None:
     peak, kept = peak_and_kept(lambda t: build_tree(t, Loader))
     assert peak < 1.5 * kept, (peak, kept)
     assert peak < composed_peak / 2, (peak, composed_peak)
+
+
+def test_equal_texts_are_kept_once() -> None:
+    """5 000 rules repeat their category, source, stat...: the tree (and the models, which keep its strings)
+    holds one object per distinct text."""
+    tree = build_tree(PLAIN + "extra: [web, 60s, cw]\n", Loader)
+    rules = tree["targets"][0]["rules"]
+    assert tree["extra"][0] is tree["targets"][0]["name"]
+    assert tree["extra"][1] is rules[1]["metric"]["period"]
+    assert tree["extra"][2] is rules[0]["source"] is tree["sources"][0]["name"]
+
+
+def test_rules_share_their_fields_set_and_a_copy_changes_only_itself() -> None:
+    from watchdog.config import parse_config
+
+    text = """\
+sources:
+  - {name: cw, type: cloudwatch, interval: 60s}
+targets:
+  - name: web
+    rules:
+      - {name: a, category: performance, source: cw, threshold: "> 1", metric: {namespace: N, name: M, stat: Average, period: 60s}}
+      - {name: b, category: performance, source: cw, threshold: "> 1", metric: {namespace: N, name: M, stat: Average, period: 60s}}
+      - {name: c, category: performance, source: cw, threshold: "> 1", level: 1, metric: {namespace: N, name: M, stat: Average, period: 60s}}
+    levels:
+      - {level: 1, name: flags, deadline: 2m, actions: [{type: http, method: PUT, url: "http://127.0.0.1:9/f"}]}
+"""
+    a, b, c = parse_config(text, {}).targets[0].rules
+    assert a.model_fields_set is b.model_fields_set
+    assert a.model_fields_set == {"name", "category", "source", "threshold", "metric"}
+    assert c.model_fields_set == {"name", "category", "source", "threshold", "metric", "level"}
+    changed = a.model_copy(update={"description": "x"})
+    assert "description" in changed.model_fields_set
+    assert "description" not in a.model_fields_set and "description" not in b.model_fields_set
