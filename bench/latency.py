@@ -136,10 +136,7 @@ async def one_run(s: Scenario, i: int, old: Path) -> dict[str, Any]:
             await asyncio.to_thread(sqs.send_message, QueueUrl=queue,
                                     MessageBody=state_change(alarm, datetime.now(timezone.utc), REGION))
         else:
-            # The breach starts in a bucket a few seconds ahead; the runs of a scenario one period apart, so
-            # that they meet the read_every grid at different places.
-            now = time.time() + 3
-            t0 = now - now % s.period + s.period * (1 + i) + s.offset(i)
+            t0 = s.breach_start(i, time.time() + 3)
             pub.breach_at = t0
         out["t0"] = t0
         out["expected"] = expected_read(s, t0, first_poll)
@@ -213,7 +210,8 @@ def table(scenarios: list[Scenario], runs: list[dict[str, Any]]) -> list[str]:
                     f"{spread([r['arrived'] - r['received'] for r in got], 1000, 0)} ms")
         period = f"{s.period} s" if s.period else "(the alarm's)"
         missed = len(mine) - len(done)
-        rows.append(f"| {s.title} | {period} | {s.m if s.kind != 'pushed' else '–'} | {s.worst()} s: {s.formula()}"
+        worst = s.formula() if s.kind == "pushed" else f"{s.worst()} s: {s.formula()}"
+        rows.append(f"| {s.title} | {period} | {s.m if s.kind != 'pushed' else '–'} | {worst}"
                     f"{agrees(s)} | {this} | {spread([r['latency'] for r in done], 1, 2)} | "
                     f"{spread([r['beyond'] for r in done], 1000, 0)} | {len(done)}{f' ({missed} missed)' if missed else ''} |")
     return rows

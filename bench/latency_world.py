@@ -57,6 +57,20 @@ class Scenario:
         (the worst case)."""
         return (run * self.period // self.runs) // self.step * self.step
 
+    def breach_start(self, run: int, now: float) -> float:
+        """T0 of run `run`, in a bucket starting after `now`. The runs of a scenario start one period apart;
+        under `read_every` each waits for its own place on the read grid instead: the M-th breaching bucket
+        closes one period after a read (the worst case) in the first run, and further on in the others."""
+        first = now - now % self.period + self.period
+        if self.read_every is None:
+            return first + self.period * run + self.offset(run)
+        r = self.read_every
+        close_at = (self.period + run * r // self.runs) // self.period * self.period % r  # C mod R wanted
+        b = first
+        while (b + self.m * self.period) % r != close_at:
+            b += self.period
+        return b + self.offset(run)
+
     def worst(self) -> int:
         p, m = self.period, self.m
         if self.kind == "aligned":
@@ -75,7 +89,7 @@ class Scenario:
             return f"M×P + settle + (read_every − P) = {self.m}×{self.period} + {self.settle} + {self.read_every}−{self.period}"
         if self.kind == "interval":
             return f"M×P + interval = {self.m}×{self.period} + {self.interval}"
-        return "the long poll wakes on the message (≈ 0 + the daemon's work); ≤ 20 s were it not woken"
+        return "≈ 0 s + the daemon's work: the long poll returns when the message lands (20 s were it not woken)"
 
 
 SCENARIOS = (
