@@ -220,8 +220,8 @@ class CloudWatch(AwsSource):
         # are read by cloudwatch_parse (a 5 000-rule poll's ten answers: 138 -> 33 ms of CPU).
         client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
                                   validate=False, timestamps=fast_timestamp, parsers=ParserFactory())
-        # Each batch's queries encoded once, botocore serializing only the times and the token: 500 queries
-        # are ~6 000 form fields, serialized and encoded at every call before (cloudwatch_request.py).
+        # Each batch's queries encoded once, botocore serializing only the times and the token: a 1 000-rule
+        # poll's request bodies 18.5 -> 0.3 ms of CPU (bench.requestbench; cloudwatch_request.py).
         encode_queries_once(client)
         return client
 
