@@ -17,6 +17,8 @@ import asyncio
 import json
 import os
 import platform
+import resource
+import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -139,10 +141,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     runs = []
     try:
-        for label, threshold in (("first run (fetch + replay)", 1500), ("second run, threshold > 1800 (cache)", 1800)):
+        cached = [(f"second run, threshold > 1800 (cache){f' #{k + 1}' if args.repeat > 1 else ''}", 1800)
+                  for k in range(args.repeat)]
+        for label, threshold in [("first run (fetch + replay)", 1500), *cached]:
             path = SCRATCH / f"replay-{threshold}.yaml"
             path.write_text(config(endpoint, args.rules, threshold, SCRATCH / "state" / "w.db"))
             calls0, queries0 = counts(synth, proxy)
+            cpu0 = _children_cpu()
             t0 = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "watchdog", "replay", "-c", str(path), "--from", start.isoformat(),
@@ -150,12 +155,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             out, err = await proc.communicate()
             wall = time.perf_counter() - t0
+            cpu = _children_cpu() - cpu0  # the replay's own CPU: on a shared machine its wall moves with the load
             if proc.returncode != 0:
                 raise SystemExit(f"replay failed ({proc.returncode}): {err.decode()[-2000:]}")
             doc = json.loads(out)
             cost = next((ln for ln in err.decode().splitlines() if ln.startswith("cost:")), "")
             calls1, queries1 = counts(synth, proxy)
-            runs.append({"run": label, "wall_s": round(wall, 2), "calls": calls1 - calls0,
+            runs.append({"run": label, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "calls": calls1 - calls0,
                          "queries": queries1 - queries0, "incidents": len(doc["incidents"]),
                          "polls": sum(doc["polls"].values()), "cost_line": cost})
     finally:
@@ -168,6 +174,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     return {"rules": args.rules, "days": args.days, "from": start.isoformat(), "to": end.isoformat(),
             "endpoint": "moto" if args.moto else "synthetic", "moto_load_s": loaded,
             "machine": machine(), "runs": runs}
+
+
+def _children_cpu() -> float:
+    """User and system seconds of the replays run so far (the children this process waited for)."""
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
 
 
 def counts(synth: Synthetic, proxy: object) -> tuple[int, int]:
@@ -194,12 +206,20 @@ def table(res: dict[str, object]) -> str:
              f"datums took {res['moto_load_s']:.0f} s" if res["endpoint"] == "moto" else "the synthetic endpoint")
     rows = [f"`replay` over {res['days']} days of 1-minute data for {res['rules']} rules against {where} "
             f"({res['machine']}):", "",
-            "| run | wall | GetMetricData calls | metrics requested | polls replayed | would-be incidents |",
-            "|---|---|---|---|---|---|"]
+            "| run | wall | CPU | GetMetricData calls | metrics requested | polls replayed | would-be incidents |",
+            "|---|---|---|---|---|---|---|"]
     for r in res["runs"]:  # type: ignore[attr-defined]
-        rows.append(f"| {r['run']} | {r['wall_s']} s | {r['calls']} | {r['queries']} | {r['polls']} | {r['incidents']} |")
+        rows.append(f"| {r['run']} | {r['wall_s']} s | {r.get('cpu_s', '-')} s | {r['calls']} | {r['queries']} | {r['polls']} | {r['incidents']} |")
+    again = res["runs"][1:]  # type: ignore[index]
+    if len(again) > 1:
+        rows += ["", f"From the cache, {len(again)} runs: wall {spread([r['wall_s'] for r in again])} s, "
+                 f"CPU {spread([r.get('cpu_s', 0.0) for r in again])} s (median [min–max])."]
     rows += ["", "The first run printed, before fetching: " + f"`{res['runs'][0]['cost_line']}`"]  # type: ignore[index]
     return "\n".join(rows)
+
+
+def spread(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f} [{min(xs):.2f}–{max(xs):.2f}]"
 
 
 def main() -> int:
@@ -207,6 +227,7 @@ def main() -> int:
     p.add_argument("--rules", type=int, default=100)
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--repeat", type=int, default=1, help="run the second replay (all from the cache) this many times")
     p.add_argument("--json", help="also write the result to this file (with --no-write: another commit's run)")
     p.add_argument("--moto", action="store_true", help="against moto (loaded with every datum first) through the "
                    "recording proxy, instead of the synthetic endpoint")

@@ -243,6 +243,11 @@ class SignalBoard:
         for key, slot in self.slots.items():
             self._keys_of_source[slot.rule.source].append(key)
         self._sources_of_target = {t.name: sorted({r.source for r in t.rules}) for t in cfg.targets}
+        self._categories = {t.name: {r.name: r.category for r in t.rules} for t in cfg.targets}
+
+    def categories(self, target: str) -> Mapping[str, str]:
+        """Each rule of `target` by name, and its category (what its metric series are labelled with)."""
+        return self._categories.get(target, {})
 
     def queries(self, source: str) -> list[Query]:
         return [Query(k, self.slots[k].rule) for k in self._keys_of_source.get(source, ())]

@@ -129,7 +129,7 @@ async def _run(cfg: Config, opt: Options, out: TextIO, err: TextIO, confirm: Con
         for s in cw:
             start, end = plans[s.name].start, opt.end + timedelta(minutes=1)
             got = history.series(queries[s.name], start, end, cache)
-            series[s.name] = {k: Series.of(v) for k, v in got.items()}
+            series[s.name] = Series.of_many(got)
             unreadable.update(history.unreadable(queries[s.name], start, end, cache))
     finally:
         cache.close()

@@ -5,8 +5,9 @@ given at that time, from CloudWatch's history (the cache), a recording of the da
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,28 +26,70 @@ class Series:
     times: list[datetime] = field(default_factory=list)
     values: list[Value] = field(default_factory=list)
     visible: list[datetime | None] = field(default_factory=list)
+    # The same points as (time, value) tuples, made once: a poll's answer is then a slice of it, not a list
+    # built point by point (a week's replay of 100 rules asks for a million answers).
+    points: list[Datapoint] = field(default_factory=list)
+    late: int = 0  # how many points have a `visible` time: while none, every point is read as soon as it is due
+    shared: bool = False  # `times` is shared with other series (`of_many`): `add` copies it first
+
+    def __post_init__(self) -> None:
+        if not self.points and self.times:
+            self.points = list(zip(self.times, self.values))
+        self.late = sum(1 for v in self.visible if v is not None)
 
     @classmethod
     def of(cls, points: Sequence[Datapoint]) -> Series:
-        ordered = sorted(points, key=lambda p: p[0])
-        return cls([t for t, _ in ordered], [v for _, v in ordered], [None] * len(ordered))
+        ordered = sorted(points, key=_time)
+        return cls([t for t, _ in ordered], [v for _, v in ordered], [None] * len(ordered), ordered)
+
+    @classmethod
+    def of_many(cls, answers: Mapping[str, Sequence[Datapoint]]) -> dict[str, Series]:
+        """`of` for each query; those whose times are the same share one list of them, so that a poll finds
+        its window in it once for all of them (a 100-rule week's replay: 2 M bisections down to 20 000)."""
+        out: dict[str, Series] = {}
+        first: dict[tuple[datetime, ...], Series] = {}
+        for key, points in answers.items():
+            s = out[key] = cls.of(points)
+            owner = first.setdefault(tuple(s.times), s)
+            if owner is not s:
+                s.times = owner.times
+                s.shared = owner.shared = True
+        return out
 
     def add(self, ts: datetime, value: Value, visible: datetime | None = None) -> None:
+        if self.shared:
+            self.times, self.shared = list(self.times), False
         k = bisect_right(self.times, ts)
         self.times.insert(k, ts)
         self.values.insert(k, value)
         self.visible.insert(k, visible)
+        self.points.insert(k, (ts, value))
+        if visible is not None:
+            self.late += 1
 
     def between(self, start: datetime | None, end: datetime, now: datetime, *, before_end: bool = False) -> list[Datapoint]:
         """Points with start <= ts <= end (ts < end with `before_end`) that could be read at `now`."""
+        return self.cut(self.span(start, end, before_end), now)
+
+    def span(self, start: datetime | None, end: datetime, before_end: bool = False) -> tuple[int, int]:
+        """Where the points of `between` lie in `times`, before the late ones are left out."""
         lo = 0 if start is None else bisect_left(self.times, start)
-        hi = (bisect_left if before_end else bisect_right)(self.times, end)
+        return lo, (bisect_left if before_end else bisect_right)(self.times, end)
+
+    def cut(self, span: tuple[int, int], now: datetime) -> list[Datapoint]:
+        """The points in `span` (of `span`) that could be read at `now`."""
+        lo, hi = span
+        if not self.late:
+            return self.points[lo:hi]
         out = []
         for i in range(lo, hi):
             seen = self.visible[i]
             if seen is None or seen <= now:
-                out.append((self.times[i], self.values[i]))
+                out.append(self.points[i])
         return out
+
+
+_time = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -107,8 +150,7 @@ class HistorySource:
             window = self._windows[due.key] = window_of(due.shared)
         start, end = window.at(now)
         plan.read(due, now)
-        return self._count({q.key: self.series[q.key].between(start, end, now, before_end=True)
-                            for s in due.shared for q in s.queries})
+        return self._count(self._window_of([q.key for s in due.shared for q in s.queries], start, end, now))
 
     def _begin(self, now: datetime) -> None:
         self.polls += 1
@@ -130,8 +172,22 @@ class HistorySource:
         else:
             # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
             start, end = (self._window or Window.of(self._queries)).at(now)
-            out = {key: s.between(start, end, now, before_end=True) for key, s in self.series.items()}
+            out = self._window_of(self.series, start, end, now)
         return self._count(out)
+
+    def _window_of(self, keys: Iterable[str], start: datetime, end: datetime, now: datetime) -> dict[str, list[Datapoint]]:
+        """Each query's points in [start, end) readable at `now`; the window is found once per list of times
+        (series from `Series.of_many` share theirs)."""
+        series = self.series
+        spans: dict[int, tuple[int, int]] = {}
+        out = {}
+        for key in keys:
+            s = series[key]
+            span = spans.get(id(s.times))
+            if span is None:
+                span = spans[id(s.times)] = s.span(start, end, before_end=True)
+            out[key] = s.cut(span, now)
+        return out
 
     def _count(self, out: dict[str, list[Datapoint]]) -> dict[str, list[Datapoint]]:
         for key, points in out.items():

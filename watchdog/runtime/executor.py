@@ -73,6 +73,8 @@ class TargetExecutor:
         self.level_task: asyncio.Task[Any] | None = None
         self._closed_saved: Incident | None = None  # the closed incident last written
         self.stopping = False  # set by the app's shutdown: no new level or check starts
+        self._gauges: tuple[Any, ...] | None = None  # the target's four gauge children, looked up once
+        self._shown: tuple[int, int, int, int] | None = None  # what they were last set to
 
     @property
     def busy(self) -> bool:
@@ -107,6 +109,10 @@ class TargetExecutor:
             return inc.id if inc else ""
 
     def set_blind_sources(self, blind: Mapping[str, str], now: datetime) -> None:
+        if not blind and not self.machine.blind_sources:
+            # Nothing blind before or now: sources_blind would say nothing and change nothing (two empty set
+            # differences), and the gauges already show this machine. Every poll of every target comes here.
+            return
         self._dispatch(self.machine.sources_blind(now, blind))
 
     def pause_changed(self, paused: bool, why: str, nxt: str) -> None:
@@ -160,12 +166,20 @@ class TargetExecutor:
 
     def sync_state(self) -> None:
         """Gauges and the durable incident snapshot follow the machine after every decision."""
-        name = self.target.name
-        self._metrics.target_level.labels(name).set(self.machine.level)
-        self._metrics.incidents_open.labels(name).set(1 if self.machine.incident else 0)
         inc = self.machine.incident
-        self._metrics.target_blind.labels(name).set(1 if (inc and inc.blind) or self.blind_sources else 0)
-        self._metrics.target_exhausted.labels(name).set(1 if inc is not None and inc.phase.value == "exhausted" else 0)
+        shown = (self.machine.level, 1 if inc else 0, 1 if (inc and inc.blind) or self.blind_sources else 0,
+                 1 if inc is not None and inc.phase.value == "exhausted" else 0)
+        # Set only what changed, on children looked up once: four `labels()` and `set()` per target and poll
+        # were a fifth of a 10-rule replay's CPU (bench/README.md, "Issue 22"); nothing else sets these series.
+        if shown != self._shown:
+            gauges = self._gauges
+            if gauges is None:
+                m, name = self._metrics, self.target.name
+                gauges = self._gauges = tuple(g.labels(name) for g in (m.target_level, m.incidents_open,
+                                                                        m.target_blind, m.target_exhausted))
+            for gauge, value in zip(gauges, shown):
+                gauge.set(value)
+            self._shown = shown
         if inc is not None:  # as it stands after this decision (unchanged: no write)
             self._journal.save_incident(encode_incident(inc))
         closed = self.machine.last_closed

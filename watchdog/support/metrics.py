@@ -140,8 +140,11 @@ class RuleSeries:
 
     def __init__(self, metrics: Metrics):
         self._m = metrics
-        self._state: dict[tuple[str, str], tuple[str, Any]] = {}
-        self._value: dict[tuple[str, str], Any] = {}
+        # Per rule: its category, its state child and the state it was last set to; its value child and the
+        # value last set. A judgement that changes neither is not set again (prometheus-client takes a lock
+        # per `set`: two per rule and poll were a tenth of a 100-rule replay's CPU, bench/README.md).
+        self._state: dict[tuple[str, str], tuple[str, Any, int]] = {}
+        self._value: dict[tuple[str, str], tuple[Any, float]] = {}
 
     def record(self, target: str, rule: str, category: str, state: int, value: float | None) -> None:
         key = (target, rule)
@@ -149,20 +152,26 @@ class RuleSeries:
         if held is None or held[0] != category:
             if held is not None:  # a reload changed its category: one series per rule, never two
                 self._m.rule_state.remove(target, rule, held[0])
-            held = self._state[key] = (category, self._m.rule_state.labels(target, rule, category))
-        held[1].set(state)
+            child = self._m.rule_state.labels(target, rule, category)
+            child.set(state)
+            self._state[key] = (category, child, state)
+        elif held[2] != state:
+            held[1].set(state)
+            self._state[key] = (category, held[1], state)
         if value is None:  # no value now: a stale number would look like a reading
             if self._value.pop(key, None) is not None:
                 self._m.rule_value.remove(target, rule)
             return
-        child = self._value.get(key)
-        if child is None:
-            child = self._value[key] = self._m.rule_value.labels(target, rule)
-        child.set(value)
+        shown = self._value.get(key)
+        # A zero is set again: 0.0 == -0.0, but the exposition tells them apart; a NaN is never equal.
+        if shown is None or shown[1] != value or value == 0:
+            child = self._m.rule_value.labels(target, rule) if shown is None else shown[0]
+            child.set(value)
+            self._value[key] = (child, value)
 
     def keep(self, rules: set[tuple[str, str, str]]) -> None:
         """Only these (target, rule, category) remain exported; new ones start as insufficient_data (2)."""
-        for (target, rule), (category, _) in list(self._state.items()):
+        for (target, rule), (category, _, _) in list(self._state.items()):
             if (target, rule, category) not in rules:
                 self._m.rule_state.remove(target, rule, category)
                 del self._state[target, rule]
