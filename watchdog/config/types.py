@@ -7,7 +7,7 @@ import operator
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated, Any, Callable
 from urllib.parse import urlsplit
 
@@ -31,6 +31,13 @@ def parse_duration(value: Any) -> timedelta:
     # A bare number is ambiguous (seconds? milliseconds?), so it is refused.
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like 500ms, 30s, 5m or 1h, got {value!r}")
+    return _duration_of(value)
+
+
+# One timedelta per distinct text (it is immutable): 5 000 rules write `60s` thousands of times (bench: the
+# config keeps 0.8 MB less at 5 000 rules). A refused text raises each time, as lru_cache keeps no error.
+@lru_cache(maxsize=1024)
+def _duration_of(value: str) -> timedelta:
     m = _DURATION.match(value)
     if not m:
         raise ValueError(f"bad duration {_shown(value)}: write it like 500ms, 30s, 5m or 1h")
@@ -172,6 +179,12 @@ def parse_threshold(value: Any) -> Threshold:
         return value
     if not isinstance(value, str):
         raise ValueError(f'expected a condition like "> 1500" or "== false", got {value!r}')
+    return _threshold_of(value)
+
+
+# One Threshold per distinct text (frozen; its cached text is the same for all): bench, 5 000 rules: -0.5 MB.
+@lru_cache(maxsize=1024)
+def _threshold_of(value: str) -> Threshold:
     m = _THRESHOLD.match(value)
     if not m:
         raise ValueError(
