@@ -320,7 +320,9 @@ def test_an_escaped_lone_surrogate_in_a_recorded_error_is_printed_escaped(tmp_pa
 def fast_config(tmp: Path, endpoint: str) -> str:
     """The latency rule's source polls on its 60 s period, 2 s after each minute (issue 22: a CloudWatch source
     reads on its rules' periods); `fast`, a CloudWatch source with no rule yet, polls on its 100 ms interval."""
-    sources = [cloudwatch(retry={"attempts": 1}, settle="2s"), cloudwatch("fast", interval="100ms", retry={"attempts": 1})]
+    # The 14-day fetch takes moto a second or two, and over ten on a loaded CI machine: not what these tests are about.
+    sources = [cloudwatch(retry={"attempts": 1}, settle="2s", timeout="120s"),
+               cloudwatch("fast", interval="100ms", retry={"attempts": 1})]
     return write(tmp, hybrid_routing(aws_endpoint=endpoint, sources=sources, state_path=tmp / "w.db"))
 
 
