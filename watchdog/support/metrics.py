@@ -142,7 +142,7 @@ class RuleSeries:
         self._m = metrics
         # Per rule: its category, its state child and the state it was last set to; its value child and the
         # value last set. A judgement that changes neither is not set again (prometheus-client takes a lock
-        # per `set`: two per rule and poll were a tenth of a 100-rule replay's CPU, bench/README.md).
+        # per `set`): `record` 0.9 -> 0.2 µs when nothing changed, 0.6 when only the value did (timeit, CPU).
         self._state: dict[tuple[str, str], tuple[str, Any, int]] = {}
         self._value: dict[tuple[str, str], tuple[Any, float]] = {}
 
