@@ -9,6 +9,7 @@ Only the CLI, the offline rollback and the demo use this module (an import contr
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from watchdog.runtime.runtime import Runtime
 from watchdog.core.schedule import Pace, catch_up, first_due, next_due
 from watchdog.sources.kind import pace_of
 from watchdog.lifecycle.sdnotify import SystemdNotifier
+from watchdog.support.allocator import give_back_free_memory, keep_large_blocks_out_of_the_heap
 from watchdog.support.tasks import finish, stop_in_order
 from watchdog.http.web import build_web
 from watchdog.runtime.wiring import build_runtime, close_runtime
@@ -58,11 +60,17 @@ class App:
 
     async def start(self) -> None:
         rt, cfg = self.runtime, self.runtime.cfg
+        keep_large_blocks_out_of_the_heap()  # 5 000 rules: peak RSS about 2 MB lower (support/allocator.py)
         rt.notifier.start()
         await recover(rt.journal, rt.executors, rt.clock.now())  # before the first poll: open incidents continue where they stopped
         if self.serve_http:
             await self._serve()
         if self.schedule:
+            # A poll's answers are many short-lived containers; at the default 700 allocations a young
+            # collection, the full ones (walking all the polls keep) came about once a poll. 10 000 keeps the
+            # collector's rhythm (cyclic garbage still goes, memory stays bounded) and cut its CPU over a
+            # 5 000-rule poll from ~84 ms to ~28, no full collection in a run (gc.callbacks, bench/shim.py).
+            gc.set_threshold(10_000, 10, 10)
             self._add_jobs()
             self.scheduler.start()
             if self.sd.enabled:
@@ -70,6 +78,7 @@ class App:
                 rt.tasks.spawn(self._systemd_loop(), "sd_notify")
         if rt.failpoints.armed:
             log.warning("failpoints_armed", failpoints=sorted(rt.failpoints.armed))
+        give_back_free_memory()  # what the config's parse and the build freed: about 1.3 MB of RSS at 5 000 rules
         log.info("started", targets=[t.name for t in cfg.targets], sources=[s.name for s in cfg.sources],
                  dry_run=rt.dry_run, listen=f"{cfg.watchdog.listen_host}:{self.bound_port}" if self.bound_port else None)
 
