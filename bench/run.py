@@ -38,7 +38,8 @@ from bench.proxy import RecordingProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-WORK = BENCH / "results"  # scratch: configs, state files, logs (git-ignored)
+# Scratch: configs, state files, logs (git-ignored). BENCH_WORK names another, so two runs at once do not share one.
+WORK = Path(os.environ.get("BENCH_WORK") or BENCH / "results")
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -15,12 +15,18 @@ and every query is due at each (what a read at a period boundary does, when ever
 query is due). A daemon without period-aligned reads (the commit before) is run as
 it is.
 
+BENCH_GC_LOG names a file (`.<pid>` added) where each poll appends the garbage collector's time so far, per generation
+(`<gen0 s> <gen1 s> <gen2 s> <full collections>`, from `gc.callbacks`), to see what the collector costs a run.
+BENCH_GC tries a collector setting on the daemon without changing it: `thresholds:A,B,C` (gc.set_threshold),
+or `freeze-after-poll` (gc.freeze() after every poll).
+
 The daemon's CloudWatch client parses GetMetricData's answers with
 watchdog/sources/cloudwatch_parse.py itself now; BENCH_FAST_PARSE changes nothing.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -31,6 +37,12 @@ def main() -> int:
     from watchdog.runtime import runtime as rtmod
     from watchdog.cli.main import main as cli_main
 
+    gc_log = os.environ.get("BENCH_GC_LOG")
+    gc_log = gc_log and f"{gc_log}.{os.getpid()}"  # one file per daemon run
+    spent = gc_time() if gc_log else None
+    setting = os.environ.get("BENCH_GC", "")
+    if setting.startswith("thresholds:"):
+        gc.set_threshold(*map(int, setting.split(":", 1)[1].split(",")))
     path = os.environ.get("BENCH_POLL_LOG")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -43,11 +55,32 @@ def main() -> int:
             finally:
                 t1, c1 = time.monotonic(), time.thread_time()
                 os.write(fd, f"{t0:.6f} {t1:.6f} {c1 - c0:.6f}\n".encode())
+                if setting == "freeze-after-poll":
+                    gc.freeze()
+                if spent is not None and gc_log:
+                    with open(gc_log, "a") as fh:
+                        fh.write(" ".join(f"{v:.6f}" for v in spent[:3]) + f" {int(spent[3])}\n")
 
         rtmod.Runtime.poll = poll  # type: ignore[method-assign]
     if os.environ.get("BENCH_EVERY_INTERVAL"):
         every_interval()
     return cli_main()
+
+
+def gc_time() -> list[float]:
+    """The collector's CPU time per generation and its count of full collections, kept up to date."""
+    spent = [0.0, 0.0, 0.0, 0.0]
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.thread_time()
+        else:
+            spent[info["generation"]] += time.thread_time() - began[0]
+            spent[3] += info["generation"] == 2
+
+    gc.callbacks.append(timed)
+    return spent
 
 
 def every_interval() -> None:

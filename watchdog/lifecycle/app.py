@@ -69,7 +69,7 @@ class App:
             # A poll's answers are many short-lived containers; at the default 700 allocations a young
             # collection, the full ones (walking all the polls keep) came about once a poll. 10 000 keeps the
             # collector's rhythm (cyclic garbage still goes, memory stays bounded) and cut its CPU over a
-            # 5 000-rule poll from ~84 ms to ~28, no full collection in a run (gc.callbacks, bench/shim.py).
+            # 5 000-rule poll from 84 ms to 29, no full collection in a run (bench/README.md, "The garbage collector").
             gc.set_threshold(10_000, 10, 10)
             self._add_jobs()
             self.scheduler.start()
