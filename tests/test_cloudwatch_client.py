@@ -8,7 +8,6 @@ proxy splits an answer into two NextToken pages, and it scripts the error answer
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,16 +31,10 @@ from watchdog.support.metrics import Metrics
 
 from aws_proxy import RecordingProxy, aws_error, running_proxy  # tests/ is on sys.path
 from polls import started
-from test_cloudwatch import cw_cfg, minute, put, rule
+from test_cloudwatch import cw_cfg, minute, proxy, put, rule  # noqa: F401 (proxy: the fixture, used by name)
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def proxy(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[RecordingProxy]:
-    async with running_proxy(moto_url) as p:
-        yield p
 
 
 def _source(url: str, queries: list[Query], client: Any = None) -> CloudWatch:
