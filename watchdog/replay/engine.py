@@ -210,7 +210,9 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
                                  runners=Runners.standing_in(runner),
                                  listeners=[lambda ev, _dry: events.append(ev)], incident_id=derived_incident_ids())
         states: dict[str, list[Transition]] = {k: [] for k in rt.board.slots}
-        keys_of = {t.name: [k for k, slot in rt.board.slots.items() if slot.target == t.name] for t in quiet.targets}
+        # Per source, the keys of the rules its polls judge, and their rings: nothing reloads in a replay.
+        rings_of = {s.name: [(states[k], rt.board.slots[k].ring) for t in rt.board.targets_of(s.name)
+                             for k, slot in rt.board.slots.items() if slot.target == t] for s in quiet.sources}
         todo = sorted(pauses, key=lambda p: p.start)
         try:
             for done, (at, _, name) in enumerate(schedule(quiet, start, end, polls or {}, skip)):
@@ -224,10 +226,9 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
                     await _resolve_mitigated(rt, at, resolve_after)
                 await rt.poll(name, at)
                 await rt.tasks.settle(("level:", "checks:"))
-                for target in rt.board.targets_of(name):
-                    for key in keys_of[target]:  # the ring keeps a few: collected after every poll, all are kept
-                        seen = states[key]
-                        seen.extend(rt.board.slots[key].ring.since(len(seen)))
+                for seen, ring in rings_of[name]:  # the ring keeps a few: collected after every poll, all are kept
+                    if ring.changes != len(seen):  # a new transition: the check 0.04 µs, `since` 0.11 (timeit)
+                        seen.extend(ring.since(len(seen)))
         finally:
             await rt.tasks.settle(("level:", "checks:"))
             await close_runtime(rt)
