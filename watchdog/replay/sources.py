@@ -48,11 +48,16 @@ class Series:
         its window in it once for all of them (with `points`: a poll's answer of 100 queries over a week of
         1-minute data, 105 -> 22 µs, timeit, CPU)."""
         out: dict[str, Series] = {}
-        first: dict[tuple[datetime, ...], Series] = {}
+        # Candidates by length and ends, then compared whole: hashing every time (an aware datetime's hash asks
+        # its offset) took 0.45 s for 100 weeks of minutes.
+        owners: dict[tuple[object, ...], list[Series]] = {}
         for key, points in answers.items():
             s = out[key] = cls.of(points)
-            owner = first.setdefault(tuple(s.times), s)
-            if owner is not s:
+            alike = owners.setdefault((len(s.times), *s.times[:1], *s.times[-1:]), [])
+            owner = next((o for o in alike if o.times == s.times), None)
+            if owner is None:
+                alike.append(s)
+            else:
                 s.times = owner.times
                 s.shared = owner.shared = True
         return out
