@@ -232,8 +232,10 @@ def report(results: dict[str, Any], scenarios: list[Scenario]) -> str:
         f"- Machine: {m['nproc']} cores, {m['cpu_model']}; Python {m['python']}; moto {results['moto']}.",
         f"- Load average at start / end: {', '.join(f'{x:.2f}' for x in m['load_start'])} / "
         f"{', '.join(f'{x:.2f}' for x in m['load_end'])} (other helpers' work shares the 2 cores).",
-        f"- Daemon code: commit {results['commit']} (`python -m watchdog run`); the fixed interval: commit "
-        f"{results['old_commit']} from its own clone and venv.",
+        f"- Daemon code: commit {results['commit']} (`python -m watchdog run`)"
+        + (f", with {results['uncommitted']} file(s) of `watchdog/` changed in the working tree (others' work in "
+           "progress)" if results["uncommitted"] else "")
+        + f"; the fixed interval: commit {results['old_commit']} from its own clone and venv.",
         f"- Run started {results['started']}, took {results['seconds']:.0f} s (`make bench-latency`).",
         "",
         *table(scenarios, results["runs"]),
@@ -269,7 +271,9 @@ def main() -> int:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     results: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "moto": version("moto"),
-        "commit": git(["rev-parse", "--short", "HEAD"], ROOT), "old_commit": git(["rev-parse", "--short", "HEAD"], old),
+        "commit": git(["rev-parse", "--short", "HEAD"], ROOT),
+        "uncommitted": len(git(["status", "--porcelain", "--", "watchdog", "pyproject.toml"], ROOT).splitlines()),
+        "old_commit": git(["rev-parse", "--short", "HEAD"], old),
         "machine": {"nproc": os.cpu_count(), "cpu_model": cpu, "python": sys.version.split()[0],
                     "load_start": os.getloadavg()},
     }
