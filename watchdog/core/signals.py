@@ -101,12 +101,21 @@ class RuleRing:
         self._last = ev
         starts, vals = ev.series()  # columns: the judgement's Buckets are not made for this
         times, values, newest = self._times, self._values, self._newest
-        first = len(vals)
-        # Back from the newest bucket to the first one not older than the ring's newest: usually one or two
-        # of the N + 2, not all of them (0.6 µs whatever N; a walk over the range took 0.6 at N = 3, 7.9 at 60).
-        while first and (newest is None or starts[first - 1] >= newest):
-            first -= 1
-        for k in range(first, len(vals)):  # oldest first
+        first = r = len(vals)
+        if r > 1 and newest is not None and starts[r - 2] == newest:
+            # The range moved on by one bucket, as at every poll of a period-aligned read: the ring's newest
+            # takes its value again and the range's newest joins, without the walk below (timeit, CPU, a judgement
+            # 1.15 -> 0.95 µs). `starts` holds the range's end too: the buckets are its first r.
+            v = vals[r - 2]
+            if v is not None:
+                values[-1] = float(v)
+            first = r - 1
+        else:
+            # Back from the newest bucket to the first one not older than the ring's newest: usually one or two
+            # of the N + 2, not all of them (0.6 µs whatever N; a walk over the range took 0.6 at N = 3, 7.9 at 60).
+            while first and (newest is None or starts[first - 1] >= newest):
+                first -= 1
+        for k in range(first, r):  # oldest first
             v = vals[k]
             if v is None:
                 continue
