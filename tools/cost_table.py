@@ -22,9 +22,9 @@ from watchdog.core.cost import ALARM_STANDARD, Usage, alarm_delay, dollars, fixe
 from watchdog.core.schedule import Pace, detection_delay
 from watchdog.core.signals import Query
 from watchdog.sources.cloudwatch import MAX_QUERIES_PER_CALL, CloudWatchSource
-from watchdog.sources.cloudwatch_alarms import CloudWatchAlarmsSource
+from watchdog.sources.cloudwatch import usage as cloudwatch_usage
+from watchdog.sources.cloudwatch_alarms import CloudWatchAlarmsSource, alarms_usage
 from watchdog.sources.cloudwatch_config import SETTLE
-from watchdog.sources.cost import alarms_usage, cloudwatch_usage
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cost.md"
 BEGIN = "<!-- cost tables: made by `python -m tools.cost_table`, do not edit by hand -->"

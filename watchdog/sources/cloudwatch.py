@@ -20,6 +20,7 @@ from typing import Any
 from botocore.utils import parse_timestamp
 
 from watchdog.config.models import AwsSection, Rule
+from watchdog.core.cost import Usage
 from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
@@ -34,6 +35,7 @@ from watchdog.sources.cloudwatch_config import (
     check,
     reads,
 )
+from watchdog.sources.cost import plan_usage
 from watchdog.sources.kind import SourceDeps, SourceKind
 from watchdog.sources.periodic import Due, ReadPlan, Shared
 from watchdog.support.aws import aws_client, is_retryable
@@ -319,9 +321,17 @@ class CloudWatch(AwsSource):
         return await self._call("GetMetricData", "get_metric_data", kwargs)
 
 
+def usage(cfg: CloudWatchSource, queries: Sequence[Query]) -> Usage:
+    """Per 30 days: the source's own read plan over the schedule's ticks, each due set packed as `_read` packs
+    it (ceil(n / 500), an expression's metrics kept together), each metric it sends counted."""
+    plan = read_plan(cfg, queries)
+    return plan_usage(cfg, plan, [len(rule_queries(f"q{s.index}", s.first)) for s in plan.shared], pack)
+
+
 def _build(cfg: CloudWatchSource, queries: Sequence[Query], deps: SourceDeps) -> CloudWatch:
     return CloudWatch(cfg, queries, deps.aws, deps.metrics)
 
 
 KIND = SourceKind(type="cloudwatch", config=CloudWatchSource, reads=CloudWatchReads, requires=("metric", "expression"),
-                  build=_build, sampled=False, bucket=bucket, history=True, check=check, plan=read_plan)
+                  build=_build, sampled=False, bucket=bucket, history=True, check=check, plan=read_plan,
+                  cost=usage)

@@ -48,7 +48,9 @@ from watchdog.config.checks import Problem
 from watchdog.config.models import AwsSection, Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import HttpUrl, Interval
+from watchdog.core.cost import Usage, per_month, said_delay
 from watchdog.core.rules import Datapoint, align, evaluation_range
+from watchdog.core.schedule import Pace
 from watchdog.sources.alarm_book import (ALARM, MAX_NAME, AlarmBook, AlarmRecord, AlarmShape, Want,
                                          from_describe, utc_time)
 from watchdog.sources.alarm_queue import WAIT, AlarmQueue
@@ -342,6 +344,23 @@ def _own_missing_data(at: tuple[str | int, ...], rule: Rule, source: CloudWatchA
     return []
 
 
+def alarms_usage(cfg: CloudWatchAlarmsSource, queries: Sequence[Query]) -> Usage:
+    """Polled: one DescribeAlarms per poll for the alarms in ALARM, and every RECONCILE_EVERY the whole read
+    instead (the named alarms 100 a request, one request per family). Pushed: the whole read at every poll
+    (`interval`), and ReceiveMessage long-polls back to back, WAIT each while the queue is quiet."""
+    book = AlarmBook(Want(r.alarm, r.alarm_prefix) for r in (q.rule.reads(CloudWatchAlarmsReads) for q in queries))
+    whole = math.ceil(len(book.names) / NAMES_PER_CALL) + len(book.prefixes)
+    polls = per_month(Pace(cfg.interval))
+    if cfg.queue_url is None:
+        apart = math.ceil(RECONCILE_EVERY / cfg.interval)  # polls from one whole read to the next
+        wholes = math.ceil(polls / apart)
+        return Usage(cfg.name, cfg.type, {"DescribeAlarms": wholes * whole + (polls - wholes)},
+                     delay_said=f"the alarm's own + up to {said_delay(cfg.interval)}")
+    return Usage(cfg.name, cfg.type, {"DescribeAlarms": polls * whole, "ReceiveMessage": per_month(Pace(WAIT))},
+                 delay_said="the alarm's own + seconds (pushed)",
+                 unprojected=("one DeleteMessage per event received",))
+
+
 KIND = SourceKind(type="cloudwatch_alarms", config=CloudWatchAlarmsSource, reads=CloudWatchAlarmsReads,
                   requires=("alarm", "alarm_prefix"), build=_build, sampled=True, alarms=True,
-                  check=_own_missing_data)
+                  check=_own_missing_data, cost=alarms_usage)

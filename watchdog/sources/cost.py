@@ -1,7 +1,8 @@
 """What a config's sources will cost per 30 days (docs/cost.md), projected from the objects the daemon polls
-with: a CloudWatch source's read plan (sources/periodic.py) walked over the schedule's ticks, a
-cloudwatch_alarms source's requests per poll and reconcile, Cost Explorer's call per rule and poll. The prices
-and the arithmetic are watchdog/core/cost.py's; the gauge shows the total (SPEC 3.4) and each source.
+with: each billed kind's descriptor says how (`SourceKind.cost`: a CloudWatch source's read plan walked over
+the schedule's ticks, here in `plan_usage`; a cloudwatch_alarms source's requests per poll and reconcile; Cost
+Explorer's call per rule and poll). The prices and the arithmetic are watchdog/core/cost.py's; the gauge shows
+the total (SPEC 3.4) and each source.
 
 Projected as the schedule makes them when calm: no failed read made up, no hot target read every period (an
 open incident's seldom-read queries), no alarm paged past 100 in ALARM, no GetMetricData answer paged.
@@ -16,19 +17,14 @@ from typing import Any
 
 from watchdog.config.models import Config
 from watchdog.config.sources import Source as SourceConfig
-from watchdog.core.cost import MONTH, Usage, per_month, said_delay
-from watchdog.core.schedule import EPOCH, Pace, detection_delay, ticks
+from watchdog.core.cost import MONTH, Usage
+from watchdog.core.schedule import EPOCH, detection_delay, ticks
 from watchdog.core.signals import Query, rule_key
-from watchdog.sources.alarm_book import AlarmBook, Want
-from watchdog.sources.alarm_queue import WAIT
-from watchdog.sources.cloudwatch import CloudWatchSource, pack, read_plan, rule_queries
-from watchdog.sources.cloudwatch_alarms import (NAMES_PER_CALL, RECONCILE_EVERY, CloudWatchAlarmsReads,
-                                                CloudWatchAlarmsSource)
-from watchdog.sources.cost_explorer import CostExplorerSource
 from watchdog.sources.kind import source_kind
+from watchdog.sources.periodic import ReadPlan
 from watchdog.support.metrics import Metrics
 
-__all__ = ["CYCLE_TICKS", "alarms_usage", "cloudwatch_usage", "project", "show"]
+__all__ = ["CYCLE_TICKS", "plan_usage", "project", "show"]
 
 # A CloudWatch source's reads repeat every least common multiple of its grids (60 s and 300 s: 5 minutes), so
 # one cycle is walked and scaled to 30 days. Periods of little common measure could make that cycle long
@@ -41,9 +37,9 @@ def project(cfg: Config) -> list[Usage]:
     """Each source whose requests AWS bills, in the config's order."""
     out = []
     for s in cfg.sources:
-        project_one = _BY_TYPE.get(source_kind(s).type)
-        if project_one is not None:
-            out.append(project_one(source_kind(s).of(s), _queries(cfg, s)))
+        kind = source_kind(s)
+        if kind.cost is not None:
+            out.append(kind.cost(kind.of(s), _queries(cfg, s)))
     return out
 
 
@@ -63,14 +59,14 @@ def _queries(cfg: Config, s: SourceConfig) -> list[Query]:
     return [Query(rule_key(t.name, r.name), r) for t in cfg.targets for r in t.rules if r.source == s.name]
 
 
-def cloudwatch_usage(cfg: CloudWatchSource, queries: Sequence[Query]) -> Usage:
-    """The source's own read plan, walked tick by tick over one cycle of its grids: each poll's due queries
-    packed into calls as the source packs them (ceil(n / 500), an expression's metrics kept together), each
-    metric sent counted."""
-    plan = read_plan(cfg, queries)
+def plan_usage(cfg: Any, plan: ReadPlan, sizes: Sequence[int],
+               pack: Callable[[Sequence[Sequence[None]]], Sequence[Sequence[None]]]) -> Usage:
+    """A periodic source's read plan, walked tick by tick over one cycle of its grids: each poll's due queries
+    packed into calls as the source packs them (`pack`; `sizes`: how many queries each shared one sends), each
+    one sent counted. `cfg` is the source's config (name, type, interval, settle)."""
     # Only how many queries each sends, which is all the packing reads: 5 000 rules' queries held at once
     # took the projection's peak from 5 MB to 8 MB (tracemalloc), at start, for nothing.
-    sent = [(None,) * len(rule_queries(f"q{s.index}", s.first)) for s in plan.shared]
+    sent = [(None,) * n for n in sizes]
     if not sent:
         return Usage(cfg.name, cfg.type, {"GetMetricData": 0})
     cycle = math.lcm(*(s.every // US for s in plan.shared)) * US
@@ -97,31 +93,3 @@ def cloudwatch_usage(cfg: CloudWatchSource, queries: Sequence[Query]) -> Usage:
                  unprojected=("a target with an open incident is read every period meanwhile",) if seldom else ())
 
 
-def alarms_usage(cfg: CloudWatchAlarmsSource, queries: Sequence[Query]) -> Usage:
-    """Polled: one DescribeAlarms per poll for the alarms in ALARM, and every RECONCILE_EVERY the whole read
-    instead (the named alarms 100 a request, one request per family). Pushed: the whole read at every poll
-    (`interval`), and ReceiveMessage long-polls back to back, WAIT each while the queue is quiet."""
-    book = AlarmBook(Want(r.alarm, r.alarm_prefix) for r in (q.rule.reads(CloudWatchAlarmsReads) for q in queries))
-    whole = math.ceil(len(book.names) / NAMES_PER_CALL) + len(book.prefixes)
-    polls = per_month(Pace(cfg.interval))
-    if cfg.queue_url is None:
-        apart = math.ceil(RECONCILE_EVERY / cfg.interval)  # polls from one whole read to the next
-        wholes = math.ceil(polls / apart)
-        return Usage(cfg.name, cfg.type, {"DescribeAlarms": wholes * whole + (polls - wholes)},
-                     delay_said=f"the alarm's own + up to {said_delay(cfg.interval)}")
-    return Usage(cfg.name, cfg.type, {"DescribeAlarms": polls * whole, "ReceiveMessage": per_month(Pace(WAIT))},
-                 delay_said="the alarm's own + seconds (pushed)",
-                 unprojected=("one DeleteMessage per event received",))
-
-
-def cost_explorer_usage(cfg: CostExplorerSource, queries: Sequence[Query]) -> Usage:
-    """One GetCostAndUsage per rule and poll, each billed."""
-    return Usage(cfg.name, cfg.type, {"GetCostAndUsage": per_month(Pace(cfg.interval)) * len(queries)},
-                 delay_said=f"a day's cost, read every {said_delay(cfg.interval)}")
-
-
-_BY_TYPE: dict[str, Callable[[Any, Sequence[Query]], Usage]] = {
-    "cloudwatch": cloudwatch_usage,
-    "cloudwatch_alarms": alarms_usage,
-    "cost_explorer": cost_explorer_usage,
-}

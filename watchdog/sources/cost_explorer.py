@@ -19,7 +19,9 @@ from watchdog.config.base import Model
 from watchdog.config.models import Rule
 from watchdog.config.sources import Source as SourceConfig
 from watchdog.config.types import CostInterval, format_duration
+from watchdog.core.cost import Usage, per_month, said_delay
 from watchdog.core.rules import Datapoint
+from watchdog.core.schedule import Pace
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
 from watchdog.sources.kind import SourceDeps, SourceKind, Validating, Verdict
@@ -120,5 +122,12 @@ def _billed(cfg: CostExplorerSource, validating: Validating) -> Verdict | None:
     return True, "skipped: every Cost Explorer call is billed (--include-cost to check)"
 
 
+def cost_explorer_usage(cfg: CostExplorerSource, queries: Sequence[Query]) -> Usage:
+    """One GetCostAndUsage per rule and poll, each billed."""
+    return Usage(cfg.name, cfg.type, {"GetCostAndUsage": per_month(Pace(cfg.interval)) * len(queries)},
+                 delay_said=f"a day's cost, read every {said_delay(cfg.interval)}")
+
+
 KIND = SourceKind(type="cost_explorer", config=CostExplorerSource, reads=CostExplorerReads, requires=("cost",),
-                  build=_build, sampled=False, bucket=_daily, validation=_billed)
+                  build=_build, sampled=False, bucket=_daily, validation=_billed,
+                  cost=cost_explorer_usage)

@@ -18,6 +18,7 @@ import aiohttp
 from watchdog.config.base import Model
 from watchdog.config.models import AwsSection, Config, Rule
 from watchdog.config.sources import Source as SourceConfig
+from watchdog.core.cost import Usage
 from watchdog.core.schedule import Pace
 from watchdog.core.signals import rule_key
 from watchdog.shared.kinds import SOURCES, Descriptor, find
@@ -89,6 +90,9 @@ class SourceKind(Descriptor[C]):
     # A kind read on its rules' periods: which of its queries each poll reads (watchdog/sources/periodic.py).
     # None: every poll reads every query, `interval` apart.
     plan: Callable[[C, Sequence[Query]], ReadPlan] | None = None
+    # What a source of this kind costs per 30 days as its schedule reads (watchdog/sources/cost.py, docs/cost.md).
+    # None: AWS bills it nothing (or it calls no AWS API).
+    cost: Callable[[C, Sequence[Query]], Usage] | None = None
 
 
 def source_kind(of: SourceConfig | str) -> SourceKind[Any]:
