@@ -4,12 +4,16 @@ wrong with its generator would not pass either."""
 
 from __future__ import annotations
 
-from tools.cost_table import BEGIN, DOC, END, rewritten
+import pytest
+
+from tools.cost_table import BEGIN, BENCH, DOC, END, rewritten
 
 
-def test_docs_cost_md_holds_the_tables_the_code_makes() -> None:
-    text = DOC.read_text()
-    assert rewritten(text) == text, "docs/cost.md's cost tables are out of date: run `python -m tools.cost_table`"
+@pytest.mark.parametrize("doc", [DOC, BENCH], ids=["docs/cost.md", "bench/README.md"])
+def test_the_docs_hold_the_tables_the_code_makes(doc) -> None:
+    text = doc.read_text()
+    assert BEGIN in text and END in text, f"{doc}: no cost tables"
+    assert rewritten(text) == text, f"{doc}'s cost tables are out of date: run `python -m tools.cost_table`"
 
 
 def test_the_table_agrees_with_a_hand_count() -> None:

@@ -27,6 +27,7 @@ from watchdog.sources.cloudwatch_alarms import CloudWatchAlarmsSource, alarms_us
 from watchdog.sources.cloudwatch_config import SETTLE
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cost.md"
+BENCH = DOC.parent.parent / "bench" / "README.md"  # issue 22: the bench's page shows the same tables
 BEGIN = "<!-- cost tables: made by `python -m tools.cost_table`, do not edit by hand -->"
 END = "<!-- end of the cost tables -->"
 RULES = (10, 100, 1000, 5000)
@@ -131,13 +132,14 @@ def rewritten(text: str) -> str:
 
 
 def main() -> int:
-    text = DOC.read_text()
-    new = rewritten(text)
-    if new != text:
-        DOC.write_text(new)
-        print(f"{DOC}: rewritten")
-    else:
-        print(f"{DOC}: already current")
+    for doc in (DOC, BENCH):
+        text = doc.read_text()
+        new = rewritten(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"{doc}: rewritten")
+        else:
+            print(f"{doc}: already current")
     return 0
 
 
