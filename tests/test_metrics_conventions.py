@@ -24,7 +24,7 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
         if "timestamp" in fam.name:
             assert fam.name.endswith("_seconds"), fam.name
     # Touch every labelled metric, then look at the label names of every sample.
-    m.rule_state.labels("t", "r", "performance").set(1)
+    m.rule_series.record("t", "r", "performance", 1, 2.5)
     m.rollbacks.labels("t", "1", "succeeded").inc()
     m.notifications.labels("slack", "sent").inc()
     m.source_poll_duration.labels("cw").observe(0.1)
@@ -36,10 +36,8 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
 
 def test_rule_series_keeps_one_series_per_rule_when_its_category_changes() -> None:
     """A reload may change a rule's category while a poll is evaluating it: the old series goes at once."""
-    from watchdog.support.metrics import Metrics, RuleSeries
-
     m = Metrics()
-    series = RuleSeries(m)
+    series = m.rule_series
     series.keep({("web", "r", "cost")})
     series.record("web", "r", "cost", 1, 5.0)
     series.record("web", "r", "security", 0, 4.0)

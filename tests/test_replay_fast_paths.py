@@ -4,7 +4,7 @@ documented behaviour (rules.py's docstring, prometheus' exposition), never to th
 
 - `rules.columns` places an answer of one datapoint per bucket start without a search per point;
 - `Series.of_many` shares one list of times between queries, and a poll finds its window once for them;
-- `RuleSeries.record` does not set a gauge again to the value it holds;
+- `RuleSeries` keeps each rule's last judgement as plain values, written out only when scraped;
 - the executor does not hand the machine an empty set of blind sources when it had none (the machine's
   `sources_blind` would say nothing and change nothing: held here over generated machine histories).
 """
@@ -23,7 +23,7 @@ from watchdog.config.types import parse_threshold
 from watchdog.core.escalation import RuleView, TargetMachine
 from watchdog.core.rules import RuleSpec, columns, evaluate, grid
 from watchdog.replay.sources import Series
-from watchdog.support.metrics import Metrics, RuleSeries
+from watchdog.support.metrics import Metrics
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
@@ -157,7 +157,7 @@ def test_rule_series_expose_the_last_judgement_of_each_rule(seq) -> None:
     """Whatever was skipped, the exposition holds each rule's last state (under its last category only) and its
     last value, the sign of a zero and a NaN included; no value series while its last judgement had none."""
     m = Metrics()
-    rs = RuleSeries(m)
+    rs = m.rule_series
     last = {}
     for rule, category, state, value in seq:
         rs.record("t", rule, category, state, value)

@@ -100,7 +100,7 @@ class Runtime:
                  failpoints: Failpoints, new_incident_id: Callable[[str, datetime], str],
                  runners: Runners, recorder: Recorder, scheduler: SchedulerView):
         self.cfg, self.clock, self.dry_run, self.metrics = cfg, clock, dry_run, metrics
-        self.rule_series = RuleSeries(metrics)
+        self.rule_series = metrics.rule_series
         self.state, self.journal, self.session = state, state.store, session
         self.notifier, self.redactor, self.alerts = notifier, redactor, alerts
         self.board, self.sources = board, sources
