@@ -69,6 +69,7 @@ def exposition() -> dict[str, set[str]]:
     for metric in vars(m).values():
         if isinstance(metric, MetricWrapperBase) and metric._labelnames:
             metric.labels(*["x"] * len(metric._labelnames))
+    m.rule_series.record("x", "x", "x", 0, 0.0)  # the per-rule series are written from the rules judged
     text = generate_latest(m.registry).decode()
     names: dict[str, set[str]] = {}
     for fam in text_string_to_metric_families(text):
@@ -85,7 +86,8 @@ EXPOSED = exposition()
 def test_the_exposition_helper_sees_every_metric() -> None:
     # Guards the helper: a labelled metric without a child would be missing from the text.
     for name in ("watchdog_target_level", "watchdog_rollbacks_total", "watchdog_source_poll_duration_seconds_bucket",
-                 "watchdog_notifications_pending", "watchdog_build_info", "watchdog_paused"):
+                 "watchdog_notifications_pending", "watchdog_build_info", "watchdog_paused", "watchdog_rule_state",
+                 "watchdog_rule_value"):
         assert name in EXPOSED, name
     assert EXPOSED["watchdog_rollbacks_total"] >= {"target", "level", "outcome"}
 
