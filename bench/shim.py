@@ -19,6 +19,9 @@ BENCH_GC_LOG names a file (`.<pid>` added) where each poll appends the garbage c
 (`<gen0 s> <gen1 s> <gen2 s> <full collections>`, from `gc.callbacks`), to see what the collector costs a run.
 BENCH_GC tries a collector setting on the daemon without changing it: `thresholds:A,B,C` (gc.set_threshold),
 or `freeze-after-poll` (gc.freeze() after every poll).
+BENCH_PROFILE names a file (`.<pid>` added) where cProfile's stats of the polls alone (every coroutine the loop runs
+while a poll is under way, the main thread; the first two polls, start-up's one-time work, left out) are dumped at
+exit: `python -m pstats FILE.<pid>`.
 
 The daemon's CloudWatch client parses GetMetricData's answers with
 watchdog/sources/cloudwatch_parse.py itself now; BENCH_FAST_PARSE changes nothing.
@@ -26,6 +29,8 @@ watchdog/sources/cloudwatch_parse.py itself now; BENCH_FAST_PARSE changes nothin
 
 from __future__ import annotations
 
+import atexit
+import cProfile
 import gc
 import os
 import sys
@@ -43,16 +48,27 @@ def main() -> int:
     setting = os.environ.get("BENCH_GC", "")
     if setting.startswith("thresholds:"):
         gc.set_threshold(*map(int, setting.split(":", 1)[1].split(",")))
+    profile_path = os.environ.get("BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    if profiler is not None:
+        atexit.register(profiler.dump_stats, f"{profile_path}.{os.getpid()}")
     path = os.environ.get("BENCH_POLL_LOG")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         original = rtmod.Runtime.poll
+        seen = [0]
 
         async def poll(self: rtmod.Runtime, name: str, due: datetime) -> None:
             t0, c0 = time.monotonic(), time.thread_time()
+            seen[0] += 1
+            profiling = profiler is not None and seen[0] > 2
+            if profiling:
+                profiler.enable()
             try:
                 await original(self, name, due)
             finally:
+                if profiling:
+                    profiler.disable()
                 t1, c1 = time.monotonic(), time.thread_time()
                 os.write(fd, f"{t0:.6f} {t1:.6f} {c1 - c0:.6f}\n".encode())
                 if setting == "freeze-after-poll":
