@@ -129,9 +129,14 @@ def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
                 if kind == "[query]" and which == _OPEN:
                     start = m.start()
                     if (whole := _ORDERED.match(text, start)) is not None:
-                        into.append({"Id": whole[1], "Label": whole[2], "Timestamps": times.many(whole[3] or ""),
-                                     "Values": _numbers(whole[4] or ""), "StatusCode": whole[5]})
-                        pos = whole.end()
+                        # and the results after it in the same form, each one match with no token read first
+                        # (two answers of 500 results: 6.6 -> 5.7 ms, process time)
+                        ordered, add, many = _ORDERED.match, into.append, times.many
+                        while whole is not None:
+                            add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),
+                                 "Values": _numbers(whole[4] or ""), "StatusCode": whole[5]})
+                            pos = whole.end()
+                            whole = ordered(text, pos)
                         continue
                     if (whole := _RESULT.match(text, start)) is not None:
                         into.append(_result(whole[1], times))
