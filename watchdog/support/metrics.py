@@ -7,11 +7,12 @@ never become labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.exposition import generate_latest
 
 from watchdog import __version__
@@ -172,12 +173,30 @@ class RuleSeries:
         yield GaugeMetricFamily(*self._VALUE, labels=["target", "rule"])
 
     def collect(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily(*self._STATE, labels=["target", "rule", "category"])
-        value = GaugeMetricFamily(*self._VALUE, labels=["target", "rule"])
-        # A scrape runs on the event loop, as every poll does: no poll changes the dict while this walks it.
-        for (target, rule), held in self._rules.items():
-            state.add_metric([target, rule, held.category], held.state)
-            if held.value is not None:
-                value.add_metric([target, rule], held.value)
-        yield state
-        yield value
+        # A scrape renders in a thread (http/web.py) while the loop polls and may reload: it walks the rules
+        # named now (a tuple of the dict's own keys), and a rule a reload dropped meanwhile is left out.
+        keys = tuple(self._rules)
+        yield _Streamed(*self._STATE, self._states(keys))
+        yield _Streamed(*self._VALUE, self._values(keys))
+
+    def _states(self, keys: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
+        name, rules = self._STATE[0], self._rules
+        for key in keys:
+            if (held := rules.get(key)) is not None:
+                yield Sample(name, {"target": key[0], "rule": key[1], "category": held.category}, held.state)
+
+    def _values(self, keys: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
+        name, rules = self._VALUE[0], self._rules
+        for key in keys:
+            if (held := rules.get(key)) is not None and (value := held.value) is not None:
+                yield Sample(name, {"target": key[0], "rule": key[1]}, value)
+
+
+class _Streamed(Metric):
+    """A gauge family whose samples are made one at a time as the exposition writes them (it walks them once),
+    not listed first: at 5 000 rules the two families' 10 000 samples, a tuple and a labels dict each, raised
+    every scrape's peak by about 3 MB."""
+
+    def __init__(self, name: str, documentation: str, samples: Iterable[Sample]):
+        super().__init__(name, documentation, "gauge")
+        self.samples = samples  # type: ignore[assignment]  # prometheus_client types it a list; it reads it once
