@@ -130,7 +130,7 @@ def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
                     start = m.start()
                     if (whole := _ORDERED.match(text, start)) is not None:
                         # and the results after it in the same form, each one match with no token read first
-                        # (two answers of 500 results: 6.6 -> 5.7 ms, process time)
+                        # (two answers of 500 results: 5.8 -> 5.2 ms, process time)
                         ordered, add, many = _ORDERED.match, into.append, times.many
                         while whole is not None:
                             add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),
