@@ -56,11 +56,15 @@ _FIELD = (rf"{_W}(?:<(?P<list>Timestamps|Values)>(?P<items>(?:{_W}<member>[^<]*<
 _RESULT = re.compile(rf"{_W}<member>((?:{_FIELD})*){_W}</member>")
 # A result in moto's order of fields (Id, Label, Timestamps, Values, StatusCode), likely AWS's too: every field from
 # one match, no findall and no loop over the fields (an answer of 500 results: 5.4 ms without it, 3.0 with it).
+# Its repeats are possessive (`*+`): giving back what one took can never let the rest match (a text stops at "<",
+# whitespace before a tag, a list's members before its closing tag), so the engine keeps no way back (the matches of
+# an answer of 500 results: 0.70 -> 0.49 ms, process time).
+_S = "[ \t\n]*+"  # _W, possessive
 _ORDERED = re.compile(
-    rf"{_W}<member>{_W}<Id>([^<]*)</Id>{_W}<Label>([^<]*)</Label>"
-    rf"{_W}(?:<Timestamps>((?:{_W}<member>[^<]*</member>)*){_W}</Timestamps>|<Timestamps/>)"
-    rf"{_W}(?:<Values>((?:{_W}<member>[^<]*</member>)*){_W}</Values>|<Values/>)"
-    rf"{_W}<StatusCode>([^<]*)</StatusCode>{_W}</member>")
+    rf"{_S}<member>{_S}<Id>([^<]*+)</Id>{_S}<Label>([^<]*+)</Label>"
+    rf"{_S}(?:<Timestamps>((?:{_S}<member>[^<]*+</member>)*+){_S}</Timestamps>|<Timestamps/>)"
+    rf"{_S}(?:<Values>((?:{_S}<member>[^<]*+</member>)*+){_S}</Values>|<Values/>)"
+    rf"{_S}<StatusCode>([^<]*+)</StatusCode>{_S}</member>")
 _FIELDS = re.compile(_FIELD)
 _HEAD = re.compile(r'(?:<\?xml version="1\.0"(?: encoding="UTF-8")?\?>)?' + _W
                    + r'<GetMetricDataResponse(?: xmlns="[^"<]*")?>')
