@@ -280,13 +280,11 @@ class CloudWatch(AwsSource):
                 page = await self._page(batch, start, end, token)
                 token = page.get("NextToken")
                 for result in page.get("MetricDataResults", []):
-                    k = ids.get(rid := result.get("Id"))
+                    k = ids.get(result.get("Id"))
                     if k is None or k not in got:
                         continue
-                    status = result.get("StatusCode")
-                    if status != "Complete":  # no call for a complete result (1 000 results: 1.85 -> 1.5 ms a poll)
-                        _check_complete(self.plan.shared[k].first.key, status, bool(token))
-                    into = samples if rid in counts else got
+                    _check_complete(self.plan.shared[k].first.key, result.get("StatusCode"), bool(token))
+                    into = samples if result["Id"] in counts else got
                     pairs = zip(result.get("Timestamps", []), values := result.get("Values", []))
                     if all(map(math.isfinite, values)):  # the hot path at a thousand rules: no Python loop
                         into[k].extend(pairs)
