@@ -15,7 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.report import write_block
+
 BEGIN, END = "<!-- bench:issue22:start -->", "<!-- bench:issue22:end -->"
 
 
@@ -104,11 +105,7 @@ def main() -> int:
     text = table(load(args.before), load(args.after), load(args.fast_parse), args.replay_before, args.replay_after)
     print(text)
     if not args.no_write:
-        readme = ROOT / "bench" / "README.md"
-        doc = readme.read_text()
-        block = f"{BEGIN}\n{text}\n{END}"
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):] if BEGIN in doc else doc + "\n" + block + "\n"
-        readme.write_text(doc)
+        write_block(BEGIN, END, text)
     return 0
 
 

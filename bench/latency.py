@@ -34,6 +34,7 @@ from bench import run
 from bench.admin import AdminStub
 from bench.latency_world import SCENARIOS, Publisher, Scenario, config_text, expected_read, state_change
 from bench.procs import Daemon
+from bench.report import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "results" / "latency"  # scratch (git-ignored): configs, state files, daemon logs
@@ -222,7 +223,7 @@ def write_readme(text: str) -> bool:
     start, end = body.find(MARK[0]), body.find(MARK[1])
     if start < 0 or end < start:
         return False
-    README.write_text(body[:start + len(MARK[0])] + "\n" + text + "\n" + body[end:])
+    write_block(*MARK, text)
     return True
 
 

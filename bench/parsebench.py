@@ -26,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.report import write_block
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- parse-bench:begin -->", "<!-- parse-bench:end -->"
 
@@ -153,11 +155,7 @@ def main() -> int:
     print(text)
     if not args.no_write:
         (ROOT / "bench" / "results-parse.json").write_text(json.dumps(res, indent=2) + "\n")
-        readme = ROOT / "bench" / "README.md"
-        doc = readme.read_text()
-        block = f"{BEGIN}\n{text}\n{END}"
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):] if BEGIN in doc else doc + "\n" + block + "\n"
-        readme.write_text(doc)
+        write_block(BEGIN, END, text)
     return 0
 
 

@@ -29,6 +29,8 @@ from xml.sax.saxutils import escape
 import yaml
 from aiohttp import web
 
+from bench.report import write_block
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / "bench" / "results"
 BEGIN, END = "<!-- replay-bench:begin -->", "<!-- replay-bench:end -->"
@@ -239,11 +241,7 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if not args.no_write:
         (ROOT / "bench" / "results-replay.json").write_text(json.dumps(res, indent=2) + "\n")
-        readme = ROOT / "bench" / "README.md"
-        doc = readme.read_text()
-        block = f"{BEGIN}\n{text}\n{END}"
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):] if BEGIN in doc else doc + "\n" + block + "\n"
-        readme.write_text(doc)
+        write_block(BEGIN, END, text)
     return 0
 
 

@@ -198,13 +198,22 @@ def soak_block(r: dict[str, Any]) -> str:
     return "\n".join(["", *machine_lines(r), "", *soak_table(r["soak"]), ""])
 
 
-def replace_between(text: str, which: str, content: str) -> str:
-    start, end = MARKERS[which]
+def put_between(text: str, start: str, end: str, content: str) -> str:
+    """`text` with `content` between the markers `start` and `end`; both appended at the end if absent."""
     if start not in text or end not in text:
         return text.rstrip("\n") + f"\n\n{start}\n{content}\n{end}\n"
     a = text.index(start) + len(start)
     b = text.index(end)
     return text[:a] + "\n" + content + "\n" + text[b:]
+
+
+def replace_between(text: str, which: str, content: str) -> str:
+    return put_between(text, *MARKERS[which], content)
+
+
+def write_block(start: str, end: str, content: str) -> None:
+    """bench/README.md with `content` between the markers (every bench script's table goes in this way)."""
+    README.write_text(put_between(README.read_text(), start, end, content))
 
 
 def write(results: dict[str, Any], soak_only: bool = False) -> None:
