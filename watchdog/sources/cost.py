@@ -16,11 +16,9 @@ from datetime import timedelta
 from typing import Any
 
 from watchdog.config.models import Config
-from watchdog.config.sources import Source as SourceConfig
 from watchdog.core.cost import MONTH, Usage
 from watchdog.core.schedule import EPOCH, detection_delay, ticks
-from watchdog.core.signals import Query, rule_key
-from watchdog.sources.kind import source_kind
+from watchdog.sources.kind import queries_of, source_kind
 from watchdog.sources.periodic import ReadPlan
 from watchdog.support.metrics import Metrics
 
@@ -39,7 +37,7 @@ def project(cfg: Config) -> list[Usage]:
     for s in cfg.sources:
         kind = source_kind(s)
         if kind.cost is not None:
-            out.append(kind.cost(kind.of(s), _queries(cfg, s)))
+            out.append(kind.cost(kind.of(s), queries_of(cfg, s)))
     return out
 
 
@@ -53,10 +51,6 @@ def show(metrics: Metrics, usages: Sequence[Usage]) -> None:
         metrics.source_projected_cost.remove(name)
     for u in usages:
         metrics.source_projected_cost.labels(u.source).set(u.dollars)
-
-
-def _queries(cfg: Config, s: SourceConfig) -> list[Query]:
-    return [Query(rule_key(t.name, r.name), r) for t in cfg.targets for r in t.rules if r.source == s.name]
 
 
 def plan_usage(cfg: Any, plan: ReadPlan, sizes: Sequence[int],

@@ -112,8 +112,12 @@ def pace_of(cfg: Config, source: SourceConfig) -> Pace:
     kind = source_kind(source)
     if kind.plan is None:
         return Pace(source.interval)
-    queries = [Query(rule_key(t.name, r.name), r) for t in cfg.targets for r in t.rules if r.source == source.name]
-    return kind.plan(kind.of(source), queries).pace
+    return kind.plan(kind.of(source), queries_of(cfg, source)).pace
+
+
+def queries_of(cfg: Config, source: SourceConfig) -> list[Query]:
+    """The rules that read `source`, as the queries its kind is built with (each keyed "target/rule")."""
+    return [Query(rule_key(t.name, r.name), r) for t in cfg.targets for r in t.rules if r.source == source.name]
 
 
 SourceFactory = Callable[[SourceConfig, Sequence[Query], SourceDeps], Source]  # build_source, or a replay's own
