@@ -14,7 +14,6 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import aiosmtplib
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
@@ -70,6 +69,8 @@ class Email:
         # after "Subject:", which some parsers read with a leading space. 998 is SMTP's own line limit.
         utf8 = not all(a.isascii() for a in (cfg.sender, *cfg.to))
         wire = mail.as_bytes(policy=(policy.SMTPUTF8 if utf8 else policy.SMTP).clone(max_line_length=998))
+        import aiosmtplib  # imported by the channel, not the module: a config without email never loads it
+
         try:
             refused, _ = await aiosmtplib.send(
                 wire,
@@ -133,6 +134,8 @@ def compose(cfg: EmailNotification, msg: Message) -> EmailMessage:
 
 def _failure(where: str, exc: Exception) -> DeliveryFailed:
     """Only codes and exception types go in the reason: SMTP replies can echo what the client sent."""
+    import aiosmtplib  # loaded by `send` already
+
     kind = type(exc).__name__
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({r.code for r in exc.recipients})
