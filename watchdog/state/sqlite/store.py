@@ -1,8 +1,9 @@
 """The durable state (SPEC 4.3): a SQLite file at `watchdog.state_path`.
 
 - `audit`: the append-only journal. Every event, action intent, action outcome
-  and check result is one row in its own committed transaction (WAL,
-  synchronous=FULL: a row that has landed survives kill -9). Each row carries
+  and check result is one row, committed in order (WAL, synchronous=FULL: a row
+  that has landed survives kill -9; rows queued together share one transaction,
+  all or none: watchdog/state/sqlite/writer.py). Each row carries
   the hash of the previous one; its own hash is sha256(prev_hash + canonical
   JSON of the row), and `audit_head` keeps the newest (seq, hash), so an
   edited, deleted, reordered or truncated row shows up in `verify_chain()`.
@@ -61,6 +62,7 @@ class SqliteStore:
             self._db = open_writable(self.path, create)
             self._rdb = open_reader(self.path)
         self._seq = self._head_seq()
+        self._joiner = self._joined  # one object: the writer joins the writes that name the same one
 
     # --- schema -------------------------------------------------------------------
 
@@ -106,12 +108,42 @@ class SqliteStore:
 
         return run
 
+    def _joined(self, writes: Sequence[_Write]) -> list[tuple[Any, Exception | None]]:
+        """Several queued writes in one transaction, in order (the writer's group commit): each in a
+        savepoint, so that a bug in one undoes it alone and the others land; a SQLite error undoes them all
+        and the writer tries the whole group again."""
+        db, what = self._db, writes[0].what
+        if db is None:
+            raise StoreError(f"state_path {self.path}: opened read-only")
+        out: list[tuple[Any, Exception | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for w in writes:
+                what = w.what
+                db.execute("SAVEPOINT part")
+                try:
+                    out.append((w.body(db), None))
+                except (sqlite3.Error, StateConflict):
+                    raise
+                except Exception as exc:  # a bug in this write alone
+                    db.execute("ROLLBACK TO part")
+                    out.append((None, exc))
+                db.execute("RELEASE part")
+            db.execute("COMMIT")
+            return out
+        except sqlite3.Error as exc:
+            rollback(db)
+            raise StoreError(f"state_path {self.path}: cannot {what}: {exc}") from None
+        except BaseException:
+            rollback(db)
+            raise
+
     def write(self, what: str, fn: Callable[[sqlite3.Connection], T], then: Callable[[T], None] | None = None) -> None:
         """Run `fn` in one transaction on the writing connection: at once (raising StoreError), or queued to
         the attached writer. `then(result)` follows once it has landed (on the event loop when queued)."""
         run = self._transaction(what, fn)
         if self._writer is not None:
-            self._writer.submit(run, then)
+            self._writer.submit(_Write(what, fn, run, self._joiner), then)
             return
         result = run()
         if then is not None:
@@ -122,7 +154,7 @@ class SqliteStore:
         run = self._transaction(what, fn)
         if self._writer is None:
             return run()
-        return await self._writer.landed(self._writer.submit(run))
+        return await self._writer.landed(self._writer.submit(_Write(what, fn, run, self._joiner)))
 
     async def flush(self) -> None:
         """Wait until every write made so far has landed (at once without a writer)."""
@@ -176,7 +208,7 @@ class SqliteStore:
         def insert(db: sqlite3.Connection) -> None:
             head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
             last, top = (head[0], head[1]) if head else (0, GENESIS)
-            if last == seq and _landed(db, seq, row_text, top):
+            if last >= seq and _landed(db, seq, row_text):
                 return  # a commit reported as failed (an I/O error after it) that did land: not twice
             if last != seq - 1:
                 raise StateConflict(f"state_path {self.path}: the audit log's head is at record {last}, not "
@@ -322,10 +354,25 @@ def _micros(at: datetime) -> int:
 
 
 
-def _landed(db: sqlite3.Connection, seq: int, row_text: str, head_hash: str) -> bool:
-    """Whether record `seq` in the file is this very record (its hash over the one before it matches)."""
+def _landed(db: sqlite3.Connection, seq: int, row_text: str) -> bool:
+    """Whether record `seq` in the file is this very record (its hash over the one before it matches): a
+    group of writes whose commit was reported failed may have landed with records after it."""
     stored = db.execute("SELECT prev_hash, hash FROM audit WHERE seq = ?", (seq,)).fetchone()
-    return stored is not None and stored[1] == head_hash == chain_hash(stored[0], row_text)
+    return stored is not None and stored[1] == chain_hash(stored[0], row_text)
+
+
+class _Write:
+    """A queued write: run alone (`__call__`, its own transaction) or joined with the writes queued after
+    it (`joiner`, the store's group commit)."""
+
+    __slots__ = ("what", "body", "_alone", "joiner")
+
+    def __init__(self, what: str, body: Callable[[sqlite3.Connection], Any], alone: Callable[[], Any],
+                 joiner: Callable[[Sequence[Any]], list[tuple[Any, Exception | None]]]):
+        self.what, self.body, self._alone, self.joiner = what, body, alone, joiner
+
+    def __call__(self) -> Any:
+        return self._alone()
 
 
 def _snapshot(text: str) -> Any:

@@ -10,6 +10,12 @@ holds a prefix of what the watchdog decided. `flush()` waits until everything
 made so far has landed: the executor calls it after an intent, so no action runs
 before its intent is durable.
 
+Writes queued together share one transaction (group commit) when they come from one
+joiner (the SQLite store): a level's start queues its incident, events, messages and
+intent at once, and one fsync lands them all instead of one each (4 ms apiece on
+the bench's disk: the level 1 request 20 ms sooner). They still land in order, all
+or none; a bug in one is undone alone and the others land.
+
 While writes fail, `failure` says since when and why; `on_change` is called on
 the event loop when that starts, when the error changes, and when it ends.
 """
@@ -20,15 +26,27 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from watchdog.state.storage import StateConflict, StoreError, WriteFailure
 
 T = TypeVar("T")
 _STOP = object()
-__all__ = ["StateWriter", "WriteFailure"]
+MAX_JOINED = 64  # writes in one transaction at most: a long queue still reports each group's failure soon
+__all__ = ["Joinable", "StateWriter", "WriteFailure"]
+Item = tuple[Callable[[], Any], "concurrent.futures.Future[Any]", "Callable[[Any], None] | None"]
+
+
+class Joinable(Protocol):
+    """A write that can share a transaction with the writes queued after it: `joiner` runs several such
+    writes (all of one joiner) in one transaction and returns each one's (result, bug), raising StoreError
+    or StateConflict when the transaction as a whole fails."""
+
+    joiner: Callable[[Sequence[Any]], list[tuple[Any, Exception | None]]]
+
+    def __call__(self) -> Any: ...
 
 
 class StateWriter:
@@ -114,19 +132,42 @@ class StateWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            fn, fut, then = item
-            if not self._attempt_until_landed(fn, fut):
-                return  # abandoned at shutdown
-            self._to_loop(self._landed, fut, then)
+            batch, stop = [item], False
+            while len(batch) < MAX_JOINED:  # what else is queued now joins it
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            while batch:
+                group = _joined(batch)
+                del batch[:len(group)]
+                if not self._attempt_until_landed(group):
+                    for _, fut, _then in batch:  # behind a write given up or refused: never written
+                        _settle(fut, exc=StoreError("the watchdog stopped before this write landed"))
+                    self._gave_up += len(batch)
+                    return  # abandoned at shutdown, or the file is another process's
+            if stop:
+                return
 
-    def _attempt_until_landed(self, fn: Callable[[], Any], fut: concurrent.futures.Future[Any]) -> bool:
+    def _attempt_until_landed(self, group: list[Item]) -> bool:
+        """Land `group` (one write, or writes of one joiner in one transaction), retrying while it fails."""
         delay, attempts, since = self._initial, 0, None
+        futs = [fut for _, fut, _ in group]
         while True:
             try:
-                result = fn()
+                if len(group) == 1:
+                    outcomes: list[tuple[Any, Exception | None]] = [(group[0][0](), None)]
+                else:
+                    outcomes = group[0][0].joiner([fn for fn, _, _ in group])  # type: ignore[attr-defined]
             except StateConflict as exc:
                 # The file is not what this process wrote: nothing more may be written on top of it.
-                _settle(fut, exc=exc)
+                for fut in futs:
+                    _settle(fut, exc=exc)
+                self._gave_up += len(futs) - 1  # those joined with the refused one (usually the first)
                 self._to_loop(self._failing, WriteFailure(since or self._now(), str(exc), attempts + 1, fatal=True))
                 return False
             except StoreError as exc:
@@ -134,16 +175,21 @@ class StateWriter:
                 since = since or self._now()
                 self._to_loop(self._failing, WriteFailure(since, str(exc), attempts))
                 if self._abandon.wait(delay):
-                    _settle(fut, exc=exc)
-                    self._gave_up += 1
+                    for fut in futs:
+                        _settle(fut, exc=exc)
+                    self._gave_up += len(futs)
                     return False
                 delay = min(delay * 2, self._max)
                 continue
             except Exception as exc:  # a bug in the write itself: retrying would fail the same way forever
-                _settle(fut, exc=exc)
-                self._to_loop(self._on_bug, f"{type(exc).__name__}: {exc}")
-            else:
-                _settle(fut, result=result)
+                outcomes = [(None, exc)]
+            for (_, fut, then), (result, bug) in zip(group, outcomes):
+                if bug is not None:
+                    _settle(fut, exc=bug)
+                    self._to_loop(self._on_bug, f"{type(bug).__name__}: {bug}")
+                else:
+                    _settle(fut, result=result)
+                self._to_loop(self._landed, fut, then)
             if attempts:
                 self._to_loop(self._failing, None)
             return True
@@ -171,6 +217,17 @@ class StateWriter:
         if failure is None or before is None or before.error != failure.error:
             if (before, failure) != (None, None):
                 self._on_change(failure)
+
+
+def _joined(batch: list[Item]) -> list[Item]:
+    """The first write of `batch` and those after it that share its joiner (one transaction), in order."""
+    joiner = getattr(batch[0][0], "joiner", None)
+    if joiner is None:
+        return batch[:1]
+    n = 1
+    while n < len(batch) and getattr(batch[n][0], "joiner", None) is joiner:
+        n += 1
+    return batch[:n]
 
 
 def _settle(fut: concurrent.futures.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
