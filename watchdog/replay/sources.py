@@ -15,7 +15,7 @@ from watchdog.core.rules import Datapoint, Value, evaluation_range
 from watchdog.core.signals import Query
 from watchdog.sources.base import SourceError
 from watchdog.sources.cloudwatch import Window, window_of
-from watchdog.sources.periodic import ReadPlan
+from watchdog.sources.periodic import Due, ReadPlan
 
 
 @dataclass
@@ -99,6 +99,15 @@ _time = itemgetter(0)
 
 
 @dataclass(frozen=True)
+class Skimmed:
+    """A skipped poll: when, and what its plan read (None: every query)."""
+
+    at: datetime
+    key: object
+    due: Due | None
+
+
+@dataclass(frozen=True)
 class Outage:
     start: datetime
     end: datetime  # exclusive
@@ -139,6 +148,10 @@ class HistorySource:
     async def close(self) -> None:
         return None
 
+    @property
+    def has_outages(self) -> bool:
+        return bool(self._outages)
+
     async def poll_due(self, now: datetime, hot: Collection[str]) -> Mapping[str, Sequence[Datapoint]]:
         plan = self.plan
         if plan is None:
@@ -151,12 +164,15 @@ class HistorySource:
             raise
         if not due.shared:
             return {}
+        plan.read(due, now)
+        return self._count(self._due_answer(due, now))
+
+    def _due_answer(self, due: Due, now: datetime) -> dict[str, list[Datapoint]]:
         window = self._windows.get(due.key)
         if window is None:
             window = self._windows[due.key] = window_of(due.shared)
         start, end = window.at(now)
-        plan.read(due, now)
-        return self._count(self._window_of([q.key for s in due.shared for q in s.queries], start, end, now))
+        return self._window_of([q.key for s in due.shared for q in s.queries], start, end, now)
 
     def _begin(self, now: datetime) -> None:
         self.polls += 1
@@ -176,10 +192,40 @@ class HistorySource:
                 hi = bisect_right(s.times, now)
                 out[key] = s.between(s.times[max(0, hi - self._keep)] if hi else None, now, now)[-self._keep:]
         else:
-            # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
-            start, end = (self._window or Window.of(self._queries)).at(now)
-            out = self._window_of(self.series, start, end, now)
+            out = self._answer(now)
         return self._count(out)
+
+    def _answer(self, now: datetime) -> dict[str, list[Datapoint]]:
+        # GetMetricData's EndTime is exclusive: a bucket that starts at it is not in the live answer.
+        start, end = (self._window or Window.of(self._queries)).at(now)
+        return self._window_of(self.series, start, end, now)
+
+    def skim(self, now: datetime, hot: Collection[str]) -> Skimmed:
+        """A poll the replay skips (replay/quiet.py) as it leaves this source, without its answer: its count,
+        its plan's reads, and a datapoint seen by each query read (the skip holds that each has N); `answer`
+        makes the answer when the board needs it. An aggregated source without outages only."""
+        self._begin(now)
+        plan = self.plan
+        if plan is None:
+            keys: Iterable[str] = self.series
+            skimmed = Skimmed(now, None, None)
+        else:
+            due = plan.due(now, hot)
+            skimmed = Skimmed(now, due.key, due)
+            if not due.shared:
+                return skimmed
+            plan.read(due, now)
+            keys = [q.key for s in due.shared for q in s.queries]
+        seen = self.seen
+        for key in keys:
+            seen[key] += 1
+        return skimmed
+
+    def answer(self, skimmed: Skimmed) -> Mapping[str, Sequence[Datapoint]]:
+        """What the skipped poll would have answered."""
+        if skimmed.due is None:
+            return self._answer(skimmed.at) if self._queries else {}
+        return self._due_answer(skimmed.due, skimmed.at) if skimmed.due.shared else {}
 
     def _window_of(self, keys: Iterable[str], start: datetime, end: datetime, now: datetime) -> dict[str, list[Datapoint]]:
         """Each query's points in [start, end) readable at `now`; the window is found once per list of times
