@@ -11,9 +11,10 @@ Why a skipped poll is exact. Take a poll of source S at tick t that `skips` lets
    S answers from the cache (not sampled, no outage, no recorded read time, no late datapoint) and no
    recording is written.
 2. The poll of S before t ran in full (or was skipped under these same conditions) and left every rule of S
-   `ok`, every target of S with no incident, no blind source and no level running, and no pause was stored
-   (`polled`). Since then nothing judged those rules or moved those machines (1.), and still no pause is
-   stored, none of the targets has an incident, a blind source or a running level.
+   `ok`, every target of S with no incident but a mitigated one, no blind source and no level running, and no
+   pause was stored (`polled`). Since then nothing judged those rules or moved those machines but the engine
+   resolving a mitigated incident (1.), and at t still no pause is stored and none of the targets has an
+   incident but a mitigated one, a blind source or a running level.
 3. t lies in the source's quiet spans (`spans_of`): for every rule of S, each of the N newest complete buckets
    of its range at t holds exactly one datapoint, at the bucket's start, a number that does not breach.
    A rule read at t (its query due) is then judged on them: N or more datapoints in the range, the N newest
@@ -21,9 +22,17 @@ Why a skipped poll is exact. Take a poll of source S at tick t that `skips` lets
    judged on the range and answer of its last read, which judged it ok (2.): ok again (the judgement is a
    function of the range, the answer and the state it left).
 
+4. A mitigated incident's machine judges its target's rules on the buckets since its actions ended, in the
+   range at t (escalation's `_fresh`): the N newest present of those, all among the quiet N newest buckets,
+   none breaching, so no rule alarms (with none present it is insufficient_data). A rule not read at t would
+   be judged on its last answer in a range that moved on, so with a mitigated incident a poll is skipped
+   only when it reads every query of S (a hot target's queries are read every period anyway).
+
 So every rule of S stays ok (no transition, nothing for the report's bands), each machine observes no alarm
-with no incident and returns no command (its only change, forgetting a "would run" already announced, was
-made by the full poll of 2.), no source turns blind or sees again, no pause expires. What the skipped poll
+and returns no command (with no incident its only change would be to forget a "would run" announced under
+a pause: the full poll of 2., with no pause stored, did that already, or its incident has been resolved
+since, and a held key of a closed incident's id never matches again), its incident's snapshot is unchanged,
+no source turns blind or sees again, no pause expires. What the skipped poll
 still changes is done here: the source's own count of polls, its read plan (which queries the next polls
 read), the polls that gave each query a datapoint (every query read at t had N of them), and the board's
 record of the answers (`catch_up`: before S's next full poll, the board is given the answers of the skipped
@@ -42,6 +51,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import repeat
 
 from watchdog.config.models import Config
+from watchdog.core.escalation import Phase
 from watchdog.core.rules import EPOCH, RuleSpec, RuleState
 from watchdog.replay.sources import HistorySource, Series, Skimmed
 from watchdog.runtime.recording import NoRecorder
@@ -183,23 +193,34 @@ class QuietPolls:
                 return False
         return True
 
-    def _calm(self, name: str) -> bool:
-        """No pause stored, and no target of the source with an incident, a blind source or a running level."""
+    def _calm(self, name: str, mitigated: bool = True) -> bool:
+        """No pause stored, and no target of the source with a blind source, a running level or an incident
+        other than a mitigated one (with `mitigated`)."""
         rt = self._rt
         if rt.pausing.pauses.all(_EVER):
             return False
         for t in self._targets[name]:
             ex = rt.executors[t]
-            if ex.machine.incident is not None or ex.blind_sources or ex.busy:
+            inc = ex.machine.incident
+            if (inc is not None and (not mitigated or inc.phase is not Phase.MITIGATED)) or ex.blind_sources \
+                    or ex.busy:
                 return False
         return True
 
     def skips(self, name: str, at: datetime) -> bool:
         """Whether the poll of `name` at `at` is skipped; if it is, its bookkeeping is done."""
-        if not self._primed.get(name) or not self._spans[name].holds(at) or not self._calm(name):
+        if not self._primed.get(name) or not self._spans[name].holds(at):
             return False
         src = self._sources[name]
-        skimmed = src.skim(at, self._rt.hot_targets() if src.plan is not None else frozenset())
+        due = None
+        if src.plan is not None:
+            due = src.plan.due(at, self._rt.hot_targets())
+        # A mitigated incident's rules are judged on the buckets since its actions ended, on the range at the
+        # poll's time (escalation's `_fresh`): only a rule read at this poll is sure to be judged on quiet data.
+        reads_all = due is None or sum(len(s.queries) for s in due.shared) == len(self._keys[name])
+        if not self._calm(name, mitigated=reads_all):
+            return False
+        skimmed = src.skim(at, due)
         pending = self._pending[name]
         pending.pop(skimmed.key, None)  # kept oldest first: the newest read of a query is given last
         pending[skimmed.key] = skimmed

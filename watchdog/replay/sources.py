@@ -200,17 +200,17 @@ class HistorySource:
         start, end = (self._window or Window.of(self._queries)).at(now)
         return self._window_of(self.series, start, end, now)
 
-    def skim(self, now: datetime, hot: Collection[str]) -> Skimmed:
+    def skim(self, now: datetime, due: Due | None) -> Skimmed:
         """A poll the replay skips (replay/quiet.py) as it leaves this source, without its answer: its count,
         its plan's reads, and a datapoint seen by each query read (the skip holds that each has N); `answer`
-        makes the answer when the board needs it. An aggregated source without outages only."""
+        makes the answer when the board needs it. `due`: what its plan reads at `now` (`ReadPlan.due`), None
+        without a plan. An aggregated source without outages only."""
         self._begin(now)
         plan = self.plan
-        if plan is None:
+        if plan is None or due is None:
             keys: Iterable[str] = self.series
             skimmed = Skimmed(now, None, None)
         else:
-            due = plan.due(now, hot)
             skimmed = Skimmed(now, due.key, due)
             if not due.shared:
                 return skimmed
