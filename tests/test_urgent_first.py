@@ -85,6 +85,10 @@ def test_the_board_puts_stirred_and_hot_targets_first_and_forgets_a_failed_answe
     board.source_ok("cloudwatch", {"alpha/latency": series(9999.0, newest=100.0), "mike/latency": calm,
                                    "zulu/latency": calm}, now)
     assert board.urgent_first("cloudwatch", ()) == ["alpha", "mike", "zulu"]
+    # A reading of no comparable kind (a recorded source may hold a text) stirs nothing and breaks nothing.
+    text = [(calm[-1][0], "9999")]
+    board.source_ok("cloudwatch", {"alpha/latency": text, "mike/latency": calm, "zulu/latency": calm}, now)  # type: ignore[dict-item]
+    assert board.urgent_first("cloudwatch", ()) == ["alpha", "mike", "zulu"]
     board.source_ok("cloudwatch", {"alpha/latency": calm, "mike/latency": hot_reading, "zulu/latency": calm}, now)
     board.source_failed("cloudwatch", "HTTP 500", now)  # its answer is gone: nothing of it stirs any more
     assert board.urgent_first("cloudwatch", ("zulu",)) == ["zulu", "alpha", "mike"]

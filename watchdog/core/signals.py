@@ -150,6 +150,7 @@ class RuleRing:
 
 _new_tuple = tuple.__new__
 _time, _value = itemgetter(0), itemgetter(1)
+_COMPARABLE = frozenset((float, int, bool))  # with any threshold's value: a bool is an int
 
 
 def same_answer(new: Sequence[Datapoint], old: Sequence[Datapoint]) -> bool:
@@ -291,8 +292,10 @@ class SignalBoard:
             slot.note, slot.read_at = "", now
             if points:
                 slot.last_datapoint = max(map(_time, points))  # in C: 0.27 µs, a generator 0.43
-                threshold = slot.spec.threshold  # the newest reading is usually last: a hint, not a judgement
-                if threshold.compare(points[-1][1], threshold.value):
+                # The newest reading is usually last: a hint for the order, not a judgement. A reading of
+                # no comparable kind (a text a recorded source kept) stirs nothing; the rule calls it missing.
+                threshold, newest = slot.spec.threshold, points[-1][1]
+                if newest.__class__ in _COMPARABLE and threshold.compare(newest, threshold.value):
                     stirred.add(slot.target)
 
     @staticmethod
