@@ -9,9 +9,8 @@ from contextlib import AsyncExitStack
 from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
 
-from watchdog.support.aws import aws_client, is_retryable
+from watchdog.support.aws import aws_client, is_retryable, response_parser_error
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import AwsSection
 from watchdog.config.sources import Source as SourceConfig
@@ -78,7 +77,7 @@ async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedu
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise SourceError(f"{op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
-    except ResponseParserError:  # not a BotoCoreError; its text holds the whole (HTML) body
+    except response_parser_error():  # not a BotoCoreError; its text holds the whole (HTML) body
         raise SourceError(f"{op}: the answer could not be parsed (not what the API sends)") from None
     except (KeyError, ValueError, TypeError) as exc:
         # A 200 that parses but is another document (no GetMetricDataResult), or holds a value that is no

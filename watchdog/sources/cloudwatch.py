@@ -17,14 +17,12 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from botocore.utils import parse_timestamp
 
 from watchdog.config.models import AwsSection, Rule
 from watchdog.core.cost import Usage
 from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch_parse import ParserFactory
 from watchdog.sources.cloudwatch_request import Batch, encode_queries_once
 from watchdog.sources.cloudwatch_config import (
     CloudWatchReads,
@@ -56,6 +54,8 @@ def fast_timestamp(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp  # loaded by then: a client is what calls this
+
         return parse_timestamp(value)
 
 
@@ -220,6 +220,8 @@ class CloudWatch(AwsSource):
         # The queries come from a validated config and are built once; botocore re-checking 500 of them
         # against the API model on every call was a fifth of the daemon's CPU per poll. GetMetricData's answers
         # are read by cloudwatch_parse (a 5 000-rule poll's ten answers: 138 -> 33 ms of CPU).
+        from watchdog.sources.cloudwatch_parse import ParserFactory  # botocore's parsers: with the client only
+
         client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
                                   validate=False, timestamps=fast_timestamp, parsers=ParserFactory())
         # Each batch's queries encoded once, botocore serializing only the times and the token: a 1 000-rule

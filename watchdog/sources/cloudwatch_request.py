@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from botocore.awsrequest import AWSRequestPreparer
-
 __all__ = ["Batch", "EncodedQueries", "encode_queries_once"]
 
 QUERIES = "MetricDataQueries"
@@ -38,6 +36,8 @@ class EncodedQueries:
     call, and a GetMetricData whose queries are no Batch or do not come first, is botocore's alone."""
 
     def __init__(self, inner: Any) -> None:
+        from botocore.awsrequest import AWSRequestPreparer  # with the client: a replay from its cache never loads it
+
         self._inner = inner
         self._preparer = AWSRequestPreparer()
 

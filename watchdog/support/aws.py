@@ -7,13 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aioboto3
-from aiobotocore.parsers import AioResponseParserFactory
-from aiobotocore.session import AioSession
-from botocore.config import Config as BotoConfig
-from botocore.loaders import Loader, create_loader, instance_cache
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -21,17 +16,25 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from botocore.parsers import ResponseParserError
 
 from watchdog.config.models import AwsSection
+
+if TYPE_CHECKING:
+    from aiobotocore.parsers import AioResponseParserFactory
 
 _RETRY_CODES = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
     "RequestThrottled", "ServiceUnavailable", "InternalFailure", "InternalError", "InternalServiceError",
 }
-# The services botocore's credential chain opens clients for on the same session (assume-role, SSO).
-_CREDENTIAL_SERVICES = ("sts", "portal.sso", "oidc")
-_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError, ResponseParserError)
+_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def response_parser_error() -> type[Exception]:
+    """botocore's ResponseParserError, imported when asked: botocore's parsers (about 75 ms to import) load with
+    the first client, so a replay from its cache, or a config without AWS, never loads them."""
+    from botocore.parsers import ResponseParserError
+
+    return ResponseParserError
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -40,7 +43,7 @@ def is_retryable(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return err.get("Code") in _RETRY_CODES or status >= 500 or status == 429
     # An HTML 5xx page from a proxy or a local endpoint fails to parse; it is still a 5xx.
-    return isinstance(exc, _TRANSIENT)
+    return isinstance(exc, (*_TRANSIENT, response_parser_error()))
 
 
 async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsSection, timeout: timedelta, *,
@@ -49,7 +52,15 @@ async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsS
     """An aioboto3 client with botocore's retries off (tenacity owns them), closed with `stack`.
     `validate=False` skips botocore's check of each request against the API model (for requests built once
     from a validated config); `timestamps` parses this client's answer times (per session, not global);
-    `parsers` makes this client's response parsers (registered before the timestamp parser is set on it)."""
+    `parsers` makes this client's response parsers (registered before the timestamp parser is set on it).
+    aioboto3 and botocore's session are imported here, with the first client (about 0.1 s), not by every
+    command that only reads a config."""
+    import aioboto3
+    from aiobotocore.session import AioSession
+    from botocore.config import Config as BotoConfig
+
+    from watchdog.support.aws_endpoints import endpoints_of
+
     core = AioSession()
     # Only this service's endpoints kept: 5 000 rules, the daemon's peak RSS 124.3 -> 117.8 MB (bench/README.md)
     core.register_component("data_loader", endpoints_of(service, core.get_config_variable("data_path")))
@@ -64,33 +75,3 @@ async def aws_client(stack: AsyncExitStack, service: str, region: str, aws: AwsS
     return await stack.enter_async_context(
         session.client(service, region_name=region, endpoint_url=aws.endpoint_url, config=cfg)
     )
-
-
-class _OneServiceEndpoints(Loader):
-    """botocore's data loader, except that the endpoints data it hands the session names only `service`'s
-    endpoints (and those of the credential chain's services), every partition kept. botocore's endpoints.json
-    names every service of every partition: 6.6 MB of objects a session holds as long as its client, of which
-    a client reads its own service's entries (its signing region and name) and the partitions' (regions,
-    defaults); a service left out is resolved by its partition's defaults, as botocore resolves one it does
-    not know."""
-
-    def __init__(self, service: str, **kw: Any):
-        super().__init__(**kw)
-        self._service = service
-
-    @instance_cache
-    def load_data_with_path(self, name: str) -> tuple[Any, str]:
-        data, path = super().load_data_with_path(name)  # cached under the same key: replaced by what returns
-        if name != "endpoints":
-            return data, path
-        own = self.load_service_model(self._service, "service-2", api_version=None)["metadata"]["endpointPrefix"]
-        keep = {own, *_CREDENTIAL_SERVICES}
-        return {**data, "partitions": [
-            {**p, "services": {k: v for k, v in p["services"].items() if k in keep}} for p in data["partitions"]]}, path
-
-
-def endpoints_of(service: str, data_path: str | None) -> Loader:
-    """The data loader of a session opened for `service`'s client, searching where botocore's own would
-    (`data_path`: the session's AWS_DATA_PATH, read by botocore)."""
-    paths = create_loader(data_path).search_paths
-    return _OneServiceEndpoints(service, extra_search_paths=paths, include_default_search_paths=False)
