@@ -123,7 +123,9 @@ class Plain:
                 slot.values[-1] = (b.start, float(b.value))
         del slot.values[:-VALUES_KEPT]
         if ev.state != slot.state or not slot.transitions:
-            slot.transitions.append((now, ev.state, ev.reason, tuple(b for b in ev.buckets if b.judged)))
+            # The buckets an alarm was decided on; none kept for another state (signals.Transition).
+            judged = tuple(b for b in ev.buckets if b.judged) if ev.state == RuleState.ALARM else ()
+            slot.transitions.append((now, ev.state, ev.reason, judged))
         del slot.transitions[:-TRANSITIONS_KEPT]
 
 
