@@ -50,8 +50,8 @@ bench: $(VENV)/.dev-installed $(DAEMON_VENV)/.installed
 
 # The full soak alone: 10 000 polls with 1 000 rules (long: about an hour on 2 cores).
 # replay over a week of 1-minute data for 100 rules on moto (bench/README.md, "Replay").
-bench-replay: $(VENV)/.dev-installed
-	$(BIN)/python -m bench.replay_bench --moto $(BENCH_ARGS)
+bench-replay: $(VENV)/.dev-installed $(DAEMON_VENV)/.installed
+	BENCH_DAEMON_PYTHON=$(CURDIR)/$(DAEMON_VENV)/bin/python $(BIN)/python -m bench.replay_bench --moto $(BENCH_ARGS)
 
 bench-soak: $(VENV)/.dev-installed $(DAEMON_VENV)/.installed
 	BENCH_DAEMON_PYTHON=$(CURDIR)/$(DAEMON_VENV)/bin/python $(BIN)/python -m bench.run --soak-only --soak-polls 10000 $(BENCH_ARGS)

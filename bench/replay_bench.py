@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 import yaml
 from aiohttp import web
 
+from bench.procs import daemon_python
 from bench.report import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +153,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             cpu0 = _children_cpu()
             t0 = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "watchdog", "replay", "-c", str(path), "--from", start.isoformat(),
+                daemon_python(), "-m", "watchdog", "replay", "-c", str(path), "--from", start.isoformat(),
                 "--to", end.isoformat(), "--cache", str(cache), "--yes", "--json", env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             out, err = await proc.communicate()
