@@ -55,12 +55,13 @@ def rows(r: dict[str, Any] | None) -> dict[str, str]:
 
 
 def replay(paths: list[str], rules: int, which: int) -> str:
-    """The replay's wall time over runs (`which`: 0 the first run, fetching; 1 the second, from the cache)."""
+    """The replay's wall time over runs (`which`: 0 the first run, fetching; 1 those from the cache, every one
+    of a `--repeat N` file)."""
     walls = []
     for p in paths:
         res = json.loads(Path(p).read_text())
         if res["rules"] == rules:
-            walls.append(res["runs"][which]["wall_s"])
+            walls.extend(r["wall_s"] for r in (res["runs"][1:] if which else res["runs"][:1]))
     return fig(spread(walls), scale=1.0, digits=2) + (f" ({len(walls)} runs)" if walls else "")
 
 
