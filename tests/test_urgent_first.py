@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from configs import cloudwatch, hybrid_routing, level, http, make_target, metric_rule, parsed
+from test_wiring import Recorded, Scripted
 from timing import FakeClock, until
 
 from watchdog.actions import Runners
@@ -45,34 +46,6 @@ def series(value: float, newest: float | None = None) -> list[Datapoint]:
     return points
 
 
-class Recorded(NothingToOpen):
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    async def run(self, action: Step) -> str:
-        self.steps.append(action.describe())
-        return "recorded"
-
-
-class Scripted:
-    """Answers, for each query, what `answers` holds for its target at the current poll."""
-
-    sampled = False
-
-    def __init__(self, cfg: SourceConfig, queries: Sequence[Query], answers: dict[str, list[Datapoint]]):
-        self.name, self.interval = cfg.name, cfg.interval
-        self._keys, self.answers = [q.key for q in queries], answers
-
-    async def start(self) -> None:
-        return None
-
-    async def poll(self, now: datetime) -> Mapping[str, Sequence[Datapoint]]:
-        return {key: self.answers[key.split("/")[0]] for key in self._keys}
-
-    async def close(self) -> None:
-        return None
-
-
 def test_the_board_puts_stirred_and_hot_targets_first_and_forgets_a_failed_answer() -> None:
     board = SignalBoard(parsed(config()), {"cloudwatch": _Shape()})
     now = T0
@@ -103,8 +76,8 @@ class _Shape:
 
 async def test_a_breaching_target_is_judged_and_acts_before_the_calm_ones_and_all_are_still_judged() -> None:
     clock = FakeClock(T0)
-    answers = {name: series(100.0) for name in NAMES}
-    answers["zulu"] = series(9999.0)
+    answers = {f"{name}/latency": series(100.0) for name in NAMES}  # read at each poll: changed between them
+    answers["zulu/latency"] = series(9999.0)
 
     def scripted(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
         return Scripted(cfg, queries, answers)
@@ -129,14 +102,14 @@ async def test_a_breaching_target_is_judged_and_acts_before_the_calm_ones_and_al
 
         # Next poll: zulu's readings are calm again, but its incident is open (being verified): judged first.
         order.clear()
-        answers["zulu"] = series(100.0)
+        answers["zulu/latency"] = series(100.0)
         clock.advance(minutes=1)
         await rt.poll("cloudwatch", rt.clock.now())
         assert order == ["zulu", "alpha", "mike"]
 
         # A calm poll of calm targets with no incident keeps the names' order.
         order.clear()
-        answers["mike"] = series(100.0, newest=9999.0)  # mike stirs; zulu still hot
+        answers["mike/latency"] = series(100.0, newest=9999.0)  # mike stirs; zulu still hot
         clock.advance(minutes=1)
         await rt.poll("cloudwatch", rt.clock.now())
         assert order == ["mike", "zulu", "alpha"]
@@ -162,8 +135,8 @@ class Slow(NothingToOpen):
 
 async def _poll_with(runner: Slow, order: list[str]) -> tuple[object, float]:
     clock = FakeClock(T0)
-    answers = {name: series(100.0) for name in NAMES}
-    answers["zulu"] = series(9999.0)
+    answers = {f"{name}/latency": series(100.0) for name in NAMES}
+    answers["zulu/latency"] = series(9999.0)
 
     def scripted(cfg: SourceConfig, queries: Sequence[Query], deps: SourceDeps) -> Source:
         return Scripted(cfg, queries, answers)

@@ -88,37 +88,25 @@ class SqliteStore:
         """From now on writes are queued to `writer` (the daemon); nothing here writes on the caller's thread."""
         self._writer = writer
 
-    def _transaction(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
-        db = self._db
-        if db is None:
+    def _transaction(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> _Write:
+        """`fn` as a write: run alone (called: its own transaction), or joined with those queued after it."""
+        if self._db is None:
             raise StoreError(f"state_path {self.path}: opened read-only")
-
-        def run() -> T:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                result = fn(db)
-                db.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                rollback(db)
-                raise StoreError(f"state_path {self.path}: cannot {what}: {exc}") from None
-            except BaseException:
-                rollback(db)
-                raise
-
-        return run
+        return _Write(what, fn, self._joiner)
 
     def _joined(self, writes: Sequence[_Write]) -> list[tuple[Any, Exception | None]]:
-        """Several queued writes in one transaction, in order (the writer's group commit): each in a
-        savepoint, so that a bug in one undoes it alone and the others land; a SQLite error undoes them all
-        and the writer tries the whole group again."""
+        """Writes in one transaction, in order: one alone, or several queued together (the writer's group
+        commit), each then in a savepoint, so that a bug in one undoes it alone and the others land. A SQLite
+        error undoes them all (StoreError: the writer tries the whole group again)."""
         db, what = self._db, writes[0].what
         if db is None:
             raise StoreError(f"state_path {self.path}: opened read-only")
         out: list[tuple[Any, Exception | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            for w in writes:
+            if len(writes) == 1:
+                out.append((writes[0].body(db), None))  # a bug raises, and the transaction is rolled back
+            for w in writes if len(writes) > 1 else ():
                 what = w.what
                 db.execute("SAVEPOINT part")
                 try:
@@ -143,7 +131,7 @@ class SqliteStore:
         the attached writer. `then(result)` follows once it has landed (on the event loop when queued)."""
         run = self._transaction(what, fn)
         if self._writer is not None:
-            self._writer.submit(_Write(what, fn, run, self._joiner), then)
+            self._writer.submit(run, then)
             return
         result = run()
         if then is not None:
@@ -154,7 +142,7 @@ class SqliteStore:
         run = self._transaction(what, fn)
         if self._writer is None:
             return run()
-        return await self._writer.landed(self._writer.submit(_Write(what, fn, run, self._joiner)))
+        return await self._writer.landed(self._writer.submit(run))
 
     async def flush(self) -> None:
         """Wait until every write made so far has landed (at once without a writer)."""
@@ -362,17 +350,18 @@ def _landed(db: sqlite3.Connection, seq: int, row_text: str) -> bool:
 
 
 class _Write:
-    """A queued write: run alone (`__call__`, its own transaction) or joined with the writes queued after
-    it (`joiner`, the store's group commit)."""
+    """A queued write: run alone (called: its own transaction) or joined with the writes queued after it
+    (`joiner`, the store's group commit)."""
 
-    __slots__ = ("what", "body", "_alone", "joiner")
+    __slots__ = ("what", "body", "joiner")
 
-    def __init__(self, what: str, body: Callable[[sqlite3.Connection], Any], alone: Callable[[], Any],
+    def __init__(self, what: str, body: Callable[[sqlite3.Connection], Any],
                  joiner: Callable[[Sequence[Any]], list[tuple[Any, Exception | None]]]):
-        self.what, self.body, self._alone, self.joiner = what, body, alone, joiner
+        self.what, self.body, self.joiner = what, body, joiner
 
     def __call__(self) -> Any:
-        return self._alone()
+        (result, _), = self.joiner([self])
+        return result
 
 
 def _snapshot(text: str) -> Any:
