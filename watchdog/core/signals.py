@@ -27,6 +27,7 @@ from watchdog.core.rules import (
     Datapoint,
     Evaluation,
     Hits,
+    NUMBER_KINDS,
     RuleSpec,
     RuleState,
     Value,
@@ -154,7 +155,7 @@ class RuleRing:
 
 _new_tuple = tuple.__new__
 _time, _value = itemgetter(0), itemgetter(1)
-_COMPARABLE = frozenset((float, int, bool))  # with any threshold's value: a bool is an int
+_COMPARABLE = NUMBER_KINDS | {bool}  # with any threshold's value: a bool is an int
 
 
 def same_answer(new: Sequence[Datapoint], old: Sequence[Datapoint]) -> bool:

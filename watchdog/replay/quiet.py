@@ -52,13 +52,12 @@ from itertools import repeat
 
 from watchdog.config.models import Config
 from watchdog.core.escalation import Phase
-from watchdog.core.rules import EPOCH, RuleSpec, RuleState
+from watchdog.core.rules import EPOCH, NUMBER_KINDS, RuleSpec, RuleState
 from watchdog.replay.sources import HistorySource, Series, Skimmed
 from watchdog.runtime.recording import NoRecorder
 from watchdog.runtime.runtime import Runtime
 
 Span = tuple[datetime, datetime]  # [start, end)
-_NUMBERS = frozenset((float, int))
 _ZERO = timedelta(0)
 _EVER = datetime.min.replace(tzinfo=timezone.utc)  # Pauses.all(_EVER): every pause stored, expired or not
 
@@ -95,10 +94,10 @@ def rule_spans(spec: RuleSpec, series: Series, segs: Sequence[tuple[int, int]]) 
     times, values, period, n = series.times, series.values, spec.period, spec.evaluation_periods
     # One C pass over the values: whether each breaches (a NaN is a number that breaches only under `!=`, as the
     # board compares it); a value of another kind (a bool) is missing, so it ends a run.
-    if _NUMBERS.issuperset(map(type, values)):
+    if NUMBER_KINDS.issuperset(map(type, values)):
         breaches = list(map(compare, values, repeat(limit)))
     else:
-        breaches = [v.__class__ not in _NUMBERS or compare(v, limit) for v in values]
+        breaches = [v.__class__ not in NUMBER_KINDS or compare(v, limit) for v in values]
     bad = [i for i, b in enumerate(breaches) if b] if True in breaches else []
     out: list[Span] = []
     k = 0

@@ -28,25 +28,15 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from watchdog.state.storage import StateConflict, StoreError, WriteFailure
 
 T = TypeVar("T")
 _STOP = object()
 MAX_JOINED = 64  # writes in one transaction at most: a long queue still reports each group's failure soon
-__all__ = ["Joinable", "StateWriter", "WriteFailure"]
+__all__ = ["StateWriter", "WriteFailure"]
 Item = tuple[Callable[[], Any], "concurrent.futures.Future[Any]", "Callable[[Any], None] | None"]
-
-
-class Joinable(Protocol):
-    """A write that can share a transaction with the writes queued after it: `joiner` runs several such
-    writes (all of one joiner) in one transaction and returns each one's (result, bug), raising StoreError
-    or StateConflict when the transaction as a whole fails."""
-
-    joiner: Callable[[Sequence[Any]], list[tuple[Any, Exception | None]]]
-
-    def __call__(self) -> Any: ...
 
 
 class StateWriter:
