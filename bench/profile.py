@@ -30,7 +30,7 @@ from typing import Any
 from bench import synth
 from bench.admin import AdminStub
 from bench.proxy import RecordingProxy
-from bench.run import AWS_ENV, ROOT, WORK, Moto, machine
+from bench.run import AWS_ENV, ROOT, SHIM_ENV, WORK, Moto, machine
 
 PROFILE_MD = ROOT / "bench" / "profile.md"
 
@@ -87,7 +87,8 @@ async def cpu_profile(n: int, seconds: float, moto: Moto, proxy: RecordingProxy,
     cfg.write_text(synth.config_text(n, endpoint=proxy.url, admin=admin.url, state_path=str(rundir / "state" / "w.db"),
                                      interval="1800ms"))
     proxy.reset()
-    d = await Daemon.plain(str(cfg), str(ROOT), {**os.environ, **AWS_ENV}).start()
+    # Polled every `interval` with every query due (bench/shim.py): a poll of all N queries, as `make bench` measures
+    d = await Daemon.shim(str(cfg), str(rundir / "polls.log"), str(ROOT), {**os.environ, **AWS_ENV, **SHIM_ENV}).start()
     raw = WORK / f"pyspy-{n}.txt"
     try:
         await d.port()

@@ -63,8 +63,8 @@ async def test_the_sources_client_reads_answers_with_the_scanner_as_botocore_wou
     scanned: list[str] = []
     scan = cloudwatch_parse.scan
 
-    def counted(body: bytes, timestamps: Any) -> dict[str, Any]:
-        got = scan(body, timestamps)  # raises NotCanonical when it hands the answer to botocore: not counted
+    def counted(body: bytes, timestamps: Any, points: bool = False) -> dict[str, Any]:
+        got = scan(body, timestamps, points)  # raises NotCanonical when it hands the answer to botocore: not counted
         scanned.append(got.get("NextToken", ""))
         return got
 

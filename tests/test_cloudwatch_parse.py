@@ -15,6 +15,7 @@ The times are parsed by the daemon's own parser (sources/cloudwatch.py fast_time
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watchdog.sources.cloudwatch import fast_timestamp
-from watchdog.sources.cloudwatch_parse import NotCanonical, ParserFactory, parse, scan
+from watchdog.sources.cloudwatch_parse import POINTS, NotCanonical, ParserFactory, parse, scan
 
 SHAPE = botocore.session.get_session().get_service_model("cloudwatch").operation_model("GetMetricData").output_shape
 
@@ -204,6 +205,13 @@ def test_a_canonical_answer_reads_as_botocore_reads_it_and_by_the_scanner_itself
     assert outcome(lambda b: parse(b, fast_timestamp), body) == theirs
     if theirs[0] == "ok":  # the scanner read it itself: botocore was not asked
         assert same(scan(body, fast_timestamp)) == theirs[1]
+        # and read into datapoints (what the CloudWatch source's client asks): botocore's results, paired by hand
+        read = scan(body, fast_timestamp, points=True)
+        assert "MetricDataResults" not in read
+        assert same([[i, c, [list(p) for p in pairs], f] for i, c, pairs, f in read[POINTS]]) == same(
+            [[r.get("Id"), r.get("StatusCode"), [list(p) for p in zip(r.get("Timestamps", []), r.get("Values", []))],
+              all(math.isfinite(v) for v in r.get("Values", []))]
+             for r in botocore_parse(body).get("MetricDataResults", [])])
 
 
 @pytest.mark.parametrize("how", SPOILS)

@@ -223,7 +223,7 @@ class CloudWatch(AwsSource):
         from watchdog.sources.cloudwatch_parse import ParserFactory  # botocore's parsers: with the client only
 
         client = await aws_client(self._stack, self.service, self._region(), self._aws, self._cfg.timeout,
-                                  validate=False, timestamps=fast_timestamp, parsers=ParserFactory())
+                                  validate=False, timestamps=fast_timestamp, parsers=ParserFactory(points=True))
         # Each batch's queries encoded once, botocore serializing only the times and the token: a 1 000-rule
         # poll's request bodies 18.5 -> 0.3 ms of CPU (bench.requestbench; cloudwatch_request.py).
         encode_queries_once(client)
@@ -272,24 +272,31 @@ class CloudWatch(AwsSource):
     async def _fetch(self, batches: Sequence[Sequence[dict[str, Any]]], due: Sequence[Shared], start: datetime,
                      end: datetime) -> dict[str, list[Datapoint]]:
         """The datapoints of the queries in `batches` (those of `due`), answered to every rule asking them."""
-        ids, counts = self._ids, self._counts
+        from watchdog.sources.cloudwatch_parse import results_of  # loaded with the client (see _open)
+
+        ids, counts, shared = self._ids, self._counts, self.plan.shared
         got: dict[int, list[Datapoint]] = {s.index: [] for s in due}
         samples: dict[int, list[Datapoint]] = {k: [] for k in self._min_samples if k in got}
         odd: dict[int, list[tuple[datetime, str]]] = {}
+        paged = False
         for batch in batches:
             token: str | None = None
-            for _page in range(MAX_PAGES_PER_BATCH):
+            for page_no in range(MAX_PAGES_PER_BATCH):
                 page = await self._page(batch, start, end, token)
                 token = page.get("NextToken")
-                for result in page.get("MetricDataResults", []):
-                    k = ids.get(result.get("Id"))
+                paged = paged or page_no > 0
+                for qid, status, pairs, finite in results_of(page):
+                    k = ids.get(qid or "")
                     if k is None or k not in got:
                         continue
-                    _check_complete(self.plan.shared[k].first.key, result.get("StatusCode"), bool(token))
-                    into = samples if result["Id"] in counts else got
-                    pairs = zip(result.get("Timestamps", []), values := result.get("Values", []))
-                    if all(map(math.isfinite, values)):  # the hot path at a thousand rules: no Python loop
-                        into[k].extend(pairs)
+                    if status != "Complete":
+                        _check_complete(shared[k].first.key, status, bool(token))
+                    into = samples if qid in counts else got
+                    if finite:  # the hot path at a thousand rules: the parser's list itself, no Python loop
+                        if into[k]:
+                            into[k].extend(pairs)
+                        else:
+                            into[k] = pairs
                         continue
                     for ts, value in pairs:
                         if math.isfinite(value):
@@ -302,7 +309,8 @@ class CloudWatch(AwsSource):
                 # Every page is billed; an endpoint that never stops paging must not bill forever.
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for k, points in got.items():
-            points.sort(key=itemgetter(0))  # by time, stable; already in order unless pages interleave
+            if paged:  # ScanBy=TimestampAscending: one page's points are in order; pages may interleave
+                points.sort(key=itemgetter(0))
             if k in samples:
                 got[k] = enough_samples(points, samples[k], self._min_samples[k])
         # One list per query, shared by the rules asking it: nothing downstream changes a poll's points.

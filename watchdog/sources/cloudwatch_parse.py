@@ -24,6 +24,7 @@ every GetMetricData answer of that client and leaves every other operation, and 
 from __future__ import annotations
 
 import re
+from math import isfinite
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -33,9 +34,12 @@ from aiobotocore.parsers import AioQueryParser, AioResponseParserFactory
 from botocore.model import Shape
 from botocore.parsers import QueryParser
 
-__all__ = ["NotCanonical", "ParserFactory", "parse", "scan"]
+__all__ = ["POINTS", "NotCanonical", "ParserFactory", "Result", "as_points", "parse", "results_of", "scan"]
 
 Timestamps = Callable[[str], datetime]
+# One result read into its datapoints: Id, StatusCode, (time, value) pairs, and whether every value is finite.
+Result = tuple[str | None, str | None, list[tuple[datetime, float]], bool]
+POINTS = "Points"  # the answer's key for its `Result`s, in place of MetricDataResults
 
 _W = "[ \t\n]*"  # XML's whitespace between tags (a carriage return never reaches the tokenizer: see _UNSURE)
 # One token, after whitespace: a Timestamps or Values list whole (group 2: its members), an element with text only
@@ -101,9 +105,13 @@ def parse(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
     return parsed
 
 
-def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
+def scan(body: bytes, timestamps: Timestamps, points: bool = False) -> dict[str, Any]:
     """The answer read by the tokenizer alone. NotCanonical when it is not in the form the tokenizer knows, or
-    when a value in it does not convert (then botocore says what that is)."""
+    when a value in it does not convert (then botocore says what that is).
+
+    `points`: the results under POINTS instead of MetricDataResults, each read straight into its datapoints
+    (`Result`, what the CloudWatch source consumes): no result dict built, no list of times copied, and no second
+    pass over the results in the source (1 000 results: 9.0 -> 4.2 ms of CPU, bench/README.md)."""
     try:
         text = body.decode("utf-8")  # what botocore tells its XML parser the body is
     except UnicodeDecodeError:
@@ -135,10 +143,15 @@ def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
                     if (whole := _ORDERED.match(text, start)) is not None:
                         # and the results after it in the same form, each one match with no token read first
                         # (two answers of 500 results: 5.8 -> 5.2 ms, process time)
-                        ordered, add, many = _ORDERED.match, into.append, times.many
+                        ordered, add, many, shared = _ORDERED.match, into.append, times.many, times.shared
                         while whole is not None:
-                            add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),
-                                 "Values": _numbers(whole[4] or ""), "StatusCode": whole[5]})
+                            if points:
+                                values = _numbers(whole[4] or "")
+                                add((whole[1], whole[5], list(zip(shared(whole[3] or ""), values)),
+                                     all(map(isfinite, values))))
+                            else:
+                                add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),
+                                     "Values": _numbers(whole[4] or ""), "StatusCode": whole[5]})
                             pos = whole.end()
                             whole = ordered(text, pos)
                         continue
@@ -177,9 +190,24 @@ def scan(body: bytes, timestamps: Timestamps) -> dict[str, Any]:
     if text[pos:].strip(" \t\n") or "GetMetricDataResult" not in response:
         raise NotCanonical("text after the document, or no GetMetricDataResult")
     out: dict[str, Any] = response["GetMetricDataResult"]
+    if points:  # the results the ordered form did not cover were read as botocore's dicts
+        out[POINTS] = [r if r.__class__ is tuple else as_points(r) for r in out.pop("MetricDataResults", [])]
     if "ResponseMetadata" in response:
         out["ResponseMetadata"] = response["ResponseMetadata"]
     return out
+
+
+def as_points(result: dict[str, Any]) -> Result:
+    """A result in botocore's form, as `scan(points=True)` reads it."""
+    values = result.get("Values", [])
+    return result.get("Id"), result.get("StatusCode"), list(zip(result.get("Timestamps", []), values)), \
+        all(map(isfinite, values))
+
+
+def results_of(page: dict[str, Any]) -> list[Result]:
+    """A page's results as `Result`s, whichever parser read it (botocore's, for an answer `scan` does not)."""
+    known: list[Result] | None = page.get(POINTS)
+    return known if known is not None else [as_points(r) for r in page.get("MetricDataResults", [])]
 
 
 def _result(fields: str, times: _Times) -> dict[str, Any]:
@@ -231,6 +259,13 @@ class _Times:
             known = self._many[members] = [self.one(t) for t in _texts(members)]
         return known[:]
 
+    def shared(self, members: str) -> list[datetime]:
+        """The same, one list for every result with these times (only read, never changed: zipped into points)."""
+        known = self._many.get(members)
+        if known is None:
+            known = self._many[members] = [self.one(t) for t in _texts(members)]
+        return known
+
     def one(self, text: str) -> datetime:
         at = self._one.get(text)
         if at is None:
@@ -239,12 +274,16 @@ class _Times:
 
 
 class FastQueryParser(AioQueryParser):
-    """botocore's query parser, with GetMetricData's answers read by `parse`."""
+    """botocore's query parser, with GetMetricData's answers read by `scan` (`points`: see scan)."""
+
+    def __init__(self, points: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._points = points
 
     def _do_parse(self, response: dict[str, Any], shape: Shape | None) -> dict[str, Any]:
         if shape is not None and shape.name == "GetMetricDataOutput":
             try:
-                return scan(response["body"], self._timestamp_parser)
+                return scan(response["body"], self._timestamp_parser, self._points)
             except NotCanonical:
                 pass
         parsed: dict[str, Any] = super()._do_parse(response, shape)
@@ -252,9 +291,14 @@ class FastQueryParser(AioQueryParser):
 
 
 class ParserFactory(AioResponseParserFactory):
-    """aiobotocore's parser factory, with the query protocol's parser replaced by FastQueryParser."""
+    """aiobotocore's parser factory, with the query protocol's parser replaced by FastQueryParser. `points`: its
+    GetMetricData answers carry their results as `Result`s (read them with `results_of`)."""
+
+    def __init__(self, points: bool = False):
+        super().__init__()
+        self._points = points
 
     def create_parser(self, protocol_name: str) -> Any:
         if protocol_name == "query":
-            return FastQueryParser(**self._defaults)
+            return FastQueryParser(self._points, **self._defaults)
         return super().create_parser(protocol_name)
