@@ -37,6 +37,8 @@ from configs import write
 from loopback import free_ports
 from story import Publisher
 from tests.daemon import Daemon
+from watchdog.actions import action_kind
+from watchdog.shared.kinds import ACTIONS
 from watchdog.support.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -392,14 +394,22 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
         for a in acts:
             assert "*" not in a, f"{s['Sid']}: wildcard action {a}"
             actions[a] = s["Sid"]
-    assert set(actions) == {"cloudwatch:GetMetricData", "ce:GetCostAndUsage", "securityhub:GetFindings",
-                            "cloudwatch:DescribeAlarms", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                            "sqs:GetQueueAttributes"}
+    reads = {"cloudwatch:GetMetricData", "ce:GetCostAndUsage", "securityhub:GetFindings", "cloudwatch:DescribeAlarms",
+             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    # Each AWS action type's calls, as its kind declares them (tests/test_aws_actions.py holds every runner to its
+    # declaration: an operation it sends that is not declared fails there).
+    kinds = {k.type: set(action_kind(k.type).aws_calls) for k in ACTIONS if action_kind(k.type).aws_calls}
+    assert {"ssm_parameter", "elbv2_weights", "lambda_alias"} <= set(kinds)
+    assert set(actions) == reads | set().union(*kinds.values())
+    for kind, calls in kinds.items():  # one statement per type, holding its calls and nothing else
+        sids = {actions[a] for a in calls}
+        assert len(sids) == 1 and {a for a, sid in actions.items() if sid in sids} == calls, kind
     # The optional ones are separate statements, so they can be dropped one by one.
-    assert len({actions[a] for a in actions}) == 5
+    assert len({actions[a] for a in actions}) == 5 + len(kinds)
     readme = (DEPLOY / "iam" / "README.md").read_text()
     assert "drop" in readme.lower()
-    for a in ("ce:GetCostAndUsage", "securityhub:GetFindings", "cloudwatch:DescribeAlarms", "sqs:ReceiveMessage"):
+    for a in ("ce:GetCostAndUsage", "securityhub:GetFindings", "cloudwatch:DescribeAlarms", "sqs:ReceiveMessage",
+              *(sorted(c)[0] for c in kinds.values())):
         assert actions[a] in readme, f"the README names statement {actions[a]}"
     # Every AWS API the daemon's sources call is granted (CamelCase of the boto3 method).
     called = set()
@@ -415,6 +425,7 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
             assert op == "".join(w.capitalize() for w in method.split("_")), f"{path.name}: {op} is not {method}"
             called.add(op)
     assert called, "found no AWS calls in watchdog/: the scan is broken"
+    called |= {a.split(":")[1] for calls in kinds.values() for a in calls}
     granted = {a.split(":")[1] for a in actions}
     assert called <= granted, f"not granted: {called - granted}"
     assert granted <= called, f"granted but never called: {granted - called}"

@@ -24,14 +24,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import pytest
 import structlog
 
 from configs import to_yaml
 from timing import until
 from toy_state import TOY_STATE, ToyState
-from watchdog.actions import ActionKind, CheckKind, action_kind
+from watchdog.actions import ActionKind, CheckKind, Probing, action_kind
 from watchdog.actions.base import Step
 from watchdog.lifecycle.app import App
 from watchdog.cli.main import main
@@ -142,7 +141,7 @@ class Seen:
         return Runner()
 
 
-async def reach(action: ToyPoke, session: aiohttp.ClientSession) -> tuple[bool, str]:
+async def reach(action: ToyPoke, probing: Probing) -> tuple[bool, str]:
     return True, f"would poke {action.note}"
 
 

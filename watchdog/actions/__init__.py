@@ -4,7 +4,16 @@ by `type` in watchdog.shared.kinds.ACTIONS and CHECKS. This package names none o
 from __future__ import annotations
 
 from watchdog.actions.base import ActionFailed, Runner, Step
-from watchdog.actions.kind import ActionKind, CheckKind, RunnerDeps, Runners, action_kind, build_runners, check_kind
+from watchdog.actions.kind import (
+    ActionKind,
+    CheckKind,
+    Probing,
+    RunnerDeps,
+    Runners,
+    action_kind,
+    build_runners,
+    check_kind,
+)
 
-__all__ = ["ActionFailed", "ActionKind", "CheckKind", "Runner", "RunnerDeps", "Runners", "Step", "action_kind",
+__all__ = ["ActionFailed", "ActionKind", "CheckKind", "Probing", "Runner", "RunnerDeps", "Runners", "Step", "action_kind",
            "build_runners", "check_kind"]

@@ -11,11 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
 from watchdog.actions.base import ActionFailed, NothingToOpen, Step, probe_url
-from watchdog.actions.kind import ActionKind, RunnerDeps, Verdict
+from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import Action
 from watchdog.config.types import HttpUrl, Timeout
@@ -97,10 +96,10 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
 
 
-async def _reach(action: CommandAction, session: aiohttp.ClientSession) -> Verdict:
+async def _reach(action: CommandAction, probing: Probing) -> Verdict:
     """Its `probe` URL answers, or else argv[0] is a file this user can execute: nothing is run."""
     if action.probe:
-        return await probe_url(action.probe, session)
+        return await probe_url(action.probe, probing.session)
     exe = action.argv[0]
     path = exe if "/" in exe else shutil.which(exe)
     if path and os.path.isfile(path) and os.access(path, os.X_OK):

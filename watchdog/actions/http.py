@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from yarl import URL
 
 from watchdog.actions.base import ActionFailed, NothingToOpen, Step, probe_url
-from watchdog.actions.kind import ActionKind, RunnerDeps, Verdict
+from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import Action
 from watchdog.config.types import HttpUrl, Timeout
@@ -85,10 +85,10 @@ def _safe(exc: aiohttp.ClientError) -> str:
     return type(exc).__name__
 
 
-async def _reach(action: HttpAction, session: aiohttp.ClientSession) -> Verdict:
+async def _reach(action: HttpAction, probing: Probing) -> Verdict:
     """Its `probe` URL answers, or else its host takes a TCP connection: nothing is sent to the URL itself."""
     if action.probe:
-        return await probe_url(action.probe, session)
+        return await probe_url(action.probe, probing.session)
     url = URL(action.url)
     if not url.host:
         return False, "the URL has no host"

@@ -35,10 +35,22 @@ class RunnerDeps:
 
 
 @dataclass(frozen=True)
+class Probing:
+    """What a kind's `probe` may use: the runtime's HTTP session, and the runner the runtime built for the kind
+    (an AWS kind reads the resource with its runner's client)."""
+
+    session: aiohttp.ClientSession
+    runner: Runner
+
+
+@dataclass(frozen=True)
 class ActionKind(Descriptor[A]):
     factory: Callable[[RunnerDeps], Runner]
-    # `validate`'s look at one action: reached, never run (a TCP connect, a file that can be executed, ...).
-    probe: Callable[[A, aiohttp.ClientSession], Awaitable[Verdict]]
+    # `validate`'s look at one action: reached, never run (a TCP connect, a file that can be executed, a
+    # read-only AWS call on the resource, ...).
+    probe: Callable[[A, Probing], Awaitable[Verdict]]
+    # The IAM actions its runner may call (`service:Operation`), which deploy/iam/policy.json must grant.
+    aws_calls: tuple[str, ...] = ()
 
     @property
     def idempotent(self) -> bool:

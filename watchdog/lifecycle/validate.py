@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from watchdog.actions import action_kind
+from watchdog.actions import Probing, Runners, action_kind
 from watchdog.config import Config
 from watchdog.config.models import Source as SourceConfig
 from watchdog.core.rules import Datapoint
@@ -149,8 +149,8 @@ async def source_checks(rt: Runtime, include_cost: bool) -> list[Check]:
     return out
 
 
-async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Check]:
-    """Each action can be reached; none is run."""
+async def action_checks(cfg: Config, session: aiohttp.ClientSession, runners: Runners) -> list[Check]:
+    """Each action can be reached; none is run (an AWS action's resource is read by its kind's runner)."""
     out = []
     for t in cfg.targets:
         for lv in t.levels:
@@ -158,7 +158,7 @@ async def action_checks(cfg: Config, session: aiohttp.ClientSession) -> list[Che
                 name = f"action {t.name} L{lv.level} #{i + 1} ({action.type})"
                 kind = action_kind(action)
                 try:
-                    out.append(Check(name, *await kind.probe(kind.of(action), session)))
+                    out.append(Check(name, *await kind.probe(kind.of(action), Probing(session, runners.action(action)))))
                 except Exception as exc:  # a kind's probe that broke is a failed check, never a traceback
                     out.append(Check(name, False, f"the probe failed: {type(exc).__name__}"))
     return out
@@ -176,7 +176,7 @@ async def validate(cfg: Config, send_test: bool = False, include_cost: bool = Fa
         return [Check(c.name, c.ok, mask(c.detail)) for c in checks]
     try:
         checks += await source_checks(rt, include_cost)
-        checks += await action_checks(cfg, rt.session)
+        checks += await action_checks(cfg, rt.session, rt.runners)
         checks.append(channels_check(cfg))
         if send_test and cfg.notifications:
             checks += await send_tests(cfg, rt.session, datetime.now(timezone.utc))

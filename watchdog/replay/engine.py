@@ -80,14 +80,28 @@ class RecordingRunner(NothingToOpen):
     clock: SimClock
     where: dict[int, tuple[str, int]]  # id of each configured step -> its target and level
     failures: Sequence[Failure] = ()
+    called: list[Called] = field(default_factory=list)  # what each step would have called, and when
 
     async def run(self, action: Step) -> str:
         now = self.clock.now()
         self.clock.spend(ACTION_TAKES)
         target, level = self.where.get(id(action), ("", 0))
+        # Its kind's own description names the resource and the state wanted (an AWS action's ARN and weights).
+        self.called.append(Called(now, target, level, action.type, action.describe()))
         if any(t == target and lv == level and a <= now <= b for t, lv, a, b in self.failures):
             raise ActionFailed(f"replayed: the labels say level {level} failed then", retryable=False)
         return "replayed: not run"
+
+
+@dataclass(frozen=True)
+class Called:
+    """A step the replay's stand-in ran in place of the real one: what it would have called."""
+
+    at: datetime
+    target: str
+    level: int
+    type: str
+    what: str
 
 
 def steps_of(cfg: Config) -> dict[int, tuple[str, int]]:
@@ -114,6 +128,7 @@ class Replayed:
     logged: list[dict[str, Any]] = field(default_factory=list)  # the runtime's error and critical lines
     skipped: int = 0  # polls that could change nothing, skipped (replay/quiet.py)
     board: SignalBoard | None = None  # the runtime's, as the replay left it
+    called: list[Called] = field(default_factory=list)  # every step the stand-ins ran, in order
 
 
 Builder = Callable[[SourceConfig, Sequence[Query]], HistorySource]
@@ -250,7 +265,7 @@ async def replay(cfg: Config, start: datetime, end: datetime, build: Builder, *,
             if quiet_polls is not None:
                 quiet_polls.finish()
             await close_runtime(rt)
-    return Replayed(store, events, start, end, states, built, logged, skipped, rt.board)
+    return Replayed(store, events, start, end, states, built, logged, skipped, rt.board, runner.called)
 
 
 async def _resolve_mitigated(rt: Runtime, at: datetime, after: timedelta) -> None:

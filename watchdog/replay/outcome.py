@@ -12,7 +12,7 @@ from typing import Any
 from watchdog.state.codec import decode_incident
 from watchdog.core.escalation import Incident, evidence
 from watchdog.shared.events import Event
-from watchdog.replay.engine import Replayed
+from watchdog.replay.engine import Called, Replayed
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Outcome:
     failed: dict[str, Failed] = field(default_factory=dict)  # per source with a failed poll
     unreadable: dict[str, dict[str, int]] = field(default_factory=dict)  # per rule: buckets with no number, per why
     logged: list[dict[str, Any]] = field(default_factory=list)  # error lines of the replayed runtime, not shown above
+    called: list[Called] = field(default_factory=list)  # the steps the stand-ins ran: what would have been called
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,8 @@ class Outcome:
                              for name, f in self.failed.items()},
             "unreadable": self.unreadable,
             "logged": self.logged,
+            "actions": [{"target": c.target, "level": c.level, "at": _iso(c.at), "type": c.type, "would_call": c.what}
+                        for c in self.called],
         }
 
 
@@ -84,7 +87,7 @@ def outcome_of(r: Replayed, notes: list[str], unreadable: dict[str, dict[str, in
               for name, src in sorted(r.sources.items()) if src.failed}
     logged = [line for line in r.logged if not (line.get("event") in SHOWN_ELSEWHERE and "severity" in line)]
     return Outcome(r.start, r.end, incidents, blind_spells(r), polls, notes, held, unseen_rules(r), failed,
-                   dict(sorted((unreadable or {}).items())), logged)
+                   dict(sorted((unreadable or {}).items())), logged, r.called)
 
 
 def unseen_rules(r: Replayed) -> list[Unseen]:
@@ -148,6 +151,8 @@ def render_text(o: Outcome) -> list[str]:
                          for run in inc.runs)
         ended = end_state(inc)
         lines.append(f"    levels: {runs or 'none'}; ended {ended} at level {inc.level}")
+        lines.extend(f"    level {c.level} would call {c.type}: {c.what}" for c in o.called
+                     if c.target == inc.target and inc.opened_at <= c.at and (inc.closed_at is None or c.at <= inc.closed_at))
     for e in o.held:
         lines.append(f"  held by a pause: {e.target} at {_iso(e.at)}: {e.why}")
     if o.blind:

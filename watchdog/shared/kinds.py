@@ -137,7 +137,10 @@ SOURCES: Registry[SourceSchema] = Registry("source", [
     "watchdog.sources.securityhub", "watchdog.sources.cost_explorer", "watchdog.sources.alertmanager",
     "watchdog.sources.cloudwatch_alarms",
 ])
-ACTIONS: Registry[Kind] = Registry("action", ["watchdog.actions.http", "watchdog.actions.command"])
+ACTIONS: Registry[Kind] = Registry("action", [
+    "watchdog.actions.http", "watchdog.actions.command", "watchdog.actions.ssm_parameter",
+    "watchdog.actions.elbv2_weights", "watchdog.actions.lambda_alias",
+])
 CHECKS: Registry[Kind] = Registry("check", ["watchdog.actions.http_check"])
 CHANNELS: Registry[Kind] = Registry("notification channel", [
     "watchdog.notify.slack", "watchdog.notify.pagerduty", "watchdog.notify.email", "watchdog.notify.webhook",

@@ -1,0 +1,66 @@
+"""The real daemon rolling back AWS itself, on moto (issue 23's story): the router's latency breaches; level 1
+turns the flag off in Parameter Store, which does not cure it; level 2 sends all the ALB's traffic to the safe
+target group, which does not either; level 3 points the Lambda alias at the previous version, which does. After
+each level the test reads AWS itself and sees the state that level promised."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from aws_world import alb, alias, client, function, unique, weights
+from configs import level
+from story import Publisher, config
+from configs import write
+from tests.daemon import Daemon
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"timeout": "5s", "read_back_every": "100ms", "retry": {"attempts": 1}}
+
+
+async def test_three_aws_levels_each_leave_aws_as_they_promise(tmp_path: Path, moto_url: str, aws_env: dict[str, str],
+                                                               admin_api: object) -> None:
+    ns = f"AwsStory{time.monotonic_ns()}"
+    flag = f"/flags/{unique('hybrid-routing')}"
+    client("ssm", moto_url).put_parameter(Name=flag, Value="on", Type="String")
+    lb = alb(moto_url)
+    fn = function(moto_url, versions=3, alias_on=3)
+    levels = [
+        level(1, "feature-flags", {"type": "ssm_parameter", "name": flag, "value": "off", **QUICK}, deadline="10s"),
+        level(2, "traffic-routing", {"type": "elbv2_weights", "listener_arn": lb.listener,
+                                     "weights": {lb.green: 100, lb.blue: 0}, **QUICK}, deadline="10s"),
+        level(3, "full-system", {"type": "lambda_alias", "function": fn, "alias": "live", "version": "previous",
+                                 **QUICK}, deadline="10s"),
+    ]
+    pub = Publisher(moto_url, ns)
+    healed = asyncio.Event()
+    pub.start(heal_when=healed.is_set)  # only the previous version of the function cures the latency
+    d = await Daemon(write(tmp_path, config(tmp_path, moto_url, getattr(admin_api, "url"), ns, levels=levels))).start()
+    try:
+        await d.port()
+        await d.wait_for("level_succeeded", timeout=60, level=1)
+        assert client("ssm", moto_url).get_parameter(Name=flag)["Parameter"]["Value"] == "off"
+        assert weights(moto_url, lb.listener) == {lb.blue: 100, lb.green: 0}  # level 2 has not run yet
+        await d.wait_for("level_succeeded", timeout=60, level=2)
+        assert weights(moto_url, lb.listener) == {lb.blue: 0, lb.green: 100}
+        assert alias(moto_url, fn)["FunctionVersion"] == "3"
+        await d.wait_for("level_succeeded", timeout=60, level=3)
+        assert alias(moto_url, fn)["FunctionVersion"] == "2"
+        healed.set()
+        await d.wait_for("mitigated", timeout=60)
+        details = [ln.get("detail", "") for ln in d.events("action_succeeded")]
+        assert details == [f"{flag}: 'on' → 'off' (version 1 → 2)",
+                           next(x for x in details if x.endswith(f"{lb.blue.split('/')[1]} 0, "
+                                                                  f"{lb.green.split('/')[1]} 100")),
+                           f"alias live of {fn}: 3 → 2 (the version before 3)"]
+        assert [ln["level"] for ln in d.events("level_started")] == [1, 2, 3]
+    finally:
+        await pub.stop()
+        await d.stop()
+    # nothing acted twice: one new parameter version, the alias one step back
+    assert client("ssm", moto_url).get_parameter(Name=flag)["Parameter"]["Version"] == 2
+    assert alias(moto_url, fn)["FunctionVersion"] == "2"

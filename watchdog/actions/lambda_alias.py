@@ -1,0 +1,140 @@
+"""`lambda_alias`: point a Lambda alias at a version and clear its weighted routing, then read it back until
+GetAlias shows that version and no routing.
+
+`version: previous` means the version the alias should fall back to: while a weighted rollout is under way
+(RoutingConfig sends a share to a new version) it is the alias's own primary version, with the routing cleared;
+otherwise it is the highest published version below the alias's current one. The write carries the RevisionId
+read with the alias, so a change made in between (a deploy, a person) fails the call instead of being overwritten.
+
+Repeating the action must not walk the alias back one more version each time (after a crash, say): the write
+leaves a marker in the alias's description, `[rollback-watchdog: from 7]`, and a later `previous` that finds the
+alias already on the version before the marked one has nothing to do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.base import ActionFailed
+from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+
+_MARK = re.compile(r"\s*\[rollback-watchdog: from (\d+)\]")
+
+
+class LambdaAliasAction(AwsAction):
+    type: Literal["lambda_alias"]
+    function: str = Field(min_length=1, max_length=170)
+    alias: str = Field("live", min_length=1, max_length=128)
+    version: str = "previous"
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str) or not (v == "previous" or v.isdigit() and int(v) >= 1):
+            raise ValueError("version is `previous` or a published version number")
+        return v
+
+    def describe(self) -> str:
+        return self.name or f"alias {self.alias} of {self.function} to {self.version}"
+
+
+def _routing(alias: dict[str, Any]) -> dict[str, float]:
+    return dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
+
+
+def _marked(alias: dict[str, Any]) -> int | None:
+    m = _MARK.search(alias.get("Description") or "")
+    return int(m[1]) if m else None
+
+
+class LambdaAliasRunner(AwsRunner[LambdaAliasAction]):
+    service = "lambda"
+    model = LambdaAliasAction
+
+    async def _alias(self, a: LambdaAliasAction) -> dict[str, Any]:
+        got: dict[str, Any] = await self.call(a, "GetAlias", f"{a.function}:{a.alias}", FunctionName=a.function,
+                                              Name=a.alias)
+        return got
+
+    async def _versions(self, a: LambdaAliasAction) -> list[int]:
+        out, marker = [], None
+        while True:
+            kw: dict[str, Any] = {"FunctionName": a.function, **({"Marker": marker} if marker else {})}
+            got = await self.call(a, "ListVersionsByFunction", a.function, **kw)
+            out += [int(v["Version"]) for v in got.get("Versions", []) if str(v.get("Version")).isdigit()]
+            marker = got.get("NextMarker")
+            if not marker:
+                return sorted(out)
+
+    async def _before(self, a: LambdaAliasAction, version: int) -> int | None:
+        older = [v for v in await self._versions(a) if v < version]
+        return older[-1] if older else None
+
+    async def target(self, a: LambdaAliasAction, alias: dict[str, Any]) -> tuple[int, str]:
+        """The version to point at, and why."""
+        if a.version != "previous":
+            return int(a.version), "as configured"
+        current = int(alias["FunctionVersion"])
+        if _routing(alias):
+            return current, "its primary version (a weighted rollout was under way)"
+        marked = _marked(alias)
+        if marked is not None and await self._before(a, marked) == current:
+            return current, f"already rolled back from {marked}"
+        previous = await self._before(a, current)
+        if previous is None:
+            raise ActionFailed(f"{a.function}: no published version below {current} to roll back to",
+                               retryable=False)
+        return previous, f"the version before {current}"
+
+    async def act(self, a: LambdaAliasAction, progress: Progress) -> str:
+        alias = await self._alias(a)
+        current, routing = alias.get("FunctionVersion"), _routing(alias)
+        target, why = await self.target(a, alias)
+        where = f"alias {a.alias} of {a.function}"
+        if str(current) == str(target) and not routing:
+            return f"{where}: already on {target}, no routing ({why})"
+        description = _MARK.sub("", alias.get("Description") or "")
+        if str(current) != str(target):
+            description = f"{description} [rollback-watchdog: from {current}]".strip()
+        try:
+            await self.call(a, "UpdateAlias", where, write=True, FunctionName=a.function, Name=a.alias,
+                            FunctionVersion=str(target), RoutingConfig={"AdditionalVersionWeights": {}},
+                            Description=description[:256], RevisionId=alias["RevisionId"])
+        except ActionFailed as exc:
+            if "PreconditionFailed" in exc.detail:
+                raise ActionFailed(f"{where}: changed by somebody else since it was read (revision "
+                                   f"{alias['RevisionId']}): not overwritten", retryable=False) from None
+            raise
+
+        async def shown() -> tuple[bool, str]:
+            now = await self._alias(a)
+            weights = _routing(now)
+            return str(now.get("FunctionVersion")) == str(target) and not weights, \
+                f"on {now.get('FunctionVersion')}" + (f", routing {weights}" if weights else ", no routing")
+
+        await self.until(a, progress, shown)
+        cleared = ", routing cleared" if routing else ""
+        return f"{where}: {current} → {target}{cleared} ({why})"
+
+    async def probe(self, a: LambdaAliasAction) -> Verdict:
+        alias = await self._alias(a)
+        target, why = await self.target(a, alias)
+        return True, f"alias {a.alias} on {alias.get('FunctionVersion')}; a rollback would point it at {target} ({why})"
+
+
+def _runner(deps: RunnerDeps) -> LambdaAliasRunner:
+    return LambdaAliasRunner(deps)
+
+
+async def _probe(action: LambdaAliasAction, probing: Probing) -> Verdict:
+    return await aws_probe(probing.runner, action)
+
+
+KIND = ActionKind(type="lambda_alias", config=LambdaAliasAction, factory=_runner, probe=_probe,
+                  aws_calls=("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:UpdateAlias"))

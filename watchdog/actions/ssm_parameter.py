@@ -1,0 +1,82 @@
+"""`ssm_parameter`: a feature flag in Parameter Store set to a value, then read back until GetParameter shows it.
+
+Parameter Store takes no version with a write, so a change made between our read and our write cannot be refused;
+it is caught instead: PutParameter answers the version it made, which must be the one read plus one. Anything else
+means somebody else wrote in between, and the action fails (and the level escalates) rather than claim a flag
+state nobody checked. A parameter that is already at the value is left alone (no new version), which is also what
+makes a repeat after a crash harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.base import ActionFailed
+from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+
+
+class SsmParameterAction(AwsAction):
+    type: Literal["ssm_parameter"]
+    name: str = Field(min_length=1, max_length=2048)  # the parameter's (SPEC 3.2), not the step's
+    value: str = Field(min_length=1, max_length=8192)
+
+    @property
+    def parameter(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        return f"{self.name} = {self.value!r}"
+
+
+def _shown(p: dict[str, Any]) -> str:
+    return "(a SecureString)" if p.get("Type") == "SecureString" else repr(p.get("Value"))
+
+
+class SsmParameterRunner(AwsRunner[SsmParameterAction]):
+    service = "ssm"
+    model = SsmParameterAction
+
+    async def _read(self, a: SsmParameterAction) -> dict[str, Any]:
+        answer = await self.call(a, "GetParameter", a.parameter, Name=a.parameter, WithDecryption=True)
+        parameter: dict[str, Any] = answer["Parameter"]
+        return parameter
+
+    async def act(self, a: SsmParameterAction, progress: Progress) -> str:
+        before = await self._read(a)
+        version = int(before["Version"])
+        if before.get("Value") == a.value:
+            return f"{a.parameter}: already {_shown(before)} (version {version}), left as it is"
+        put = await self.call(a, "PutParameter", a.parameter, write=True, Name=a.parameter, Value=a.value,
+                              Type=before.get("Type", "String"), Overwrite=True)
+        made = int(put["Version"])
+        if made != version + 1:
+            raise ActionFailed(f"{a.parameter}: changed by somebody else between the read (version {version}) and "
+                               f"the write (which made version {made}): not claimed done", retryable=False)
+
+        async def shown() -> tuple[bool, str]:
+            now = await self._read(a)
+            return now.get("Value") == a.value and int(now["Version"]) >= made, \
+                f"{_shown(now)} at version {now['Version']}"
+
+        await self.until(a, progress, shown)
+        after = {**before, "Value": a.value}
+        return f"{a.parameter}: {_shown(before)} → {_shown(after)} (version {version} → {made})"
+
+    async def probe(self, a: SsmParameterAction) -> Verdict:
+        p = await self._read(a)
+        return True, f"{a.parameter} readable: {p.get('Type')}, version {p.get('Version')}"
+
+
+def _runner(deps: RunnerDeps) -> SsmParameterRunner:
+    return SsmParameterRunner(deps)
+
+
+async def _probe(action: SsmParameterAction, probing: Probing) -> Verdict:
+    return await aws_probe(probing.runner, action)
+
+
+KIND = ActionKind(type="ssm_parameter", config=SsmParameterAction, factory=_runner, probe=_probe,
+                  aws_calls=("ssm:GetParameter", "ssm:PutParameter"))
