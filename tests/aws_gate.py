@@ -5,7 +5,8 @@ It forwards every request and records each operation by name, whatever the proto
 the method and path of the operations the actions call. Per operation it can:
 - `deny`: answer AccessDenied in that protocol's own error form, as IAM does when a policy lacks the action;
 - `after`: run a hook once the endpoint has answered and before the answer goes back (a concurrent change made
-  between the action's read and its write, exactly there).
+  between the action's read and its write, exactly there);
+- `route`: send it to another endpoint (a fake of tests/aws_fakes.py), so that one URL serves a whole config.
 
 Nothing of the client library is mocked: the daemon's own aioboto3 client talks to this server over loopback.
 """
@@ -27,6 +28,19 @@ REST = [
     ("GET", re.compile(r"^/2015-03-31/functions/[^/]+/aliases/[^/]+$"), "GetAlias"),
     ("PUT", re.compile(r"^/2015-03-31/functions/[^/]+/aliases/[^/]+$"), "UpdateAlias"),
     ("GET", re.compile(r"^/2015-03-31/functions/[^/]+/versions$"), "ListVersionsByFunction"),
+    ("GET", re.compile(r"^/applications$"), "ListApplications"),
+    ("GET", re.compile(r"^/applications/[^/]+/environments$"), "ListEnvironments"),
+    ("GET", re.compile(r"^/applications/[^/]+/configurationprofiles$"), "ListConfigurationProfiles"),
+    ("GET", re.compile(r"^/applications/[^/]+/configurationprofiles/[^/]+/hostedconfigurationversions$"),
+     "ListHostedConfigurationVersions"),
+    ("GET", re.compile(r"^/applications/[^/]+/configurationprofiles/[^/]+/hostedconfigurationversions/[^/]+$"),
+     "GetHostedConfigurationVersion"),
+    ("POST", re.compile(r"^/applications/[^/]+/configurationprofiles/[^/]+/hostedconfigurationversions$"),
+     "CreateHostedConfigurationVersion"),
+    ("GET", re.compile(r"^/applications/[^/]+/environments/[^/]+/deployments$"), "ListDeployments"),
+    ("POST", re.compile(r"^/applications/[^/]+/environments/[^/]+/deployments$"), "StartDeployment"),
+    ("GET", re.compile(r"^/applications/[^/]+/environments/[^/]+/deployments/[^/]+$"), "GetDeployment"),
+    ("DELETE", re.compile(r"^/applications/[^/]+/environments/[^/]+/deployments/[^/]+$"), "StopDeployment"),
 ]
 
 
@@ -34,7 +48,7 @@ def operation(request: web.Request, body: bytes) -> str:
     target = request.headers.get("X-Amz-Target")
     if target:
         return target.rsplit(".", 1)[-1]
-    if request.content_type == "application/x-www-form-urlencoded":
+    if request.content_type == "application/x-www-form-urlencoded" and request.path == "/":
         action = parse_qs(body.decode("utf-8", "replace")).get("Action")
         if action:
             return action[0]
@@ -64,6 +78,11 @@ class Gate:
     calls: list[str] = field(default_factory=list)
     deny: set[str] = field(default_factory=set)
     after: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    # operation -> another endpoint that answers it (a fake), so one endpoint URL serves a whole config
+    routes: dict[str, str] = field(default_factory=dict)
+
+    def route(self, url: str, *ops: str) -> None:
+        self.routes.update(dict.fromkeys(ops, url))
 
     def count(self, op: str) -> int:
         return self.calls.count(op)
@@ -80,7 +99,8 @@ async def gate(upstream: str) -> AsyncIterator[Gate]:
             if op in g.deny:
                 return denied(request, op)
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with http.request(request.method, g.upstream + request.path_qs, data=body, headers=headers) as r:
+            upstream = g.routes.get(op, g.upstream)
+            async with http.request(request.method, upstream + request.path_qs, data=body, headers=headers) as r:
                 answer = await r.read()
                 status, kept = r.status, {k: v for k, v in r.headers.items()
                                           if k.lower() not in ("content-length", "transfer-encoding", "connection",

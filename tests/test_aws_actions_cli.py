@@ -5,6 +5,7 @@ acts on AWS with the daemon down and journals it in the state file the daemon re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -17,6 +18,8 @@ import boto3
 import pytest
 import structlog
 
+from aws_fakes import APPCONFIG_OPS, ECS_OPS, appconfig_fake, ecs_fake
+from aws_gate import gate
 from aws_world import alb, alias, client, function, unique, weights
 from configs import hybrid_routing, level, metric_rule, write
 from replay_runs import replay_measured
@@ -66,27 +69,45 @@ class World:
                 and alias(self.url, self.fn)["FunctionVersion"] == "3")
 
 
-def test_validate_reads_every_aws_action_and_says_a_wrong_arn_in_one_row(
+async def test_validate_reads_every_aws_action_and_says_a_wrong_arn_in_one_row(
         tmp_path: Path, moto_url: str, aws_env: dict[str, str], capsys: pytest.CaptureFixture[str],
         logging_kept: None) -> None:
+    """Every type in one config, behind one endpoint: moto, with ECS and AppConfig answered by the fakes
+    (tests/aws_fakes.py) through the gate's routes. `validate` runs in a thread: it runs its own event loop."""
     w = World(moto_url)
     wrong = w.lb.listener[:-4] + "beef"
-    levels = w.levels() + [level(4, "wrong", {"type": "elbv2_weights", "listener_arn": wrong,
-                                              "weights": {w.lb.green: 100}})]
-    path = write(tmp_path, hybrid_routing(aws_endpoint=moto_url, levels=levels, state_path=tmp_path / "w.db"))
-    code, out, err = run(["validate", "-c", path], capsys)
+    levels = w.levels() + [
+        level(4, "ecs", {"type": "ecs_service", "cluster": "prod", "service": "web"}),
+        level(5, "flags", {"type": "appconfig", "application": "shop", "environment": "prod", "profile": "flags",
+                           "content": {"hybrid-routing": {"enabled": False}}}),
+        level(6, "wrong", {"type": "elbv2_weights", "listener_arn": wrong, "weights": {w.lb.green: 100}})]
+    async with ecs_fake() as ecs, appconfig_fake() as appconfig, gate(moto_url) as g:
+        ecs.families["shop"] = [6, 7]
+        ecs.service("prod", "web", "shop", 7)
+        appconfig.deploy(appconfig.hosted({"hybrid-routing": {"enabled": True}}))
+        g.route(ecs.url, *ECS_OPS)
+        g.route(appconfig.url, *APPCONFIG_OPS)
+        path = write(tmp_path, hybrid_routing(aws_endpoint=g.url, levels=levels, state_path=tmp_path / "w.db"))
+        code, out, err = await asyncio.to_thread(run, ["validate", "-c", path], capsys)
     rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in out.splitlines())}
     t = "action hybrid-routing"
     assert rows[f"{t} L1 #1 (ssm_parameter)"] == ["pass", f"{w.flag} readable: String, version 1"]
     assert rows[f"{t} L2 #1 (elbv2_weights)"][0] == "pass"
     assert rows[f"{t} L3 #1 (lambda_alias)"] == ["pass", "alias live on 3; a rollback would point it at 2 (the "
                                                          "version before 3)"]
-    failed = rows[f"{t} L4 #1 (elbv2_weights)"]
+    assert rows[f"{t} L4 #1 (ecs_service)"] == ["pass", "service on shop:7; a rollback would deploy shop:6 (the "
+                                                        "revision before shop:7)"]
+    assert rows[f"{t} L5 #1 (appconfig)"] == ["pass", "environment on version 1; the latest version (1) does not "
+                                                      "hold the content"]
+    failed = rows[f"{t} L6 #1 (elbv2_weights)"]
     assert failed[0] == "FAIL" and failed[1].startswith(f"DescribeListeners {wrong}: ListenerNotFound")
     assert [r for r, cells in rows.items() if cells and cells[0] == "FAIL" and r.startswith("action")] == \
-        [f"{t} L4 #1 (elbv2_weights)"]
+        [f"{t} L6 #1 (elbv2_weights)"]
     assert code == 1 and "Traceback" not in err
     assert w.untouched()  # validate wrote nothing
+    writes = {"PutParameter", "ModifyListener", "ModifyRule", "UpdateAlias", "UpdateService", "TagResource",
+              "CreateHostedConfigurationVersion", "StartDeployment", "StopDeployment"}
+    assert not writes & set(g.calls) and "GetMetricData" in g.calls
 
 
 async def test_a_replay_records_what_each_aws_action_would_have_called(
@@ -135,3 +156,19 @@ def test_an_offline_rollback_acts_on_aws_and_journals_it(tmp_path: Path, moto_ur
     code, out, err = run(["incidents", "show", incident, "-c", path], capsys)
     assert code == 0, out + err
     assert f"alias live of {w.fn}: 3 → 2 (the version before 3)" in out  # the action's detail, journaled
+
+
+def test_the_aws_example_config_loads_with_an_aws_action_at_each_level(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], logging_kept: None) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "aws.yaml"
+    monkeypatch.setenv("WATCHDOG_API_TOKEN", "t" * 32)
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "k" * 32)
+    code, out, err = run(["check-config", "-c", str(example)], capsys)
+    assert code == 0, out + err
+    from watchdog.config import load_config
+
+    cfg = load_config(str(example))
+    [target] = cfg.targets
+    assert [[a.type for a in lv.actions] for lv in target.levels] == [["appconfig"], ["elbv2_weights"],
+                                                                      ["lambda_alias"]]
+    assert all(a.idempotent for lv in target.levels for a in lv.actions)

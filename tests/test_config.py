@@ -258,8 +258,8 @@ CASES = [
      "targets[0].rules[1].level: level 7 is not defined in this target's levels (line {line})",
      'level: 7'),
     ('unknown-action-type', 'type: command', 'type: shell',
-     "targets[0].levels[2].actions[0].type: unknown type 'shell' (expected one of 'http', 'command', 'ssm_parameter', 'elbv2_weights', 'lambda_alias') (line "
-     '{line})',
+     "targets[0].levels[2].actions[0].type: unknown type 'shell' (expected one of 'http', 'command', "
+     "'ssm_parameter', 'elbv2_weights', 'lambda_alias', 'ecs_service', 'appconfig') (line {line})",
      'type: shell'),
     ('unknown-source-type', 'type: http_json', 'type: graphite',
      "sources[1].type: unknown type 'graphite' (expected one of 'cloudwatch', 'http_json', 'prometheus', "

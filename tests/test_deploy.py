@@ -399,7 +399,7 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     # Each AWS action type's calls, as its kind declares them (tests/test_aws_actions.py holds every runner to its
     # declaration: an operation it sends that is not declared fails there).
     kinds = {k.type: set(action_kind(k.type).aws_calls) for k in ACTIONS if action_kind(k.type).aws_calls}
-    assert {"ssm_parameter", "elbv2_weights", "lambda_alias"} <= set(kinds)
+    assert {"ssm_parameter", "elbv2_weights", "lambda_alias", "ecs_service", "appconfig"} <= set(kinds)
     assert set(actions) == reads | set().union(*kinds.values())
     for kind, calls in kinds.items():  # one statement per type, holding its calls and nothing else
         sids = {actions[a] for a in calls}

@@ -160,7 +160,8 @@ def test_a_type_is_registered_once() -> None:
 def test_the_built_ins_load_in_their_order_which_the_unknown_type_line_lists() -> None:
     assert SOURCES.types() == ("cloudwatch", "http_json", "prometheus", "securityhub", "cost_explorer", "alertmanager",
                                "cloudwatch_alarms")
-    assert ACTIONS.types() == ("http", "command", "ssm_parameter", "elbv2_weights", "lambda_alias") and CHECKS.types() == ("http",)
+    assert ACTIONS.types() == ("http", "command", "ssm_parameter", "elbv2_weights", "lambda_alias",
+                              "ecs_service", "appconfig") and CHECKS.types() == ("http",)
     assert CHANNELS.types() == ("slack", "pagerduty", "email", "webhook")
     assert STATES.types() == ("sqlite",)
 

@@ -139,7 +139,8 @@ SOURCES: Registry[SourceSchema] = Registry("source", [
 ])
 ACTIONS: Registry[Kind] = Registry("action", [
     "watchdog.actions.http", "watchdog.actions.command", "watchdog.actions.ssm_parameter",
-    "watchdog.actions.elbv2_weights", "watchdog.actions.lambda_alias",
+    "watchdog.actions.elbv2_weights", "watchdog.actions.lambda_alias", "watchdog.actions.ecs_service",
+    "watchdog.actions.appconfig",
 ])
 CHECKS: Registry[Kind] = Registry("check", ["watchdog.actions.http_check"])
 CHANNELS: Registry[Kind] = Registry("notification channel", [
