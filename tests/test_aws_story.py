@@ -6,15 +6,17 @@ each level the test reads AWS itself and sees the state that level promised."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aws_gate import gate
 from aws_world import alb, alias, client, function, unique, weights
-from configs import level
-from story import Publisher, config
-from configs import write
+from configs import http, level, write
+from story import ROUTING, Publisher, config
 from tests.daemon import Daemon
 
 pytestmark = pytest.mark.slow
@@ -64,3 +66,65 @@ async def test_three_aws_levels_each_leave_aws_as_they_promise(tmp_path: Path, m
     # nothing acted twice: one new parameter version, the alias one step back
     assert client("ssm", moto_url).get_parameter(Name=flag)["Parameter"]["Version"] == 2
     assert alias(moto_url, fn)["FunctionVersion"] == "2"
+
+
+def routing(admin: str) -> dict[str, object]:
+    return level(2, "traffic-routing", http(f"{admin}{ROUTING}", json={"mode": "mcp_only"}), deadline="10s")
+
+
+async def test_a_concurrent_change_fails_the_aws_level_and_the_next_one_runs(
+        tmp_path: Path, moto_url: str, aws_env: dict[str, str], admin_api: Any) -> None:
+    """Somebody changes the flag between level 1's read and its write: the level fails, it escalates."""
+    ns = f"AwsFence{time.monotonic_ns()}"
+    flag = f"/flags/{unique('hybrid-routing')}"
+    ssm = client("ssm", moto_url)
+    ssm.put_parameter(Name=flag, Value="on", Type="String")
+    async with gate(moto_url) as g:
+        async def somebody() -> None:
+            await asyncio.to_thread(ssm.put_parameter, Name=flag, Value="half", Overwrite=True)
+        g.after["GetParameter"] = somebody
+        levels = [level(1, "feature-flags", {"type": "ssm_parameter", "name": flag, "value": "off", **QUICK},
+                        deadline="10s"), routing(admin_api.url)]
+        pub = Publisher(moto_url, ns)
+        pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
+        d = await Daemon(write(tmp_path, config(tmp_path, g.url, admin_api.url, ns, levels=levels))).start()
+        try:
+            await d.port()
+            failed = await d.wait_for("level_failed", timeout=60, level=1)
+            assert "changed by somebody else between the read (version 1) and the write (which made version 3)" \
+                in failed["why"]
+            await d.wait_for("mitigated", timeout=60)
+            assert [ln["level"] for ln in d.events("level_started")] == [1, 2]
+            assert admin_api.count(ROUTING, "PUT") == 1
+        finally:
+            await pub.stop()
+            await d.stop()
+
+
+async def test_killed_after_the_alias_moved_the_restarted_daemon_leaves_it_where_one_run_did(
+        tmp_path: Path, moto_url: str, aws_env: dict[str, str], admin_api: Any) -> None:
+    """kill -9 after level 1's UpdateAlias went through and before its outcome was written (the failpoint
+    `before_outcome`): the restarted daemon repeats the idempotent action, which finds its marker and leaves the
+    alias on 2, not 1."""
+    ns = f"AwsCrash{time.monotonic_ns()}"
+    fn = function(moto_url, versions=3, alias_on=3)
+    levels = [level(1, "previous-version", {"type": "lambda_alias", "function": fn, "version": "previous", **QUICK},
+                    deadline="20s"), routing(admin_api.url)]
+    path = write(tmp_path, config(tmp_path, moto_url, admin_api.url, ns, levels=levels))
+    pub = Publisher(moto_url, ns)
+    pub.start(heal_when=lambda: admin_api.count(ROUTING) > 0)
+    d = await Daemon(path, env={"WATCHDOG_TEST_FAILPOINTS": "before_outcome"}).start()
+    try:
+        await d.wait_for("failpoint_reached", timeout=60, failpoint="before_outcome", level=1)
+        assert alias(moto_url, fn)["FunctionVersion"] == "2"
+        d.signal(signal.SIGKILL)
+        await d.wait(10)
+        d = await Daemon(path).start()
+        await d.wait_for("recovered", timeout=20)
+        repeated = await d.wait_for("action_succeeded", timeout=30, level=1)
+        assert repeated["detail"] == f"alias live of {fn}: already on 2, no routing (already rolled back from 3)"
+        await d.wait_for("mitigated", timeout=60)
+    finally:
+        await pub.stop()
+        await d.stop()
+    assert alias(moto_url, fn)["FunctionVersion"] == "2"  # as one run left it
