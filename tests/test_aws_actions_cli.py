@@ -172,3 +172,26 @@ def test_the_aws_example_config_loads_with_an_aws_action_at_each_level(
     assert [[a.type for a in lv.actions] for lv in target.levels] == [["appconfig"], ["elbv2_weights"],
                                                                       ["lambda_alias"]]
     assert all(a.idempotent for lv in target.levels for a in lv.actions)
+
+
+@pytest.mark.parametrize("action, problem", [
+    ({"type": "elbv2_weights", "listener_arn": "arn:l", "rule_arn": "arn:r", "weights": {"arn:tg": 1}},
+     "give exactly one of listener_arn and rule_arn"),
+    ({"type": "elbv2_weights", "listener_arn": "arn:l", "weights": {"arn:a": 0, "arn:b": 0}},
+     "every weight is 0: no target group would get the traffic"),
+    ({"type": "elbv2_weights", "listener_arn": "arn:l", "weights": {"arn:a": 1000}}, "a weight is between 0 and 999"),
+    ({"type": "lambda_alias", "function": "f", "version": "latest"},
+     "version is `previous` or a published version number"),
+    ({"type": "lambda_alias", "function": "f", "version": 0}, "version is `previous` or a published version number"),
+    ({"type": "ssm_parameter", "name": "/f", "value": ""}, "String should have at least 1 character"),
+    ({"type": "appconfig", "application": "a", "environment": "e", "profile": "p"}, "content: required"),
+    ({"type": "ecs_service", "cluster": "c", "service": "s", "read_back_every": "10ms"}, "at least 100ms"),
+])
+def test_a_wrong_aws_action_is_one_line_naming_its_place(action: dict[str, Any], problem: str) -> None:
+    from watchdog.config import ConfigError
+    from configs import parsed
+
+    with pytest.raises(ConfigError) as refused:
+        parsed(hybrid_routing(levels=[level(1, "one", action)]))
+    [line] = refused.value.problems
+    assert line.startswith("targets[0].levels[0].actions[0]") and problem in line and "\n" not in line, line
