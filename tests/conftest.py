@@ -111,3 +111,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for tests that drive a source or channel directly."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+@pytest.fixture
+def logging_kept() -> Iterator[None]:
+    """The commands set the process's logging up (to the captured stderr): put it back for the next test."""
+    import structlog
+
+    config, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**config)
+    logging.getLogger().handlers[:] = handlers

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -299,17 +300,25 @@ async def test_lambda_alias_probe_says_where_a_rollback_would_go(run: Run, moto_
 # Against tests/aws_fakes.py's ECS: after UpdateService moto shows the old task definition PRIMARY and
 # IN_PROGRESS forever, so no read-back could ever see a rollout end there.
 
-@pytest.fixture
-async def ecs(session: aiohttp.ClientSession, aws_env: dict[str, str]) -> AsyncIterator[tuple[Any, Run]]:
-    async with ecs_fake() as fake, gate(fake.url) as g:
-        fake.families["shop"] = [5, 6, 7]
-        fake.service("prod", "web", "shop", 7)
+@asynccontextmanager
+async def running(fake: Any, session: aiohttp.ClientSession) -> AsyncIterator[Run]:
+    """A Run on a gate in front of `fake`; its runners' operations held to their kinds' declarations."""
+    async with gate(fake.url) as g:
         r = Run(g, session)
         try:
-            yield fake, r
+            yield r
         finally:
             await r.close()
         assert not r.undeclared(), f"sent but not declared in the kind's aws_calls: {r.undeclared()}"
+
+
+@pytest.fixture
+async def ecs(session: aiohttp.ClientSession, aws_env: dict[str, str]) -> AsyncIterator[tuple[Any, Run]]:
+    async with ecs_fake() as fake:
+        fake.families["shop"] = [5, 6, 7]
+        fake.service("prod", "web", "shop", 7)
+        async with running(fake, session) as r:
+            yield fake, r
 
 
 def on(fake: Any) -> tuple[str, str, int]:
@@ -394,14 +403,10 @@ ON, OFF = {"hybrid-routing": {"enabled": True}}, {"hybrid-routing": {"enabled": 
 
 @pytest.fixture
 async def appconfig(session: aiohttp.ClientSession, aws_env: dict[str, str]) -> AsyncIterator[tuple[Any, Run]]:
-    async with appconfig_fake() as fake, gate(fake.url) as g:
+    async with appconfig_fake() as fake:
         fake.deploy(fake.hosted(ON))  # version 1, deployed
-        r = Run(g, session)
-        try:
+        async with running(fake, session) as r:
             yield fake, r
-        finally:
-            await r.close()
-        assert not r.undeclared(), f"sent but not declared in the kind's aws_calls: {r.undeclared()}"
 
 
 def flags_off(**keys: Any) -> Any:

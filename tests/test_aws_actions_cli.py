@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
-from collections.abc import Iterator
+
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import structlog
 
 from aws_fakes import APPCONFIG_OPS, ECS_OPS, appconfig_fake, ecs_fake
 from aws_gate import gate
@@ -27,15 +25,6 @@ from watchdog.cli.main import main
 
 UTC = timezone.utc
 MIN = timedelta(minutes=1)
-
-
-@pytest.fixture
-def logging_kept() -> Iterator[None]:
-    """The commands set the process's logging up (to the captured stderr): put it back for the next test."""
-    config, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

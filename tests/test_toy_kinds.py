@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import structlog
 
 from configs import to_yaml
 from timing import until
@@ -158,15 +156,6 @@ def seen() -> Iterator[Seen]:
           CHANNELS.registered(channel)):
         yield seen
     assert [r.types() for r in (SOURCES, ACTIONS, CHECKS, CHANNELS)] == before
-
-
-@pytest.fixture
-def logging_kept() -> Iterator[None]:
-    """The commands set the process's logging up (to the captured stderr): put it back for the next test."""
-    config, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
 
 
 def config(tmp_path: Path, value: float, interval: str = "1m", verify_window: str = "1m",

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
-from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+from watchdog.actions.kind import Verdict
 
 RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
 
@@ -147,17 +147,9 @@ class AppConfigRunner(AwsRunner[AppConfigAction]):
         return True, f"environment on version {on}; the latest version ({latest}) {same} the content"
 
 
-def _runner(deps: RunnerDeps) -> AppConfigRunner:
-    return AppConfigRunner(deps)
-
-
-async def _probe(action: AppConfigAction, probing: Probing) -> Verdict:
-    return await aws_probe(probing.runner, action)
-
-
-KIND = ActionKind(type="appconfig", config=AppConfigAction, factory=_runner, probe=_probe,
-                  aws_calls=("appconfig:ListApplications", "appconfig:ListEnvironments",
-                             "appconfig:ListConfigurationProfiles", "appconfig:ListHostedConfigurationVersions",
-                             "appconfig:GetHostedConfigurationVersion", "appconfig:ListDeployments",
-                             "appconfig:StopDeployment", "appconfig:CreateHostedConfigurationVersion",
-                             "appconfig:StartDeployment", "appconfig:GetDeployment"))
+KIND = aws_kind(AppConfigAction, AppConfigRunner, (
+    "appconfig:ListApplications", "appconfig:ListEnvironments", "appconfig:ListConfigurationProfiles",
+    "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
+    "appconfig:ListDeployments", "appconfig:StopDeployment", "appconfig:CreateHostedConfigurationVersion",
+    "appconfig:StartDeployment", "appconfig:GetDeployment",
+))

@@ -15,10 +15,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 from watchdog.actions.base import ActionFailed, Step
-from watchdog.actions.kind import RunnerDeps, Verdict
+from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
 from watchdog.config.models import Action, AwsSection
 from watchdog.config.types import Interval, Timeout
 
@@ -132,16 +132,19 @@ class AwsRunner(Generic[A]):
         raise NotImplementedError
 
 
-def aws_probe(runner: Any, action: Any) -> Awaitable[Verdict]:
+async def _probe(action: Any, probing: Probing) -> Verdict:
     """An AWS kind's probe: its runner's read-only call, under the action's timeout, failures as verdicts."""
-    async def probe() -> Verdict:
-        try:
-            async with asyncio.timeout(action.timeout.total_seconds()):
-                verdict: Verdict = await runner.probe(action)
-                return verdict
-        except ActionFailed as exc:
-            return False, exc.detail
-        except TimeoutError:
-            return False, f"no answer within {action.timeout.total_seconds():g}s"
+    try:
+        async with asyncio.timeout(action.timeout.total_seconds()):
+            verdict: Verdict = await probing.runner.probe(action)  # type: ignore[attr-defined]
+            return verdict
+    except ActionFailed as exc:
+        return False, exc.detail
+    except TimeoutError:
+        return False, f"no answer within {action.timeout.total_seconds():g}s"
 
-    return probe()
+
+def aws_kind(config: type[A], runner: Callable[[RunnerDeps], AwsRunner[A]], aws_calls: tuple[str, ...]) -> ActionKind[A]:
+    """The descriptor of an AWS action kind: its `type` is its model's, its probe its runner's read."""
+    [kind] = get_args(config.model_fields["type"].annotation)  # the model's `type: Literal[...]`
+    return ActionKind(type=kind, config=config, factory=runner, probe=_probe, aws_calls=aws_calls)

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
-from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+from watchdog.actions.kind import Verdict
 from watchdog.config.types import Timeout
 
 TAG = "rollback-watchdog:from"
@@ -144,14 +144,6 @@ class EcsServiceRunner(AwsRunner[EcsServiceAction]):
                       f"{_short(target)} ({why})")
 
 
-def _runner(deps: RunnerDeps) -> EcsServiceRunner:
-    return EcsServiceRunner(deps)
-
-
-async def _probe(action: EcsServiceAction, probing: Probing) -> Verdict:
-    return await aws_probe(probing.runner, action)
-
-
-KIND = ActionKind(type="ecs_service", config=EcsServiceAction, factory=_runner, probe=_probe,
-                  aws_calls=("ecs:DescribeServices", "ecs:ListTaskDefinitions", "ecs:TagResource",
-                             "ecs:UpdateService"))
+KIND = aws_kind(EcsServiceAction, EcsServiceRunner, (
+    "ecs:DescribeServices", "ecs:ListTaskDefinitions", "ecs:TagResource", "ecs:UpdateService",
+))

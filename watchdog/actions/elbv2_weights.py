@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
-from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+from watchdog.actions.kind import Verdict
 
 
 class Elbv2WeightsAction(AwsAction):
@@ -130,15 +130,8 @@ class Elbv2WeightsRunner(AwsRunner[Elbv2WeightsAction]):
         return True, f"{_short(a.where)} readable; its target groups exist"
 
 
-def _runner(deps: RunnerDeps) -> Elbv2WeightsRunner:
-    return Elbv2WeightsRunner(deps)
-
-
-async def _probe(action: Elbv2WeightsAction, probing: Probing) -> Verdict:
-    return await aws_probe(probing.runner, action)
-
-
-KIND = ActionKind(type="elbv2_weights", config=Elbv2WeightsAction, factory=_runner, probe=_probe,
-                  aws_calls=("elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-                             "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroups",
-                             "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"))
+KIND = aws_kind(Elbv2WeightsAction, Elbv2WeightsRunner, (
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule",
+))

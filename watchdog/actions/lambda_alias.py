@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
-from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+from watchdog.actions.kind import Verdict
 
 _MARK = re.compile(r"\s*\[rollback-watchdog: from (\d+)\]")
 
@@ -128,13 +128,6 @@ class LambdaAliasRunner(AwsRunner[LambdaAliasAction]):
         return True, f"alias {a.alias} on {alias.get('FunctionVersion')}; a rollback would point it at {target} ({why})"
 
 
-def _runner(deps: RunnerDeps) -> LambdaAliasRunner:
-    return LambdaAliasRunner(deps)
-
-
-async def _probe(action: LambdaAliasAction, probing: Probing) -> Verdict:
-    return await aws_probe(probing.runner, action)
-
-
-KIND = ActionKind(type="lambda_alias", config=LambdaAliasAction, factory=_runner, probe=_probe,
-                  aws_calls=("lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:UpdateAlias"))
+KIND = aws_kind(LambdaAliasAction, LambdaAliasRunner, (
+    "lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:UpdateAlias",
+))

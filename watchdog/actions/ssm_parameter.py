@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_probe
+from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
-from watchdog.actions.kind import ActionKind, Probing, RunnerDeps, Verdict
+from watchdog.actions.kind import Verdict
 
 
 class SsmParameterAction(AwsAction):
@@ -70,13 +70,6 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
         return True, f"{a.parameter} readable: {p.get('Type')}, version {p.get('Version')}"
 
 
-def _runner(deps: RunnerDeps) -> SsmParameterRunner:
-    return SsmParameterRunner(deps)
-
-
-async def _probe(action: SsmParameterAction, probing: Probing) -> Verdict:
-    return await aws_probe(probing.runner, action)
-
-
-KIND = ActionKind(type="ssm_parameter", config=SsmParameterAction, factory=_runner, probe=_probe,
-                  aws_calls=("ssm:GetParameter", "ssm:PutParameter"))
+KIND = aws_kind(SsmParameterAction, SsmParameterRunner, (
+    "ssm:GetParameter", "ssm:PutParameter",
+))
