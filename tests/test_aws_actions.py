@@ -72,15 +72,23 @@ class Run:
         return set(self.gate.calls) - declared
 
 
-@pytest.fixture
-async def run(moto_url: str, session: aiohttp.ClientSession) -> AsyncIterator[Run]:
-    async with gate(moto_url) as g:
+@asynccontextmanager
+async def running(url: str, session: aiohttp.ClientSession) -> AsyncIterator[Run]:
+    """A Run on a gate in front of `url` (moto or a fake); its runners' operations held to their kinds'
+    declarations."""
+    async with gate(url) as g:
         r = Run(g, session)
         try:
             yield r
         finally:
             await r.close()
         assert not r.undeclared(), f"sent but not declared in the kind's aws_calls: {r.undeclared()}"
+
+
+@pytest.fixture
+async def run(moto_url: str, session: aiohttp.ClientSession) -> AsyncIterator[Run]:
+    async with running(moto_url, session) as r:
+        yield r
 
 
 def later(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -300,24 +308,12 @@ async def test_lambda_alias_probe_says_where_a_rollback_would_go(run: Run, moto_
 # Against tests/aws_fakes.py's ECS: after UpdateService moto shows the old task definition PRIMARY and
 # IN_PROGRESS forever, so no read-back could ever see a rollout end there.
 
-@asynccontextmanager
-async def running(fake: Any, session: aiohttp.ClientSession) -> AsyncIterator[Run]:
-    """A Run on a gate in front of `fake`; its runners' operations held to their kinds' declarations."""
-    async with gate(fake.url) as g:
-        r = Run(g, session)
-        try:
-            yield r
-        finally:
-            await r.close()
-        assert not r.undeclared(), f"sent but not declared in the kind's aws_calls: {r.undeclared()}"
-
-
 @pytest.fixture
 async def ecs(session: aiohttp.ClientSession, aws_env: dict[str, str]) -> AsyncIterator[tuple[Any, Run]]:
     async with ecs_fake() as fake:
         fake.families["shop"] = [5, 6, 7]
         fake.service("prod", "web", "shop", 7)
-        async with running(fake, session) as r:
+        async with running(fake.url, session) as r:
             yield fake, r
 
 
@@ -405,7 +401,7 @@ ON, OFF = {"hybrid-routing": {"enabled": True}}, {"hybrid-routing": {"enabled": 
 async def appconfig(session: aiohttp.ClientSession, aws_env: dict[str, str]) -> AsyncIterator[tuple[Any, Run]]:
     async with appconfig_fake() as fake:
         fake.deploy(fake.hosted(ON))  # version 1, deployed
-        async with running(fake, session) as r:
+        async with running(fake.url, session) as r:
             yield fake, r
 
 
