@@ -29,6 +29,9 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/rollback-watchdog demo
 
 # The import contracts and the type check (pyproject.toml) first: a broken architecture fails in seconds.
+# One worker per core, each test handed to whichever worker is free (pytest-xdist); PYTEST_ARGS= runs it in one.
+PYTEST_ARGS ?= -n auto --dist worksteal
+
 test: $(VENV)/.dev-installed
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
