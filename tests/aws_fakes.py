@@ -8,8 +8,9 @@ server on loopback speaking the real wire protocol, so the daemon's own aioboto3
   forever. Here a rollout moves on as ECS's does and ends COMPLETED on the new task definition (or never, or
   FAILED, when a test says so).
 - AppConfig (REST-JSON): moto has no environments or deployments (404) and ignores LatestVersionNumber. Here
-  deployments run to COMPLETE (or roll back), StopDeployment rolls one back, and a stale LatestVersionNumber
-  answers 409 ConflictException, as AppConfig documents.
+  deployments run to COMPLETE (or roll back), StopDeployment rolls one back (only one DEPLOYING, unless
+  AllowRevert), StartDeployment refuses while one is unfinished, and a stale LatestVersionNumber answers 409
+  ConflictException, as AppConfig documents.
 """
 
 from __future__ import annotations
@@ -267,6 +268,9 @@ class AppConfigFake:
         return d["ConfigurationVersion"], d["State"], json.loads(self.versions["prof1"][int(d["ConfigurationVersion"]) - 1])
 
 
+FINISHED = ("COMPLETE", "ROLLED_BACK", "REVERTED")
+
+
 def _appconfig_error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response({"Message": message}, status=status, headers={"x-amzn-ErrorType": kind})
 
@@ -318,7 +322,7 @@ async def appconfig_fake() -> AsyncIterator[AppConfigFake]:
 
     async def start(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
-        if any(d["State"] in ("DEPLOYING", "BAKING") for d in fake.deployments[request.match_info["e"]]):
+        if any(d["State"] not in FINISHED for d in fake.deployments[request.match_info["e"]]):
             return _appconfig_error(409, "ConflictException", "a deployment is in progress in this environment")
         if not 1 <= int(body["ConfigurationVersion"]) <= len(fake.versions[body["ConfigurationProfileId"]]):
             return _appconfig_error(400, "BadRequestException", "no such version")
@@ -333,7 +337,9 @@ async def appconfig_fake() -> AsyncIterator[AppConfigFake]:
         d = find(request)
         if d is None:
             return _appconfig_error(404, "ResourceNotFoundException", "deployment not found")
-        if d["State"] == "DEPLOYING" and not fake.stuck:
+        if d["State"] == "ROLLING_BACK":  # a stopped deployment takes a read to have rolled back
+            d.update(State="ROLLED_BACK")
+        elif d["State"] == "DEPLOYING" and not fake.stuck:
             key = (d["EnvironmentId"], d["DeploymentNumber"])
             fake._reads[key] = fake._reads.get(key, 0) + 1
             if fake.roll_back:
@@ -346,7 +352,12 @@ async def appconfig_fake() -> AsyncIterator[AppConfigFake]:
         d = find(request)
         if d is None:
             return _appconfig_error(404, "ResourceNotFoundException", "deployment not found")
-        d.update(State="ROLLED_BACK")
+        revert = request.headers.get("Allow-Revert") == "true"
+        # AppConfig: "works only on deployments that have a status of DEPLOYING, unless an AllowRevert parameter
+        # is supplied"; with it, an in-progress deployment ends ROLLED_BACK, a completed one REVERTED.
+        if d["State"] != "DEPLOYING" and not (revert and d["State"] in ("BAKING", "VALIDATING", "COMPLETE")):
+            return _appconfig_error(400, "BadRequestException", f"cannot stop a deployment in state {d['State']}")
+        d.update(State="REVERTED" if d["State"] == "COMPLETE" else "ROLLING_BACK")
         return web.json_response(d, status=202)
 
     app = web.Application()

@@ -6,7 +6,8 @@ the method and path of the operations the actions call. Per operation it can:
 - `deny`: answer AccessDenied in that protocol's own error form, as IAM does when a policy lacks the action;
 - `after`: run a hook once the endpoint has answered and before the answer goes back (a concurrent change made
   between the action's read and its write, exactly there);
-- `route`: send it to another endpoint (a fake of tests/aws_fakes.py), so that one URL serves a whole config.
+- `route`: send it to another endpoint (a fake of tests/aws_fakes.py), so that one URL serves a whole config;
+- `rewrite`: change the answer as AWS would give it where the emulator is lax (a test says why, each time).
 
 Nothing of the client library is mocked: the daemon's own aioboto3 client talks to this server over loopback.
 """
@@ -80,6 +81,12 @@ class Gate:
     after: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     # operation -> another endpoint that answers it (a fake), so one endpoint URL serves a whole config
     routes: dict[str, str] = field(default_factory=dict)
+    # operation -> its answer's body changed as AWS would answer where the emulator is lax (a field it leaves out)
+    rewrite: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)  # every request's operation and body
+
+    def sent(self, op: str) -> list[bytes]:
+        return [body for o, body in self.bodies if o == op]
 
     def route(self, url: str, *ops: str) -> None:
         self.routes.update(dict.fromkeys(ops, url))
@@ -96,6 +103,7 @@ async def gate(upstream: str) -> AsyncIterator[Gate]:
             body = await request.read()
             op = operation(request, body)
             g.calls.append(op)
+            g.bodies.append((op, body))
             if op in g.deny:
                 return denied(request, op)
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
@@ -105,6 +113,8 @@ async def gate(upstream: str) -> AsyncIterator[Gate]:
                 status, kept = r.status, {k: v for k, v in r.headers.items()
                                           if k.lower() not in ("content-length", "transfer-encoding", "connection",
                                                                "content-encoding", "date", "server")}
+            if op in g.rewrite:
+                answer = g.rewrite[op](answer)
             hook = g.after.pop(op, None)
             if hook is not None:
                 await hook()

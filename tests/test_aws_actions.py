@@ -117,7 +117,7 @@ async def test_ssm_parameter_sets_the_flag_reads_it_back_and_a_repeat_changes_no
     assert a.idempotent  # setting a value twice leaves what once does
     assert await run(a) == f"{name}: 'on' → 'off' (version 1 → 2)"
     assert parameter(moto_url, name) == ("off", 2)
-    assert run.gate.calls == ["GetParameter", "PutParameter", "GetParameter"]  # the write read back
+    assert run.gate.calls == ["GetParameter", "DescribeParameters", "PutParameter", "GetParameter"]  # read back
     assert await run(a) == f"{name}: already 'off' (version 2), left as it is"  # after a crash, say
     assert parameter(moto_url, name) == ("off", 2)
 
@@ -148,6 +148,30 @@ async def test_ssm_parameter_denied_by_iam_names_the_call_and_the_parameter(run:
     assert failed.detail.startswith(f"PutParameter {name}: AccessDeniedException: User: ")
     assert "not authorized to perform: PutParameter" in failed.detail and not failed.retryable
     assert parameter(moto_url, name) == ("on", 1)
+
+
+async def test_ssm_parameter_a_secure_string_keeps_its_own_key_tier_and_type(run: Run, moto_url: str) -> None:
+    name = f"/flags/{unique('secure')}"
+    ssm = client("ssm", moto_url)
+    ssm.put_parameter(Name=name, Value="on", Type="SecureString", KeyId="alias/flags", Tier="Advanced")
+    assert await run(action(type="ssm_parameter", name=name, value="off", **FAST)) == \
+        f"{name}: (a SecureString) → (a SecureString) (version 1 → 2)"  # its value never shown
+    [meta] = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"]
+    assert (meta["KeyId"], meta["Tier"], meta["Version"]) == ("alias/flags", "Advanced", 2)
+    assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == "off"
+
+
+async def test_a_write_cut_off_by_the_timeout_is_of_unknown_outcome(run: Run, moto_url: str) -> None:
+    """The answer to PutParameter comes after the action's timeout: the write may have landed, so the attempt is
+    `unknown` (repeated only for an idempotent action), not a write that never went out."""
+    name = flag(moto_url)
+
+    async def slow() -> None:
+        await asyncio.sleep(3)
+    run.gate.after["PutParameter"] = slow
+    failed = await run.fails(action(type="ssm_parameter", name=name, value="off", **FAST))
+    assert failed.unknown and failed.detail.startswith(f"{name} = 'off': not done within 1s; last seen: ")
+    assert parameter(moto_url, name) == ("off", 2)  # it had landed
 
 
 async def test_ssm_parameter_probe_reads_and_never_writes(run: Run, moto_url: str) -> None:
@@ -186,6 +210,37 @@ async def test_elbv2_weights_refuses_to_send_traffic_to_a_group_with_no_healthy_
                             "traffic not shifted"
     assert "ModifyListener" not in run.gate.calls
     assert weights(moto_url, lb.listener) == {lb.blue: 100, lb.green: 0}
+
+
+async def test_elbv2_weights_takes_a_group_without_health_checks_as_serving(run: Run, moto_url: str) -> None:
+    """A Lambda target group has no health checks by default, and ELBv2 then says its targets are `unavailable`
+    (Target.HealthCheckDisabled). moto says `healthy` for every target, so the gate answers as ELBv2 does."""
+    lb = alb(moto_url)
+    run.gate.rewrite["DescribeTargetHealth"] = lambda body: body.replace(
+        b"<State>healthy</State>", b"<State>unavailable</State><Reason>Target.HealthCheckDisabled</Reason>")
+    assert (await run(action(type="elbv2_weights", listener_arn=lb.listener, weights={lb.green: 100}, **FAST))
+            ).endswith(f"{lb.green.split('/')[1]} 100")
+    run.gate.rewrite["DescribeTargetHealth"] = lambda body: body.replace(  # a failing health check is no such thing
+        b"<State>healthy</State>", b"<State>unhealthy</State><Reason>Target.FailedHealthChecks</Reason>")
+    failed = await run.fails(action(type="elbv2_weights", listener_arn=lb.listener, weights={lb.blue: 100}, **FAST))
+    assert failed.detail.endswith("has no healthy target (1 unhealthy): traffic not shifted")
+
+
+async def test_elbv2_weights_keeps_an_oidc_step_and_its_secret(run: Run, moto_url: str) -> None:
+    """ELBv2 never reads an OIDC client secret back; ModifyListener then needs UseExistingClientSecret to keep it.
+    moto echoes the secret back, so the gate leaves it out as ELBv2 does."""
+    lb = alb(moto_url)
+    oidc = {"Issuer": "https://idp", "AuthorizationEndpoint": "https://idp/a", "TokenEndpoint": "https://idp/t",
+            "UserInfoEndpoint": "https://idp/u", "ClientId": "watchdog", "ClientSecret": "s3cret"}
+    client("elbv2", moto_url).modify_listener(ListenerArn=lb.listener, DefaultActions=[
+        {"Type": "authenticate-oidc", "Order": 1, "AuthenticateOidcConfig": oidc},
+        {"Type": "forward", "Order": 2, "ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": lb.blue, "Weight": 100}, {"TargetGroupArn": lb.green, "Weight": 0}]}}])
+    run.gate.rewrite["DescribeListeners"] = lambda body: body.replace(b"<ClientSecret>s3cret</ClientSecret>", b"")
+    await run(action(type="elbv2_weights", listener_arn=lb.listener, weights={lb.green: 100}, **FAST))
+    [sent] = run.gate.sent("ModifyListener")
+    assert b"UseExistingClientSecret=true" in sent and b"s3cret" not in sent
+    assert b"authenticate-oidc" in sent and weights(moto_url, lb.listener) == {lb.blue: 0, lb.green: 100}
 
 
 async def test_elbv2_weights_says_when_stickiness_holds_clients_on_the_old_group(run: Run, moto_url: str) -> None:
@@ -246,6 +301,34 @@ async def test_lambda_alias_during_a_weighted_rollout_clears_the_routing_to_the_
                      "under way))"
     got = alias(moto_url, fn)
     assert got["FunctionVersion"] == "3" and not (got.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+
+
+async def test_lambda_alias_cleared_of_a_canary_stays_there_when_repeated(run: Run, moto_url: str) -> None:
+    fn = function(moto_url, versions=4, alias_on=3, weights={"4": 0.1})
+    a = action(type="lambda_alias", function=fn, version="previous", **FAST)
+    await run(a)
+    assert await run(a) == f"alias live of {fn}: already on 3, no routing (already rolled back from 4)"
+    assert alias(moto_url, fn)["FunctionVersion"] == "3"  # not walked back to 2
+
+
+async def test_lambda_alias_keeps_its_marker_whatever_the_description(run: Run, moto_url: str) -> None:
+    fn = function(moto_url, versions=3, alias_on=3)
+    client("lambda", moto_url).update_alias(FunctionName=fn, Name="live", Description="d" * 256)
+    a = action(type="lambda_alias", function=fn, version="previous", **FAST)
+    await run(a)
+    said = alias(moto_url, fn)["Description"]
+    assert len(said) <= 256 and said.endswith(" [rollback-watchdog: 3 → 2]") and said.startswith("ddd")
+    assert (await run(a)).endswith("(already rolled back from 3)") and alias(moto_url, fn)["FunctionVersion"] == "2"
+
+
+async def test_lambda_alias_on_latest_has_no_previous(run: Run, moto_url: str) -> None:
+    fn = function(moto_url, versions=2, alias_on=2)
+    client("lambda", moto_url).update_alias(FunctionName=fn, Name="live", FunctionVersion="$LATEST")
+    failed = await run.fails(action(type="lambda_alias", function=fn, version="previous", **FAST))
+    assert failed.detail == (f"alias live of {fn} points at $LATEST, not a published version: `previous` has "
+                             "nothing to go back from (give `version`)") and not failed.retryable
+    assert await run(action(type="lambda_alias", function=fn, version=1, **FAST)) == \
+        f"alias live of {fn}: $LATEST → 1 (as configured)"
 
 
 async def test_lambda_alias_to_a_named_version(run: Run, moto_url: str) -> None:
@@ -350,6 +433,31 @@ async def test_ecs_service_during_a_rollout_goes_back_to_the_deployment_it_repla
     assert on(fake) == ("shop:7", "COMPLETED", 2)
 
 
+async def test_ecs_service_repeated_during_its_own_rollout_never_goes_forward(ecs: tuple[Any, Run]) -> None:
+    fake, run = ecs
+    fake.families["shop"].append(8)
+    fake.deploy("prod", "web", fake.arn("shop", 8))  # a bad deploy, still rolling out
+    fake.stuck = True
+    a = action(type="ecs_service", cluster="prod", service="web", **FAST)
+    assert (await run.fails(a)).unknown  # 8 -> 7 sent; the rollout did not end in time (a crash, say)
+    fake.stuck = False
+    detail = await run(a)  # the repeat: 8 is still draining beside 7
+    assert detail.startswith("service prod/web: shop:7 → shop:7, stable: shop:7") and \
+        detail.endswith("(already rolling back from shop:8)")
+    assert on(fake) == ("shop:7", "COMPLETED", 2) and run.gate.count("UpdateService") == 1
+
+
+async def test_ecs_service_leaves_a_rollback_ecs_began_itself(ecs: tuple[Any, Run]) -> None:
+    fake, run = ecs
+    fake.families["shop"].append(8)
+    fake.deploy("prod", "web", fake.arn("shop", 8))
+    fake.deploy("prod", "web", fake.arn("shop", 7))  # the circuit breaker rolls 8 back to 7
+    fake.services[("prod", "web")]["deployments"][1].update(rolloutState="FAILED")
+    detail = await run(action(type="ecs_service", cluster="prod", service="web", **FAST))
+    assert detail.endswith("(ECS is rolling the failed deployment back)") and run.gate.count("UpdateService") == 0
+    assert on(fake) == ("shop:7", "COMPLETED", 2)
+
+
 async def test_ecs_service_a_given_task_definition(ecs: tuple[Any, Run]) -> None:
     fake, run = ecs
     detail = await run(action(type="ecs_service", cluster="prod", service="web", task_definition="shop:5", **FAST))
@@ -435,6 +543,26 @@ async def test_appconfig_stops_a_deployment_under_way_before_its_own(appconfig: 
                                       "of version 2 stopped")
     assert [d["State"] for d in fake.deployments["env1"]] == ["COMPLETE", "ROLLED_BACK", "COMPLETE"]
     assert fake.on() == ("3", "COMPLETE", OFF)
+
+
+async def test_appconfig_stops_a_baking_deployment_with_allow_revert(appconfig: tuple[Any, Run]) -> None:
+    fake, run = appconfig
+    fake.deploy(fake.hosted({"hybrid-routing": {"enabled": True, "bedrock": "all"}}), "BAKING")
+    detail = await run(flags_off())
+    assert detail.endswith("deployment 2 of version 2 stopped")
+    assert len(run.gate.sent("StopDeployment")) == 1  # the fake refuses one past DEPLOYING without AllowRevert
+    assert [d["State"] for d in fake.deployments["env1"]] == ["COMPLETE", "ROLLED_BACK", "COMPLETE"]
+
+
+async def test_appconfig_repeated_while_its_own_deployment_runs_waits_on_it(appconfig: tuple[Any, Run]) -> None:
+    fake, run = appconfig
+    fake.stuck = True
+    assert (await run.fails(flags_off())).unknown  # deployment 2 started, not COMPLETE in time (a crash, say)
+    fake.stuck = False
+    assert await run(flags_off()) == ("shop/prod/flags: version 2, which holds the content, deployed (deployment 2, "
+                                      "already under way)")
+    assert "StopDeployment" not in run.gate.calls and len(fake.deployments["env1"]) == 2
+    assert fake.on() == ("2", "COMPLETE", OFF)
 
 
 async def test_appconfig_a_version_made_between_read_and_write_is_not_shadowed(appconfig: tuple[Any, Run]) -> None:

@@ -175,6 +175,8 @@ def test_the_aws_example_config_loads_with_an_aws_action_at_each_level(
     ({"type": "ssm_parameter", "name": "/f", "value": ""}, "String should have at least 1 character"),
     ({"type": "appconfig", "application": "a", "environment": "e", "profile": "p"}, "content: required"),
     ({"type": "ecs_service", "cluster": "c", "service": "s", "read_back_every": "10ms"}, "at least 100ms"),
+    ({"type": "ecs_service", "cluster": "c", "service": "s", "task_definition": "shop"},
+     "task_definition is `previous`, family:revision or a task definition ARN"),
 ])
 def test_a_wrong_aws_action_is_one_line_naming_its_place(action: dict[str, Any], problem: str) -> None:
     from watchdog.config import ConfigError

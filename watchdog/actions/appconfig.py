@@ -3,11 +3,13 @@ the deployment is COMPLETE.
 
 The content becomes a new hosted configuration version unless the latest one already holds it; that write carries
 LatestVersionNumber, the latest version read, so a version somebody else made in between fails the call
-(ConflictException) instead of being shadowed. A deployment under way in the environment (the bad one, most
-likely) is stopped first (StopDeployment: AppConfig rolls it back), since AppConfig runs one deployment per
-environment at a time. Then StartDeployment with `strategy` (default `AppConfig.AllAtOnce`: a rollback should
-not bake for ten minutes) and GetDeployment until COMPLETE; ROLLED_BACK (an alarm of the environment, or
-somebody stopping it) fails the action. The environment already on a version holding the content has nothing to
+(ConflictException) instead of being shadowed. A deployment of the profile under way in the environment (the
+bad one, most likely) is stopped first (StopDeployment with AllowRevert, which rolls back one that is baking
+too) and waited on until it has rolled back, since AppConfig runs one deployment per environment at a time; one
+already rolling back is only waited on. One under way that deploys the content already (an attempt before
+this one) is waited on, not stopped. Then StartDeployment with `strategy` (default `AppConfig.AllAtOnce`: a
+rollback should not bake for ten minutes) and GetDeployment until COMPLETE; ROLLED_BACK or REVERTED (an alarm of
+the environment, or somebody stopping it) fails the action. The environment already on a version holding the content has nothing to
 do, which is what makes a repeat harmless.
 
 `application`, `environment` and `profile` take an ID or a name.
@@ -24,7 +26,7 @@ from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
 from watchdog.actions.kind import Verdict
 
-RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
+UNDER_WAY = ("DEPLOYING", "BAKING", "VALIDATING")  # StopDeployment (with AllowRevert) rolls these back
 
 
 class AppConfigAction(AwsAction):
@@ -93,20 +95,46 @@ class AppConfigRunner(AwsRunner[AppConfigAction]):
         ours = [d for d in got.get("Items", []) if d.get("ConfigurationName") == name]
         return sorted(ours, key=lambda d: int(d.get("DeploymentNumber", 0)), reverse=True)
 
+    async def _until(self, a: AppConfigAction, progress: Progress, app: str, env: str, number: int,
+                     ended: tuple[str, ...], failed: tuple[str, ...] = ()) -> str:
+        """GetDeployment `number` until its state is one of `ended` (ActionFailed on one of `failed`)."""
+        where = f"{a.application}/{a.environment}/{a.profile} deployment {number}"
+
+        async def shown() -> tuple[bool, str]:
+            got = await self.call(a, "GetDeployment", where, ApplicationId=app, EnvironmentId=env,
+                                  DeploymentNumber=number)
+            state = str(got.get("State"))
+            if state in failed:
+                raise ActionFailed(f"{a.application}/{a.environment}/{a.profile}: AppConfig rolled deployment "
+                                   f"{number} back (an alarm of the environment, or somebody stopped it)",
+                                   retryable=False, unknown=True)
+            return state in ended, f"deployment {number} {state} ({got.get('PercentageComplete', 0):g}%)"
+
+        return await self.until(a, progress, shown)
+
     async def act(self, a: AppConfigAction, progress: Progress) -> str:
         app, env, prof, name = await self._ids(a)
         where = f"{a.application}/{a.environment}/{a.profile}"
         latest, content = await self._latest(a, app, prof)
         deployments = await self._deployments(a, app, env, name)
         newest = deployments[0] if deployments else {}
-        before = newest.get("ConfigurationVersion", "none")
-        if content == a.content and newest.get("State") == "COMPLETE" and str(before) == str(latest):
+        before, state = newest.get("ConfigurationVersion", "none"), newest.get("State")
+        ours = content == a.content and str(before) == str(latest)
+        if ours and state == "COMPLETE":
             return f"{where}: already on version {latest}, which holds the content"
-        stopped = ""
-        if newest.get("State") in RUNNING:
+        if ours and state in UNDER_WAY:  # the content on its way already (an attempt before this one): wait on it
             number = int(newest["DeploymentNumber"])
-            await self.call(a, "StopDeployment", f"{where} deployment {number}", write=True, ApplicationId=app,
-                            EnvironmentId=env, DeploymentNumber=number)
+            await self._until(a, progress, app, env, number, ("COMPLETE",), ("ROLLED_BACK", "REVERTED"))
+            return f"{where}: version {latest}, which holds the content, deployed (deployment {number}, already " \
+                   "under way)"
+        stopped = ""
+        if state in UNDER_WAY or state == "ROLLING_BACK":
+            # One deployment per environment at a time: the one under way (most likely the bad one) goes first.
+            number = int(newest["DeploymentNumber"])
+            if state != "ROLLING_BACK":  # AllowRevert: a deployment past DEPLOYING (baking) can be stopped too
+                await self.call(a, "StopDeployment", f"{where} deployment {number}", write=True, ApplicationId=app,
+                                EnvironmentId=env, DeploymentNumber=number, AllowRevert=True)
+            await self._until(a, progress, app, env, number, ("ROLLED_BACK", "REVERTED", "COMPLETE"))
             stopped = f", deployment {number} of version {before} stopped"
         version = latest
         if content != a.content:
@@ -125,17 +153,7 @@ class AppConfigRunner(AwsRunner[AppConfigAction]):
                                   DeploymentStrategyId=a.strategy, ConfigurationProfileId=prof,
                                   ConfigurationVersion=str(version), Description="rollback-watchdog")
         number = int(started["DeploymentNumber"])
-
-        async def shown() -> tuple[bool, str]:
-            got = await self.call(a, "GetDeployment", f"{where} deployment {number}", ApplicationId=app,
-                                  EnvironmentId=env, DeploymentNumber=number)
-            state = got.get("State")
-            if state == "ROLLED_BACK":
-                raise ActionFailed(f"{where}: AppConfig rolled deployment {number} back (an alarm of the "
-                                   "environment, or somebody stopped it)", retryable=False, unknown=True)
-            return state == "COMPLETE", f"deployment {number} {state} ({got.get('PercentageComplete', 0):g}%)"
-
-        await self.until(a, progress, shown)
+        await self._until(a, progress, app, env, number, ("COMPLETE",), ("ROLLED_BACK", "REVERTED"))
         return f"{where}: version {before} → {version} deployed ({a.strategy}){stopped}"
 
     async def probe(self, a: AppConfigAction) -> Verdict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar, get_args
 
@@ -44,11 +45,16 @@ def operation(op: str) -> str:
 
 
 class Progress:
-    """What the resource showed last while being read back: said when the wanted state never comes."""
+    """What the resource showed last while being read back (said when the wanted state never comes), and
+    whether a write has been sent: one cut off by the timeout may have taken effect."""
 
     def __init__(self) -> None:
         self.seen = "nothing read yet"
         self.written = False
+
+
+# The attempt under way in this task: one runner may run two targets' actions at once, each in its own task.
+_ATTEMPT: ContextVar[Progress | None] = ContextVar("aws_attempt", default=None)
 
 
 class AwsRunner(Generic[A]):
@@ -87,6 +93,9 @@ class AwsRunner(Generic[A]):
 
         client = await self._client(action)
         self.calls.append(op)
+        attempt = _ATTEMPT.get()
+        if write and attempt is not None:
+            attempt.written = True  # from here on, the outcome of a cut attempt is unknown
         try:
             answer: dict[str, Any] = await getattr(client, operation(op))(**kwargs)
             return answer
@@ -107,6 +116,7 @@ class AwsRunner(Generic[A]):
         if not isinstance(action, self.model):
             raise TypeError(f"the {self.service} runner cannot run a {action.type} step")
         progress = Progress()
+        token = _ATTEMPT.set(progress)
         try:
             async with asyncio.timeout(action.timeout.total_seconds()):
                 return await self.act(action, progress)  # type: ignore[arg-type]
@@ -114,6 +124,8 @@ class AwsRunner(Generic[A]):
             said = "not done" if progress.written else "not written"
             raise ActionFailed(f"{action.describe()}: {said} within {action.timeout.total_seconds():g}s; "
                                f"last seen: {progress.seen}", unknown=progress.written) from None
+        finally:
+            _ATTEMPT.reset(token)
 
     async def act(self, action: A, progress: Progress) -> str:
         raise NotImplementedError

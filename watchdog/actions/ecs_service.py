@@ -16,10 +16,11 @@ the revision before the tagged one has nothing to do.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
@@ -35,6 +36,14 @@ class EcsServiceAction(AwsAction):
     service: str = Field(min_length=1)
     task_definition: str = Field("previous", min_length=1)  # `previous`, or an ARN or family:revision
     timeout: Timeout = timedelta(minutes=10)  # a rollout takes minutes: tasks start, pass health checks, old drain
+
+    @field_validator("task_definition")
+    @classmethod
+    def _revision_named(cls, v: str) -> str:
+        # A family alone would deploy its newest revision, which the read-back could not name in advance.
+        if v != "previous" and not re.fullmatch(r"(arn:[^/]+:task-definition/)?[A-Za-z0-9_-]{1,255}:[1-9][0-9]*", v):
+            raise ValueError("task_definition is `previous`, family:revision or a task definition ARN")
+        return v
 
     def describe(self) -> str:
         return self.name or f"service {self.cluster}/{self.service} to {self.task_definition}"
@@ -85,16 +94,22 @@ class EcsServiceRunner(AwsRunner[EcsServiceAction]):
         if a.task_definition != "previous":
             return a.task_definition, "as configured"
         current = str(service["taskDefinition"])
-        replaced = sorted((d for d in service.get("deployments", []) if d.get("status") == "ACTIVE"),
-                          key=lambda d: str(d.get("createdAt", "")))
-        if replaced:
-            return str(replaced[-1]["taskDefinition"]), "the deployment the rollout was replacing"
-        tags = {t.get("key"): t.get("value") for t in service.get("tags", [])}
-        marked = tags.get(TAG)
-        if marked and _revision(marked)[0] == _revision(current)[0]:
+        active = [d for d in service.get("deployments", []) if d.get("status") == "ACTIVE"]
+        marked = {t.get("key"): t.get("value") for t in service.get("tags", [])}.get(TAG)
+        if marked and _revision(marked)[0] == _revision(current)[0] and _short(marked) != _short(current):
+            # Rolled back from `marked` already, by an attempt before this one (a repeat after a crash): it is
+            # still draining (a deployment runs it), or the service is on the revision before it.
+            if any(_short(str(d.get("taskDefinition"))) == _short(marked) for d in active):
+                return current, f"already rolling back from {_short(marked)}"
             before = await self._before(a, marked)
             if before is not None and _short(before) == _short(current):
                 return current, f"already rolled back from {_short(marked)}"
+        if any(d.get("rolloutState") == "FAILED" for d in active):
+            # ECS's circuit breaker rolled the failed deployment back itself: the service is going back already
+            return current, "ECS is rolling the failed deployment back"
+        replaced = sorted(active, key=lambda d: str(d.get("createdAt", "")))
+        if replaced:
+            return str(replaced[-1]["taskDefinition"]), "the deployment the rollout was replacing"
         previous = await self._before(a, current)
         if previous is None:
             raise ActionFailed(f"{a.cluster}/{a.service}: no ACTIVE revision of {_revision(current)[0]} below "

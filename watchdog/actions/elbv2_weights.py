@@ -1,10 +1,12 @@
 """`elbv2_weights`: shift an ALB listener's (or a rule's) traffic between target groups, then read it back until
 DescribeListeners (DescribeRules) shows the weights.
 
-Before shifting, every target group that is to get traffic must have a healthy target (DescribeTargetHealth):
-moving all traffic onto a group that cannot serve it would turn a slow service into a dead one. Target groups
+Before shifting, every target group that is to get traffic must have a healthy target (DescribeTargetHealth), or
+no health checks at all (a Lambda target's default): moving all traffic onto a group that cannot serve it would
+turn a slow service into a dead one. Target groups
 of the forward action that `weights` does not name get weight 0; the listener's other actions (an
-authentication step before the forward, say) are kept as they are. When the forward's group stickiness is on,
+authentication step before the forward, say) are kept as they are (an OIDC step's secret, which is never
+read back, with UseExistingClientSecret). When the forward's group stickiness is on,
 clients already pinned keep going to their old group for up to its duration: the detail says so. The API takes
 no revision, so a concurrent change cannot be fenced off; the read-back shows the weights that hold.
 """
@@ -61,6 +63,15 @@ def _forward(actions: list[dict[str, Any]]) -> dict[str, Any]:
                        + ", ".join(str(a.get("Type")) for a in actions) + ")", retryable=False)
 
 
+def _kept(act: dict[str, Any]) -> dict[str, Any]:
+    """Another action of the listener, written back as it is. An OIDC step's client secret is never read back
+    (DescribeListeners leaves it out), so it is written back with UseExistingClientSecret, which keeps it."""
+    oidc = act.get("AuthenticateOidcConfig")
+    if act.get("Type") == "authenticate-oidc" and oidc is not None and "ClientSecret" not in oidc:
+        return {**act, "AuthenticateOidcConfig": {**oidc, "UseExistingClientSecret": True}}
+    return act
+
+
 def _weights(forward: dict[str, Any]) -> dict[str, int]:
     groups = (forward.get("ForwardConfig") or {}).get("TargetGroups")
     if groups:
@@ -88,7 +99,12 @@ class Elbv2WeightsRunner(AwsRunner[Elbv2WeightsAction]):
             if weight == 0:
                 continue
             got = await self.call(a, "DescribeTargetHealth", tg, TargetGroupArn=tg)
-            states = [d.get("TargetHealth", {}).get("State") for d in got.get("TargetHealthDescriptions", [])]
+            health = [d.get("TargetHealth", {}) for d in got.get("TargetHealthDescriptions", [])]
+            states = [h.get("State") for h in health]
+            # A group without health checks (a Lambda target's default) reports its targets `unavailable`, with
+            # this reason: nothing says they cannot serve, so they count as serving.
+            if any(h.get("State") == "unavailable" and h.get("Reason") == "Target.HealthCheckDisabled" for h in health):
+                continue
             if "healthy" not in states:
                 seen = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(map(str, states)))) or "no targets"
                 raise ActionFailed(f"target group {_short(tg)} has no healthy target ({seen}): traffic not shifted")
@@ -111,7 +127,7 @@ class Elbv2WeightsRunner(AwsRunner[Elbv2WeightsAction]):
         if sticky:
             config["TargetGroupStickinessConfig"] = sticky
         new = [{k: v for k, v in act.items() if k != "TargetGroupArn"} | {"ForwardConfig": config}
-               if act is forward else act for act in actions]
+               if act is forward else _kept(act) for act in actions]
         if a.listener_arn:
             await self.call(a, "ModifyListener", a.where, write=True, ListenerArn=a.listener_arn, DefaultActions=new)
         else:

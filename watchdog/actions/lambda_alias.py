@@ -7,8 +7,9 @@ otherwise it is the highest published version below the alias's current one. The
 read with the alias, so a change made in between (a deploy, a person) fails the call instead of being overwritten.
 
 Repeating the action must not walk the alias back one more version each time (after a crash, say): the write
-leaves a marker in the alias's description, `[rollback-watchdog: from 7]`, and a later `previous` that finds the
-alias already on the version before the marked one has nothing to do.
+leaves a marker at the end of the alias's description, `[rollback-watchdog: 7 → 6]` (where it came from, or the
+canary whose routing it cleared, and where it went), and a later `previous` that finds the alias still where the
+marker says it went has nothing to do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from watchdog.actions.aws import AwsAction, AwsRunner, Progress, aws_kind
 from watchdog.actions.base import ActionFailed
 from watchdog.actions.kind import Verdict
 
-_MARK = re.compile(r"\s*\[rollback-watchdog: from (\d+)\]")
+_MARK = re.compile(r"\s*\[rollback-watchdog: (\S+) → (\d+)\]")
+DESCRIPTION_MAX = 256
 
 
 class LambdaAliasAction(AwsAction):
@@ -48,9 +50,26 @@ def _routing(alias: dict[str, Any]) -> dict[str, float]:
     return dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
 
 
-def _marked(alias: dict[str, Any]) -> int | None:
+def _marked(alias: dict[str, Any]) -> tuple[str, int] | None:
+    """The marker's versions: the one a rollback moved the alias from (or the canary it cleared) and the one it
+    moved it to."""
     m = _MARK.search(alias.get("Description") or "")
-    return int(m[1]) if m else None
+    return (m[1], int(m[2])) if m else None
+
+
+def described(description: str, came_from: str, went_to: int) -> str:
+    """The alias's description with the marker at its end, the rest cut so that the marker always fits."""
+    mark = f"[rollback-watchdog: {came_from} → {went_to}]"
+    rest = _MARK.sub("", description).strip()[:DESCRIPTION_MAX - len(mark) - 1]
+    return f"{rest} {mark}".strip()
+
+
+def _number(alias: dict[str, Any], a: LambdaAliasAction) -> int:
+    version = str(alias.get("FunctionVersion"))
+    if not version.isdigit():  # $LATEST: no published version to count back from
+        raise ActionFailed(f"alias {a.alias} of {a.function} points at {version}, not a published version: "
+                           "`previous` has nothing to go back from (give `version`)", retryable=False)
+    return int(version)
 
 
 class LambdaAliasRunner(AwsRunner[LambdaAliasAction]):
@@ -80,12 +99,12 @@ class LambdaAliasRunner(AwsRunner[LambdaAliasAction]):
         """The version to point at, and why."""
         if a.version != "previous":
             return int(a.version), "as configured"
-        current = int(alias["FunctionVersion"])
+        current = _number(alias, a)
         if _routing(alias):
             return current, "its primary version (a weighted rollout was under way)"
         marked = _marked(alias)
-        if marked is not None and await self._before(a, marked) == current:
-            return current, f"already rolled back from {marked}"
+        if marked is not None and marked[1] == current:  # the alias is where an attempt before this one left it
+            return current, f"already rolled back from {marked[0]}"
         previous = await self._before(a, current)
         if previous is None:
             raise ActionFailed(f"{a.function}: no published version below {current} to roll back to",
@@ -99,13 +118,14 @@ class LambdaAliasRunner(AwsRunner[LambdaAliasAction]):
         where = f"alias {a.alias} of {a.function}"
         if str(current) == str(target) and not routing:
             return f"{where}: already on {target}, no routing ({why})"
-        description = _MARK.sub("", alias.get("Description") or "")
-        if str(current) != str(target):
-            description = f"{description} [rollback-watchdog: from {current}]".strip()
+        # Marked with where it came from (the canary, when only its routing is cleared) and where it goes, so that
+        # a repeat finds it done and never walks back one more version.
+        came_from = str(max(map(int, routing))) if routing and str(current) == str(target) else str(current)
         try:
             await self.call(a, "UpdateAlias", where, write=True, FunctionName=a.function, Name=a.alias,
                             FunctionVersion=str(target), RoutingConfig={"AdditionalVersionWeights": {}},
-                            Description=description[:256], RevisionId=alias["RevisionId"])
+                            Description=described(alias.get("Description") or "", came_from, target),
+                            RevisionId=alias["RevisionId"])
         except ActionFailed as exc:
             if "PreconditionFailed" in exc.detail:
                 raise ActionFailed(f"{where}: changed by somebody else since it was read (revision "

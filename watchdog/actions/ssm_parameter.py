@@ -49,8 +49,16 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
         version = int(before["Version"])
         if before.get("Value") == a.value:
             return f"{a.parameter}: already {_shown(before)} (version {version}), left as it is"
+        # Written as it is kept: a SecureString under its own KMS key (left out, PutParameter would re-encrypt it
+        # with the account's default key), its tier and data type; GetParameter does not say them.
+        found = await self.call(a, "DescribeParameters", a.parameter,
+                                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [a.parameter]}])
+        meta: dict[str, Any] = next(iter(found.get("Parameters", [])), {})
+        kept = {k: meta[k] for k in ("Tier", "DataType") if meta.get(k)}
+        if before.get("Type") == "SecureString" and meta.get("KeyId"):
+            kept["KeyId"] = meta["KeyId"]
         put = await self.call(a, "PutParameter", a.parameter, write=True, Name=a.parameter, Value=a.value,
-                              Type=before.get("Type", "String"), Overwrite=True)
+                              Type=before.get("Type", "String"), Overwrite=True, **kept)
         made = int(put["Version"])
         if made != version + 1:
             raise ActionFailed(f"{a.parameter}: changed by somebody else between the read (version {version}) and "
@@ -71,5 +79,5 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
 
 
 KIND = aws_kind(SsmParameterAction, SsmParameterRunner, (
-    "ssm:GetParameter", "ssm:PutParameter",
+    "ssm:GetParameter", "ssm:DescribeParameters", "ssm:PutParameter",
 ))
