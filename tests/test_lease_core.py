@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from watchdog.core.lease import (
     Held,
     LeaseItem,
+    Lost,
     Peers,
     Release,
     Renew,
@@ -96,6 +97,8 @@ class Dog:
                 self.held.pop(target, None)  # it stops acting before the write goes out
                 if current is not None and current.holder == self.name and current.epoch == d.epoch:
                     table.leases[target] = LeaseItem(None, d.epoch, table.new_version())
+            elif isinstance(d, Lost):
+                self.held.pop(target)
             else:
                 assert isinstance(d, Wait) and d.why
         table.beats[self.name] = (table.new_version(), len(self.held))  # the round's heartbeat, with its count
@@ -186,6 +189,17 @@ def test_a_holder_with_an_incident_open_keeps_its_lease_beyond_its_share() -> No
         for dog in dogs:
             dog.step(table, second * STEP, targets, busy={"a"})
     assert set(dogs[0].held) == {"a"} and set(dogs[1].held) == {"b"}
+
+
+def test_a_holder_that_finds_its_lease_taken_stops_acting() -> None:
+    held = Held(epoch=3, version="v9", sent_at=100.0)
+    peers = Peers({"a": 1, "b": 0})
+    taken = LeaseItem("b", 4, "v10")
+    assert decide("a", taken, observe(None, "v10", 105.0), held, 105.0, LEASE, peers, 1, False) == \
+        Lost("held by b (epoch 4), not by a at epoch 3")
+    assert isinstance(decide("a", None, observe(None, None, 105.0), held, 105.0, LEASE, peers, 1, False), Lost)
+    assert decide("a", LeaseItem("a", 3, "v9"), observe(None, "v9", 105.0), held, 105.0, LEASE, peers, 1,
+                  False) == Renew(3)
 
 
 def test_the_self_fence_comes_before_the_deadline_a_standby_waits_for() -> None:

@@ -96,13 +96,21 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Lost:
+    """This watchdog believed it held the lease, and the table says otherwise (taken over while it was paused or
+    cut off): it stops acting now (the log's `lease_lost`) and watches like any standby."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing to write: somebody else holds it and renews it, or another watchdog should take it."""
 
     why: str
 
 
-Decision = Renew | Take | Release | Wait
+Decision = Renew | Take | Release | Lost | Wait
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,9 @@ def decide(me: str, item: LeaseItem | None, watch: Watch, held: Held | None, now
     that read; `held`: this watchdog's hold, if it believes it holds the lease; `peers`: the live watchdogs
     and their loads; `targets`: how many targets there are; `busy`: the target has an incident open (a lease
     for it is never given away to even the load: a takeover is a recovery, not a rebalancing)."""
+    if held is not None and (item is None or item.holder != me or item.epoch != held.epoch):
+        now_held = "nobody" if item is None or item.holder is None else f"{item.holder} (epoch {item.epoch})"
+        return Lost(f"held by {now_held}, not by {me} at epoch {held.epoch}")
     if item is not None and item.holder == me:
         if held is None or held.epoch != item.epoch:
             # The table says mine, but this process does not hold it (a restart under the same id): the epoch
