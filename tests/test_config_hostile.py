@@ -425,6 +425,7 @@ def test_a_directory_given_as_config_is_one_line(unreadable: Path) -> None:
 # --- generated: random bytes and mutated valid configs through check-config ----------------------
 
 REPO_CONFIG = (Path(__file__).resolve().parent.parent / "config.yaml").read_text()
+AWS_CONFIG = (Path(__file__).resolve().parent.parent / "examples" / "aws.yaml").read_text()  # the AWS actions
 REPO_ENV = {
     "WATCHDOG_API_TOKEN": "t0ken-api-1234", "COMPLIANCE_URL": "http://127.0.0.1:9/compliance",
     "ADMIN_API_URL": "http://127.0.0.1:9", "ADMIN_TOKEN": "adm1n-tok-5678", "APP_URL": "http://127.0.0.1:9",
@@ -522,7 +523,7 @@ def check_config_of(path: Path, raw: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(base=st.sampled_from([REPO_CONFIG, SMALL]),
+@given(base=st.sampled_from([REPO_CONFIG, SMALL, AWS_CONFIG]),
        ops=st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 100_000), st.sampled_from(HOSTILE)),
                     min_size=1, max_size=4))
 def test_generated_mutations_of_valid_configs(fuzz_env: Path, base: str, ops: list[tuple[str, int, str]]) -> None:
@@ -538,3 +539,4 @@ def test_generated_random_bytes(fuzz_env: Path, raw: bytes) -> None:
 def test_the_unmutated_bases_pass(fuzz_env: Path) -> None:
     check_config_of(fuzz_env, REPO_CONFIG.encode())
     check_config_of(fuzz_env, SMALL.encode())
+    check_config_of(fuzz_env, AWS_CONFIG.encode())
