@@ -396,7 +396,7 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
             actions[a] = s["Sid"]
     reads = {"cloudwatch:GetMetricData", "ce:GetCostAndUsage", "securityhub:GetFindings", "cloudwatch:DescribeAlarms",
              "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
-    # Each AWS action type's calls, as its kind declares them (tests/test_aws_actions.py holds every runner to its
+    # Each AWS action type's calls, as its kind declares them (tests/aws_runs.py holds every runner to its
     # declaration: an operation it sends that is not declared fails there).
     kinds = {k.type: set(action_kind(k.type).aws_calls) for k in ACTIONS if action_kind(k.type).aws_calls}
     assert {"ssm_parameter", "elbv2_weights", "lambda_alias", "ecs_service", "appconfig"} <= set(kinds)
