@@ -416,6 +416,8 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     for path in (REPO / "watchdog").rglob("*.py"):
         if "demo" in path.parts:  # the demo writes metrics to its own local endpoint
             continue
+        if path.parent.name == "dynamodb":  # the shared table: nothing calls it yet (issue 24); its statement with it
+            continue
         text = path.read_text()
         for op in re.findall(r"\b_client\.([a-z][a-z0-9_]*)\(", text):
             if op.startswith(("get_", "list_", "describe_", "put_", "batch_")):

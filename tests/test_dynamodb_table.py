@@ -11,7 +11,6 @@ intent.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from aws_gate import gate
 from watchdog.config.models import AwsSection
 from watchdog.core.lease import Held, LeaseItem, Lost, Peers, Release, Renew, Take, Wait, decide, may_act, observe
 from watchdog.state.dynamodb.table import Fenced, Table
@@ -62,10 +62,12 @@ async def test_state_init_is_idempotent_and_refuses_a_table_with_other_keys(tabl
 
 
 async def test_a_lease_is_taken_by_one_of_two_renewed_by_its_holder_only_and_released(table: Table) -> None:
-    won = await asyncio.gather(table.write_lease("svc", "a", Take(1, None), version()),
-                               table.write_lease("svc", "b", Take(1, None), version()))
-    assert sorted(won) == [False, True]  # both saw no item; one take lands
-    winner, loser = ("a", "b") if won[0] else ("b", "a")
+    # Both saw no item and both take: the second take's condition fails. (One after the other: moto's server
+    # applies concurrent requests in threads without DynamoDB's isolation, so a race there proves nothing.)
+    won = [await table.write_lease("svc", "b", Take(1, None), version()),
+           await table.write_lease("svc", "a", Take(1, None), version())]
+    assert won == [True, False]
+    winner, loser = "b", "a"
     held = await table.lease("svc")
     assert held is not None and (held.holder, held.epoch) == (winner, 1)
     assert not await table.write_lease("svc", loser, Renew(1), version())
@@ -78,10 +80,25 @@ async def test_a_lease_is_taken_by_one_of_two_renewed_by_its_holder_only_and_rel
     assert await table.lease("svc") == LeaseItem(None, 2, "v-released")
 
 
-async def test_two_writers_never_fork_the_audit_chain(table: Table) -> None:
-    seqs = await asyncio.gather(*(table.append(row(n)) for n in range(24)))
-    assert sorted(seqs) == list(range(1, 25))  # every record its own number, none lost to a race
-    assert await table.check_chain() == (24, [])
+async def test_two_writers_never_fork_the_audit_chain(table: Table, moto_url: str) -> None:
+    """Writer `a` reads the head; before its write goes out, writer `b` appends three records (the gate runs b's
+    appends right after a's read). a's transaction, on the head it read, fails; it reads the new head and links
+    to it. Each step is one request after another: moto's server applies concurrent requests in threads without
+    DynamoDB's isolation, so only an interleaving made on purpose tests the rule."""
+    async with gate(moto_url) as g, AsyncExitStack() as stack:
+        client = await aws_client(stack, "dynamodb", "us-east-1", AwsSection(endpoint_url=g.url),
+                                  timedelta(seconds=10))
+        a = Table(client, table.name)
+        assert await a.append(row(0)) == 1
+
+        async def b_appends() -> None:
+            for n in range(3):
+                await table.append(row(10 + n))  # b: straight to moto
+        g.after["GetItem"] = b_appends  # right after a's next read of the head
+        assert await a.append(row(1)) == 5  # not 2: b's records took 2..4, and a linked to them
+    assert g.calls.count("TransactWriteItems") == 3  # a's first append, its lost race, its retry
+    assert [seq for seq, *_ in await table.records()] == [1, 2, 3, 4, 5]
+    assert await table.check_chain() == (5, [])
 
 
 async def test_a_deposed_holder_cannot_record_an_intent(table: Table) -> None:
