@@ -122,3 +122,23 @@ def logging_kept() -> Iterator[None]:
     yield
     structlog.configure(**config)
     logging.getLogger().handlers[:] = handlers
+
+
+@pytest.fixture
+async def shared_table(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[Any]:
+    """The watchdogs' shared DynamoDB table (watchdog/state/dynamodb/table.py), made in moto, a name of its own,
+    through the daemon's own aioboto3 client."""
+    import uuid
+    from contextlib import AsyncExitStack
+    from datetime import timedelta
+
+    from watchdog.config.models import AwsSection
+    from watchdog.state.dynamodb.table import Table
+    from watchdog.support.aws import aws_client
+
+    async with AsyncExitStack() as stack:
+        client = await aws_client(stack, "dynamodb", "us-east-1", AwsSection(endpoint_url=moto_url),
+                                  timedelta(seconds=10))
+        table = Table(client, f"watchdog-{uuid.uuid4().hex[:8]}")
+        assert await table.create() == "created"
+        yield table

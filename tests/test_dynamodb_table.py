@@ -12,8 +12,6 @@ intent.
 from __future__ import annotations
 
 import itertools
-import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
@@ -36,13 +34,8 @@ def version() -> str:
 
 
 @pytest.fixture
-async def table(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[Table]:
-    async with AsyncExitStack() as stack:
-        client = await aws_client(stack, "dynamodb", "us-east-1", AwsSection(endpoint_url=moto_url),
-                                  timedelta(seconds=10))
-        t = Table(client, f"watchdog-{uuid.uuid4().hex[:8]}")
-        assert await t.create() == "created"
-        yield t
+def table(shared_table: Table) -> Table:
+    return shared_table
 
 
 def row(n: int, target: str = "svc") -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""Two watchdogs' lease keepers (watchdog/runtime/leases.py) on one table in moto's DynamoDB, each with its own
+monotonic clock driven by the test, each round one request after another (moto's server is not isolated under
+concurrent requests). The expectations are the documented rules (core/lease.py): four targets spread two and
+two; a keeper that stops (killed, or paused) loses its leases to the other a lease after its last renewal, and
+may act for none of them from `lease - margin` after it; a woken keeper learns it lost them."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from watchdog.runtime.leases import Change, LeaseKeeper
+from watchdog.state.dynamodb.table import Table
+
+LEASE, MARGIN = 10.0, 2.0
+TARGETS = ["a", "b", "c", "d"]
+
+
+class Clock:
+    def __init__(self, at: float):
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+@pytest.fixture
+def table(shared_table: Table) -> Table:
+    return shared_table
+
+
+def actors(keepers: list[LeaseKeeper], target: str) -> list[str]:
+    return [k.me for k in keepers if k.may_act(target)]
+
+
+async def test_two_keepers_share_the_targets_and_one_takes_over_when_the_other_stops(table: Table) -> None:
+    ca, cb = Clock(1000.0), Clock(50.0)  # their clocks agree on nothing but their rate
+    a = LeaseKeeper(table, "w-a", TARGETS, LEASE, MARGIN, ca)
+    b = LeaseKeeper(table, "w-b", TARGETS, LEASE, MARGIN, cb)
+    first = await a.round()
+    assert [c.event for c in first] == ["lease_acquired"] * 4 and a.held == TARGETS  # alone: it takes them all
+    for _ in range(12):  # b joins; a gives up what is beyond its share, b takes it
+        ca.at += 1
+        cb.at += 1
+        await a.round()
+        await b.round()
+    assert (len(a.held), len(b.held)) == (2, 2) and sorted(a.held + b.held) == TARGETS
+    assert all(len(actors([a, b], t)) == 1 for t in TARGETS)
+    stopped = ca.at  # a stops (SIGSTOP) right after its last round
+    taken: list[Change] = []
+    for step in range(1, 20):
+        cb.at += 1
+        ca.at += 1  # a's clock runs on while it is stopped
+        if ca.at - stopped >= LEASE - MARGIN:
+            assert not any(a.may_act(t) for t in TARGETS)  # a would act for none of them any more
+        taken += await b.round()
+        if b.held == TARGETS:
+            break
+    assert b.held == TARGETS and step <= LEASE + 1  # within a lease and a round of a's last renewal
+    assert sorted(c.target for c in taken if c.event == "lease_acquired") == sorted(a.held)
+    assert all(actors([a, b], t) == ["w-b"] for t in TARGETS)
+    had = a.held
+    woke = await a.round()  # a wakes: every lease it believed it held is another's
+    assert sorted(c.target for c in woke if c.event == "lease_lost") == had and not a.held
+    assert a.epoch(had[0]) is None and b.epoch(had[0]) == 2  # taken over: the epoch moved on
+
+
+async def test_a_keeper_keeps_a_lease_with_an_incident_open_beyond_its_share(table: Table) -> None:
+    ca, cb = Clock(0.0), Clock(0.0)
+    a = LeaseKeeper(table, "w-a", TARGETS, LEASE, MARGIN, ca)
+    b = LeaseKeeper(table, "w-b", TARGETS, LEASE, MARGIN, cb)
+    await a.round(busy=TARGETS)
+    for _ in range(6):
+        ca.at += 1
+        cb.at += 1
+        await a.round(busy=TARGETS)
+        await b.round()
+    assert a.held == TARGETS and not b.held  # a takeover is a recovery, not a rebalancing
