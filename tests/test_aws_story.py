@@ -55,9 +55,10 @@ async def test_three_aws_levels_each_leave_aws_as_they_promise(tmp_path: Path, m
         healed.set()
         await d.wait_for("mitigated", timeout=60)
         details = [ln.get("detail", "") for ln in d.events("action_succeeded")]
+        listener = "/".join(lb.listener.split("/")[-3:])  # app/NAME/ID/LISTENER-ID, as the detail shortens it
+        blue, green = lb.blue.split("/")[1], lb.green.split("/")[1]
         assert details == [f"{flag}: 'on' → 'off' (version 1 → 2)",
-                           next(x for x in details if x.endswith(f"{lb.blue.split('/')[1]} 0, "
-                                                                  f"{lb.green.split('/')[1]} 100")),
+                           f"{listener}: {blue} 100, {green} 0 → {blue} 0, {green} 100",
                            f"alias live of {fn}: 3 → 2 (the version before 3)"]
         assert [ln["level"] for ln in d.events("level_started")] == [1, 2, 3]
     finally:

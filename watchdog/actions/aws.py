@@ -89,7 +89,7 @@ class AwsRunner(Generic[A]):
         """One API call; any failure an ActionFailed naming `op` and `what` (the resource)."""
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
-        from watchdog.support.aws import is_retryable, response_parser_error
+        from watchdog.support.aws import client_error, is_retryable, response_parser_error
 
         client = await self._client(action)
         self.calls.append(op)
@@ -100,11 +100,9 @@ class AwsRunner(Generic[A]):
             answer: dict[str, Any] = await getattr(client, operation(op))(**kwargs)
             return answer
         except ClientError as exc:
-            err = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            said = " ".join(str(err.get("Message", "")).split())[:200]
-            raise ActionFailed(f"{op} {what}: {err.get('Code', 'error')}: {said}".rstrip(": "),
-                               retryable=is_retryable(exc), unknown=write and status >= 500) from None
+            raise ActionFailed(f"{op} {what}: {client_error(exc)}", retryable=is_retryable(exc),
+                               unknown=write and status >= 500) from None
         except (EndpointConnectionError, ConnectTimeoutError) as exc:  # never connected: nothing went out
             raise ActionFailed(f"{op} {what}: {type(exc).__name__}") from None
         except response_parser_error():
@@ -132,7 +130,6 @@ class AwsRunner(Generic[A]):
 
     async def until(self, action: A, progress: Progress, read: Callable[[], Awaitable[tuple[bool, str]]]) -> str:
         """Read the resource back until it shows the wanted state; what it shows then."""
-        progress.written = True
         while True:
             done, progress.seen = await read()
             if done:

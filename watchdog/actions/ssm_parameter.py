@@ -23,10 +23,6 @@ class SsmParameterAction(AwsAction):
     name: str = Field(min_length=1, max_length=2048)  # the parameter's (SPEC 3.2), not the step's
     value: str = Field(min_length=1, max_length=8192)
 
-    @property
-    def parameter(self) -> str:
-        return self.name
-
     def describe(self) -> str:
         return f"{self.name} = {self.value!r}"
 
@@ -40,7 +36,7 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
     model = SsmParameterAction
 
     async def _read(self, a: SsmParameterAction) -> dict[str, Any]:
-        answer = await self.call(a, "GetParameter", a.parameter, Name=a.parameter, WithDecryption=True)
+        answer = await self.call(a, "GetParameter", a.name, Name=a.name, WithDecryption=True)
         parameter: dict[str, Any] = answer["Parameter"]
         return parameter
 
@@ -48,20 +44,20 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
         before = await self._read(a)
         version = int(before["Version"])
         if before.get("Value") == a.value:
-            return f"{a.parameter}: already {_shown(before)} (version {version}), left as it is"
+            return f"{a.name}: already {_shown(before)} (version {version}), left as it is"
         # Written as it is kept: a SecureString under its own KMS key (left out, PutParameter would re-encrypt it
         # with the account's default key), its tier and data type; GetParameter does not say them.
-        found = await self.call(a, "DescribeParameters", a.parameter,
-                                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [a.parameter]}])
+        found = await self.call(a, "DescribeParameters", a.name,
+                                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [a.name]}])
         meta: dict[str, Any] = next(iter(found.get("Parameters", [])), {})
         kept = {k: meta[k] for k in ("Tier", "DataType") if meta.get(k)}
         if before.get("Type") == "SecureString" and meta.get("KeyId"):
             kept["KeyId"] = meta["KeyId"]
-        put = await self.call(a, "PutParameter", a.parameter, write=True, Name=a.parameter, Value=a.value,
+        put = await self.call(a, "PutParameter", a.name, write=True, Name=a.name, Value=a.value,
                               Type=before.get("Type", "String"), Overwrite=True, **kept)
         made = int(put["Version"])
         if made != version + 1:
-            raise ActionFailed(f"{a.parameter}: changed by somebody else between the read (version {version}) and "
+            raise ActionFailed(f"{a.name}: changed by somebody else between the read (version {version}) and "
                                f"the write (which made version {made}): not claimed done", retryable=False)
 
         async def shown() -> tuple[bool, str]:
@@ -71,11 +67,11 @@ class SsmParameterRunner(AwsRunner[SsmParameterAction]):
 
         await self.until(a, progress, shown)
         after = {**before, "Value": a.value}
-        return f"{a.parameter}: {_shown(before)} → {_shown(after)} (version {version} → {made})"
+        return f"{a.name}: {_shown(before)} → {_shown(after)} (version {version} → {made})"
 
     async def probe(self, a: SsmParameterAction) -> Verdict:
         p = await self._read(a)
-        return True, f"{a.parameter} readable: {p.get('Type')}, version {p.get('Version')}"
+        return True, f"{a.name} readable: {p.get('Type')}, version {p.get('Version')}"
 
 
 KIND = aws_kind(SsmParameterAction, SsmParameterRunner, (

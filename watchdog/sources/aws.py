@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchdog.support.aws import aws_client, is_retryable, response_parser_error
+from watchdog.support.aws import aws_client, client_error, is_retryable, response_parser_error
 from watchdog.config.base import RetrySchedule
 from watchdog.config.models import AwsSection
 from watchdog.config.sources import Source as SourceConfig
@@ -75,8 +75,7 @@ async def aws_call(op: str, call: Callable[[], Awaitable[T]], retry: RetrySchedu
             with attempt:
                 return await call()
     except ClientError as exc:
-        err = exc.response.get("Error", {})
-        raise SourceError(f"{op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
+        raise SourceError(f"{op}: {client_error(exc)}") from None
     except response_parser_error():  # not a BotoCoreError; its text holds the whole (HTML) body
         raise SourceError(f"{op}: the answer could not be parsed (not what the API sends)") from None
     except (KeyError, ValueError, TypeError) as exc:

@@ -37,6 +37,13 @@ def response_parser_error() -> type[Exception]:
     return ResponseParserError
 
 
+def client_error(exc: ClientError) -> str:
+    """What AWS said of a refused call, in one line: its code, then its message."""
+    err = exc.response.get("Error", {})
+    said = " ".join(str(err.get("Message", "")).split())[:200]
+    return f"{err.get('Code', 'error')}: {said}".rstrip(": ")
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
