@@ -97,6 +97,8 @@ def _typed(value: Any) -> Any:
         return ("list", [_typed(v) for v in value])
     if isinstance(value, float) and math.isnan(value):
         return ("float", "nan")
+    if isinstance(value, (set, frozenset)):  # its repr's order is the hashes' (and the insertions'): any
+        return (type(value).__name__, sorted(repr(_typed(v)) for v in value))
     return (type(value).__name__, repr(value))
 
 
