@@ -142,3 +142,20 @@ async def shared_table(moto_url: str, aws_env: dict[str, str]) -> AsyncIterator[
         table = Table(client, f"watchdog-{uuid.uuid4().hex[:8]}")
         assert await table.create() == "created"
         yield table
+
+
+@pytest.fixture
+def state_table(moto_url: str, aws_env: dict[str, str]) -> str:
+    """A fresh shared state table in moto, with the keys `state init` gives it (made through boto3: usable from a
+    sync test and from an async fixture alike); its name."""
+    import uuid
+
+    import boto3
+
+    from watchdog.state.dynamodb.table import KEYS
+
+    name = f"state-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1").create_table(
+        TableName=name, KeySchema=KEYS, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
+    return name

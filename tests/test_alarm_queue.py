@@ -30,7 +30,7 @@ from watchdog.sources.cloudwatch_alarms import CloudWatchAlarms, CloudWatchAlarm
 from watchdog.sources.hooks import SourceHooks
 from watchdog.state.journal import MemoryStore
 from watchdog.state.sqlite.store import SqliteStore
-from watchdog.state.sqlite.writer import StateWriter
+from watchdog.state.writer import StateWriter
 from watchdog.support.metrics import Metrics
 
 UTC = timezone.utc

@@ -50,6 +50,7 @@ ALERTS_TEST = PROM / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "rollback-watchdog.json"
 POLICY = DEPLOY / "iam" / "policy.json"
 QUEUE_ARN = "arn:aws:sqs:*:*:rollback-watchdog-alarm-events"  # the queue deploy/cloudformation/alarm-events.yaml makes
+STATE_TABLE_ARN = "arn:aws:dynamodb:*:*:table/rollback-watchdog"  # SPEC 3.2's example name of the shared table
 INSTALL = DEPLOY / "install.sh"
 
 # Labels Prometheus adds to every scraped series.
@@ -386,9 +387,10 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     assert len(sids) == len(set(sids)) and all(re.fullmatch(r"[A-Za-z0-9]+", s) for s in sids)
     actions: dict[str, str] = {}
     for s in statements:
-        # None of them has resource-level permissions but SQS's, which name the queue deploy/cloudformation makes.
-        queue = s["Sid"] == "OptionalAlarmEventsQueue"
-        assert s["Effect"] == "Allow" and s["Resource"] == (QUEUE_ARN if queue else "*"), s["Sid"]
+        # None of them has resource-level permissions but SQS's, which name the queue deploy/cloudformation makes,
+        # and the shared state table's, which name the table the README says.
+        named = {"OptionalAlarmEventsQueue": QUEUE_ARN, "OptionalSharedStateTable": STATE_TABLE_ARN}
+        assert s["Effect"] == "Allow" and s["Resource"] == named.get(s["Sid"], "*"), s["Sid"]
         assert set(s) == {"Sid", "Effect", "Action", "Resource"}, s["Sid"]
         acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         for a in acts:
@@ -400,6 +402,16 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     # declaration: an operation it sends that is not declared fails there).
     kinds = {k.type: set(action_kind(k.type).aws_calls) for k in ACTIONS if action_kind(k.type).aws_calls}
     assert {"ssm_parameter", "elbv2_weights", "lambda_alias", "ecs_service", "appconfig"} <= set(kinds)
+    # The shared state table (watchdog/state/dynamodb/): every call its code makes on the client, as one statement.
+    table_calls = {"ConditionCheckItem"}  # what TransactWriteItems needs for its ConditionCheck (the lease fence)
+    for path in (REPO / "watchdog" / "state" / "dynamodb").glob("*.py"):
+        table_calls |= {"".join(w.capitalize() for w in op.split("_"))
+                        for op in re.findall(r"\b_client\.([a-z][a-z0-9_]*)\(", path.read_text())}
+    # a waiter polls DescribeTable; CreateTable is `state init`'s, run with an operator's rights (README)
+    table_calls -= {"GetWaiter", "CreateTable"}
+    assert {a for a, sid in actions.items() if sid == "OptionalSharedStateTable"} == {f"dynamodb:{c}" for c in table_calls}
+    assert "OptionalSharedStateTable" in (DEPLOY / "iam" / "README.md").read_text()
+    actions = {a: sid for a, sid in actions.items() if sid != "OptionalSharedStateTable"}
     assert set(actions) == reads | set().union(*kinds.values())
     for kind, calls in kinds.items():  # one statement per type, holding its calls and nothing else
         sids = {actions[a] for a in calls}
@@ -416,7 +428,7 @@ def test_iam_policy_grants_only_what_the_sources_call() -> None:
     for path in (REPO / "watchdog").rglob("*.py"):
         if "demo" in path.parts:  # the demo writes metrics to its own local endpoint
             continue
-        if path.parent.name == "dynamodb":  # the shared table: nothing calls it yet (issue 24); its statement with it
+        if path.parent.name == "dynamodb":  # the shared table's own statement, checked above
             continue
         text = path.read_text()
         for op in re.findall(r"\b_client\.([a-z][a-z0-9_]*)\(", text):

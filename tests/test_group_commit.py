@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from watchdog.state.sqlite.store import SqliteStore
-from watchdog.state.sqlite.writer import StateWriter, WriteFailure
+from watchdog.state.writer import StateWriter, WriteFailure
 
 AT = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from watchdog.state.sqlite.writer import StateWriter, WriteFailure
+from watchdog.state.writer import StateWriter, WriteFailure
 from watchdog.state.storage import StoreError
 from timing import until
 

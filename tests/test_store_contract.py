@@ -20,6 +20,7 @@ from configs import hybrid_routing, parsed
 from toy_state import TOY_STATE
 from timing import FakeClock
 
+from watchdog.config.models import AwsSection
 from watchdog.state.codec import encode_incident
 from watchdog.core.escalation import Incident, LevelRun, Phase, Trigger
 from watchdog.shared.events import Event
@@ -30,7 +31,7 @@ from watchdog.shared.kinds import STATES
 from watchdog.core.pause import Pause
 from watchdog.state.memory import in_memory
 from watchdog.state.backend import OpenState, StateDeps, state_kind
-from watchdog.state.sqlite.writer import StateWriter
+from watchdog.state.writer import StateWriter
 from watchdog.state.storage import AuditJournal, IncidentStore, PauseStore, Store
 from watchdog.state.sqlite.store import SqliteStore
 
@@ -38,10 +39,13 @@ T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
 
 
-# How a test configures each state backend: its config's keys besides `type`, in a fresh directory.
+# How a test configures each state backend: its config's keys besides `type`, in a fresh directory (or, for the
+# shared table, a fresh table in the moto server: `request` gives the fixtures), and the config's `aws:` section.
 OPENED: dict[str, Any] = {
-    "sqlite": lambda tmp: {"path": tmp / "state" / "w.db"},
-    "toy_json": lambda tmp: {"file": tmp / "toy" / "state.json"},
+    "sqlite": lambda tmp, request: ({"path": tmp / "state" / "w.db"}, AwsSection()),
+    "toy_json": lambda tmp, request: ({"file": tmp / "toy" / "state.json"}, AwsSection()),
+    "dynamodb": lambda tmp, request: ({"table": request.getfixturevalue("state_table")},
+                                      AwsSection(endpoint_url=request.getfixturevalue("moto_url"))),
 }
 DURABLE = [*STATES.types(), TOY_STATE.type]  # every registered backend, and the tests' own
 
@@ -52,11 +56,12 @@ class Backend:
     outbox: Outbox
 
 
-async def opened(type_: str, tmp_path: Path) -> tuple[Any, OpenState]:
+async def opened(type_: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Any, AwsSection, OpenState]:
     """The backend as build_runtime gets it: its descriptor's `open`, on a config parsed by its own model."""
     kind = state_kind(type_)
-    cfg = kind.config.model_validate({"type": type_, **OPENED[type_](tmp_path)})
-    return cfg, await kind.open(cfg, StateDeps("the contract test", FakeClock(T0)))
+    keys, aws = OPENED[type_](tmp_path, request)
+    cfg = kind.config.model_validate({"type": type_, **keys})
+    return cfg, aws, await kind.open(cfg, StateDeps("the contract test", FakeClock(T0), aws))
 
 
 @pytest.fixture
@@ -75,7 +80,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path, toy_registered
         if type_ == "memory":
             state = await in_memory()(parsed(hybrid_routing()), StateDeps("the contract test", FakeClock(T0)))
         else:
-            _, state = await opened(type_, tmp_path)
+            _, _, state = await opened(type_, tmp_path, request)
         yield Backend(state.store, state.outbox)
         await state.aclose()
         return
@@ -192,10 +197,11 @@ def test_every_registered_backend_is_held_to_the_contract() -> None:
 
 @pytest.mark.parametrize("type_", DURABLE)
 async def test_a_durable_backend_gives_back_what_it_kept_once_opened_again(type_: str, tmp_path: Path,
-                                                                          toy_registered: None) -> None:
+                                                                          toy_registered: None,
+                                                                          request: pytest.FixtureRequest) -> None:
     """Closed and opened again (a restart), and read-only (the `incidents` commands): the same records,
     incidents and pauses."""
-    cfg, state = await opened(type_, tmp_path)
+    cfg, aws, state = await opened(type_, tmp_path, request)
     s = state.store
     made = [s.event(Event("incident_opened", "warning", "svc", "svc-1", 1, T0, "why", "next")),
             s.intent(T0 + S, "svc", "svc-1", 1, "#1 http: PUT /l1", 1, False)]
@@ -205,14 +211,14 @@ async def test_a_durable_backend_gives_back_what_it_kept_once_opened_again(type_
     await s.flush()
     await state.aclose()
 
-    cfg, again = await opened(type_, tmp_path)
+    cfg, aws, again = await opened(type_, tmp_path, request)
     try:
         assert again.store.records() == made
         assert [r["id"] for r in again.store.open_incidents()] == ["svc-1"]
         assert again.store.pauses() == ([Pause("svc", T0 + timedelta(hours=2), "router upgrade")], [])
     finally:
         await again.aclose()
-    reader = state_kind(type_).read(cfg)
+    reader = state_kind(type_).read(cfg, aws)
     try:
         row = reader.incident("svc-1")
         assert row is not None and row["snapshot"] == encode_incident(first)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from watchdog.state.codec import decode_pause, encode_pause
-from watchdog.config.models import State
+from watchdog.config.models import AwsSection, State
 from watchdog.state.journal import MemoryStore, Record
 from watchdog.core.pause import Pause
 from watchdog.state.memory import MemoryState
@@ -95,7 +95,7 @@ async def open_toy(cfg: ToyState, deps: StateDeps) -> OpenState:
     return MemoryState(ToyStore(cfg.file, create=True))
 
 
-async def probe_toy(cfg: ToyState) -> Verdict:
+async def probe_toy(cfg: ToyState, aws: AwsSection) -> Verdict:
     """Whether the file's directory, or the nearest one that exists (open makes the rest), can be written."""
     parent = cfg.file.parent
     while not parent.exists() and parent != parent.parent:
@@ -106,5 +106,5 @@ async def probe_toy(cfg: ToyState) -> Verdict:
 
 
 TOY_STATE = StateKind(type="toy_json", config=ToyState, open=open_toy,
-                      read=lambda cfg: ToyStore(cfg.file, create=False), describe=lambda cfg: f"toy state {cfg.file}",
+                      read=lambda cfg, aws: ToyStore(cfg.file, create=False), describe=lambda cfg: f"toy state {cfg.file}",
                       probe=probe_toy)

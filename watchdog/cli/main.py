@@ -21,6 +21,7 @@ from watchdog.cli import control as cli_control
 from watchdog.cli import incidents as cli_incidents
 
 from watchdog.cli import replay as cli_replay
+from watchdog.cli import state as cli_state
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.rules import format_value
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_control.add_parsers(sub)
     cli_incidents.add_parser(sub)
     cli_replay.add_parser(sub)
+    cli_state.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run the embedded demo (local CloudWatch, simulated service; needs the demo extra)")
     demo.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_incidents.run(args)
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "state":
+            return cli_state.run(args)
         if args.command == "demo":
             from watchdog.demo.emulator import EmulatorMissing
             from watchdog.demo.story import run_demo

@@ -106,6 +106,9 @@ MIN_AGE = timedelta(seconds=1)  # a rule's max_age and a change's `over`
 MAX_SETTLE = timedelta(hours=1)
 
 Interval = Annotated[Duration, _between(MIN_INTERVAL, MAX_INTERVAL)]
+# A lease renewed every third of its life needs a few seconds for a round over many targets; past ten minutes
+# a dead watchdog's targets wait that long unprotected.
+Lease = Annotated[Duration, _between(timedelta(seconds=3), timedelta(minutes=10))]
 CostInterval = Annotated[Duration, _between(MIN_INTERVAL, MAX_COST_INTERVAL)]
 Timeout = Annotated[Duration, _between(MIN_TIMEOUT, MAX_DURATION)]
 Deadline = Annotated[Duration, _between(MIN_DEADLINE, MAX_DURATION)]

@@ -54,7 +54,7 @@ async def state_check(cfg: Config) -> Check:
     kind, state = configured(cfg)
     name = kind.describe(state)
     try:
-        return Check(name, *await kind.probe(state))
+        return Check(name, *await kind.probe(state, cfg.aws))
     except Exception as exc:  # a backend's probe that broke is a failed check, never a traceback
         return Check(name, False, f"the probe failed: {type(exc).__name__}")
 

@@ -1,7 +1,7 @@
 """What the watchdog says when its state cannot be written, and when it can again.
 
 The state backend reports on the event loop (its `watch`, watchdog/state/backend.py; the SQLite file's
-writer thread, watchdog/state/sqlite/writer.py); this turns that into the gauge, a critical log line, and a page
+writer thread, watchdog/state/writer.py); this turns that into the gauge, a critical log line, and a page
 that does not go through the state (it is the state that fails): one message per channel, at most every
 STATE_PAGE_EVERY, since a disk hovering at full would otherwise page on every flap. The all-clear follows
 a page, through the outbox like any event.

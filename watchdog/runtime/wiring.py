@@ -81,7 +81,7 @@ async def build_runtime(
     metrics = Metrics()
     tasks = Tasks()
     async with AsyncExitStack() as undo:  # on any failure below, what was opened is closed again
-        opened = await state(cfg, StateDeps(owner, clock))
+        opened = await state(cfg, StateDeps(owner, clock, cfg.aws))
         undo.push_async_callback(opened.aclose)
         session = aiohttp.ClientSession()
         undo.push_async_callback(session.close)

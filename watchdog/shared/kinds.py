@@ -146,7 +146,8 @@ CHECKS: Registry[Kind] = Registry("check", ["watchdog.actions.http_check"])
 CHANNELS: Registry[Kind] = Registry("notification channel", [
     "watchdog.notify.slack", "watchdog.notify.pagerduty", "watchdog.notify.email", "watchdog.notify.webhook",
 ])
-STATES: Registry[StateSchema] = Registry("state backend", ["watchdog.state.sqlite.backend"])
+STATES: Registry[StateSchema] = Registry("state backend", ["watchdog.state.sqlite.backend",
+                                                           "watchdog.state.dynamodb.backend"])
 
 
 # Every family (a new one is added here, with the config key its kinds fill: config/schema.py).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from watchdog.shared.clock import Clock
-from watchdog.config.models import Config, State
+from watchdog.config.models import AwsSection, Config, State
 from watchdog.shared.events import Event
 from watchdog.shared.kinds import STATES, Descriptor, find
 from watchdog.state.outbox import Outbox
@@ -34,11 +34,12 @@ Requeue = Callable[[Sequence[tuple[int, Event, bool]]], int]
 
 @dataclass(frozen=True)
 class StateDeps:
-    """What opening a backend may use: who opens it (another process refused names it) and the clock (the
-    outbox's delivered rows are pruned by age)."""
+    """What opening a backend may use: who opens it (another process refused names it), the clock (the
+    outbox's delivered rows are pruned by age) and the config's `aws:` (a table's region and endpoint)."""
 
     owner: str
     clock: Clock
+    aws: AwsSection = AwsSection()
 
 
 class OpenState(Protocol):
@@ -70,11 +71,15 @@ class OpenState(Protocol):
 @dataclass(frozen=True)
 class StateKind(Descriptor[S]):
     open: Callable[[S, StateDeps], Awaitable[OpenState]]  # StoreError or LockHeld, each one line
-    read: Callable[[S], StateReader]  # StoreError (one line) when there is nothing to read
+    # The config's `aws:` is handed to `read` and `probe` too: where a table lives is said there, once.
+    read: Callable[[S, AwsSection], StateReader]  # StoreError (one line) when there is nothing to read
     describe: Callable[[S], str]  # the state's name in validate's table, e.g. "state path ./state/watchdog.db"
-    probe: Callable[[S], Awaitable[Verdict]]  # validate: could the daemon open it; changes nothing
+    probe: Callable[[S, AwsSection], Awaitable[Verdict]]  # validate: could the daemon open it; changes nothing
     # The key of `config` that `watchdog.state_path` sets: the one backend that has such a shorthand.
     shorthand: str | None = None
+    # `state init`: make what the backend keeps its state in before any watchdog starts ("created" or "exists";
+    # StoreError in one line). None: the daemon makes it itself at its first start (the SQLite file).
+    init: Callable[[S, AwsSection], Awaitable[str]] | None = None
 
 
 def state_kind(of: State | str) -> StateKind[Any]:
@@ -102,4 +107,13 @@ async def open_configured(cfg: Config, deps: StateDeps) -> OpenState:
 
 def read_configured(cfg: Config) -> StateReader:
     kind, state = configured(cfg)
-    return kind.read(state)
+    return kind.read(state, cfg.aws)
+
+
+async def init_configured(cfg: Config) -> str | None:
+    """`state init`: what the configured backend says of its table ("created" / "exists"); None when the
+    backend makes its state itself at the daemon's first start. StoreError (one line) when it cannot."""
+    kind, state = configured(cfg)
+    if kind.init is None:
+        return None
+    return await kind.init(state, cfg.aws)

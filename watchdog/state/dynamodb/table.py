@@ -17,7 +17,19 @@ can never fork the chain: the loser reads the new head and tries again. An actio
 lease to that transaction (holder and epoch): a deposed holder cannot record an intent, and so never acts.
 TTL plays no part in any of it (DynamoDB deletes expired items within days, at no fixed time).
 
-Not wired to the runtime yet (issue 24): the store backend on this table comes next.
+The store's items (watchdog/state/dynamodb/store.py, outbox.py) share the table:
+
+| item | pk | sk | attributes |
+|---|---|---|---|
+| an incident | `INCIDENT` | its id | `target`, `opened_at`, `phase`, `level`, `closed_at`, `updated_at`, `snapshot` |
+| a pause | `PAUSE` | its scope | `pause` (canonical JSON) |
+| an alarm's newest state | `ALARM` | `[source, alarm]` as JSON | `state`, `at` (µs since the epoch), `reason_data` |
+| a notification | `OUTBOX` | its delivery id, 20 digits | `channel`, `key`, `state`, `event`, `dry_run`, ... |
+| a notification's key per channel | `OUTKEY` | `[channel, key]` as JSON | (none: it exists once) |
+| a channel's thread of an incident | `THREAD` | `[channel, incident]` as JSON | `ref` |
+| counters and marks | `META` | `audit-head`, `outbox-id`, `outbox-mark` | `seq`, `hash`, `n`, `audit_seq` |
+
+The leases are not wired to the executor yet (issue 24).
 """
 
 from __future__ import annotations
@@ -40,6 +52,10 @@ class Fenced(StoreError):
 
 def _lease_key(target: str) -> dict[str, Any]:
     return {"pk": {"S": "LEASE"}, "sk": {"S": target}}
+
+
+def _audit_key(seq: int) -> dict[str, Any]:
+    return {"pk": {"S": "AUDIT"}, "sk": {"S": f"{seq:020d}"}}
 
 
 def _code(exc: Exception) -> str:
@@ -113,7 +129,7 @@ class Table:
     async def peers(self) -> dict[str, tuple[str, int]]:
         """Every heartbeat: instance id -> (version, load)."""
         out = {}
-        for item in await self._query("PEER"):
+        for item in await self.query("PEER"):
             out[item["sk"]["S"]] = (item["version"]["S"], int(item["load"]["N"]))
         return out
 
@@ -124,11 +140,20 @@ class Table:
         item = got.get("Item")
         return (int(item["seq"]["N"]), item["hash"]["S"]) if item else (0, GENESIS)
 
-    async def append(self, row: Mapping[str, Any], fence: tuple[str, str, int] | None = None) -> int:
+    async def append(self, row: Mapping[str, Any], fence: tuple[str, str, int] | None = None,
+                     tried: list[int] | None = None) -> int:
         """`row` (the audit record's fields but its seq) as the next record; its seq. `fence` (target, holder,
-        epoch): only while that lease is still so, else Fenced and nothing is written."""
+        epoch): only while that lease is still so, else Fenced and nothing is written. `tried` keeps the numbers
+        a call tried across calls: a write whose answer was lost (a timeout) may have landed, and is then found
+        at the number it tried instead of being written twice."""
+        tried = [] if tried is None else tried
+        for seq in tried:
+            got = await self._client.get_item(TableName=self.name, Key=_audit_key(seq), ConsistentRead=True)
+            if "Item" in got and got["Item"]["row"]["S"] == canonical({**row, "seq": seq}):
+                return seq
         for _ in range(APPEND_TRIES):
             seq, top = await self.head()
+            tried.append(seq + 1)
             text = canonical({**row, "seq": seq + 1})
             digest = chain_hash(top, text)
             items: list[dict[str, Any]] = []
@@ -138,8 +163,7 @@ class Table:
                     "TableName": self.name, "Key": _lease_key(target), "ConditionExpression": "holder = :me AND epoch = :e",
                     "ExpressionAttributeValues": {":me": {"S": me}, ":e": {"N": str(epoch)}}}})
             items.append({"Put": {"TableName": self.name, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
-                "pk": {"S": "AUDIT"}, "sk": {"S": f"{seq + 1:020d}"}, "row": {"S": text}, "prev": {"S": top},
-                "hash": {"S": digest}}}})
+                **_audit_key(seq + 1), "row": {"S": text}, "prev": {"S": top}, "hash": {"S": digest}}}})
             head_values = {":s": {"N": str(seq + 1)}, ":h": {"S": digest}, ":old": {"N": str(seq)}}
             items.append({"Update": {
                 "TableName": self.name, "Key": HEAD, "UpdateExpression": "SET seq = :s, #h = :h",
@@ -158,9 +182,10 @@ class Table:
                 # another writer's record took this number: read the new head, link to it
         raise StoreError(f"dynamodb table {self.name}: the audit log moved {APPEND_TRIES} times under one write")
 
-    async def records(self) -> list[tuple[int, str, str, str]]:
-        """Every audit record, oldest first: (seq, row text, prev, hash)."""
-        return [(int(i["sk"]["S"]), i["row"]["S"], i["prev"]["S"], i["hash"]["S"]) for i in await self._query("AUDIT")]
+    async def records(self, after: int = 0) -> list[tuple[int, str, str, str]]:
+        """The audit records after `after`, oldest first: (seq, row text, prev, hash)."""
+        items = await self.query("AUDIT", f"{after:020d}" if after else None)
+        return [(int(i["sk"]["S"]), i["row"]["S"], i["prev"]["S"], i["hash"]["S"]) for i in items]
 
     async def check_chain(self) -> tuple[int, list[str]]:
         """(records checked, what is wrong with the chain), as `incidents verify-log` says it."""
@@ -175,10 +200,90 @@ class Table:
         item = head.get("Item")
         return len(rows), chain_problems(rows, (int(item["seq"]["N"]), item["hash"]["S"]) if item else None)
 
-    async def _query(self, pk: str) -> list[dict[str, Any]]:
+    # --- the store's items ------------------------------------------------------------------------------
+
+    async def put(self, item: dict[str, Any], condition: str | None = None, values: dict[str, Any] | None = None,
+                  names: dict[str, str] | None = None) -> bool:
+        """`item` written; False when `condition` failed (the write was not wanted: nothing changed)."""
+        kw: dict[str, Any] = {"TableName": self.name, "Item": item}
+        if condition:
+            kw["ConditionExpression"] = condition
+        if values:
+            kw["ExpressionAttributeValues"] = values
+        if names:
+            kw["ExpressionAttributeNames"] = names
+        return await self._conditional(self._client.put_item(**kw))
+
+    async def update(self, pk: str, sk: str, update: str, values: dict[str, Any], condition: str | None = None,
+                     names: dict[str, str] | None = None) -> bool:
+        kw: dict[str, Any] = {"TableName": self.name, "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+                              "UpdateExpression": update, "ExpressionAttributeValues": values}
+        if condition:
+            kw["ConditionExpression"] = condition
+        if names:
+            kw["ExpressionAttributeNames"] = names
+        return await self._conditional(self._client.update_item(**kw))
+
+    async def delete(self, pk: str, sk: str) -> None:
+        await self._client.delete_item(TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
+    async def transact(self, items: list[dict[str, Any]]) -> bool:
+        """All of `items` or none; False when a condition of one failed."""
+        for it in items:
+            next(iter(it.values()))["TableName"] = self.name
+        try:
+            await self._client.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if _code(exc) == "TransactionCanceledException":
+                codes = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in codes:
+                    return False
+            raise
+        return True
+
+    async def count(self, name: str, n: int) -> int:
+        """A counter of the table moved on by `n`: its new value (the numbers after the old one are the caller's)."""
+        got = await self._client.update_item(
+            TableName=self.name, Key={"pk": {"S": "META"}, "sk": {"S": name}}, UpdateExpression="ADD n :n",
+            ExpressionAttributeValues={":n": {"N": str(n)}}, ReturnValues="UPDATED_NEW")
+        return int(got["Attributes"]["n"]["N"])
+
+    async def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        got = await self._client.get_item(TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                                          ConsistentRead=True)
+        item: dict[str, Any] | None = got.get("Item")
+        return item
+
+    async def exists(self) -> None:
+        """StoreError (one line) unless the table is there with its keys: `state init` makes it."""
+        try:
+            described = (await self._client.describe_table(TableName=self.name))["Table"]
+        except Exception as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                raise StoreError(f"dynamodb table {self.name} does not exist: create it with "
+                                 "`rollback-watchdog state init -c CONFIG`") from None
+            raise
+        if sorted(map(str, described["KeySchema"])) != sorted(map(str, KEYS)):
+            raise StoreError(f"dynamodb table {self.name} has other keys than pk (HASH) and sk (RANGE)")
+
+    @staticmethod
+    async def _conditional(call: Any) -> bool:
+        try:
+            await call
+        except Exception as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def query(self, pk: str, after: str | None = None) -> list[dict[str, Any]]:
+        """Every item of partition `pk` (those whose sk sorts after `after`), in sk order, all pages."""
         out: list[dict[str, Any]] = []
         kw: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": "pk = :pk",
                               "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        if after is not None:
+            kw["KeyConditionExpression"] += " AND sk > :after"
+            kw["ExpressionAttributeValues"][":after"] = {"S": after}
         while True:
             got = await self._client.query(**kw)
             out += got.get("Items", [])

@@ -3,7 +3,7 @@ on this host, written by one process at a time.
 
 Opening it takes the lock first (watchdog/state/sqlite/lock.py: a second writer must not even create or migrate the
 file), then the file (watchdog/state/sqlite/store.py), then hands every write to the writer thread
-(watchdog/state/sqlite/writer.py), so that from then on no write runs on the event loop; the notification outbox
+(watchdog/state/writer.py), so that from then on no write runs on the event loop; the notification outbox
 lives in the same file (watchdog/state/sqlite/outbox.py), its old delivered rows pruned at each start. Closing runs
 the other way round, after everything that may still write has stopped: the writer drains, the file closes,
 the lock goes last, so a successor never takes the lock while a write of this process may still commit.
@@ -15,20 +15,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import structlog
 from pydantic import field_validator
 
-from watchdog.state.codec import event_from_audit
-from watchdog.config.models import State, state_file
+from watchdog.config.models import AwsSection, State, state_file
 from watchdog.state.sqlite.lock import StateLock
 from watchdog.state.sqlite.outbox import SqliteOutbox
-from watchdog.state.backend import OpenState, Requeue, StateDeps, StateKind, Verdict
-from watchdog.state.sqlite.writer import StateWriter
-from watchdog.state.storage import StateListener, WriteFailure
+from watchdog.state.backend import OpenState, StateDeps, StateKind, Verdict
+from watchdog.state.written import WrittenState
 from watchdog.state.sqlite.store import SqliteStore
-
-log = structlog.get_logger("watchdog.state")
-
 
 class SqliteState(State):
     type: Literal["sqlite"]
@@ -40,22 +34,13 @@ class SqliteState(State):
         return state_file(v)
 
 
-class _Unwatched:
-    """Before the runtime watches: the writer's state is kept (`failure`), and `watch` tells it then."""
-
-    def changed(self, failure: WriteFailure | None) -> None:
-        return None
-
-
-class SqliteBackend:
+class SqliteBackend(WrittenState):
     """The state file opened for the daemon: lock held, writer thread running, outbox in the file."""
 
     def __init__(self, lock: StateLock, store: SqliteStore):
+        super().__init__()
         self._lock, self.store = lock, store
-        self._listener: StateListener = _Unwatched()
-        self._writer = StateWriter(on_change=self._changed, on_bug=_write_crashed)
         self.outbox = SqliteOutbox(store)
-        self.health = self._writer  # its `failure` and `pending`: what the loop last heard from its thread
         self._closed = False
 
     def _start(self, deps: StateDeps) -> None:
@@ -63,47 +48,15 @@ class SqliteBackend:
         self.store.attach(self._writer)
         self.outbox.prune(deps.clock.now())
 
-    def watch(self, listener: StateListener) -> None:
-        self._listener = listener
-        if self._writer.failure is not None:
-            listener.changed(self._writer.failure)
-
-    def _changed(self, failure: WriteFailure | None) -> None:
-        self._listener.changed(failure)
-
-    def requeue(self, replay: Requeue) -> None:
-        last = self.outbox.last_audit_seq()
-        if last is None:  # a file from before the outbox had its mark, never upgraded: nothing to anchor on
-            return
-        events = []
-        for r in self.store.events_after(last):
-            try:
-                events.append((r.seq, event_from_audit(r.target, r.incident, r.level, r.at, r.data), r.dry_run))
-            except ValueError as exc:  # another version's kind, a hand edit: never a reason not to start
-                log.critical("notification_unreplayable", audit_seq=r.seq, target=r.target, incident=r.incident,
-                             why=f"the audit record cannot be read back as an event: {type(exc).__name__}",
-                             next="not sent; it stays in the audit log")
-        if events:
-            log.warning("notifications_replayed", events=len(events), queued=replay(events))
-
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        lost = await self._writer.stop(timeout=5)
-        if lost:
-            log.critical("state_writes_lost", count=lost, why="the state file could not be written before the stop")
-        if self._writer.alive:
-            # A write stuck inside SQLite: neither close the file under it nor let a successor take the lock
-            # while it may still commit. The process exit releases both.
-            log.critical("state_writer_still_running", why="a write did not return; the lock is kept until exit")
-            return
-        self.store.close()
-        self._lock.release()
-
-
-def _write_crashed(error: str) -> None:
-    log.error("state_write_crashed", error=error, why="a write the state file would not take; skipped")
+        # A write stuck inside SQLite: neither close the file under it nor let a successor take the lock
+        # while it may still commit. The process exit releases both.
+        if await self._drain():
+            self.store.close()
+            self._lock.release()
 
 
 async def open_sqlite(cfg: SqliteState, deps: StateDeps) -> OpenState:
@@ -120,7 +73,7 @@ async def open_sqlite(cfg: SqliteState, deps: StateDeps) -> OpenState:
     return backend
 
 
-def read_sqlite(cfg: SqliteState) -> SqliteStore:
+def read_sqlite(cfg: SqliteState, aws: AwsSection) -> SqliteStore:
     """Read-only, also on a read-only mount; a missing file is a StoreError, never created."""
     return SqliteStore(cfg.path, readonly=True)
 
@@ -129,7 +82,7 @@ def describe(cfg: SqliteState) -> str:
     return f"state path {cfg.path}"
 
 
-async def probe(cfg: SqliteState) -> Verdict:
+async def probe(cfg: SqliteState, aws: AwsSection) -> Verdict:
     """Whether the daemon could open the file, or create it with its directories."""
     path = cfg.path
     if path.exists():

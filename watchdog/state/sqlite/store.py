@@ -3,7 +3,7 @@
 - `audit`: the append-only journal. Every event, action intent, action outcome
   and check result is one row, committed in order (WAL, synchronous=FULL: a row
   that has landed survives kill -9; rows queued together share one transaction,
-  all or none: watchdog/state/sqlite/writer.py). Each row carries
+  all or none: watchdog/state/writer.py). Each row carries
   the hash of the previous one; its own hash is sha256(prev_hash + canonical
   JSON of the row), and `audit_head` keeps the newest (seq, hash), so an
   edited, deleted, reordered or truncated row shows up in `verify_chain()`.
@@ -42,7 +42,7 @@ from watchdog.shared.events import Event
 from watchdog.state.journal import Record, event_data
 from watchdog.core.pause import Pause
 from watchdog.state.sqlite.file import open_reader, open_readonly, open_writable, rollback
-from watchdog.state.sqlite.writer import StateWriter
+from watchdog.state.writer import StateWriter
 from watchdog.state.storage import StateConflict, StoreError
 
 T = TypeVar("T")
