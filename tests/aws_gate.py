@@ -8,12 +8,18 @@ the method and path of the operations the actions call. Per operation it can:
   between the action's read and its write, exactly there);
 - `route`: send it to another endpoint (a fake of tests/aws_fakes.py), so that one URL serves a whole config;
 - `rewrite`: change the answer as AWS would give it where the emulator is lax (a test says why, each time).
+Besides, `serial` passes the requests on one at a time (moto's server applies concurrent requests in threads
+without DynamoDB's per-item isolation: several daemons on one table need DynamoDB's answers, not a torn item),
+and `cut` holds every request of the operations it names unanswered (a network partition, as the client sees
+it: its request times out).
 
 Nothing of the client library is mocked: the daemon's own aioboto3 client talks to this server over loopback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,6 +90,9 @@ class Gate:
     # operation -> its answer's body changed as AWS would answer where the emulator is lax (a field it leaves out)
     rewrite: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     bodies: list[tuple[str, bytes]] = field(default_factory=list)  # every request's operation and body
+    serial: bool = False
+    cut: set[str] = field(default_factory=set)
+    _one: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def sent(self, op: str) -> list[bytes]:
         return [body for o, body in self.bodies if o == op]
@@ -96,23 +105,27 @@ class Gate:
 
 
 @asynccontextmanager
-async def gate(upstream: str) -> AsyncIterator[Gate]:
-    g = Gate(upstream)
+async def gate(upstream: str, *, serial: bool = False, keep_bodies: bool = True) -> AsyncIterator[Gate]:
+    g = Gate(upstream, serial=serial)
     async with aiohttp.ClientSession(auto_decompress=False) as http:
         async def handle(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             op = operation(request, body)
             g.calls.append(op)
-            g.bodies.append((op, body))
+            if keep_bodies:
+                g.bodies.append((op, body))
+            if op in g.cut:
+                await asyncio.Event().wait()  # never answered: the client gives up (its timeout)
             if op in g.deny:
                 return denied(request, op)
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
             upstream = g.routes.get(op, g.upstream)
-            async with http.request(request.method, upstream + request.path_qs, data=body, headers=headers) as r:
-                answer = await r.read()
-                status, kept = r.status, {k: v for k, v in r.headers.items()
-                                          if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                                               "content-encoding", "date", "server")}
+            async with g._one if g.serial else contextlib.nullcontext():
+                async with http.request(request.method, upstream + request.path_qs, data=body, headers=headers) as r:
+                    answer = await r.read()
+                    status, kept = r.status, {k: v for k, v in r.headers.items()
+                                              if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                                                   "content-encoding", "date", "server")}
             if op in g.rewrite:
                 answer = g.rewrite[op](answer)
             hook = g.after.pop(op, None)

@@ -48,14 +48,15 @@ def test_the_deployed_table_is_what_state_init_expects(tmp_path: Path, moto_url:
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from configs import hybrid_routing, write
 
+    import uuid
+
+    name, stack = f"from-the-template-{uuid.uuid4().hex[:8]}", f"watchdog-state-{uuid.uuid4().hex[:8]}"
     cfn = boto3.client("cloudformation", endpoint_url=moto_url)
-    cfn.create_stack(StackName="watchdog-state", TemplateBody=TEMPLATE.read_text(),
-                     Parameters=[{"ParameterKey": "TableName", "ParameterValue": "from-the-template"}])
-    outputs = cfn.describe_stacks(StackName="watchdog-state")["Stacks"][0]["Outputs"]
-    assert outputs == [{"OutputKey": "TableName", "OutputValue": "from-the-template",
-                        "Description": "watchdog.state.table"}]
-    path = write(tmp_path, hybrid_routing(aws_endpoint=moto_url, watchdog={
-        "state": {"type": "dynamodb", "table": "from-the-template"}}))
+    cfn.create_stack(StackName=stack, TemplateBody=TEMPLATE.read_text(),
+                     Parameters=[{"ParameterKey": "TableName", "ParameterValue": name}])
+    outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+    assert outputs == [{"OutputKey": "TableName", "OutputValue": name, "Description": "watchdog.state.table"}]
+    path = write(tmp_path, hybrid_routing(aws_endpoint=moto_url, watchdog={"state": {"type": "dynamodb", "table": name}}))
     assert main(["state", "init", "-c", path]) == 0
-    assert capsys.readouterr().out == "state table from-the-template: exists with the expected keys\n"
+    assert capsys.readouterr().out == f"state table {name}: exists with the expected keys\n"
     assert main(["incidents", "verify-log", "-c", path]) == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,16 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-async def opened(table: str, endpoint: str) -> Any:
+async def opened(table: str, endpoint: str, me: str = "w-a") -> Any:
+    """The backend as the daemon opens it, after its first lease round (a lease nobody holds is taken at once)."""
     cfg = KIND.config.model_validate({"type": "dynamodb", "table": table})
-    return await KIND.open(cfg, StateDeps("test", FakeClock(T0), AwsSection(endpoint_url=endpoint)))
+    state = await KIND.open(cfg, StateDeps("test", FakeClock(T0), AwsSection(endpoint_url=endpoint), me, ("svc",)))
+    try:
+        await state.peers.round(())
+    except Exception:
+        await state.aclose()
+        raise
+    return state
 
 
 def an_incident(id_: str) -> Incident:
@@ -72,24 +80,26 @@ def opened_event(incident: str) -> Event:
 
 def test_state_init_makes_the_table_then_finds_it(tmp_path: Path, moto_url: str, aws_env: dict[str, str],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, config("init-me", moto_url))
+    name = f"init-me-{uuid.uuid4().hex[:8]}"
+    path = write(tmp_path, config(name, moto_url))
     code, out, err = run(["state", "init", "-c", path], capsys)
-    assert (code, out, err) == (0, "state table init-me: created\n", "")
-    described = boto3.client("dynamodb", endpoint_url=moto_url).describe_table(TableName="init-me")["Table"]
+    assert (code, out, err) == (0, f"state table {name}: created\n", "")
+    described = boto3.client("dynamodb", endpoint_url=moto_url).describe_table(TableName=name)["Table"]
     assert {k["AttributeName"]: k["KeyType"] for k in described["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
     assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     code, out, err = run(["state", "init", "-c", path], capsys)
-    assert (code, out, err) == (0, "state table init-me: exists with the expected keys\n", "")
+    assert (code, out, err) == (0, f"state table {name}: exists with the expected keys\n", "")
 
 
 def test_state_init_refuses_a_table_with_other_keys(tmp_path: Path, moto_url: str, aws_env: dict[str, str],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    name = f"other-keys-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb", endpoint_url=moto_url).create_table(
-        TableName="other-keys", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
+        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    code, out, err = run(["state", "init", "-c", write(tmp_path, config("other-keys", moto_url))], capsys)
+    code, out, err = run(["state", "init", "-c", write(tmp_path, config(name, moto_url))], capsys)
     assert code == 1 and out == ""
-    assert err == ("rollback-watchdog state init: dynamodb table other-keys exists with other keys (id (HASH)); "
+    assert err == (f"rollback-watchdog state init: dynamodb table {name} exists with other keys (id (HASH)); "
                    "it needs pk (HASH) and sk (RANGE), both strings\n")
 
 
@@ -241,7 +251,8 @@ async def test_a_write_whose_answer_was_lost_is_found_where_it_landed(moto_url: 
 
 
 async def test_what_one_watchdog_writes_the_other_reads_after_its_refresh(moto_url: str, state_table: str) -> None:
-    a, b = await opened(state_table, moto_url), await opened(state_table, moto_url)
+    a, b = await opened(state_table, moto_url, "w-a"), await opened(state_table, moto_url, "w-b")
+    assert a.peers.may_act("svc") and not b.peers.may_act("svc")
     try:
         b.store.event(opened_event("svc-1"))
         await b.store.flush()

@@ -492,3 +492,25 @@ def test_stale_reports_are_ignored() -> None:
     assert w.machine.level_finished(w.now, inc, 1, True, "x", None) == []
     assert w.machine.checks_finished(w.now, inc, 1, True, "x", None) == []
     assert w.machine.phase is Phase.NORMAL
+
+
+# --- a standby (SPEC 4.5: another watchdog holds the target's lease) ---------------------
+
+
+def test_a_standby_decides_and_announces_nothing_and_the_leader_opens_on_the_same_views() -> None:
+    w = World()
+    w.breach_history()
+    assert w.machine.observe(w.now, w.views(), None, standby=True) == []  # alarming, but the lease is another's
+    assert w.machine.incident is None
+    assert w.machine.observe(w.now, w.views(), "paused: x", standby=True) == []  # not even a "would run"
+    assert run_levels(w.observe()) == [1]  # the same views, as the holder: level 1
+
+
+def test_a_machine_made_fresh_keeps_its_settings_and_forgets_the_incident() -> None:
+    w = World(per_hour=4)
+    w.to_verifying()
+    fresh = w.machine.fresh()
+    assert fresh.incident is None and fresh.last_closed is None and fresh.phase is Phase.NORMAL
+    assert (fresh.target, fresh.max_level, fresh.verify_window, fresh.max_rollbacks_per_hour) == \
+        (TARGET, 3, 2 * MIN, 4)
+    assert run_levels(fresh.observe(w.now, w.views(), None)) == [1]  # it decides again from nothing

@@ -163,7 +163,7 @@ def test_the_built_ins_load_in_their_order_which_the_unknown_type_line_lists() -
     assert ACTIONS.types() == ("http", "command", "ssm_parameter", "elbv2_weights", "lambda_alias",
                               "ecs_service", "appconfig") and CHECKS.types() == ("http",)
     assert CHANNELS.types() == ("slack", "pagerduty", "email", "webhook")
-    assert STATES.types() == ("sqlite",)
+    assert STATES.types() == ("sqlite", "dynamodb")
 
 
 def test_a_reading_key_of_one_kind_is_refused_on_a_rule_of_another() -> None:

@@ -1,4 +1,4 @@
-"""Two watchdogs' lease keepers (watchdog/runtime/leases.py) on one table in moto's DynamoDB, each with its own
+"""Two watchdogs' lease keepers (watchdog/state/dynamodb/leases.py) on one table in moto's DynamoDB, each with its own
 monotonic clock driven by the test, each round one request after another (moto's server is not isolated under
 concurrent requests). The expectations are the documented rules (core/lease.py): four targets spread two and
 two; a keeper that stops (killed, or paused) loses its leases to the other a lease after its last renewal, and
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.runtime.leases import Change, LeaseKeeper
+from watchdog.state.dynamodb.leases import LeaseKeeper
+from watchdog.state.peering import Change
 from watchdog.state.dynamodb.table import Table
 
 LEASE, MARGIN = 10.0, 2.0

@@ -72,8 +72,11 @@ def test_the_environment_overrides_state_path_and_refuses_it_beside_state(tmp_pa
 
 @pytest.mark.parametrize("lines, expected", [
     ("  state_path: ./a.db\n  state: {type: sqlite, path: ./b.db}\n", BOTH),
-    ("  state: {type: dynamodb, table: rollback-watchdog, lease: 20s}\n",
-     "watchdog.state.type: unknown type 'dynamodb' (expected one of 'sqlite') (line 3)"),
+    ("  state: {type: etcd, table: rollback-watchdog}\n",
+     "watchdog.state.type: unknown type 'etcd' (expected one of 'sqlite', 'dynamodb') (line 3)"),
+    ("  state: {type: dynamodb, table: rollback-watchdog, path: ./a.db}\n",
+     "watchdog.state.path: unknown key (a typo?) (line 3)"),
+    ("  state: {type: dynamodb}\n", "watchdog.state.table: required (line 3)"),
     ("  state: {path: ./a.db}\n", "watchdog.state: required: type (line 3)"),
     ("  state: {type: sqlite, path: ./a.db, table: t}\n", "watchdog.state.table: unknown key (a typo?) (line 3)"),
     ("  state: {type: sqlite, path: ''}\n", "watchdog.state.path: must name a file, like ./state/watchdog.db (line 3)"),
@@ -95,8 +98,9 @@ def test_a_registered_backend_is_a_state_type_and_gone_with_it(tmp_path: Path) -
         state = parse_config(text, {}).watchdog.state
         assert isinstance(state, ToyState) and state.file == tmp_path / "s.json"
         assert problems(with_state("  state: {type: nope}\n")) == [
-            "watchdog.state.type: unknown type 'nope' (expected one of 'sqlite', 'toy_json') (line 3)"]
-    assert problems(text) == ["watchdog.state.type: unknown type 'toy_json' (expected one of 'sqlite') (line 3)"]
+            "watchdog.state.type: unknown type 'nope' (expected one of 'sqlite', 'dynamodb', 'toy_json') (line 3)"]
+    assert problems(text) == [
+        "watchdog.state.type: unknown type 'toy_json' (expected one of 'sqlite', 'dynamodb') (line 3)"]
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),

@@ -36,6 +36,7 @@ from watchdog.state.storage import AuditJournal, IncidentStore, PauseStore, Stor
 from watchdog.state.sqlite.store import SqliteStore
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+TARGETS = ("svc", "other")  # the targets the records and incidents below name
 S = timedelta(seconds=1)
 
 
@@ -61,7 +62,9 @@ async def opened(type_: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     kind = state_kind(type_)
     keys, aws = OPENED[type_](tmp_path, request)
     cfg = kind.config.model_validate({"type": type_, **keys})
-    return cfg, aws, await kind.open(cfg, StateDeps("the contract test", FakeClock(T0), aws))
+    state = await kind.open(cfg, StateDeps("the contract test", FakeClock(T0), aws, "contract", TARGETS))
+    await state.peers.round(())  # a shared table's leases taken (the first round on a new table): it may write
+    return cfg, aws, state
 
 
 @pytest.fixture

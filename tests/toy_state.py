@@ -92,7 +92,7 @@ class ToyStore(MemoryStore):
 async def open_toy(cfg: ToyState, deps: StateDeps) -> OpenState:
     """The in-memory state's handle (watchdog/state/memory.py) over the JSON-backed store."""
     cfg.file.parent.mkdir(parents=True, exist_ok=True)
-    return MemoryState(ToyStore(cfg.file, create=True))
+    return MemoryState(ToyStore(cfg.file, create=True), deps.instance)
 
 
 async def probe_toy(cfg: ToyState, aws: AwsSection) -> Verdict:

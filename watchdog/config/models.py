@@ -54,6 +54,15 @@ def state_file(v: Path) -> Path:
     return v
 
 
+def _host_name() -> str:
+    """The host's name as an instance id: its first label, or `watchdog` when it has none usable."""
+    import re
+    import socket
+
+    name = socket.gethostname().split(".")[0]
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}", name) else "watchdog"
+
+
 class State(Model):
     """The keys every state backend has; a backend's model (its module, watchdog.shared.kinds STATES) adds
     `type: Literal[...]` and its own keys."""
@@ -75,6 +84,10 @@ class WatchdogSection(BaseSettings):
     # (a test's WatchdogSection()) has none.
     state: State | None = None
     dry_run: bool = False
+    # Names this watchdog in the leases, /status and the audit log of a shared state (SPEC 4.5): unique among
+    # the watchdogs that share one table. The host's name unless given.
+    instance_id: str = Field(default_factory=lambda: _host_name(), min_length=1, max_length=128,
+                             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
     api_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # How long SIGTERM waits for a running level before it is recorded as interrupted.

@@ -1,7 +1,8 @@
 """The escalation state machine (SPEC 4.2). Pure: no I/O; time, pauses and outcomes are passed in.
 
 One machine per target holds at most one incident. Every input is explicit: the time, the rules'
-views, the pause holding the target (`hold`, a description or None), the outcomes the executor
+views, the pause holding the target (`hold`, a description or None), whether another watchdog holds the
+target's lease (`standby`: SPEC 4.5; a standby decides nothing and announces nothing), the outcomes the executor
 reports, a restart's restored incident, the sources it cannot see, the state file's health. Each
 input returns commands: run a level, run the checks, and the events to announce. The machine is the
 only maker of events; the executor owns every side effect.
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from watchdog.core.evidence import describe as _describe
 from watchdog.shared.events import Event, EventKind, Severity
 from watchdog.core.rules import (
     Datapoint,
@@ -23,7 +25,6 @@ from watchdog.core.rules import (
     RuleSpec,
     RuleState,
     evaluate_fresh,
-    format_value,
 )
 
 
@@ -131,7 +132,14 @@ class TargetMachine:
 
     # --- inputs: the rules and the executor's reports ------------------------------
 
-    def observe(self, now: datetime, views: Mapping[str, RuleView], hold: str | None) -> list[Command]:
+    def fresh(self) -> TargetMachine:
+        """The same settings, nothing decided: a lost lease's target (its holder owns the incident now)."""
+        return TargetMachine(self.target, self.max_level, self.verify_window, self.max_rollbacks_per_hour, self._new_id)
+
+    def observe(self, now: datetime, views: Mapping[str, RuleView], hold: str | None,
+                standby: bool = False) -> list[Command]:
+        if standby:  # another watchdog holds the lease: it decides, acts and announces for this target
+            return []
         inc = self.incident
         if inc is None:
             opening = [v for v in views.values() if v.evaluation.state is RuleState.ALARM]
@@ -384,16 +392,3 @@ class TargetMachine:
         inc = self.incident
         return Event(kind, severity, self.target, inc.id if inc else None, inc.level if inc else 0, now, why, nxt, details)
 
-
-def _describe(names: Sequence[str], evals: Mapping[str, Evaluation]) -> str:
-    parts = []
-    for n in sorted(names):
-        e = evals.get(n)
-        parts.append(evidence(n, e.value, e.reason) if e else n)
-    return "; ".join(parts)
-
-
-def evidence(rule: str, value: float | bool | None, reason: str) -> str:
-    """A rule's evidence as every text says it (an event's why, a replayed trigger): its newest real value and
-    the reason, never `value threshold` side by side: under `breaching` that value need not breach."""
-    return f"{rule} = {format_value(value, 'missing')} ({reason})"

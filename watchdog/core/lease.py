@@ -151,20 +151,28 @@ def decide(me: str, item: LeaseItem | None, watch: Watch, held: Held | None, now
         if held is None or held.epoch != item.epoch:
             # The table says mine, but this process does not hold it (a restart under the same id): the epoch
             # written is another life's. Taken again like any stale lease, once it has stayed unchanged.
-            return _take_if_stale(me, item, watch, now, lease, peers)
+            return _take_if_stale(me, item, watch, now, lease, peers, targets)
         if not busy and peers.uneven(me, targets):
             return Release(item.epoch)
         return Renew(item.epoch)
     if item is None or item.holder is None:
-        if peers.taker() != me:
+        if not _may_take(me, peers, targets):
             return Wait(f"free; {peers.taker()} is the least loaded and takes it")
         return Take((item.epoch + 1) if item else 1, item.version if item else None)
-    return _take_if_stale(me, item, watch, now, lease, peers)
+    return _take_if_stale(me, item, watch, now, lease, peers, targets)
 
 
-def _take_if_stale(me: str, item: LeaseItem, watch: Watch, now: float, lease: float, peers: Peers) -> Decision:
+def _may_take(me: str, peers: Peers, targets: int) -> bool:
+    """The least loaded takes a free or stale lease, and so does any watchdog below its fair share: a dead one's
+    leases are then all taken in the first round that may take them, not one share a round. Two that try for
+    one lease are safe: its conditional write gives it to one."""
+    return peers.taker() == me or peers.load.get(me, 0) < peers.fair_share(targets)
+
+
+def _take_if_stale(me: str, item: LeaseItem, watch: Watch, now: float, lease: float, peers: Peers,
+                   targets: int) -> Decision:
     if not watch.stale(now, lease):
         return Wait(f"held by {item.holder} (epoch {item.epoch})")
-    if peers.taker() != me:
+    if not _may_take(me, peers, targets):
         return Wait(f"{item.holder} stopped renewing; {peers.taker()} is the least loaded and takes it")
     return Take(item.epoch + 1, item.version)

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from watchdog.config.models import Config
 from watchdog.http.server import HttpServer
@@ -62,7 +63,10 @@ class App:
         rt, cfg = self.runtime, self.runtime.cfg
         keep_large_blocks_out_of_the_heap()  # 5 000 rules: peak RSS about 3 MB lower (support/allocator.py)
         rt.notifier.start()
-        await recover(rt.journal, rt.executors, rt.clock.now())  # before the first poll: open incidents continue where they stopped
+        # Before the first poll, open incidents continue where they stopped: each one whose target this watchdog
+        # may act for (all of them, unless a shared state's lease is another's; a lease taken later resumes its own).
+        await recover(rt.journal, rt.executors, rt.clock.now(), only=[t for t in rt.executors if rt.state.peers.may_act(t)])
+        rt.peer_rounds.show()
         if self.serve_http:
             await self._serve()
         if self.schedule:
@@ -98,6 +102,11 @@ class App:
                 self._tick, DueTrigger(pace, fires), args=[s.name, pace, start], id=f"poll:{s.name}",
                 max_instances=1, coalesce=True, misfire_grace_time=None,
             )
+        every = self.runtime.state.peers.every
+        if every is not None:  # a shared state's leases: the first round at once, then every third of a lease
+            self.scheduler.add_job(self.runtime.peer_rounds.round, IntervalTrigger(seconds=every.total_seconds()),
+                                   id="leases", next_run_time=fires, max_instances=1, coalesce=True,
+                                   misfire_grace_time=None)
 
     async def _tick(self, name: str, pace: Pace, start: datetime) -> None:
         rt = self.runtime

@@ -165,6 +165,12 @@ class Notifier:
                 self._gauge(name)
                 self._state[name].wake.set()
 
+    def wake(self) -> None:
+        """Every channel's worker looks at the outbox again (a shared state's lease round: a message of a target
+        just taken over is this watchdog's to send now)."""
+        for state in self._state.values():
+            state.wake.set()
+
     def replay(self, events: Sequence[tuple[int, Event, bool]]) -> int:
         """Queue events recorded in the audit log after the outbox's mark (a kill between the two writes).
         Listeners are not called again: they saw the event when it happened."""

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from watchdog.state.codec import decode_incident
-from watchdog.core.escalation import Incident, evidence
+from watchdog.core.escalation import Incident
+from watchdog.core.evidence import evidence
 from watchdog.shared.events import Event
 from watchdog.replay.engine import Called, Replayed
 

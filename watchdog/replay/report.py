@@ -21,7 +21,7 @@ from watchdog.config.types import Threshold, format_duration
 from watchdog.core.signals import Transition
 from watchdog.replay.engine import Replayed
 from watchdog.replay.labels import Label, Score
-from watchdog.core.escalation import evidence
+from watchdog.core.evidence import evidence
 from watchdog.replay.outcome import Outcome, end_state, logged_lines, render_text, unseen_lines
 from watchdog.core.rules import Bucket, Datapoint, change_points
 from watchdog.sources import source_kind

@@ -9,6 +9,7 @@ machine sees one input at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,7 @@ class TargetExecutor:
         dry_run: bool,
         *,
         hold: Hold,
+        lead: Callable[[], bool] = lambda: True,  # whether it holds the target's lease now (state/peering.py)
         redactor: Redactor | None = None,
         failpoints: Failpoints | None = None,
     ):
@@ -66,6 +68,7 @@ class TargetExecutor:
         self._clock = clock
         self._spawn = spawn
         self._hold = hold  # read at each decision and passed to the machine, which holds no pause of its own
+        self._lead = lead  # the same for the lease: a standby's machine decides nothing
         self.dry_run = dry_run
         self._mask = (redactor or Redactor()).text  # outside text (command output, URLs) may carry a secret
         self._failpoints = failpoints or Failpoints()
@@ -90,7 +93,21 @@ class TargetExecutor:
         """The rules' views as judged at `now` (the poll's time): the machine decides at that time, whatever
         time it is when the lock is free, so another target's level running meanwhile moves nothing here."""
         async with self._lock:
-            self._dispatch(self.machine.observe(now, views, self._hold(now)))
+            self._dispatch(self.machine.observe(now, views, self._hold(now), standby=not self._lead()))
+
+    async def demote(self, why: str) -> None:
+        """The lease is another's: a running level stops, the machine forgets the incident (the holder's now)."""
+        if self.level_task is not None and not self.level_task.done():
+            self.level_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.level_task
+        async with self._lock:
+            if self.machine.incident is not None:
+                log.warning("incident_handed_over", target=self.target.name, incident=self.machine.incident.id,
+                            why=why, next="the lease's holder continues it")
+            self.machine = self.machine.fresh()
+            self._closed_saved = None
+            self.sync_state()
 
     async def resolve(self, note: str) -> None:
         """ValueError while a level's actions run: closing the incident under them would let the still-alarming
@@ -105,6 +122,8 @@ class TargetExecutor:
 
     async def manual(self, level: int, reason: str) -> str:
         """A human's rollback; ValueError if it cannot start now. Returns the incident id."""
+        if not self._lead():
+            raise ValueError(f"another watchdog holds the lease of {self.target.name}: send it to the holder (/status)")
         async with self._lock:
             self._dispatch(self.machine.manual(self._clock.now(), level, reason))
             inc = self.machine.incident
@@ -228,6 +247,8 @@ class TargetExecutor:
                     if index >= start:  # after a restart, the actions already done are not repeated
                         details.append(await self._run_action(cmd, index, action, deadline, first=index == start))
                 detail = "; ".join(details)
+        except _Fenced:
+            return  # nothing more of it is this watchdog's to do or to say; the holder resumes the incident
         except _Held as held:
             self._metrics.rollbacks.labels(self.target.name, str(cmd.level), "skipped").inc()
             async with self._lock:
@@ -308,11 +329,21 @@ class TargetExecutor:
                 log.info("action_started", target=tname, incident=inc, level=lvl, action=name, attempt=attempt)
                 try:
                     await self._failpoints.reach("after_intent", target=tname, incident=inc, level=lvl)
+                    await self._failpoints.reach("before_request", target=tname, incident=inc, level=lvl)
+                    if not self._lead():  # checked last: nothing this task awaited before outlives the lease
+                        # Its renewal overdue (a pause, a partition) or the intent's fence refused (SPEC 4.5).
+                        log.error("fenced", target=tname, incident=inc, level=lvl, action=name, attempt=attempt,
+                                  why="this watchdog no longer holds the target's lease", next="the holder acts")
+                        self._metrics.fenced.labels(tname).inc()
+                        self._record(cmd, name, attempt, "not_started", "not started: the lease is another's")
+                        raise _Fenced("the lease is no longer this watchdog's")
                     try:
                         detail = self._mask(await runner.run(action))
                     finally:
                         self._under_way.set()
                     await self._failpoints.reach("before_outcome", target=tname, incident=inc, level=lvl)
+                except _Fenced:
+                    raise  # recorded where it was found; the level is this watchdog's no more
                 except ActionFailed as exc:
                     exc.detail = self._mask(exc.detail)
                     self._record(cmd, name, attempt, "unknown" if exc.unknown else "failed", exc.detail)
@@ -362,3 +393,7 @@ class TargetExecutor:
 
 class _Held(Exception):
     """The level's first action found the target paused before it started."""
+
+
+class _Fenced(Exception):
+    """The lease was lost before an action's request went out: the level is this watchdog's no more."""

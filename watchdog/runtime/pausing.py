@@ -53,6 +53,24 @@ class PauseKeeper:
         if restored:
             log.warning("pauses_restored", pauses=restored, why="paused before the restart; no action until they end")
 
+    def adopt(self) -> None:
+        """The pauses another watchdog set or ended on a shared state (read again by a lease round): a pause made
+        through one watchdog's API holds on all of them. It was announced where it was made; here it is logged."""
+        now = self._clock.now()
+        stored = {p.scope: p for p in self._store.pauses()[0] if p.until > now}
+        held = {p.scope: p for p in self.pauses.all(now)}
+        for scope, p in stored.items():
+            if held.get(scope) != p:
+                self.pauses.set(scope, p.until, p.reason)
+                log.warning("pause_adopted", scope=scope, until=p.until.isoformat(), reason=p.reason,
+                            why="set through another watchdog", next="no action until it ends")
+        for scope, p in held.items():
+            if scope not in stored:
+                self.pauses.clear(scope)
+                log.warning("pause_ended_elsewhere", scope=scope, why="resumed through another watchdog",
+                            next="acting on alarms again")
+        self._gauge(now)
+
     def set(self, target: str | None, duration: timedelta, reason: str) -> Pause:
         now = self._clock.now()
         pause = self.pauses.set(target or GLOBAL, now + duration, reason)

@@ -10,7 +10,7 @@ their recorded start; mitigated and exhausted incidents stay as they were.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import structlog
@@ -45,8 +45,13 @@ def action_states(records: Sequence[Record], level_started: datetime) -> dict[in
     return out
 
 
-async def recover(store: Store, executors: Mapping[str, TargetExecutor], now: datetime) -> None:
+async def recover(store: Store, executors: Mapping[str, TargetExecutor], now: datetime,
+                  only: Collection[str] | None = None) -> None:
+    """`only`: the targets to resume (those whose lease this watchdog holds, or the one it just took over);
+    every one when None."""
     for row in store.open_incidents():
+        if only is not None and row["target"] not in only:
+            continue
         ex = executors.get(row["target"])
         if ex is None:
             log.error("recovery_target_gone", incident=row["id"], target=row["target"])

@@ -70,6 +70,7 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
         gone = rt.swap(new, sources=sources, board=_carried_over(rt.board, board), redactor=redactor,
                        executors=_executors(rt, new, redactor))
         rt.pausing.drop_removed()
+        rt.state.peers.retarget([t.name for t in new.targets])  # a shared state's leases follow the targets
         rt.rule_series.keep(rule_labels(new))
         return gone, replaced
 

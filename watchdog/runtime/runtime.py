@@ -29,6 +29,7 @@ from watchdog.support.metrics import Metrics, RuleSeries
 from watchdog.notify import Notifier
 from watchdog.core.pause import Pause
 from watchdog.runtime.pausing import PauseKeeper
+from watchdog.runtime.peers import PeerRounds, RoundParts
 from watchdog.runtime.recording import Recorder
 from watchdog.shared.redact import Redactor
 from watchdog.runtime.reloadgate import ReloadGate
@@ -89,6 +90,7 @@ class Runtime:
     scheduler: SchedulerView
     store_wait: float
     gate: ReloadGate
+    peer_rounds: PeerRounds
     _polls: set[asyncio.Task[Any]]
     _progress: dict[str, datetime]
     _deadlines: dict[str, timedelta]
@@ -115,6 +117,8 @@ class Runtime:
         self.scheduler = scheduler  # the lifecycle's (app.py), for liveness
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
         self.gate = ReloadGate()
+        # The lease rounds of a shared state (the lifecycle schedules them).
+        self.peer_rounds = PeerRounds(RoundParts(state, executors, metrics, pausing, notifier, clock, self.gate))
         self._polls = set()
         self._progress = {}  # per source: a try started or an evaluation ended (health.py)
         self._deadlines = {}
@@ -372,7 +376,8 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         return status_document(now=self.clock.now(), board=self.board, executors=self.executors,
                                pauses=self.pausing.pauses, health=self.health(), dry_run=self.dry_run,
-                               notifications=self.notifier.status())
+                               notifications=self.notifier.status(), peers=self.state.peers,
+                               shared=self.journal)
 
     def incidents(self) -> list[dict[str, Any]]:
         """Open incidents and the last closed one per target, newest first."""

@@ -21,7 +21,8 @@ from watchdog.core.escalation import Incident
 from watchdog.runtime.executor import TargetExecutor
 from watchdog.core.pause import Pauses
 from watchdog.core.signals import SignalBoard, Transition
-from watchdog.state.storage import AuditJournal
+from watchdog.state.peering import Peering
+from watchdog.state.storage import AuditJournal, IncidentStore
 
 # JSON for HTTP answers: datetimes and other values as strings, never a crash.
 to_json = partial(json.dumps, default=str)
@@ -36,24 +37,36 @@ def _value(v: float | bool | None) -> float | bool | None:
 
 
 def status_document(*, now: datetime, board: SignalBoard, executors: Mapping[str, TargetExecutor], pauses: Pauses,
-                    health: tuple[bool, str], dry_run: bool, notifications: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+                    health: tuple[bool, str], dry_run: bool, notifications: Mapping[str, Mapping[str, Any]],
+                    peers: Peering, shared: IncidentStore) -> dict[str, Any]:
     targets = []
+    held_elsewhere = {row["target"]: row for row in shared.open_incidents()}
     for name, ex in executors.items():
         m = ex.machine
         inc = m.incident
         pause = pauses.active(name, now)
+        # `single`: the state is this watchdog's alone; with a shared one (SPEC 4.5) `leader` acts for the target
+        # and a `standby` shows the incident its holder keeps in the shared state.
+        role = "single" if peers.every is None else "leader" if peers.may_act(name) else "standby"
+        phase, level = m.phase.value, m.level
+        other = held_elsewhere.get(name) if role == "standby" else None
+        if other is not None:
+            phase, level = other["phase"], other["level"]
         targets.append(
             {
                 "name": name,
-                "role": "single",  # leader or standby once several watchdogs share the state (SPEC 4.5)
-                "phase": m.phase.value,
-                "level": m.level,
+                "role": role,
+                "holder": peers.holder(name),
+                "phase": phase,
+                "level": level,
                 "paused": pause is not None,
                 "pause": None if pause is None else {"scope": pause.scope, "until": _iso(pause.until), "reason": pause.reason},
                 "dry_run": ex.dry_run,
                 "blind": bool(inc and inc.blind) or bool(ex.blind_sources),
                 "blind_sources": [{"source": k, "why": v} for k, v in sorted(ex.blind_sources.items())],
-                "incident": None if inc is None else incident_doc(inc),
+                "incident": incident_doc(inc) if inc is not None else None if other is None else {
+                    "id": other["id"], "phase": other["phase"], "level": other["level"],
+                    "opened_at": other["opened_at"], "kept_by": peers.holder(name)},
                 "last_incident": None if m.last_closed is None else {"id": m.last_closed.id, "closed_at": _iso(m.last_closed.closed_at)},
             }
         )

@@ -11,6 +11,7 @@ what it opened, last to first, the state last.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -41,6 +42,7 @@ from watchdog.sources.base import Source
 from watchdog.sources.cost import project, show as show_cost
 from watchdog.sources.hooks import Doorbell, SourceHooks, Verifying
 from watchdog.state.backend import Opener, StateDeps, open_configured
+from watchdog.state.peering import Peering
 from watchdog.runtime.statewatch import StateWatch
 from watchdog.state.storage import AlarmLedger, Store
 from watchdog.support.tasks import Tasks
@@ -81,7 +83,8 @@ async def build_runtime(
     metrics = Metrics()
     tasks = Tasks()
     async with AsyncExitStack() as undo:  # on any failure below, what was opened is closed again
-        opened = await state(cfg, StateDeps(owner, clock, cfg.aws))
+        opened = await state(cfg, StateDeps(owner, clock, cfg.aws, cfg.watchdog.instance_id,
+                                                 tuple(t.name for t in cfg.targets)))
         undo.push_async_callback(opened.aclose)
         session = aiohttp.ClientSession()
         undo.push_async_callback(session.close)
@@ -110,7 +113,7 @@ async def build_runtime(
         pausing = PauseKeeper(opened.store, metrics, clock, lambda: executors)
         parts = ExecutorParts(runners, opened.store, notifier, metrics, clock, tasks,
                               cfg.watchdog.dry_run if dry_run is None else dry_run, pausing,
-                              failpoints, incident_id or incident_ids())
+                              failpoints, incident_id or incident_ids(), opened.peers)
         for t in cfg.targets:
             executors[t.name] = executor_for(parts, t, redactor)
         watch = StateWatch(metrics, notifier, clock, executors, opened.health)
@@ -217,11 +220,12 @@ class ExecutorParts:
     pausing: PauseKeeper
     failpoints: Failpoints
     new_incident_id: Callable[[str, datetime], str]
+    peers: Peering
 
 
 def executor_parts(rt: Runtime) -> ExecutorParts:
     return ExecutorParts(rt.runners, rt.journal, rt.notifier, rt.metrics, rt.clock, rt.tasks, rt.dry_run, rt.pausing,
-                         rt.failpoints, rt.new_incident_id)
+                         rt.failpoints, rt.new_incident_id, rt.state.peers)
 
 
 def executor_for(parts: ExecutorParts, t: Target, redactor: Redactor) -> TargetExecutor:
@@ -230,7 +234,8 @@ def executor_for(parts: ExecutorParts, t: Target, redactor: Redactor) -> TargetE
     parts.metrics.target_level.labels(t.name).set(0)
     parts.metrics.incidents_open.labels(t.name).set(0)
     return TargetExecutor(t, machine, parts.runners, parts.journal, parts.notifier, parts.metrics, parts.clock,
-                          parts.tasks.spawn, parts.dry_run, hold=parts.pausing.reader(t.name), redactor=redactor,
+                          parts.tasks.spawn, parts.dry_run, hold=parts.pausing.reader(t.name),
+                          lead=functools.partial(parts.peers.may_act, t.name), redactor=redactor,
                           failpoints=parts.failpoints)
 
 

@@ -24,6 +24,7 @@ from watchdog.config.models import AwsSection, Config, State
 from watchdog.shared.events import Event
 from watchdog.shared.kinds import STATES, Descriptor, find
 from watchdog.state.outbox import Outbox
+from watchdog.state.peering import Peering
 from watchdog.state.storage import StateHealth, StateListener, StateReader, Store
 
 S = TypeVar("S", bound=State)
@@ -35,11 +36,15 @@ Requeue = Callable[[Sequence[tuple[int, Event, bool]]], int]
 @dataclass(frozen=True)
 class StateDeps:
     """What opening a backend may use: who opens it (another process refused names it), the clock (the
-    outbox's delivered rows are pruned by age) and the config's `aws:` (a table's region and endpoint)."""
+    outbox's delivered rows are pruned by age; a lease is timed on its monotonic time), the config's `aws:` (a
+    table's region and endpoint), this watchdog's instance id and the targets it watches (a shared table's
+    leases are per target)."""
 
     owner: str
     clock: Clock
     aws: AwsSection = AwsSection()
+    instance: str = "watchdog"
+    targets: tuple[str, ...] = ()
 
 
 class OpenState(Protocol):
@@ -53,6 +58,13 @@ class OpenState(Protocol):
 
     @property
     def health(self) -> StateHealth: ...
+
+    @property
+    def peers(self) -> Peering: ...  # who may act for each target (watchdog/state/peering.py)
+
+    async def refresh(self) -> None:
+        """Read again what other watchdogs may have written (a shared table); nothing for a state of one's own."""
+        ...
 
     def watch(self, listener: StateListener) -> None:
         """From now on `listener` hears of the state's failures; one already under way it is told at once.

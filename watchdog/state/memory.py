@@ -11,6 +11,7 @@ from watchdog.config.models import Config
 from watchdog.state.journal import MemoryStore
 from watchdog.state.outbox import MemoryOutbox
 from watchdog.state.backend import Opener, OpenState, Requeue, StateDeps
+from watchdog.state.peering import Sole
 from watchdog.state.storage import StateListener, WriteFailure
 
 
@@ -20,8 +21,12 @@ class _AlwaysWritable:
 
 
 class MemoryState:
-    def __init__(self, store: MemoryStore):
+    def __init__(self, store: MemoryStore, instance: str = "watchdog"):
         self.store, self.outbox, self.health = store, MemoryOutbox(), _AlwaysWritable()
+        self.peers = Sole(instance)
+
+    async def refresh(self) -> None:
+        return None  # nobody else writes it
 
     def watch(self, listener: StateListener) -> None:
         return None  # memory never fails to take a write
@@ -36,6 +41,6 @@ class MemoryState:
 def in_memory(store: MemoryStore | None = None) -> Opener:
     """An opener of the state in `store` (a new one when not given; the replay passes its own to read after)."""
     async def opened(cfg: Config, deps: StateDeps) -> OpenState:
-        return MemoryState(store if store is not None else MemoryStore())
+        return MemoryState(store if store is not None else MemoryStore(), deps.instance)
 
     return opened

@@ -23,6 +23,7 @@ class Change:
     event: str
     target: str
     why: str
+    took_from: str | None = None  # a lease acquired from a holder that stopped renewing it: a takeover
 
 
 class Peering(Protocol):
@@ -39,8 +40,6 @@ class Peering(Protocol):
     def fence(self, target: str) -> tuple[str, str, int] | None: ...  # (target, me, epoch) an intent is written on
 
     def fenced(self, target: str) -> None: ...  # a write on the fence was refused: the lease is gone, act no more
-
-    def takeovers(self) -> int: ...  # leases taken from another holder since start
 
     async def round(self, busy: Collection[str]) -> list[Change]: ...
 
@@ -66,9 +65,6 @@ class Sole:
 
     def fenced(self, target: str) -> None:
         return None
-
-    def takeovers(self) -> int:
-        return 0
 
     async def round(self, busy: Collection[str]) -> list[Change]:
         return []

@@ -12,6 +12,7 @@ import structlog
 from watchdog.state.backend import Requeue
 from watchdog.state.codec import event_from_audit
 from watchdog.state.journal import Record
+from watchdog.state.peering import Peering
 from watchdog.state.storage import StateListener, WriteFailure
 from watchdog.state.writer import StateWriter
 
@@ -43,7 +44,8 @@ class WrittenState:
     store: Any
     outbox: Any
 
-    def __init__(self) -> None:
+    def __init__(self, peers: Peering) -> None:
+        self.peers = peers
         self._listener: StateListener = _Unwatched()
         self._writer = StateWriter(on_change=self._changed, on_bug=write_crashed)
         self.health = self._writer  # its `failure` and `pending`: what the loop last heard from its thread

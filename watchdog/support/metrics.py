@@ -121,6 +121,25 @@ class Metrics:
             registry=r,
         )
 
+        # Several watchdogs on one shared state (SPEC 4.5, watchdog/state/peering.py).
+        self.lease_held = Gauge(
+            "watchdog_lease_held", "1 while this watchdog holds the target's lease and may act for it (SPEC 4.5).",
+            ["target"], registry=r,
+        )
+        self.lease_takeovers = Counter(
+            "watchdog_lease_takeovers_total",
+            "Leases this watchdog took over from a holder that stopped renewing them.", ["target"], registry=r,
+        )
+        self.fenced = Counter(
+            "watchdog_fenced_total",
+            "Actions not started because this watchdog no longer held the target's lease (fenced off).",
+            ["target"], registry=r,
+        )
+        self.lease_rounds_failed = Counter(
+            "watchdog_lease_rounds_failed_total", "Lease rounds that could not read or write the shared table.",
+            registry=r,
+        )
+
     def expose(self) -> bytes:
         return generate_latest(self.registry)
 

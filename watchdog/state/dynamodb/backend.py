@@ -24,6 +24,7 @@ from pydantic import AfterValidator
 from watchdog.config.models import AwsSection, State
 from watchdog.config.types import Lease
 from watchdog.state.backend import OpenState, StateDeps, StateKind, Verdict
+from watchdog.state.dynamodb.leases import LeaseKeeper
 from watchdog.state.dynamodb.outbox import DynamoOutbox
 from watchdog.state.dynamodb.store import DynamoStore, incident_row, record_of, said
 from watchdog.state.dynamodb.table import Table
@@ -48,8 +49,7 @@ TableName = Annotated[str, AfterValidator(_table_name)]
 class DynamoState(State):
     type: Literal["dynamodb"]
     table: TableName
-    # How long a lease lives unrenewed before a standby may take it (SPEC 4.5). Not acted on yet: the leases are
-    # not wired to the executor (README, "Not finished").
+    # How long a lease lives unrenewed before a standby may take it (SPEC 4.5); renewed every third of it.
     lease: Lease = timedelta(seconds=20)
 
 
@@ -58,12 +58,17 @@ async def _client(stack: AsyncExitStack, aws: AwsSection) -> Any:
 
 
 class DynamoBackend(WrittenState):
-    def __init__(self, stack: AsyncExitStack, table: Table):
-        super().__init__()
+    def __init__(self, stack: AsyncExitStack, table: Table, keeper: LeaseKeeper):
+        super().__init__(keeper)
         self._stack = stack
-        self.store = DynamoStore(table, self._writer, asyncio.get_running_loop())
-        self.outbox = DynamoOutbox(self.store)
+        self.store = DynamoStore(table, self._writer, asyncio.get_running_loop(), keeper)
+        self.outbox = DynamoOutbox(self.store, keeper)
         self._closed = False
+
+    async def refresh(self) -> None:
+        """What the other watchdogs wrote: their incidents, pauses, audit records and messages."""
+        await _guarded(self.store.where, "read it", self.store.refresh)
+        await _guarded(self.store.where, "read its outbox", self.outbox.refresh)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -87,9 +92,12 @@ async def open_dynamodb(cfg: DynamoState, deps: StateDeps) -> OpenState:
         table = Table(await _client(stack, deps.aws), cfg.table)
         where = f"dynamodb table {cfg.table}"
         await _guarded(where, "describe it", table.exists)
-        backend = DynamoBackend(stack, table)
-        await _guarded(where, "read it", backend.store.refresh)
-        await _guarded(where, "read its outbox", backend.outbox.refresh)
+        lease = cfg.lease.total_seconds()
+        # It stops acting a quarter of a lease before a standby may take over: room for a renewal's own
+        # round trip and for two clocks' rates to differ.
+        keeper = LeaseKeeper(table, deps.instance, deps.targets, lease, lease / 4, deps.clock.monotonic)
+        backend = DynamoBackend(stack, table, keeper)
+        await backend.refresh()
     except BaseException:
         await stack.aclose()
         raise

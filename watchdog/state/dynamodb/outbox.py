@@ -20,6 +20,7 @@ import structlog
 from watchdog.shared.events import Event
 from watchdog.state.dynamodb.store import DynamoStore
 from watchdog.state.outbox import Landed, Pending, event_from_json, event_to_json
+from watchdog.state.peering import Peering
 
 log = structlog.get_logger("watchdog.state.outbox")
 KEEP_SENT, KEEP_DEAD = timedelta(days=7), timedelta(days=30)  # as the SQLite file keeps them
@@ -30,8 +31,8 @@ def _sk(id_: int) -> str:
 
 
 class DynamoOutbox:
-    def __init__(self, store: DynamoStore):
-        self._store, self._table = store, store.table
+    def __init__(self, store: DynamoStore, peers: Peering):
+        self._store, self._table, self._peers = store, store.table, peers
         self._rows: dict[int, Pending] = {}
         self._done: dict[int, str] = {}  # id -> when it was sent or dead-lettered (ISO), for the pruning
         self._threads: dict[tuple[str, str], str] = {}
@@ -100,8 +101,11 @@ class DynamoOutbox:
         self._store.write("write the outbox", insert, landed)
 
     def head(self, channel: str) -> Pending | None:
-        return next((self._rows[i] for i in sorted(self._rows)
-                     if self._rows[i].channel == channel and self._rows[i].state == "pending"), None)
+        """The channel's oldest waiting message of a target this watchdog holds the lease of: only the holder
+        notifies, and a message its sender died with is sent by the next holder, under the same delivery id."""
+        may = self._peers.may_act
+        return next((self._rows[i] for i in sorted(self._rows) if self._rows[i].channel == channel
+                     and self._rows[i].state == "pending" and may(self._rows[i].event.target)), None)
 
     async def _set(self, id_: int, changes: dict[str, Any], now: datetime | None = None) -> None:
         values = {f":{k}": v for k, v in changes.items()}

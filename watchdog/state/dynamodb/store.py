@@ -25,19 +25,22 @@ from collections.abc import Callable, Collection, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.core.pause import Pause
 from watchdog.shared.events import Event
 from watchdog.state.auditchain import canonical
 from watchdog.state.codec import decode_pause, encode_pause, jsonable
-from watchdog.state.dynamodb.table import Table
+from watchdog.state.dynamodb.table import Fenced, Table
+from watchdog.state.peering import Peering
 from watchdog.state.journal import Record, event_data
 from watchdog.state.storage import StoreError
 from watchdog.state.writer import StateWriter
 from watchdog.support.aws import client_error
 
 T = TypeVar("T")
+log = structlog.get_logger("watchdog.state.dynamodb")
 KEEP = 10_000  # audit records kept in the mirror, newest: recovery and /status read an open incident's own
 # Longer than the client's own timeouts (a request is cut there first): only a loop that stopped answering hits it.
 WRITE_WAIT = 60.0
@@ -73,8 +76,8 @@ class DynamoStore:
 
     durable = True
 
-    def __init__(self, table: Table, writer: StateWriter, loop: asyncio.AbstractEventLoop):
-        self._table, self._writer, self._loop = table, writer, loop
+    def __init__(self, table: Table, writer: StateWriter, loop: asyncio.AbstractEventLoop, peers: Peering):
+        self._table, self._writer, self._loop, self._peers = table, writer, loop, peers
         self._records: dict[int, Record] = {}
         self._seen = 0  # the newest audit record read or written
         self._upto = 0  # every record up to this one is in the mirror (another's may lie between my own)
@@ -147,7 +150,10 @@ class DynamoStore:
 
     def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
                dry_run: bool) -> Record:
-        return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt})
+        """Written in one transaction with a check of the target's lease (SPEC 4.5): refused, it is not recorded,
+        the lease is given up at once, and the executor, which waits for it to land, does not act."""
+        return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt},
+                            fenced=True)
 
     def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
                 outcome: str, detail: str, dry_run: bool) -> Record:
@@ -164,7 +170,7 @@ class DynamoStore:
                              "attempts": attempts, "detail": detail})
 
     def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
-                data: dict[str, Any]) -> Record:
+                data: dict[str, Any], fenced: bool = False) -> Record:
         data = jsonable(data)
         row = {"at": at.isoformat(), "kind": kind, "target": target, "incident": incident, "level": level,
                "dry_run": bool(dry_run), "data": data}
@@ -172,16 +178,36 @@ class DynamoStore:
         tried: list[int] = []
         self._queued += 1
 
-        def landed(seq: int) -> None:
+        fence = self._peers.fence(target) if fenced else None
+
+        async def append() -> int | None:
+            if fenced and fence is None:
+                self._refused(target, "intent", "this watchdog holds no lease of it")
+                return None
+            try:
+                return await self._table.append(row, fence=fence, tried=tried)
+            except Fenced:
+                self._refused(target, "intent", "the lease moved to another watchdog")
+                return None
+
+        def landed(seq: int | None) -> None:
             self._queued -= 1
+            if seq is None:
+                return
             self._records[seq] = Record(seq, at, kind, target, incident, level, data, bool(dry_run))
             self._seen = max(self._seen, seq)
             if seq == self._upto + 1:
                 self._upto = seq
             self._trim()
 
-        self.write("write the audit log", lambda: self._table.append(row, tried=tried), landed)
+        self.write("write the audit log", append, landed)
         return Record(self._seen + self._queued, at, kind, target, incident, level, data, bool(dry_run))
+
+    def _refused(self, target: str, what: str, why: str) -> None:
+        """A write on the lease's fence that was refused: nothing was written, and the lease is given up."""
+        self._peers.fenced(target)
+        log.error("fenced", target=target, write=what, why=f"not written: {why}",
+                  next="no action follows it; the lease's holder acts")
 
     def records(self, incident: str | None = None) -> list[Record]:
         return [self._records[s] for s in sorted(self._records)
@@ -203,7 +229,24 @@ class DynamoStore:
         if snap.get("closed_at") is not None:
             item["closed_at"] = {"S": snap["closed_at"]}
         self._incidents[snap["id"]] = incident_row(item)
-        self.write(f"save incident {snap['id']}", lambda: self._table.put(item))
+        target = snap["target"]
+        fence = self._peers.fence(target)
+
+        async def save() -> None:
+            # Only the lease's holder writes the target's incident: a deposed one must not overwrite the
+            # snapshot its successor keeps (a check of the lease in the same transaction).
+            if fence is None:
+                self._refused(target, f"incident {snap['id']}", "this watchdog holds no lease of it")
+                return
+            _, me, epoch = fence
+            if not await self._table.transact([
+                    {"ConditionCheck": {"Key": {"pk": {"S": "LEASE"}, "sk": {"S": target}},
+                                        "ConditionExpression": "holder = :me AND epoch = :e",
+                                        "ExpressionAttributeValues": {":me": {"S": me}, ":e": {"N": str(epoch)}}}},
+                    {"Put": {"Item": item}}]):
+                self._refused(target, f"incident {snap['id']}", "the lease moved to another watchdog")
+
+        self.write(f"save incident {snap['id']}", save)
         if len(self._last_saved) > 1000:
             self._last_saved.clear()
         self._last_saved[snap["id"]] = text

@@ -29,7 +29,7 @@ The store's items (watchdog/state/dynamodb/store.py, outbox.py) share the table:
 | a channel's thread of an incident | `THREAD` | `[channel, incident]` as JSON | `ref` |
 | counters and marks | `META` | `audit-head`, `outbox-id`, `outbox-mark` | `seq`, `hash`, `n`, `audit_seq` |
 
-The leases are not wired to the executor yet (issue 24).
+A watchdog's lease rounds are leases.py; how the runtime uses them, docs/ha.md.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _audit_key(seq: int) -> dict[str, Any]:
 
 
 def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
 class Table:
@@ -99,6 +99,11 @@ class Table:
             return None
         return LeaseItem(item["holder"]["S"] if "holder" in item else None, int(item["epoch"]["N"]),
                          item["version"]["S"])
+
+    async def leases(self) -> dict[str, LeaseItem]:
+        """Every target's lease, in one consistent Query (a round reads them all at once)."""
+        return {i["sk"]["S"]: LeaseItem(i["holder"]["S"] if "holder" in i else None, int(i["epoch"]["N"]),
+                                        i["version"]["S"]) for i in await self.query("LEASE")}
 
     async def write_lease(self, target: str, me: str, decision: Take | Renew | Release, version: str) -> bool:
         """The decision written on its condition; False when the condition failed (somebody else moved first)."""
@@ -175,7 +180,7 @@ class Table:
             except Exception as exc:
                 if _code(exc) != "TransactionCanceledException":
                     raise
-                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                reasons = [r.get("Code") for r in (getattr(exc, "response", None) or {}).get("CancellationReasons", [])]
                 if fence is not None and reasons and reasons[0] == "ConditionalCheckFailed":
                     raise Fenced(f"lease of {fence[0]} is no longer {fence[1]}'s at epoch {fence[2]}: "
                                  "the intent was not recorded") from None
@@ -235,7 +240,7 @@ class Table:
             await self._client.transact_write_items(TransactItems=items)
         except Exception as exc:
             if _code(exc) == "TransactionCanceledException":
-                codes = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                codes = [r.get("Code") for r in (getattr(exc, "response", None) or {}).get("CancellationReasons", [])]
                 if "ConditionalCheckFailed" in codes:
                     return False
             raise

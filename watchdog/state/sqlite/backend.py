@@ -21,6 +21,7 @@ from watchdog.config.models import AwsSection, State, state_file
 from watchdog.state.sqlite.lock import StateLock
 from watchdog.state.sqlite.outbox import SqliteOutbox
 from watchdog.state.backend import OpenState, StateDeps, StateKind, Verdict
+from watchdog.state.peering import Sole
 from watchdog.state.written import WrittenState
 from watchdog.state.sqlite.store import SqliteStore
 
@@ -37,11 +38,14 @@ class SqliteState(State):
 class SqliteBackend(WrittenState):
     """The state file opened for the daemon: lock held, writer thread running, outbox in the file."""
 
-    def __init__(self, lock: StateLock, store: SqliteStore):
-        super().__init__()
+    def __init__(self, lock: StateLock, store: SqliteStore, instance: str):
+        super().__init__(Sole(instance))  # the lock keeps every other process out: this one always acts
         self._lock, self.store = lock, store
         self.outbox = SqliteOutbox(store)
         self._closed = False
+
+    async def refresh(self) -> None:
+        return None  # one writer: nothing changes under it
 
     def _start(self, deps: StateDeps) -> None:
         self._writer.start()
@@ -68,7 +72,7 @@ async def open_sqlite(cfg: SqliteState, deps: StateDeps) -> OpenState:
     except BaseException:
         lock.release()
         raise
-    backend = SqliteBackend(lock, store)
+    backend = SqliteBackend(lock, store, deps.instance)
     backend._start(deps)
     return backend
 
