@@ -272,3 +272,34 @@ async def test_what_one_watchdog_writes_the_other_reads_after_its_refresh(moto_u
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_only_the_lease_holder_claims_a_message_and_a_deposed_one_is_refused(moto_url: str,
+                                                                                    state_table: str) -> None:
+    a, b = await opened(state_table, moto_url, "w-a"), await opened(state_table, moto_url, "w-b")
+    try:
+        done: list[str] = []
+        a.outbox.enqueue("audit-1", opened_event("svc-1"), False, ["pager"], T0, None, lambda: done.append("1"))
+        a.outbox.enqueue("audit-2", opened_event("svc-1"), False, ["pager"], T0, None, lambda: done.append("2"))
+        await a.store.flush()
+        await b.refresh()
+        first = a.outbox.head("pager")
+        assert first is not None and done == ["1", "2"]
+        assert b.outbox.head("pager") is None  # b holds no lease of svc: none of its messages is b's to send
+        assert not await b.outbox.claim(first.id)
+        assert await a.outbox.claim(first.id)
+        # Another watchdog takes the lease over (as after a lease unrenewed) while a still believes it holds it:
+        # a's claim of the next message is refused by the table, whatever a believes.
+        dynamo = boto3.client("dynamodb", endpoint_url=moto_url)
+        dynamo.update_item(TableName=state_table, Key={"pk": {"S": "LEASE"}, "sk": {"S": "svc"}},
+                           UpdateExpression="SET holder = :b, epoch = epoch + :one, version = :v",
+                           ExpressionAttributeValues={":b": {"S": "w-b"}, ":one": {"N": "1"}, ":v": {"S": "taken"}})
+        assert a.peers.may_act("svc")
+        await a.outbox.mark_sent(first.id, T0 + S)
+        second = a.outbox.head("pager")
+        assert second is not None and second.id != first.id
+        assert not await a.outbox.claim(second.id)
+        assert a.outbox.head("pager") is None  # refused: out of a's mirror until a refresh says what became of it
+    finally:
+        await a.aclose()
+        await b.aclose()

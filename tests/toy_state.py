@@ -42,7 +42,7 @@ class ToyStore(MemoryStore):
             return
         doc = json.loads(file.read_text())
         for r in doc["records"]:
-            super()._add(datetime.fromisoformat(r["at"]), r["kind"], r["target"], r["incident"], r["level"],
+            super()._append(datetime.fromisoformat(r["at"]), r["kind"], r["target"], r["incident"], r["level"],
                          r["dry_run"], r["data"])
         for row in doc["incidents"]:
             super().save_incident(row["snapshot"])
@@ -64,9 +64,9 @@ class ToyStore(MemoryStore):
         except OSError as exc:
             raise StoreError(f"toy state {self.file}: cannot write: {exc.strerror or exc}") from None
 
-    def _add(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
+    def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
              data: dict[str, Any]) -> Record:
-        rec = super()._add(at, kind, target, incident, level, dry_run, data)
+        rec = super()._append(at, kind, target, incident, level, dry_run, data)
         self._save()
         return rec
 

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from watchdog.config import ConfigError, load_config
+from watchdog.cli.loading import load_or_say
 from watchdog.state.report import render_report
 from watchdog.state.backend import read_configured
 from watchdog.state.storage import StateReader, StoreError
@@ -39,11 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = load_or_say(args.config, warnings=False)
+    if cfg is None:
         return EXIT_USAGE
     try:
         store = read_configured(cfg)

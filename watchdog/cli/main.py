@@ -22,6 +22,7 @@ from watchdog.cli import incidents as cli_incidents
 
 from watchdog.cli import replay as cli_replay
 from watchdog.cli import state as cli_state
+from watchdog.cli.loading import load_or_say
 from watchdog.config import Config, ConfigError, load_config
 from watchdog.core.rules import format_value
 
@@ -102,16 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: str) -> Config | None:
-    """The config, its warnings on stderr (they do not stop anything); or None, its problems on stderr."""
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return None
-    for line in cfg.warnings:
-        print(line, file=sys.stderr)
-    return cfg
+    return load_or_say(path)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

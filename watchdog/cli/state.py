@@ -9,7 +9,7 @@ import asyncio
 import sys
 from typing import Any
 
-from watchdog.config import ConfigError, load_config
+from watchdog.cli.loading import load_or_say
 from watchdog.state.backend import configured, init_configured
 from watchdog.state.storage import StoreError
 
@@ -26,11 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = load_or_say(args.config, warnings=False)
+    if cfg is None:
         return EXIT_USAGE
     kind, state = configured(cfg)
     try:

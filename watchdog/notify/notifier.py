@@ -253,7 +253,7 @@ class Notifier:
                     await state.wake.wait()
                 elif (wait := head.next_at - self._clock.now().timestamp()) > 0:
                     await asyncio.sleep(min(wait, 60.0))
-                else:
+                elif await self._outbox.claim(head.id):  # a shared outbox: only one watchdog sends it
                     await self._attempt(name, head)
             except StoreError as exc:  # the file cannot be read just now: try again, never end the worker
                 log.warning("notification_outbox_unreadable", channel=name, error=str(exc))

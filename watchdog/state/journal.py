@@ -37,7 +37,53 @@ class Record:
         return d
 
 
-class MemoryStore:
+class JournalRows:
+    """What each kind of audit record holds, one way for every store: a store gives `_append`, which numbers,
+    keeps and returns the record (MemoryStore, the SQLite file's, the shared table's)."""
+
+    def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
+                data: dict[str, Any]) -> Record:
+        raise NotImplementedError
+
+    def event(self, ev: Event, dry_run: bool = False) -> Record:
+        return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
+
+    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int, dry_run: bool) -> Record:
+        return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt})
+
+    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
+                outcome: str, detail: str, dry_run: bool) -> Record:
+        return self._append(at, "outcome", target, incident, level, dry_run,
+                            {"action": action, "attempt": attempt, "outcome": outcome, "detail": detail})
+
+    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
+        return self._append(at, "check", target, incident, level, False, {"check": check, "ok": ok, "detail": detail})
+
+    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
+                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
+        return self._append(at, "notification", target, incident, level, dry_run,
+                            {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
+                             "attempts": attempts, "detail": detail})
+
+
+class IncidentRows:
+    """The incident reads of a store that holds its rows in a dict by id (in memory, or a table's mirror)."""
+
+    _incidents: dict[str, dict[str, Any]]
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        rows = [r for r in self._incidents.values() if r["closed_at"] is None]
+        return sorted(rows, key=lambda r: (r["opened_at"], r["id"]))
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self._incidents.get(incident_id)
+
+    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = sorted(self._incidents.values(), key=lambda r: (r["opened_at"], r["id"]), reverse=True)
+        return rows[:limit]
+
+
+class MemoryStore(JournalRows, IncidentRows):
     """Every store capability (watchdog.state.storage.Store) in memory: `run --once` and tests. It keeps what the
     SQLite store keeps, converted the same way (tests/test_store_contract.py holds both to that)."""
 
@@ -48,31 +94,11 @@ class MemoryStore:
         self._pauses: dict[str, Pause] = {}
         self._alarms: dict[tuple[str, str], tuple[str, datetime, str]] = {}
 
-    def _add(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
+    def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
              data: dict[str, Any]) -> Record:
         rec = Record(next(self._seq), at, kind, target, incident, level, jsonable(data), bool(dry_run))
         self._records.append(rec)
         return rec
-
-    def event(self, ev: Event, dry_run: bool = False) -> Record:
-        return self._add(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
-
-    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int, dry_run: bool) -> Record:
-        return self._add(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt})
-
-    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
-                outcome: str, detail: str, dry_run: bool) -> Record:
-        return self._add(at, "outcome", target, incident, level, dry_run,
-                         {"action": action, "attempt": attempt, "outcome": outcome, "detail": detail})
-
-    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
-        return self._add(at, "check", target, incident, level, False, {"check": check, "ok": ok, "detail": detail})
-
-    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
-                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
-        return self._add(at, "notification", target, incident, level, dry_run,
-                         {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
-                          "attempts": attempts, "detail": detail})
 
     def records(self, incident: str | None = None) -> list[Record]:
         return [r for r in self._records if incident is None or r.incident == incident]
@@ -86,17 +112,6 @@ class MemoryStore:
         self._incidents[snap["id"]] = {
             "id": snap["id"], "target": snap["target"], "opened_at": snap["opened_at"], "phase": snap["phase"],
             "level": snap.get("level", 0), "closed_at": snap.get("closed_at"), "snapshot": jsonable(snap)}
-
-    def open_incidents(self) -> list[dict[str, Any]]:
-        rows = [r for r in self._incidents.values() if r["closed_at"] is None]
-        return sorted(rows, key=lambda r: (r["opened_at"], r["id"]))
-
-    def incident(self, incident_id: str) -> dict[str, Any] | None:
-        return self._incidents.get(incident_id)
-
-    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = sorted(self._incidents.values(), key=lambda r: (r["opened_at"], r["id"]), reverse=True)
-        return rows[:limit]
 
     def save_pause(self, pause: Pause) -> None:
         self._pauses[pause.scope] = pause

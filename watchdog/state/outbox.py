@@ -48,6 +48,9 @@ class Outbox(Protocol):
     def enqueue(self, key: str, event: Event, dry_run: bool, channels: Sequence[str], now: datetime,
                 audit_seq: int | None, then: Landed) -> None: ...
     def head(self, channel: str) -> Pending | None: ...
+    # Whether this process may send message `id` now: a shared outbox's conditional claim (only one watchdog
+    # sends a message); always, for an outbox of one's own.
+    async def claim(self, id: int) -> bool: ...
     async def mark_sent(self, id: int, now: datetime) -> None: ...
     async def mark_retry(self, id: int, attempts: int, next_at: float, error: str) -> None: ...
     async def mark_dead(self, id: int, attempts: int, now: datetime, error: str) -> None: ...
@@ -66,7 +69,26 @@ def event_from_json(text: str) -> Event:
     return decode_event(json.loads(text))
 
 
-class MemoryOutbox:
+class OutboxRows:
+    """The counts and the dead letters of an outbox held as a dict of its rows by id (in memory, a table's mirror)."""
+
+    _rows: dict[int, Pending]
+
+    def counts(self, channel: str) -> dict[str, int]:
+        out = {"pending": 0, "sent": 0, "dead": 0}
+        for p in self._rows.values():
+            if p.channel == channel:
+                out[p.state] += 1
+        return out
+
+    def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]:
+        """Newest first."""
+        rows = [self._rows[i] for i in sorted(self._rows, reverse=True)
+                if self._rows[i].state == "dead" and channel in (None, self._rows[i].channel)]
+        return rows[:limit]
+
+
+class MemoryOutbox(OutboxRows):
     def __init__(self) -> None:
         self._rows: dict[int, Pending] = {}
         self._keys: set[tuple[str, str]] = set()
@@ -85,6 +107,9 @@ class MemoryOutbox:
     def head(self, channel: str) -> Pending | None:
         return next((p for p in self._rows.values() if p.channel == channel and p.state == "pending"), None)
 
+    async def claim(self, id: int) -> bool:
+        return True
+
     async def mark_sent(self, id: int, now: datetime) -> None:
         p = self._rows[id]
         self._rows[id] = replace(p, state="sent", attempts=p.attempts + 1, last_error=None)
@@ -100,17 +125,6 @@ class MemoryOutbox:
 
     async def set_thread(self, channel: str, incident: str, ref: str) -> None:
         self._threads.setdefault((channel, incident), ref)
-
-    def counts(self, channel: str) -> dict[str, int]:
-        out = {"pending": 0, "sent": 0, "dead": 0}
-        for p in self._rows.values():
-            if p.channel == channel:
-                out[p.state] += 1
-        return out
-
-    def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]:
-        rows = [p for p in self._rows.values() if p.state == "dead" and channel in (None, p.channel)]
-        return rows[::-1][:limit]
 
     def strand(self, channels: set[str], now: datetime, then: Callable[[int], None]) -> None:
         gone = [p for p in self._rows.values() if p.state == "pending" and p.channel not in channels]

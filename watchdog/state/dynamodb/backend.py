@@ -28,7 +28,7 @@ from watchdog.state.dynamodb.leases import LeaseKeeper
 from watchdog.state.dynamodb.outbox import DynamoOutbox
 from watchdog.state.dynamodb.store import DynamoStore, incident_row, record_of, said
 from watchdog.state.dynamodb.table import Table
-from watchdog.state.journal import Record
+from watchdog.state.journal import IncidentRows, Record
 from watchdog.state.storage import StoreError
 from watchdog.state.written import WrittenState
 from watchdog.support.aws import aws_client
@@ -106,20 +106,13 @@ async def open_dynamodb(cfg: DynamoState, deps: StateDeps) -> OpenState:
     return backend
 
 
-class DynamoReader:
+class DynamoReader(IncidentRows):
     """The table as the `incidents` commands read it: loaded once, never written."""
 
     def __init__(self, name: str, incidents: dict[str, dict[str, Any]], records: list[Record],
                  chain: tuple[int, list[str]]):
         self.where = f"dynamodb table {name}"
         self._incidents, self._records, self._chain = incidents, records, chain
-
-    def incident(self, incident_id: str) -> dict[str, Any] | None:
-        return self._incidents.get(incident_id)
-
-    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = sorted(self._incidents.values(), key=lambda r: (r["opened_at"], r["id"]), reverse=True)
-        return rows[:limit]
 
     def records(self, incident: str | None = None) -> list[Record]:
         return [r for r in self._records if incident is None or r.incident == incident]

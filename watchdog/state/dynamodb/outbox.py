@@ -19,7 +19,7 @@ import structlog
 
 from watchdog.shared.events import Event
 from watchdog.state.dynamodb.store import DynamoStore
-from watchdog.state.outbox import Landed, Pending, event_from_json, event_to_json
+from watchdog.state.outbox import Landed, OutboxRows, Pending, event_from_json, event_to_json
 from watchdog.state.peering import Peering
 
 log = structlog.get_logger("watchdog.state.outbox")
@@ -30,7 +30,7 @@ def _sk(id_: int) -> str:
     return f"{id_:020d}"
 
 
-class DynamoOutbox:
+class DynamoOutbox(OutboxRows):
     def __init__(self, store: DynamoStore, peers: Peering):
         self._store, self._table, self._peers = store, store.table, peers
         self._rows: dict[int, Pending] = {}
@@ -107,6 +107,32 @@ class DynamoOutbox:
         return next((self._rows[i] for i in sorted(self._rows) if self._rows[i].channel == channel
                      and self._rows[i].state == "pending" and may(self._rows[i].event.target)), None)
 
+    async def claim(self, id: int) -> bool:
+        """Claimed by a conditional write before it is sent, in one transaction with a check of the lease of its
+        target: only the holder sends it, once. Refused (the lease moved, or another watchdog sent it), it is
+        dropped from the mirror until the next refresh says what became of it."""
+        p = self._rows.get(id)
+        fence = self._peers.fence(p.event.target) if p is not None else None
+        if p is None or fence is None:
+            return False
+        target, me, epoch = fence
+
+        async def claim() -> bool:
+            return await self._table.transact([
+                {"ConditionCheck": {"Key": {"pk": {"S": "LEASE"}, "sk": {"S": target}},
+                                    "ConditionExpression": "holder = :me AND epoch = :e",
+                                    "ExpressionAttributeValues": {":me": {"S": me}, ":e": {"N": str(epoch)}}}},
+                {"Update": {"Key": {"pk": {"S": "OUTBOX"}, "sk": {"S": _sk(id)}},
+                            "UpdateExpression": "SET claimed_by = :me, claimed_epoch = :e",
+                            "ConditionExpression": "#s = :pending", "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {":me": {"S": me}, ":e": {"N": str(epoch)},
+                                                          ":pending": {"S": "pending"}}}}])
+
+        if await self._store.landed("claim a message", claim):
+            return True
+        self._rows.pop(id, None)
+        return False
+
     async def _set(self, id_: int, changes: dict[str, Any], now: datetime | None = None) -> None:
         values = {f":{k}": v for k, v in changes.items()}
         sets = [f"#{k} = :{k}" for k in changes]
@@ -143,18 +169,6 @@ class DynamoOutbox:
         item = {"pk": {"S": "THREAD"}, "sk": {"S": json.dumps([channel, incident])}, "ref": {"S": ref}}
         await self._store.landed("write the outbox", lambda: self._table.put(item, "attribute_not_exists(pk)"))
         self._threads.setdefault((channel, incident), ref)
-
-    def counts(self, channel: str) -> dict[str, int]:
-        out = {"pending": 0, "sent": 0, "dead": 0}
-        for p in self._rows.values():
-            if p.channel == channel:
-                out[p.state] += 1
-        return out
-
-    def dead(self, channel: str | None = None, limit: int = 50) -> list[Pending]:
-        rows = [self._rows[i] for i in sorted(self._rows, reverse=True)
-                if self._rows[i].state == "dead" and channel in (None, self._rows[i].channel)]
-        return rows[:limit]
 
     def strand(self, channels: set[str], now: datetime, then: Callable[[int], None]) -> None:
         gone = [p for p in self._rows.values() if p.state == "pending" and p.channel not in channels]

@@ -29,12 +29,11 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.core.pause import Pause
-from watchdog.shared.events import Event
 from watchdog.state.auditchain import canonical
 from watchdog.state.codec import decode_pause, encode_pause, jsonable
 from watchdog.state.dynamodb.table import Fenced, Table
 from watchdog.state.peering import Peering
-from watchdog.state.journal import Record, event_data
+from watchdog.state.journal import IncidentRows, JournalRows, Record
 from watchdog.state.storage import StoreError
 from watchdog.state.writer import StateWriter
 from watchdog.support.aws import client_error
@@ -71,7 +70,7 @@ def incident_row(item: dict[str, Any]) -> dict[str, Any]:
             "updated_at": item["updated_at"]["S"], "snapshot": snapshot}
 
 
-class DynamoStore:
+class DynamoStore(JournalRows, IncidentRows):
     """Every store capability on the table, read from a mirror, written through `writer` (started)."""
 
     durable = True
@@ -145,32 +144,11 @@ class DynamoStore:
 
     # --- the journal -----------------------------------------------------------------------------------------
 
-    def event(self, ev: Event, dry_run: bool = False) -> Record:
-        return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
-
-    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
-               dry_run: bool) -> Record:
-        """Written in one transaction with a check of the target's lease (SPEC 4.5): refused, it is not recorded,
-        the lease is given up at once, and the executor, which waits for it to land, does not act."""
-        return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt},
-                            fenced=True)
-
-    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
-                outcome: str, detail: str, dry_run: bool) -> Record:
-        return self._append(at, "outcome", target, incident, level, dry_run,
-                            {"action": action, "attempt": attempt, "outcome": outcome, "detail": detail})
-
-    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
-        return self._append(at, "check", target, incident, level, False, {"check": check, "ok": ok, "detail": detail})
-
-    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
-                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
-        return self._append(at, "notification", target, incident, level, dry_run,
-                            {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
-                             "attempts": attempts, "detail": detail})
-
     def _append(self, at: datetime, kind: str, target: str, incident: str | None, level: int, dry_run: bool,
-                data: dict[str, Any], fenced: bool = False) -> Record:
+                data: dict[str, Any]) -> Record:
+        """An intent is written in one transaction with a check of the target's lease (SPEC 4.5): refused, it is
+        not recorded, the lease is given up at once, and the executor, which waits for it to land, does not act."""
+        fenced = kind == "intent"
         data = jsonable(data)
         row = {"at": at.isoformat(), "kind": kind, "target": target, "incident": incident, "level": level,
                "dry_run": bool(dry_run), "data": data}
@@ -250,17 +228,6 @@ class DynamoStore:
         if len(self._last_saved) > 1000:
             self._last_saved.clear()
         self._last_saved[snap["id"]] = text
-
-    def open_incidents(self) -> list[dict[str, Any]]:
-        rows = [r for r in self._incidents.values() if r["closed_at"] is None]
-        return sorted(rows, key=lambda r: (r["opened_at"], r["id"]))
-
-    def incident(self, incident_id: str) -> dict[str, Any] | None:
-        return self._incidents.get(incident_id)
-
-    def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = sorted(self._incidents.values(), key=lambda r: (r["opened_at"], r["id"]), reverse=True)
-        return rows[:limit]
 
     # --- pauses ----------------------------------------------------------------------------------------------
 

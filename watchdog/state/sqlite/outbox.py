@@ -78,6 +78,9 @@ class SqliteOutbox:
             except ValueError as exc:  # pydantic's ValidationError and json's errors are ValueErrors
                 self._dead_letter_unreadable(rows[0][0], channel, exc)
 
+    async def claim(self, id: int) -> bool:
+        return True  # one process writes the file (its lock): whatever it holds is its own to send
+
     def _dead_letter_unreadable(self, id_: int, channel: str, exc: ValueError) -> None:
         self._unreadable.add(id_)
         why = f"the stored message cannot be read back: {type(exc).__name__}"

@@ -38,8 +38,7 @@ from typing import Any, TypeVar
 
 from watchdog.state.auditchain import GENESIS, canonical, chain_hash, chain_problems
 from watchdog.state.codec import decode_pause, encode_pause, jsonable
-from watchdog.shared.events import Event
-from watchdog.state.journal import Record, event_data
+from watchdog.state.journal import JournalRows, Record
 from watchdog.core.pause import Pause
 from watchdog.state.sqlite.file import open_reader, open_readonly, open_writable, rollback
 from watchdog.state.writer import StateWriter
@@ -48,7 +47,7 @@ from watchdog.state.storage import StateConflict, StoreError
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(JournalRows):
     """The journal, incidents, pauses and (through watchdog.state.outbox) the notification outbox, in one file."""
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
@@ -154,27 +153,7 @@ class SqliteStore:
         """For the outbox's reads, on the caller's thread."""
         return self._rdb
 
-    # --- the journal (the same calls as MemoryStore) ------------------------------
-
-    def event(self, ev: Event, dry_run: bool = False) -> Record:
-        return self._append(ev.at, "event", ev.target, ev.incident, ev.level, dry_run, event_data(ev))
-
-    def intent(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int, dry_run: bool) -> Record:
-        return self._append(at, "intent", target, incident, level, dry_run, {"action": action, "attempt": attempt})
-
-    def outcome(self, at: datetime, target: str, incident: str, level: int, action: str, attempt: int,
-                outcome: str, detail: str, dry_run: bool) -> Record:
-        return self._append(at, "outcome", target, incident, level, dry_run,
-                            {"action": action, "attempt": attempt, "outcome": outcome, "detail": detail})
-
-    def check(self, at: datetime, target: str, incident: str, level: int, check: str, ok: bool, detail: str) -> Record:
-        return self._append(at, "check", target, incident, level, False, {"check": check, "ok": ok, "detail": detail})
-
-    def notification(self, at: datetime, target: str, incident: str | None, level: int, channel: str, event: str,
-                     delivery: int, outcome: str, attempts: int, detail: str, dry_run: bool) -> Record:
-        return self._append(at, "notification", target, incident, level, dry_run,
-                            {"channel": channel, "event": event, "delivery": delivery, "outcome": outcome,
-                             "attempts": attempts, "detail": detail})
+    # --- the journal (its records' shapes: journal.py JournalRows) ------------------------------
 
     def _head_seq(self) -> int:
         head = self._rdb.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
