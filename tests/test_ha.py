@@ -48,7 +48,8 @@ DYNAMODB_OPS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Tran
 
 
 def ha_config(tmp_path: Path, me: str, table: str, aws: str, admin: str, ns: str, *, targets: int = 0,
-              notifications: list[dict[str, Any]] | None = None, deadline: str = "5s") -> str:
+              notifications: list[dict[str, Any]] | None = None, deadline: str = "5s",
+              api_token: str | None = None) -> str:
     where = tmp_path / me
     where.mkdir(exist_ok=True)
     quick = {"timeout": "5s", "retry": {"attempts": 1}}
@@ -61,7 +62,7 @@ def ha_config(tmp_path: Path, me: str, table: str, aws: str, admin: str, ns: str
         rule = metric_rule(namespace=ns, threshold="> 1500", stat="Average", period="1s", dimensions=dimensions(ns),
                            datapoints_to_alarm=2, evaluation_periods=3)
         extra["targets"] = [make_target(f"t{i:02d}", [rule], levels, verify_window="3s") for i in range(targets)]
-    cfg = config(where, aws, admin, ns, levels=levels, state_path=None, notifications=notifications,
+    cfg = config(where, aws, admin, ns, levels=levels, state_path=None, notifications=notifications, api_token=api_token,
                  watchdog={"state": {"type": "dynamodb", "table": table, "lease": f"{LEASE:g}s"}, "instance_id": me},
                  **extra)
     return write(where, cfg)
@@ -298,3 +299,30 @@ async def test_a_notification_whose_sender_died_is_sent_by_the_next_holder_with_
     assert first[1] == "w-a" and first[2] == "incident_opened"
     # w-b sent it once, under w-a's delivery id (w-a's own try was cut by its death: the receiver answered no one)
     assert [e for e in rx.delivered if e[0] == first[0] and e[1] == "w-b"] == [(first[0], "w-b", "incident_opened")]
+
+
+async def test_a_clean_stop_hands_its_leases_over_at_once_and_a_pause_holds_on_both(
+        tmp_path: Path, moto_url: str, aws_env: dict[str, str], admin_api: Any, state_table: str) -> None:
+    """A pause made through the standby's API holds on the leader (it is kept in the table); SIGTERM releases
+    the leader's leases, and the standby takes them at its next round, not a lease later."""
+    import aiohttp
+
+    ns = f"HaStop{time.monotonic_ns()}"
+    env = {n: {"WATCHDOG_API_TOKEN": "tok"} for n in ("w-a", "w-b")}
+    async with watchdogs(tmp_path, state_table, moto_url, admin_api, ns, ["w-a", "w-b"], env=env,
+                         api_token="${WATCHDOG_API_TOKEN}") as (d, _):
+        await leader_then_standby(d, "w-a", "w-b")
+        port_a, port_b = await d["w-a"].port(), await d["w-b"].port()
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer tok"}) as http_:
+            async with http_.post(f"http://127.0.0.1:{port_b}/api/v1/pause",
+                                  json={"duration": "30m", "reason": "router upgrade"}) as r:
+                assert r.status == 200, await r.text()
+        await d["w-a"].wait_for("pause_adopted", timeout=30, scope="*")
+        assert (await status(port_a))["targets"][0]["paused"] is True
+        d["w-a"].signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert await d["w-a"].wait(30) == 0
+        await d["w-b"].wait_for("lease_acquired", timeout=30, target=TARGET)
+        took = time.monotonic() - stopped
+        print(f"SIGTERM of the leader -> the standby's lease_acquired: {took:.2f} s (lease {LEASE:g} s)")
+        assert d["w-a"].events("leases_released") and took < LEASE + ROUND + SLACK

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator
 
@@ -34,6 +35,7 @@ from watchdog.state.written import WrittenState
 from watchdog.support.aws import aws_client
 
 T = TypeVar("T")
+log = structlog.get_logger("watchdog.state.dynamodb")
 REQUEST_TIMEOUT = timedelta(seconds=5)  # one DynamoDB request: a lease is renewed several times within its life
 
 
@@ -60,7 +62,7 @@ async def _client(stack: AsyncExitStack, aws: AwsSection) -> Any:
 class DynamoBackend(WrittenState):
     def __init__(self, stack: AsyncExitStack, table: Table, keeper: LeaseKeeper):
         super().__init__(keeper)
-        self._stack = stack
+        self._stack, self._keeper = stack, keeper
         self.store = DynamoStore(table, self._writer, asyncio.get_running_loop(), keeper)
         self.outbox = DynamoOutbox(self.store, keeper)
         self._closed = False
@@ -75,6 +77,9 @@ class DynamoBackend(WrittenState):
             return
         self._closed = True
         if await self._drain():  # a write still under way keeps the client it runs on
+            released = await self._keeper.release_all()  # a standby takes them at once, not a lease later
+            if released:
+                log.info("leases_released", targets=released, why="a clean stop", next="a standby takes them")
             await self._stack.aclose()
 
 
