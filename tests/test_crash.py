@@ -173,7 +173,7 @@ def test_an_unknown_failpoint_is_a_usage_error(tmp_path, moto_url, aws_env, admi
     assert r.returncode == 2
     problems = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("warning: ")]  # config warnings
     assert problems == ["WATCHDOG_TEST_FAILPOINTS: unknown failpoint after_intnet (known: after_intent, after_receive, "
-                        "before_outcome)"]
+                        "before_outcome, before_request)"]
 
 
 async def test_kill_with_undelivered_notifications_delivers_each_once_after_restart(tmp_path, moto_url, aws_env,
