@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install dev clean bench bench-soak bench-profile bench-replay bench-demo bench-latency mutants
+.PHONY: demo test install dev clean bench bench-soak bench-profile bench-replay bench-demo bench-latency bench-ha mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-soak: $(VENV)/.dev-installed $(DAEMON_VENV)/.installed
 # before issue 22 from a clone with its own .venv (BENCH_ARGS="--old PATH", default /tmp/bench-old).
 bench-latency: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.latency $(BENCH_ARGS)
+
+# Two watchdogs on one shared DynamoDB table for 30 minutes, each killed and restarted in turn (bench/ha.py).
+bench-ha: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.ha $(BENCH_ARGS)
 
 # Where the time and memory go (py-spy is installed into .venv for it); writes bench/profile.md.
 bench-profile: $(VENV)/.dev-installed
