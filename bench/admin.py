@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def serve(handle: Handler, client_max_size: int = 1024 ** 2) -> tuple[web.AppRunner, str]:
+    """`handle` answering every path on a free loopback port: its runner (to clean up) and its URL."""
+    app = web.Application(client_max_size=client_max_size)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
 
 @dataclass
@@ -20,13 +34,7 @@ class AdminStub:
             await request.read()
             return web.json_response({"ok": True})
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await serve(handle)
         return self
 
     async def stop(self) -> None:

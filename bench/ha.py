@@ -37,7 +37,7 @@ import aiohttp
 import boto3
 from aiohttp import web
 
-from bench.admin import AdminStub
+from bench.admin import AdminStub, serve
 from bench.procs import Daemon
 from bench.run import AWS_ENV, ROOT, WORK, Moto, machine
 
@@ -76,13 +76,7 @@ class Proxy:
                         "content-length", "transfer-encoding", "connection", "content-encoding", "date", "server")}
             return web.Response(body=answer, status=status, headers=kept)
 
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await serve(handle, client_max_size=64 * 1024 * 1024)
         return self
 
     async def stop(self) -> None:
