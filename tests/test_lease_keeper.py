@@ -77,3 +77,22 @@ async def test_a_keeper_keeps_a_lease_with_an_incident_open_beyond_its_share(tab
         await a.round(busy=TARGETS)
         await b.round()
     assert a.held == TARGETS and not b.held  # a takeover is a recovery, not a rebalancing
+
+
+async def test_a_look_between_rounds_says_when_a_stopped_holders_lease_may_be_taken(table: Table) -> None:
+    """Between rounds a standby reads the leases alone: it says a round would take one exactly once the lease has
+    stayed unchanged for a whole lease on its clock, not before, and the round then takes it."""
+    ca, cb = Clock(0.0), Clock(500.0)
+    a = LeaseKeeper(table, "w-a", TARGETS, LEASE, MARGIN, ca)
+    b = LeaseKeeper(table, "w-b", TARGETS, LEASE, MARGIN, cb)
+    await a.round(busy=TARGETS)  # a takes every lease and keeps them (each has an incident open)
+    await b.round()
+    assert not await b.look()  # a renewed just now
+    seen = cb.at  # b's look has now seen the versions a last wrote; a stops renewing
+    while cb.at - seen < LEASE:
+        assert not await b.look(), cb.at - seen
+        cb.at += 0.5
+    assert await b.look()  # unchanged for a lease on b's clock
+    taken = await b.round()
+    assert sorted(c.target for c in taken if c.event == "lease_acquired") == TARGETS
+    assert all(c.took_from == "w-a" for c in taken)

@@ -102,11 +102,14 @@ class App:
                 self._tick, DueTrigger(pace, fires), args=[s.name, pace, start], id=f"poll:{s.name}",
                 max_instances=1, coalesce=True, misfire_grace_time=None,
             )
-        every = self.runtime.state.peers.every
-        if every is not None:  # a shared state's leases: the first round at once, then every third of a lease
-            self.scheduler.add_job(self.runtime.peer_rounds.round, IntervalTrigger(seconds=every.total_seconds()),
+        peers = self.runtime.state.peers
+        if peers.every is not None:  # a shared state's leases: the first round at once, then every third of a lease
+            self.scheduler.add_job(self.runtime.peer_rounds.round, IntervalTrigger(seconds=peers.every.total_seconds()),
                                    id="leases", next_run_time=fires, max_instances=1, coalesce=True,
                                    misfire_grace_time=None)
+        if peers.look_every is not None:  # and between rounds, a look at the leases alone
+            self.scheduler.add_job(self.runtime.peer_rounds.look, IntervalTrigger(seconds=peers.look_every.total_seconds()),
+                                   id="lease-look", max_instances=1, coalesce=True, misfire_grace_time=None)
 
     async def _tick(self, name: str, pace: Pace, start: datetime) -> None:
         rt = self.runtime

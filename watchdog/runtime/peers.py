@@ -52,8 +52,23 @@ class RoundParts:
 class PeerRounds:
     def __init__(self, parts: RoundParts):
         self._rt = parts
+        self._one = asyncio.Lock()  # a round and a look's round never interleave their reads and writes
+
+    async def look(self) -> None:
+        """Between rounds: read the leases only, and run a round at once when one has become takeable."""
+        try:
+            takeable = await self._rt.state.peers.look()
+        except Exception as exc:  # the next look or round tries again; a round that fails says it
+            log.debug("lease_look_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        if takeable and not self._one.locked():
+            await self.round()
 
     async def round(self) -> None:
+        async with self._one:
+            await self._round()
+
+    async def _round(self) -> None:
         rt = self._rt
         peers = rt.state.peers
         busy = [name for name, ex in rt.executors.items() if ex.machine.incident is not None]

@@ -33,6 +33,11 @@ class Peering(Protocol):
     @property
     def every(self) -> timedelta | None: ...  # how often `round` runs; None: never (a sole watchdog)
 
+    @property
+    def look_every(self) -> timedelta | None: ...  # how often `look` runs; None: never
+
+    async def look(self) -> bool: ...  # read the leases only: True when a round now would take one
+
     def may_act(self, target: str) -> bool: ...
 
     def holder(self, target: str) -> str | None: ...  # who holds the lease, as last read; None: nobody
@@ -50,6 +55,7 @@ class Sole:
     """One watchdog, one state: it may always act, and there is nothing to take or lose."""
 
     every = None
+    look_every = None
 
     def __init__(self, me: str):
         self.me = me
@@ -68,6 +74,9 @@ class Sole:
 
     async def round(self, busy: Collection[str]) -> list[Change]:
         return []
+
+    async def look(self) -> bool:
+        return False
 
     def retarget(self, targets: Sequence[str]) -> None:
         return None
