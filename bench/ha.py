@@ -142,6 +142,7 @@ async def status(http: aiohttp.ClientSession, port: int) -> dict[str, Any]:
 
 
 async def soak(minutes: float, targets: int, every: float) -> dict[str, Any]:
+    """The soak, with moto stopped whatever happens (a failed run must not leave its server behind)."""
     import os
 
     for key, value in AWS_ENV.items():  # this process's own boto3 clients (the table, the publisher)
@@ -149,6 +150,13 @@ async def soak(minutes: float, targets: int, every: float) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     moto = Moto()
     moto.start()
+    try:
+        return await _soak(moto, minutes, targets, every)
+    finally:
+        moto.stop()
+
+
+async def _soak(moto: Moto, minutes: float, targets: int, every: float) -> dict[str, Any]:
     boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto.url).create_table(
         TableName=TABLE, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
@@ -230,7 +238,6 @@ async def soak(minutes: float, targets: int, every: float) -> dict[str, Any]:
             await p.stop()
     pub_task.cancel()
     await admin.stop()
-    moto.stop()
     return summarize(cycles, lines, idle, idle_by_op, ops, verify, minutes, targets)
 
 
