@@ -109,13 +109,14 @@ class Harness:
         self.notifier.listen(lambda ev, dry: self.events.append((ev, dry)))
         self.tasks: list[asyncio.Task[Any]] = []
         self.pause: str | None = None  # what the executor is told holds the target (a described pause)
+        self.lead = True  # whether it holds the target's lease (a shared state, SPEC 4.5)
         self.machine = TargetMachine(
             target.name, target.max_level, target.escalation.verify_window,
             target.escalation.max_rollbacks_per_hour, new_id=lambda t, now: "inc-1",
         )
         self.executor = TargetExecutor(
             target, self.machine, build_runners(RunnerDeps(session, {}, AwsSection())), self.journal, self.notifier, self.metrics,
-            self.clock, self.spawn, dry_run, hold=lambda now: self.pause,
+            self.clock, self.spawn, dry_run, hold=lambda now: self.pause, lead=lambda: self.lead,
         )
         self.rule = target.rules[0]
         self.spec = spec_for(self.rule, sampled=False, interval_s=60)

@@ -61,16 +61,16 @@ async def test_a_lease_is_taken_by_one_of_two_renewed_by_its_holder_only_and_rel
            await table.write_lease("svc", "a", Take(1, None), version())]
     assert won == [True, False]
     winner, loser = "b", "a"
-    held = await table.lease("svc")
+    held = (await table.leases()).get("svc")
     assert held is not None and (held.holder, held.epoch) == (winner, 1)
     assert not await table.write_lease("svc", loser, Renew(1), version())
     assert await table.write_lease("svc", winner, Renew(1), "v-renewed")
-    assert await table.lease("svc") == LeaseItem(winner, 1, "v-renewed")
+    assert (await table.leases()).get("svc") == LeaseItem(winner, 1, "v-renewed")
     assert not await table.write_lease("svc", loser, Take(2, "v-stale"), version())  # watched an older version
     assert await table.write_lease("svc", loser, Take(2, "v-renewed"), "v-taken")  # the one it watched: taken
     assert not await table.write_lease("svc", winner, Renew(1), version())  # the deposed holder cannot renew
     assert await table.write_lease("svc", loser, Release(2), "v-released")
-    assert await table.lease("svc") == LeaseItem(None, 2, "v-released")
+    assert (await table.leases()).get("svc") == LeaseItem(None, 2, "v-released")
 
 
 async def test_two_writers_never_fork_the_audit_chain(table: Table, moto_url: str) -> None:
@@ -126,7 +126,7 @@ class Dog:
         self.held: Held | None = None
 
     async def round(self, now: float, lease: float, peers: Peers) -> None:
-        item = await self.table.lease("svc")
+        item = (await self.table.leases()).get("svc")
         self.watch = observe(self.watch, item.version if item else None, now)
         d = decide(self.name, item, self.watch, self.held, now, lease, peers, 1, busy=True)
         if isinstance(d, Lost):
@@ -173,5 +173,5 @@ async def test_the_lease_rules_on_the_table_a_paused_holder_is_taken_over_and_ca
     with pytest.raises(Fenced):
         await table.append(row(99), fence=("svc", "a", a.held.epoch if a.held else 1))
     await a.round(took + 1, lease, peers)  # it reads the lease: taken, so it holds nothing any more
-    assert a.held is None and (await table.lease("svc")).holder == "b"  # type: ignore[union-attr]
+    assert a.held is None and ((await table.leases()).get("svc")).holder == "b"  # type: ignore[union-attr]
     assert await table.check_chain() == (2, [])

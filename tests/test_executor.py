@@ -337,3 +337,18 @@ async def test_the_pause_the_executor_reads_is_what_the_machine_decides_on(admin
     await h.settle()
     assert admin_api.count("/l1", "PUT") == 1
     assert h.kinds() == ["would_run", "incident_opened", "level_started", "level_succeeded"]
+
+
+async def test_a_standby_refuses_a_manual_rollback_and_sends_nothing(http_session, admin_api) -> None:
+    """Another watchdog holds the target's lease (SPEC 4.5): a rollback sent here is refused in one line that says
+    where to send it, and nothing is decided, journaled or requested."""
+    h = Harness(build_target(default_levels(admin_api.url)), http_session)
+    h.lead = False
+    with pytest.raises(ValueError, match="another watchdog holds the lease of .*: send it to the holder"):
+        await h.executor.manual(1, "by hand")
+    await h.settle()
+    assert h.machine.incident is None and h.journal.records() == [] and h.events == [] and admin_api.calls == []
+    h.lead = True
+    await h.executor.manual(1, "by hand")  # the holder starts it
+    await h.settle()
+    assert len(admin_api.calls) == 1

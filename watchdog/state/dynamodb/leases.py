@@ -35,7 +35,7 @@ class LeaseKeeper:
         # after it was written and its lease taken soon after it goes stale: a takeover a lease and at most two
         # twentieths of one after the last renewal, not a lease and two rounds.
         self.look_every: timedelta | None = timedelta(seconds=lease / 20)
-        self._live = 1  # the live watchdogs at the last round, this one included
+        self._others: dict[str, int] = {}  # the other live watchdogs' loads at the last round
         self._held: dict[str, Held] = {}
         self._holders: dict[str, str | None] = {}
         self._watches: dict[str, Watch] = {}
@@ -86,23 +86,21 @@ class LeaseKeeper:
         return released
 
     async def look(self) -> bool:
-        """Read every lease (one Query) and watch their versions: True when one held by another has stayed
-        unchanged for a lease on this clock, or one is free while this watchdog holds less than its fair share:
-        a round now would take it."""
+        """Read every lease (one Query) and watch their versions: True when core/lease.py would take one now
+        (held by another and unchanged for a lease on this clock, or free and within this watchdog's share),
+        judged with the peers' loads of the last round: a round now would take it."""
         now = self._clock()
         items = await self._table.leases()
-        share = -(-len(self._targets) // max(1, self._live))
+        peers = Peers({**self._others, self.me: len(self._held)})
         takeable = False
         for target in self._targets:
             item = items.get(target)
             self._holders[target] = item.holder if item else None
             self._watches[target] = observe(self._watches.get(target), item.version if item else None, now)
-            if target in self._held:
-                continue
-            if item is None or item.holder is None:
-                takeable = takeable or len(self._held) < share
-            elif item.holder != self.me and self._watches[target].stale(now, self._lease):
-                takeable = True
+            if target not in self._held:
+                d = decide(self.me, item, self._watches[target], None, now, self._lease, peers, len(self._targets),
+                           False)
+                takeable = takeable or isinstance(d, Take)
         return takeable
 
     @property
@@ -119,7 +117,7 @@ class LeaseKeeper:
             self._beats[peer] = observe(self._beats.get(peer), version, now)
             if peer != self.me and not self._beats[peer].stale(now, self._lease):
                 others[peer] = load
-        self._live = len(others) + 1
+        self._others = others
         items = await self._table.leases()
         for target in self._targets:
             item = items.get(target)

@@ -92,14 +92,6 @@ class Table:
 
     # --- leases --------------------------------------------------------------------------------------------
 
-    async def lease(self, target: str) -> LeaseItem | None:
-        got = await self._client.get_item(TableName=self.name, Key=_lease_key(target), ConsistentRead=True)
-        item = got.get("Item")
-        if item is None:
-            return None
-        return LeaseItem(item["holder"]["S"] if "holder" in item else None, int(item["epoch"]["N"]),
-                         item["version"]["S"])
-
     async def leases(self) -> dict[str, LeaseItem]:
         """Every target's lease, in one consistent Query (a round reads them all at once)."""
         return {i["sk"]["S"]: LeaseItem(i["holder"]["S"] if "holder" in i else None, int(i["epoch"]["N"]),
