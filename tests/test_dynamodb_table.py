@@ -21,7 +21,7 @@ import pytest
 
 from aws_gate import gate
 from watchdog.config.models import AwsSection
-from watchdog.core.lease import Held, LeaseItem, Lost, Peers, Release, Renew, Take, Wait, decide, may_act, observe
+from watchdog.core.lease import Handover, Held, LeaseItem, Lost, Release, Renew, Take, Wait, may_act, observe, plan
 from watchdog.state.dynamodb.table import Fenced, Table
 from watchdog.state.storage import StoreError
 from watchdog.support.aws import aws_client
@@ -71,6 +71,19 @@ async def test_a_lease_is_taken_by_one_of_two_renewed_by_its_holder_only_and_rel
     assert not await table.write_lease("svc", winner, Renew(1), version())  # the deposed holder cannot renew
     assert await table.write_lease("svc", loser, Release(2), "v-released")
     assert (await table.leases()).get("svc") == LeaseItem(None, 2, "v-released")
+
+
+async def test_a_lease_handed_over_names_its_taker_at_once_and_only_the_taker_takes_it_up(table: Table) -> None:
+    assert await table.write_lease("svc", "a", Take(1, None), "v1")
+    assert not await table.write_lease("svc", "b", Handover(1, "c"), version())  # not b's to give
+    assert not await table.write_lease("svc", "a", Handover(2, "c"), version())  # not at a's epoch
+    assert await table.write_lease("svc", "a", Handover(1, "c"), "v2")
+    assert (await table.leases()).get("svc") == LeaseItem("c", 1, "v2", handed_by="a")  # one holder throughout
+    assert not await table.write_lease("svc", "a", Renew(1), version())  # the giver holds it no more
+    assert not await table.write_lease("svc", "c", Take(2, "v1"), version())  # on the version it read, only
+    assert await table.write_lease("svc", "c", Take(2, "v2"), "v3")
+    assert (await table.leases()).get("svc") == LeaseItem("c", 2, "v3")  # taken up: no longer "handed"
+    assert await table.write_lease("svc", "c", Renew(2), "v4")
 
 
 async def test_two_writers_never_fork_the_audit_chain(table: Table, moto_url: str) -> None:
@@ -125,21 +138,20 @@ class Dog:
         self.watch: Any = None
         self.held: Held | None = None
 
-    async def round(self, now: float, lease: float, peers: Peers) -> None:
+    async def round(self, now: float, lease: float, others: dict[str, int]) -> None:
         item = (await self.table.leases()).get("svc")
         self.watch = observe(self.watch, item.version if item else None, now)
-        d = decide(self.name, item, self.watch, self.held, now, lease, peers, 1, busy=True)
+        items = {"svc": item} if item else {}
+        held = {"svc": self.held} if self.held else {}
+        d = plan(self.name, ["svc"], items, {"svc": self.watch}, held, now, lease, others, busy=["svc"])["svc"]
         if isinstance(d, Lost):
             self.held = None
             return
         if isinstance(d, Wait):
             return
         v = version()
-        if isinstance(d, Release):
-            self.held = None
         if await self.table.write_lease("svc", self.name, d, v):
-            if not isinstance(d, Release):
-                self.held = Held(d.epoch, v, now)
+            self.held = Held(d.epoch, v, now)
         else:
             self.held = None
 
@@ -153,16 +165,14 @@ class Dog:
 async def test_the_lease_rules_on_the_table_a_paused_holder_is_taken_over_and_cannot_act(table: Table) -> None:
     lease = 10.0
     a, b = Dog("a", table), Dog("b", table)
-    peers = Peers({"a": 0, "b": 1})  # a is the less loaded: it takes the free lease
-    for now in range(0, 5):
-        await a.round(now, lease, peers)
-        await b.round(now, lease, peers)
+    for now in range(0, 5):  # a is the first to deal the free lease: a takes it; then b deals it to a
+        await a.round(now, lease, {"b": 0})
+        await b.round(now, lease, {"a": 1})
     assert a.held is not None and b.held is None and await a.intent(4, lease) == 1
     paused_at = 5  # a is stopped (SIGSTOP); b keeps watching the version, which no longer moves
-    alone = Peers({"b": 0})
     took = None
     for now in range(paused_at, paused_at + 20):
-        await b.round(now, lease, alone)
+        await b.round(now, lease, {})
         if b.held is not None:
             took = now
             break
@@ -172,6 +182,6 @@ async def test_the_lease_rules_on_the_table_a_paused_holder_is_taken_over_and_ca
     assert await a.intent(took + 1, lease) is None
     with pytest.raises(Fenced):
         await table.append(row(99), fence=("svc", "a", a.held.epoch if a.held else 1))
-    await a.round(took + 1, lease, peers)  # it reads the lease: taken, so it holds nothing any more
+    await a.round(took + 1, lease, {"b": 1})  # it reads the lease: taken, so it holds nothing any more
     assert a.held is None and ((await table.leases()).get("svc")).holder == "b"  # type: ignore[union-attr]
     assert await table.check_chain() == (2, [])

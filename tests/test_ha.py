@@ -7,8 +7,9 @@ watchdog made it (each one's actions carry `by`):
   takes over and acts; woken, the old leader makes no request and logs `fenced`;
 - a partition: the leader's DynamoDB traffic held unanswered; it stops acting within the lease and makes no
   request although its rule alarms; the standby acts;
-- load: three watchdogs, twenty targets: never two holders of one target, leases spread at least 5/5/5, and a
-  killed watchdog's targets are taken within a lease and a round;
+- load: three watchdogs, twenty targets: the table names exactly one holder of every target at every sampled
+  moment, never two watchdogs lead one, leases spread at least 5/5/5, and a killed watchdog's targets are
+  taken a lease and at most two looks after its last renewal;
 - nothing lost: a notification whose sender was killed mid-send is delivered by the next holder under the same
   delivery id.
 moto's server applies concurrent requests in threads without DynamoDB's per-item isolation, so every daemon
@@ -30,6 +31,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from aiohttp import web
 
@@ -190,12 +192,23 @@ async def test_a_leader_cut_off_from_the_table_stops_acting_and_the_standby_acts
 
 async def test_three_watchdogs_share_twenty_targets_one_holder_each_and_take_a_dead_ones(
         tmp_path: Path, moto_url: str, aws_env: dict[str, str], admin_api: Any, state_table: str) -> None:
+    """Sampled every 0.3 s, from the moment every lease exists: the table names exactly one holder of each (a
+    lease beyond a watchdog's share is handed over, never released between two holders), and no two watchdogs
+    say they lead one target; the leases spread at least 5/5/5; a killed watchdog's leases are held again by
+    the two others (the table read every 50 ms: a watchdog may act from the moment its write lands)."""
     ns = f"HaLoad{time.monotonic_ns()}"
     pub = Publisher(moto_url, ns)
     pub.healthy = True
     names = ["w-a", "w-b", "w-c"]
     targets = [f"t{i:02d}" for i in range(20)]
-    async with watchdogs(tmp_path, state_table, moto_url, admin_api, ns, names, targets=20) as (d, _):
+    async with watchdogs(tmp_path, state_table, moto_url, admin_api, ns, names, targets=20) as (d, g):
+        ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=g["w-a"].url)  # through the serial gate
+
+        def named() -> dict[str, str | None]:
+            items = ddb.query(TableName=state_table, KeyConditionExpression="pk = :p", ConsistentRead=True,
+                              ExpressionAttributeValues={":p": {"S": "LEASE"}})["Items"]
+            return {i["sk"]["S"]: i.get("holder", {}).get("S") for i in items}
+
         pub.start()
         try:
             for n in names:
@@ -211,35 +224,47 @@ async def test_three_watchdogs_share_twenty_targets_one_holder_each_and_take_a_d
                             out[t["name"]].append(n)
                 return out
 
-            samples, spread = 0, None
+            async def sample(among: list[str]) -> dict[str, list[str]]:
+                seen = await leaders(among)
+                assert all(len(h) <= 1 for h in seen.values()), seen  # never two holders of one target
+                table = await asyncio.to_thread(named)
+                if samples["table"] or sorted(table) == targets:  # from the moment every lease exists
+                    samples["table"] += 1
+                    assert sorted(table) == targets and all(table.values()), table  # one holder named, each
+                return seen
+
+            samples, spread = {"table": 0}, None
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                seen = await leaders(names)
-                samples += 1
-                assert all(len(h) <= 1 for h in seen.values()), seen  # never two holders of one target
+                seen = await sample(names)
                 counts = {n: sum(1 for h in seen.values() if h == [n]) for n in names}
                 if all(len(h) == 1 for h in seen.values()) and min(counts.values()) >= 5:
                     spread = counts
                     break
                 await asyncio.sleep(0.3)
             assert spread is not None, f"not spread 5/5/5 within 120 s: {counts}"
-            print(f"spread {spread} after {samples} samples")
+            print(f"spread {spread} after {samples['table']} samples of the table")
             dead = [t for t, h in seen.items() if h == ["w-c"]]
             d["w-c"].proc.kill()
             killed = time.monotonic()
             while True:
-                seen = await leaders(["w-a", "w-b"])
-                assert all(len(h) <= 1 for h in seen.values()), seen
-                if all(len(seen[t]) == 1 for t in dead):
+                table = await asyncio.to_thread(named)
+                assert sorted(table) == targets and all(table.values()), table
+                if all(table[t] in ("w-a", "w-b") for t in dead):
                     break
-                assert time.monotonic() - killed < 60, f"not taken within 60 s: {seen}"
-                await asyncio.sleep(0.2)
+                assert time.monotonic() - killed < 60, f"not taken within 60 s: {table}"
+                await asyncio.sleep(0.05)
             took = time.monotonic() - killed
+            for _ in range(5):
+                seen = await sample(["w-a", "w-b"])
+                await asyncio.sleep(0.3)
+            assert all(seen[t] for t in dead), seen  # and they lead them,
+            assert "w-c" not in (await asyncio.to_thread(named)).values()  # and hand none back to the dead one
         finally:
             await pub.stop()
-        print(f"kill -9 of one of three -> its {len(dead)} targets held again: {took:.2f} s")
-        assert took <= LEASE + 2 * ROUND + SLACK  # a lease and two looks after the last renewal, and a round (docs/ha.md)
-        assert all(len(h) == 1 for h in seen.values())  # the other targets kept their holders throughout
+        print(f"kill -9 of one of three -> its {len(dead)} targets held again: {took:.2f} s "
+              f"(lease {LEASE:g} s, poll {POLL:g} s); {samples['table']} samples of the table in all")
+        assert took <= LEASE + 2 * ROUND + SLACK  # a lease and two looks after the last renewal (docs/ha.md)
 
 
 class Receiver:
@@ -303,8 +328,8 @@ async def test_a_notification_whose_sender_died_is_sent_by_the_next_holder_with_
 
 async def test_a_clean_stop_hands_its_leases_over_at_once_and_a_pause_holds_on_both(
         tmp_path: Path, moto_url: str, aws_env: dict[str, str], admin_api: Any, state_table: str) -> None:
-    """A pause made through the standby's API holds on the leader (it is kept in the table); SIGTERM releases
-    the leader's leases, and the standby takes them at its next round, not a lease later."""
+    """A pause made through the standby's API holds on the leader (it is kept in the table); SIGTERM hands the
+    leader's leases over, and the standby takes them up at its next look, not a lease later."""
     import aiohttp
 
     ns = f"HaStop{time.monotonic_ns()}"

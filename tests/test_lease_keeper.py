@@ -34,16 +34,22 @@ def actors(keepers: list[LeaseKeeper], target: str) -> list[str]:
     return [k.me for k in keepers if k.may_act(target)]
 
 
+async def named(table: Table) -> list[str]:
+    """The targets whose lease names a holder."""
+    return sorted(t for t, item in (await table.leases()).items() if item.holder is not None)
+
+
 async def test_two_keepers_share_the_targets_and_one_takes_over_when_the_other_stops(table: Table) -> None:
     ca, cb = Clock(1000.0), Clock(50.0)  # their clocks agree on nothing but their rate
     a = LeaseKeeper(table, "w-a", TARGETS, LEASE, MARGIN, ca)
     b = LeaseKeeper(table, "w-b", TARGETS, LEASE, MARGIN, cb)
     first = await a.round()
     assert [c.event for c in first] == ["lease_acquired"] * 4 and a.held == TARGETS  # alone: it takes them all
-    for _ in range(12):  # b joins; a gives up what is beyond its share, b takes it
+    for _ in range(12):  # b joins; a hands over what is beyond its share, b takes it up
         ca.at += 1
         cb.at += 1
         await a.round()
+        assert await named(table) == TARGETS  # handed over: the table never names nobody
         await b.round()
     assert (len(a.held), len(b.held)) == (2, 2) and sorted(a.held + b.held) == TARGETS
     assert all(len(actors([a, b], t)) == 1 for t in TARGETS)
@@ -96,3 +102,36 @@ async def test_a_look_between_rounds_says_when_a_stopped_holders_lease_may_be_ta
     taken = await b.round()
     assert sorted(c.target for c in taken if c.event == "lease_acquired") == TARGETS
     assert all(c.took_from == "w-a" for c in taken)
+
+
+async def test_three_keepers_a_dead_ones_leases_are_taken_at_the_first_look_a_lease_on_shared_by_the_others(
+        table: Table) -> None:
+    """Six targets on three keepers, two each. c dies right after a round. a and b run a round every third of a
+    lease and look every half second between, running a round at once when a look says so: the first step a
+    whole lease after they last saw c's versions move takes all of c's leases, dealt in turn (one to a, one
+    to b); none is taken early, and at every step the table names one holder of each."""
+    targets = [f"t{k}" for k in range(6)]
+    clocks = {n: Clock(100.0 * i) for i, n in enumerate(["w-a", "w-b", "w-c"])}
+    keepers = {n: LeaseKeeper(table, n, targets, LEASE, MARGIN, clocks[n]) for n in clocks}
+    for _ in range(8):
+        for n, k in keepers.items():
+            clocks[n].at += 1
+            await k.round()
+    assert sorted(len(k.held) for k in keepers.values()) == [2, 2, 2] and await named(table) == targets
+    c_had = keepers["w-c"].held
+    live = {n: keepers[n] for n in ("w-a", "w-b")}
+    last = {n: clocks[n].at for n in live}
+    seen = {n: clocks[n].at + 0.5 for n in live}  # c's last round came after theirs: their next read sees it
+    taken: dict[str, list[str]] = {n: [] for n in live}
+    while not all(taken.values()):
+        for n, k in live.items():
+            clocks[n].at += 0.5
+            if clocks[n].at - last[n] >= LEASE / 3 or await k.look():
+                last[n] = clocks[n].at
+                got = sorted(ch.target for ch in await k.round() if ch.event == "lease_acquired")
+                assert not got or clocks[n].at - seen[n] == LEASE  # the first step a lease after c's last renewal
+                taken[n] += got
+            assert await named(table) == targets
+        assert all(clocks[n].at - seen[n] <= LEASE for n in live), taken
+    assert sorted(taken["w-a"] + taken["w-b"]) == c_had and len(taken["w-a"]) == len(taken["w-b"]) == 1
+    assert sorted(len(live[n].held) for n in live) == [3, 3]

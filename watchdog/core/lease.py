@@ -15,26 +15,42 @@ Safety rests on two rules that need no clock sync, only clocks that run at about
 The epoch is the fence behind both: every action intent is written in one transaction with a condition on
 holder and epoch, so a deposed holder that somehow kept going cannot record an intent, and so never acts.
 
-Spreading: a lease nobody holds (free, or stale) is taken by the least loaded live watchdog, ties broken by its
-id, so that several watchdogs share many targets; one holding more than its fair share (targets over live
-watchdogs, rounded up) lets go of a lease it holds for a target with no incident open, and the least loaded
-takes it (only when the least loaded holds at least two fewer: never back and forth).
+Spreading (`plan`, over every target at once): the leases nobody holds (free, or stale) are dealt out one at a
+time, in the targets' order, each to the least loaded live watchdog (ties broken by its id), counting each
+lease dealt; every watchdog deals alike from what it read, and takes only what falls to it, so a dead watchdog's
+leases are all taken in the first round that finds them stale, shared between the others, with no two trying
+for one. A watchdog holding more than its fair share (targets over live watchdogs, rounded up) while another
+holds at least two fewer **hands** a lease over to the least loaded: one conditional write names the other as
+holder (`handed_by`: not yet taken up) and the other takes it up (a take at the next epoch) at its next look.
+The table therefore names exactly one holder of each lease at every moment, through handovers and takeovers
+alike; the giver stops acting before its write goes out, so for the moment between that write and the
+taker's, nobody acts for the target (never two). A lease is handed over only for a target with no incident
+open: a takeover is a recovery, not a rebalancing.
+
+Who is live: a watchdog whose heartbeat (written at the end of each of its rounds) moved within a lease on
+this watchdog's clock, unless a lease the table names it the holder of has stood unchanged for a lease: a live
+watchdog renews every lease it holds at each round, so it died (or restarted under its id) since its last
+heartbeat was read; the leases, read at every look, say so first, and as soon as the first of its leases is
+stale. Its load is how many leases the table names it the holder of. Liveness only deals leases out; safety
+never rests on it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class LeaseItem:
-    """A target's lease as the table has it. `holder` None: released (nobody holds it)."""
+    """A target's lease as the table has it. `holder` None: released at a clean stop with no other watchdog
+    live (nobody holds it). `handed_by`: handed to `holder` by that watchdog, not yet taken up by it."""
 
     holder: str | None
     epoch: int
     version: str
+    handed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,8 +105,18 @@ class Take:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """Name `to` the holder, on condition that holder and epoch are mine; this watchdog stops acting before the
+    write goes out, and `to` takes it up at its next look."""
+
+    epoch: int
+    to: str
+
+
+@dataclass(frozen=True)
 class Release:
-    """Let go of a lease held beyond the fair share: holder cleared, on condition that holder and epoch are mine."""
+    """Let go of a lease at a clean stop when no other watchdog is live: holder cleared, on condition that holder
+    and epoch are mine."""
 
     epoch: int
 
@@ -110,69 +136,70 @@ class Wait:
     why: str
 
 
-Decision = Renew | Take | Release | Lost | Wait
+Decision = Renew | Take | Handover | Release | Lost | Wait
 
 
-@dataclass(frozen=True)
-class Peers:
-    """The live watchdogs (this one included), each with how many leases it holds: from the peers' heartbeat
-    items (written at the end of each of their rounds, with the count they then held), those whose version
-    moved within a lease on this watchdog's clock; this watchdog's own count as it is now, so that it changes
-    with each lease it takes or lets go of in a round."""
+def live(me: str, beats: Mapping[str, Watch], items: Mapping[str, LeaseItem], watches: Mapping[str, Watch],
+         now: float, lease: float) -> tuple[dict[str, int], dict[str, Watch]]:
+    """The other live watchdogs with their loads (module docstring), and the heartbeat watches to keep.
 
-    load: Mapping[str, int]
-
-    def taker(self) -> str:
-        """Who takes a lease nobody holds: the least loaded, then the smallest id."""
-        return min(self.load, key=lambda peer: (self.load[peer], peer))
-
-    def fair_share(self, targets: int) -> int:
-        return math.ceil(targets / max(1, len(self.load)))
-
-    def uneven(self, me: str, targets: int) -> bool:
-        """`me` holds more than its fair share, and the least loaded at least two fewer: moving one lease makes
-        it more even (never a lease passed back and forth between two that differ by one)."""
-        mine = self.load.get(me, 0)
-        return mine > self.fair_share(targets) and mine - self.load[self.taker()] >= 2
+    `beats`: this watchdog's watches of their heartbeats; `items` and `watches`: the leases as last read and its
+    watches of them. A watchdog found dead by a stale lease stays dead until its heartbeat moves again: its
+    watch is kept as unchanged for a lease, so that once its leases are taken (and nothing names it any more)
+    no lease is dealt or handed to it."""
+    kept = dict(beats)
+    for target, item in items.items():
+        holder = item.holder
+        if holder is not None and holder in kept and target in watches and watches[target].stale(now, lease):
+            kept[holder] = Watch(kept[holder].version, min(kept[holder].since, now - lease))
+    loads = {peer: 0 for peer, beat in kept.items() if peer != me and not beat.stale(now, lease)}
+    for item in items.values():
+        if item.holder in loads:
+            loads[item.holder] += 1
+    return loads, kept
 
 
-def decide(me: str, item: LeaseItem | None, watch: Watch, held: Held | None, now: float, lease: float,
-           peers: Peers, targets: int, busy: bool) -> Decision:
-    """What to write for one target's lease at `now`.
+def plan(me: str, targets: Sequence[str], items: Mapping[str, LeaseItem], watches: Mapping[str, Watch],
+         held: Mapping[str, Held], now: float, lease: float, others: Mapping[str, int],
+         busy: Collection[str] = ()) -> dict[str, Decision]:
+    """What to write for every target's lease at `now`.
 
-    `item`: the lease as just read (None: no item yet); `watch`: this watchdog's watch of it, `observe`d with
-    that read; `held`: this watchdog's hold, if it believes it holds the lease; `peers`: the live watchdogs
-    and their loads; `targets`: how many targets there are; `busy`: the target has an incident open (a lease
-    for it is never given away to even the load: a takeover is a recovery, not a rebalancing)."""
-    if held is not None and (item is None or item.holder != me or item.epoch != held.epoch):
-        now_held = "nobody" if item is None or item.holder is None else f"{item.holder} (epoch {item.epoch})"
-        return Lost(f"held by {now_held}, not by {me} at epoch {held.epoch}")
-    if item is not None and item.holder == me:
-        if held is None or held.epoch != item.epoch:
-            # The table says mine, but this process does not hold it (a restart under the same id): the epoch
-            # written is another life's. Taken again like any stale lease, once it has stayed unchanged.
-            return _take_if_stale(me, item, watch, now, lease, peers, targets)
-        if not busy and peers.uneven(me, targets):
-            return Release(item.epoch)
-        return Renew(item.epoch)
-    if item is None or item.holder is None:
-        if not _may_take(me, peers, targets):
-            return Wait(f"free; {peers.taker()} is the least loaded and takes it")
-        return Take((item.epoch + 1) if item else 1, item.version if item else None)
-    return _take_if_stale(me, item, watch, now, lease, peers, targets)
-
-
-def _may_take(me: str, peers: Peers, targets: int) -> bool:
-    """The least loaded takes a free or stale lease, and so does any watchdog below its fair share: a dead one's
-    leases are then all taken in the first round that may take them, not one share a round. Two that try for
-    one lease are safe: its conditional write gives it to one."""
-    return peers.taker() == me or peers.load.get(me, 0) < peers.fair_share(targets)
-
-
-def _take_if_stale(me: str, item: LeaseItem, watch: Watch, now: float, lease: float, peers: Peers,
-                   targets: int) -> Decision:
-    if not watch.stale(now, lease):
-        return Wait(f"held by {item.holder} (epoch {item.epoch})")
-    if not _may_take(me, peers, targets):
-        return Wait(f"{item.holder} stopped renewing; {peers.taker()} is the least loaded and takes it")
-    return Take(item.epoch + 1, item.version)
+    `items`: the leases as just read (a target missing: no item yet); `watches`: this watchdog's watch of each,
+    `observe`d with that read; `held`: the leases it believes it holds; `others`: the other live watchdogs and
+    their loads (`live`); `busy`: the targets with an incident open (never handed over to even the load)."""
+    out: dict[str, Decision] = {}
+    dealt: list[str] = []
+    for target in targets:
+        item, mine = items.get(target), held.get(target)
+        if mine is not None and (item is None or item.holder != me or item.epoch != mine.epoch):
+            now_held = "nobody" if item is None or item.holder is None else f"{item.holder} (epoch {item.epoch})"
+            out[target] = Lost(f"held by {now_held}, not by {me} at epoch {mine.epoch}")
+        elif item is not None and item.holder == me and mine is not None:
+            out[target] = Renew(item.epoch)
+        elif item is not None and item.holder == me and item.handed_by is not None:
+            out[target] = Take(item.epoch + 1, item.version)  # handed to me: taken up at once
+        elif item is None or item.holder is None or watches[target].stale(now, lease):
+            # Free, or unrenewed for a lease: its holder (me in another life, after a restart under the same
+            # id, included) acts for it no more.
+            dealt.append(target)
+        else:
+            handed = f", handed over by {item.handed_by}" if item.handed_by else ""
+            out[target] = Wait(f"held by {item.holder} (epoch {item.epoch}{handed})")
+    load = {**others, me: sum(1 for d in out.values() if isinstance(d, (Renew, Take)))}
+    for target in dealt:
+        taker = min(load, key=lambda peer: (load[peer], peer))
+        load[taker] += 1
+        item = items.get(target)
+        if taker != me:
+            was = "free" if item is None or item.holder is None else f"{item.holder} stopped renewing"
+            out[target] = Wait(f"{was}; {taker} is the least loaded and takes it")
+        else:
+            out[target] = Take(item.epoch + 1 if item else 1, item.version if item else None)
+    fair = math.ceil(len(targets) / len(load))
+    for target in sorted((t for t, d in out.items() if isinstance(d, Renew) and t not in busy), reverse=True):
+        to = min((p for p in load if p != me), key=lambda peer: (load[peer], peer), default=None)
+        if to is None or load[me] <= fair or load[me] - load[to] < 2:
+            break  # even enough: never a lease passed back and forth between two that differ by one
+        out[target] = Handover(items[target].epoch, to)
+        load[me], load[to] = load[me] - 1, load[to] + 1
+    return out

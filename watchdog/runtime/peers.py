@@ -1,11 +1,14 @@
 """The lease rounds of a watchdog that shares its state with others (SPEC 4.5), as the runtime runs them: the
 lifecycle's scheduler calls `PeerRounds.round` every `peers.every` (never for a sole watchdog).
 
-A round renews, takes and gives up leases (the backend's Peering decides and writes them), then reads what the
+A round renews, takes and hands over leases (the backend's Peering decides and writes them); then, on a task of
+its own so that the next round's renewals never wait behind it, what changed is settled: it reads what the
 other watchdogs wrote (their incidents, pauses, audit records and messages) and turns what changed into what a
 person and the daemon need:
 - `lease_acquired`: the open incident of that target is resumed from the shared state exactly as after a crash
-  (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if idempotent);
+  (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if idempotent), and the
+  target is judged at once on what the last poll read (every watchdog polls every target): a breach the dead
+  holder had not acted on is acted on now, not at the next poll;
 - `lease_lost`: the target's level stops and its machine forgets the incident (the holder owns it);
 - `watchdog_lease_held{target}` and `watchdog_lease_takeovers_total` follow, and the notification workers look
   again (a message of a target just taken is now this watchdog's to send).
@@ -16,8 +19,10 @@ acting on its own once its renewal is overdue (state/dynamodb/leases.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -28,6 +33,7 @@ from watchdog.runtime.recovery import recover
 from watchdog.runtime.reloadgate import ReloadGate
 from watchdog.shared.clock import Clock
 from watchdog.state.backend import OpenState
+from watchdog.state.peering import Change
 from watchdog.state.storage import StoreError
 from watchdog.support.metrics import Metrics
 
@@ -47,12 +53,16 @@ class RoundParts:
     notifier: Notifier
     clock: Clock
     gate: ReloadGate
+    evaluate: Callable[[str, datetime], Awaitable[None]]  # the runtime's: judge a target at a time
+    spawn: Callable[[Coroutine[Any, Any, Any], str], object]  # the runtime's tasks: the one place that spawns
 
 
 class PeerRounds:
     def __init__(self, parts: RoundParts):
         self._rt = parts
         self._one = asyncio.Lock()  # a round and a look's round never interleave their reads and writes
+        self._settling = asyncio.Lock()  # what the rounds changed is settled one settling at a time, in order
+        self._queued: list[Change] | None = None  # for the settling spawned and not yet started
 
     async def look(self) -> None:
         """Between rounds: read the leases only, and run a round at once when one has become takeable."""
@@ -65,22 +75,47 @@ class PeerRounds:
             await self.round()
 
     async def round(self) -> None:
+        """The leases written, then what changed settled on a task of its own: the next round's renewals never
+        wait behind a takeover's recovery (a renewal that waits brings its holder closer to its self-fence)."""
         async with self._one:
-            await self._round()
+            changes = await self._leases()
+        if changes is None:
+            return
+        if self._queued is not None:  # one settling waits already: it takes these too (never a backlog)
+            self._queued += changes
+            return
+        self._queued = list(changes)
+        self._rt.spawn(self._settle(), "lease-settle")
 
-    async def _round(self) -> None:
+    def _busy(self) -> list[str]:
+        """The targets with an incident open, here or (as the shared state last read says) at another watchdog:
+        a lease just taken is busy before its recovery has run."""
         rt = self._rt
-        peers = rt.state.peers
-        busy = [name for name, ex in rt.executors.items() if ex.machine.incident is not None]
+        open_ = {row["target"] for row in rt.state.store.open_incidents()}
+        return [name for name, ex in rt.executors.items() if ex.machine.incident is not None or name in open_]
+
+    async def _leases(self) -> list[Change] | None:
+        rt = self._rt
         try:
-            changes = await peers.round(busy)
+            changes = await rt.state.peers.round(self._busy())
         except Exception as exc:  # the table unreachable, a throttle: the next round tries again
             rt.metrics.lease_rounds_failed.inc()
             log.warning("lease_round_failed", error=f"{type(exc).__name__}: {exc}"[:300],
                         why="the shared table could not be read or written",
                         next="each lease held stops acting once its renewal is overdue")
             self.show()
-            return
+            return None
+        self.show()
+        return changes
+
+    async def _settle(self) -> None:
+        async with self._settling:
+            changes, self._queued = self._queued or [], None
+            await self._apply(changes)
+
+    async def _apply(self, changes: list[Change]) -> None:
+        rt = self._rt
+        peers = rt.state.peers
         await self._refresh()
         now = rt.clock.now()
         for change in changes:
@@ -98,6 +133,7 @@ class PeerRounds:
                 if ex is not None:
                     async with rt.gate.polling():  # no reload swaps the executors under the recovery
                         await recover(rt.state.store, rt.executors, now, only=[change.target])
+                        await rt.evaluate(change.target, rt.clock.now())
         self.show()
         rt.notifier.wake()
 

@@ -118,7 +118,8 @@ class Runtime:
         self.store_wait = 5.0  # how long an operator's command waits for the state file before answering
         self.gate = ReloadGate()
         # The lease rounds of a shared state (the lifecycle schedules them).
-        self.peer_rounds = PeerRounds(RoundParts(state, executors, metrics, pausing, notifier, clock, self.gate))
+        self.peer_rounds = PeerRounds(RoundParts(state, executors, metrics, pausing, notifier, clock, self.gate,
+                                                 self.evaluate, tasks.spawn))
         self._polls = set()
         self._progress = {}  # per source: a try started or an evaluation ended (health.py)
         self._deadlines = {}

@@ -77,9 +77,10 @@ class DynamoBackend(WrittenState):
             return
         self._closed = True
         if await self._drain():  # a write still under way keeps the client it runs on
-            released = await self._keeper.release_all()  # a standby takes them at once, not a lease later
+            released = await self._keeper.release_all()  # handed over: taken up at once, not a lease later
             if released:
-                log.info("leases_released", targets=released, why="a clean stop", next="a standby takes them")
+                log.info("leases_released", targets=released, why="a clean stop",
+                         next="handed to the least loaded other watchdog, which takes each up at its next look")
             await self._stack.aclose()
 
 

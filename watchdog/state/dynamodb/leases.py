@@ -1,9 +1,10 @@
 """One watchdog's leases on the shared table (SPEC 4.5): the Peering (watchdog/state/peering.py) of the `dynamodb`
 backend.
 
-A round reads every target's lease and every peer's heartbeat, decides each lease with core/lease.py, writes
+A round reads every target's lease and every peer's heartbeat, plans every lease with core/lease.py, writes
 each decision on its condition (table.py), then writes this watchdog's own heartbeat with the count it now
-holds. Between rounds, `may_act` answers from what the last landed write said, on this watchdog's own monotonic
+holds. Between rounds a look reads the leases alone, and says when a round now would take one (a stale lease,
+or one handed over to this watchdog) or find one lost. Between rounds, `may_act` answers from what the last landed write said, on this watchdog's own monotonic
 clock (handed in: the tests drive it): it turns False once the time since the last renewal began passes the
 lease minus the margin, whether or not a round could run since (a partition, a SIGSTOP). A write refused on its
 fence (`fenced`) gives the lease up at once. What a round changed comes back as `lease_acquired` and
@@ -15,12 +16,15 @@ UpdateItem per lease held, taken or released, and one PutItem of the heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
-from watchdog.core.lease import Held, Lost, Peers, Release, Take, Wait, Watch, decide, may_act, observe
+from watchdog.core.lease import (
+    Handover, Held, LeaseItem, Lost, Release, Renew, Take, Watch, live, may_act, observe, plan,
+)
 from watchdog.state.dynamodb.table import Table
 from watchdog.state.peering import Change
 
@@ -35,12 +39,12 @@ class LeaseKeeper:
         # after it was written and its lease taken soon after it goes stale: a takeover a lease and at most two
         # twentieths of one after the last renewal, not a lease and two rounds.
         self.look_every: timedelta | None = timedelta(seconds=lease / 20)
-        self._others: dict[str, int] = {}  # the other live watchdogs' loads at the last round
+        self._items: dict[str, LeaseItem] = {}  # the leases as last read
         self._held: dict[str, Held] = {}
         self._holders: dict[str, str | None] = {}
         self._watches: dict[str, Watch] = {}
         self._beats: dict[str, Watch] = {}
-        self._fenced: dict[str, str] = {}  # given up since the last round, and why: reported by the next
+        self._unsaid: list[Change] = []  # what changed since the last round that returned: reported by the next
         self._stamp = uuid.uuid4().hex[:8]
         self._counter = itertools.count(1)
 
@@ -66,87 +70,102 @@ class LeaseKeeper:
 
     def fenced(self, target: str) -> None:
         if self._held.pop(target, None) is not None:
-            self._fenced[target] = "a write on its fence was refused: the lease is another's"
+            self._unsaid.append(Change("lease_lost", target, "a write on its fence was refused: the lease is another's"))
 
     def retarget(self, targets: Sequence[str]) -> None:
         self._targets = list(targets)
 
     async def release_all(self) -> list[str]:
-        """At a clean stop, after the last write: every lease held given up, so that a standby takes each at
-        once instead of a lease later (a rolling upgrade, a reboot). A lease whose release fails is left to
-        expire; this watchdog acts for nothing from the start of the call."""
+        """At a clean stop, after the last write: every lease held handed over to the least loaded other live
+        watchdog (released when there is none), so that it takes each up at its next look instead of a lease
+        later (a rolling upgrade, a reboot). A lease whose write fails is left to expire; this watchdog acts for
+        nothing from the start of the call."""
         held, self._held = self._held, {}
-        released = []
-        for target, h in held.items():
+        load, _ = live(self.me, self._beats, self._items, self._watches, self._clock(), self._lease)
+        given = []
+        for target, h in sorted(held.items()):
+            to = min(load, key=lambda peer: (load[peer], peer), default=None)
             try:
-                if await self._table.write_lease(target, self.me, Release(h.epoch), self._version()):
-                    released.append(target)
+                if await self._table.write_lease(target, self.me, Handover(h.epoch, to) if to else Release(h.epoch),
+                                                 self._version()):
+                    given.append(target)
+                    if to:
+                        load[to] += 1
             except Exception:  # unreachable table: the lease expires on its own
                 continue
-        return released
+        return given
 
-    async def look(self) -> bool:
-        """Read every lease (one Query) and watch their versions: True when core/lease.py would take one now
-        (held by another and unchanged for a lease on this clock, or free and within this watchdog's share),
-        judged with the peers' loads of the last round: a round now would take it."""
-        now = self._clock()
-        items = await self._table.leases()
-        peers = Peers({**self._others, self.me: len(self._held)})
-        takeable = False
+    def _read(self, items: dict[str, LeaseItem], now: float) -> dict[str, LeaseItem]:
+        self._items = items
         for target in self._targets:
             item = items.get(target)
             self._holders[target] = item.holder if item else None
             self._watches[target] = observe(self._watches.get(target), item.version if item else None, now)
-            if target not in self._held:
-                d = decide(self.me, item, self._watches[target], None, now, self._lease, peers, len(self._targets),
-                           False)
-                takeable = takeable or isinstance(d, Take)
-        return takeable
+        return items
+
+    async def look(self) -> bool:
+        """Read every lease (one Query) and watch their versions: True when a round now would take one (stale on
+        this clock, free and dealt to this watchdog, or handed over to it) or find one it holds lost, judged
+        with the heartbeats of the last round."""
+        now = self._clock()
+        items = self._read(await self._table.leases(), now)
+        others, self._beats = live(self.me, self._beats, items, self._watches, now, self._lease)
+        decisions = plan(self.me, self._targets, items, self._watches, self._held, now, self._lease, others)
+        return any(isinstance(d, (Take, Lost)) for d in decisions.values())
 
     @property
     def held(self) -> list[str]:
         return sorted(self._held)
 
     async def round(self, busy: Collection[str] = ()) -> list[Change]:
-        """One round over every target's lease (`busy`: targets with an incident open, never given away)."""
-        changes = [Change("lease_lost", t, why) for t, why in self._fenced.items()]
-        self._fenced.clear()
+        """One round over every target's lease (`busy`: targets with an incident open, never handed over)."""
+        changes, self._unsaid = self._unsaid, []
+        try:
+            return await self._round(changes, busy)
+        except BaseException:
+            self._unsaid = changes + self._unsaid  # a round cut short: what it changed is said by the next
+            raise
+
+    async def _round(self, changes: list[Change], busy: Collection[str]) -> list[Change]:
         now = self._clock()
-        others: dict[str, int] = {}
-        for peer, (version, load) in (await self._table.peers()).items():
+        for peer, (version, _) in (await self._table.peers()).items():
             self._beats[peer] = observe(self._beats.get(peer), version, now)
-            if peer != self.me and not self._beats[peer].stale(now, self._lease):
-                others[peer] = load
-        self._others = others
-        items = await self._table.leases()
-        for target in self._targets:
-            item = items.get(target)
-            self._holders[target] = item.holder if item else None
-            self._watches[target] = observe(self._watches.get(target), item.version if item else None, now)
-            d = decide(self.me, item, self._watches[target], self._held.get(target), now, self._lease,
-                       Peers({**others, self.me: len(self._held)}), len(self._targets), target in busy)
-            if isinstance(d, Wait):
-                continue
+        items = self._read(await self._table.leases(), now)
+        others, self._beats = live(self.me, self._beats, items, self._watches, now, self._lease)
+        decisions = plan(self.me, self._targets, items, self._watches, self._held, now, self._lease, others, busy)
+        for target, d in decisions.items():
             if isinstance(d, Lost):
                 del self._held[target]
                 changes.append(Change("lease_lost", target, d.why))
-                continue
-            if isinstance(d, Release):
+            elif isinstance(d, Handover):
                 del self._held[target]  # it stops acting before the write goes out
-            version = self._version()
-            if await self._table.write_lease(target, self.me, d, version):
-                if isinstance(d, Take):
-                    took = item.holder if item is not None and item.holder != self.me else None
-                    changes.append(Change("lease_acquired", target, f"epoch {d.epoch}" + (
-                        f", taken over from {took} (its lease unrenewed for {self._lease:g}s)" if took else ""),
-                        took))
-                if not isinstance(d, Release):
-                    self._held[target] = Held(d.epoch, version, now)
-                    self._holders[target] = self.me
-                else:
-                    self._holders[target] = None
-            elif target in self._held:  # a renewal refused: somebody else holds it now
-                del self._held[target]
-                changes.append(Change("lease_lost", target, "its renewal was refused: the lease moved"))
+        writes = [(t, d) for t, d in decisions.items() if isinstance(d, (Take, Renew, Handover))]
+        # At once, not one after another: each is conditional on its own item, and a renewal that waited behind
+        # the others would bring its holder closer to its self-fence.
+        results = await asyncio.gather(*(self._write(t, d, items.get(t)) for t, d in writes), return_exceptions=True)
+        changes += [c for r in results if isinstance(r, list) for c in r]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
         await self._table.beat(self.me, self._version(), len(self._held))
         return changes
+
+    async def _write(self, target: str, d: Take | Renew | Handover, item: LeaseItem | None) -> list[Change]:
+        version, sent = self._version(), self._clock()  # its hold counts from when this write was sent
+        if not await self._table.write_lease(target, self.me, d, version):
+            if self._held.pop(target, None) is not None:  # a renewal refused: somebody else holds it now
+                return [Change("lease_lost", target, "its renewal was refused: the lease moved")]
+            return []
+        if isinstance(d, Handover):
+            self._holders[target] = d.to
+            return []
+        self._held[target] = Held(d.epoch, version, sent)
+        self._holders[target] = self.me
+        return [self._took(target, item, d)] if isinstance(d, Take) else []
+
+    def _took(self, target: str, item: LeaseItem | None, d: Take) -> Change:
+        if item is not None and item.handed_by is not None and item.holder == self.me:
+            return Change("lease_acquired", target, f"epoch {d.epoch}, handed over by {item.handed_by}")
+        took = item.holder if item is not None and item.holder != self.me else None
+        return Change("lease_acquired", target, f"epoch {d.epoch}" + (
+            f", taken over from {took} (its lease unrenewed for {self._lease:g}s)" if took else ""), took)

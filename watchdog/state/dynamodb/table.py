@@ -5,13 +5,13 @@ One table, two string keys (`pk`, `sk`), on demand:
 
 | item | pk | sk | attributes |
 |---|---|---|---|
-| a target's lease | `LEASE` | the target | `holder` (absent: released), `epoch`, `version` |
+| a target's lease | `LEASE` | the target | `holder` (absent: released), `epoch`, `version`, `handed_by` (present: handed over, not yet taken up) |
 | a watchdog's heartbeat | `PEER` | its instance id | `version`, `load` (leases it holds) |
 | an audit record | `AUDIT` | the sequence number, 20 digits | `row` (canonical JSON), `prev`, `hash` |
 | the audit head | `META` | `audit-head` | `seq`, `hash` |
 
 The lease writes are core/lease.py's decisions, each on the condition that makes it safe: a take on the version
-the taker watched (or on there being no item), a renewal or a release on holder and epoch. An audit record is
+the taker watched (or on there being no item), a renewal, a handover or a release on holder and epoch. An audit record is
 put with its head in one transaction, on the condition that the head is still the one it follows, so two writers
 can never fork the chain: the loser reads the new head and tries again. An action's intent adds a check of the
 lease to that transaction (holder and epoch): a deposed holder cannot record an intent, and so never acts.
@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from watchdog.core.lease import LeaseItem, Release, Renew, Take
+from watchdog.core.lease import Handover, LeaseItem, Release, Renew, Take
 from watchdog.state.auditchain import GENESIS, canonical, chain_hash, chain_problems
 from watchdog.state.storage import StoreError
 
@@ -95,21 +95,26 @@ class Table:
     async def leases(self) -> dict[str, LeaseItem]:
         """Every target's lease, in one consistent Query (a round reads them all at once)."""
         return {i["sk"]["S"]: LeaseItem(i["holder"]["S"] if "holder" in i else None, int(i["epoch"]["N"]),
-                                        i["version"]["S"]) for i in await self.query("LEASE")}
+                                        i["version"]["S"], i["handed_by"]["S"] if "handed_by" in i else None)
+                for i in await self.query("LEASE")}
 
-    async def write_lease(self, target: str, me: str, decision: Take | Renew | Release, version: str) -> bool:
+    async def write_lease(self, target: str, me: str, decision: Take | Renew | Handover | Release,
+                          version: str) -> bool:
         """The decision written on its condition; False when the condition failed (somebody else moved first)."""
         values: dict[str, Any] = {":v": {"S": version}, ":e": {"N": str(decision.epoch)}, ":me": {"S": me}}
         if isinstance(decision, Take):
-            update = "SET holder = :me, epoch = :e, version = :v"
+            update = "SET holder = :me, epoch = :e, version = :v REMOVE handed_by"
             if decision.expected is None:
                 condition = "attribute_not_exists(pk)"
             else:
                 condition, values[":old"] = "version = :old", {"S": decision.expected}
         elif isinstance(decision, Renew):
             update, condition = "SET version = :v", "holder = :me AND epoch = :e"
+        elif isinstance(decision, Handover):
+            update, condition = "SET holder = :to, handed_by = :me, version = :v", "holder = :me AND epoch = :e"
+            values[":to"] = {"S": decision.to}
         else:
-            update, condition = "SET version = :v REMOVE holder", "holder = :me AND epoch = :e"
+            update, condition = "SET version = :v REMOVE holder, handed_by", "holder = :me AND epoch = :e"
         try:
             await self._client.update_item(TableName=self.name, Key=_lease_key(target), UpdateExpression=update,
                                            ConditionExpression=condition, ExpressionAttributeValues=values)
