@@ -51,10 +51,11 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-async def opened(table: str, endpoint: str, me: str = "w-a") -> Any:
+async def opened(table: str, endpoint: str, me: str = "w-a", clock: FakeClock | None = None) -> Any:
     """The backend as the daemon opens it, after its first lease round (a lease nobody holds is taken at once)."""
     cfg = KIND.config.model_validate({"type": "dynamodb", "table": table})
-    state = await KIND.open(cfg, StateDeps("test", FakeClock(T0), AwsSection(endpoint_url=endpoint), me, ("svc",)))
+    state = await KIND.open(cfg, StateDeps("test", clock or FakeClock(T0), AwsSection(endpoint_url=endpoint), me,
+                                           ("svc",)))
     try:
         await state.peers.round(())
     except Exception:
@@ -300,6 +301,55 @@ async def test_only_the_lease_holder_claims_a_message_and_a_deposed_one_is_refus
         assert second is not None and second.id != first.id
         assert not await a.outbox.claim(second.id)
         assert a.outbox.head("pager") is None  # refused: out of a's mirror until a refresh says what became of it
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_takeover_queues_the_events_the_dead_holder_recorded_and_never_queued(moto_url: str,
+                                                                                      state_table: str) -> None:
+    """a holds svc. Long before it died it recorded an event that nobody queued (no channel took it then); just
+    before dying it recorded one and queued it, then another and died before queuing it. b read each at its
+    refreshes. Taking svc over a lease later, b queues the last one only: the one before is queued already
+    (one message per key and channel), and the first arrived more than two leases ago (default lease 20 s)."""
+    clock_b = FakeClock(T0)
+    a, b = await opened(state_table, moto_url, "w-a"), await opened(state_table, moto_url, "w-b", clock_b)
+    try:
+        def event(kind: str, at: int) -> Event:
+            return Event(kind, "warning", "svc", "svc-1", 1, T0 + at * S, "alarm", "next")
+
+        def queue(state: Any, seq: int, ev: Event) -> None:
+            state.outbox.enqueue(f"audit-{seq}", ev, False, ["pager"], T0, seq, lambda: None)
+
+        a.store.event(event("would_run", 0))
+        await a.store.flush()
+        await b.refresh()
+        clock_b.advance(seconds=60)
+        queued_one = a.store.event(event("incident_opened", 60))
+        queue(a, queued_one.seq, event("incident_opened", 60))
+        unqueued = a.store.event(event("level_started", 61))  # a dies here, before queuing it
+        await a.store.flush()
+        await b.refresh()
+        clock_b.advance(seconds=20)  # a lease later, b takes svc over
+
+        handed: list[int] = []
+
+        def replay(events: Any) -> int:
+            # The notifier's replay, for one channel that takes every event: each queued under its record's key.
+            for seq, ev, dry_run in events:
+                handed.append(seq)
+                queue(b, seq, ev)
+            return len(events)
+
+        b.requeue(replay, taken="svc")
+        b.requeue(replay, taken="other")  # another target's takeover: none of svc's events
+        await b.store.flush()
+        assert handed == [queued_one.seq, unqueued.seq]  # not the old one
+        items = boto3.client("dynamodb", endpoint_url=moto_url).query(
+            TableName=state_table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "OUTBOX"}},
+            ConsistentRead=True)["Items"]
+        keys = sorted(i["key"]["S"] for i in items)
+        assert keys == sorted([f"audit-{queued_one.seq}", f"audit-{unqueued.seq}"])  # each once, the old one not
     finally:
         await a.aclose()
         await b.aclose()

@@ -324,6 +324,9 @@ async def test_a_notification_whose_sender_died_is_sent_by_the_next_holder_with_
     assert first[1] == "w-a" and first[2] == "incident_opened"
     # w-b sent it once, under w-a's delivery id (w-a's own try was cut by its death: the receiver answered no one)
     assert [e for e in rx.delivered if e[0] == first[0] and e[1] == "w-b"] == [(first[0], "w-b", "incident_opened")]
+    # Taking over, w-b handed w-a's recent events of the target to its outbox again (what w-a could have recorded
+    # and died before queuing); the one queued already was not queued twice (above: delivered once).
+    assert d["w-b"].events("notifications_replayed")
 
 
 async def test_a_clean_stop_hands_its_leases_over_at_once_and_a_pause_holds_on_both(
@@ -342,6 +345,8 @@ async def test_a_clean_stop_hands_its_leases_over_at_once_and_a_pause_holds_on_b
             async with http_.post(f"http://127.0.0.1:{port_b}/api/v1/pause",
                                   json={"duration": "30m", "reason": "router upgrade"}) as r:
                 assert r.status == 200, await r.text()
+        async with aiohttp.ClientSession() as page_http, page_http.get(f"http://127.0.0.1:{port_b}/") as r:
+            assert "standby (held by w-a)" in await r.text()  # the page names the holder, as /status does
         await d["w-a"].wait_for("pause_adopted", timeout=30, scope="*")
         assert (await status(port_a))["targets"][0]["paused"] is True
         d["w-a"].signal(signal.SIGTERM)

@@ -94,13 +94,16 @@ def _targets(targets: list[dict[str, Any]], now: datetime) -> str:
         blind = "<br>".join(f"<span class=warn>{h(b['source'])}</span>: {h(b['why'])}" for b in t["blind_sources"])
         if not blind:
             blind = "<span class=warn>blind: no fresh data since the last action</span>" if t["blind"] else "none"
+        role = h(t["role"])
+        if t["role"] == "standby" and t.get("holder"):
+            role += f" (held by {h(t['holder'])})"
         incident = "none"
         if inc is not None:
             incident = f"<span class=incident-id>{h(inc['id'])}</span>, open {h(_age(inc['opened_at'], now))}"
         rows.append(f"<tr class=target data-target='{h(t['name'])}' data-incident='{h(inc['id'] if inc else '')}' "
                     f"data-level='{int(t['level'])}'><td><b>{h(t['name'])}</b>{' (dry run)' if t['dry_run'] else ''}</td>"
                     f"<td class='phase {h(t['phase'])}'>{h(t['phase'])}</td><td class=level>{int(t['level'])}</td>"
-                    f"<td class=paused>{paused}</td><td class=blind>{blind}</td><td class=role>{h(t['role'])}</td>"
+                    f"<td class=paused>{paused}</td><td class=blind>{blind}</td><td class=role>{role}</td>"
                     f"<td>{incident}</td></tr>")
     return "".join(rows) + "</table>"
 

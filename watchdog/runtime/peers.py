@@ -5,8 +5,10 @@ A round renews, takes and hands over leases (the backend's Peering decides and w
 its own so that the next round's renewals never wait behind it, what changed is settled: it reads what the
 other watchdogs wrote (their incidents, pauses, audit records and messages) and turns what changed into what a
 person and the daemon need:
-- `lease_acquired`: the open incident of that target is resumed from the shared state exactly as after a crash
-  (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if idempotent), and the
+- `lease_acquired`: the events of that target a dead holder recorded and had not queued are queued (a message
+  already queued, never twice); the open incident of that target is resumed from the shared state exactly as
+  after a crash (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if
+  idempotent); and the
   target is judged at once on what the last poll read (every watchdog polls every target): a breach the dead
   holder had not acted on is acted on now, not at the next poll;
 - `lease_lost`: the target's level stops and its machine forgets the incident (the holder owns it);
@@ -130,6 +132,8 @@ class PeerRounds:
                             next="acting for it; an open incident resumes as after a restart")
                 if change.took_from is not None:
                     rt.metrics.lease_takeovers.labels(change.target).inc()
+                    # What the dead holder recorded and had not queued yet (it died between the two writes)
+                    rt.state.requeue(rt.notifier.replay, taken=change.target)
                 if ex is not None:
                     async with rt.gate.polling():  # no reload swaps the executors under the recovery
                         await recover(rt.state.store, rt.executors, now, only=[change.target])

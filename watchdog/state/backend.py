@@ -71,8 +71,10 @@ class OpenState(Protocol):
         (It pages through the notifier, which is built on this backend's outbox: so it comes after.)"""
         ...
 
-    def requeue(self, replay: Requeue) -> None:
-        """Queue the events the audit log has and the outbox never got (the process died between the two)."""
+    def requeue(self, replay: Requeue, taken: str | None = None) -> None:
+        """Queue the events the audit log has and the outbox never got (the process died between the two): at the
+        start, this watchdog's own; `taken`, a target just taken over from a watchdog that stopped renewing
+        (a shared state only): the events of that target the dead one may have recorded without queuing."""
         ...
 
     async def aclose(self) -> None:

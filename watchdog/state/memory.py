@@ -31,7 +31,7 @@ class MemoryState:
     def watch(self, listener: StateListener) -> None:
         return None  # memory never fails to take a write
 
-    def requeue(self, replay: Requeue) -> None:
+    def requeue(self, replay: Requeue, taken: str | None = None) -> None:
         return None  # the outbox is as new as the store: nothing was ever left out of it
 
     async def aclose(self) -> None:

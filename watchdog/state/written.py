@@ -58,14 +58,21 @@ class WrittenState:
     def _changed(self, failure: WriteFailure | None) -> None:
         self._listener.changed(failure)
 
-    def requeue(self, replay: Requeue) -> None:
-        store: _Requeueable = self.store
+    def requeue(self, replay: Requeue, taken: str | None = None) -> None:
+        if taken is not None:
+            return  # a state of one's own: no target is ever taken over
         outbox: _Marked = self.outbox
         last = outbox.last_audit_seq()
         if last is None:  # nothing was ever handed to the outbox with its mark: nothing to anchor on
             return
+        self._replay(replay, last)
+
+    def _replay(self, replay: Requeue, after: int, target: str | None = None) -> None:
+        store: _Requeueable = self.store
         events = []
-        for r in store.events_after(last):
+        for r in store.events_after(after):
+            if target is not None and r.target != target:
+                continue
             try:
                 events.append((r.seq, event_from_audit(r.target, r.incident, r.level, r.at, r.data), r.dry_run))
             except ValueError as exc:  # another version's kind, a hand edit: never a reason not to start

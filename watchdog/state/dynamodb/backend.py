@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -24,7 +25,7 @@ from pydantic import AfterValidator
 
 from watchdog.config.models import AwsSection, State
 from watchdog.config.types import Lease
-from watchdog.state.backend import OpenState, StateDeps, StateKind, Verdict
+from watchdog.state.backend import OpenState, Requeue, StateDeps, StateKind, Verdict
 from watchdog.state.dynamodb.leases import LeaseKeeper
 from watchdog.state.dynamodb.outbox import DynamoOutbox
 from watchdog.state.dynamodb.store import DynamoStore, incident_row, record_of, said
@@ -60,17 +61,32 @@ async def _client(stack: AsyncExitStack, aws: AwsSection) -> Any:
 
 
 class DynamoBackend(WrittenState):
-    def __init__(self, stack: AsyncExitStack, table: Table, keeper: LeaseKeeper):
+    def __init__(self, stack: AsyncExitStack, table: Table, keeper: LeaseKeeper, clock: Callable[[], float],
+                 lease: float):
         super().__init__(keeper)
-        self._stack, self._keeper = stack, keeper
+        self._stack, self._keeper, self._clock, self._lease = stack, keeper, clock, lease
         self.store = DynamoStore(table, self._writer, asyncio.get_running_loop(), keeper)
         self.outbox = DynamoOutbox(self.store, keeper)
+        self._arrived: deque[tuple[float, int]] = deque(maxlen=64)  # per refresh: when, and the newest record
         self._closed = False
 
     async def refresh(self) -> None:
         """What the other watchdogs wrote: their incidents, pauses, audit records and messages."""
         await _guarded(self.store.where, "read it", self.store.refresh)
         await _guarded(self.store.where, "read its outbox", self.outbox.refresh)
+        self._arrived.append((self._clock(), self.store.seen))
+
+    def requeue(self, replay: Requeue, taken: str | None = None) -> None:
+        if taken is None:
+            super().requeue(replay)
+            return
+        # The dead holder renewed at most a round before it died, and its lease was taken a lease and two looks
+        # after its last renewal: what it recorded before it died arrived here within the last two leases. Its
+        # events among those are queued again; one it had queued is not queued twice (its key, per channel).
+        since = self._clock() - 2 * self._lease
+        older = [seq for at, seq in self._arrived if at <= since]
+        after = older[-1] if older else self._arrived[0][1] if self._arrived else self.store.seen
+        self._replay(replay, after, taken)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -102,7 +118,7 @@ async def open_dynamodb(cfg: DynamoState, deps: StateDeps) -> OpenState:
         # It stops acting a quarter of a lease before a standby may take over: room for a renewal's own
         # round trip and for two clocks' rates to differ.
         keeper = LeaseKeeper(table, deps.instance, deps.targets, lease, lease / 4, deps.clock.monotonic)
-        backend = DynamoBackend(stack, table, keeper)
+        backend = DynamoBackend(stack, table, keeper, deps.clock.monotonic, lease)
         await backend.refresh()
     except BaseException:
         await stack.aclose()

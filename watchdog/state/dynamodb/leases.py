@@ -4,14 +4,16 @@ backend.
 A round reads every target's lease and every peer's heartbeat, plans every lease with core/lease.py, writes
 each decision on its condition (table.py), then writes this watchdog's own heartbeat with the count it now
 holds. Between rounds a look reads the leases alone, and says when a round now would take one (a stale lease,
-or one handed over to this watchdog) or find one lost. Between rounds, `may_act` answers from what the last landed write said, on this watchdog's own monotonic
-clock (handed in: the tests drive it): it turns False once the time since the last renewal began passes the
-lease minus the margin, whether or not a round could run since (a partition, a SIGSTOP). A write refused on its
-fence (`fenced`) gives the lease up at once. What a round changed comes back as `lease_acquired` and
-`lease_lost` for the runtime to log, count and act on (a takeover's recovery).
+or one handed over to this watchdog) or find one lost. Between rounds, `may_act` answers from what the last
+landed write said, on this watchdog's own monotonic clock (handed in: the tests drive it): it turns False once
+the time since the last renewal was sent passes the lease minus the margin, whether or not a round could run
+since (a partition, a SIGSTOP). A write refused on its fence (`fenced`) gives the lease up at once. What a
+round changed comes back as `lease_acquired` and `lease_lost` for the runtime to log, count and act on (a
+takeover's recovery).
 
 DynamoDB requests per round: one Query of the heartbeats, one consistent Query of every lease, one conditional
-UpdateItem per lease held, taken or released, and one PutItem of the heartbeat.
+UpdateItem per lease held, taken or handed over (sent at once), and one PutItem of the heartbeat; per look, one
+consistent Query of every lease.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class LeaseKeeper:
 
     def fenced(self, target: str) -> None:
         if self._held.pop(target, None) is not None:
-            self._unsaid.append(Change("lease_lost", target, "a write on its fence was refused: the lease is another's"))
+            self._unsaid.append(Change("lease_lost", target,
+                                       "a write on its fence was refused: the lease is another's"))
 
     def retarget(self, targets: Sequence[str]) -> None:
         self._targets = list(targets)

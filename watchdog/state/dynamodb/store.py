@@ -96,6 +96,11 @@ class DynamoStore(JournalRows, IncidentRows):
 
     # --- the mirror ----------------------------------------------------------------------------------------
 
+    @property
+    def seen(self) -> int:
+        """The newest audit record read or written."""
+        return self._seen
+
     async def refresh(self) -> None:
         """The mirror moved on to what the table holds now (other watchdogs' writes included)."""
         incidents = {i["sk"]["S"]: incident_row(i) for i in await self._table.query("INCIDENT")}

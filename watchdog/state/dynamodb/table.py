@@ -5,13 +5,14 @@ One table, two string keys (`pk`, `sk`), on demand:
 
 | item | pk | sk | attributes |
 |---|---|---|---|
-| a target's lease | `LEASE` | the target | `holder` (absent: released), `epoch`, `version`, `handed_by` (present: handed over, not yet taken up) |
+| a target's lease | `LEASE` | the target | `holder` (absent: released), `epoch`, `version`, `handed_by` |
 | a watchdog's heartbeat | `PEER` | its instance id | `version`, `load` (leases it holds) |
 | an audit record | `AUDIT` | the sequence number, 20 digits | `row` (canonical JSON), `prev`, `hash` |
 | the audit head | `META` | `audit-head` | `seq`, `hash` |
 
-The lease writes are core/lease.py's decisions, each on the condition that makes it safe: a take on the version
-the taker watched (or on there being no item), a renewal, a handover or a release on holder and epoch. An audit record is
+`handed_by` is there while a lease handed over has not been taken up by the holder it names. The lease writes
+are core/lease.py's decisions, each on the condition that makes it safe: a take on the version the taker
+watched (or on there being no item), a renewal, a handover or a release on holder and epoch. An audit record is
 put with its head in one transaction, on the condition that the head is still the one it follows, so two writers
 can never fork the chain: the loser reads the new head and tries again. An action's intent adds a check of the
 lease to that transaction (holder and epoch): a deposed holder cannot record an intent, and so never acts.
