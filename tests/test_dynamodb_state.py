@@ -57,7 +57,8 @@ async def opened(table: str, endpoint: str, me: str = "w-a", clock: FakeClock | 
     state = await KIND.open(cfg, StateDeps("test", clock or FakeClock(T0), AwsSection(endpoint_url=endpoint), me,
                                            ("svc",)))
     try:
-        await state.peers.round(())
+        for change in await state.peers.round(()):
+            state.peers.settled(change.target)  # as the runtime does once it has resumed the target
     except Exception:
         await state.aclose()
         raise

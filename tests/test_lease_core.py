@@ -256,3 +256,17 @@ def test_the_self_fence_comes_before_the_deadline_a_standby_waits_for() -> None:
     watch = observe(None, "v9", 100.5)  # a standby first sees v9 after it was written
     assert not watch.stale(100.5 + LEASE - 0.001, LEASE) and watch.stale(100.5 + LEASE, LEASE)
     assert observe(watch, "v9", 200.0) is watch and observe(watch, "v10", 200.0) == Watch("v10", 200.0)
+
+
+def test_a_lease_dealt_to_one_that_never_takes_it_is_taken_by_anyone_a_lease_later() -> None:
+    """w0 is dealt the free lease (least loaded, smaller id) but never takes it: it died since its heartbeat was
+    read, or it does not know the target. Once the lease has stood unchanged for a lease beyond being
+    takeable, w1 takes it rather than leave the target without an actor."""
+    free = {"t": Watch(None, 0.0)}
+    assert plan("w1", ["t"], {}, free, {}, 2 * LEASE - 0.1, LEASE, {"w0": 0})["t"] == \
+        Wait("free; w0 is the least loaded and takes it")
+    assert plan("w1", ["t"], {}, free, {}, 2 * LEASE, LEASE, {"w0": 0})["t"] == Take(1, None)
+    stale = {"t": LeaseItem("w9", 4, "v")}
+    seen = {"t": Watch("v", 0.0)}
+    assert isinstance(plan("w1", ["t"], stale, seen, {}, LEASE, LEASE, {"w0": 0})["t"], Wait)  # w0's to take
+    assert plan("w1", ["t"], stale, seen, {}, 2 * LEASE, LEASE, {"w0": 0})["t"] == Take(5, "v")

@@ -63,7 +63,9 @@ async def opened(type_: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     keys, aws = OPENED[type_](tmp_path, request)
     cfg = kind.config.model_validate({"type": type_, **keys})
     state = await kind.open(cfg, StateDeps("the contract test", FakeClock(T0), aws, "contract", TARGETS))
-    await state.peers.round(())  # a shared table's leases taken (the first round on a new table): it may write
+    # A shared table's leases taken (the first round on a new table) and settled, as the runtime settles them
+    for change in await state.peers.round(()):
+        state.peers.settled(change.target)
     return cfg, aws, state
 
 

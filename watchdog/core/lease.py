@@ -19,7 +19,9 @@ Spreading (`plan`, over every target at once): the leases nobody holds (free, or
 time, in the targets' order, each to the least loaded live watchdog (ties broken by its id), counting each
 lease dealt; every watchdog deals alike from what it read, and takes only what falls to it, so a dead watchdog's
 leases are all taken in the first round that finds them stale, shared between the others, with no two trying
-for one. A watchdog holding more than its fair share (targets over live watchdogs, rounded up) while another
+for one. A lease dealt to a watchdog that does not take it (it died since its heartbeat was read, or it does
+not know the target: a reload not yet made everywhere) is taken by whoever comes first once it has stood
+unchanged for another lease. A watchdog holding more than its fair share (targets over live watchdogs, rounded up) while another
 holds at least two fewer **hands** a lease over to the least loaded: one conditional write names the other as
 holder (`handed_by`: not yet taken up) and the other takes it up (a take at the next epoch) at its next look.
 The table therefore names exactly one holder of each lease at every moment, through handovers and takeovers
@@ -190,10 +192,10 @@ def plan(me: str, targets: Sequence[str], items: Mapping[str, LeaseItem], watche
         taker = min(load, key=lambda peer: (load[peer], peer))
         load[taker] += 1
         item = items.get(target)
-        if taker != me:
+        if taker != me and not watches[target].stale(now, 2 * lease):
             was = "free" if item is None or item.holder is None else f"{item.holder} stopped renewing"
             out[target] = Wait(f"{was}; {taker} is the least loaded and takes it")
-        else:
+        else:  # dealt to me; or dealt to another that has not taken it for a lease more: whoever comes first
             out[target] = Take(item.epoch + 1 if item else 1, item.version if item else None)
     fair = math.ceil(len(targets) / len(load))
     for target in sorted((t for t, d in out.items() if isinstance(d, Renew) and t not in busy), reverse=True):

@@ -5,13 +5,16 @@ A round renews, takes and hands over leases (the backend's Peering decides and w
 its own so that the next round's renewals never wait behind it, what changed is settled: it reads what the
 other watchdogs wrote (their incidents, pauses, audit records and messages) and turns what changed into what a
 person and the daemon need:
-- `lease_acquired`: the events of that target a dead holder recorded and had not queued are queued (a message
-  already queued, never twice); the open incident of that target is resumed from the shared state exactly as
-  after a crash (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if
-  idempotent); and the
-  target is judged at once on what the last poll read (every watchdog polls every target): a breach the dead
-  holder had not acted on is acted on now, not at the next poll;
-- `lease_lost`: the target's level stops and its machine forgets the incident (the holder owns it);
+- `lease_acquired`: logged at once; the target may not be acted for yet (the Peering says so until it is
+  `settled`). Once the shared state has been read since (a read that fails is tried again at the next
+  settling), the events of that target a dead holder recorded and had not queued are queued (a message
+  already queued, never twice), its open incident is resumed exactly as after a crash
+  (watchdog/runtime/recovery.py: an action whose outcome is unknown is repeated only if idempotent), and then
+  only it is settled and judged at once on what the last poll read (every watchdog polls every target): a
+  breach the dead holder had not acted on is acted on now, not at the next poll;
+- `lease_lost`, `lease_handed_over`: the target's level stops and its machine forgets the incident (the holder
+  owns it; a handover only happens with no incident open, and an incident opened since the round began goes
+  with the lease);
 - `watchdog_lease_held{target}` and `watchdog_lease_takeovers_total` follow, and the notification workers look
   again (a message of a target just taken is now this watchdog's to send).
 A round that cannot reach the table is logged and counted; it changes nothing, and each lease held stops
@@ -65,6 +68,7 @@ class PeerRounds:
         self._one = asyncio.Lock()  # a round and a look's round never interleave their reads and writes
         self._settling = asyncio.Lock()  # what the rounds changed is settled one settling at a time, in order
         self._queued: list[Change] | None = None  # for the settling spawned and not yet started
+        self._taken: dict[str, str | None] = {}  # leases taken, not yet resumed: target -> the holder it was taken from
 
     async def look(self) -> None:
         """Between rounds: read the leases only, and run a round at once when one has become takeable."""
@@ -118,41 +122,58 @@ class PeerRounds:
     async def _apply(self, changes: list[Change]) -> None:
         rt = self._rt
         peers = rt.state.peers
-        await self._refresh()
-        now = rt.clock.now()
-        for change in changes:
+        for change in changes:  # said and stopped at once, whether or not the shared state can be read now
             ex = rt.executors.get(change.target)
-            if change.event == "lease_lost":
-                log.error("lease_lost", target=change.target, why=change.why, holder=peers.holder(change.target),
-                          next="no action for it here; the holder acts")
-                if ex is not None:
-                    await ex.demote(change.why)
-            else:
+            if change.event == "lease_acquired":
                 log.warning("lease_acquired", target=change.target, why=change.why, took_from=change.took_from,
-                            next="acting for it; an open incident resumes as after a restart")
+                            next="acting for it once its incident is resumed from the shared state")
                 if change.took_from is not None:
                     rt.metrics.lease_takeovers.labels(change.target).inc()
-                    # What the dead holder recorded and had not queued yet (it died between the two writes)
-                    rt.state.requeue(rt.notifier.replay, taken=change.target)
-                if ex is not None:
-                    async with rt.gate.polling():  # no reload swaps the executors under the recovery
-                        await recover(rt.state.store, rt.executors, now, only=[change.target])
-                        await rt.evaluate(change.target, rt.clock.now())
+                self._taken[change.target] = change.took_from
+                continue
+            self._taken.pop(change.target, None)
+            if change.event == "lease_handed_over":
+                log.info("lease_handed_over", target=change.target, why=change.why,
+                         next="the other watchdog takes it up at its next look")
+            else:
+                log.error("lease_lost", target=change.target, why=change.why, holder=peers.holder(change.target),
+                          next="no action for it here; the holder acts")
+            if ex is not None:
+                await ex.demote(change.why)
+        if await self._refresh():
+            for target, took_from in list(self._taken.items()):
+                await self._resume(target, took_from)
         self.show()
         rt.notifier.wake()
 
-    async def _refresh(self) -> None:
+    async def _resume(self, target: str, took_from: str | None) -> None:
+        """A lease taken, once the shared state has been read since: what the last holder left is resumed, and
+        only then may this watchdog act for the target (judged at once on what its last poll read)."""
+        rt = self._rt
+        if took_from is not None:  # what the dead holder recorded and had not queued (it died between the two)
+            rt.state.requeue(rt.notifier.replay, taken=target)
+        async with rt.gate.polling():  # no reload swaps the executors under the recovery
+            if target in rt.executors:
+                await recover(rt.state.store, rt.executors, rt.clock.now(), only=[target])
+            rt.state.peers.settled(target)
+            del self._taken[target]
+            if target in rt.executors:
+                await rt.evaluate(target, rt.clock.now())
+
+    async def _refresh(self) -> bool:
+        """The shared state read again; False when it could not be (what waits on it waits for the next)."""
         rt = self._rt
         try:
             await asyncio.wait_for(rt.state.store.flush(), FLUSH_WAIT)
         except TimeoutError:
-            return  # its own writes are not in the table yet: reading it now would hide them; next round
+            return False  # its own writes are not in the table yet: reading it now would hide them; next round
         try:
             await rt.state.refresh()
         except StoreError as exc:
             log.warning("state_refresh_failed", error=str(exc), next="the next lease round reads it again")
-            return
+            return False
         rt.pausing.adopt()
+        return True
 
     def show(self) -> None:
         rt = self._rt

@@ -5,7 +5,8 @@ the runtime one of these as its `peers`; nothing else of the runtime knows wheth
 The runtime asks `may_act` before it lets a target's machine decide (a standby's machine is given no input, as
 kopf's peering turns an outranked peer into a pause) and again right before each action's request goes out;
 it runs `round` every `every` when that is set, and turns the changes it returns into the log's
-`lease_acquired` / `lease_lost`, the metrics, and a takeover's recovery.
+`lease_acquired` / `lease_lost` / `lease_handed_over`, the metrics, and a takeover's recovery, after which it
+says `settled`: a lease just taken lets its holder act only from then on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Change:
-    """A lease a round took or lost: `lease_acquired` or `lease_lost`, and why."""
+    """A lease a round took, lost or handed over: `lease_acquired`, `lease_lost` or `lease_handed_over`, and why."""
 
     event: str
     target: str
@@ -46,6 +47,8 @@ class Peering(Protocol):
 
     def fenced(self, target: str) -> None: ...  # a write on the fence was refused: the lease is gone, act no more
 
+    def settled(self, target: str) -> None: ...  # a lease taken: its target resumed, so it may act for it now
+
     async def round(self, busy: Collection[str]) -> list[Change]: ...
 
     def retarget(self, targets: Sequence[str]) -> None: ...  # a reload's targets
@@ -70,6 +73,9 @@ class Sole:
         return None
 
     def fenced(self, target: str) -> None:
+        return None
+
+    def settled(self, target: str) -> None:
         return None
 
     async def round(self, busy: Collection[str]) -> list[Change]:

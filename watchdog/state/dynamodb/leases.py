@@ -43,6 +43,9 @@ class LeaseKeeper:
         self.look_every: timedelta | None = timedelta(seconds=lease / 20)
         self._items: dict[str, LeaseItem] = {}  # the leases as last read
         self._held: dict[str, Held] = {}
+        # The holds whose taking the runtime has settled (the incident resumed): only those may act, so that a
+        # target just taken is not acted on from what this watchdog knew before the dead holder's state was read.
+        self._settled: set[str] = set()
         self._holders: dict[str, str | None] = {}
         self._watches: dict[str, Watch] = {}
         self._beats: dict[str, Watch] = {}
@@ -56,7 +59,16 @@ class LeaseKeeper:
 
     def may_act(self, target: str) -> bool:
         """Whether this watchdog may act for `target` now (checked again right before each action)."""
-        return may_act(self._held.get(target), self._clock(), self._lease, self._margin)
+        return target in self._settled and may_act(self._held.get(target), self._clock(), self._lease, self._margin)
+
+    def settled(self, target: str) -> None:
+        """The runtime has resumed what the lease's last holder left of `target`: it may act for it now."""
+        if target in self._held:
+            self._settled.add(target)
+
+    def _drop(self, target: str) -> Held | None:
+        self._settled.discard(target)
+        return self._held.pop(target, None)
 
     def epoch(self, target: str) -> int | None:
         """The epoch it holds `target`'s lease at: what an intent's fence names."""
@@ -71,12 +83,14 @@ class LeaseKeeper:
         return (target, self.me, held.epoch) if held else None
 
     def fenced(self, target: str) -> None:
-        if self._held.pop(target, None) is not None:
+        if self._drop(target) is not None:
             self._unsaid.append(Change("lease_lost", target,
                                        "a write on its fence was refused: the lease is another's"))
 
     def retarget(self, targets: Sequence[str]) -> None:
         self._targets = list(targets)
+        for target in [t for t in self._held if t not in self._targets]:
+            self._drop(target)  # a target gone from the config is acted for no more; its lease expires
 
     async def release_all(self) -> list[str]:
         """At a clean stop, after the last write: every lease held handed over to the least loaded other live
@@ -84,6 +98,7 @@ class LeaseKeeper:
         later (a rolling upgrade, a reboot). A lease whose write fails is left to expire; this watchdog acts for
         nothing from the start of the call."""
         held, self._held = self._held, {}
+        self._settled.clear()
         load, _ = live(self.me, self._beats, self._items, self._watches, self._clock(), self._lease)
         given = []
         for target, h in sorted(held.items()):
@@ -98,20 +113,26 @@ class LeaseKeeper:
                 continue
         return given
 
-    def _read(self, items: dict[str, LeaseItem], now: float) -> dict[str, LeaseItem]:
+    def _read(self, every: dict[str, LeaseItem]) -> tuple[dict[str, LeaseItem], float]:
+        """The leases of this watchdog's targets as just read, watched from now: from after the read, never
+        before it, since a renewal may land while the Query is on its way and must not be seen as older than it
+        was sent (a holder stops acting a lease minus the margin after it sent its last renewal; a standby
+        takes a lease after watching it unchanged for a whole lease). A lease of a target this watchdog does not
+        know (a reload removed it here) is not its to watch, deal or judge anyone by."""
+        now = self._clock()
+        items = {t: every[t] for t in self._targets if t in every}
         self._items = items
+        self._watches = {t: observe(self._watches.get(t), items[t].version if t in items else None, now)
+                         for t in self._targets}
         for target in self._targets:
-            item = items.get(target)
-            self._holders[target] = item.holder if item else None
-            self._watches[target] = observe(self._watches.get(target), item.version if item else None, now)
-        return items
+            self._holders[target] = items[target].holder if target in items else None
+        return items, now
 
     async def look(self) -> bool:
         """Read every lease (one Query) and watch their versions: True when a round now would take one (stale on
         this clock, free and dealt to this watchdog, or handed over to it) or find one it holds lost, judged
         with the heartbeats of the last round."""
-        now = self._clock()
-        items = self._read(await self._table.leases(), now)
+        items, now = self._read(await self._table.leases())
         others, self._beats = live(self.me, self._beats, items, self._watches, now, self._lease)
         decisions = plan(self.me, self._targets, items, self._watches, self._held, now, self._lease, others)
         return any(isinstance(d, (Take, Lost)) for d in decisions.values())
@@ -130,18 +151,19 @@ class LeaseKeeper:
             raise
 
     async def _round(self, changes: list[Change], busy: Collection[str]) -> list[Change]:
-        now = self._clock()
-        for peer, (version, _) in (await self._table.peers()).items():
-            self._beats[peer] = observe(self._beats.get(peer), version, now)
-        items = self._read(await self._table.leases(), now)
+        beats = await self._table.peers()
+        read = self._clock()  # after the read (see _read)
+        for peer, (version, _) in beats.items():
+            self._beats[peer] = observe(self._beats.get(peer), version, read)
+        items, now = self._read(await self._table.leases())
         others, self._beats = live(self.me, self._beats, items, self._watches, now, self._lease)
         decisions = plan(self.me, self._targets, items, self._watches, self._held, now, self._lease, others, busy)
         for target, d in decisions.items():
             if isinstance(d, Lost):
-                del self._held[target]
+                self._drop(target)
                 changes.append(Change("lease_lost", target, d.why))
             elif isinstance(d, Handover):
-                del self._held[target]  # it stops acting before the write goes out
+                self._drop(target)  # it stops acting before the write goes out
         writes = [(t, d) for t, d in decisions.items() if isinstance(d, (Take, Renew, Handover))]
         # At once, not one after another: each is conditional on its own item, and a renewal that waited behind
         # the others would bring its holder closer to its self-fence.
@@ -156,12 +178,16 @@ class LeaseKeeper:
     async def _write(self, target: str, d: Take | Renew | Handover, item: LeaseItem | None) -> list[Change]:
         version, sent = self._version(), self._clock()  # its hold counts from when this write was sent
         if not await self._table.write_lease(target, self.me, d, version):
-            if self._held.pop(target, None) is not None:  # a renewal refused: somebody else holds it now
-                return [Change("lease_lost", target, "its renewal was refused: the lease moved")]
+            if self._drop(target) is not None or isinstance(d, Handover):  # somebody else holds it now
+                what = "renewal" if isinstance(d, Renew) else "handover"
+                return [Change("lease_lost", target, f"its {what} was refused: the lease moved")]
             return []
         if isinstance(d, Handover):
             self._holders[target] = d.to
-            return []
+            # Reported, so that the runtime stops whatever this watchdog had begun for it since the round began
+            return [Change("lease_handed_over", target, f"handed to {d.to} (beyond the fair share)")]
+        if isinstance(d, Take):
+            self._settled.discard(target)  # a new hold: it acts once the runtime has settled it
         self._held[target] = Held(d.epoch, version, sent)
         self._holders[target] = self.me
         return [self._took(target, item, d)] if isinstance(d, Take) else []
