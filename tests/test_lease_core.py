@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.core.lease import Handover, Held, LeaseItem, Lost, Renew, Take, Wait, Watch, live, may_act, observe, plan
+from watchdog.core.lease import (
+    Handover, Held, LeaseItem, Lost, Release, Renew, Take, Wait, Watch, farewell, live, may_act, observe, plan,
+)
 
 LEASE, MARGIN, STEP = 10.0, 2.0, 1.0
 DRIFT = 0.05  # a clock may run 5 % fast or slow: 0.5 s over a lease, inside the 2 s margin
@@ -270,3 +272,11 @@ def test_a_lease_dealt_to_one_that_never_takes_it_is_taken_by_anyone_a_lease_lat
     seen = {"t": Watch("v", 0.0)}
     assert isinstance(plan("w1", ["t"], stale, seen, {}, LEASE, LEASE, {"w0": 0})["t"], Wait)  # w0's to take
     assert plan("w1", ["t"], stale, seen, {}, 2 * LEASE, LEASE, {"w0": 0})["t"] == Take(5, "v")
+
+
+def test_a_clean_stop_hands_each_lease_to_the_least_loaded_in_turn_or_releases_it_with_nobody_left() -> None:
+    """w1 holds 1 and w2 holds 2: a's three leases go w1 (1), then w1/w2 tie at 2 (w1, the smaller id), then w2."""
+    held = {"c": 7, "a": 3, "b": 5}
+    assert farewell(held, {"w2": 2, "w1": 1}) == {"a": Handover(3, "w1"), "b": Handover(5, "w1"),
+                                                  "c": Handover(7, "w2")}
+    assert farewell(held, {}) == {"a": Release(3), "b": Release(5), "c": Release(7)}  # nobody to hand them to

@@ -161,6 +161,23 @@ def live(me: str, beats: Mapping[str, Watch], items: Mapping[str, LeaseItem], wa
     return loads, kept
 
 
+def least_loaded(load: Mapping[str, int], but: str | None = None) -> str | None:
+    """Who takes a lease: the least loaded (ties to the smaller id), `but` left out; None when there is nobody."""
+    return min((p for p in load if p != but), key=lambda peer: (load[peer], peer), default=None)
+
+
+def farewell(held: Mapping[str, int], others: Mapping[str, int]) -> dict[str, Handover | Release]:
+    """At a clean stop: each lease held (target -> its epoch) handed over, in the targets' order, to the least
+    loaded other live watchdog, counting each as it is handed; released when no other is live."""
+    load, out = dict(others), {}
+    for target, epoch in sorted(held.items()):
+        to = least_loaded(load)
+        out[target] = Release(epoch) if to is None else Handover(epoch, to)
+        if to is not None:
+            load[to] += 1
+    return out
+
+
 def plan(me: str, targets: Sequence[str], items: Mapping[str, LeaseItem], watches: Mapping[str, Watch],
          held: Mapping[str, Held], now: float, lease: float, others: Mapping[str, int],
          busy: Collection[str] = ()) -> dict[str, Decision]:
@@ -189,7 +206,7 @@ def plan(me: str, targets: Sequence[str], items: Mapping[str, LeaseItem], watche
             out[target] = Wait(f"held by {item.holder} (epoch {item.epoch}{handed})")
     load = {**others, me: sum(1 for d in out.values() if isinstance(d, (Renew, Take)))}
     for target in dealt:
-        taker = min(load, key=lambda peer: (load[peer], peer))
+        taker = least_loaded(load) or me
         load[taker] += 1
         item = items.get(target)
         if taker != me and not watches[target].stale(now, 2 * lease):
@@ -199,7 +216,7 @@ def plan(me: str, targets: Sequence[str], items: Mapping[str, LeaseItem], watche
             out[target] = Take(item.epoch + 1 if item else 1, item.version if item else None)
     fair = math.ceil(len(targets) / len(load))
     for target in sorted((t for t, d in out.items() if isinstance(d, Renew) and t not in busy), reverse=True):
-        to = min((p for p in load if p != me), key=lambda peer: (load[peer], peer), default=None)
+        to = least_loaded(load, but=me)
         if to is None or load[me] <= fair or load[me] - load[to] < 2:
             break  # even enough: never a lease passed back and forth between two that differ by one
         out[target] = Handover(items[target].epoch, to)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
 from watchdog.core.lease import (
-    Handover, Held, LeaseItem, Lost, Release, Renew, Take, Watch, live, may_act, observe, plan,
+    Handover, Held, LeaseItem, Lost, Renew, Take, Watch, farewell, live, may_act, observe, plan,
 )
 from watchdog.state.dynamodb.table import Table
 from watchdog.state.peering import Change
@@ -99,16 +99,12 @@ class LeaseKeeper:
         nothing from the start of the call."""
         held, self._held = self._held, {}
         self._settled.clear()
-        load, _ = live(self.me, self._beats, self._items, self._watches, self._clock(), self._lease)
+        others, _ = live(self.me, self._beats, self._items, self._watches, self._clock(), self._lease)
         given = []
-        for target, h in sorted(held.items()):
-            to = min(load, key=lambda peer: (load[peer], peer), default=None)
+        for target, d in farewell({t: h.epoch for t, h in held.items()}, others).items():
             try:
-                if await self._table.write_lease(target, self.me, Handover(h.epoch, to) if to else Release(h.epoch),
-                                                 self._version()):
+                if await self._table.write_lease(target, self.me, d, self._version()):
                     given.append(target)
-                    if to:
-                        load[to] += 1
             except Exception:  # unreachable table: the lease expires on its own
                 continue
         return given
