@@ -50,6 +50,7 @@ class RecordingProxy:
     upstream: str
     url: str = ""
     calls: list[dict[str, list[str]]] = field(default_factory=list)  # form of each GetMetricData call
+    sent: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)  # each GetMetricData call's body and headers
     script: list[Reply] = field(default_factory=list)  # in order; the last one repeats; empty forwards
     paginate: bool = False
     rewrite: Callable[[bytes], bytes] | None = None  # applied to moto's GetMetricData answers
@@ -68,6 +69,7 @@ class RecordingProxy:
         reply = FORWARD
         if gmd:
             self.calls.append(form)
+            self.sent.append((raw, dict(request.headers)))
             if self.script:
                 reply = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         await asyncio.sleep(reply.delay)

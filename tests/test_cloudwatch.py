@@ -244,12 +244,23 @@ async def test_pages_within_several_batches(proxy: RecordingProxy, moto_url: str
 # --- retries and failures ------------------------------------------------------------------
 
 
-async def _poll_once(proxy: RecordingProxy, moto_url: str, sleeps: Sleeps, **cfg: str | int) -> dict:
+# A source's first call goes through its client; the later ones are sent by DirectCalls (cloudwatch_request.py),
+# which must fail, retry and raise exactly as the client does: each failure is tried on both ways.
+WAYS = pytest.mark.parametrize("way", ["client", "direct"])
+
+
+async def _poll_once(proxy: RecordingProxy, moto_url: str, sleeps: Sleeps, way: str = "client", **cfg: str | int) -> dict:
     ns = f"Retry{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     put(moto_url, ns, [("Latency", minute(now) - 2 * MIN + timedelta(seconds=1), 42.0)])
     src = source(proxy.url, [Query("t/lat", rule("lat", ns))], sleep=sleeps, **cfg)
     async with started(src):
+        if way == "direct":  # a first poll answered in full, then the scripted one
+            script, proxy.script = proxy.script, []
+            await src.poll(now)
+            assert src._direct is not None and src._direct.learned
+            proxy.script = script
+            proxy.calls.clear()
         got = await src.poll(now)
     return {k: [v for _, v in pts] for k, pts in got.items()}
 
@@ -260,31 +271,34 @@ NGINX_502 = Reply(502, "<!DOCTYPE html>\n<html><head><title>502</title></head><b
 
 @pytest.mark.parametrize("bad", [aws_error("Throttling"), aws_error("ServiceUnavailable", 503), Reply(503), HTML_500, NGINX_502],
                          ids=["throttling", "503-xml", "503-empty", "html-500", "html-502-unparsable"])
-async def test_transient_errors_are_retried_then_succeed(proxy: RecordingProxy, moto_url: str, bad: Reply) -> None:
+@WAYS
+async def test_transient_errors_are_retried_then_succeed(proxy: RecordingProxy, moto_url: str, bad: Reply, way: str) -> None:
     proxy.script = [bad, bad, FORWARD]
     sleeps = Sleeps()
-    assert await _poll_once(proxy, moto_url, sleeps, attempts=3) == {"t/lat": [42.0]}
+    assert await _poll_once(proxy, moto_url, sleeps, way, attempts=3) == {"t/lat": [42.0]}
     assert len(proxy.calls) == 3
     assert len(sleeps.delays) == 2 and all(0 <= d <= 0.05 for d in sleeps.delays)
 
 
 @pytest.mark.parametrize("bad", [aws_error("Throttling"), Reply(503), HTML_500, NGINX_502],
                          ids=["throttling", "503-empty", "html-500", "html-502-unparsable"])
-async def test_transient_errors_exhaust_exactly_attempts(proxy: RecordingProxy, moto_url: str, bad: Reply) -> None:
+@WAYS
+async def test_transient_errors_exhaust_exactly_attempts(proxy: RecordingProxy, moto_url: str, bad: Reply, way: str) -> None:
     proxy.script = [bad]
     sleeps = Sleeps()
     with pytest.raises(SourceError, match="GetMetricData"):
-        await _poll_once(proxy, moto_url, sleeps, attempts=4)
+        await _poll_once(proxy, moto_url, sleeps, way, attempts=4)
     # botocore's own retries are off: exactly `attempts` requests, not attempts x botocore's
     assert len(proxy.calls) == 4
     assert len(sleeps.delays) == 3 and all(0 <= d <= 0.05 for d in sleeps.delays)
 
 
-async def test_backoff_stays_bounded_by_max_backoff(proxy: RecordingProxy, moto_url: str) -> None:
+@WAYS
+async def test_backoff_stays_bounded_by_max_backoff(proxy: RecordingProxy, moto_url: str, way: str) -> None:
     proxy.script = [aws_error("Throttling")]
     sleeps = Sleeps()
     with pytest.raises(SourceError, match="Throttling"):
-        await _poll_once(proxy, moto_url, sleeps, attempts=12, max_backoff="30ms")
+        await _poll_once(proxy, moto_url, sleeps, way, attempts=12, max_backoff="30ms")
     assert len(proxy.calls) == 12 and len(sleeps.delays) == 11
     # The one backoff of every retry (retrying.backoff): doubling from 10 ms to the 30 ms cap, equal jitter.
     for failures, d in enumerate(sleeps.delays, start=1):
@@ -293,18 +307,20 @@ async def test_backoff_stays_bounded_by_max_backoff(proxy: RecordingProxy, moto_
 
 
 @pytest.mark.parametrize(("code", "status"), [("ValidationError", 400), ("AccessDenied", 403), ("InvalidClientTokenId", 403)])
-async def test_non_retryable_errors_fail_after_one_call(proxy: RecordingProxy, moto_url: str, code: str, status: int) -> None:
+@WAYS
+async def test_non_retryable_errors_fail_after_one_call(proxy: RecordingProxy, moto_url: str, code: str, status: int, way: str) -> None:
     proxy.script = [aws_error(code, status)]
     sleeps = Sleeps()
     with pytest.raises(SourceError, match=code):
-        await _poll_once(proxy, moto_url, sleeps, attempts=5)
+        await _poll_once(proxy, moto_url, sleeps, way, attempts=5)
     assert len(proxy.calls) == 1 and sleeps.delays == []
 
 
-async def test_read_timeout_is_retried(proxy: RecordingProxy, moto_url: str) -> None:
+@WAYS
+async def test_read_timeout_is_retried(proxy: RecordingProxy, moto_url: str, way: str) -> None:
     proxy.script = [Reply(delay=0.5), FORWARD]
     sleeps = Sleeps()
-    assert await _poll_once(proxy, moto_url, sleeps, attempts=2, timeout="200ms") == {"t/lat": [42.0]}
+    assert await _poll_once(proxy, moto_url, sleeps, way, attempts=2, timeout="200ms") == {"t/lat": [42.0]}
     assert len(proxy.calls) == 2 and len(sleeps.delays) == 1
 
 
@@ -469,7 +485,8 @@ def test_the_fast_timestamp_parser_agrees_with_botocore() -> None:
 
 async def test_requests_are_signed_right_with_the_queries_encoded_once(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """moto checking signatures (INITIAL_NO_AUTH_ACTION_COUNT: the first 3 calls set up a user) accepts the
-    daemon's two 500+ query calls signed with that user's keys, and refuses them under a wrong secret."""
+    daemon's two 500+ query calls signed with that user's keys, sent by the client and then directly
+    (DirectCalls), and refuses them under a wrong secret either way."""
     async with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="3") as url:
         iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1")
         iam.create_user(UserName="watchdog")
@@ -480,19 +497,25 @@ async def test_requests_are_signed_right_with_the_queries_encoded_once(aws_env: 
         key = iam.create_access_key(UserName="watchdog")["AccessKey"]
         qs = [Query(f"t/r{i}", rule(f"r{i}", "Signed é", metric=f"M {i}&x")) for i in range(600)]
 
-        async def poll(secret: str) -> object:
+        async def poll(secret: str) -> list[object]:
+            """Two polls: the first's calls through the client, the second's sent by DirectCalls."""
             monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
             src = source(url, qs, attempts=1)
             await src.start()
+            out: list[object] = []
             try:
-                return await src.poll(datetime.now(UTC))
-            except SourceError as exc:
-                return exc
+                for _ in range(2):
+                    try:
+                        out.append(await src.poll(datetime.now(UTC)))
+                    except SourceError as exc:
+                        out.append(exc)
+                assert src._direct is not None and src._direct.learned
+                return out
             finally:
                 await src.close()
 
-        got = await poll(key["SecretAccessKey"])
-        assert isinstance(got, dict) and len(got) == 600, got
-        refused = await poll(key["SecretAccessKey"] + "x")
-        assert isinstance(refused, SourceError) and "SignatureDoesNotMatch" in str(refused), refused
+        for got in await poll(key["SecretAccessKey"]):
+            assert isinstance(got, dict) and len(got) == 600, got
+        for refused in await poll(key["SecretAccessKey"] + "x"):
+            assert isinstance(refused, SourceError) and "SignatureDoesNotMatch" in str(refused), refused

@@ -145,11 +145,24 @@ def test_a_batch_encoded_once_is_the_body_botocore_sends(drawn: list[tuple[str, 
 
 async def test_the_source_sends_botocores_bodies_and_moto_answers_them_alike(own_moto_url: str,
                                                                            aws_env: dict[str, str]) -> None:
-    """The daemon's source (its batches encoded once) and the same source with a client of botocore's alone poll
-    the same 501 queries, whole and paged (a NextToken call): the bytes each sends, as signed, are the same, and so
-    are moto's answers. The batches' encoded fields were made once and reused (no other path fills them)."""
+    """The daemon's source (its batches encoded once, its calls after the first sent by DirectCalls) and the same
+    source with a client of botocore's alone poll the same 501 queries, whole and paged (a NextToken call): the
+    bytes each sends, as signed, are the same, with the same headers (but for the date, the signature and the
+    invocation id, which are each call's own), and so are moto's answers. The batches' encoded fields were made
+    once and reused (no other path fills them); only the first call went through the client."""
     async with running_proxy(own_moto_url) as proxy:  # moto's GetMetricData scans all it holds: a server of its own
         await _same_bodies(proxy, own_moto_url)
+
+
+_PER_CALL = {"authorization", "x-amz-date", "amz-sdk-invocation-id"}
+
+
+def _scheme(authorization: str) -> tuple[str, list[str], str]:
+    """A SigV4 Authorization header without what is each call's own (its day and its signature)."""
+    algorithm, _, fields = authorization.partition(" ")
+    parts = dict(f.strip().split("=", 1) for f in fields.split(","))
+    key, _day, *scope = parts["Credential"].split("/")
+    return algorithm, [key, *scope], parts["SignedHeaders"]
 
 
 async def _same_bodies(proxy: RecordingProxy, moto_url: str) -> None:
@@ -158,25 +171,37 @@ async def _same_bodies(proxy: RecordingProxy, moto_url: str) -> None:
     put(moto_url, ns, [("Latency é&=+", minute(now) - 2 * MIN + timedelta(seconds=3), 5.0)], service=f"{ns} ü/?#%")
     queries = [Query(f"t/r{i}", rule(f"r{i}", ns, metric="Latency é&=+", service=f"{ns} ü/?#%" if i == 0 else f"{ns}-{i}"))
                for i in range(501)]
-    sent: dict[str, list[bytes]] = {"ours": [], "theirs": []}
+    sent: dict[str, list[tuple[bytes, dict[str, str]]]] = {"ours": [], "theirs": []}
+    through_client: dict[str, int] = {"ours": 0, "theirs": 0}
     async with AsyncExitStack() as stack:
         plain = await aws_client(stack, "cloudwatch", "us-east-1", AwsSection(region="us-east-1", endpoint_url=proxy.url),
                                  timedelta(seconds=30), validate=False, timestamps=fast_timestamp)
         ours, theirs = _source(proxy.url, queries), _source(proxy.url, queries, client=plain)
         async with started(ours), started(theirs):
             for name, src in (("ours", ours), ("theirs", theirs)):
-                src._client.meta.events.register(  # the prepared request, as signed and sent
-                    "before-send.cloudwatch.GetMetricData", lambda request, into=sent[name], **_: into.append(request.body))
+                def count(into: str = name, **_: Any) -> None:
+                    through_client[into] += 1
+                src._client.meta.events.register("before-send.cloudwatch.GetMetricData", count)
             answers = []
             for paginate in (False, True, False):
                 proxy.paginate = paginate
                 got = []
-                for src in (ours, theirs):
+                for name, src in (("ours", ours), ("theirs", theirs)):
                     proxy.calls.clear()  # the proxy's page token names the call's number: the same for both
+                    proxy.sent.clear()
                     got.append(await src.poll(now))
+                    sent[name] += proxy.sent
                 answers.append(tuple(got))
-    assert [len(b) for b in sent["ours"]] == [len(b) for b in sent["theirs"]] and len(sent["ours"]) == 2 + 4 + 2
-    assert sent["ours"] == sent["theirs"]
+    assert through_client == {"ours": 1, "theirs": 8}
+    assert [len(b) for b, _ in sent["ours"]] == [len(b) for b, _ in sent["theirs"]] and len(sent["ours"]) == 2 + 4 + 2
+    assert [b for b, _ in sent["ours"]] == [b for b, _ in sent["theirs"]]
+    for (_, mine), (_, theirs_) in zip(sent["ours"], sent["theirs"]):
+        assert {k: v for k, v in mine.items() if k.lower() not in _PER_CALL} == \
+            {k: v for k, v in theirs_.items() if k.lower() not in _PER_CALL}
+        assert set(mine) == set(theirs_)
+        assert _scheme(mine["Authorization"]) == _scheme(theirs_["Authorization"])  # key, region, service, headers
+    ids = [h["amz-sdk-invocation-id"] for _, h in sent["ours"]]
+    assert len(set(ids)) == len(ids)  # each call its own, as botocore makes them
     assert all(a == b for a, b in answers) and [v for _, v in answers[0][0]["t/r0"]] == [5.0]
     batches = [b for _, bs in ours._reads.values() for b in bs]
     assert [len(b) for b in batches] == [500, 1] and all(isinstance(b, Batch) and b.form for b in batches)

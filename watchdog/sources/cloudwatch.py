@@ -23,7 +23,7 @@ from watchdog.core.cost import Usage
 from watchdog.core.rules import EPOCH, Datapoint, evaluation_range
 from watchdog.sources.aws import AwsSource
 from watchdog.sources.base import Query, SourceError
-from watchdog.sources.cloudwatch_request import Batch, encode_queries_once
+from watchdog.sources.cloudwatch_request import Batch, DirectCalls, encode_queries_once
 from watchdog.sources.cloudwatch_config import (
     CloudWatchReads,
     CloudWatchSource,
@@ -209,6 +209,7 @@ class CloudWatch(AwsSource):
                 self._min_samples[s.index] = r.min_samples
         self._ids.update(self._counts)
         self._reads: dict[Any, tuple[Window, list[list[dict[str, Any]]]]] = {}  # per Due.key
+        self._direct: DirectCalls | None = None  # with the client this source opens (_open)
         # The last fetch's buckets answered with NaN (or an infinity) per rule, and which: left out of its
         # answer as missing datapoints, and kept here for the replay to say how many.
         self.not_numbers: dict[str, list[tuple[datetime, str]]] = {}
@@ -227,7 +228,17 @@ class CloudWatch(AwsSource):
         # Each batch's queries encoded once, botocore serializing only the times and the token: a 1 000-rule
         # poll's request bodies 18.5 -> 0.3 ms of CPU (bench.requestbench; cloudwatch_request.py).
         encode_queries_once(client)
+        # And sent without the client's per-call machinery once its first call has shown how: a 1 000-rule poll's
+        # CPU beyond the answers' scan XX -> YY ms (bench/README.md; cloudwatch_request.py DirectCalls).
+        self._direct = DirectCalls(client)
         return client
+
+    async def close(self) -> None:
+        await super().close()
+        self._direct = None
+
+    def _caller(self) -> Any:
+        return self._direct or self._client
 
     def _trying(self, kwargs: Mapping[str, Any]) -> None:
         super()._trying(kwargs)

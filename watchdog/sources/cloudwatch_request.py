@@ -8,15 +8,23 @@ EndTime, ScanBy, NextToken), and the body is the three encoded parts joined, byt
 the same serializer makes every field and the same urlencode (botocore's own request preparer) encodes them, in
 botocore's order (Action, Version, then the parameters as given, the queries first). SigV4 signs that body as it
 signs any other. tests/test_cloudwatch_client.py compares the bodies over generated queries.
+
+`DirectCalls` then sends a batch's later calls without the client's per-call machinery (events, endpoint rules,
+the user agent built anew, the signer's choice): half of a 500-query call's CPU beyond reading its answer (bench/README.md).
+It learns from the client's own first call where it went, with which headers and under which signature scheme; a
+later call is that request again, with its new body, signed by botocore's SigV4Auth with the client's credentials,
+sent by the client's own HTTP session (its proxies, TLS and timeouts), its answer read by the client's own parser,
+an error raised as the client raises it. Anything it did not learn goes through the client.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Batch", "EncodedQueries", "encode_queries_once"]
+__all__ = ["Batch", "DirectCalls", "EncodedQueries", "encode_queries_once"]
 
 QUERIES = "MetricDataQueries"
 
@@ -65,3 +73,85 @@ def encode_queries_once(client: Any) -> None:
     """Has `client` encode each Batch's queries once. botocore offers no event to replace how a call is
     serialized, so the client's serializer is wrapped where the client keeps it."""
     client._serializer = EncodedQueries(client._serializer)
+
+
+# What changes from one call to the next: set anew for each (the length by the HTTP session).
+_PER_CALL = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "amz-sdk-invocation-id", "content-length"})
+_SIGV4 = "AWS4-HMAC-SHA256 "
+
+
+class _Learned(NamedTuple):
+    url: str
+    signed: tuple[tuple[str, str], ...]  # the headers the client signed (but the date), set before signing
+    unsigned: tuple[tuple[str, str], ...]  # those it added after (the SDK's own), set after
+    region: str
+    service: str
+    invocation_id: bool  # the client sends one (a fresh one per call, unsigned)
+
+
+def _text(value: str | bytes) -> str:
+    """A header's value, as botocore's signer leaves it (bytes) or as it was set (str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class DirectCalls:
+    """GetMetricData of a Batch sent as the client sent its first (see the module's docstring)."""
+
+    OPERATION = "GetMetricData"
+
+    def __init__(self, client: Any) -> None:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        self._client = client
+        self._sign, self._request = SigV4Auth, AWSRequest
+        self._model = client.meta.service_model.operation_model(self.OPERATION)
+        self._learned: _Learned | None = None
+        self._parser: Any = None
+        service_id = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-send.{service_id}.{self.OPERATION}", self._learn)
+
+    @property
+    def learned(self) -> bool:
+        """Whether a Batch's calls are sent directly now."""
+        return self._learned is not None
+
+    def _learn(self, request: Any, **_: Any) -> None:
+        """The client's request, as signed and about to go (botocore's before-send event; None: it goes)."""
+        if self._learned is not None:
+            return
+        auth = _text(request.headers.get("Authorization", ""))
+        fields = dict(f.strip().partition("=")[::2] for f in auth[len(_SIGV4):].split(","))
+        scope, signed = fields.get("Credential", "").split("/"), set(fields.get("SignedHeaders", "").split(";"))
+        if not auth.startswith(_SIGV4) or len(scope) != 5 or scope[4] != "aws4_request":
+            return  # another signature scheme: every call stays the client's
+        kept = [(k, _text(v)) for k, v in request.headers.items() if k.lower() not in _PER_CALL]
+        self._learned = _Learned(request.url, tuple((k, v) for k, v in kept if k.lower() in signed),
+                                 tuple((k, v) for k, v in kept if k.lower() not in signed), scope[2], scope[3],
+                                 "amz-sdk-invocation-id" in {k.lower() for k in request.headers})
+        self._parser = self._client._endpoint._response_parser_factory.create_parser(
+            self._client.meta.service_model.metadata["protocol"])
+
+    async def get_metric_data(self, **params: Any) -> dict[str, Any]:
+        learned, client = self._learned, self._client
+        credentials = client._request_signer._credentials
+        if learned is None or credentials is None or not isinstance(params.get(QUERIES), Batch):
+            answer: dict[str, Any] = await client.get_metric_data(**params)
+            return answer
+        body = client._serializer.serialize_to_request(params, self._model)["body"]
+        if not isinstance(body, str):  # not encoded as a Batch (EncodedQueries): botocore's own fields
+            answer = await client.get_metric_data(**params)
+            return answer
+        request = self._request("POST", learned.url, data=body.encode(), headers=dict(learned.signed))
+        self._sign(await credentials.get_frozen_credentials(), learned.service, learned.region).add_auth(request)
+        for name, value in learned.unsigned:  # as botocore adds them: after signing
+            request.headers[name] = value
+        if learned.invocation_id:
+            request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        http = await client._endpoint.http_session.send(request.prepare())
+        parsed: dict[str, Any] = await self._parser.parse(
+            {"headers": http.headers, "status_code": http.status_code, "body": await http.content,
+             "context": {"operation_name": self.OPERATION}}, self._model.output_shape)
+        if http.status_code >= 300:  # as the client raises it (aiobotocore client._make_api_call)
+            raise client.exceptions.from_code(parsed.get("Error", {}).get("Code"))(parsed, self.OPERATION)
+        return parsed
