@@ -228,8 +228,8 @@ class CloudWatch(AwsSource):
         # Each batch's queries encoded once, botocore serializing only the times and the token: a 1 000-rule
         # poll's request bodies 18.5 -> 0.3 ms of CPU (bench.requestbench; cloudwatch_request.py).
         encode_queries_once(client)
-        # And sent without the client's per-call machinery once its first call has shown how: a 1 000-rule poll's
-        # CPU beyond the answers' scan XX -> YY ms (bench/README.md; cloudwatch_request.py DirectCalls).
+        # And sent without the client's per-call machinery once its first call has shown how: the daemon's CPU in a
+        # 1 000-rule poll's two calls, beyond the answers' scan, about 9 -> 6 ms (bench/README.md, BENCH_PHASES).
         self._direct = DirectCalls(client)
         return client
 
