@@ -24,8 +24,9 @@ while a poll is under way, the main thread; the first two polls, start-up's one-
 exit: `python -m pstats FILE.<pid>`.
 
 BENCH_PHASES names a file (`.<pid>` added) where each poll appends its thread CPU by phase, in seconds:
-`<request> <scan> <source_ok> <board.evaluate> <observe> <other>` (the request path beyond the scan; the
-answers' scan; storing them; judging the rules; the executors; the rest of the poll, the rule gauges among it).
+`<request> <scan> <source_ok> <board.evaluate> <observe> <other> <kernel>` (the request path beyond the scan;
+the answers' scan; storing them; judging the rules; the executors; the rest of the poll, the rule gauges among
+it; and apart, how much of the whole was the kernel's, from getrusage: sockets, mostly).
 Each phase's clock reads cost about a microsecond, a few per call of 500 queries and per target, not per rule.
 
 The daemon's CloudWatch client parses GetMetricData's answers with
@@ -38,6 +39,7 @@ import atexit
 import cProfile
 import gc
 import os
+import resource
 import sys
 import time
 from datetime import datetime
@@ -130,13 +132,14 @@ def phases(path: str) -> None:
     async def poll(self: rtmod.Runtime, name: str, due: datetime) -> None:
         for k in spent:
             spent[k] = 0.0
-        c0 = time.thread_time()
+        c0, s0 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_stime
         await original(self, name, due)
         total = time.thread_time() - c0
+        kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime - s0
         spent["request"] -= spent["scan"]
         other = total - sum(spent.values())
         with open(path, "a") as fh:
-            fh.write(" ".join(f"{spent[k]:.6f}" for k in PHASES) + f" {other:.6f}\n")
+            fh.write(" ".join(f"{spent[k]:.6f}" for k in PHASES) + f" {other:.6f} {kernel:.6f}\n")
 
     rtmod.Runtime.poll = poll  # type: ignore[method-assign]
 

@@ -24,10 +24,9 @@ from itertools import repeat
 from typing import NamedTuple
 
 from watchdog.config.types import Threshold
+from watchdog.core.series import Datapoint as Datapoint, Series, Value as Value  # defined with Series, named here too
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-Value = float | bool
-Datapoint = tuple[datetime, Value]
 
 
 class RuleState(StrEnum):
@@ -185,12 +184,21 @@ def columns(spec: RuleSpec, points: Sequence[Datapoint], edges: Sequence[datetim
     # and numbers against a number are compared in C (timeit, CPU: N = 3 1.4 µs either way, N = 10 2.6 -> 2.1,
     # N = 60 13 -> 7). Anything else (a gap, two points in a bucket, an unordered answer, booleans, `since`)
     # is placed point by point below.
-    m = len(points)
-    if since is None and limit.__class__ is not bool and (m == n or m == n + 1 and points[n][0] >= edges[n]):
-        # Both columns in one C call, not a slice and a map each: 1.45 -> 1.27 µs a call at N = 3 (timeit, CPU).
-        times, one_each = zip(*points[:n]) if m > n else zip(*points)
-        if times == edges[:n] and NUMBER_KINDS.issuperset(map(type, one_each)):
-            return one_each, tuple(map(compare, one_each, repeat(limit)))
+    if since is None and limit.__class__ is not bool:
+        if points.__class__ is Series:  # the columns as the answer came (core/series.py): 1.31 -> 1.12 µs a call
+            at, of = points.times, points.values
+            m = len(of)
+            if m == n or m == n + 1 and at[n] >= edges[n]:
+                times, one_each = tuple(at[:n]), tuple(of[:n])
+                if times == edges[:n] and NUMBER_KINDS.issuperset(map(type, one_each)):
+                    return one_each, tuple(map(compare, one_each, repeat(limit)))
+        else:
+            m = len(points)
+            if m == n or m == n + 1 and points[n][0] >= edges[n]:
+                # Both columns in one C call, not a slice and a map each: 1.45 -> 1.27 µs a call at N = 3 (timeit).
+                times, one_each = zip(*points[:n]) if m > n else zip(*points)
+                if times == edges[:n] and NUMBER_KINDS.issuperset(map(type, one_each)):
+                    return one_each, tuple(map(compare, one_each, repeat(limit)))
     newest_ts: list[datetime | None] = [None] * (n + 2)  # slots 0 and n+1: before and after the range
     newest_v: list[Value | None] = [None] * (n + 2)
     for ts, value in points:

@@ -263,7 +263,7 @@ class CloudWatch(AwsSource):
         self.plan.read(due, now)
         return out
 
-    async def _read(self, due: Due, now: datetime) -> dict[str, list[Datapoint]]:
+    async def _read(self, due: Due, now: datetime) -> dict[str, Sequence[Datapoint]]:
         if not due.shared:
             return {}
         known = self._reads.get(due.key)
@@ -275,19 +275,19 @@ class CloudWatch(AwsSource):
         window, batches = known
         return await self._fetch(batches, due.shared, *window.at(now))
 
-    async def fetch(self, start: datetime, end: datetime) -> dict[str, list[Datapoint]]:
+    async def fetch(self, start: datetime, end: datetime) -> dict[str, Sequence[Datapoint]]:
         """Every query's datapoints in [start, end): a window of history (replay)."""
         shared = self.plan.shared
         return await self._fetch([Batch(b) for b in pack(self._sent)], shared, start, end)
 
     async def _fetch(self, batches: Sequence[Sequence[dict[str, Any]]], due: Sequence[Shared], start: datetime,
-                     end: datetime) -> dict[str, list[Datapoint]]:
+                     end: datetime) -> dict[str, Sequence[Datapoint]]:
         """The datapoints of the queries in `batches` (those of `due`), answered to every rule asking them."""
         from watchdog.sources.cloudwatch_parse import results_of  # loaded with the client (see _open)
 
         ids, counts, shared = self._ids, self._counts, self.plan.shared
-        got: dict[int, list[Datapoint]] = {s.index: [] for s in due}
-        samples: dict[int, list[Datapoint]] = {k: [] for k in self._min_samples if k in got}
+        got: dict[int, Sequence[Datapoint]] = {s.index: () for s in due}
+        samples: dict[int, Sequence[Datapoint]] = {k: () for k in self._min_samples if k in got}
         odd: dict[int, list[tuple[datetime, str]]] = {}
         paged = False
         for batch in batches:
@@ -303,15 +303,13 @@ class CloudWatch(AwsSource):
                     if status != "Complete":
                         _check_complete(shared[k].first.key, status, bool(token))
                     into = samples if qid in counts else got
-                    if finite:  # the hot path at a thousand rules: the parser's list itself, no Python loop
-                        if into[k]:
-                            into[k].extend(pairs)
-                        else:
-                            into[k] = pairs
+                    if finite:  # the hot path at a thousand rules: the parser's points themselves (a Series)
+                        into[k] = [*into[k], *pairs] if into[k] else pairs  # a later page's joined (rare)
                         continue
+                    kept = into[k] = list(into[k])
                     for ts, value in pairs:
                         if math.isfinite(value):
-                            into[k].append((ts, value))
+                            kept.append((ts, value))
                         elif into is got:  # NaN is no value: a missing datapoint, as Prometheus' NaN is
                             odd.setdefault(k, []).append((ts, "NaN" if value != value else "infinite"))
                 if not token:
@@ -321,7 +319,7 @@ class CloudWatch(AwsSource):
                 raise SourceError(f"GetMetricData: still paging after {MAX_PAGES_PER_BATCH} pages")
         for k, points in got.items():
             if paged:  # ScanBy=TimestampAscending: one page's points are in order; pages may interleave
-                points.sort(key=itemgetter(0))
+                points = got[k] = sorted(points, key=itemgetter(0))
             if k in samples:
                 got[k] = enough_samples(points, samples[k], self._min_samples[k])
         # One list per query, shared by the rules asking it: nothing downstream changes a poll's points.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from math import isfinite
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,11 +34,14 @@ from aiobotocore.parsers import AioQueryParser, AioResponseParserFactory
 from botocore.model import Shape
 from botocore.parsers import QueryParser
 
+from watchdog.core.series import Series
+
 __all__ = ["POINTS", "NotCanonical", "ParserFactory", "Result", "as_points", "parse", "results_of", "scan"]
 
 Timestamps = Callable[[str], datetime]
-# One result read into its datapoints: Id, StatusCode, (time, value) pairs, and whether every value is finite.
-Result = tuple[str | None, str | None, list[tuple[datetime, float]], bool]
+# One result read into its datapoints: Id, StatusCode, (time, value) pairs (a Series when they pair up one for one,
+# as they do in every answer AWS sends), and whether every value is finite.
+Result = tuple[str | None, str | None, Sequence[tuple[datetime, float]], bool]
 POINTS = "Points"  # the answer's key for its `Result`s, in place of MetricDataResults
 
 _W = "[ \t\n]*"  # XML's whitespace between tags (a carriage return never reaches the tokenizer: see _UNSURE)
@@ -147,17 +150,19 @@ def scan(body: bytes, timestamps: Timestamps, points: bool = False) -> dict[str,
                         known = times.known
                         while whole is not None:
                             if points:
-                                # A result's fields inline, its Values split in C at their tags (a text that is not
-                                # one number fails float(), and botocore reads the answer), its times found once per
-                                # answer, finite when their sum is (an overflow only sends it the slow way): two
+                                # A result's fields inline, its Values split in C at their tags, its times found once
+                                # per answer, finite when their sum is (an overflow only sends it the slow way): two
                                 # answers of 500 results, 6 points each, 5.5 -> 4.7 ms.
-                                members, stamps = whole[4], whole[3]
-                                if members and members[:8] == "<member>" and members[-9:] == "</member>":
-                                    values = list(map(float, members[8:-9].split("</member><member>")))
-                                else:
-                                    values = _numbers(members or "")
-                                at = known.get(stamps) if stamps else None
-                                add((whole[1], whole[5], list(zip(at or shared(stamps or ""), values)),
+                                members, stamps = whole[4] or "", whole[3]
+                                try:  # a piece holding a tag (whitespace between members) fails float(): read slowly
+                                    values = list(map(float, members[8:-9].split("</member><member>"))) \
+                                        if members else []
+                                except ValueError:
+                                    values = _numbers(members)
+                                at = (known.get(stamps) if stamps else None) or shared(stamps or "")
+                                # As two columns, no tuple per datapoint (core/series.py): the two answers 3.56 -> 3.21 ms
+                                add((whole[1], whole[5],
+                                     Series(at, values) if len(at) == len(values) else list(zip(at, values)),
                                      isfinite(sum(values))))
                             else:
                                 add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),
