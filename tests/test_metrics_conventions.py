@@ -24,7 +24,7 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
         if "timestamp" in fam.name:
             assert fam.name.endswith("_seconds"), fam.name
     # Touch every labelled metric, then look at the label names of every sample.
-    m.rule_series.record("t", "r", "performance", 1, 2.5)
+    m.rule_series.read_from(lambda: [("t", "r", "performance", 1, 2.5)])
     m.rollbacks.labels("t", "1", "succeeded").inc()
     m.notifications.labels("slack", "sent").inc()
     m.source_poll_duration.labels("cw").observe(0.1)
@@ -34,17 +34,17 @@ def test_every_metric_has_help_a_known_type_and_only_bounded_labels() -> None:
             assert not extra, f"{sample.name} carries unbounded-looking labels {extra}"
 
 
-def test_rule_series_keeps_one_series_per_rule_when_its_category_changes() -> None:
-    """A reload may change a rule's category while a poll is evaluating it: the old series goes at once."""
+def test_rule_series_show_the_rules_judged_now_and_nothing_kept_from_before() -> None:
+    """A scrape shows the rules as the reader gives them now (the board, after a reload the new one): a rule whose
+    category a reload changed has one series, under its new category, and a value only while it has one."""
     m = Metrics()
-    series = m.rule_series
-    series.keep({("web", "r", "cost")})
-    series.record("web", "r", "cost", 1, 5.0)
-    series.record("web", "r", "security", 0, 4.0)
-    series.keep({("web", "r", "security")})
+    judged = [("web", "r", "cost", 1, 5.0)]
+    m.rule_series.read_from(lambda: judged)
+    assert m.registry.get_sample_value("watchdog_rule_state", {"target": "web", "rule": "r", "category": "cost"}) == 1
+    judged = [("web", "r", "security", 0, 4.0)]
     got = [(s.labels["category"], s.value) for f in m.registry.collect() for s in f.samples
            if s.name == "watchdog_rule_state"]
     assert got == [("security", 0.0)]
     assert m.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "r"}) == 4.0
-    series.record("web", "r", "security", 2, None)
+    judged = [("web", "r", "security", 2, None)]
     assert m.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "r"}) is None

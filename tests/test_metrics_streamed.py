@@ -36,10 +36,9 @@ async def app(tmp_path: Path, aws_env: dict[str, str]) -> AsyncIterator[App]:
                                 watchdog={"http_idle_timeout": f"{int(IDLE_TIMEOUT * 1000)}ms"}))
     app = await App.create(cfg, schedule=False)
     await app.start()
-    series = app.runtime.metrics.rule_series
-    series.keep({(f"target-{i % 7}", f"rule-{i:05d}", "performance") for i in range(RULES)})
-    for i in range(0, RULES, 2):
-        series.record(f"target-{i % 7}", f"rule-{i:05d}", "performance", i % 3, i * 1.5)
+    judged = [(f"target-{i % 7}", f"rule-{i:05d}", "performance", i % 3 if i % 2 == 0 else 2,
+               i * 1.5 if i % 2 == 0 else None) for i in range(RULES)]  # as a board of RULES rules would say
+    app.runtime.metrics.rule_series.read_from(lambda: judged)
     try:
         yield app
     finally:
@@ -90,9 +89,8 @@ async def test_a_reader_that_stops_taking_the_page_is_cut_off_at_the_idle_timeou
     room. It is closed once a part has waited the idle timeout, as an answered connection would be. The page
     is made larger than what the kernel takes in on both ends (its send buffer grows to 4 MiB here)."""
     guard = app.http.guard
-    series = app.runtime.metrics.rule_series
-    for i in range(60_000):
-        series.record("big", f"rule-{i:05d}", "performance", 0, float(i))
+    big = [("big", f"rule-{i:05d}", "performance", 0, float(i)) for i in range(60_000)]
+    app.runtime.metrics.rule_series.read_from(lambda: big)
     assert len(generate_latest(app.runtime.metrics.registry)) > 6 * 2**20
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

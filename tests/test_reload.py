@@ -154,8 +154,12 @@ async def test_reload_drops_the_series_of_removed_rules_and_targets(tmp_path, ad
                            schedule=False)
     await app.start()
     try:
-        app.runtime.rule_series.record("web", "leak", "security", 1, 1.0)  # as an evaluation would
-        assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 1.0
+        now = app.runtime.clock.now()
+        app.runtime.board.source_ok("c", {"web/leak": [(now, False)]}, now)  # the leak breaches ("== false")
+        app.runtime.board.evaluate("web", now)
+        assert app.runtime.metrics.registry.get_sample_value(
+            "watchdog_rule_state", {"target": "web", "rule": "leak", "category": "security"}) == 1
+        assert app.runtime.metrics.registry.get_sample_value("watchdog_rule_value", {"target": "web", "rule": "leak"}) == 0.0
         await app.reload(cfg(("web", [field_rule("gdpr"), field_rule("fresh"), field_rule("cost2", "cost")]),
                              ("new", [field_rule("cost", "performance")])))
         got = series(app)

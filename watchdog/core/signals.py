@@ -11,9 +11,8 @@ used. The status page draws it; the replay collects the transitions from it.
 
 from __future__ import annotations
 
-import math
 from array import array
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from datetime import datetime, timedelta, timezone
@@ -31,7 +30,6 @@ from watchdog.core.rules import (
     NUMBER_KINDS,
     RuleSpec,
     RuleState,
-    Value,
     change_points,
     columns,
     decide,
@@ -244,13 +242,18 @@ class SignalBoard:
         for key, slot in self.slots.items():
             self._keys_of_source[slot.rule.source].append(key)
         self._sources_of_target = {t.name: sorted({r.source for r in t.rules}) for t in cfg.targets}
-        self._categories = {t.name: {r.name: r.category for r in t.rules} for t in cfg.targets}
         # Per source, the targets its last answer gave a breaching newest reading: judged first (urgent_first).
         self._stirred: dict[str, set[str]] = {}
 
-    def categories(self, target: str) -> Mapping[str, str]:
-        """Each rule of `target` by name, and its category (what its metric series are labelled with)."""
-        return self._categories.get(target, {})
+    def judgements(self) -> Iterator[tuple[str, str, str, int, float | None]]:
+        """Each rule's last judgement as its metric series show it (support/metrics.py RuleSeries reads them when
+        scraped): target, rule, category, state (0 ok, 1 alarm, 2 insufficient_data), the newest value judged
+        (None: none; a boolean as 0 or 1). The slots are never added nor removed once built (a reload builds a
+        new board), so a scrape's thread may walk them while the loop judges."""
+        for slot in self.slots.values():
+            rule, ev = slot.rule, slot.evaluation
+            yield slot.target, rule.name, rule.category, slot.state.number, \
+                None if ev is None or ev.value is None else float(ev.value)
 
     def queries(self, source: str) -> list[Query]:
         return [Query(k, self.slots[k].rule) for k in self._keys_of_source.get(source, ())]

@@ -25,7 +25,6 @@ import structlog
 
 from watchdog.config.models import Config
 from watchdog.runtime.executor import TargetExecutor
-from watchdog.support.metrics import rule_labels
 from watchdog.notify import build_channels
 from watchdog.notify.base import Channel
 from watchdog.runtime.recording import FileRecorder, NoRecorder, RecordingUnwritable, open_recording
@@ -71,7 +70,6 @@ async def apply_reload(rt: Runtime, new: Config) -> list[str]:
                        executors=_executors(rt, new, redactor))
         rt.pausing.drop_removed()
         rt.state.peers.retarget([t.name for t in new.targets])  # a shared state's leases follow the targets
-        rt.rule_series.keep(rule_labels(new))
         return gone, replaced
 
     within = rt.drain_bound()

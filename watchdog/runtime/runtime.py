@@ -284,10 +284,6 @@ class Runtime:
         board = self.board
         self.pausing.expire(now)
         views = board.evaluate(target, now)
-        record, categories = self.rule_series.record, board.categories(target)
-        for rname, view in views.items():
-            ev = view.evaluation
-            record(target, rname, categories[rname], ev.state.number, None if ev.value is None else float(ev.value))
         self.metrics.last_evaluation.set(now.timestamp())
         ex = self.executors[target]
         ex.set_blind_sources(board.blind_sources(target, now), now)

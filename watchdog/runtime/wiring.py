@@ -30,7 +30,7 @@ from watchdog.core.escalation import Phase, TargetMachine
 from watchdog.shared.events import Event
 from watchdog.runtime.executor import TargetExecutor
 from watchdog.runtime.failpoints import Failpoints
-from watchdog.support.metrics import Metrics, rule_labels
+from watchdog.support.metrics import Metrics
 from watchdog.notify import Notifier, build_channels
 from watchdog.runtime.pausing import PauseKeeper
 from watchdog.runtime.recording import FileRecorder, NoRecorder, Recorder
@@ -123,7 +123,7 @@ async def build_runtime(
             executors=executors, pausing=pausing, statewatch=watch, tasks=tasks, failpoints=parts.failpoints,
             new_incident_id=parts.new_incident_id, runners=runners, recorder=recorder, scheduler=scheduler)
         bell.answer(pushed_polls(runtime))
-        runtime.rule_series.keep(rule_labels(cfg))
+        runtime.rule_series.read_from(lambda: runtime.board.judgements())  # the board a reload swapped in too
         show_cost(metrics, project(cfg))
         metrics.paused.set(0)
         metrics.state_writable.set(1)

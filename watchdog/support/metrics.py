@@ -7,8 +7,7 @@ never become labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,9 +15,6 @@ from prometheus_client.samples import Sample
 from prometheus_client.exposition import generate_latest
 
 from watchdog import __version__
-
-if TYPE_CHECKING:
-    from watchdog.config.models import Config
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _ROLLBACK_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200)
@@ -144,71 +140,48 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def rule_labels(cfg: Config) -> set[tuple[str, str, str]]:
-    """(target, rule, category) of every rule a Config holds."""
-    return {(t.name, r.name, r.category) for t in cfg.targets for r in t.rules}
-
-
-class _Judged:
-    __slots__ = ("category", "state", "value")
-
-    def __init__(self, category: str, state: int, value: float | None):
-        self.category, self.state, self.value = category, state, value
+# A rule's last judgement as its series show it: target, rule, category, state, value (None: no value series).
+Judged = tuple[str, str, str, int, float | None]
 
 
 class RuleSeries:
-    """The per-rule series, `watchdog_rule_state{target,rule,category}` and `watchdog_rule_value{target,rule}`:
-    each rule's last judgement kept as plain values and written out when scraped (a collector), not as two
-    prometheus-client children a rule. A child takes a lock per `set` and ~0.7 KB; at 5 000 rules the children
-    were 3.3 MB of the daemon and the per-rule `set`s a share of every poll (issue 22). A rule has one series
-    whatever its category was before (a reload may change it while a poll judges it); `keep` after a reload
-    drops the rules that are gone, which would otherwise report their last state forever."""
+    """The per-rule series, `watchdog_rule_state{target,rule,category}` and `watchdog_rule_value{target,rule}`,
+    read from the rules' last judgements when scraped (`read_from`: the runtime's board), not written at every
+    poll: a rule judged at every poll and scraped now and then was a record call per rule and poll, a twentieth
+    of a 1 000-rule poll's CPU (bench/README.md), for nobody. Before that they were two prometheus-client
+    children a rule, a lock per `set` and ~0.7 KB each (3.3 MB at 5 000 rules). Whatever rules the reader
+    yields are those shown: after a reload, the rules the new config holds, under their categories now."""
 
     _STATE = ("watchdog_rule_state", "Rule state: 0 ok, 1 alarm, 2 insufficient_data.")
     _VALUE = ("watchdog_rule_value", "Newest datapoint value a rule judged (booleans as 0/1).")
 
     def __init__(self) -> None:
-        # A value None: no value now (a stale number would look like a reading), and no value series.
-        self._rules: dict[tuple[str, str], _Judged] = {}
+        self._read: Callable[[], Iterable[Judged]] = tuple  # no rules until the runtime names its board
 
-    def record(self, target: str, rule: str, category: str, state: int, value: float | None) -> None:
-        held = self._rules.get((target, rule))
-        if held is None:
-            self._rules[target, rule] = _Judged(category, state, value)
-        else:
-            held.category, held.state, held.value = category, state, value
-
-    def keep(self, rules: set[tuple[str, str, str]]) -> None:
-        """Only these (target, rule, category) remain exported; new ones start as insufficient_data (2)."""
-        for (target, rule), held in list(self._rules.items()):
-            if (target, rule, held.category) not in rules:
-                del self._rules[target, rule]
-        for target, rule, category in rules:
-            if (target, rule) not in self._rules:
-                self.record(target, rule, category, 2, None)
+    def read_from(self, judged: Callable[[], Iterable[Judged]]) -> None:
+        """Where a scrape reads the rules from: called once per family at each scrape, from its thread."""
+        self._read = judged
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(*self._STATE, labels=["target", "rule", "category"])
         yield GaugeMetricFamily(*self._VALUE, labels=["target", "rule"])
 
     def collect(self) -> Iterator[Metric]:
-        # A scrape renders in a thread (http/web.py) while the loop polls and may reload: it walks the rules
-        # named now (a tuple of the dict's own keys), and a rule a reload dropped meanwhile is left out.
-        keys = tuple(self._rules)
-        yield _Streamed(*self._STATE, self._states(keys))
-        yield _Streamed(*self._VALUE, self._values(keys))
+        # Each family walks the rules as the exposition writes it (a sample made at a time); a reload between
+        # the two walks shows each family whole, of the config it walked.
+        yield _Streamed(*self._STATE, self._states())
+        yield _Streamed(*self._VALUE, self._values())
 
-    def _states(self, keys: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
-        name, rules = self._STATE[0], self._rules
-        for key in keys:
-            if (held := rules.get(key)) is not None:
-                yield Sample(name, {"target": key[0], "rule": key[1], "category": held.category}, held.state)
+    def _states(self) -> Iterator[Sample]:
+        name = self._STATE[0]
+        for target, rule, category, state, _ in self._read():
+            yield Sample(name, {"target": target, "rule": rule, "category": category}, state)
 
-    def _values(self, keys: tuple[tuple[str, str], ...]) -> Iterator[Sample]:
-        name, rules = self._VALUE[0], self._rules
-        for key in keys:
-            if (held := rules.get(key)) is not None and (value := held.value) is not None:
-                yield Sample(name, {"target": key[0], "rule": key[1]}, value)
+    def _values(self) -> Iterator[Sample]:
+        name = self._VALUE[0]
+        for target, rule, _, _, value in self._read():
+            if value is not None:
+                yield Sample(name, {"target": target, "rule": rule}, value)
 
 
 class _Streamed(Metric):
