@@ -105,7 +105,14 @@ class RuleRing:
         starts, vals = ev.series()  # columns: the judgement's Buckets are not made for this
         times, values, newest = self._times, self._values, self._newest
         first = r = len(vals)
-        if r > 1 and newest is not None and starts[r - 2] == newest:
+        if r and newest is not None and starts[r - 1] == newest:
+            # The same range again (a sampled source's poll within its bucket, a query read twice in a period): only
+            # the ring's newest takes its value again, what the walk below comes to (0.4 µs a judgement spared).
+            v = vals[r - 1]
+            if v is not None:
+                values[-1] = float(v)
+            first = r
+        elif r > 1 and newest is not None and starts[r - 2] == newest:
             # The range moved on by one bucket, as at every poll of a period-aligned read: the ring's newest
             # takes its value again and the range's newest joins, without the walk below (timeit, CPU, a judgement
             # 1.15 -> 0.95 µs). `starts` holds the range's end too: the buckets are its first r.
@@ -183,6 +190,8 @@ class RuleSlot:
     ring: RuleRing = field(default_factory=RuleRing)
     basis: Basis | None = None  # of the last judgement, and its view
     view: RuleView | None = None
+    plain: bool = True  # no `change` and no `max_age`: its points are judged as they came
+    shape: int = 0  # its grid's shape (period, N, complete buckets), numbered per board
 
     def last_judged(self, first: datetime) -> tuple[Basis, RuleView] | None:
         """The last judgement's basis and view, if it judged the range that starts at `first` with the note
@@ -228,10 +237,13 @@ class SignalBoard:
         }
         self._blind_after = {s.name: s.blind_limit for s in cfg.sources}
         self.slots: dict[str, RuleSlot] = {}
+        shapes_of: dict[tuple[timedelta, int, bool], int] = {}
         for t in cfg.targets:
             for r in t.rules:
                 src, shape = self.sources[r.source], shapes[r.source]
-                slot = RuleSlot(t.name, r, spec_for(r, shape.sampled, src.interval_s, shape.bucket(r)))
+                spec = spec_for(r, shape.sampled, src.interval_s, shape.bucket(r))
+                slot = RuleSlot(t.name, r, spec, plain=r.change is None and r.max_age is None, shape=shapes_of.setdefault(
+                    (spec.period, spec.evaluation_periods, spec.complete_buckets_only), len(shapes_of)))
                 # Until its source answers, a rule knows nothing: never judge it on an empty window.
                 slot.note = f"source {r.source} has not answered yet"
                 self.slots[rule_key(t.name, r.name)] = slot
@@ -330,8 +342,8 @@ class SignalBoard:
 
     def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
         views = {}
-        slots, sources = self.slots, self.sources
-        grids: dict[tuple[timedelta, int, bool, datetime], tuple[datetime, ...]] = {}
+        slots, sources, judge = self.slots, self.sources, self._judge
+        grids: dict[tuple[int, datetime], tuple[datetime, ...]] = {}
         for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
             slot = slots[key]
             rule, spec = slot.rule, slot.spec
@@ -343,14 +355,17 @@ class SignalBoard:
             else:
                 at = sources[rule.source].last_success or now
             points = slot.points
-            if rule.change is not None:
-                points = change_points(points, rule.change.over, spec.period)
-            if rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
-                points = [p for p in points if p[0] >= now - rule.max_age]
-            edges = grids.get((spec.period, spec.evaluation_periods, spec.complete_buckets_only, at))
+            if not slot.plain:
+                if rule.change is not None:
+                    points = change_points(points, rule.change.over, spec.period)
+                if rule.max_age is not None:  # no evidence of now (after the change: its base may be old)
+                    points = [p for p in points if p[0] >= now - rule.max_age]
+            # Rules of one grid shape (period, N, complete buckets) at one time share their edges; the shape as a
+            # number made once per board, not a tuple of its three made and hashed per rule (0.3 µs a rule).
+            edges = grids.get((slot.shape, at))
             if edges is None:
-                edges = grids[spec.period, spec.evaluation_periods, spec.complete_buckets_only, at] = grid(spec, at)
-            views[rule.name] = self._judge(slot, points, edges, now)
+                edges = grids[slot.shape, at] = grid(spec, at)
+            views[rule.name] = judge(slot, points, edges, now)
         return views
 
     @staticmethod
