@@ -82,7 +82,7 @@ def ring_memory(rules: int = 5000, flapping: bool = True) -> str:
     import tracemalloc
 
     from watchdog.core.rules import Bucket, Evaluation, RuleState
-    from watchdog.core.signals import TRANSITIONS_KEPT, VALUES_KEPT, RuleRing
+    from watchdog.core.ring import TRANSITIONS_KEPT, VALUES_KEPT, RuleRing
 
     def judgement(k: int) -> Evaluation:
         start = T0 + timedelta(minutes=k)

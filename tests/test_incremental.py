@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from watchdog.core.rules import Datapoint, Evaluation, RuleState, change_points, evaluate
-from watchdog.core.signals import TRANSITIONS_KEPT, VALUES_KEPT, SignalBoard
+from watchdog.core.ring import TRANSITIONS_KEPT, VALUES_KEPT
+from watchdog.core.signals import SignalBoard
 from watchdog.runtime.wiring import board_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -123,7 +124,7 @@ class Plain:
                 slot.values[-1] = (b.start, float(b.value))
         del slot.values[:-VALUES_KEPT]
         if ev.state != slot.state or not slot.transitions:
-            # The buckets an alarm was decided on; none kept for another state (signals.Transition).
+            # The buckets an alarm was decided on; none kept for another state (ring.Transition).
             judged = tuple(b for b in ev.buckets if b.judged) if ev.state == RuleState.ALARM else ()
             slot.transitions.append((now, ev.state, ev.reason, judged))
         del slot.transitions[:-TRANSITIONS_KEPT]

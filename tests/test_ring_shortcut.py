@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from watchdog.core.rules import RuleState, decide, grid
-from watchdog.core.signals import VALUES_KEPT, RuleRing
+from watchdog.core.ring import VALUES_KEPT, RuleRing
 from watchdog.runtime.wiring import board_for
 
 T0 = datetime(2026, 11, 28, 12, 0, 10, tzinfo=timezone.utc)

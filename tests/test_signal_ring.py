@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 from configs import CLOSED, cloudwatch, http, hybrid_routing, level, metric_rule, parsed
 from watchdog.core.rules import RuleState
-from watchdog.core.signals import TRANSITIONS_KEPT, VALUES_KEPT, RuleRing, SignalBoard
+from watchdog.core.ring import TRANSITIONS_KEPT, VALUES_KEPT, RuleRing
+from watchdog.core.signals import SignalBoard
 from watchdog.runtime.wiring import board_for
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)

@@ -30,7 +30,8 @@ from watchdog.replay.quiet import QuietPolls
 from watchdog.replay.sources import HistorySource
 from watchdog.runtime.runtime import Runtime
 from watchdog.core.schedule import Pace, count, ticks
-from watchdog.core.signals import Query, SignalBoard, Transition
+from watchdog.core.ring import Transition
+from watchdog.core.signals import Query, SignalBoard
 from watchdog.sources import SourceDeps, source_kind
 from watchdog.sources.kind import pace_of
 from watchdog.sources.base import Source

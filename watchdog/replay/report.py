@@ -18,7 +18,7 @@ from pathlib import Path
 from watchdog.config.models import Config, Rule
 from watchdog.config.models import Source as SourceConfig
 from watchdog.config.types import Threshold, format_duration
-from watchdog.core.signals import Transition
+from watchdog.core.ring import Transition
 from watchdog.replay.engine import Replayed
 from watchdog.replay.labels import Label, Score
 from watchdog.core.evidence import evidence

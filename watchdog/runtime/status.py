@@ -20,7 +20,8 @@ from watchdog.core.rules import Bucket
 from watchdog.core.escalation import Incident
 from watchdog.runtime.executor import TargetExecutor
 from watchdog.core.pause import Pauses
-from watchdog.core.signals import SignalBoard, Transition
+from watchdog.core.ring import Transition
+from watchdog.core.signals import SignalBoard
 from watchdog.state.peering import Peering
 from watchdog.state.storage import AuditJournal, IncidentStore
 
