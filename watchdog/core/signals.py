@@ -19,7 +19,7 @@ from typing import NamedTuple, Protocol
 
 from watchdog.config.models import Config, Rule, Target
 from watchdog.core.ring import RuleRing
-from watchdog.core.series import Series, zero_signs, same_answer
+from watchdog.core.points import Points, zero_signs, same_answer
 from watchdog.core.escalation import RuleView
 from watchdog.core.rules import (
     Column,
@@ -197,7 +197,7 @@ class SignalBoard:
             # else: the last answer's object is kept, so evaluate knows by its identity that nothing is new
             # (bench.evalbench, 5 000 rules: a poll that brings nothing new costs 1.7 µs a rule to judge, not 11)
             slot.note, slot.read_at = "", now
-            if points.__class__ is Series:  # its columns (core/series.py), its length not asked in Python
+            if points.__class__ is Points:  # its columns (core/points.py), its length not asked in Python
                 if not points.values:
                     continue
                 slot.last_datapoint, newest = max(points.times), points.values[-1]

@@ -303,7 +303,7 @@ class CloudWatch(AwsSource):
                     if status != "Complete":
                         _check_complete(shared[k].first.key, status, bool(token))
                     into = samples if qid in counts else got
-                    if finite:  # the hot path at a thousand rules: the parser's points themselves (a Series)
+                    if finite:  # the hot path at a thousand rules: the parser's points themselves (Points)
                         into[k] = [*into[k], *pairs] if into[k] else pairs  # a later page's joined (rare)
                         continue
                     kept = into[k] = list(into[k])

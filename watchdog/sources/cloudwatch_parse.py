@@ -34,12 +34,12 @@ from aiobotocore.parsers import AioQueryParser, AioResponseParserFactory
 from botocore.model import Shape
 from botocore.parsers import QueryParser
 
-from watchdog.core.series import Series
+from watchdog.core.points import Points
 
 __all__ = ["POINTS", "NotCanonical", "ParserFactory", "Result", "as_points", "parse", "results_of", "scan"]
 
 Timestamps = Callable[[str], datetime]
-# One result read into its datapoints: Id, StatusCode, (time, value) pairs (a Series when they pair up one for one,
+# One result read into its datapoints: Id, StatusCode, (time, value) pairs (Points when they pair up one for one,
 # as they do in every answer AWS sends), and whether every value is finite.
 Result = tuple[str | None, str | None, Sequence[tuple[datetime, float]], bool]
 POINTS = "Points"  # the answer's key for its `Result`s, in place of MetricDataResults
@@ -160,9 +160,9 @@ def scan(body: bytes, timestamps: Timestamps, points: bool = False) -> dict[str,
                                 except ValueError:
                                     values = _numbers(members)
                                 at = (known.get(stamps) if stamps else None) or shared(stamps or "")
-                                # As two columns, no tuple per datapoint (core/series.py): the two answers 3.56 -> 3.21 ms
+                                # As two columns, no tuple per datapoint (core/points.py): the two answers 3.56 -> 3.21 ms
                                 add((whole[1], whole[5],
-                                     Series(at, values) if len(at) == len(values) else list(zip(at, values)),
+                                     Points(at, values) if len(at) == len(values) else list(zip(at, values)),
                                      isfinite(sum(values))))
                             else:
                                 add({"Id": whole[1], "Label": whole[2], "Timestamps": many(whole[3] or ""),

@@ -1,4 +1,4 @@
-"""A Series (watchdog/core/series.py): datapoints as two columns, as the CloudWatch source hands an answer to the
+"""Points (watchdog/core/points.py): datapoints as two columns, as the CloudWatch source hands an answer to the
 board. To whoever reads it as a sequence it is the list of its (time, value) pairs; the board's shortcuts that
 read its columns judge it as they judge that list."""
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchdog.core.rules import columns
-from watchdog.core.series import Series, same_answer
+from watchdog.core.points import Points, same_answer
 
 from test_replay_fast_paths import answers, placed, same  # tests/ is on sys.path
 
@@ -24,27 +24,27 @@ def pairs_of(times: list[datetime], values: list[float]) -> list[tuple[datetime,
     return [(times[k], values[k]) for k in range(len(times))]
 
 
-def test_a_series_reads_as_the_list_of_its_pairs() -> None:
+def test_points_read_as_the_list_of_its_pairs() -> None:
     times = [T0 + timedelta(minutes=k) for k in range(4)]
     values = [1.0, -0.0, 3.5, 1e300]
-    s, listed = Series(times, values), pairs_of(times, values)
-    assert len(s) == 4 and bool(s) and not Series([], [])
+    s, listed = Points(times, values), pairs_of(times, values)
+    assert len(s) == 4 and bool(s) and not Points([], [])
     assert [s[k] for k in range(4)] == listed and s[-1] == (times[3], 1e300) and s[-4] == listed[0]
     assert s[1:3] == listed[1:3] and s[::-1] == listed[::-1] and s[:0] == []
     assert list(s) == listed and list(reversed(s)) == listed[::-1]
     assert (times[2], 3.5) in s and (times[2], 3.0) not in s
     assert s.index((times[1], -0.0)) == 1 and s.count((times[0], 1.0)) == 1
-    assert s == listed and listed == s and s == tuple(listed) and s == Series(list(times), list(values))
-    assert s != listed[:3] and s != [*listed[:3], (times[3], 2.0)] and s != Series(times[:3], values[:3])
+    assert s == listed and listed == s and s == tuple(listed) and s == Points(list(times), list(values))
+    assert s != listed[:3] and s != [*listed[:3], (times[3], 2.0)] and s != Points(times[:3], values[:3])
     with pytest.raises(IndexError):
         s[4]
     with pytest.raises(TypeError):
         hash(s)
 
 
-def test_a_series_refuses_columns_of_unequal_length() -> None:
+def test_points_refuse_columns_of_unequal_length() -> None:
     with pytest.raises(ValueError, match="3 times for 2 values"):
-        Series([T0, T0, T0], [1.0, 2.0])
+        Points([T0, T0, T0], [1.0, 2.0])
 
 
 values_st = st.one_of(st.floats(allow_nan=True), st.sampled_from([0.0, -0.0, 1.0, True, False]),
@@ -79,22 +79,22 @@ def by_hand(a: list[tuple[datetime, float]], b: list[tuple[datetime, float]]) ->
 
 @settings(max_examples=400, deadline=None)
 @given(two_answers())
-def test_two_answers_are_the_same_as_series_exactly_when_they_are_as_lists(case) -> None:  # type: ignore[no-untyped-def]
+def test_two_answers_are_the_same_as_points_exactly_when_they_are_as_lists(case) -> None:  # type: ignore[no-untyped-def]
     (t1, v1), (t2, v2) = case
     a, b = pairs_of(t1, v1), pairs_of(t2, v2)
     want = by_hand(a, b)
-    assert same_answer(Series(t1, v1), Series(t2, v2)) is want
-    assert same_answer(Series(t1, v1), b) is want and same_answer(a, Series(t2, v2)) is want
+    assert same_answer(Points(t1, v1), Points(t2, v2)) is want
+    assert same_answer(Points(t1, v1), b) is want and same_answer(a, Points(t2, v2)) is want
     assert same_answer(a, b) is want
 
 
 @settings(max_examples=600, deadline=None)
 @given(answers())
-def test_columns_place_a_series_as_they_place_its_pairs(case) -> None:  # type: ignore[no-untyped-def]
-    """The board's shortcut for a Series (its columns read as they are) places every answer as the rule says,
+def test_columns_place_points_as_they_place_its_pairs(case) -> None:  # type: ignore[no-untyped-def]
+    """The board's shortcut for Points (its columns read as they are) places every answer as the rule says,
     as for the same points given as pairs (tests/test_replay_fast_paths.py)."""
     spec, edges, points = case
-    vals, hits = columns(spec, Series([t for t, _ in points], [v for _, v in points]), edges)
+    vals, hits = columns(spec, Points([t for t, _ in points], [v for _, v in points]), edges)
     want_vals, want_hits = placed(points, edges, spec.threshold.op, spec.threshold.value)
     assert same(vals, want_vals), (points, vals, want_vals)
     assert list(hits) == want_hits

@@ -1,8 +1,8 @@
 """Datapoints as two columns: a query's answer as the CloudWatch source reads it, its times and its values.
 
 An answer of 500 results carries 3 000 datapoints at a one-minute period and N = 3; a (time, value) tuple for
-each was a fifth of the answers' scan and a tenth of the board's work at every poll (bench/README.md). A `Series`
-is still a sequence of (time, value) pairs to whoever reads it so (the replay, the recording, verification,
+each was a tenth of the answers' scan (two such answers 3.56 -> 3.21 ms) and of placing a rule's range in its
+buckets (1.31 -> 1.12 µs a rule, rules.columns). `Points` are still a sequence of (time, value) pairs to whoever reads it so (the replay, the recording, verification,
 change rules); the board's hot paths read its columns. Its `times` list is shared by every result of an answer
 with the same times, and is never changed.
 """
@@ -18,12 +18,12 @@ from typing import overload
 Value = float | bool
 Datapoint = tuple[datetime, Value]
 
-__all__ = ["Series", "same_answer", "zero_signs"]
+__all__ = ["Points", "same_answer", "zero_signs"]
 
 _value = itemgetter(1)
 
 
-class Series(Sequence[Datapoint]):
+class Points(Sequence[Datapoint]):
     """Datapoints `zip(times, values)`, the two of equal length."""
 
     __slots__ = ("times", "values")
@@ -51,8 +51,8 @@ class Series(Sequence[Datapoint]):
         return zip(self.times, self.values)
 
     def __eq__(self, other: object) -> bool:
-        """Equal to another Series of the same columns, or to a list or tuple of the same pairs."""
-        if isinstance(other, Series):
+        """Equal to another Points of the same columns, or to a list or tuple of the same pairs."""
+        if isinstance(other, Points):
             return list(self.times) == list(other.times) and list(self.values) == list(other.values)
         if isinstance(other, (list, tuple)):
             return len(other) == len(self) and all(a == b for a, b in zip(self, other))
@@ -61,7 +61,7 @@ class Series(Sequence[Datapoint]):
     __hash__ = None  # type: ignore[assignment]  # a sequence, compared by value
 
     def __repr__(self) -> str:
-        return f"Series({list(self)!r})"
+        return f"Points({list(self)!r})"
 
 
 def same_answer(new: Sequence[Datapoint], old: Sequence[Datapoint]) -> bool:
@@ -69,7 +69,7 @@ def same_answer(new: Sequence[Datapoint], old: Sequence[Datapoint]) -> bool:
     number belongs is missing) and 0.0 == -0.0 (shown "-0")."""
     if new is old:
         return True
-    if isinstance(new, Series) and isinstance(old, Series):  # by their columns
+    if isinstance(new, Points) and isinstance(old, Points):  # by their columns
         a, b = new.values, old.values
         if len(a) != len(b) or a != b or new.times != old.times:
             return False
