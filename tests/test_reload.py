@@ -233,3 +233,35 @@ async def test_the_pause_of_a_target_a_reload_removed_ends_without_an_error(tmp_
         assert app.runtime.pausing.pauses.all(app.runtime.clock.now()) == []
     finally:
         await app.stop()
+
+
+async def test_a_rule_kept_through_a_reload_is_judged_on_its_own_grid(tmp_path, admin_api):
+    """A reload puts a rule of another shape (N = 1) before an unchanged one (N = M = 5) on the same source. The
+    unchanged rule's slot goes on in the new board, and it is still judged on its own N + 2 buckets: five
+    breaching readings alarm it. (Each board numbers its grid shapes; a kept slot is numbered as the new board
+    numbers its shape. Kept with the old board's number, it was judged on the N = 1 rule's three buckets and
+    could never alarm.)"""
+    from datetime import timedelta
+
+    from watchdog.core.rules import RuleState
+    from watchdog.lifecycle.app import App
+
+    def cfg(*rules: dict[str, Any]):
+        flags = [level(1, "flags", http(f"{admin_api.url}/l1"))]
+        return parsed(http_json_config(tmp_path, [make_target("web", list(rules), flags)], interval="30s"))
+
+    lat = field_rule("lat", field="p99", threshold="> 100", evaluation_periods=5, datapoints_to_alarm=5)
+    errs = field_rule("errs", field="errors", threshold="> 1", evaluation_periods=1)
+    app = await App.create(cfg(lat), schedule=False)
+    await app.start()
+    try:
+        await app.reload(cfg(errs, lat))
+        board = app.runtime.board
+        now = app.runtime.clock.now()
+        board.source_ok("c", {"web/lat": [(now - timedelta(seconds=30 * k), 250.0) for k in range(9, -1, -1)]}, now)
+        views = board.evaluate("web", now)
+        assert len(views["errs"].evaluation.buckets) == 3  # N + 2, N = 1
+        assert len(views["lat"].evaluation.buckets) == 7  # N + 2, N = 5
+        assert views["lat"].evaluation.state is RuleState.ALARM, views["lat"].evaluation.reason
+    finally:
+        await app.stop()

@@ -90,7 +90,7 @@ class RuleSlot:
     basis: Basis | None = None  # of the last judgement, and its view
     view: RuleView | None = None
     plain: bool = True  # no `change` and no `max_age`: its points are judged as they came
-    shape: int = 0  # its grid's shape (period, N, complete buckets), numbered per board
+    shape: int = 0  # its grid's shape (period, N, complete buckets), numbered per board (`adopt` renumbers)
 
     def last_judged(self, first: datetime) -> tuple[Basis, RuleView] | None:
         """The last judgement's basis and view, if it judged the range that starts at `first` with the note
@@ -158,15 +158,24 @@ class SignalBoard:
         # Per source, the targets its last answer gave a breaching newest reading: judged first (urgent_first).
         self._stirred: dict[str, set[str]] = {}
 
+    def adopt(self, key: str, slot: RuleSlot) -> None:
+        """The slot of an unchanged rule (same rule, same spec) from the board a reload replaces, in place of this
+        board's own: its readings and judgements go on. Its grid shape is numbered as this board numbers it."""
+        slot.shape = self.slots[key].shape
+        self.slots[key] = slot
+
     def judgements(self) -> Iterator[tuple[str, str, str, int, float | None]]:
         """Each rule's last judgement as its metric series show it (support/metrics.py RuleSeries reads them when
         scraped): target, rule, category, state (0 ok, 1 alarm, 2 insufficient_data), the newest value judged
         (None: none; a boolean as 0 or 1). The slots are never added nor removed once built (a reload builds a
         new board), so a scrape's thread may walk them while the loop judges."""
         for slot in self.slots.values():
-            rule, ev = slot.rule, slot.evaluation
-            yield slot.target, rule.name, rule.category, slot.state.number, \
-                None if ev is None or ev.value is None else float(ev.value)
+            rule, ev = slot.rule, slot.evaluation  # state and value of one judgement, whatever the loop does meanwhile
+            if ev is None:
+                yield slot.target, rule.name, rule.category, slot.state.number, None
+            else:
+                yield slot.target, rule.name, rule.category, ev.state.number, \
+                    None if ev.value is None else float(ev.value)
 
     def queries(self, source: str) -> list[Query]:
         return [Query(k, self.slots[k].rule) for k in self._keys_of_source.get(source, ())]
