@@ -26,7 +26,7 @@ import botocore.session
 import pytest
 from aiobotocore.session import AioSession
 from botocore.parsers import QueryParser
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from watchdog.sources.cloudwatch import fast_timestamp
@@ -199,6 +199,12 @@ SPOILS = [*AT_A_TAG, "deep", "deep-in-field", "in-text", "repeat-field", "repeat
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(answer())
+# Two finite values whose sum overflows: still "every value finite" (a sum was once taken for that).
+@example('<GetMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><GetMetricDataResult>'
+         '<MetricDataResults><member><Id>0</Id><Label>0</Label><Timestamps></Timestamps><Values>'
+         '<member>1.7976931348623157e308</member><member>1.7976931348623157e308</member></Values>'
+         '<StatusCode>Complete</StatusCode></member></MetricDataResults></GetMetricDataResult><ResponseMetadata>'
+         '<RequestId></RequestId></ResponseMetadata></GetMetricDataResponse>')
 def test_a_canonical_answer_reads_as_botocore_reads_it_and_by_the_scanner_itself(doc: str) -> None:
     body = doc.encode()
     theirs = outcome(botocore_parse, body)
