@@ -238,9 +238,9 @@ async def test_the_pause_of_a_target_a_reload_removed_ends_without_an_error(tmp_
 async def test_a_rule_kept_through_a_reload_is_judged_on_its_own_grid(tmp_path, admin_api):
     """A reload puts a rule of another shape (N = 1) before an unchanged one (N = M = 5) on the same source. The
     unchanged rule's slot goes on in the new board, and it is still judged on its own N + 2 buckets: five
-    breaching readings alarm it. (Each board numbers its grid shapes; a kept slot is numbered as the new board
-    numbers its shape. Kept with the old board's number, it was judged on the N = 1 rule's three buckets and
-    could never alarm.)"""
+    breaching readings alarm it. (Rules judged at one time share their edges by their shape; a shape numbered per
+    board once let a kept slot carry the old board's number and take the N = 1 rule's three buckets: it could
+    never alarm.)"""
     from datetime import timedelta
 
     from watchdog.core.rules import RuleState

@@ -60,7 +60,7 @@ class RuleRing:
         first = r = len(vals)
         if r and newest is not None and starts[r - 1] == newest:
             # The same range again (a sampled source's poll within its bucket, a query read twice in a period): only
-            # the ring's newest takes its value again, what the walk below comes to (0.4 µs a judgement spared).
+            # the ring's newest takes its value again, what the walk below comes to (timeit: a judgement 0.60 -> 0.48 µs).
             v = vals[r - 1]
             if v is not None:
                 values[-1] = float(v)

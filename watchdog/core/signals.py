@@ -89,8 +89,6 @@ class RuleSlot:
     ring: RuleRing = field(default_factory=RuleRing)
     basis: Basis | None = None  # of the last judgement, and its view
     view: RuleView | None = None
-    plain: bool = True  # no `change` and no `max_age`: its points are judged as they came
-    shape: int = 0  # its grid's shape (period, N, complete buckets), numbered per board (`adopt` renumbers)
 
     def last_judged(self, first: datetime) -> tuple[Basis, RuleView] | None:
         """The last judgement's basis and view, if it judged the range that starts at `first` with the note
@@ -136,13 +134,10 @@ class SignalBoard:
         }
         self._blind_after = {s.name: s.blind_limit for s in cfg.sources}
         self.slots: dict[str, RuleSlot] = {}
-        shapes_of: dict[tuple[timedelta, int, bool], int] = {}
         for t in cfg.targets:
             for r in t.rules:
                 src, shape = self.sources[r.source], shapes[r.source]
-                spec = spec_for(r, shape.sampled, src.interval_s, shape.bucket(r))
-                slot = RuleSlot(t.name, r, spec, plain=r.change is None and r.max_age is None, shape=shapes_of.setdefault(
-                    (spec.period, spec.evaluation_periods, spec.complete_buckets_only), len(shapes_of)))
+                slot = RuleSlot(t.name, r, spec_for(r, shape.sampled, src.interval_s, shape.bucket(r)))
                 # Until its source answers, a rule knows nothing: never judge it on an empty window.
                 slot.note = f"source {r.source} has not answered yet"
                 self.slots[rule_key(t.name, r.name)] = slot
@@ -157,12 +152,6 @@ class SignalBoard:
                                    for name, keys in self._keys_of_source.items()}
         # Per source, the targets its last answer gave a breaching newest reading: judged first (urgent_first).
         self._stirred: dict[str, set[str]] = {}
-
-    def adopt(self, key: str, slot: RuleSlot) -> None:
-        """The slot of an unchanged rule (same rule, same spec) from the board a reload replaces, in place of this
-        board's own: its readings and judgements go on. Its grid shape is numbered as this board numbers it."""
-        slot.shape = self.slots[key].shape
-        self.slots[key] = slot
 
     def judgements(self) -> Iterator[tuple[str, str, str, int, float | None]]:
         """Each rule's last judgement as its metric series show it (support/metrics.py RuleSeries reads them when
@@ -256,7 +245,7 @@ class SignalBoard:
     def evaluate(self, target: str, now: datetime) -> dict[str, RuleView]:
         views = {}
         slots, sources, judge = self.slots, self.sources, self._judge
-        grids: dict[tuple[int, datetime], tuple[datetime, ...]] = {}
+        grids: dict[tuple[timedelta, int, bool, datetime], tuple[datetime, ...]] = {}
         for key in self._keys_of_target.get(target, ()):  # a poll begun before a reload may name a gone target
             slot = slots[key]
             rule, spec = slot.rule, slot.spec
@@ -268,16 +257,14 @@ class SignalBoard:
             else:
                 at = sources[rule.source].last_success or now
             points = slot.points
-            if not slot.plain:
-                if rule.change is not None:
-                    points = change_points(points, rule.change.over, spec.period)
-                if rule.max_age is not None:  # no evidence of now (after the change: its base may be old)
-                    points = [p for p in points if p[0] >= now - rule.max_age]
-            # Rules of one grid shape (period, N, complete buckets) at one time share their edges; the shape as a
-            # number made once per board, not a tuple of its three made and hashed per rule (0.3 µs a rule).
-            edges = grids.get((slot.shape, at))
+            if rule.change is not None:
+                points = change_points(points, rule.change.over, spec.period)
+            if rule.max_age is not None:  # an old value is no evidence of now (after the change: its base may be old)
+                points = [p for p in points if p[0] >= now - rule.max_age]
+            shape = (spec.period, spec.evaluation_periods, spec.complete_buckets_only, at)  # rules alike share edges
+            edges = grids.get(shape)
             if edges is None:
-                edges = grids[slot.shape, at] = grid(spec, at)
+                edges = grids[shape] = grid(spec, at)
             views[rule.name] = judge(slot, points, edges, now)
         return views
 

@@ -115,7 +115,7 @@ def _carried_over(old: SignalBoard, board: SignalBoard) -> SignalBoard:
         # The same rule under a new source interval has a new bucket period: keep its readings, not its spec.
         if prev_slot is not None and prev_slot.rule == slot.rule:
             if prev_slot.spec == slot.spec:
-                board.adopt(key, prev_slot)
+                board.slots[key] = prev_slot
             else:
                 slot.points, slot.history, slot.state = prev_slot.points, prev_slot.history, prev_slot.state
                 slot.ring = prev_slot.ring  # its recent values and transitions, for the status page

@@ -162,12 +162,10 @@ class DirectCalls:
     async def get_metric_data(self, **params: Any) -> dict[str, Any]:
         learned, client = self._learned, self._client
         credentials = client._request_signer._credentials
-        if learned is None or credentials is None or not isinstance(params.get(QUERIES), Batch):
+        # Not learned yet, no credentials, or no Batch (EncodedQueries says None): the client sends it.
+        parts = None if learned is None or credentials is None else client._serializer.encoded(params, self._model)
+        if learned is None or parts is None:
             answer: dict[str, Any] = await client.get_metric_data(**params)
-            return answer
-        parts = client._serializer.encoded(params, self._model)
-        if parts is None:  # not encoded as a Batch (EncodedQueries)
-            answer = await client.get_metric_data(**params)
             return answer
         _, first, rest = parts
         batch: Batch = params[QUERIES]

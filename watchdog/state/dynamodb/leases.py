@@ -8,8 +8,8 @@ or one handed over to this watchdog) or find one lost. Between rounds, `may_act`
 landed write said, on this watchdog's own monotonic clock (handed in: the tests drive it): it turns False once
 the time since the last renewal was sent passes the lease minus the margin, whether or not a round could run
 since (a partition, a SIGSTOP). A write refused on its fence (`fenced`) gives the lease up at once. What a
-round changed comes back as `lease_acquired` and `lease_lost` for the runtime to log, count and act on (a
-takeover's recovery).
+round changed comes back as `lease_acquired`, `lease_lost` and `lease_handed_over` for the runtime to log,
+count and act on (a takeover's recovery, a demotion).
 
 DynamoDB requests per round: one Query of the heartbeats, one consistent Query of every lease, one conditional
 UpdateItem per lease held, taken or handed over (sent at once), and one PutItem of the heartbeat; per look, one
